@@ -1,0 +1,47 @@
+"""swiftformer: SwiftFormer (Shaker et al., ICCV 2023) for PyTorch, with transformers-compatible checkpoints.
+
+Public names load lazily, so ``import swiftformer`` is cheap and the CLI starts fast; torch is
+imported when a model class is first used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "SwiftFormerConfig": "configuration",
+    "VARIANTS": "configuration",
+    "ATTENTION_VARIANTS": "configuration",
+    "SwiftFormerModel": "modeling",
+    "SwiftFormerForImageClassification": "modeling",
+    "SwiftFormerPreTrainedModel": "modeling",
+    "BaseModelOutputWithNoAttention": "outputs",
+    "ImageClassifierOutputWithNoAttention": "outputs",
+    "SwiftFormerImageProcessor": "image_processing",
+    "CheckpointError": "hub",
+}
+
+__all__ = [*_EXPORTS, "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'swiftformer' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:
+    from .configuration import ATTENTION_VARIANTS, VARIANTS, SwiftFormerConfig
+    from .hub import CheckpointError
+    from .image_processing import SwiftFormerImageProcessor
+    from .modeling import SwiftFormerForImageClassification, SwiftFormerModel, SwiftFormerPreTrainedModel
+    from .outputs import BaseModelOutputWithNoAttention, ImageClassifierOutputWithNoAttention

@@ -1,0 +1,331 @@
+"""SwiftFormerConfig: the architecture hyper-parameters, with the fields and defaults of transformers.
+
+A config is plain data: it validates itself at construction, round-trips through ``config.json``
+(the same file transformers reads and writes, ``model_type: "swiftformer"``), and knows the four
+published variants by name (:data:`VARIANTS`).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .hub import CONFIG_NAME, CheckpointError, read_json, resolve_file, write_json
+
+# The four published variants (paper Table 1, transformers' hub configs, timm's model names).
+VARIANTS: dict[str, dict[str, list[int]]] = {
+    "xs": {"depths": [3, 3, 6, 4], "embed_dims": [48, 56, 112, 220]},
+    "s": {"depths": [3, 3, 9, 6], "embed_dims": [48, 64, 168, 224]},
+    "l1": {"depths": [4, 3, 10, 5], "embed_dims": [48, 96, 192, 384]},
+    "l3": {"depths": [4, 4, 12, 6], "embed_dims": [64, 128, 320, 512]},
+}
+
+# Names accepted for ``hidden_act`` (the activation of the MLP in each encoder block). The first four
+# are the ones transformers documents; the others map to the same torch modules transformers uses.
+HIDDEN_ACTS = ("gelu", "relu", "selu", "gelu_new", "gelu_pytorch_tanh", "silu", "swish")
+
+# "softmax": transformers' port and the first original release (March 2023): a softmax over a size-1
+#            axis, so every token weight is exactly 1 and ``w_g`` has no effect. The hub checkpoints
+#            ``MBZUAI/swiftformer-*`` were trained this way.
+# "l2":      the original repository since July 2023 and timm: token weights (q·w_g)/√d are
+#            L2-normalized over the token axis.
+ATTENTION_VARIANTS = ("softmax", "l2")
+
+PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
+
+# Keys that transformers writes into every config.json; they carry no architecture information.
+_TRANSFORMERS_BOOKKEEPING = {
+    "architectures", "model_type", "transformers_version", "torch_dtype", "dtype", "_name_or_path",
+    "_commit_hash", "_attn_implementation_autoset", "_attn_implementation", "use_return_dict", "torchscript",
+    "pruned_heads", "tie_word_embeddings", "chunk_size_feed_forward", "is_encoder_decoder", "is_decoder",
+    "cross_attention_hidden_size", "add_cross_attention", "tie_encoder_decoder", "finetuning_task",
+    "tokenizer_class", "prefix", "bos_token_id", "pad_token_id", "eos_token_id", "sep_token_id",
+    "decoder_start_token_id", "task_specific_params", "output_attentions", "return_dict_in_generate",
+    "max_length", "min_length", "do_sample", "early_stopping", "num_beams", "num_beam_groups",
+    "diversity_penalty", "temperature", "top_k", "top_p", "typical_p", "repetition_penalty",
+    "length_penalty", "no_repeat_ngram_size", "encoder_no_repeat_ngram_size", "bad_words_ids",
+    "num_return_sequences", "output_scores", "forced_bos_token_id", "forced_eos_token_id",
+    "remove_invalid_values", "exponential_decay_length_penalty", "suppress_tokens", "begin_suppress_tokens",
+    "tf_legacy_loss", "use_bfloat16", "auto_map", "label_smoothing", "output_router_logits",
+    "transformers_weights", "base_model_tp_plan", "base_model_pp_plan", "chunk_size",
+}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+class SwiftFormerConfig:
+    """Configuration of a SwiftFormer model; the defaults give ``MBZUAI/swiftformer-xs``.
+
+    Args:
+        image_size: Nominal input resolution (the models accept any size the convolutions accept).
+        num_channels: Input channels.
+        depths: Blocks per stage; each stage is ``depth - 1`` ConvEncoders then one encoder block
+            with efficient additive attention.
+        embed_dims: Channels per stage.
+        mlp_ratio: Hidden width of the MLPs and ConvEncoders, as a multiple of the stage width.
+        downsamples: Whether to downsample (``down_stride``) between stage ``i`` and ``i + 1``; a
+            projection is also inserted where the widths differ.
+        hidden_act: Activation of the encoder blocks' MLP, one of :data:`HIDDEN_ACTS`.
+        down_patch_size, down_stride, down_pad: Kernel, stride and padding of the downsampling convs.
+        drop_path_rate: Stochastic-depth rate, increasing linearly over all blocks to this value.
+        drop_mlp_rate: Dropout rate inside the encoder blocks' MLP.
+        drop_conv_encoder_rate: Dropout rate of the ConvEncoder residual branch (see the model's
+            docs for how this library applies it).
+        use_layer_scale: Whether the encoder blocks scale their attention and MLP branches.
+        layer_scale_init_value: Initial value of those scales.
+        batch_norm_eps: Epsilon of every BatchNorm.
+        attention_variant: ``"softmax"`` (transformers and the hub checkpoints) or ``"l2"`` (the
+            original repository since July 2023 and timm); see :data:`ATTENTION_VARIANTS`.
+        num_labels, id2label, label2id, problem_type: Classification head settings, as in transformers
+            (``num_labels`` defaults to 2 when no ``id2label`` is given).
+        output_hidden_states, return_dict: Default output options of the models' ``forward``.
+
+    Raises:
+        ValueError: naming the field and the bad value, for any inconsistent or out-of-range setting.
+    """
+
+    model_type = "swiftformer"
+
+    def __init__(
+        self,
+        image_size: int | Sequence[int] = 224,
+        num_channels: int = 3,
+        depths: Sequence[int] = (3, 3, 6, 4),
+        embed_dims: Sequence[int] = (48, 56, 112, 220),
+        mlp_ratio: float = 4,
+        downsamples: Sequence[bool] = (True, True, True, True),
+        hidden_act: str = "gelu",
+        down_patch_size: int | Sequence[int] = 3,
+        down_stride: int | Sequence[int] = 2,
+        down_pad: int | Sequence[int] = 1,
+        drop_path_rate: float = 0.0,
+        drop_mlp_rate: float = 0.0,
+        drop_conv_encoder_rate: float = 0.0,
+        use_layer_scale: bool = True,
+        layer_scale_init_value: float = 1e-5,
+        batch_norm_eps: float = 1e-5,
+        attention_variant: str = "softmax",
+        num_labels: int | None = None,
+        id2label: dict[int, str] | None = None,
+        label2id: dict[str, int] | None = None,
+        problem_type: str | None = None,
+        output_hidden_states: bool = False,
+        return_dict: bool = True,
+        **unknown: Any,
+    ) -> None:
+        self.image_size = list(image_size) if isinstance(image_size, Sequence) else image_size
+        self.num_channels = num_channels
+        self.depths = list(depths)
+        self.embed_dims = list(embed_dims)
+        self.mlp_ratio = mlp_ratio
+        self.downsamples = list(downsamples)
+        self.hidden_act = hidden_act
+        self.down_patch_size = list(down_patch_size) if isinstance(down_patch_size, Sequence) else down_patch_size
+        self.down_stride = list(down_stride) if isinstance(down_stride, Sequence) else down_stride
+        self.down_pad = list(down_pad) if isinstance(down_pad, Sequence) else down_pad
+        self.drop_path_rate = drop_path_rate
+        self.drop_mlp_rate = drop_mlp_rate
+        self.drop_conv_encoder_rate = drop_conv_encoder_rate
+        self.use_layer_scale = use_layer_scale
+        self.layer_scale_init_value = layer_scale_init_value
+        self.batch_norm_eps = batch_norm_eps
+        self.attention_variant = attention_variant
+        self.problem_type = problem_type
+        self.output_hidden_states = output_hidden_states
+        self.return_dict = return_dict
+        self._set_labels(num_labels, id2label, label2id)
+
+        unknown = {k: v for k, v in unknown.items() if k not in _TRANSFORMERS_BOOKKEEPING}
+        if unknown:
+            warnings.warn(
+                f"SwiftFormerConfig ignores unknown keys: {', '.join(sorted(unknown))}", UserWarning, stacklevel=2
+            )
+        self.validate()
+
+    # ------------------------------------------------------------------ labels
+    def _set_labels(
+        self, num_labels: int | None, id2label: dict[Any, str] | None, label2id: dict[str, Any] | None
+    ) -> None:
+        if id2label is not None:
+            if not isinstance(id2label, dict):
+                raise ValueError(f"id2label must be a dict of index -> name, got {type(id2label).__name__}")
+            try:
+                id2label = {int(k): str(v) for k, v in id2label.items()}
+            except (TypeError, ValueError):
+                raise ValueError(f"id2label keys must be integers, got {list(id2label)[:5]}") from None
+            if sorted(id2label) != list(range(len(id2label))):
+                raise ValueError(f"id2label keys must be 0..{len(id2label) - 1}, got {sorted(id2label)[:10]}")
+            if num_labels is not None and num_labels != len(id2label):
+                raise ValueError(f"num_labels={num_labels} disagrees with id2label, which has {len(id2label)} entries")
+        else:
+            num_labels = 2 if num_labels is None else num_labels
+            if not _is_int(num_labels) or num_labels < 0:
+                raise ValueError(f"num_labels must be a non-negative integer, got {num_labels!r}")
+            id2label = {i: f"LABEL_{i}" for i in range(num_labels)}
+        self.id2label: dict[int, str] = id2label
+        if label2id is None:
+            label2id = {name: i for i, name in id2label.items()}
+        self.label2id: dict[str, int] = {str(k): int(v) for k, v in label2id.items()}
+
+    @property
+    def num_labels(self) -> int:
+        """Number of classes; setting it to a new value resets the labels to ``LABEL_i``."""
+        return len(self.id2label)
+
+    @num_labels.setter
+    def num_labels(self, value: int) -> None:
+        if value != self.num_labels:
+            self._set_labels(value, None, None)
+
+    @property
+    def use_return_dict(self) -> bool:
+        """Alias of ``return_dict`` (transformers 4.x name)."""
+        return self.return_dict
+
+    @property
+    def num_stages(self) -> int:
+        return len(self.depths)
+
+    # -------------------------------------------------------------- validation
+    def validate(self) -> None:
+        """Check every field; raise ``ValueError`` naming the first bad one."""
+
+        def fail(field: str, why: str) -> None:
+            raise ValueError(f"SwiftFormerConfig.{field}={getattr(self, field)!r} is invalid: {why}")
+
+        def positive_ints(field: str, value: Any, length: int | None = None, minimum: int = 1) -> None:
+            items = value if isinstance(value, list) else [value]
+            if not items or not all(_is_int(v) and v >= minimum for v in items):
+                fail(field, f"expected {'integers' if isinstance(value, list) else 'an integer'} >= {minimum}")
+            if isinstance(value, list) and length is not None and len(value) != length:
+                fail(field, f"expected {length} values, got {len(value)}")
+
+        positive_ints("image_size", self.image_size, 2)
+        positive_ints("num_channels", self.num_channels)
+        positive_ints("depths", self.depths)
+        if not isinstance(self.depths, list):
+            fail("depths", "expected a list")
+        positive_ints("embed_dims", self.embed_dims, len(self.depths))
+        if self.embed_dims[0] < 2:
+            fail("embed_dims", "the stem's first conv has embed_dims[0] // 2 channels, so embed_dims[0] must be >= 2")
+        if not all(isinstance(v, bool) for v in self.downsamples):
+            fail("downsamples", "expected a list of booleans")
+        if len(self.downsamples) not in (len(self.depths), len(self.depths) - 1):
+            fail("downsamples", f"expected {len(self.depths)} values (one per stage), got {len(self.downsamples)}")
+        if isinstance(self.mlp_ratio, bool) or not isinstance(self.mlp_ratio, (int, float)):
+            fail("mlp_ratio", "expected a number")
+        if not math.isfinite(self.mlp_ratio) or int(self.mlp_ratio * min(self.embed_dims)) < 1:
+            fail("mlp_ratio", "must be finite and give MLPs at least one hidden channel")
+        if self.hidden_act not in HIDDEN_ACTS:
+            fail("hidden_act", f"expected one of {', '.join(HIDDEN_ACTS)}")
+        positive_ints("down_patch_size", self.down_patch_size, 2)
+        positive_ints("down_stride", self.down_stride, 2)
+        positive_ints("down_pad", self.down_pad, 2, minimum=0)
+        for field in ("drop_path_rate", "drop_mlp_rate", "drop_conv_encoder_rate"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+                fail(field, "expected a rate in [0, 1)")
+        if not isinstance(self.use_layer_scale, bool):
+            fail("use_layer_scale", "expected a boolean")
+        value = self.layer_scale_init_value
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            fail("layer_scale_init_value", "expected a finite number")
+        value = self.batch_norm_eps
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            fail("batch_norm_eps", "expected a positive number")
+        if self.attention_variant not in ATTENTION_VARIANTS:
+            fail("attention_variant", f"expected one of {', '.join(ATTENTION_VARIANTS)}")
+        if self.problem_type is not None and self.problem_type not in PROBLEM_TYPES:
+            fail("problem_type", f"expected None or one of {', '.join(PROBLEM_TYPES)}")
+        if self.problem_type == "single_label_classification" and self.num_labels == 1:
+            fail("problem_type", "single-label classification needs num_labels > 1 (use 'regression' for one output)")
+        for field in ("output_hidden_states", "return_dict"):
+            if not isinstance(getattr(self, field), bool):
+                fail(field, "expected a boolean")
+
+    # ------------------------------------------------------------ constructors
+    @classmethod
+    def from_variant(cls, name: str, **overrides: Any) -> SwiftFormerConfig:
+        """Config of a published variant: ``"xs"``, ``"s"``, ``"l1"`` or ``"l3"``.
+
+        Also accepts ``"swiftformer-xs"``, ``"SwiftFormer_L1"`` and the like. ``overrides`` set any
+        other field, e.g. ``num_labels=10`` or ``attention_variant="l2"``.
+        """
+        key = name.lower().replace("swiftformer", "").strip("-_ ")
+        if key not in VARIANTS:
+            raise ValueError(f"Unknown SwiftFormer variant {name!r}; expected one of {', '.join(VARIANTS)}")
+        return cls(**{**VARIANTS[key], **overrides})
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], **overrides: Any) -> SwiftFormerConfig:
+        """Build from a ``config.json``-style dict (transformers' keys accepted); ``overrides`` win."""
+        data = {**data, **overrides}
+        model_type = data.pop("model_type", cls.model_type)
+        if model_type != cls.model_type:
+            raise CheckpointError(f"This config is for model_type {model_type!r}, not {cls.model_type!r}.")
+        if "num_labels" in overrides and "id2label" not in overrides:
+            # A new number of classes replaces the stored labels (fine-tuning to new classes).
+            if data.get("id2label") is not None and len(data["id2label"]) != overrides["num_labels"]:
+                data.pop("id2label")
+                data.pop("label2id", None)
+        if "use_return_dict" in data and "return_dict" not in data:
+            data["return_dict"] = data["use_return_dict"]
+        return cls(**data)
+
+    @classmethod
+    def from_json_file(cls, path: str | os.PathLike) -> SwiftFormerConfig:
+        return cls.from_dict(read_json(path))
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | os.PathLike,
+        *,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        local_files_only: bool = False,
+        token: str | bool | None = None,
+        **overrides: Any,
+    ) -> SwiftFormerConfig:
+        """Read ``config.json`` of a local folder or hub id; keyword ``overrides`` replace fields."""
+        path = resolve_file(
+            name_or_path, CONFIG_NAME, revision=revision, cache_dir=cache_dir,
+            local_files_only=local_files_only, token=token,
+        )
+        try:
+            return cls.from_dict(read_json(path), **overrides)
+        except (TypeError, ValueError) as err:
+            if isinstance(err, CheckpointError):
+                raise
+            raise CheckpointError(f"{path}: {err}") from None
+
+    # ------------------------------------------------------------- serializing
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, JSON-ready, with ``model_type`` (as transformers writes it)."""
+        data = {k: copy.deepcopy(v) for k, v in vars(self).items() if not k.startswith("_")}
+        data["id2label"] = {str(k): v for k, v in self.id2label.items()}
+        data["model_type"] = self.model_type
+        return data
+
+    def to_json_string(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
+        """Write ``config.json`` into ``save_directory`` (created if needed), atomically."""
+        path = Path(save_directory) / CONFIG_NAME
+        write_json(path, self.to_dict())
+        return path
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SwiftFormerConfig) and self.to_dict() == other.to_dict()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__} {self.to_json_string()}"

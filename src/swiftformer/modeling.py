@@ -1,0 +1,595 @@
+"""SwiftFormer in PyTorch: SwiftFormerModel and SwiftFormerForImageClassification.
+
+The network (Shaker et al., ICCV 2023, arXiv 2303.15446)::
+
+    pixel_values (B, 3, H, W)
+    └─ patch_embed: two stride-2 3×3 conv + BN + ReLU            → (B, C1, H/4, W/4)
+    └─ encoder.network, for each stage i:
+         stage i: (depth_i - 1) × ConvEncoder, then 1 × EncoderBlock (same shape in and out)
+         embeddings between stages: stride-2 3×3 conv + BN       → (B, C_{i+1}, H_i/2, W_i/2)
+    → last_hidden_state (B, C4, H/32, W/32)
+    classifier: BN → global average pool → (head + dist_head) / 2 → logits (B, num_labels)
+
+Module attributes carry the names of transformers' state-dict keys (``swiftformer.encoder.network.0
+.blocks.2.attn.to_query.weight`` ...), so transformers checkpoints load with ``strict=True`` and no
+renaming. Eval-mode outputs equal transformers' for every config it accepts (tested on perturbed
+weights). Training-time differences, which follow the paper rather than the port, are documented on
+:class:`SwiftFormerConvEncoder`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .configuration import SwiftFormerConfig
+from .hub import CONFIG_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_NAME, CheckpointError, write_json
+from .outputs import BaseModelOutputWithNoAttention, ImageClassifierOutputWithNoAttention
+from .weights import find_weights_file, load_state_dict_file, save_state_dict_file
+
+logger = logging.getLogger(__name__)
+
+
+def _pair(value: int | list[int]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (value[0], value[1])
+
+
+def build_activation(name: str) -> nn.Module:
+    """The activation modules transformers maps these names to (``ACT2CLS``)."""
+    if name == "gelu":
+        return nn.GELU()
+    if name in ("gelu_new", "gelu_pytorch_tanh"):
+        return nn.GELU(approximate="tanh")  # gelu_new is the same tanh approximation, written out
+    if name == "relu":
+        return nn.ReLU()
+    if name == "selu":
+        return nn.SELU()
+    if name in ("silu", "swish"):
+        return nn.SiLU()
+    raise ValueError(f"Unsupported hidden_act {name!r}")
+
+
+class SwiftFormerDropPath(nn.Module):
+    """Stochastic depth: in training, zero a residual branch for a random subset of samples.
+
+    Kept samples are scaled by ``1 / (1 - drop_prob)`` so the expectation is unchanged. Identity in eval.
+    """
+
+    def __init__(self, drop_prob: float = 0.0) -> None:
+        super().__init__()
+        self.drop_prob = drop_prob
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.drop_prob == 0.0 or not self.training:
+            return x
+        keep_prob = 1.0 - self.drop_prob
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep_prob)
+        return x * mask / keep_prob
+
+    def extra_repr(self) -> str:
+        return f"drop_prob={self.drop_prob}"
+
+
+class SwiftFormerPatchEmbedding(nn.Module):
+    """The stem: (B, C_in, H, W) → (B, C1, ⌈H/4⌉, ⌈W/4⌉), two stride-2 conv-BN-ReLU."""
+
+    def __init__(self, config: SwiftFormerConfig) -> None:
+        super().__init__()
+        out_chs = config.embed_dims[0]
+        eps = config.batch_norm_eps
+        self.patch_embedding = nn.Sequential(
+            nn.Conv2d(config.num_channels, out_chs // 2, kernel_size=3, stride=2, padding=1),
+            nn.BatchNorm2d(out_chs // 2, eps=eps),
+            nn.ReLU(),
+            nn.Conv2d(out_chs // 2, out_chs, kernel_size=3, stride=2, padding=1),
+            nn.BatchNorm2d(out_chs, eps=eps),
+            nn.ReLU(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.patch_embedding(x)
+
+
+class SwiftFormerEmbeddings(nn.Module):
+    """Downsampling between stages i and i+1: conv(k=down_patch_size, s=down_stride) + BN."""
+
+    def __init__(self, config: SwiftFormerConfig, index: int) -> None:
+        super().__init__()
+        in_chs, out_chs = config.embed_dims[index], config.embed_dims[index + 1]
+        self.proj = nn.Conv2d(
+            in_chs,
+            out_chs,
+            kernel_size=_pair(config.down_patch_size),
+            stride=_pair(config.down_stride),
+            padding=_pair(config.down_pad),
+        )
+        self.norm = nn.BatchNorm2d(out_chs, eps=config.batch_norm_eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.proj(x))  # (B, C_{i+1}, H', W')
+
+
+class SwiftFormerConvEncoder(nn.Module):
+    """Inverted-residual conv block: 3×3 depth-wise conv, BN, 1×1 expand, GELU, 1×1 project, scaled residual.
+
+    (B, C, H, W) → (B, C, H, W). Also serves as the encoder block's local representation
+    (``hidden_dim == dim``, no dropout), which has the same structure and state-dict keys.
+
+    Training-time regularization follows the paper, not transformers' port: the residual branch gets
+    **stochastic depth** at the block's rate of the linear schedule (``drop_path``), as the original
+    code's schedule intends, while transformers applies element-wise dropout there. The config's
+    ``drop_conv_encoder_rate`` is still honoured as element-wise dropout on the branch (default 0), so
+    configs written for transformers mean the same thing. Both are identities in eval mode.
+    """
+
+    def __init__(self, config: SwiftFormerConfig, dim: int, hidden_dim: int, drop_rate: float = 0.0,
+                 drop_path: float = 0.0) -> None:
+        super().__init__()
+        self.depth_wise_conv = nn.Conv2d(dim, dim, kernel_size=3, padding=1, groups=dim)
+        self.norm = nn.BatchNorm2d(dim, eps=config.batch_norm_eps)
+        self.point_wise_conv1 = nn.Conv2d(dim, hidden_dim, kernel_size=1)
+        self.act = nn.GELU()  # always GELU here, as in the reference; hidden_act applies to the MLP only
+        self.point_wise_conv2 = nn.Conv2d(hidden_dim, dim, kernel_size=1)
+        self.dropout = nn.Dropout(drop_rate) if drop_rate > 0 else nn.Identity()
+        self.drop_path = SwiftFormerDropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.layer_scale = nn.Parameter(torch.ones(dim, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        branch = self.point_wise_conv2(self.act(self.point_wise_conv1(self.norm(self.depth_wise_conv(x)))))
+        return x + self.drop_path(self.dropout(self.layer_scale * branch))
+
+
+class SwiftFormerMlp(nn.Module):
+    """BN then a 1×1-conv MLP: (B, C, H, W) → (B, C, H, W), hidden width ``int(C * mlp_ratio)``."""
+
+    def __init__(self, config: SwiftFormerConfig, in_features: int) -> None:
+        super().__init__()
+        hidden_features = int(in_features * config.mlp_ratio)
+        self.norm1 = nn.BatchNorm2d(in_features, eps=config.batch_norm_eps)
+        self.fc1 = nn.Conv2d(in_features, hidden_features, 1)
+        self.act = build_activation(config.hidden_act)
+        self.fc2 = nn.Conv2d(hidden_features, in_features, 1)
+        self.drop = nn.Dropout(config.drop_mlp_rate)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act(self.fc1(self.norm1(x)))
+        return self.drop(self.fc2(self.drop(x)))
+
+
+class SwiftFormerEfficientAdditiveAttention(nn.Module):
+    """Efficient additive attention on tokens: (B, N, C) → (B, N, C), linear in N.
+
+    q, k = normalize(W_q x), normalize(W_k x)           (unit length over channels)
+    α = token weights from q·w_g / √C                    (B, N, 1)
+    g = Σ_n α_n q_n                                      (B, C)   the global query
+    out = final(proj(g ⊙ k) + q)
+
+    ``attention_variant`` picks α: ``"softmax"`` applies a softmax over the size-1 last axis, as
+    transformers and the first original release do, so α ≡ 1 and ``w_g`` has no effect (the hub
+    checkpoints were trained so); ``"l2"`` L2-normalizes the weights over the token axis, as the
+    original repository has since July 2023 and timm.
+    """
+
+    def __init__(self, config: SwiftFormerConfig, dim: int) -> None:
+        super().__init__()
+        self.variant = config.attention_variant
+        self.to_query = nn.Linear(dim, dim)
+        self.to_key = nn.Linear(dim, dim)
+        self.w_g = nn.Parameter(torch.randn(dim, 1))
+        self.scale_factor = dim**-0.5
+        self.proj = nn.Linear(dim, dim)
+        self.final = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        query = F.normalize(self.to_query(x), dim=-1)  # (B, N, C)
+        key = F.normalize(self.to_key(x), dim=-1)  # (B, N, C)
+        scores = (query @ self.w_g) * self.scale_factor  # (B, N, 1)
+        if self.variant == "softmax":
+            weights = scores.softmax(dim=-1)  # over a size-1 axis: all ones (NaN stays NaN, as in the reference)
+        else:
+            weights = F.normalize(scores, dim=1)  # over tokens
+        global_query = (weights * query).sum(dim=1, keepdim=True)  # (B, 1, C)
+        return self.final(self.proj(global_query * key) + query)  # (B, N, C)
+
+
+class SwiftFormerEncoderBlock(nn.Module):
+    """Local representation, then additive attention and MLP residual branches: (B, C, H, W) → same."""
+
+    def __init__(self, config: SwiftFormerConfig, dim: int, drop_path: float = 0.0) -> None:
+        super().__init__()
+        self.local_representation = SwiftFormerConvEncoder(config, dim, hidden_dim=dim)
+        self.attn = SwiftFormerEfficientAdditiveAttention(config, dim)
+        self.linear = SwiftFormerMlp(config, in_features=dim)
+        self.drop_path = SwiftFormerDropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.use_layer_scale = config.use_layer_scale
+        if self.use_layer_scale:
+            self.layer_scale_1 = nn.Parameter(torch.full((dim, 1, 1), float(config.layer_scale_init_value)))
+            self.layer_scale_2 = nn.Parameter(torch.full((dim, 1, 1), float(config.layer_scale_init_value)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.local_representation(x)
+        batch_size, channels, height, width = x.shape
+        tokens = x.permute(0, 2, 3, 1).reshape(batch_size, height * width, channels)  # (B, N, C)
+        attn = self.attn(tokens).reshape(batch_size, height, width, channels).permute(0, 3, 1, 2)
+        if self.use_layer_scale:
+            x = x + self.drop_path(self.layer_scale_1 * attn)
+            x = x + self.drop_path(self.layer_scale_2 * self.linear(x))
+        else:
+            x = x + self.drop_path(attn)
+            x = x + self.drop_path(self.linear(x))
+        return x
+
+
+class SwiftFormerStage(nn.Module):
+    """``depth - 1`` ConvEncoders then one EncoderBlock, all at one resolution and width."""
+
+    def __init__(self, config: SwiftFormerConfig, index: int) -> None:
+        super().__init__()
+        dim, depth = config.embed_dims[index], config.depths[index]
+        first = sum(config.depths[:index])
+        total = sum(config.depths)
+        blocks: list[nn.Module] = []
+        for block_idx in range(depth):
+            # Stochastic depth grows linearly over all blocks of the network (paper, original code).
+            rate = config.drop_path_rate * (first + block_idx) / max(total - 1, 1)
+            if block_idx == depth - 1:
+                blocks.append(SwiftFormerEncoderBlock(config, dim, drop_path=rate))
+            else:
+                blocks.append(
+                    SwiftFormerConvEncoder(
+                        config, dim, int(config.mlp_ratio * dim), config.drop_conv_encoder_rate, drop_path=rate
+                    )
+                )
+        self.blocks = nn.ModuleList(blocks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+
+class SwiftFormerEncoder(nn.Module):
+    """The stages, with a downsampling :class:`SwiftFormerEmbeddings` between consecutive stages
+    wherever ``downsamples[i]`` is set or the widths differ (``network`` holds both, in order)."""
+
+    def __init__(self, config: SwiftFormerConfig) -> None:
+        super().__init__()
+        network: list[nn.Module] = []
+        for i in range(config.num_stages):
+            network.append(SwiftFormerStage(config, i))
+            if i < config.num_stages - 1 and (config.downsamples[i] or config.embed_dims[i] != config.embed_dims[i + 1]):
+                network.append(SwiftFormerEmbeddings(config, i))
+        self.network = nn.ModuleList(network)
+
+    def forward(self, x: torch.Tensor, output_hidden_states: bool = False) -> tuple[torch.Tensor, tuple | None]:
+        hidden_states = (x,) if output_hidden_states else None
+        for module in self.network:
+            x = module(x)
+            if hidden_states is not None:
+                hidden_states = hidden_states + (x,)
+        return x, hidden_states
+
+
+# ---------------------------------------------------------------------------------------------------
+# Models with config, weight init, checkpoint I/O
+# ---------------------------------------------------------------------------------------------------
+
+
+class SwiftFormerPreTrainedModel(nn.Module):
+    """Common base: holds the config, initializes weights as transformers does, loads and saves folders."""
+
+    config_class = SwiftFormerConfig
+    base_model_prefix = "swiftformer"
+    main_input_name = "pixel_values"
+
+    def __init__(self, config: SwiftFormerConfig) -> None:
+        super().__init__()
+        if not isinstance(config, SwiftFormerConfig):
+            raise TypeError(f"config must be a SwiftFormerConfig, got {type(config).__name__}")
+        self.config = config
+
+    # -------------------------------------------------------------- init
+    @torch.no_grad()
+    def _init_module(self, module: nn.Module) -> None:
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            nn.init.trunc_normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.BatchNorm2d):
+            module.reset_parameters()
+        elif isinstance(module, SwiftFormerConvEncoder):
+            nn.init.ones_(module.layer_scale)
+        elif isinstance(module, SwiftFormerEncoderBlock) and module.use_layer_scale:
+            nn.init.constant_(module.layer_scale_1, self.config.layer_scale_init_value)
+            nn.init.constant_(module.layer_scale_2, self.config.layer_scale_init_value)
+        elif isinstance(module, SwiftFormerEfficientAdditiveAttention):
+            nn.init.normal_(module.w_g)
+
+    def init_weights(self) -> None:
+        """(Re-)initialize every parameter: truncated normal (std 0.02) for conv/linear weights, zero
+        biases, unit BatchNorms, layer scales of 1 (conv blocks) and ``layer_scale_init_value``."""
+        self.apply(self._init_module)
+
+    # -------------------------------------------------------------- input checks
+    def _check_pixel_values(self, pixel_values: Any) -> None:
+        if not isinstance(pixel_values, torch.Tensor):
+            raise TypeError(
+                f"pixel_values must be a torch.Tensor of shape (batch, {self.config.num_channels}, height, width), "
+                f"got {type(pixel_values).__name__} (use SwiftFormerImageProcessor to turn images into tensors)"
+            )
+        if pixel_values.ndim != 4 or pixel_values.shape[1] != self.config.num_channels:
+            raise ValueError(
+                f"pixel_values must have shape (batch, {self.config.num_channels}, height, width), "
+                f"got {tuple(pixel_values.shape)}"
+            )
+        if not pixel_values.is_floating_point():
+            raise ValueError(
+                f"pixel_values must be a floating-point tensor, got {pixel_values.dtype} "
+                f"(normalize images with SwiftFormerImageProcessor first)"
+            )
+        height, width = pixel_values.shape[-2:]
+        if min(self.stage_shapes(height, width)[-1]) < 1:
+            raise ValueError(f"pixel_values of {height}x{width} is too small for this model's downsampling")
+
+    def stage_shapes(self, height: int, width: int) -> list[tuple[int, int]]:
+        """Spatial size (h, w) of each stage's output for an input of ``height`` × ``width``."""
+
+        def conv(size: int, kernel: int, stride: int, pad: int) -> int:
+            return (size + 2 * pad - kernel) // stride + 1
+
+        h, w = conv(conv(height, 3, 2, 1), 3, 2, 1), conv(conv(width, 3, 2, 1), 3, 2, 1)
+        shapes = [(h, w)]
+        cfg = self.config
+        (kh, kw), (sh, sw), (ph, pw) = _pair(cfg.down_patch_size), _pair(cfg.down_stride), _pair(cfg.down_pad)
+        for i in range(cfg.num_stages - 1):
+            if cfg.downsamples[i] or cfg.embed_dims[i] != cfg.embed_dims[i + 1]:
+                h, w = conv(h, kh, sh, ph), conv(w, kw, sw, pw)
+            shapes.append((h, w))
+        return shapes
+
+    def num_parameters(self, only_trainable: bool = False) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not only_trainable)
+
+    # -------------------------------------------------------------- saving
+    def save_pretrained(self, save_directory: str | os.PathLike, safe_serialization: bool = True) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` (or ``pytorch_model.bin``), each atomically.
+
+        The folder loads with :meth:`from_pretrained` here and with transformers'
+        ``SwiftFormerForImageClassification.from_pretrained``.
+        """
+        directory = Path(save_directory)
+        if directory.exists() and not directory.is_dir():
+            raise NotADirectoryError(f"{directory} exists and is not a folder")
+        directory.mkdir(parents=True, exist_ok=True)
+        save_state_dict_file(self.state_dict(), directory / (SAFE_WEIGHTS_NAME if safe_serialization else WEIGHTS_NAME))
+        stale = directory / (WEIGHTS_NAME if safe_serialization else SAFE_WEIGHTS_NAME)
+        if stale.exists():  # never leave an older weights file that loaders would pick instead
+            stale.unlink()
+        write_json(directory / CONFIG_NAME, {**self.config.to_dict(), "architectures": [type(self).__name__]})
+        return directory
+
+    # -------------------------------------------------------------- loading
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | os.PathLike,
+        *,
+        config: SwiftFormerConfig | None = None,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        local_files_only: bool = False,
+        token: str | bool | None = None,
+        ignore_mismatched_sizes: bool = False,
+        **config_overrides: Any,
+    ):
+        """Load a model folder or hub id (``"MBZUAI/swiftformer-xs"``) saved here or by transformers.
+
+        Args:
+            name_or_path: Local folder with ``config.json`` and ``model.safetensors`` (or a legacy
+                ``pytorch_model.bin``), or a hub repository id.
+            config: Use this config instead of the folder's ``config.json``.
+            revision, cache_dir, local_files_only, token: hub download options (huggingface_hub).
+                ``HF_HUB_OFFLINE=1`` is honoured.
+            ignore_mismatched_sizes: Re-initialize weights whose shape differs from the checkpoint's
+                (e.g. the heads, after ``num_labels=`` changed) instead of raising.
+            **config_overrides: Config fields to change, e.g. ``num_labels=10``, ``id2label=...``.
+
+        Raises:
+            CheckpointError: corrupt files, or keys missing / unexpected / of the wrong shape (all
+                listed in one message).
+            OSError: the folder or hub repository cannot be found or reached.
+        """
+        hub = dict(revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token)
+        if config is None:
+            config = SwiftFormerConfig.from_pretrained(name_or_path, **hub, **config_overrides)
+        elif config_overrides:
+            config = SwiftFormerConfig.from_dict(config.to_dict(), **config_overrides)
+        weights_path = find_weights_file(name_or_path, **hub)
+        model = cls(config)
+        model.load_checkpoint_state_dict(
+            load_state_dict_file(weights_path), source=str(weights_path), ignore_mismatched_sizes=ignore_mismatched_sizes
+        )
+        return model.eval()
+
+    def load_checkpoint_state_dict(
+        self, state_dict: dict[str, torch.Tensor], source: str = "state dict", ignore_mismatched_sizes: bool = False
+    ) -> None:
+        """Load a transformers-layout state dict of either class (base model or classifier).
+
+        A classifier checkpoint loads into the base model (heads dropped); a base-model checkpoint
+        loads into a classifier, whose heads stay freshly initialized (logged as a warning). Anything
+        else that does not match raises one :class:`CheckpointError` listing every problem.
+        """
+        own = self.state_dict()
+        prefix = self.base_model_prefix + "."
+        has_prefix = any(k.startswith(prefix) for k in state_dict)
+        wants_prefix = any(k.startswith(prefix) for k in own)
+        if has_prefix and not wants_prefix:  # classifier checkpoint → base model: drop the heads
+            state_dict = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+        elif wants_prefix and not has_prefix:  # base checkpoint → classifier
+            state_dict = {prefix + k: v for k, v in state_dict.items()}
+
+        head_keys = {k for k in own if not k.startswith(prefix)} if wants_prefix else set()
+        missing = [k for k in own if k not in state_dict and not k.endswith("num_batches_tracked")]
+        unexpected = [k for k in state_dict if k not in own]
+        mismatched = [
+            f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+            for k, v in state_dict.items()
+            if k in own and v.shape != own[k].shape
+        ]
+        fresh_heads = wants_prefix and not has_prefix and set(missing) == head_keys
+        if fresh_heads:
+            missing = []
+        if mismatched and ignore_mismatched_sizes:
+            logger.warning("Re-initialized weights whose shapes differ from %s:\n  %s", source, "\n  ".join(mismatched))
+            state_dict = {k: v for k, v in state_dict.items() if k not in own or v.shape == own[k].shape}
+            mismatched = []
+        if missing or unexpected or mismatched:
+            problems = []
+            if missing:
+                problems.append(f"missing keys ({len(missing)}): {', '.join(missing[:20])}" + (" ..." if len(missing) > 20 else ""))
+            if unexpected:
+                problems.append(
+                    f"unexpected keys ({len(unexpected)}): {', '.join(unexpected[:20])}" + (" ..." if len(unexpected) > 20 else "")
+                )
+            if mismatched:
+                problems.append(
+                    f"shape mismatches ({len(mismatched)}): {'; '.join(mismatched[:20])}"
+                    + " (pass ignore_mismatched_sizes=True to re-initialize them, e.g. for new num_labels)"
+                )
+            raise CheckpointError(
+                f"{source} does not match {type(self).__name__} with this config:\n  " + "\n  ".join(problems)
+            )
+        if fresh_heads:
+            logger.warning("%s holds no classification heads; %s are newly initialized.", source, sorted(head_keys))
+        self.load_state_dict(state_dict, strict=False)
+
+
+class SwiftFormerModel(SwiftFormerPreTrainedModel):
+    """The SwiftFormer backbone without a head.
+
+    ``forward(pixel_values)`` with pixel_values (B, C, H, W) returns ``last_hidden_state``
+    (B, C4, H/32, W/32) and, with ``output_hidden_states=True``, ``hidden_states`` (see
+    :class:`~swiftformer.outputs.BaseModelOutputWithNoAttention`).
+    """
+
+    def __init__(self, config: SwiftFormerConfig) -> None:
+        super().__init__(config)
+        self.patch_embed = SwiftFormerPatchEmbedding(config)
+        self.encoder = SwiftFormerEncoder(config)
+        self.init_weights()
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> BaseModelOutputWithNoAttention | tuple[torch.Tensor, ...]:
+        output_hidden_states = self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        return_dict = self.config.return_dict if return_dict is None else return_dict
+        self._check_pixel_values(pixel_values)
+
+        x = self.patch_embed(pixel_values)  # (B, C1, H/4, W/4)
+        last_hidden_state, hidden_states = self.encoder(x, output_hidden_states)  # (B, C4, H/32, W/32)
+        if not return_dict:
+            return (last_hidden_state,) if hidden_states is None else (last_hidden_state, hidden_states)
+        return BaseModelOutputWithNoAttention(last_hidden_state=last_hidden_state, hidden_states=hidden_states)
+
+
+class SwiftFormerForImageClassification(SwiftFormerPreTrainedModel):
+    """SwiftFormer with BatchNorm, global average pooling, and two linear heads (class and distillation).
+
+    ``logits`` (B, num_labels) is the mean of ``head`` and ``dist_head``, as in transformers; the two
+    are also returned separately as ``cls_logits`` and ``distillation_logits`` for DeiT-style
+    distillation training. With ``labels``, the loss follows ``config.problem_type``, or is inferred
+    as transformers does: one label → regression (MSE); integer labels → single-label cross-entropy;
+    otherwise multi-label (BCE with logits on multi-hot float labels). Unlike transformers, the
+    inferred type is not written back into the config.
+    """
+
+    def __init__(self, config: SwiftFormerConfig) -> None:
+        super().__init__(config)
+        dim = config.embed_dims[-1]
+        self.swiftformer = SwiftFormerModel(config)
+        self.norm = nn.BatchNorm2d(dim, eps=config.batch_norm_eps)
+        self.head = nn.Linear(dim, config.num_labels) if config.num_labels > 0 else nn.Identity()
+        self.dist_head = nn.Linear(dim, config.num_labels) if config.num_labels > 0 else nn.Identity()
+        self.init_weights()
+
+    @property
+    def num_labels(self) -> int:
+        return self.config.num_labels
+
+    def forward_head(self, last_hidden_state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, C4, h, w) → (cls_logits, distillation_logits), each (B, num_labels)."""
+        pooled = self.norm(last_hidden_state).flatten(2).mean(-1)  # (B, C4)
+        return self.head(pooled), self.dist_head(pooled)
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> ImageClassifierOutputWithNoAttention | tuple[torch.Tensor, ...]:
+        return_dict = self.config.return_dict if return_dict is None else return_dict
+        outputs = self.swiftformer(pixel_values, output_hidden_states=output_hidden_states, return_dict=True)
+        cls_logits, distillation_logits = self.forward_head(outputs.last_hidden_state)
+        logits = (cls_logits + distillation_logits) / 2
+        loss = self.loss(logits, labels) if labels is not None else None
+
+        if not return_dict:  # the reference's tuple: (loss?, logits, hidden_states?)
+            output = (logits,) + ((outputs.hidden_states,) if outputs.hidden_states is not None else ())
+            return ((loss,) + output) if loss is not None else output
+        return ImageClassifierOutputWithNoAttention(
+            loss=loss,
+            logits=logits,
+            hidden_states=outputs.hidden_states,
+            cls_logits=cls_logits,
+            distillation_logits=distillation_logits,
+        )
+
+    def problem_type_for(self, labels: torch.Tensor) -> str:
+        """``config.problem_type``, or the one transformers infers from ``num_labels`` and the label dtype."""
+        if self.config.problem_type is not None:
+            return self.config.problem_type
+        if self.num_labels == 1:
+            return "regression"
+        if labels.dtype in (torch.long, torch.int):
+            return "single_label_classification"
+        return "multi_label_classification"
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The loss of ``logits`` (B, num_labels) against ``labels`` by :meth:`problem_type_for`."""
+        if not isinstance(labels, torch.Tensor):
+            raise TypeError(f"labels must be a torch.Tensor, got {type(labels).__name__}")
+        if labels.ndim == 0 or labels.shape[0] != logits.shape[0]:
+            raise ValueError(f"labels {tuple(labels.shape)} must have the batch size {logits.shape[0]} first")
+        labels = labels.to(logits.device)
+        problem_type = self.problem_type_for(labels)
+        if problem_type == "regression":
+            if self.num_labels == 1:
+                return F.mse_loss(logits.squeeze(), labels.squeeze().to(logits.dtype))
+            return F.mse_loss(logits, labels.to(logits.dtype))
+        if problem_type == "single_label_classification":
+            if labels.is_floating_point():
+                raise ValueError(f"single-label classification needs integer class indices, got {labels.dtype} labels")
+            flat = labels.reshape(-1)
+            if flat.numel() != logits.shape[0]:
+                raise ValueError(f"single-label classification needs labels of shape ({logits.shape[0]},), got {tuple(labels.shape)}")
+            if not torch.compiler.is_compiling():
+                bad = flat[(flat != -100) & ((flat < 0) | (flat >= self.num_labels))]  # -100: ignored, as in torch
+                if bad.numel():
+                    raise ValueError(f"labels must be class indices in [0, {self.num_labels}), got {bad.tolist()[:10]}")
+            return F.cross_entropy(logits.reshape(-1, self.num_labels), flat)
+        if labels.shape != logits.shape:
+            raise ValueError(
+                f"multi-label classification needs multi-hot labels of shape {tuple(logits.shape)}, got {tuple(labels.shape)}"
+            )
+        return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))

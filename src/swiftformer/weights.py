@@ -1,0 +1,89 @@
+"""Reading and writing state-dict files: safetensors first, legacy PyTorch pickles safely.
+
+``pytorch_model.bin`` files are pickles. They are only ever opened with ``torch.load(weights_only=True)``,
+which refuses any object that is not a tensor or plain container, so a malicious file runs nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+
+from .hub import SAFE_WEIGHTS_NAME, WEIGHTS_NAME, CheckpointError, atomic_write, resolve_file
+
+
+def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Load a ``.safetensors`` file or a PyTorch pickle (``.bin``/``.pth``) onto the CPU.
+
+    A ``.pth`` holding ``{"model": state_dict}`` or ``{"state_dict": ...}`` (as training scripts
+    save them) is unwrapped.
+
+    Raises:
+        CheckpointError: the file is truncated, corrupt, not a state dict, or a pickle that holds
+            anything other than tensors (it is refused without running any of it).
+    """
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(path, device="cpu")
+        except (SafetensorError, OSError, ValueError) as err:
+            raise CheckpointError(f"Cannot read {path}: not a valid safetensors file, corrupt or truncated ({err}).") from None
+
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            f"Refused to load {path}: it is a pickle holding objects other than tensors, which could run code "
+            f"({first_line}). Nothing from it was executed. Convert trusted checkpoints to safetensors."
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
+        raise CheckpointError(f"Cannot read {path}: corrupt or truncated PyTorch checkpoint ({err}).") from None
+
+    if isinstance(data, dict):
+        for wrapper in ("model", "state_dict", "model_state_dict"):
+            if isinstance(data.get(wrapper), dict) and all(isinstance(v, torch.Tensor) for v in data[wrapper].values()):
+                data = data[wrapper]
+                break
+    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in data.items()):
+        raise CheckpointError(f"{path} does not hold a state dict (a mapping of names to tensors).")
+    return data
+
+
+def save_state_dict_file(state_dict: dict[str, torch.Tensor], path: str | os.PathLike) -> Path:
+    """Write a state dict atomically: safetensors for ``*.safetensors``, else a PyTorch zip pickle."""
+    path = Path(path)
+    # safetensors refuses shared or non-contiguous storage; a detached contiguous clone is always valid.
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state_dict.items()}
+    with atomic_write(path, "wb") as handle:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import save
+
+            handle.write(save(tensors, metadata={"format": "pt"}))
+        else:
+            torch.save(tensors, handle)
+    return path
+
+
+def find_weights_file(
+    name_or_path: str | os.PathLike,
+    *,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    local_files_only: bool = False,
+    token: str | bool | None = None,
+) -> Path:
+    """Locate ``model.safetensors``, else the legacy ``pytorch_model.bin``, in a folder or hub repo."""
+    kwargs = dict(revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token)
+    for filename in (SAFE_WEIGHTS_NAME, WEIGHTS_NAME):
+        found = resolve_file(name_or_path, filename, missing_ok=True, **kwargs)
+        if found is not None:
+            return found
+    raise FileNotFoundError(f"{os.fspath(name_or_path)!r} has neither {SAFE_WEIGHTS_NAME} nor {WEIGHTS_NAME}.")
