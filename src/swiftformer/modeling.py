@@ -435,7 +435,10 @@ class SwiftFormerPreTrainedModel(nn.Module):
         elif wants_prefix and not has_prefix:  # base checkpoint → classifier
             state_dict = {prefix + k: v for k, v in state_dict.items()}
 
-        head_keys = {k for k in own if not k.startswith(prefix)} if wants_prefix else set()
+        # BatchNorm's num_batches_tracked is never required (it is not in ``missing`` either).
+        head_keys = {
+            k for k in own if wants_prefix and not k.startswith(prefix) and not k.endswith("num_batches_tracked")
+        }
         missing = [k for k in own if k not in state_dict and not k.endswith("num_batches_tracked")]
         unexpected = [k for k in state_dict if k not in own]
         mismatched = [

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import zipfile
 from pathlib import Path
 
 import torch
@@ -44,8 +43,10 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             f"Refused to load {path}: it is a pickle holding objects other than tensors, which could run code "
             f"({first_line}). Nothing from it was executed. Convert trusted checkpoints to safetensors."
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
-        raise CheckpointError(f"Cannot read {path}: corrupt or truncated PyTorch checkpoint ({err}).") from None
+    except Exception as err:  # noqa: BLE001 - garbage bytes also raise KeyError, IndexError, struct.error ...
+        raise CheckpointError(
+            f"Cannot read {path}: corrupt or truncated PyTorch checkpoint ({type(err).__name__}: {err})."
+        ) from None
 
     if isinstance(data, dict):
         for wrapper in ("model", "state_dict", "model_state_dict"):

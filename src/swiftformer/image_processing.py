@@ -1,0 +1,415 @@
+"""Image preprocessing for SwiftFormer: images, arrays, tensors or files in, ``pixel_values`` out.
+
+:class:`SwiftFormerImageProcessor` gives the same ``pixel_values`` (to float32 rounding) as the slow,
+PIL-based image processors of transformers (``ViTImageProcessorPil``, ``DeiTImageProcessorPil``,
+``ConvNextImageProcessorPil``) and reads and writes the same ``preprocessor_config.json``.
+
+Each image goes through these steps (each optional except the first and last):
+
+1. convert to an RGB PIL image; arrays and tensors are turned into PIL images first, so that they
+   are resized exactly like the PIL image with the same pixels;
+2. resize with PIL's ``resample`` filter, in one of three modes chosen by ``size`` and ``crop_pct``:
+
+   * ``size={"height": h, "width": w}`` (ViT, DeiT): warp to h×w, ignoring the aspect ratio;
+   * ``size={"shortest_edge": s}``, no ``crop_pct``: the shorter side becomes ``s`` and the longer
+     ``int(s * long / short)``, keeping the aspect ratio (so output sizes vary between images);
+   * ``size={"shortest_edge": s}`` with ``crop_pct`` (ConvNeXt): for ``s < 384`` the shorter side
+     becomes ``int(s / crop_pct)`` as above, then the central s×s square is cut out; for
+     ``s >= 384`` the image is warped to s×s without cropping;
+
+3. center-crop to ``crop_size`` if ``do_center_crop`` (DeiT: resize to 256×256, crop 224×224);
+4. rescale: ``uint8 * rescale_factor`` computed in float64, then cast to float32;
+5. normalize: ``(x - image_mean) / image_std`` per channel, in float32;
+6. move channels first and stack: ``pixel_values`` of shape (batch, 3, height, width), float32.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from .hub import PREPROCESSOR_NAME, read_json, resolve_file, write_json
+
+IMAGENET_DEFAULT_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_DEFAULT_STD = (0.229, 0.224, 0.225)
+
+# PIL's resampling filters under the names configs may use; the values are PIL's own integer codes.
+RESAMPLE_NAMES = {"nearest": 0, "lanczos": 1, "bilinear": 2, "bicubic": 3, "box": 4, "hamming": 5}
+
+# From this shortest edge on, transformers' ConvNeXt processor warps to a square instead of cropping.
+CONVNEXT_WARP_FROM = 384
+
+_FIELDS = ("do_resize", "size", "resample", "crop_pct", "do_center_crop", "crop_size",
+           "do_rescale", "rescale_factor", "do_normalize", "image_mean", "image_std")
+
+# Keys of transformers' configs that change nothing here, so they are dropped without a warning.
+_IGNORED_KEYS = frozenset({
+    "image_processor_type", "feature_extractor_type", "processor_class", "_processor_class", "auto_map",
+    "do_convert_rgb",  # images are always converted to RGB: the model takes 3 channels
+    "data_format", "input_data_format",  # the output is always channels-first
+    "default_to_square",  # only says how to read a bare-int size; handled in from_dict
+})
+
+# Where transformers' classes assume other values than our defaults for keys a config leaves out.
+# A config without a type is read as ViT: transformers uses ViTImageProcessor for SwiftFormer.
+_VIT = {"image_mean": [0.5] * 3, "image_std": [0.5] * 3}
+_CLASS_DEFAULTS = {
+    "ViTImageProcessor": _VIT,
+    "DeiTImageProcessor": {**_VIT, "size": {"height": 256, "width": 256}, "resample": 3,
+                           "do_center_crop": True, "crop_size": {"height": 224, "width": 224}},
+    "ConvNextImageProcessor": {**_VIT, "size": {"shortest_edge": 384}, "resample": 3, "crop_pct": 224 / 256},
+}
+
+ImageInput = Union["Image.Image", np.ndarray, "torch.Tensor", str, os.PathLike]  # noqa: F821
+
+
+class BatchFeature(dict):
+    """The processor's output, ``{"pixel_values": array}``, whose keys are also attributes.
+
+    ``inputs["pixel_values"]``, ``inputs.pixel_values`` and ``model(**inputs)`` all work.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def load_image(path: str | os.PathLike) -> Image.Image:
+    """Read an image file as an RGB PIL image, as transformers' ``load_image`` does for paths.
+
+    Like transformers (which its processors and pipelines use for every path), the EXIF orientation
+    is applied, so a photo taken upright comes out upright, and an alpha channel is dropped.
+
+    Raises:
+        FileNotFoundError, OSError: "cannot read image '<path>': <reason>".
+    """
+    name = os.fspath(path)
+    try:
+        with Image.open(name) as image:
+            return ImageOps.exif_transpose(image).convert("RGB")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"cannot read image {name!r}: no such file") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        raise OSError(f"cannot read image {name!r}: {err}") from err
+
+
+def _tensor_to_numpy(obj: Any) -> np.ndarray | None:
+    """The numpy array of a torch tensor, or None if ``obj`` is not one (never imports torch)."""
+    torch = sys.modules.get("torch")  # a tensor can only exist if torch was imported already
+    if torch is None or not isinstance(obj, torch.Tensor):
+        return None
+    obj = obj.detach().cpu()
+    return (obj.float() if obj.is_floating_point() else obj).numpy()  # numpy has no bfloat16
+
+
+def _to_uint8(array: np.ndarray) -> np.ndarray:
+    """Pixel values as uint8, so that arrays are resized by PIL exactly like PIL images.
+
+    Integer arrays must hold 0..255. Float arrays follow transformers' rule for handing arrays to
+    PIL: whole numbers in [0, 255] are used as they are (``img.astype(float)`` acts like ``img``);
+    otherwise values in [0, 1] are fractions of 255, rounded to the nearest level (``img / 255``
+    acts like ``img`` too). Anything else is ambiguous and rejected.
+    """
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"unsupported image array dtype {array.dtype}")
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise ValueError("the image array contains NaN or infinite values")
+    low, high = array.min(), array.max()
+    if low >= 0 and high <= 255 and (array.dtype.kind != "f" or np.array_equal(array, np.round(array))):
+        return array.astype(np.uint8)
+    if array.dtype.kind == "f" and low >= 0 and high <= 1:
+        return np.rint(array.astype(np.float64) * 255).astype(np.uint8)
+    raise ValueError(f"image values range over [{low}, {high}]; expected [0, 1] floats or 0..255 values")
+
+
+def _array_to_pil(array: np.ndarray) -> Image.Image:
+    """A PIL image from an (H, W), (H, W, C) or (C, H, W) array with C in 1, 3, 4 (L, RGB, RGBA)."""
+    layout = "expected (H, W), (H, W, C) or (C, H, W) with C = 1, 3 or 4"
+    if array.ndim == 2:
+        array = array[:, :, None]
+    elif array.ndim == 3 and array.shape[0] in (1, 3, 4):
+        # Channels-first wins when both ends could be channels, as in transformers.
+        array = np.moveaxis(array, 0, -1)
+    elif array.ndim != 3 or array.shape[-1] not in (1, 3, 4):
+        raise ValueError(f"cannot use an array of shape {tuple(array.shape)} as an image: {layout}")
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise ValueError(f"cannot use an array of shape {tuple(array.shape)} as an image: it is empty")
+    array = np.ascontiguousarray(_to_uint8(array))
+    return Image.fromarray(array[:, :, 0] if array.shape[-1] == 1 else array)
+
+
+def _to_rgb_image(image: Any) -> Image.Image:
+    """Any single supported input as an RGB PIL image (alpha dropped, grayscale replicated)."""
+    if isinstance(image, Image.Image):
+        return image if image.mode == "RGB" else image.convert("RGB")
+    if isinstance(image, (str, os.PathLike)):
+        return load_image(image)
+    array = image if isinstance(image, np.ndarray) else _tensor_to_numpy(image)
+    if array is None:
+        raise TypeError(f"unsupported image type {type(image).__name__}: expected a PIL image, "
+                        "numpy array, torch tensor or file path")
+    return _array_to_pil(array).convert("RGB")
+
+
+def _split_batch(images: Any) -> list:
+    """The list of single images in ``images``: a list/tuple, a 4-D (B, ...) array, or one image."""
+    if isinstance(images, (list, tuple)):
+        if not images:
+            raise ValueError("got an empty list of images")
+        return list(images)
+    array = images if isinstance(images, np.ndarray) else _tensor_to_numpy(images)
+    if array is not None and array.ndim == 4:  # a stacked batch, (B, H, W, C) or (B, C, H, W)
+        if len(array) == 0:
+            raise ValueError(f"got an empty batch of images, shape {tuple(array.shape)}")
+        return list(array)
+    return [images]
+
+
+def _shortest_edge_size(image: Image.Image, edge: int) -> tuple[int, int]:
+    """(height, width) with the shorter side ``edge`` and the longer one scaled, truncated (torchvision)."""
+    width, height = image.size
+    short, long = (width, height) if width <= height else (height, width)
+    new_long = int(edge * long / short)
+    return (new_long, edge) if width <= height else (edge, new_long)
+
+
+def _pil_resize(image: Image.Image, height: int, width: int, resample: int) -> np.ndarray:
+    """Resize with PIL (which takes width first); return (height, width, 3) uint8."""
+    return np.asarray(image.resize((width, height), resample=resample))
+
+
+def _center_crop(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The central height×width window of (H, W, C) pixels; a too-small image is zero-padded first.
+
+    Rounding follows transformers: an odd surplus leaves the extra row/column at the bottom/right
+    when cropping, and an odd padding puts the extra row/column of zeros at the top/left.
+    """
+    pad_h, pad_w = max(height - pixels.shape[0], 0), max(width - pixels.shape[1], 0)
+    if pad_h or pad_w:
+        pixels = np.pad(pixels, ((math.ceil(pad_h / 2), pad_h // 2), (math.ceil(pad_w / 2), pad_w // 2), (0, 0)))
+    top, left = (pixels.shape[0] - height) // 2, (pixels.shape[1] - width) // 2
+    return pixels[top : top + height, left : left + width]
+
+
+def _check_bool(name: str, value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+    return bool(value)
+
+
+def _check_size(name: str, value: Any, int_means_shortest_edge: bool, allow_shortest_edge: bool = True) -> dict:
+    """A size as a dict; a bare int is a square (or a shortest edge), a pair is (height, width)."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        value = {"shortest_edge": value} if int_means_shortest_edge else {"height": value, "width": value}
+    elif isinstance(value, (list, tuple)) and len(value) == 2:
+        value = {"height": value[0], "width": value[1]}
+    forms = [{"height", "width"}] + ([{"shortest_edge"}] if allow_shortest_edge else [])
+    if not isinstance(value, dict) or set(value) not in forms:
+        accepted = "{'height': h, 'width': w}" + (" or {'shortest_edge': s}" if allow_shortest_edge else "")
+        raise ValueError(f"{name} must be {accepted}, got {value!r}")
+    for key, number in value.items():
+        if isinstance(number, bool) or not isinstance(number, (int, np.integer)) or number <= 0:
+            raise ValueError(f"{name}[{key!r}] must be a positive integer, got {number!r}")
+    return {key: int(number) for key, number in value.items()}
+
+
+def _check_resample(value: Any) -> int:
+    if isinstance(value, str) and value.rsplit(".", 1)[-1].lower() in RESAMPLE_NAMES:
+        return RESAMPLE_NAMES[value.rsplit(".", 1)[-1].lower()]  # "bicubic", "PILImageResampling.BICUBIC"
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value in RESAMPLE_NAMES.values():
+        return int(value)
+    raise ValueError(f"resample must be a PIL filter code 0-5 or one of {sorted(RESAMPLE_NAMES)}, got {value!r}")
+
+
+def _check_positive(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not 0 < value < math.inf:
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def _check_per_channel(name: str, value: Any) -> list[float]:
+    """Three floats, one per RGB channel; a single number is used for all three."""
+    if isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
+        value = [value] * 3
+    try:
+        numbers = [float(v) for v in value]
+    except (TypeError, ValueError):
+        numbers = []
+    if len(numbers) != 3 or not all(math.isfinite(v) for v in numbers):
+        raise ValueError(f"{name} must hold 3 finite numbers (one per RGB channel), got {value!r}")
+    return numbers
+
+
+class SwiftFormerImageProcessor:
+    """Turns images into SwiftFormer's ``pixel_values``, (batch, 3, height, width) float32.
+
+    The defaults are what transformers does for the hub checkpoints: ``MBZUAI/swiftformer-xs`` has
+    ``preprocessor_config.json`` = ``{"do_normalize": true, "do_resize": true, "image_mean": [0.485,
+    0.456, 0.406], "image_std": [0.229, 0.224, 0.225], "size": 224}`` and no processor type, which
+    transformers reads with ``ViTImageProcessor``: warp to 224×224 with bilinear resampling, rescale
+    by 1/255, normalize with the ImageNet mean/std, no crop.
+
+    Args (transformers' names; see the module docstring for the resize modes):
+        size: ``{"height": h, "width": w}``, ``{"shortest_edge": s}``, a (height, width) pair, or an
+            int (a square; a shortest edge when ``crop_pct`` is given).
+        resample: PIL filter code (0 nearest, 1 lanczos, 2 bilinear, 3 bicubic, 4 box, 5 hamming) or name.
+        crop_pct: ConvNeXt crop fraction in (0, 1]; needs a ``shortest_edge`` size.
+
+    Raises:
+        ValueError: A field has an invalid value; the message names the field and the value.
+    """
+
+    def __init__(self, *, do_resize: bool = True, size: dict | int | tuple | None = None, resample: int | str = 2,
+                 crop_pct: float | None = None, do_center_crop: bool = False, crop_size: dict | int | None = None,
+                 do_rescale: bool = True, rescale_factor: float = 1 / 255, do_normalize: bool = True,
+                 image_mean: Any = IMAGENET_DEFAULT_MEAN, image_std: Any = IMAGENET_DEFAULT_STD) -> None:
+        self.do_resize = _check_bool("do_resize", do_resize)
+        self.crop_pct = None if crop_pct is None else _check_positive("crop_pct", crop_pct)
+        if self.crop_pct is not None and self.crop_pct > 1:
+            raise ValueError(f"crop_pct must be in (0, 1], got {crop_pct!r}")
+        size = {"height": 224, "width": 224} if size is None else size
+        self.size = _check_size("size", size, int_means_shortest_edge=self.crop_pct is not None)
+        if self.crop_pct is not None and "shortest_edge" not in self.size:
+            raise ValueError(f"crop_pct needs size={{'shortest_edge': s}} (ConvNeXt style), got size={self.size}")
+        self.resample = _check_resample(resample)
+        self.do_center_crop = _check_bool("do_center_crop", do_center_crop)
+        self.crop_size = None if crop_size is None else _check_size("crop_size", crop_size, False, False)
+        if self.do_center_crop and self.crop_size is None:
+            raise ValueError("do_center_crop=True needs crop_size={'height': h, 'width': w}, got crop_size=None")
+        self.do_rescale = _check_bool("do_rescale", do_rescale)
+        self.rescale_factor = _check_positive("rescale_factor", rescale_factor)
+        self.do_normalize = _check_bool("do_normalize", do_normalize)
+        self.image_mean = _check_per_channel("image_mean", image_mean)
+        self.image_std = _check_per_channel("image_std", image_std)
+        if any(v <= 0 for v in self.image_std):
+            raise ValueError(f"image_std must be positive (it divides), got {image_std!r}")
+
+    # ---------------------------------------------------------------- preprocessing
+
+    def __call__(self, images: ImageInput | list[ImageInput], return_tensors: str | None = None) -> BatchFeature:
+        """Same as :meth:`preprocess`."""
+        return self.preprocess(images, return_tensors=return_tensors)
+
+    def preprocess(self, images: ImageInput | list[ImageInput], return_tensors: str | None = None) -> BatchFeature:
+        """Preprocess one image or a batch into ``{"pixel_values": (B, 3, H, W) float32}``.
+
+        ``images``: a PIL image, numpy array or torch tensor ((H, W), (H, W, C) or (C, H, W) with C
+        in 1, 3, 4; uint8, or floats as :func:`_to_uint8` says), a file path, a list/tuple of these,
+        or a 4-D (B, H, W, C) / (B, C, H, W) array or tensor. ``return_tensors``: ``"pt"`` for a
+        torch tensor, ``"np"`` or None for a numpy array.
+
+        Raises: TypeError for an unsupported input type; ValueError for a bad array shape or value
+        range, an empty list, or images that end up in different sizes; OSError for an unreadable file.
+        """
+        if return_tensors not in (None, "np", "pt"):
+            raise ValueError(f"return_tensors must be 'pt', 'np' or None, got {return_tensors!r}")
+        arrays = [self._process_one(image) for image in _split_batch(images)]
+        shapes = sorted({array.shape for array in arrays})
+        if len(shapes) > 1:
+            raise ValueError(f"the images have different sizes after preprocessing {shapes} and cannot be "
+                             "stacked; use a height/width size, crop_pct or do_center_crop")
+        pixel_values = np.stack(arrays)
+        if return_tensors == "pt":
+            import torch  # only here, so that the module itself imports without torch
+
+            pixel_values = torch.from_numpy(pixel_values)
+        return BatchFeature(pixel_values=pixel_values)
+
+    def _process_one(self, image: ImageInput) -> np.ndarray:
+        """One image as (3, H, W) float32."""
+        image = _to_rgb_image(image)
+        pixels = self._resize(image) if self.do_resize else np.asarray(image)  # (H, W, 3) uint8
+        if self.do_center_crop:
+            pixels = _center_crop(pixels, self.crop_size["height"], self.crop_size["width"])
+        # Rescale in float64 and only then cast, as transformers does: the float32 results match it bitwise.
+        values = (pixels.astype(np.float64) * self.rescale_factor if self.do_rescale else pixels).astype(np.float32)
+        if self.do_normalize:
+            values = (values - np.float32(self.image_mean)) / np.float32(self.image_std)
+        return np.ascontiguousarray(values.transpose(2, 0, 1))
+
+    def _resize(self, image: Image.Image) -> np.ndarray:
+        """Resize in the mode ``size``/``crop_pct`` select (module docstring); (H, W, 3) uint8."""
+        if "height" in self.size:
+            return _pil_resize(image, self.size["height"], self.size["width"], self.resample)
+        edge = self.size["shortest_edge"]
+        if self.crop_pct is None:
+            return _pil_resize(image, *_shortest_edge_size(image, edge), self.resample)
+        if edge >= CONVNEXT_WARP_FROM:  # ConvNeXt is evaluated at 384+ on the whole, warped image
+            return _pil_resize(image, edge, edge, self.resample)
+        # Below 384: enlarge so that the central edge×edge square keeps crop_pct of the shorter side.
+        resized = _pil_resize(image, *_shortest_edge_size(image, int(edge / self.crop_pct)), self.resample)
+        return _center_crop(resized, edge, edge)
+
+    # ---------------------------------------------------------------- configuration
+
+    @property
+    def image_processor_type(self) -> str:
+        """The transformers class that computes the same thing, so AutoImageProcessor can read our files."""
+        if self.crop_pct is not None:
+            return "ConvNextImageProcessor"
+        return "DeiTImageProcessor" if self.do_center_crop else "ViTImageProcessor"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields under transformers' names (None values left out), plus ``image_processor_type``."""
+        fields = {name: getattr(self, name) for name in _FIELDS if getattr(self, name) is not None}
+        fields = json.loads(json.dumps(fields))  # a deep copy with JSON types
+        return {**fields, "image_processor_type": self.image_processor_type}
+
+    def to_json_string(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__} {self.to_json_string()}"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SwiftFormerImageProcessor) and self.to_dict() == other.to_dict()
+
+    @classmethod
+    def from_dict(cls, config: dict[str, Any]) -> SwiftFormerImageProcessor:
+        """Build from a ``preprocessor_config.json`` dict, as transformers would read it.
+
+        Keys the config leaves out (or sets to null) take the defaults of the transformers class
+        named by ``image_processor_type`` (ViT when there is none, as for the hub checkpoints).
+        transformers' bookkeeping keys are ignored; other unknown keys are ignored with a warning.
+        """
+        kind = str(config.get("image_processor_type") or config.get("feature_extractor_type") or "ViTImageProcessor")
+        kind = kind.removesuffix("Pil").removesuffix("Fast").replace("FeatureExtractor", "ImageProcessor")
+        fields = {**_CLASS_DEFAULTS.get(kind, {}), **{k: v for k, v in config.items() if k in _FIELDS and v is not None}}
+        unknown = sorted(set(config) - set(_FIELDS) - _IGNORED_KEYS)
+        if kind != "ConvNextImageProcessor" and fields.pop("crop_pct", None) is not None:
+            unknown.append("crop_pct")  # only transformers' ConvNeXt processor uses it
+        if unknown:
+            warnings.warn(f"ignoring unknown preprocessor config keys {unknown}", stacklevel=2)
+        if config.get("default_to_square") is False and isinstance(fields.get("size"), int):
+            fields["size"] = {"shortest_edge": fields["size"]}
+        return cls(**fields)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike, *, revision: str | None = None,
+                        cache_dir: str | os.PathLike | None = None, local_files_only: bool = False,
+                        token: str | bool | None = None) -> SwiftFormerImageProcessor:
+        """Load ``preprocessor_config.json`` from a local folder or a hub id (``"MBZUAI/swiftformer-xs"``)."""
+        path = resolve_file(name_or_path, PREPROCESSOR_NAME, revision=revision, cache_dir=cache_dir,
+                            local_files_only=local_files_only, token=token)
+        return cls.from_dict(read_json(path))
+
+    def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
+        """Write ``preprocessor_config.json`` into ``save_directory`` (created if needed), atomically."""
+        directory = Path(save_directory)
+        if directory.is_file():
+            raise NotADirectoryError(f"cannot save into {directory}: it is a file, not a folder")
+        path = directory / PREPROCESSOR_NAME
+        write_json(path, self.to_dict())
+        return path
