@@ -276,6 +276,8 @@ class SwiftFormerConfig:
             if data.get("id2label") is not None and len(data["id2label"]) != overrides["num_labels"]:
                 data.pop("id2label")
                 data.pop("label2id", None)
+        if "id2label" in overrides and "label2id" not in overrides:
+            data.pop("label2id", None)  # the stored label2id names the old labels; rebuild it from id2label
         if "use_return_dict" in data and "return_dict" not in data:
             data["return_dict"] = data["use_return_dict"]
         return cls(**data)

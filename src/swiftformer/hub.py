@@ -61,7 +61,7 @@ def resolve_file(
         raise FileNotFoundError(f"{path} is a file; expected a model folder (with {filename}) or a hub id.")
 
     name = os.fspath(name_or_path)
-    if name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name:
+    if name.startswith((".", "/", "~")) or name.count("/") != 1 or os.sep != "/" and os.sep in name:
         raise FileNotFoundError(f"No such folder: {name!r} (and it is not a hub id of the form 'owner/name').")
 
     # Imported here: huggingface_hub is only needed for hub ids.

@@ -380,13 +380,20 @@ class SwiftFormerImageProcessor:
     def from_dict(cls, config: dict[str, Any]) -> SwiftFormerImageProcessor:
         """Build from a ``preprocessor_config.json`` dict, as transformers would read it.
 
-        Keys the config leaves out (or sets to null) take the defaults of the transformers class
-        named by ``image_processor_type`` (ViT when there is none, as for the hub checkpoints).
+        Keys the config leaves out take the defaults of the transformers class named by
+        ``image_processor_type`` (ViT when there is none, as for the hub checkpoints).
         transformers' bookkeeping keys are ignored; other unknown keys are ignored with a warning.
         """
         kind = str(config.get("image_processor_type") or config.get("feature_extractor_type") or "ViTImageProcessor")
         kind = kind.removesuffix("Pil").removesuffix("Fast").replace("FeatureExtractor", "ImageProcessor")
-        fields = {**_CLASS_DEFAULTS.get(kind, {}), **{k: v for k, v in config.items() if k in _FIELDS and v is not None}}
+        fields = dict(_CLASS_DEFAULTS.get(kind, {}))
+        for key, value in config.items():
+            if key in _FIELDS and value is None:
+                # transformers keeps a null, so a null switch is off; any other null would make it
+                # fail, so here it means "not set".
+                value = False if key.startswith("do_") else fields.get(key)
+            if key in _FIELDS and value is not None:
+                fields[key] = value
         unknown = sorted(set(config) - set(_FIELDS) - _IGNORED_KEYS)
         if kind != "ConvNextImageProcessor" and fields.pop("crop_pct", None) is not None:
             unknown.append("crop_pct")  # only transformers' ConvNeXt processor uses it

@@ -1,0 +1,200 @@
+"""The ``swiftformer`` command line.
+
+    swiftformer predict cat.jpg dog.png --model MBZUAI/swiftformer-xs --top-k 5 [--json]
+    swiftformer info --model xs            # or a folder, or a hub id
+
+Heavy imports (torch) happen inside the commands, so ``swiftformer --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+
+def _hub_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {"revision": args.revision, "local_files_only": args.local_files_only, "cache_dir": args.cache_dir}
+
+
+def _fail(message: str) -> int:
+    print(f"swiftformer: error: {message}", file=sys.stderr)
+    return 2
+
+
+# ------------------------------------------------------------------------------------------ predict
+def _load_processor(model_ref: str, hub: dict[str, Any]):
+    from .hub import PREPROCESSOR_NAME, resolve_file
+    from .image_processing import SwiftFormerImageProcessor
+
+    if resolve_file(model_ref, PREPROCESSOR_NAME, missing_ok=True, **hub) is None:
+        print(f"note: {model_ref} has no {PREPROCESSOR_NAME}; using the ImageNet defaults", file=sys.stderr)
+        return SwiftFormerImageProcessor()
+    return SwiftFormerImageProcessor.from_pretrained(model_ref, **hub)
+
+
+def predict(args: argparse.Namespace) -> int:
+    import torch
+
+    from .image_processing import load_image
+    from .modeling import SwiftFormerForImageClassification
+
+    hub = _hub_options(args)
+    model = SwiftFormerForImageClassification.from_pretrained(args.model, **hub).eval()
+    processor = _load_processor(args.model, hub)
+    top_k = max(1, min(args.top_k, model.config.num_labels))
+
+    results: dict[str, dict[str, Any]] = {}
+    readable: list[tuple[str, Any]] = []
+    for path in args.images:
+        try:
+            readable.append((path, load_image(path)))
+        except (OSError, ValueError) as err:
+            results[path] = {"image": path, "error": str(err)}
+
+    for start in range(0, len(readable), args.batch_size):
+        batch = readable[start : start + args.batch_size]
+        pixel_values = processor([image for _, image in batch], return_tensors="pt")["pixel_values"]
+        with torch.inference_mode():
+            probs = model(pixel_values).logits.float().softmax(dim=-1)
+        scores, indices = probs.topk(top_k, dim=-1)
+        for (path, _), row_scores, row_indices in zip(batch, scores.tolist(), indices.tolist()):
+            results[path] = {
+                "image": path,
+                "predictions": [
+                    {"label": model.config.id2label.get(i, str(i)), "index": i, "score": s}
+                    for s, i in zip(row_scores, row_indices)
+                ],
+            }
+
+    for path in args.images:  # in the order given
+        result = results[path]
+        if args.json:
+            print(json.dumps(result))
+        elif "error" in result:
+            print(f"{path}: error: {result['error']}", file=sys.stderr)
+        else:
+            print(path)
+            for p in result["predictions"]:
+                print(f"  {p['score']:8.4f}  {p['label']} ({p['index']})")
+    return 1 if any("error" in r for r in results.values()) else 0
+
+
+# --------------------------------------------------------------------------------------------- info
+def describe(model_ref: str, hub: dict[str, Any], image_size: Sequence[int] | None = None) -> dict[str, Any]:
+    """Parameters, MACs, stage shapes and attention variant of a variant name, folder or hub id."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from .configuration import VARIANTS, SwiftFormerConfig
+    from .modeling import SwiftFormerForImageClassification
+
+    key = model_ref.lower().replace("swiftformer", "").strip("-_ ")
+    if key in VARIANTS and not Path(model_ref).exists():
+        config = SwiftFormerConfig.from_variant(key, num_labels=1000)
+    else:
+        config = SwiftFormerConfig.from_pretrained(model_ref, **hub)
+    variant = next((name for name, v in VARIANTS.items() if v["depths"] == config.depths and v["embed_dims"] == config.embed_dims), None)
+    size = config.image_size if image_size is None else image_size
+    height, width = (size, size) if isinstance(size, int) else (size[0], size[-1])
+
+    with torch.device("meta"):  # shapes and counts only: no memory, no weight init
+        model = SwiftFormerForImageClassification(config).eval()
+        counter = FlopCounterMode(display=False)
+        with counter, torch.no_grad():
+            model(torch.empty(1, config.num_channels, height, width))
+    backbone = model.swiftformer.num_parameters()
+    stages = [
+        {"stage": i, "depth": d, "channels": c, "height": h, "width": w, "stride": round(height / h) if h else None}
+        for i, (d, c, (h, w)) in enumerate(zip(config.depths, config.embed_dims, model.stage_shapes(height, width)))
+    ]
+    return {
+        "model": model_ref,
+        "variant": variant,
+        "attention_variant": config.attention_variant,
+        "parameters": model.num_parameters(),
+        "backbone_parameters": backbone,
+        "head_parameters": model.num_parameters() - backbone,
+        "input_size": [height, width],
+        "macs": counter.get_total_flops() // 2,  # a multiply-add is two flops
+        "num_labels": config.num_labels,
+        "hidden_act": config.hidden_act,
+        "stages": stages,
+    }
+
+
+def info(args: argparse.Namespace) -> int:
+    report = describe(args.model, _hub_options(args), args.image_size)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    h, w = report["input_size"]
+    rows = [
+        ("model", report["model"] + (f"  (SwiftFormer-{report['variant'].upper()})" if report["variant"] else "")),
+        ("attention variant", report["attention_variant"]),
+        ("parameters", f"{report['parameters'] / 1e6:.2f} M  (backbone {report['backbone_parameters'] / 1e6:.2f} M, "
+                       f"heads {report['head_parameters'] / 1e6:.2f} M, {report['num_labels']} labels)"),
+        (f"MACs at {h}x{w}", f"{report['macs'] / 1e9:.3f} G"),
+    ]
+    for name, value in rows:
+        print(f"{name + ':':20s}{value}")
+    print("stages:")
+    for s in report["stages"]:
+        print(f"  {s['stage']}: {s['depth']:2d} blocks  {s['channels']:4d} x {s['height']} x {s['width']}  (stride {s['stride']})")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="swiftformer", description="SwiftFormer image classification.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add_hub(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--revision", help="hub revision (branch, tag or commit)")
+        p.add_argument("--cache-dir", help="hub cache folder")
+        p.add_argument("--local-files-only", action="store_true", help="never use the network")
+
+    p = sub.add_parser("predict", help="classify images", description="Classify images; prints the top-k labels.")
+    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("--model", required=True, help="model folder or hub id, e.g. MBZUAI/swiftformer-xs")
+    p.add_argument("--top-k", type=int, default=5, help="labels per image (default 5)")
+    p.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
+    p.add_argument("--json", action="store_true", help="one JSON object per image")
+    add_hub(p)
+    p.set_defaults(func=predict)
+
+    p = sub.add_parser("info", help="describe a model", description="Parameters, MACs, stage shapes, attention variant.")
+    p.add_argument("--model", required=True, help="variant (xs, s, l1, l3), model folder or hub id")
+    p.add_argument("--image-size", type=int, nargs="+", metavar="SIZE", help="input size: one value or height width")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    add_hub(p)
+    p.set_defaults(func=info)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "top_k", 1) < 1 or getattr(args, "batch_size", 1) < 1:
+        return _fail("--top-k and --batch-size must be at least 1")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    logging.getLogger("swiftformer").addHandler(handler)  # our warnings only; other libraries log their own
+    warnings.simplefilter("default")
+    try:
+        return args.func(args)
+    except BrokenPipeError:  # e.g. `swiftformer info ... | head`
+        sys.stderr.close()
+        return 0
+    except (OSError, ValueError, TypeError) as err:  # clear one-line errors, no stack trace
+        return _fail(str(err))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
