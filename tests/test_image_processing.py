@@ -69,10 +69,13 @@ def test_defaults_are_the_hub_config():
 PARITY_CASES = {
     "convnext_224_bicubic": ("ConvNextImageProcessorPil", {"size": {"shortest_edge": 224}},
                              {"size": {"shortest_edge": 224}, "crop_pct": 224 / 256, "resample": 3, **HALF}),
-    "convnext_odd_bilinear": ("ConvNextImageProcessorPil", {"size": {"shortest_edge": 33}, "crop_pct": 0.7, "resample": 2},
+    "convnext_odd_bilinear": ("ConvNextImageProcessorPil",
+                              {"size": {"shortest_edge": 33}, "crop_pct": 0.7, "resample": 2},
                               {"size": {"shortest_edge": 33}, "crop_pct": 0.7, "resample": 2, **HALF}),
-    "convnext_390_warp": ("ConvNextImageProcessorPil", {"size": {"shortest_edge": 390}, "crop_pct": 0.95},
-                          {"size": {"shortest_edge": 390}, "crop_pct": 0.95, "resample": 3, **HALF}),
+    "convnext_383_crop": ("ConvNextImageProcessorPil", {"size": {"shortest_edge": 383}, "crop_pct": 0.95},
+                          {"size": {"shortest_edge": 383}, "crop_pct": 0.95, "resample": 3, **HALF}),
+    "convnext_384_warp": ("ConvNextImageProcessorPil", {"size": {"shortest_edge": 384}, "crop_pct": 0.95},
+                          {"size": {"shortest_edge": 384}, "crop_pct": 0.95, "resample": 3, **HALF}),
     "convnext_crop_after": ("ConvNextImageProcessorPil",
                             {"size": {"shortest_edge": 31}, "crop_pct": 0.8, "do_center_crop": True,
                              "crop_size": {"height": 35, "width": 20}},
@@ -82,14 +85,16 @@ PARITY_CASES = {
                         {"size": {"height": 30, "width": 45}}),
     "vit_hw_bicubic": ("ViTImageProcessorPil", {"size": {"height": 29, "width": 52}, "resample": 3},
                        {"size": {"height": 29, "width": 52}, "resample": 3, **HALF}),
-    "deit_odd_crop": ("DeiTImageProcessorPil", {"size": {"height": 41, "width": 37}, "crop_size": {"height": 29, "width": 30}},
+    "deit_odd_crop": ("DeiTImageProcessorPil",
+                      {"size": {"height": 41, "width": 37}, "crop_size": {"height": 29, "width": 30}},
                       {"size": {"height": 41, "width": 37}, "resample": 3, "do_center_crop": True,
                        "crop_size": {"height": 29, "width": 30}, **HALF}),
-    "deit_crop_pads": ("DeiTImageProcessorPil", {"size": {"height": 20, "width": 21}, "crop_size": {"height": 25, "width": 24},
-                                                 "resample": 2},
+    "deit_crop_pads": ("DeiTImageProcessorPil",  # the crop is larger than the image: zero padding
+                       {"size": {"height": 20, "width": 21}, "crop_size": {"height": 25, "width": 24}, "resample": 2},
                        {"size": {"height": 20, "width": 21}, "resample": 2, "do_center_crop": True,
                         "crop_size": {"height": 25, "width": 24}, **HALF}),
-    "vit_shortest_edge": ("ViTImageProcessorPil", {"size": {"shortest_edge": 50}}, {"size": {"shortest_edge": 50}, **HALF}),
+    "vit_shortest_edge": ("ViTImageProcessorPil", {"size": {"shortest_edge": 50}},
+                          {"size": {"shortest_edge": 50}, **HALF}),
 }
 IMAGE_SHAPES = [(47, 61), (61, 47), (33, 33), (5, 120)]
 

@@ -1,8 +1,9 @@
 """Image preprocessing for SwiftFormer: images, arrays, tensors or files in, ``pixel_values`` out.
 
-:class:`SwiftFormerImageProcessor` gives the same ``pixel_values`` (to float32 rounding) as the slow,
-PIL-based image processors of transformers (``ViTImageProcessorPil``, ``DeiTImageProcessorPil``,
-``ConvNextImageProcessorPil``) and reads and writes the same ``preprocessor_config.json``.
+:class:`SwiftFormerImageProcessor` gives the same ``pixel_values`` (bit for bit: same PIL calls, same
+float types) as the slow, PIL-based image processors of transformers (``ViTImageProcessorPil``,
+``DeiTImageProcessorPil``, ``ConvNextImageProcessorPil``) and reads and writes the same
+``preprocessor_config.json``.
 
 Each image goes through these steps (each optional except the first and last):
 
@@ -21,6 +22,15 @@ Each image goes through these steps (each optional except the first and last):
 4. rescale: ``uint8 * rescale_factor`` computed in float64, then cast to float32;
 5. normalize: ``(x - image_mean) / image_std`` per channel, in float32;
 6. move channels first and stack: ``pixel_values`` of shape (batch, 3, height, width), float32.
+
+Inputs: PIL images; numpy arrays and torch tensors of shape (H, W), (H, W, C) or (C, H, W) with C
+in 1, 3, 4 (channels-first wins when both ends could be channels, as in transformers), or a 4-D
+stack of them; file paths (opened like transformers' ``load_image``: EXIF orientation applied).
+Alpha is dropped and grayscale replicated, as PIL's ``convert("RGB")`` does. Arrays become uint8
+PIL images first: integer arrays must hold 0..255; float arrays of whole numbers in [0, 255] are
+used as they are (as transformers does), other float arrays in [0, 1] are taken as fractions of
+255 and rounded to the nearest level, so ``img / 255`` and ``img.astype(float)`` both give exactly
+the output of ``img``. (transformers would truncate the [0, 1] case and rescale it twice.)
 """
 
 from __future__ import annotations
@@ -50,13 +60,11 @@ CONVNEXT_WARP_FROM = 384
 _FIELDS = ("do_resize", "size", "resample", "crop_pct", "do_center_crop", "crop_size",
            "do_rescale", "rescale_factor", "do_normalize", "image_mean", "image_std")
 
-# Keys of transformers' configs that change nothing here, so they are dropped without a warning.
-_IGNORED_KEYS = frozenset({
-    "image_processor_type", "feature_extractor_type", "processor_class", "_processor_class", "auto_map",
-    "do_convert_rgb",  # images are always converted to RGB: the model takes 3 channels
-    "data_format", "input_data_format",  # the output is always channels-first
-    "default_to_square",  # only says how to read a bare-int size; handled in from_dict
-})
+# Keys of transformers' configs that change nothing here, so they are dropped without a warning:
+# bookkeeping; do_convert_rgb (we always convert: the model takes RGB); the channel layouts (ours is
+# always channels-first); default_to_square (it only says how to read a bare-int size: from_dict).
+_IGNORED_KEYS = frozenset({"image_processor_type", "feature_extractor_type", "processor_class", "_processor_class",
+                           "auto_map", "do_convert_rgb", "data_format", "input_data_format", "default_to_square"})
 
 # Where transformers' classes assume other values than our defaults for keys a config leaves out.
 # A config without a type is read as ViT: transformers uses ViTImageProcessor for SwiftFormer.
@@ -72,10 +80,7 @@ ImageInput = Union["Image.Image", np.ndarray, "torch.Tensor", str, os.PathLike] 
 
 
 class BatchFeature(dict):
-    """The processor's output, ``{"pixel_values": array}``, whose keys are also attributes.
-
-    ``inputs["pixel_values"]``, ``inputs.pixel_values`` and ``model(**inputs)`` all work.
-    """
+    """``{"pixel_values": array}`` whose keys are also attributes: ``inputs.pixel_values``, ``model(**inputs)``."""
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -85,13 +90,10 @@ class BatchFeature(dict):
 
 
 def load_image(path: str | os.PathLike) -> Image.Image:
-    """Read an image file as an RGB PIL image, as transformers' ``load_image`` does for paths.
+    """Read an image file as an RGB PIL image, like the ``load_image`` transformers uses for paths.
 
-    Like transformers (which its processors and pipelines use for every path), the EXIF orientation
-    is applied, so a photo taken upright comes out upright, and an alpha channel is dropped.
-
-    Raises:
-        FileNotFoundError, OSError: "cannot read image '<path>': <reason>".
+    The EXIF orientation is applied (a photo taken upright comes out upright); alpha is dropped.
+    Raises FileNotFoundError or OSError: "cannot read image '<path>': <reason>".
     """
     name = os.fspath(path)
     try:
@@ -113,13 +115,7 @@ def _tensor_to_numpy(obj: Any) -> np.ndarray | None:
 
 
 def _to_uint8(array: np.ndarray) -> np.ndarray:
-    """Pixel values as uint8, so that arrays are resized by PIL exactly like PIL images.
-
-    Integer arrays must hold 0..255. Float arrays follow transformers' rule for handing arrays to
-    PIL: whole numbers in [0, 255] are used as they are (``img.astype(float)`` acts like ``img``);
-    otherwise values in [0, 1] are fractions of 255, rounded to the nearest level (``img / 255``
-    acts like ``img`` too). Anything else is ambiguous and rejected.
-    """
+    """Pixel values as uint8 (rules in the module docstring), so PIL resizes arrays like PIL images."""
     if array.dtype == np.uint8:
         return array
     if array.dtype.kind not in "biuf":
@@ -136,14 +132,13 @@ def _to_uint8(array: np.ndarray) -> np.ndarray:
 
 def _array_to_pil(array: np.ndarray) -> Image.Image:
     """A PIL image from an (H, W), (H, W, C) or (C, H, W) array with C in 1, 3, 4 (L, RGB, RGBA)."""
-    layout = "expected (H, W), (H, W, C) or (C, H, W) with C = 1, 3 or 4"
     if array.ndim == 2:
         array = array[:, :, None]
-    elif array.ndim == 3 and array.shape[0] in (1, 3, 4):
-        # Channels-first wins when both ends could be channels, as in transformers.
+    elif array.ndim == 3 and array.shape[0] in (1, 3, 4):  # channels-first wins, as in transformers
         array = np.moveaxis(array, 0, -1)
     elif array.ndim != 3 or array.shape[-1] not in (1, 3, 4):
-        raise ValueError(f"cannot use an array of shape {tuple(array.shape)} as an image: {layout}")
+        raise ValueError(f"cannot use an array of shape {tuple(array.shape)} as an image: "
+                         "expected (H, W), (H, W, C) or (C, H, W) with C = 1, 3 or 4")
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise ValueError(f"cannot use an array of shape {tuple(array.shape)} as an image: it is empty")
     array = np.ascontiguousarray(_to_uint8(array))
@@ -296,8 +291,6 @@ class SwiftFormerImageProcessor:
         if any(v <= 0 for v in self.image_std):
             raise ValueError(f"image_std must be positive (it divides), got {image_std!r}")
 
-    # ---------------------------------------------------------------- preprocessing
-
     def __call__(self, images: ImageInput | list[ImageInput], return_tensors: str | None = None) -> BatchFeature:
         """Same as :meth:`preprocess`."""
         return self.preprocess(images, return_tensors=return_tensors)
@@ -305,10 +298,9 @@ class SwiftFormerImageProcessor:
     def preprocess(self, images: ImageInput | list[ImageInput], return_tensors: str | None = None) -> BatchFeature:
         """Preprocess one image or a batch into ``{"pixel_values": (B, 3, H, W) float32}``.
 
-        ``images``: a PIL image, numpy array or torch tensor ((H, W), (H, W, C) or (C, H, W) with C
-        in 1, 3, 4; uint8, or floats as :func:`_to_uint8` says), a file path, a list/tuple of these,
-        or a 4-D (B, H, W, C) / (B, C, H, W) array or tensor. ``return_tensors``: ``"pt"`` for a
-        torch tensor, ``"np"`` or None for a numpy array.
+        ``images``: one image (PIL, array, tensor or path; see the module docstring), a list/tuple
+        of them, or a 4-D (B, H, W, C) / (B, C, H, W) array or tensor; one image gives B = 1.
+        ``return_tensors``: ``"pt"`` for a torch tensor, ``"np"`` or None for a numpy array.
 
         Raises: TypeError for an unsupported input type; ValueError for a bad array shape or value
         range, an empty list, or images that end up in different sizes; OSError for an unreadable file.
@@ -351,8 +343,6 @@ class SwiftFormerImageProcessor:
         # Below 384: enlarge so that the central edge×edge square keeps crop_pct of the shorter side.
         resized = _pil_resize(image, *_shortest_edge_size(image, int(edge / self.crop_pct)), self.resample)
         return _center_crop(resized, edge, edge)
-
-    # ---------------------------------------------------------------- configuration
 
     @property
     def image_processor_type(self) -> str:
@@ -398,7 +388,8 @@ class SwiftFormerImageProcessor:
         if kind != "ConvNextImageProcessor" and fields.pop("crop_pct", None) is not None:
             unknown.append("crop_pct")  # only transformers' ConvNeXt processor uses it
         if unknown:
-            warnings.warn(f"ignoring unknown preprocessor config keys {unknown}", stacklevel=2)
+            warnings.warn(f"ignoring preprocessor config keys that this processor does not use: {unknown}",
+                          stacklevel=2)
         if config.get("default_to_square") is False and isinstance(fields.get("size"), int):
             fields["size"] = {"shortest_edge": fields["size"]}
         return cls(**fields)

@@ -1,0 +1,138 @@
+"""The command line: predict and info, as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from _helpers import perturb_
+from swiftformer import SwiftFormerConfig, SwiftFormerForImageClassification, SwiftFormerImageProcessor
+from swiftformer.cli import main
+
+LABELS = {0: "cat", 1: "dog", 2: "bird", 3: "fish"}
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model")
+    torch.manual_seed(0)
+    config = SwiftFormerConfig(depths=[1, 1, 1, 1], embed_dims=[8, 8, 16, 16], id2label=LABELS)
+    perturb_(SwiftFormerForImageClassification(config)).save_pretrained(path)
+    SwiftFormerImageProcessor(size={"height": 64, "width": 64}).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    paths = []
+    for name, size in [("a.png", (80, 60)), ("b.jpg", (50, 90))]:
+        path = folder / name
+        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(path)
+        paths.append(str(path))
+    bad = folder / "broken.jpg"
+    bad.write_bytes(b"definitely not an image")
+    return paths, str(bad)
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_predict_json_matches_python_api(capsys, model_dir, images):
+    paths, _ = images
+    code, out, _ = run(capsys, "predict", *paths, "--model", model_dir, "--top-k", 3, "--json")
+    assert code == 0
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["image"] for r in rows] == paths
+
+    model = SwiftFormerForImageClassification.from_pretrained(model_dir)
+    processor = SwiftFormerImageProcessor.from_pretrained(model_dir)
+    with torch.no_grad():
+        probs = model(**processor(paths, return_tensors="pt")).logits.softmax(-1)
+    for row, expected in zip(rows, probs):
+        preds = row["predictions"]
+        assert len(preds) == 3
+        assert [p["score"] for p in preds] == sorted((p["score"] for p in preds), reverse=True)
+        best = int(expected.argmax())
+        assert preds[0]["index"] == best and preds[0]["label"] == LABELS[best]
+        assert preds[0]["score"] == pytest.approx(expected[best].item(), rel=1e-5)
+
+
+def test_predict_text_output_and_top_k_capped(capsys, model_dir, images):
+    paths, _ = images
+    code, out, _ = run(capsys, "predict", paths[0], "--model", model_dir, "--top-k", 10)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == paths[0]
+    assert len(lines) == 1 + len(LABELS)  # top-k capped at the number of labels
+    assert all(any(name in line for name in LABELS.values()) for line in lines[1:])
+
+
+def test_predict_reports_unreadable_image_and_runs_others(capsys, model_dir, images):
+    paths, bad = images
+    code, out, _ = run(capsys, "predict", bad, paths[1], str(model_dir / "missing.png"), "--model", model_dir, "--json")
+    assert code == 1
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["image"] for r in rows] == [bad, paths[1], str(model_dir / "missing.png")]
+    assert "error" in rows[0] and "broken.jpg" in rows[0]["error"]
+    assert len(rows[1]["predictions"]) == 4
+    assert "error" in rows[2]
+
+
+def test_predict_missing_model_is_one_line_error(capsys, images, tmp_path):
+    code, out, err = run(capsys, "predict", images[0][0], "--model", tmp_path / "nope")
+    assert code == 2 and out == ""
+    assert err.startswith("swiftformer: error:") and "nope" in err and "Traceback" not in err
+
+
+def test_predict_offline_hub_id_is_clear(capsys, images, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code, _, err = run(capsys, "predict", images[0][0], "--model", "MBZUAI/swiftformer-xs",
+                       "--cache-dir", tmp_path, "--local-files-only")
+    assert code == 2
+    assert "offline" in err and "local folder" in err
+
+
+@pytest.mark.parametrize("variant,params,gmacs", [("xs", 3.48e6, 0.602), ("l3", 28.49e6, 4.008)])
+def test_info_variant_json(capsys, variant, params, gmacs):
+    code, out, _ = run(capsys, "info", "--model", variant, "--json")
+    assert code == 0
+    report = json.loads(out)
+    assert report["parameters"] == pytest.approx(params, rel=0.002)
+    assert report["macs"] / 1e9 == pytest.approx(gmacs, rel=0.002)
+    assert report["attention_variant"] == "softmax" and report["variant"] == variant
+    config = SwiftFormerConfig.from_variant(variant, num_labels=1000)
+    assert report["parameters"] == SwiftFormerForImageClassification(config).num_parameters()
+    assert [s["stride"] for s in report["stages"]] == [4, 8, 16, 32]
+    assert [(s["height"], s["width"]) for s in report["stages"]] == [(56, 56), (28, 28), (14, 14), (7, 7)]
+
+
+def test_info_folder_text(capsys, model_dir):
+    code, out, _ = run(capsys, "info", "--model", model_dir, "--image-size", 64, 96)
+    assert code == 0
+    assert "attention variant:  softmax" in out
+    assert "MACs at 64x96" in out
+    assert "16 x 2 x 3" in out  # last stage at stride 32
+
+
+def test_module_entry_point():
+    result = subprocess.run(
+        [sys.executable, "-m", "swiftformer", "info", "--model", "s", "--json"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["variant"] == "s"
+
+
+def test_bad_arguments(capsys, model_dir, images):
+    code, _, err = run(capsys, "predict", images[0][0], "--model", model_dir, "--top-k", 0)
+    assert code == 2 and "--top-k" in err
