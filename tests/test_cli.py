@@ -136,3 +136,16 @@ def test_module_entry_point():
 def test_bad_arguments(capsys, model_dir, images):
     code, _, err = run(capsys, "predict", images[0][0], "--model", model_dir, "--top-k", 0)
     assert code == 2 and "--top-k" in err
+
+
+def test_predict_images_of_different_preprocessed_sizes(capsys, model_dir, images, tmp_path):
+    # A shortest-edge resize without crop keeps aspect ratios: images cannot share one batch tensor.
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        (folder / name).write_bytes((model_dir / name).read_bytes())
+    SwiftFormerImageProcessor(size={"shortest_edge": 48}).save_pretrained(folder)
+    paths, _ = images
+    code, out, _ = run(capsys, "predict", *paths, "--model", folder, "--json")
+    assert code == 0
+    assert [len(json.loads(line)["predictions"]) for line in out.splitlines()] == [4, 4]

@@ -50,18 +50,24 @@ def predict(args: argparse.Namespace) -> int:
     top_k = max(1, min(args.top_k, model.config.num_labels))
 
     results: dict[str, dict[str, Any]] = {}
-    readable: list[tuple[str, Any]] = []
+    ready: list[tuple[str, Any]] = []  # (path, pixel_values (3, H, W))
     for path in args.images:
         try:
-            readable.append((path, load_image(path)))
+            ready.append((path, processor(load_image(path), return_tensors="pt")["pixel_values"][0]))
         except (OSError, ValueError) as err:
             results[path] = {"image": path, "error": str(err)}
 
-    for start in range(0, len(readable), args.batch_size):
-        batch = readable[start : start + args.batch_size]
-        pixel_values = processor([image for _, image in batch], return_tensors="pt")["pixel_values"]
+    # Batches of consecutive images with equal preprocessed sizes (a shortest-edge resize without a
+    # crop keeps each image's aspect ratio, so sizes may differ).
+    start = 0
+    while start < len(ready):
+        end = start + 1
+        while end < len(ready) and end - start < args.batch_size and ready[end][1].shape == ready[start][1].shape:
+            end += 1
+        batch = ready[start:end]
+        start = end
         with torch.inference_mode():
-            probs = model(pixel_values).logits.float().softmax(dim=-1)
+            probs = model(torch.stack([pixels for _, pixels in batch])).logits.float().softmax(dim=-1)
         scores, indices = probs.topk(top_k, dim=-1)
         for (path, _), row_scores, row_indices in zip(batch, scores.tolist(), indices.tolist()):
             results[path] = {
