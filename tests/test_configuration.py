@@ -156,7 +156,9 @@ def test_equality_is_not_trivial():
     assert SwiftFormerConfig(**TINY) != SwiftFormerConfig(**TINY, id2label={0: "a", 1: "b"})
 
 
-@pytest.mark.parametrize("kwargs", [{}, NON_DEFAULT, {**NON_DEFAULT, "attention_variant": "l2"}], ids=["default", "custom", "l2"])
+@pytest.mark.parametrize(
+    "kwargs", [{}, NON_DEFAULT, {**NON_DEFAULT, "attention_variant": "l2"}], ids=["default", "custom", "l2"]
+)
 def test_to_dict_json_and_folder_round_trips(tmp_path: Path, kwargs):
     config = SwiftFormerConfig(**kwargs)
     data = config.to_dict()
@@ -297,7 +299,13 @@ def test_from_variant_published_shapes(variant):
 
 @pytest.mark.parametrize(
     ("alias", "variant"),
-    [("SwiftFormer-L1", "l1"), ("swiftformer_xs", "xs"), ("swiftformer-s", "s"), ("SwiftFormer_L3", "l3"), ("XS", "xs")],
+    [
+        ("SwiftFormer-L1", "l1"),
+        ("swiftformer_xs", "xs"),
+        ("swiftformer-s", "s"),
+        ("SwiftFormer_L3", "l3"),
+        ("XS", "xs"),
+    ],
 )
 def test_from_variant_aliases(alias, variant):
     config = SwiftFormerConfig.from_variant(alias)
