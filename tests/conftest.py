@@ -39,3 +39,9 @@ def offline_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pat
     yield cache
     # Checked after the test too, in case a library swallowed the error above.
     assert not attempts, f"network access attempted: {attempts}"
+
+
+@pytest.fixture
+def transformers():
+    """The reference implementation; tests that need it are skipped where it is not installed."""
+    return pytest.importorskip("transformers")

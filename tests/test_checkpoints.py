@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 import safetensors.torch
 import torch
-import transformers
-
+from _helpers import perturb_
 from swiftformer import SwiftFormerConfig, SwiftFormerForImageClassification, SwiftFormerModel
 from swiftformer.hub import CheckpointError
 from swiftformer.weights import load_state_dict_file
@@ -26,33 +25,16 @@ TINY = dict(depths=[1, 1, 1, 1], embed_dims=[8, 8, 16, 16], num_labels=3)
 # ------------------------------------------------------------------------------------------------
 
 
-def randomize_state_dict(state_dict: dict[str, torch.Tensor], seed: int) -> dict[str, torch.Tensor]:
-    """Every float tensor replaced by random values (BatchNorm running_var positive), so that loading
-    the wrong tensor, or none, changes the outputs."""
-    gen = torch.Generator().manual_seed(seed)
-    out = {}
-    for key, value in state_dict.items():
-        if not value.is_floating_point():
-            out[key] = value.clone()
-        elif key.endswith("running_var"):
-            out[key] = torch.rand(value.shape, generator=gen) + 0.5
-        elif value.ndim > 1:
-            out[key] = torch.randn(value.shape, generator=gen) / value[0].numel() ** 0.5
-        else:
-            out[key] = torch.randn(value.shape, generator=gen) * 0.5
-    return out
-
-
 def randomized(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    model.load_state_dict(randomize_state_dict(model.state_dict(), seed))
-    return model.eval()
+    return perturb_(model, seed).eval()
 
 
 def tiny_classifier(seed: int = 0, **overrides) -> SwiftFormerForImageClassification:
     return randomized(SwiftFormerForImageClassification(SwiftFormerConfig(**{**TINY, **overrides})), seed)
 
 
-def reference_classifier(seed: int = 0, **overrides) -> transformers.SwiftFormerForImageClassification:
+def reference_classifier(seed: int = 0, **overrides):
+    transformers = pytest.importorskip("transformers")
     config = transformers.SwiftFormerConfig(**{**TINY, **overrides})
     return randomized(transformers.SwiftFormerForImageClassification(config), seed)
 
@@ -148,6 +130,7 @@ def test_round_trip_identical_weights_and_outputs(tmp_path: Path, cls, safe):
 def test_transformers_loads_ours(tmp_path: Path, safe):
     model = tiny_classifier(seed=6)
     model.save_pretrained(tmp_path, safe_serialization=safe)
+    transformers = pytest.importorskip("transformers")
     theirs, info = transformers.SwiftFormerForImageClassification.from_pretrained(tmp_path, output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
     theirs.eval()
@@ -196,6 +179,7 @@ def test_classifier_loads_base_model_folder_with_fresh_heads(tmp_path: Path, cap
         base = randomized(SwiftFormerModel(config), seed=10)
         base.save_pretrained(tmp_path)
     else:
+        transformers = pytest.importorskip("transformers")
         base = randomized(transformers.SwiftFormerModel(transformers.SwiftFormerConfig(**TINY)), seed=10)
         base.save_pretrained(tmp_path)
     with caplog.at_level(logging.WARNING, logger="swiftformer"):
@@ -533,3 +517,27 @@ def test_partial_bin_write_keeps_previous_files(tmp_path: Path, monkeypatch):
     monkeypatch.undo()
     assert _snapshot(tmp_path) == before
     assert SwiftFormerForImageClassification.from_pretrained(tmp_path).config.hidden_act == "gelu"
+
+
+def test_stray_key_in_classifier_checkpoint_is_reported_by_base_model(tmp_path: Path):
+    model = tiny_classifier()
+    state = {**model.state_dict(), "totally_bogus": torch.zeros(1)}
+    folder = write_folder(tmp_path / "m", model.config, state)
+    with pytest.raises(CheckpointError, match="totally_bogus"):
+        SwiftFormerModel.from_pretrained(folder)
+
+
+def test_garbage_pickle_is_called_corrupt_not_refused(tmp_path: Path):
+    folder = write_folder(tmp_path / "m", tiny_classifier().config, tiny_classifier().state_dict())
+    (folder / "model.safetensors").unlink()
+    (folder / "pytorch_model.bin").write_bytes(b"hello world\n")
+    with pytest.raises(CheckpointError, match="corrupt or truncated") as info:
+        SwiftFormerForImageClassification.from_pretrained(folder)
+    assert "Refused" not in str(info.value)
+
+
+def test_bad_override_is_not_blamed_on_the_file(tmp_path: Path):
+    tiny_classifier().save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="num_labels") as info:
+        SwiftFormerConfig.from_pretrained(tmp_path, num_labels=-1)
+    assert not isinstance(info.value, CheckpointError)

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import transformers
 
 from swiftformer import SwiftFormerConfig, SwiftFormerForImageClassification
 from swiftformer.hub import CheckpointError
@@ -54,7 +53,7 @@ def fields_of(config) -> dict:
     return {name: normalize(getattr(config, name)) for name in FIELDS}
 
 
-def assert_same_fields(ours: SwiftFormerConfig, theirs: transformers.SwiftFormerConfig) -> None:
+def assert_same_fields(ours: SwiftFormerConfig, theirs) -> None:
     mine, reference = fields_of(ours), fields_of(theirs)
     diffs = {k: (mine[k], reference[k]) for k in FIELDS if mine[k] != reference[k]}
     assert not diffs, f"fields differ (ours, transformers): {diffs}"
@@ -65,7 +64,7 @@ def assert_same_fields(ours: SwiftFormerConfig, theirs: transformers.SwiftFormer
 # ------------------------------------------------------------------------------------------------
 
 
-def test_defaults_match_transformers_field_by_field():
+def test_defaults_match_transformers_field_by_field(transformers):
     ours, theirs = SwiftFormerConfig(), transformers.SwiftFormerConfig()
     assert_same_fields(ours, theirs)
     # and the values themselves, so a change on both sides cannot hide
@@ -80,7 +79,7 @@ def test_attention_variant_default_is_softmax():
     assert SwiftFormerConfig(attention_variant="l2").attention_variant == "l2"
 
 
-def test_non_default_fields_are_stored_like_transformers():
+def test_non_default_fields_are_stored_like_transformers(transformers):
     assert_same_fields(SwiftFormerConfig(**NON_DEFAULT), transformers.SwiftFormerConfig(**NON_DEFAULT))
 
 
@@ -224,7 +223,7 @@ def test_save_is_atomic_when_the_write_fails_midway(tmp_path: Path, monkeypatch:
 
 
 @pytest.mark.parametrize("kwargs", [{"num_labels": 3}, NON_DEFAULT], ids=["num_labels3", "custom"])
-def test_reads_transformers_config_without_warnings(tmp_path: Path, kwargs):
+def test_reads_transformers_config_without_warnings(tmp_path: Path, kwargs, transformers):
     theirs = transformers.SwiftFormerConfig(**kwargs)
     theirs.save_pretrained(tmp_path)
     with warnings.catch_warnings(record=True) as caught:
@@ -236,7 +235,7 @@ def test_reads_transformers_config_without_warnings(tmp_path: Path, kwargs):
     assert ours.attention_variant == "softmax"  # transformers' files imply the softmax variant
 
 
-def test_reads_transformers_in_memory_dict_without_warnings():
+def test_reads_transformers_in_memory_dict_without_warnings(transformers):
     """``to_dict()`` of a transformers config carries all its bookkeeping keys (dtype, _name_or_path ...)."""
     theirs = transformers.SwiftFormerConfig(num_labels=4)
     with warnings.catch_warnings():
@@ -245,7 +244,7 @@ def test_reads_transformers_in_memory_dict_without_warnings():
     assert_same_fields(ours, theirs)
 
 
-def test_unknown_keys_warn_naming_them(tmp_path: Path):
+def test_unknown_keys_warn_naming_them(tmp_path: Path, transformers):
     transformers.SwiftFormerConfig(num_labels=3).save_pretrained(tmp_path)
     path = tmp_path / "config.json"
     data = json.loads(path.read_text())
@@ -270,7 +269,7 @@ def test_wrong_model_type_is_an_error(tmp_path: Path):
 
 
 @pytest.mark.parametrize("kwargs", [{"num_labels": 3}, NON_DEFAULT], ids=["num_labels3", "custom"])
-def test_transformers_reads_our_config(tmp_path: Path, kwargs):
+def test_transformers_reads_our_config(tmp_path: Path, kwargs, transformers):
     ours = SwiftFormerConfig(**kwargs)
     ours.save_pretrained(tmp_path)
     theirs = transformers.SwiftFormerConfig.from_pretrained(tmp_path)
@@ -319,7 +318,7 @@ def test_from_variant_unknown_raises(name):
 
 
 @pytest.mark.parametrize("variant", list(PUBLISHED))
-def test_variant_parameter_count_matches_transformers_and_publication(variant):
+def test_variant_parameter_count_matches_transformers_and_publication(variant, transformers):
     depths, dims, published = PUBLISHED[variant]
     config = SwiftFormerConfig.from_variant(variant, num_labels=1000)
     reference_config = transformers.SwiftFormerConfig(depths=depths, embed_dims=dims, num_labels=1000)
@@ -352,7 +351,7 @@ def test_num_labels_override_replaces_id2label(tmp_path: Path):
     assert named.num_labels == 2 and named.label2id == {"x": 0, "y": 1}
 
 
-def test_num_labels_override_of_transformers_config(tmp_path: Path):
+def test_num_labels_override_of_transformers_config(tmp_path: Path, transformers):
     transformers.SwiftFormerConfig(num_labels=3).save_pretrained(tmp_path)
     config = SwiftFormerConfig.from_pretrained(tmp_path, num_labels=7)
     assert config.num_labels == 7 and sorted(config.id2label) == list(range(7))

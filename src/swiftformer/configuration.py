@@ -213,6 +213,8 @@ class SwiftFormerConfig:
         positive_ints("depths", self.depths)
         if not isinstance(self.depths, list):
             fail("depths", "expected a list")
+        if isinstance(self.embed_dims, list) and len(self.embed_dims) != len(self.depths):
+            fail("embed_dims", f"expected one width per stage: depths={self.depths} has {len(self.depths)} stages")
         positive_ints("embed_dims", self.embed_dims, len(self.depths))
         if self.embed_dims[0] < 2:
             fail("embed_dims", "the stem's first conv has embed_dims[0] // 2 channels, so embed_dims[0] must be >= 2")
@@ -303,11 +305,13 @@ class SwiftFormerConfig:
             local_files_only=local_files_only, token=token,
         )
         try:
-            return cls.from_dict(read_json(path), **overrides)
+            config = cls.from_dict(read_json(path))
         except (TypeError, ValueError) as err:
             if isinstance(err, CheckpointError):
                 raise
             raise CheckpointError(f"{path}: {err}") from None
+        # The caller's overrides are validated separately, so their errors are not blamed on the file.
+        return cls.from_dict(config.to_dict(), **overrides) if overrides else config
 
     # ------------------------------------------------------------- serializing
     def to_dict(self) -> dict[str, Any]:

@@ -430,8 +430,13 @@ class SwiftFormerPreTrainedModel(nn.Module):
         prefix = self.base_model_prefix + "."
         has_prefix = any(k.startswith(prefix) for k in state_dict)
         wants_prefix = any(k.startswith(prefix) for k in own)
-        if has_prefix and not wants_prefix:  # classifier checkpoint → base model: drop the heads
-            state_dict = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+        if has_prefix and not wants_prefix:  # classifier checkpoint → base model: drop the heads only
+            heads = ("norm.", "head.", "dist_head.")
+            state_dict = {
+                k.removeprefix(prefix) if k.startswith(prefix) else k: v
+                for k, v in state_dict.items()
+                if k.startswith(prefix) or not k.startswith(heads)
+            }
         elif wants_prefix and not has_prefix:  # base checkpoint → classifier
             state_dict = {prefix + k: v for k, v in state_dict.items()}
 

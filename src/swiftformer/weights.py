@@ -38,6 +38,8 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
+        if "weights only load failed" not in str(err).lower():  # not a refusal: just broken bytes
+            raise CheckpointError(f"Cannot read {path}: corrupt or truncated PyTorch checkpoint ({err}).") from None
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(
             f"Refused to load {path}: it is a pickle holding objects other than tensors, which could run code "
