@@ -2,8 +2,11 @@
 
     swiftformer predict cat.jpg dog.png --model MBZUAI/swiftformer-xs --top-k 5 [--json]
     swiftformer info --model xs            # or a folder, or a hub id
+    swiftformer train --data-dir DATA --variant xs --recipe paper --output runs/xs
+    swiftformer eval --data-dir DATA/val --model runs/xs/best [--json]
 
-Heavy imports (torch) happen inside the commands, so ``swiftformer --help`` answers at once.
+Heavy imports happen inside the commands where they can; ``train`` and ``eval`` need torch to build
+their parsers.
 """
 
 from __future__ import annotations
@@ -180,7 +183,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     add_hub(p)
     p.set_defaults(func=info)
+    p = sub.add_parser("train", help="train or fine-tune", description="Train or fine-tune a SwiftFormer (see docs/training.md).")
+    _train_module().add_train_arguments(p)
+    p.set_defaults(func=lambda args: _train_module().run_train(args))
+
+    p = sub.add_parser("eval", help="evaluate on a labelled image folder",
+                       description="Top-1/top-5 accuracy, loss and throughput on DATA/CLASS/*.jpg.")
+    _evaluate_module().add_eval_arguments(p)
+    p.set_defaults(func=lambda args: _evaluate_module().run_eval(args))
     return parser
+
+
+def _train_module():
+    from . import train
+
+    return train
+
+
+def _evaluate_module():
+    from . import evaluate
+
+    return evaluate
 
 
 def main(argv: Sequence[str] | None = None) -> int:
