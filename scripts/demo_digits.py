@@ -49,9 +49,15 @@ def write_digits(folder: Path, size: int = 32, seed: int = 0) -> dict[str, int]:
 
 
 def swiftformer(*args: str, capture: bool = False) -> subprocess.CompletedProcess:
+    """Run the command line as a user would; stop the demo with its messages if it fails."""
     command = [sys.executable, "-m", "swiftformer", *args]
     print("$ swiftformer " + " ".join(args), flush=True)
-    return subprocess.run(command, check=True, text=True, capture_output=capture)
+    result = subprocess.run(command, text=True, capture_output=capture)
+    if result.returncode != 0:
+        if capture:
+            print(result.stdout, result.stderr, sep="\n", file=sys.stderr)
+        raise SystemExit(f"demo failed: swiftformer {args[0]} exited with status {result.returncode}")
+    return result
 
 
 def main() -> None:

@@ -128,7 +128,7 @@ def test_label_map_changes_results(image_root, processor):
 
     model = _model()
     loader = _loader(_dataset(image_root, processor))
-    plain = evaluate(model, loader, class_names=CLASSES)
+    plain = evaluate(model, loader, class_names=CLASSES, progress=True)
     permuted = evaluate(model, loader, class_names=CLASSES, label_map=[1, 2, 0])
     # The predictions are the same; only the meaning of the model outputs changes: dataset class k is
     # now model output map[k], so column k of the new matrix is column map[k] of the old one.
@@ -215,6 +215,7 @@ def _distributed_worker(rank, world_size, port, root, model_dir, out_dir):
         result = evaluate(model, _loader(shard, batch_size=2), class_names=CLASSES, label_map=[2, 0, 1])
         with open(os.path.join(out_dir, f"rank{rank}.pkl"), "wb") as handle:
             pickle.dump((result.to_dict(), len(shard)), handle)
+        dist.barrier()  # no process tears down while a peer may still be receiving
     finally:
         dist.destroy_process_group()
 

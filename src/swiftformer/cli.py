@@ -187,10 +187,12 @@ def build_parser() -> argparse.ArgumentParser:
     _train_module().add_train_arguments(p)
     p.set_defaults(func=lambda args: _train_module().run_train(args))
 
+    from .evaluate import add_eval_arguments, run_eval  # no torch at import
+
     p = sub.add_parser("eval", help="evaluate on a labelled image folder",
-                       description="Top-1/top-5 accuracy, loss and throughput on DATA/CLASS/*.jpg.")
-    _evaluate_module().add_eval_arguments(p)
-    p.set_defaults(func=lambda args: _evaluate_module().run_eval(args))
+                       description="Top-1/top-5, loss, per-class accuracy, confusion matrix on DATA/CLASS/*.jpg.")
+    add_eval_arguments(p)
+    p.set_defaults(func=run_eval)
     return parser
 
 
@@ -198,12 +200,6 @@ def _train_module():
     from . import train
 
     return train
-
-
-def _evaluate_module():
-    from . import evaluate
-
-    return evaluate
 
 
 def main(argv: Sequence[str] | None = None) -> int:

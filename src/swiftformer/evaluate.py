@@ -4,7 +4,8 @@
 
 :func:`evaluate` is exact under ``torchrun``: each process evaluates a disjoint shard
 (:func:`shard_indices`, no padding, no duplicates) and the counts are summed over processes, so every
-rank returns the same global result as one process would.
+rank returns the same global result as one process would. torch is imported inside the functions,
+so the CLI can add the ``eval`` options without loading it.
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-from . import distributed
+from .runtime import cpu_supports_bf16, tune_malloc
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -57,8 +59,7 @@ class EvalResult:
     @property
     def per_class_accuracy(self) -> dict[str, float]:
         """Accuracy in percent per class name, for the classes that have images."""
-        images, correct = self.class_counts()
-        return {name: 100.0 * int(c) / int(n) for name, n, c in zip(self.class_names, images, correct) if n}
+        return {row["class"]: row["accuracy"] for row in self.per_class_rows() if row["images"]}
 
     def per_class_rows(self) -> list[dict[str, Any]]:
         """One row per class: class, images, correct, accuracy (percent; None without images)."""
@@ -67,18 +68,14 @@ class EvalResult:
                 for name, n, c in zip(self.class_names, images, correct)]
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: the metrics, ``per_class`` rows, the confusion matrix as nested lists."""
-        def number(x: float) -> float | None:
-            return None if math.isnan(x) else x
-
+        """JSON-ready: the metrics (None for NaN, i.e. no images), ``per_class`` rows, the confusion matrix."""
         images, _ = self.class_counts()
-        return {
-            "top1": number(self.top1), "top5": number(self.top5), "loss": number(self.loss),
-            "images": self.images, "seconds": self.seconds, "images_per_second": self.images_per_second,
-            "unreadable": list(self.unreadable), "class_names": list(self.class_names),
-            "per_class": self.per_class_rows(), "confusion": self.confusion.tolist(),
-            "predicted_other": (images - self.confusion.sum(axis=1)).tolist(),
-        }
+        metrics = {key: None if math.isnan(value) else value for key, value in
+                   (("top1", self.top1), ("top5", self.top5), ("loss", self.loss))}
+        return {**metrics, "images": self.images, "seconds": self.seconds, "images_per_second": self.images_per_second,
+                "unreadable": list(self.unreadable), "class_names": list(self.class_names),
+                "per_class": self.per_class_rows(), "confusion": self.confusion.tolist(),
+                "predicted_other": (images - self.confusion.sum(axis=1)).tolist()}
 
 
 def shard_indices(n: int, rank: int, world_size: int) -> list[int]:
@@ -86,18 +83,6 @@ def shard_indices(n: int, rank: int, world_size: int) -> list[int]:
     if not 0 <= rank < world_size:
         raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
     return list(range(rank, n, world_size))
-
-
-def cpu_supports_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX-BF16, from /proc/cpuinfo)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                if line.startswith("flags"):
-                    return bool({"avx512_bf16", "amx_bf16"} & set(line.split(":", 1)[-1].split()))
-    except OSError:
-        pass
-    return False
 
 
 def _unpack(batch: Any) -> tuple[torch.Tensor | None, torch.Tensor | None, list[str]]:
@@ -127,6 +112,11 @@ def evaluate(model: torch.nn.Module, loader, *, device: str | torch.device = "cp
     Under an initialized process group, each process passes a loader over its own shard and all
     receive the global result; ``seconds`` is the slowest process's wall time.
     """
+    import torch
+    import torch.nn.functional as F
+
+    from . import distributed
+
     num_classes = len(class_names)
     label_map = list(range(num_classes)) if label_map is None else [int(i) for i in label_map]
     if len(label_map) != num_classes or len(set(label_map)) != num_classes or min(label_map, default=0) < 0:
@@ -139,15 +129,15 @@ def evaluate(model: torch.nn.Module, loader, *, device: str | torch.device = "cp
     model.eval().to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
+    autocast = contextlib.nullcontext() if autocast_dtype is None else torch.autocast(device.type, dtype=autocast_dtype)
     counts = torch.zeros(4, dtype=torch.float64)  # correct1, correct5, loss sum, images
     confusion = torch.zeros(num_classes, num_classes + 1, dtype=torch.int64, device=device)  # last column: other
-    unreadable: list[str] = []
-    autocast = contextlib.nullcontext() if autocast_dtype is None else torch.autocast(device.type, dtype=autocast_dtype)
     dataset_of: torch.Tensor | None = None  # model output -> dataset class (num_classes: none)
-
+    unreadable: list[str] = []
     bar = None
     if progress and info.is_main:
         from tqdm.auto import tqdm
+
         bar = tqdm(total=len(loader) if hasattr(loader, "__len__") else None, unit="batch", desc="eval")
     start = time.perf_counter()
     try:
@@ -155,45 +145,47 @@ def evaluate(model: torch.nn.Module, loader, *, device: str | torch.device = "cp
             for batch in loader:
                 pixel_values, labels, bad = _unpack(batch)
                 unreadable += bad
-                if pixel_values is not None and len(pixel_values):
-                    pixel_values = pixel_values.to(device, non_blocking=True)
-                    if channels_last:
-                        pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
-                    labels = labels.to(device=device, dtype=torch.long)
-                    if labels.numel() and not 0 <= int(labels.min()) <= int(labels.max()) < num_classes:
-                        raise ValueError(f"labels must be in [0, {num_classes}), got {labels.unique().tolist()[:10]}")
-                    with autocast:
-                        logits = model(pixel_values).logits
-                    logits = logits.float()
-                    if dataset_of is None:
-                        if max(label_map, default=-1) >= logits.shape[-1]:
-                            raise ValueError(f"the model has {logits.shape[-1]} outputs; label_map uses up to {max(label_map)}")
-                        dataset_of = torch.full((logits.shape[-1],), num_classes, dtype=torch.long, device=device)
-                        dataset_of[targets_of] = torch.arange(num_classes, device=device)
-                    targets = targets_of[labels]
-                    topk = logits.topk(min(5, logits.shape[-1]), dim=-1).indices
-                    hits = topk == targets[:, None]
-                    confusion += torch.bincount(labels * (num_classes + 1) + dataset_of[topk[:, 0]],
-                                                minlength=num_classes * (num_classes + 1)).view_as(confusion)
-                    counts += torch.tensor([hits[:, 0].sum().item(), hits.any(-1).sum().item(),
-                                            F.cross_entropy(logits, targets, reduction="sum").item(), len(labels)],
-                                           dtype=torch.float64)
                 if bar is not None:
                     bar.update(1)
-                    if counts[3]:
-                        bar.set_postfix(top1=f"{100 * counts[0].item() / counts[3].item():.2f}")
+                if pixel_values is None or not len(pixel_values):
+                    continue
+                pixel_values = pixel_values.to(device, non_blocking=True)
+                if channels_last:
+                    pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
+                labels = labels.to(device=device, dtype=torch.long)
+                if not 0 <= int(labels.min()) <= int(labels.max()) < num_classes:
+                    raise ValueError(f"labels must be in [0, {num_classes}), got {labels.unique().tolist()[:10]}")
+                with autocast:
+                    logits = model(pixel_values).logits.float()
+                if dataset_of is None:
+                    if max(label_map, default=-1) >= logits.shape[-1]:
+                        raise ValueError(f"the model has {logits.shape[-1]} outputs; label_map uses up to {max(label_map)}")
+                    dataset_of = torch.full((logits.shape[-1],), num_classes, dtype=torch.long, device=device)
+                    dataset_of[targets_of] = torch.arange(num_classes, device=device)
+                targets = targets_of[labels]
+                topk = logits.topk(min(5, logits.shape[-1]), dim=-1).indices
+                hits = topk == targets[:, None]
+                cells = labels * (num_classes + 1) + dataset_of[topk[:, 0]]
+                confusion += torch.bincount(cells, minlength=confusion.numel()).view_as(confusion)
+                loss = F.cross_entropy(logits, targets, reduction="sum")
+                counts += torch.tensor([hits[:, 0].sum().item(), hits.any(-1).sum().item(), loss.item(), len(labels)],
+                                       dtype=torch.float64)
+                if bar is not None:
+                    bar.set_postfix(top1=f"{100 * counts[0].item() / counts[3].item():.2f}")
     finally:
         if bar is not None:
             bar.close()
         model.train(was_training)
     seconds = time.perf_counter() - start
 
-    confusion = confusion.cpu()
-    if info.enabled:
-        counts, confusion = distributed.all_reduce_sum(counts), distributed.all_reduce_sum(confusion)
+    if info.enabled:  # NCCL reduces device tensors only, gloo takes either
+        on = device if torch.distributed.get_backend() == "nccl" else torch.device("cpu")
+        counts = distributed.all_reduce_sum(counts.to(on)).cpu()
+        confusion = distributed.all_reduce_sum(confusion.to(on))
         gathered = distributed.all_gather_objects((seconds, unreadable))
         seconds = max(s for s, _ in gathered)
         unreadable = [path for _, paths in gathered for path in paths]
+    confusion = confusion.cpu()
     correct1, correct5, loss_sum, images = counts.tolist()
     images = int(images)
     return EvalResult(
@@ -227,11 +219,12 @@ def save_per_class_csv(result: EvalResult, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
-def map_labels(class_names: list[str], config) -> list[int]:
+def map_labels(class_names: list[str], config, verbose: bool = True) -> list[int]:
     """The model output index of each dataset class, matched by name against ``config.label2id``.
 
     A model with only default names (``LABEL_0``, ...) and as many outputs as the dataset has classes
-    is taken to use the dataset's order (a note on stderr). Raises ValueError for unknown classes.
+    is taken to use the dataset's order (a note on stderr if ``verbose``). Raises ValueError for
+    dataset classes the model does not know.
     """
     label2id = {str(k): int(v) for k, v in config.label2id.items()}
     unknown = [name for name in class_names if name not in label2id]
@@ -239,8 +232,9 @@ def map_labels(class_names: list[str], config) -> list[int]:
         return [label2id[name] for name in class_names]
     defaults = all(name == f"LABEL_{i}" for i, name in config.id2label.items())
     if defaults and config.num_labels == len(class_names):
-        print("note: the model has no class names (LABEL_0, ...); assuming they follow the dataset's "
-              "class order (sorted folder names)", file=sys.stderr)
+        if verbose:
+            print("note: the model has no class names (LABEL_0, ...); assuming they follow the dataset's "
+                  "class order (sorted folder names)", file=sys.stderr)
         return list(range(len(class_names)))
     known = ", ".join(repr(config.id2label[i]) for i in sorted(config.id2label)[:5])
     raise ValueError(f"{len(unknown)} of the dataset's {len(class_names)} classes are not labels of the model: "
@@ -269,23 +263,28 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _precision(name: str, device: torch.device) -> torch.dtype | None:
+    import torch
+
     if name == "auto":
-        native = torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_supports_bf16()
+        native = {"cuda": torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
+                  "cpu": cpu_supports_bf16()}.get(device.type, False)
         name = "bf16" if native else "fp32"
     return torch.bfloat16 if name == "bf16" else None
 
 
 def run_eval(args: argparse.Namespace) -> int:
     """``swiftformer eval``: evaluate, print the report (rank 0), write ``--output`` files."""
+    import torch
     from torch.utils.data import DataLoader, Subset
 
+    from . import distributed
     from .cli import _hub_options, _load_processor
     from .data import build_eval_transform, collate, open_dataset
-    from .hub import atomic_write
     from .modeling import SwiftFormerForImageClassification
 
     if args.batch_size < 1 or args.workers < 0:
         raise ValueError("--batch-size must be at least 1 and --workers at least 0")
+    tune_malloc()
     device_name = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     started_group = not torch.distributed.is_initialized()
     info = distributed.init(device_name)
@@ -297,7 +296,7 @@ def run_eval(args: argparse.Namespace) -> int:
         processor = _load_processor(args.model, hub)
         dataset = open_dataset(args.data_dir, None, build_eval_transform(processor))
         class_names = list(dataset.classes)
-        label_map = map_labels(class_names, model.config)
+        label_map = map_labels(class_names, model.config, verbose=info.is_main)
         if info.enabled:
             dataset = Subset(dataset, shard_indices(len(dataset), info.rank, info.world_size))
         loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=False, num_workers=args.workers,
@@ -305,25 +304,32 @@ def run_eval(args: argparse.Namespace) -> int:
         result = evaluate(model, loader, device=device, autocast_dtype=_precision(args.precision, device),
                           channels_last=args.channels_last, class_names=class_names, label_map=label_map,
                           progress=args.progress)
-        if not info.is_main:
-            return 0
-        if result.images == 0:
+        if result.images == 0:  # the same on every rank
             raise ValueError(f"no readable images in {args.data_dir} ({len(result.unreadable)} unreadable)")
-        report = {"model": str(args.model), "data_dir": str(args.data_dir), **result.to_dict()}
-        if args.output:
-            out = Path(args.output)
-            save_confusion_matrix_png(result, out / "confusion_matrix.png")
-            save_per_class_csv(result, out / "per_class.csv")
-            with atomic_write(out / "eval.json", "w") as handle:
-                handle.write(json.dumps(report) + "\n")
-        if args.json:
-            print(json.dumps(report))
-        else:
-            _print_report(result, args, len(class_names))
+        if info.is_main:  # torchrun stops the other ranks if this fails
+            _report(result, args, len(class_names))
+        distributed.barrier()  # the others wait for rank 0's report before tearing the group down
         return 0
     finally:
         if started_group:
             distributed.shutdown()
+
+
+def _report(result: EvalResult, args: argparse.Namespace, num_classes: int) -> None:
+    """Rank 0's part of ``eval``: print, and write the ``--output`` files."""
+    from .hub import atomic_write
+
+    report = {"model": str(args.model), "data_dir": str(args.data_dir), **result.to_dict()}
+    if args.output:
+        out = Path(args.output)
+        save_confusion_matrix_png(result, out / "confusion_matrix.png")
+        save_per_class_csv(result, out / "per_class.csv")
+        with atomic_write(out / "eval.json", "w") as handle:
+            handle.write(json.dumps(report) + "\n")
+    if args.json:
+        print(json.dumps(report))
+    else:
+        _print_report(result, args, num_classes)
 
 
 def _print_report(result: EvalResult, args: argparse.Namespace, num_classes: int, rows: int = 20) -> None:

@@ -45,6 +45,7 @@ from .configuration import SwiftFormerConfig
 from .hub import atomic_write, write_json
 from .image_processing import SwiftFormerImageProcessor
 from .modeling import SwiftFormerForImageClassification
+from .runtime import cpu_supports_bf16, tune_malloc
 
 CHECKPOINT_NAME = "checkpoint.pt"
 CONFIG_NAME = "train_config.json"
@@ -137,14 +138,17 @@ _NO_MIXUP_VARIANTS = {"xs", "s"}
 
 
 def resolve_config(
-    recipe: str | None = None, config_file: str | os.PathLike | None = None, **overrides: Any
+    default_recipe: str | None = None, config_file: str | os.PathLike | None = None, **overrides: Any
 ) -> TrainConfig:
-    """Defaults < recipe < config file < ``overrides`` (e.g. parsed flags); unknown keys are errors."""
+    """Defaults < recipe < config file < ``overrides`` (e.g. parsed flags); unknown keys are errors.
+
+    The recipe is ``overrides["recipe"]``, else the config file's ``recipe``, else ``default_recipe``.
+    """
     values: dict[str, Any] = {}
     file_values: dict[str, Any] = {}
     if config_file is not None:
         file_values = _read_config_file(config_file)
-    recipe = overrides.get("recipe") or file_values.get("recipe") or recipe
+    recipe = overrides.get("recipe") or file_values.get("recipe") or default_recipe
     if recipe is not None:
         if recipe not in RECIPES:
             raise ValueError(f"unknown recipe {recipe!r}; expected one of {', '.join(RECIPES)}")
@@ -252,15 +256,6 @@ class ShardedBatchSampler(torch.utils.data.Sampler[list[int]]):
 
 
 # ------------------------------------------------------------------------------------------ helpers
-def cpu_supports_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX), where bf16 autocast pays off."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 def autocast_dtype(precision: str, device: str) -> torch.dtype | None:
     if precision == "bf16" or (precision == "auto" and (device.startswith("cuda") or cpu_supports_bf16())):
         return torch.bfloat16
@@ -483,8 +478,8 @@ class Trainer:
         )
         self.train_model.train()
         steps = len(self.sampler)
-        bar = tqdm(loader, total=steps, desc=f"epoch {epoch + 1}/{c.epochs}", disable=not self.dist.is_main,
-                   leave=False, dynamic_ncols=True)
+        bar = tqdm(loader, total=steps, desc=f"epoch {epoch + 1}/{c.epochs}", leave=False, dynamic_ncols=True,
+                   disable=not (self.dist.is_main and sys.stderr.isatty()))  # logs get the epoch summary line
         loss_sum, seen, unreadable, start = 0.0, 0, [], time.perf_counter()
         for step, batch in enumerate(bar):
             unreadable.extend(batch.unreadable)
@@ -665,6 +660,7 @@ def _fault_injection(epoch: int, step: int) -> None:
 
 def train(config: TrainConfig, resume: bool = False) -> TrainResult:
     """Run (or resume) training with ``config``; see :class:`TrainConfig` and :data:`RECIPES`."""
+    tune_malloc()
     try:
         return Trainer(config, resume=resume).fit()
     finally:

@@ -1,0 +1,45 @@
+"""Facts about the machine and process settings that make SwiftFormer fast on a CPU."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+import sys
+
+
+@functools.cache
+def cpu_supports_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX-BF16, from /proc/cpuinfo)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    return bool({"avx512_bf16", "amx_bf16"} & set(line.split(":", 1)[-1].split()))
+    except OSError:
+        pass
+    return False
+
+
+def tune_malloc() -> bool:
+    """Keep freed memory in the heap instead of returning it to the kernel (glibc only).
+
+    Training and batched inference free and re-allocate the same large activation buffers every step.
+    With glibc's defaults, buffers above the (adaptive) mmap threshold are unmapped on free and
+    faulted in again, page by page, on the next step; in a VM that made training steps 2-50x slower at
+    random here (`docs/training.md`). The same effect as ``MALLOC_MMAP_THRESHOLD_`` and
+    ``MALLOC_TRIM_THRESHOLD_`` in the environment, set from inside the process. Returns whether it
+    applied.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # musl and others: nothing to tune
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    largest_mmap_threshold = 32 * 1024 * 1024  # glibc's cap (HEAP_MAX_SIZE / 2 on 64-bit)
+    ok_trim = mallopt(m_trim_threshold, ctypes.c_int(2**31 - 1))
+    ok_mmap = mallopt(m_mmap_threshold, ctypes.c_int(largest_mmap_threshold))
+    return bool(ok_trim and ok_mmap)
