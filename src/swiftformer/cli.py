@@ -21,6 +21,13 @@ from pathlib import Path
 from typing import Any
 
 
+def add_hub_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--revision``, ``--cache-dir``, ``--local-files-only``: huggingface_hub options for ``--model``."""
+    parser.add_argument("--revision", help="hub revision (branch, tag or commit)")
+    parser.add_argument("--cache-dir", help="hub cache folder")
+    parser.add_argument("--local-files-only", action="store_true", help="never use the network")
+
+
 def _hub_options(args: argparse.Namespace) -> dict[str, Any]:
     return {"revision": args.revision, "local_files_only": args.local_files_only, "cache_dir": args.cache_dir}
 
@@ -163,25 +170,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="swiftformer", description="SwiftFormer image classification.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def add_hub(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--revision", help="hub revision (branch, tag or commit)")
-        p.add_argument("--cache-dir", help="hub cache folder")
-        p.add_argument("--local-files-only", action="store_true", help="never use the network")
-
     p = sub.add_parser("predict", help="classify images", description="Classify images; prints the top-k labels.")
     p.add_argument("images", nargs="+", help="image files")
     p.add_argument("--model", required=True, help="model folder or hub id, e.g. MBZUAI/swiftformer-xs")
     p.add_argument("--top-k", type=int, default=5, help="labels per image (default 5)")
     p.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
     p.add_argument("--json", action="store_true", help="one JSON object per image")
-    add_hub(p)
+    add_hub_arguments(p)
     p.set_defaults(func=predict)
 
     p = sub.add_parser("info", help="describe a model", description="Parameters, MACs, stage shapes, attention variant.")
     p.add_argument("--model", required=True, help="variant (xs, s, l1, l3), model folder or hub id")
     p.add_argument("--image-size", type=int, nargs="+", metavar="SIZE", help="input size: one value or height width")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    add_hub(p)
+    add_hub_arguments(p)
     p.set_defaults(func=info)
     p = sub.add_parser("train", help="train or fine-tune", description="Train or fine-tune a SwiftFormer (see docs/training.md).")
     _train_module().add_train_arguments(p)

@@ -257,9 +257,9 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", help="folder for confusion_matrix.png, per_class.csv, eval.json")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--progress", action="store_true", help="show a progress bar")
-    parser.add_argument("--revision", help="hub revision (branch, tag or commit)")
-    parser.add_argument("--cache-dir", help="hub cache folder")
-    parser.add_argument("--local-files-only", action="store_true", help="never use the network")
+    from .cli import add_hub_arguments
+
+    add_hub_arguments(parser)
 
 
 def _precision(name: str, device: torch.device) -> torch.dtype | None:
