@@ -189,12 +189,18 @@ def build_parser() -> argparse.ArgumentParser:
     _train_module().add_train_arguments(p)
     p.set_defaults(func=lambda args: _train_module().run_train(args))
 
-    from .evaluate import add_eval_arguments, run_eval  # no torch at import
+    from .bench import add_bench_arguments, run_bench  # no torch at import
+    from .evaluate import add_eval_arguments, run_eval
 
     p = sub.add_parser("eval", help="evaluate on a labelled image folder",
                        description="Top-1/top-5, loss, per-class accuracy, confusion matrix on DATA/CLASS/*.jpg.")
     add_eval_arguments(p)
     p.set_defaults(func=run_eval)
+
+    p = sub.add_parser("bench", help="measure inference speed", description="Latency, throughput, memory, first-call "
+                       "time and agreement of each inference path (docs/performance.md).")
+    add_bench_arguments(p)
+    p.set_defaults(func=run_bench)
     return parser
 
 
