@@ -216,7 +216,8 @@ def _subfolders(folder: str | os.PathLike) -> list[str]:
 
 
 def _has_images(folder: str) -> bool:
-    return any(_is_image_file(e.name) and e.is_file() for e in os.scandir(folder))
+    with os.scandir(folder) as entries:  # closed even when any() stops early
+        return any(_is_image_file(e.name) and e.is_file() for e in entries)
 
 
 def _looks_like_hub_id(name: str) -> bool:

@@ -141,7 +141,7 @@ class FusedSwiftFormer(nn.Module):
 
     def __init__(self, model: SwiftFormerForImageClassification) -> None:
         super().__init__()
-        model = model.eval()
+        model = copy.deepcopy(model).eval()  # fused layers reuse some modules: never share them with the caller
         stem = model.swiftformer.patch_embed.patch_embedding
         layers: list[nn.Module] = [
             _fold_bn_after_conv(stem[0], stem[1]), nn.ReLU(), _fold_bn_after_conv(stem[3], stem[4]), nn.ReLU()

@@ -15,8 +15,9 @@ interrupted epoch exactly and ends with the weights an uninterrupted run would h
 
 Sharding: the sampler cuts each epoch into ``world_size × grad_accum_steps`` interleaved shards, one per
 (rank, micro-step). Two processes with batch b therefore see the same micro-batches as one process
-with batch b and ``grad_accum_steps=2``, and end with the same weights (BatchNorm statistics are per
-micro-batch in both).
+with batch b and ``grad_accum_steps=2``; with deterministic augmentation (random augmentation is
+seeded per rank) and no unreadable images, they end with the same weights (BatchNorm statistics are
+per micro-batch in both).
 """
 
 from __future__ import annotations
@@ -157,7 +158,9 @@ def resolve_config(
         if recipe == "paper" and variant.lower() in _NO_MIXUP_VARIANTS:
             values.update(mixup=0.0, cutmix=0.0)
     values.update(file_values)
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    # An override of None is an explicit "no value" (``--auto-augment none``), not "unset": the CLI passes
+    # only the flags given. ``recipe`` alone is resolved above.
+    values.update({k: v for k, v in overrides.items() if k != "recipe"})
     values["recipe"] = recipe
     if config_file is not None:
         values["config_file"] = str(config_file)
@@ -703,13 +706,15 @@ def run_train(args: argparse.Namespace) -> int:
         if not saved.is_file():
             raise FileNotFoundError(f"cannot resume: {saved} does not exist (is {args.resume} a training output?)")
         stored = json.loads(saved.read_text(encoding="utf-8"))
+        config_file = stored.pop("config_file", None)  # provenance only: its values are already in `stored`
         config = resolve_config(None, None, **{**stored, **given, "output": args.resume})
+        config.config_file = config_file
         result = train(config, resume=True)
     else:
         if not given.get("output"):
             raise ValueError("--output is required (the run's folder)")
         config = resolve_config("paper", args.config_file, recipe=args.recipe, **given)
         result = train(config)
-    if distributed.current().is_main or not distributed.current().enabled:
+    if int(os.environ.get("RANK", "0")) == 0:  # train() has left the process group: ask torchrun's env
         print(f"best top-1 {result.best_top1:.2f}%  →  {result.output / 'best'}", file=sys.stderr)
     return 0

@@ -1,0 +1,97 @@
+"""The fast inference path: the reparameterization is exact, the compiled modes agree with eager."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from _helpers import assert_close_rel, perturb_
+from swiftformer import SwiftFormerConfig, SwiftFormerForImageClassification
+from swiftformer.inference import fuse, optimize_for_inference
+
+TINY = {"depths": [2, 1, 2, 1], "embed_dims": [8, 12, 16, 24], "num_labels": 5}
+
+
+def model_for(seed: int = 0, **overrides) -> SwiftFormerForImageClassification:
+    torch.manual_seed(seed)
+    return perturb_(SwiftFormerForImageClassification(SwiftFormerConfig(**{**TINY, **overrides})), seed).eval()
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"attention_variant": "l2"}, {"use_layer_scale": False}, {"hidden_act": "relu"}, {"hidden_act": "gelu_new"},
+     {"mlp_ratio": 3, "embed_dims": [8, 8, 16, 16], "downsamples": [False, True, False, True]},
+     {"down_patch_size": 5, "down_pad": 2}],
+    ids=["default", "l2", "no_layer_scale", "relu", "gelu_new", "mlp3_no_downsample", "patch5"],
+)
+def test_fuse_is_exact_on_perturbed_weights(overrides):
+    model = model_for(**overrides)
+    fused = fuse(model)
+    x = torch.randn(3, 3, 45, 37)
+    with torch.no_grad():
+        assert_close_rel(fused(x), model(x).logits, what="fused")
+
+
+@pytest.mark.parametrize("variant", ["xs", "l3"])
+def test_fuse_published_variants(variant):
+    model = perturb_(SwiftFormerForImageClassification(SwiftFormerConfig.from_variant(variant, num_labels=10))).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert_close_rel(fuse(model)(x), model(x).logits, what=variant)
+
+
+def test_fuse_has_no_batchnorm_and_one_head():
+    fused = fuse(model_for())
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    assert fused.head.out_features == 5
+    assert not any(p.requires_grad for p in fused.parameters())
+
+
+def test_fuse_leaves_the_model_unchanged():
+    model = model_for()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fuse(model)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_optimize_fp32_compiled_matches_eager():
+    model = model_for()
+    fast = optimize_for_inference(model, "fp32")
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        assert_close_rel(fast(x), model(x).logits, what="compiled fp32")
+
+
+def test_optimize_bf16_agrees_with_fp32():
+    model = model_for()
+    fast = optimize_for_inference(model, "bf16", compile=False)
+    x = torch.randn(64, 3, 32, 32)
+    with torch.no_grad():
+        ours, expected = fast(x), model(x).logits
+    assert ours.dtype == torch.float32
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # the original is untouched
+    agreement = (ours.argmax(-1) == expected.argmax(-1)).float().mean().item()
+    assert agreement >= 0.9
+    assert_close_rel(ours, expected, rel=0.1, what="bf16")
+
+
+def test_optimize_rejects_bad_precision_and_headless_models():
+    with pytest.raises(ValueError, match="precision"):
+        optimize_for_inference(model_for(), "fp8")
+    with pytest.raises(ValueError, match="num_labels"):
+        fuse(model_for(num_labels=0))
+    with pytest.raises(ValueError, match="calibration"):
+        pytest.importorskip("torchao")
+        optimize_for_inference(model_for(), "int8")
+
+
+def test_optimize_int8_agrees_with_fp32():
+    pytest.importorskip("torchao")
+    model = model_for()
+    calibration = torch.randn(32, 3, 32, 32)
+    fast = optimize_for_inference(model, "int8", calibration=calibration, compile=False)
+    x = torch.randn(64, 3, 32, 32)
+    with torch.no_grad():
+        ours, expected = fast(x), model(x).logits
+    agreement = (ours.argmax(-1) == expected.argmax(-1)).float().mean().item()
+    assert agreement >= 0.8
