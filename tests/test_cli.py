@@ -149,3 +149,13 @@ def test_predict_images_of_different_preprocessed_sizes(capsys, model_dir, image
     code, out, _ = run(capsys, "predict", *paths, "--model", folder, "--json")
     assert code == 0
     assert [len(json.loads(line)["predictions"]) for line in out.splitlines()] == [4, 4]
+
+
+def test_predict_fast_path_equals_plain_model(capsys, model_dir, images):
+    paths, _ = images
+    _, fast, _ = run(capsys, "predict", *paths, "--model", model_dir, "--json")
+    _, plain, _ = run(capsys, "predict", *paths, "--model", model_dir, "--json", "--no-optimize")
+    for a, b in zip(fast.splitlines(), plain.splitlines()):
+        pa, pb = json.loads(a)["predictions"], json.loads(b)["predictions"]
+        assert [p["index"] for p in pa] == [p["index"] for p in pb]
+        assert [p["score"] for p in pa] == pytest.approx([p["score"] for p in pb], rel=1e-5)

@@ -816,6 +816,17 @@ class TFSwiftFormerPreTrainedModel(keras.Model):
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         return super().compute_metrics(x, y, self._primary_output(y_pred), sample_weight)
 
+    def predict_step(self, *args, **kwargs):
+        """``predict()`` returns a dict of the output's fields (``{"logits": ..., ...}``) on every backend."""
+        out = super().predict_step(*args, **kwargs)
+        if BACKEND == "jax":  # (outputs, non_trainable_variables)
+            return _as_dict(out[0]), out[1]
+        return _as_dict(out)
+
+
+def _as_dict(out):
+    return dict(out.items()) if isinstance(out, ModelOutput) else out
+
 
 def _to_numpy(value: Any) -> np.ndarray:
     if hasattr(value, "detach"):  # a torch tensor
