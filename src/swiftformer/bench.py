@@ -34,8 +34,6 @@ def _available(mode: str) -> bool:
 
 
 def _build(mode: str, model: Any, calibration: Any):
-    import torch
-
     from .inference import fuse, optimize_for_inference
 
     if mode == "reference":

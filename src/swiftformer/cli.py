@@ -5,8 +5,7 @@
     swiftformer train --data-dir DATA --variant xs --recipe paper --output runs/xs
     swiftformer eval --data-dir DATA/val --model runs/xs/best [--json]
 
-Heavy imports happen inside the commands where they can; ``train`` and ``eval`` need torch to build
-their parsers.
+Heavy imports (torch) happen inside the commands, so ``swiftformer --help`` answers at once.
 """
 
 from __future__ import annotations
@@ -195,9 +194,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     add_hub_arguments(p)
     p.set_defaults(func=info)
+    from .train_config import add_train_arguments, run_train  # no torch at import
+
     p = sub.add_parser("train", help="train or fine-tune", description="Train or fine-tune a SwiftFormer (see docs/training.md).")
-    _train_module().add_train_arguments(p)
-    p.set_defaults(func=lambda args: _train_module().run_train(args))
+    add_train_arguments(p)
+    p.set_defaults(func=run_train)
 
     from .bench import add_bench_arguments, run_bench  # no torch at import
     from .evaluate import add_eval_arguments, run_eval
@@ -212,12 +213,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_arguments(p)
     p.set_defaults(func=run_bench)
     return parser
-
-
-def _train_module():
-    from . import train
-
-    return train
 
 
 def main(argv: Sequence[str] | None = None) -> int:
