@@ -238,7 +238,7 @@ def _quantize_int8(fused: FusedSwiftFormer, calibration: Any, compile: bool) -> 
     if calibration is None:
         raise ValueError("int8 quantization needs calibration images: pass calibration=pixel_values (N, 3, H, W)")
     batches = [calibration] if isinstance(calibration, torch.Tensor) else list(calibration)
-    example = batches[0][:1]
+    example = batches[0][:2]  # batch 2: export would specialize a batch of 1 to a constant
     exported = torch.export.export(fused, (example,), dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=1024)},)).module()
     quantizer = X86InductorQuantizer().set_global(get_default_x86_inductor_quantization_config())
     prepared = prepare_pt2e(exported, quantizer)
