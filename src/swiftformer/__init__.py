@@ -22,9 +22,13 @@ _EXPORTS = {
     "ImageClassifierOutputWithNoAttention": "outputs",
     "SwiftFormerImageProcessor": "image_processing",
     "CheckpointError": "hub",
+    # Keras 3 (TensorFlow or JAX backend), loaded only when asked for: `pip install .[tf]`.
+    "TFSwiftFormerModel": "modeling_tf",
+    "TFSwiftFormerForImageClassification": "modeling_tf",
 }
 
-__all__ = [*_EXPORTS, "__version__"]
+# `from swiftformer import *` stays free of TensorFlow.
+__all__ = [*(name for name, module in _EXPORTS.items() if module != "modeling_tf"), "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -36,7 +40,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(__all__)
+    return sorted(_EXPORTS) + ["__version__"]
 
 
 if TYPE_CHECKING:
@@ -44,4 +48,5 @@ if TYPE_CHECKING:
     from .hub import CheckpointError
     from .image_processing import SwiftFormerImageProcessor
     from .modeling import SwiftFormerForImageClassification, SwiftFormerModel, SwiftFormerPreTrainedModel
+    from .modeling_tf import TFSwiftFormerForImageClassification, TFSwiftFormerModel
     from .outputs import BaseModelOutputWithNoAttention, ImageClassifierOutputWithNoAttention
