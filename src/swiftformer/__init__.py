@@ -22,6 +22,7 @@ _EXPORTS = {
     "ImageClassifierOutputWithNoAttention": "outputs",
     "SwiftFormerImageProcessor": "image_processing",
     "CheckpointError": "hub",
+    "optimize_for_inference": "inference",
     # Keras 3 (TensorFlow or JAX backend), loaded only when asked for: `pip install .[tf]`.
     "TFSwiftFormerModel": "modeling_tf",
     "TFSwiftFormerForImageClassification": "modeling_tf",
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     from .configuration import ATTENTION_VARIANTS, VARIANTS, SwiftFormerConfig
     from .hub import CheckpointError
     from .image_processing import SwiftFormerImageProcessor
+    from .inference import optimize_for_inference
     from .modeling import SwiftFormerForImageClassification, SwiftFormerModel, SwiftFormerPreTrainedModel
     from .modeling_tf import TFSwiftFormerForImageClassification, TFSwiftFormerModel
     from .outputs import BaseModelOutputWithNoAttention, ImageClassifierOutputWithNoAttention

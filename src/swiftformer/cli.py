@@ -202,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .bench import add_bench_arguments, run_bench  # no torch at import
     from .evaluate import add_eval_arguments, run_eval
+    from .export import add_export_arguments, run_export
 
     p = sub.add_parser("eval", help="evaluate on a labelled image folder",
                        description="Top-1/top-5, loss, per-class accuracy, confusion matrix on DATA/CLASS/*.jpg.")
@@ -212,6 +213,11 @@ def build_parser() -> argparse.ArgumentParser:
                        "time and agreement of each inference path (docs/performance.md).")
     add_bench_arguments(p)
     p.set_defaults(func=run_bench)
+
+    p = sub.add_parser("export", help="export to ONNX, OpenVINO, ExecuTorch, CoreML, AOTInductor or TFLite",
+                       description="Export the fused model and verify the result in its runtime (docs/export.md).")
+    add_export_arguments(p)
+    p.set_defaults(func=run_export)
     return parser
 
 

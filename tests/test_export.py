@@ -1,0 +1,311 @@
+"""Exports (ONNX, OpenVINO, ExecuTorch, Core ML, AOTInductor, TFLite): each artifact runs in its own
+runtime and matches the eager model; writes are atomic; bad arguments and missing packages fail clearly.
+
+A tiny perturbed model keeps every conversion to seconds; each format is skipped when its package is
+not installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from _helpers import assert_close_rel, perturb_
+from swiftformer import SwiftFormerConfig, SwiftFormerForImageClassification
+from swiftformer import export as export_mod
+from swiftformer.export import ExportError, ExportVerificationError, export
+from swiftformer.inference import fuse
+
+SIZE = 64
+
+
+def need(*modules: str) -> None:
+    """Skip unless every module is installed (found, not imported: importing coremltools before
+    torch._dynamo can crash when TensorFlow is installed; export() imports in a safe order)."""
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        pytest.skip(f"not installed: {', '.join(missing)}")
+
+
+@pytest.fixture(scope="module")
+def model() -> SwiftFormerForImageClassification:
+    torch.manual_seed(0)
+    config = SwiftFormerConfig(depths=[1, 1, 1, 1], embed_dims=[8, 8, 16, 16], num_labels=10, image_size=SIZE)
+    return perturb_(SwiftFormerForImageClassification(config)).eval()
+
+
+@pytest.fixture(scope="module")
+def inputs() -> torch.Tensor:
+    return torch.randn(3, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(7))
+
+
+def eager(model: SwiftFormerForImageClassification, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model(x).logits
+
+
+def only_entries(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def check_report(report, fmt: str, path: Path, tolerance: float) -> None:
+    assert report.format == fmt and report.precision == "fp32" and report.path == str(path)
+    assert report.size_mb > 0 and report.num_verify_inputs == 3
+    assert report.max_rel_diff <= tolerance and report.passed
+    assert report.top1_agreement == 1.0
+    assert report.latency_ms is not None and report.latency_ms > 0
+    assert json.loads(json.dumps(report.to_dict()))["passed"] is True
+
+
+# ------------------------------------------------------------------------------------------- formats
+def test_onnx(model, inputs, tmp_path):
+    need("onnx", "onnxruntime", "onnxscript")
+    import onnx
+    import onnxruntime as ort
+    from onnx.external_data_helper import uses_external_data
+
+    path = tmp_path / "tiny.onnx"
+    report = export(model, path, "onnx", verify_inputs=inputs, latency_runs=2)
+    check_report(report, "onnx", path, 1e-5)
+    assert only_entries(tmp_path) == ["tiny.onnx"]  # no external data file, no leftovers
+
+    proto = onnx.load(path, load_external_data=False)
+    assert not any(uses_external_data(t) for t in proto.graph.initializer)
+    assert max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) >= 20
+    assert "Gelu" in {n.op_type for n in proto.graph.node}
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    gen = torch.Generator().manual_seed(3)
+    for shape in [(1, 3, SIZE, SIZE), (3, 3, SIZE, SIZE), (2, 3, 96, 80)]:  # dynamic batch, height, width
+        x = torch.randn(*shape, generator=gen)
+        (out,) = session.run(["logits"], {"pixel_values": x.numpy()})
+        assert_close_rel(torch.from_numpy(out), eager(model, x), 1e-5, f"onnx {shape}")
+
+
+def test_openvino(model, inputs, tmp_path):
+    need("openvino")
+    import openvino as ov
+
+    path = tmp_path / "tiny-openvino"
+    report = export(model, path, "openvino", verify_inputs=inputs, latency_runs=2)
+    check_report(report, "openvino", path, 1e-5)
+    assert only_entries(path) == ["model.bin", "model.xml"] and only_entries(tmp_path) == ["tiny-openvino"]
+
+    core = ov.Core()
+    # Explicit f32: OpenVINO's CPU default is bf16 where the CPU has it (AVX512-BF16/AMX).
+    compiled = core.compile_model(core.read_model(path / "model.xml"), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    gen = torch.Generator().manual_seed(3)
+    for shape in [(1, 3, SIZE, SIZE), (3, 3, SIZE, SIZE), (2, 3, 96, 80)]:
+        x = torch.randn(*shape, generator=gen)
+        out = compiled({"pixel_values": x.numpy()})["logits"]
+        assert_close_rel(torch.from_numpy(out), eager(model, x), 1e-5, f"openvino {shape}")
+
+
+@pytest.mark.parametrize("variant", ["softmax", "l2"])
+def test_xnnpack_rewrite_is_exact(variant):
+    """ExecuTorch lowers a rewrite of the fused model (XNNPACK-supported ops only): same logits."""
+    torch.manual_seed(0)
+    config = SwiftFormerConfig(depths=[1, 1, 1, 1], embed_dims=[8, 8, 16, 16], num_labels=10, attention_variant=variant)
+    model = perturb_(SwiftFormerForImageClassification(config)).eval()
+    rewritten = export_mod._xnnpack_model(fuse(model))
+    x = torch.randn(2, 3, 64, 48)
+    with torch.no_grad():
+        assert_close_rel(rewritten(x), eager(model, x), 1e-5, variant)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_executorch(inputs, tmp_path):
+    need("executorch")
+    from executorch.runtime import Runtime
+
+    torch.manual_seed(0)  # the l2 attention variant: its token-weight path is the longer one to lower
+    config = SwiftFormerConfig(depths=[1, 1, 1, 1], embed_dims=[8, 8, 16, 16], num_labels=10, image_size=SIZE,
+                               attention_variant="l2")
+    model = perturb_(SwiftFormerForImageClassification(config)).eval()
+    path = tmp_path / "tiny.pte"
+    report = export(model, path, "executorch", verify_inputs=inputs, latency_runs=2)
+    check_report(report, "executorch", path, 1e-4)
+    assert report.input_shape == [1, 3, SIZE, SIZE]
+    assert any("in 1 graph(s)" in n for n in report.notes), report.notes  # XNNPACK takes the whole network
+    method = Runtime.get().load_program(path).load_method("forward")
+    x = inputs[1:2]
+    (out,) = method.execute([x])
+    assert_close_rel(out, eager(model, x), 1e-4, "executorch")
+
+
+def test_coreml(model, inputs, tmp_path):
+    need("coremltools")
+    path = tmp_path / "tiny.mlpackage"
+    try:
+        report = export(model, path, "coreml", verify_inputs=inputs[:1], latency_runs=2)
+    except ExportError as err:  # conversion is platform-independent, but coremltools lags torch releases
+        pytest.xfail(f"coremltools cannot convert the model here: {err}")
+    assert path.is_dir() and (path / "Manifest.json").is_file() and only_entries(tmp_path) == ["tiny.mlpackage"]
+    assert report.format == "coreml" and report.size_mb > 0
+    assert any(n.startswith("inputs: pixel_values float32 [1, 3, 64, 64]") for n in report.notes)
+    assert any(n.startswith("outputs: logits") for n in report.notes)
+    import coremltools as ct  # imported by export() already, in a safe order
+
+    spec = ct.utils.load_spec(str(path))
+    assert [f.name for f in spec.description.input] == ["pixel_values"]
+    assert [f.name for f in spec.description.output] == ["logits"]
+    assert spec.WhichOneof("Type") == "mlProgram"
+    if report.max_rel_diff is None:  # off macOS Core ML cannot predict
+        assert report.latency_ms is None
+    else:
+        assert report.max_rel_diff <= 1e-4
+
+
+def test_aoti(model, inputs, tmp_path):
+    path = tmp_path / "tiny.pt2"
+    report = export(model, path, "aoti", verify_inputs=inputs, latency_runs=2)
+    check_report(report, "aoti", path, 1e-5)
+    assert any(n.startswith("load + first call:") for n in report.notes)
+    runner = torch._inductor.aoti_load_package(str(path))
+    gen = torch.Generator().manual_seed(3)
+    for batch in (1, 3):  # dynamic batch
+        x = torch.randn(batch, 3, SIZE, SIZE, generator=gen)
+        assert_close_rel(runner(x), eager(model, x), 1e-5, f"aoti batch {batch}")
+
+
+def test_tflite(model, inputs, tmp_path):
+    need("swiftformer.export_tf", "tensorflow", "ai_edge_litert")
+    path = tmp_path / "tiny.tflite"
+    report = export(model, path, "tflite", verify_inputs=inputs, latency_runs=2)
+    check_report(report, "tflite", path, 1e-4)
+    assert only_entries(tmp_path) == ["tiny.tflite"]
+
+
+# ------------------------------------------------------------------------------------------- atomicity
+def fake_exporter(model, *, write_dir: bool, fail: str | None):
+    """An exporter that writes an artifact and returns either the right runner or a wrong one, or raises."""
+    def exporter(ctx):
+        if write_dir:
+            ctx.staged.mkdir()
+            (ctx.staged / "model.xml").write_text("new")
+        else:
+            ctx.staged.write_bytes(b"partial")
+        if fail == "raise":
+            raise RuntimeError("converter crashed half-way")
+        scale = 2.0 if fail == "wrong" else 1.0
+        return (lambda x: scale * eager(model, torch.from_numpy(x)).numpy()), None, [], ["batch", 3, SIZE, SIZE]
+
+    return exporter
+
+
+@pytest.mark.parametrize("fail", ["raise", "wrong"])
+def test_failed_export_keeps_old_file(model, inputs, tmp_path, monkeypatch, fail):
+    monkeypatch.setattr(export_mod, "_require", lambda fmt: None)
+    monkeypatch.setattr(export_mod, "_export_onnx", fake_exporter(model, write_dir=False, fail=fail))
+    path = tmp_path / "model.onnx"
+    path.write_bytes(b"old model")
+    if fail == "raise":
+        with pytest.raises(ExportError, match="exporting to onnx failed: RuntimeError: converter crashed half-way"):
+            export(model, path, "onnx", verify_inputs=inputs, latency_runs=0)
+    else:
+        with pytest.raises(ExportVerificationError, match="nothing written") as info:
+            export(model, path, "onnx", verify_inputs=inputs, latency_runs=0)
+        assert info.value.report.max_rel_diff > 0.5 and not info.value.report.passed
+    assert path.read_bytes() == b"old model"
+    assert only_entries(tmp_path) == ["model.onnx"]  # no temporary file left behind
+
+
+def test_failed_export_leaves_no_partial_file(model, inputs, tmp_path, monkeypatch):
+    monkeypatch.setattr(export_mod, "_require", lambda fmt: None)
+    monkeypatch.setattr(export_mod, "_export_onnx", fake_exporter(model, write_dir=False, fail="raise"))
+    with pytest.raises(ExportError):
+        export(model, tmp_path / "new.onnx", "onnx", verify_inputs=inputs, latency_runs=0)
+    assert only_entries(tmp_path) == []
+
+
+def test_directory_export_replaces_or_keeps_old(model, inputs, tmp_path, monkeypatch):
+    monkeypatch.setattr(export_mod, "_require", lambda fmt: None)
+    path = tmp_path / "ov"
+    path.mkdir()
+    (path / "model.xml").write_text("old")
+    (path / "stale.bin").write_text("old")
+    monkeypatch.setattr(export_mod, "_export_openvino", fake_exporter(model, write_dir=True, fail="raise"))
+    with pytest.raises(ExportError):
+        export(model, path, "openvino", verify_inputs=inputs, latency_runs=0)
+    assert only_entries(path) == ["model.xml", "stale.bin"] and (path / "model.xml").read_text() == "old"
+    assert only_entries(tmp_path) == ["ov"]
+
+    monkeypatch.setattr(export_mod, "_export_openvino", fake_exporter(model, write_dir=True, fail=None))
+    report = export(model, path, "openvino", verify_inputs=inputs, latency_runs=0)
+    assert report.passed and report.latency_ms is None
+    assert only_entries(path) == ["model.xml"] and (path / "model.xml").read_text() == "new"  # swapped whole
+    assert only_entries(tmp_path) == ["ov"]  # the old directory was deleted
+
+
+# ------------------------------------------------------------------------------------------- errors
+def test_bad_format_and_precision(model, tmp_path):
+    with pytest.raises(ValueError, match="onnx, openvino, executorch, coreml, aoti, tflite"):
+        export(model, tmp_path / "m", "torchscript")
+    with pytest.raises(ValueError, match="fp32, fp16.*'int4'"):
+        export(model, tmp_path / "m.onnx", "onnx", precision="int4")
+    with pytest.raises(ValueError, match="executorch must be one of fp32"):
+        export(model, tmp_path / "m.pte", "executorch", precision="fp16")
+    with pytest.raises(ValueError, match="opset must be at least 18"):
+        export(model, tmp_path / "m.onnx", "onnx", opset=13)
+    with pytest.raises(ValueError, match="fixed input size"):
+        export(model, tmp_path / "m.pt2", "aoti", image_size=64, verify_inputs=torch.randn(1, 3, 96, 96))
+    assert only_entries(tmp_path) == []
+
+
+def test_missing_package_is_one_clear_error(model, tmp_path, monkeypatch):
+    real = importlib.util.find_spec
+    absent = {"onnxruntime", "swiftformer.export_tf"}
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in absent else real(name, *a))
+    with pytest.raises(ImportError, match=r"onnxruntime: pip install \.\[export\]"):
+        export(model, tmp_path / "m.onnx", "onnx")
+    with pytest.raises(ImportError, match=r"pip install \.\[tf\]"):
+        export(model, tmp_path / "m.tflite", "tflite")
+    assert only_entries(tmp_path) == []
+
+
+# ------------------------------------------------------------------------------------------- CLI
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    export_mod.add_export_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_cli_onnx_json(model, tmp_path, capsys):
+    need("onnx", "onnxruntime", "onnxscript")
+    folder = tmp_path / "model"
+    model.save_pretrained(folder)
+    out = tmp_path / "out" / "tiny"  # no suffix: .onnx is added; the folder is created
+    args = parse(["--model", str(folder), "--format", "onnx", "--output", str(out), "--num-verify", "2",
+                  "--latency-runs", "1", "--json"])
+    assert export_mod.run_export(args) == 0
+    report = json.loads(capsys.readouterr().out)  # stdout holds the JSON object only
+    assert report["path"] == str(out) + ".onnx" and Path(report["path"]).is_file()
+    assert report["format"] == "onnx" and report["passed"] and report["max_rel_diff"] <= 1e-5
+    assert report["top1_agreement"] == 1.0 and report["num_verify_inputs"] == 2
+    assert report["input_shape"] == ["batch", 3, "height", "width"]
+
+
+def test_cli_verification_failure_exits_1(model, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(export_mod, "_require", lambda fmt: None)
+    folder = tmp_path / "model"
+    model.save_pretrained(folder)
+    monkeypatch.setattr(export_mod, "_export_onnx", fake_exporter(model, write_dir=False, fail="wrong"))
+    args = parse(["--model", str(folder), "--format", "onnx", "--output", str(tmp_path / "m.onnx"), "--num-verify", "2"])
+    assert export_mod.run_export(args) == 1
+    captured = capsys.readouterr()
+    assert "verification: FAILED" in captured.out and "relative" in captured.err
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_cli_missing_package_exits_2(tmp_path, capsys, monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else real(name, *a))
+    args = parse(["--model", "xs", "--format", "openvino", "--output", str(tmp_path / "ov")])
+    assert export_mod.run_export(args) == 2
+    assert "pip install .[export]" in capsys.readouterr().err
+    assert not os.listdir(tmp_path)
