@@ -194,6 +194,28 @@ class SwiftFormerConfig:
     def num_stages(self) -> int:
         return len(self.depths)
 
+    def stage_shapes(self, height: int, width: int) -> list[tuple[int, int]]:
+        """Spatial size (h, w) of each stage's output for an input of ``height`` × ``width``.
+
+        The stem halves twice (3×3, stride 2, padding 1); each downsampling layer between stages uses
+        ``down_patch_size``/``down_stride``/``down_pad``. A size below 1 means the input is too small.
+        """
+
+        def conv(size: int, kernel: int, stride: int, pad: int) -> int:
+            return (size + 2 * pad - kernel) // stride + 1
+
+        def pair(value: int | list[int]) -> tuple[int, int]:
+            return (value, value) if isinstance(value, int) else (value[0], value[1])
+
+        h, w = conv(conv(height, 3, 2, 1), 3, 2, 1), conv(conv(width, 3, 2, 1), 3, 2, 1)
+        shapes = [(h, w)]
+        (kh, kw), (sh, sw), (ph, pw) = pair(self.down_patch_size), pair(self.down_stride), pair(self.down_pad)
+        for i in range(self.num_stages - 1):
+            if self.downsamples[i] or self.embed_dims[i] != self.embed_dims[i + 1]:
+                h, w = conv(h, kh, sh, ph), conv(w, kw, sw, pw)
+            shapes.append((h, w))
+        return shapes
+
     # -------------------------------------------------------------- validation
     def validate(self) -> None:
         """Check every field; raise ``ValueError`` naming the first bad one."""

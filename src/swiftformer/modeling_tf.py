@@ -723,19 +723,7 @@ class TFSwiftFormerPreTrainedModel(keras.Model):
 
     def stage_shapes(self, height: int, width: int) -> list[tuple[int, int]]:
         """Spatial size (h, w) of each stage's output for an input of ``height`` × ``width``."""
-
-        def conv(size: int, kernel: int, stride: int, pad: int) -> int:
-            return (size + 2 * pad - kernel) // stride + 1
-
-        h, w = conv(conv(height, 3, 2, 1), 3, 2, 1), conv(conv(width, 3, 2, 1), 3, 2, 1)
-        shapes = [(h, w)]
-        cfg = self.config
-        (kh, kw), (sh, sw), (ph, pw) = _pair(cfg.down_patch_size), _pair(cfg.down_stride), _pair(cfg.down_pad)
-        for i in range(cfg.num_stages - 1):
-            if cfg.downsamples[i] or cfg.embed_dims[i] != cfg.embed_dims[i + 1]:
-                h, w = conv(h, kh, sh, ph), conv(w, kw, sw, pw)
-            shapes.append((h, w))
-        return shapes
+        return self.config.stage_shapes(height, width)
 
     def num_parameters(self, only_trainable: bool = False) -> int:
         """Parameters as PyTorch counts them (BatchNorm's running statistics are buffers, not parameters)."""
