@@ -29,9 +29,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .configuration import SwiftFormerConfig
-from .hub import CONFIG_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_NAME, CheckpointError, write_json
+from .hub import CONFIG_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_NAME, write_json
 from .outputs import BaseModelOutputWithNoAttention, ImageClassifierOutputWithNoAttention
-from .weights import find_weights_file, load_state_dict_file, save_state_dict_file
+from .weights import find_weights_file, load_state_dict_file, match_state_dict, save_state_dict_file
 
 logger = logging.getLogger(__name__)
 
@@ -414,56 +414,11 @@ class SwiftFormerPreTrainedModel(nn.Module):
         loads into a classifier, whose heads stay freshly initialized (logged as a warning). Anything
         else that does not match raises one :class:`CheckpointError` listing every problem.
         """
-        own = self.state_dict()
-        prefix = self.base_model_prefix + "."
-        has_prefix = any(k.startswith(prefix) for k in state_dict)
-        wants_prefix = any(k.startswith(prefix) for k in own)
-        if has_prefix and not wants_prefix:  # classifier checkpoint → base model: drop the heads only
-            heads = ("norm.", "head.", "dist_head.")
-            state_dict = {
-                k.removeprefix(prefix) if k.startswith(prefix) else k: v
-                for k, v in state_dict.items()
-                if k.startswith(prefix) or not k.startswith(heads)
-            }
-        elif wants_prefix and not has_prefix:  # base checkpoint → classifier
-            state_dict = {prefix + k: v for k, v in state_dict.items()}
-
-        # BatchNorm's num_batches_tracked is never required (it is not in ``missing`` either).
-        head_keys = {
-            k for k in own if wants_prefix and not k.startswith(prefix) and not k.endswith("num_batches_tracked")
-        }
-        missing = [k for k in own if k not in state_dict and not k.endswith("num_batches_tracked")]
-        unexpected = [k for k in state_dict if k not in own]
-        mismatched = [
-            f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
-            for k, v in state_dict.items()
-            if k in own and v.shape != own[k].shape
-        ]
-        fresh_heads = wants_prefix and not has_prefix and set(missing) == head_keys
-        if fresh_heads:
-            missing = []
-        if mismatched and ignore_mismatched_sizes:
-            logger.warning("Re-initialized weights whose shapes differ from %s:\n  %s", source, "\n  ".join(mismatched))
-            state_dict = {k: v for k, v in state_dict.items() if k not in own or v.shape == own[k].shape}
-            mismatched = []
-        if missing or unexpected or mismatched:
-            problems = []
-            if missing:
-                problems.append(f"missing keys ({len(missing)}): {', '.join(missing[:20])}" + (" ..." if len(missing) > 20 else ""))
-            if unexpected:
-                problems.append(
-                    f"unexpected keys ({len(unexpected)}): {', '.join(unexpected[:20])}" + (" ..." if len(unexpected) > 20 else "")
-                )
-            if mismatched:
-                problems.append(
-                    f"shape mismatches ({len(mismatched)}): {'; '.join(mismatched[:20])}"
-                    + " (pass ignore_mismatched_sizes=True to re-initialize them, e.g. for new num_labels)"
-                )
-            raise CheckpointError(
-                f"{source} does not match {type(self).__name__} with this config:\n  " + "\n  ".join(problems)
-            )
-        if fresh_heads:
-            logger.warning("%s holds no classification heads; %s are newly initialized.", source, sorted(head_keys))
+        expected = {k: tuple(v.shape) for k, v in self.state_dict().items()}
+        state_dict = match_state_dict(
+            state_dict, expected, base_prefix=self.base_model_prefix, owner=type(self).__name__, source=source,
+            ignore_mismatched_sizes=ignore_mismatched_sizes,
+        )
         self.load_state_dict(state_dict, strict=False)
 
 

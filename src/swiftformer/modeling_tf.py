@@ -38,6 +38,7 @@ import numpy as np
 from .configuration import SwiftFormerConfig
 from .hub import CONFIG_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_NAME, CheckpointError, atomic_write, resolve_file, write_json
 from .outputs import BaseModelOutputWithNoAttention, ImageClassifierOutputWithNoAttention, ModelOutput
+from .weights import match_state_dict  # torch-free
 
 logger = logging.getLogger(__name__)
 
@@ -760,54 +761,12 @@ class TFSwiftFormerPreTrainedModel(keras.Model):
         items = self.state_items()
         own = {name: (variable, kind) for name, variable, kind in items if variable is not None}
         ignored = {name for name, variable, _ in items if variable is None}
-        prefix = self.base_model_prefix + "."
-        state_dict = {k: v for k, v in state_dict.items() if not k.endswith("num_batches_tracked")}
-        has_prefix = any(k.startswith(prefix) for k in state_dict)
-        wants_prefix = any(k.startswith(prefix) for k in own)
-        if has_prefix and not wants_prefix:  # classifier checkpoint → base model: drop the heads only
-            heads = ("norm.", "head.", "dist_head.")
-            state_dict = {
-                k.removeprefix(prefix) if k.startswith(prefix) else k: v
-                for k, v in state_dict.items()
-                if k.startswith(prefix) or not k.startswith(heads)
-            }
-        elif wants_prefix and not has_prefix:  # base checkpoint → classifier
-            state_dict = {prefix + k: v for k, v in state_dict.items()}
-
-        head_keys = {k for k in own if wants_prefix and not k.startswith(prefix)}
-        missing = [k for k in own if k not in state_dict]
-        unexpected = [k for k in state_dict if k not in own and k not in ignored]
-        expected_shapes = {k: _pt_shape(kind, tuple(variable.shape)) for k, (variable, kind) in own.items()}
-        mismatched = [
-            f"{k}: checkpoint {tuple(v.shape)} vs model {expected_shapes[k]}"
-            for k, v in state_dict.items()
-            if k in own and tuple(v.shape) != expected_shapes[k]
-        ]
-        fresh_heads = wants_prefix and not has_prefix and set(missing) == head_keys
-        if fresh_heads:
-            missing = []
-        if mismatched and ignore_mismatched_sizes:
-            logger.warning("Re-initialized weights whose shapes differ from %s:\n  %s", source, "\n  ".join(mismatched))
-            state_dict = {k: v for k, v in state_dict.items() if k not in own or tuple(v.shape) == expected_shapes[k]}
-            mismatched = []
-        if missing or unexpected or mismatched:
-            problems = []
-            if missing:
-                problems.append(f"missing keys ({len(missing)}): {', '.join(missing[:20])}" + (" ..." if len(missing) > 20 else ""))
-            if unexpected:
-                problems.append(
-                    f"unexpected keys ({len(unexpected)}): {', '.join(unexpected[:20])}" + (" ..." if len(unexpected) > 20 else "")
-                )
-            if mismatched:
-                problems.append(
-                    f"shape mismatches ({len(mismatched)}): {'; '.join(mismatched[:20])}"
-                    + " (pass ignore_mismatched_sizes=True to re-initialize them, e.g. for new num_labels)"
-                )
-            raise CheckpointError(
-                f"{source} does not match {type(self).__name__} with this config:\n  " + "\n  ".join(problems)
-            )
-        if fresh_heads:
-            logger.warning("%s holds no classification heads; %s are newly initialized.", source, sorted(head_keys))
+        expected = {k: _pt_shape(kind, tuple(variable.shape)) for k, (variable, kind) in own.items()}
+        state_dict = match_state_dict(
+            dict(state_dict), expected, base_prefix=self.base_model_prefix, owner=type(self).__name__,
+            source=source, ignore_mismatched_sizes=ignore_mismatched_sizes,
+            optional=lambda key: key.endswith("num_batches_tracked") or key in ignored,
+        )
         for name, value in state_dict.items():
             if name in own:
                 variable, kind = own[name]

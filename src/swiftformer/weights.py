@@ -6,13 +6,19 @@ which refuses any object that is not a tensor or plain container, so a malicious
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
+from collections.abc import Callable
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from .hub import SAFE_WEIGHTS_NAME, WEIGHTS_NAME, CheckpointError, atomic_write, resolve_file
+
+if TYPE_CHECKING:
+    import torch
+
+logger = logging.getLogger("swiftformer.modeling")  # the messages are about loading models
 
 
 def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -25,6 +31,8 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         CheckpointError: the file is truncated, corrupt, not a state dict, or a pickle that holds
             anything other than tensors (it is refused without running any of it).
     """
+    import torch
+
     path = Path(path)
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError
@@ -62,6 +70,8 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 def save_state_dict_file(state_dict: dict[str, torch.Tensor], path: str | os.PathLike) -> Path:
     """Write a state dict atomically: safetensors for ``*.safetensors``, else a PyTorch zip pickle."""
+    import torch
+
     path = Path(path)
     # safetensors refuses shared or non-contiguous storage; a detached contiguous clone is always valid.
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state_dict.items()}
@@ -90,3 +100,69 @@ def find_weights_file(
         if found is not None:
             return found
     raise FileNotFoundError(f"{os.fspath(name_or_path)!r} has neither {SAFE_WEIGHTS_NAME} nor {WEIGHTS_NAME}.")
+
+
+def match_state_dict(
+    state_dict: dict[str, Any],
+    expected_shapes: dict[str, tuple[int, ...]],
+    *,
+    base_prefix: str,
+    owner: str,
+    source: str,
+    ignore_mismatched_sizes: bool = False,
+    optional: Callable[[str], bool] = lambda key: key.endswith("num_batches_tracked"),
+) -> dict[str, Any]:
+    """Check a transformers-layout state dict against a model's keys and shapes; return what to load.
+
+    Shared by the PyTorch and Keras models. ``expected_shapes`` maps the model's keys (PyTorch names and
+    layouts) to shapes; keys for which ``optional`` holds may be absent or extra. A classifier checkpoint
+    (keys under ``base_prefix``) loads into a base model, its heads dropped; a base-model checkpoint loads
+    into a classifier, whose heads then stay freshly initialized (a logged warning). With
+    ``ignore_mismatched_sizes`` mis-shaped tensors are skipped (re-initialized) with a warning.
+
+    Raises:
+        CheckpointError: listing every missing, unexpected and mis-shaped key at once.
+    """
+    prefix = base_prefix + "."
+    has_prefix = any(k.startswith(prefix) for k in state_dict)
+    wants_prefix = any(k.startswith(prefix) for k in expected_shapes)
+    if has_prefix and not wants_prefix:  # classifier checkpoint → base model: drop the heads only
+        heads = ("norm.", "head.", "dist_head.")
+        state_dict = {
+            k.removeprefix(prefix) if k.startswith(prefix) else k: v
+            for k, v in state_dict.items()
+            if k.startswith(prefix) or not k.startswith(heads)
+        }
+    elif wants_prefix and not has_prefix:  # base checkpoint → classifier
+        state_dict = {prefix + k: v for k, v in state_dict.items()}
+
+    head_keys = {k for k in expected_shapes if wants_prefix and not k.startswith(prefix) and not optional(k)}
+    missing = [k for k in expected_shapes if k not in state_dict and not optional(k)]
+    unexpected = [k for k in state_dict if k not in expected_shapes and not optional(k)]
+    mismatched = [
+        f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(expected_shapes[k])}"
+        for k, v in state_dict.items()
+        if k in expected_shapes and tuple(v.shape) != tuple(expected_shapes[k])
+    ]
+    fresh_heads = wants_prefix and not has_prefix and set(missing) == head_keys
+    if fresh_heads:
+        missing = []
+    if mismatched and ignore_mismatched_sizes:
+        logger.warning("Re-initialized weights whose shapes differ from %s:\n  %s", source, "\n  ".join(mismatched))
+        state_dict = {k: v for k, v in state_dict.items()
+                      if k not in expected_shapes or tuple(v.shape) == tuple(expected_shapes[k])}
+        mismatched = []
+    if missing or unexpected or mismatched:
+
+        def listed(what: str, keys: list[str], sep: str = ", ") -> str:
+            return f"{what} ({len(keys)}): {sep.join(keys[:20])}" + (" ..." if len(keys) > 20 else "")
+
+        problems = [listed("missing keys", missing)] if missing else []
+        problems += [listed("unexpected keys", unexpected)] if unexpected else []
+        if mismatched:
+            problems.append(listed("shape mismatches", mismatched, "; ")
+                            + " (pass ignore_mismatched_sizes=True to re-initialize them, e.g. for new num_labels)")
+        raise CheckpointError(f"{source} does not match {owner} with this config:\n  " + "\n  ".join(problems))
+    if fresh_heads:
+        logger.warning("%s holds no classification heads; %s are newly initialized.", source, sorted(head_keys))
+    return {k: v for k, v in state_dict.items() if k in expected_shapes}
