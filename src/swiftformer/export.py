@@ -44,7 +44,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -239,24 +238,10 @@ def _fsync_tree(path: Path) -> None:
 def _place(staged: Path, target: Path) -> None:
     """Move a verified artifact over ``target`` atomically (a file by ``os.replace``; a directory by
     renaming the old one away, renaming the new one in, then deleting the old one)."""
+    from .hub import replace_path
+
     _fsync_tree(staged)
-    if not (staged.is_dir() or target.is_dir()):
-        os.replace(staged, target)
-        return
-    if not (target.exists() or target.is_symlink()):
-        os.replace(staged, target)
-        return
-    old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-    os.replace(target, old)
-    try:
-        os.replace(staged, target)
-    except BaseException:
-        os.replace(old, target)
-        raise
-    if old.is_dir() and not old.is_symlink():
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        old.unlink(missing_ok=True)
+    replace_path(staged, target)
 
 
 def _compare(expected: torch.Tensor, actual: Any) -> tuple[float, float, float]:

@@ -204,20 +204,9 @@ def _staging(target: Path, is_dir: bool):
 
 
 def _place(staged: Path, target: Path) -> None:
-    if staged.is_dir():
-        if target.exists():  # a directory cannot be replaced in one rename: swap, then drop the old one
-            old = target.parent / f".{target.name}.old-{os.getpid()}-{time.time_ns()}"
-            os.replace(target, old)
-            try:
-                os.replace(staged, target)
-            except BaseException:
-                os.replace(old, target)
-                raise
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staged, target)
-    else:
-        os.replace(staged, target)
+    from .hub import replace_path
+
+    replace_path(staged, target)
 
 
 def _dir_size(path: Path) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -138,6 +139,30 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def replace_path(staged: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Move a finished file or folder ``staged`` (beside ``target``) over ``target``.
+
+    A file moves in one atomic rename. A folder cannot replace a folder in one rename, so the old one is
+    renamed away first, the new one renamed in (the old one is put back if that fails), then the old one
+    deleted: readers see the old or the new folder, never a mix.
+    """
+    staged, target = Path(staged), Path(target)
+    if not (target.exists() or target.is_symlink()) or not (staged.is_dir() or target.is_dir()):
+        os.replace(staged, target)
+        return
+    old = target.parent / f".{target.name}.old-{os.getpid()}-{os.urandom(4).hex()}"
+    os.replace(target, old)
+    try:
+        os.replace(staged, target)
+    except BaseException:
+        os.replace(old, target)
+        raise
+    if old.is_dir() and not old.is_symlink():
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        old.unlink(missing_ok=True)
 
 
 def write_json(path: str | os.PathLike, data: dict[str, Any]) -> None:
