@@ -29,9 +29,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from .configuration import SwiftFormerConfig
-from .hub import CONFIG_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_NAME, write_json
 from .outputs import BaseModelOutputWithNoAttention, ImageClassifierOutputWithNoAttention
-from .weights import find_weights_file, load_state_dict_file, match_state_dict, save_state_dict_file
+from .weights import (
+    find_weights_file,
+    load_state_dict_file,
+    match_state_dict,
+    save_state_dict_file,
+    write_model_folder,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -351,16 +356,11 @@ class SwiftFormerPreTrainedModel(nn.Module):
         The folder loads with :meth:`from_pretrained` here and with transformers'
         ``SwiftFormerForImageClassification.from_pretrained``.
         """
-        directory = Path(save_directory)
-        if directory.exists() and not directory.is_dir():
-            raise NotADirectoryError(f"{directory} exists and is not a folder")
-        directory.mkdir(parents=True, exist_ok=True)
-        save_state_dict_file(self.state_dict(), directory / (SAFE_WEIGHTS_NAME if safe_serialization else WEIGHTS_NAME))
-        stale = directory / (WEIGHTS_NAME if safe_serialization else SAFE_WEIGHTS_NAME)
-        if stale.exists():  # never leave an older weights file that loaders would pick instead
-            stale.unlink()
-        write_json(directory / CONFIG_NAME, {**self.config.to_dict(), "architectures": [type(self).__name__]})
-        return directory
+        state = self.state_dict()
+        return write_model_folder(
+            save_directory, self.config, type(self).__name__, lambda path: save_state_dict_file(state, path),
+            safe_serialization,
+        )
 
     # -------------------------------------------------------------- loading
     @classmethod

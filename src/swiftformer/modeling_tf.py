@@ -36,9 +36,9 @@ from typing import Any
 import numpy as np
 
 from .configuration import SwiftFormerConfig
-from .hub import CONFIG_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_NAME, CheckpointError, atomic_write, resolve_file, write_json
+from .hub import SAFE_WEIGHTS_NAME, WEIGHTS_NAME, CheckpointError, atomic_write, resolve_file
 from .outputs import BaseModelOutputWithNoAttention, ImageClassifierOutputWithNoAttention, ModelOutput
-from .weights import match_state_dict  # torch-free
+from .weights import match_state_dict, write_model_folder  # torch-free
 
 logger = logging.getLogger(__name__)
 
@@ -781,29 +781,23 @@ class TFSwiftFormerPreTrainedModel(keras.Model):
         ``from_pretrained`` (``SwiftFormerForImageClassification`` for a classifier) and with
         transformers. Each file is written atomically.
         """
-        directory = Path(save_directory)
-        if directory.exists() and not directory.is_dir():
-            raise NotADirectoryError(f"{directory} exists and is not a folder")
-        directory.mkdir(parents=True, exist_ok=True)
         state = self.state_dict()
-        target = directory / (SAFE_WEIGHTS_NAME if safe_serialization else WEIGHTS_NAME)
-        if safe_serialization:
-            from safetensors.numpy import save
 
-            with atomic_write(target, "wb") as handle:
-                handle.write(save(state, metadata={"format": "pt"}))
-        else:
-            import torch
+        def write_weights(target: Path) -> None:
+            if safe_serialization:
+                from safetensors.numpy import save
 
-            from .weights import save_state_dict_file
+                with atomic_write(target, "wb") as handle:
+                    handle.write(save(state, metadata={"format": "pt"}))
+            else:
+                import torch
 
-            save_state_dict_file({k: torch.from_numpy(v) for k, v in state.items()}, target)
-        stale = directory / (WEIGHTS_NAME if safe_serialization else SAFE_WEIGHTS_NAME)
-        if stale.exists():  # never leave an older weights file that loaders would pick instead
-            stale.unlink()
+                from .weights import save_state_dict_file
+
+                save_state_dict_file({k: torch.from_numpy(v) for k, v in state.items()}, target)
+
         architecture = type(self).__name__.removeprefix("TF")  # the PyTorch class the file is laid out for
-        write_json(directory / CONFIG_NAME, {**self.config.to_dict(), "architectures": [architecture]})
-        return directory
+        return write_model_folder(save_directory, self.config, architecture, write_weights, safe_serialization)
 
     # -------------------------------------------------------------- loading
     @classmethod

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .hub import SAFE_WEIGHTS_NAME, WEIGHTS_NAME, CheckpointError, atomic_write, resolve_file
+from .hub import CONFIG_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_NAME, CheckpointError, atomic_write, resolve_file, write_json
 
 if TYPE_CHECKING:
     import torch
@@ -83,6 +83,31 @@ def save_state_dict_file(state_dict: dict[str, torch.Tensor], path: str | os.Pat
         else:
             torch.save(tensors, handle)
     return path
+
+
+def write_model_folder(
+    save_directory: str | os.PathLike,
+    config: Any,
+    architecture: str,
+    write_weights: Callable[[Path], None],
+    safe_serialization: bool = True,
+) -> Path:
+    """The folder layout of ``save_pretrained``, for either framework: weights, then ``config.json``.
+
+    ``write_weights(path)`` writes ``model.safetensors`` (or ``pytorch_model.bin`` without
+    ``safe_serialization``) atomically. A stale weights file of the other format is removed, so loaders
+    never pick an older one; ``config.json`` records ``architecture`` (the PyTorch class name).
+    """
+    directory = Path(save_directory)
+    if directory.exists() and not directory.is_dir():
+        raise NotADirectoryError(f"{directory} exists and is not a folder")
+    directory.mkdir(parents=True, exist_ok=True)
+    write_weights(directory / (SAFE_WEIGHTS_NAME if safe_serialization else WEIGHTS_NAME))
+    stale = directory / (WEIGHTS_NAME if safe_serialization else SAFE_WEIGHTS_NAME)
+    if stale.exists():
+        stale.unlink()
+    write_json(directory / CONFIG_NAME, {**config.to_dict(), "architectures": [architecture]})
+    return directory
 
 
 def find_weights_file(
