@@ -4,6 +4,7 @@
     swiftformer info --model xs            # or a folder, or a hub id
     swiftformer train --data-dir DATA --variant xs --recipe paper --output runs/xs
     swiftformer eval --data-dir DATA/val --model runs/xs/best [--json]
+    swiftformer convert SwiftFormer_XS_ckpt.pth --to swiftformer-xs [--attention-variant softmax]
 
 Heavy imports (torch) happen inside the commands, so ``swiftformer --help`` answers at once.
 """
@@ -160,8 +161,8 @@ def info(args: argparse.Namespace) -> int:
     rows = [
         ("model", report["model"] + (f"  (SwiftFormer-{report['variant'].upper()})" if report["variant"] else "")),
         ("attention variant", report["attention_variant"]),
-        ("parameters", f"{report['parameters'] / 1e6:.2f} M  (backbone {report['backbone_parameters'] / 1e6:.2f} M, "
-                       f"heads {report['head_parameters'] / 1e6:.2f} M, {report['num_labels']} labels)"),
+        ("parameters", (f"{report['parameters'] / 1e6:.2f} M  (backbone {report['backbone_parameters'] / 1e6:.2f} M, "
+                        f"heads {report['head_parameters'] / 1e6:.2f} M, {report['num_labels']} labels)")),
         (f"MACs at {h}x{w}", f"{report['macs'] / 1e9:.3f} G"),
     ]
     for name, value in rows:
@@ -169,6 +170,42 @@ def info(args: argparse.Namespace) -> int:
     print("stages:")
     for s in report["stages"]:
         print(f"  {s['stage']}: {s['depth']:2d} blocks  {s['channels']:4d} x {s['height']} x {s['width']}  (stride {s['stride']})")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ convert
+def convert(args: argparse.Namespace) -> int:
+    from .convert import FORMAT_NAMES, convert_checkpoint, describe_architecture
+
+    result = convert_checkpoint(
+        args.src, args.to, attention_variant=args.attention_variant, variant=args.variant, ema=args.ema
+    )
+    attention = result.attention_variant
+    if result.attention_source == "override":
+        attention += " (--attention-variant)"
+    elif result.attention_source == "config.json":
+        attention += " (from config.json)"
+    elif result.source_format == "original":
+        attention += (
+            " (default for original checkpoints: the current release, since July 2023; "
+            "pass --attention-variant softmax for a first-release file of March 2023)"
+        )
+    elif result.source_format == "timm":
+        attention += " (timm computes l2)"
+    else:
+        attention += " (transformers' attention; no config.json)"
+    rows = [
+        ("source", result.source + ("  (EMA weights)" if args.ema else "")),
+        ("format", FORMAT_NAMES[result.source_format]),
+        ("variant", describe_architecture(result.config)),
+        ("attention variant", attention),
+        ("num_labels", f"{result.num_labels} ({result.labels})" if result.num_labels else "0 (no heads)"),
+        ("class", result.architecture),
+        *(("note", note) for note in result.notes),
+        ("output", str(result.output_dir)),
+    ]
+    for name, value in rows:
+        print(f"{name + ':':20s}{value}")
     return 0
 
 
@@ -218,6 +255,27 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Export the fused model and verify the result in its runtime (docs/export.md).")
     add_export_arguments(p)
     p.set_defaults(func=run_export)
+
+    from .configuration import ATTENTION_VARIANTS, VARIANTS  # no torch at import
+
+    p = sub.add_parser(
+        "convert",
+        help="convert an original-repository, timm or transformers checkpoint",
+        description="Convert a checkpoint of the original repository (Amshaker/SwiftFormer), timm or transformers "
+        "into a model folder; the architecture is read from the tensor shapes (docs/checkpoints.md).",
+    )
+    p.add_argument("src", help=".pth/.pt/.bin/.safetensors file, model folder or hub id")
+    p.add_argument("--to", required=True, metavar="DIR", help="output model folder")
+    p.add_argument(
+        "--attention-variant",
+        choices=ATTENTION_VARIANTS,
+        help="default: l2 for original-repository checkpoints (the current release; pass softmax for "
+        "first-release files of March 2023) and timm; for transformers checkpoints the folder's "
+        "config.json, else softmax",
+    )
+    p.add_argument("--variant", choices=list(VARIANTS), help="fail unless the checkpoint is this variant")
+    p.add_argument("--ema", action="store_true", help="take the EMA weights (model_ema) of a training checkpoint")
+    p.set_defaults(func=convert)
     return parser
 
 
