@@ -422,6 +422,20 @@ def test_hard_distillation_loss_and_training(data_dir: Path, tmp_path: Path):
     assert (out.cls_logits.argmax(-1) == targets).float().mean() >= 0.75
 
 
+def test_gradient_checkpointing_trains_to_the_same_weights(data_dir: Path, tmp_path: Path):
+    weights = {}
+    for checkpointing in (False, True):
+        config = resolve_config("paper", data_dir=str(data_dir), output=str(tmp_path / str(checkpointing)), epochs=1,
+                                gradient_checkpointing=checkpointing, drop_path_rate=0.1,
+                                **{**FAST_SETTINGS, "precision": "fp32"})
+        trainer = Trainer(config)
+        assert trainer.model.is_gradient_checkpointing == checkpointing
+        trainer.fit()
+        weights[checkpointing] = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    for key, value in weights[False].items():
+        assert torch.allclose(weights[True][key], value, rtol=1e-5, atol=1e-6), key
+
+
 # ------------------------------------------------------------------------------------------ 7. fine-tuning
 def test_finetune_from_init_folder_with_other_classes(data_dir: Path, tmp_path: Path, capsys):
     init = save_tiny_model(tmp_path / "init", ["cat", "dog"], seed=3)

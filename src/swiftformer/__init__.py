@@ -18,11 +18,15 @@ _EXPORTS = {
     "SwiftFormerModel": "modeling",
     "SwiftFormerForImageClassification": "modeling",
     "SwiftFormerPreTrainedModel": "modeling",
+    "SwiftFormerBackbone": "modeling",
     "BaseModelOutputWithNoAttention": "outputs",
     "ImageClassifierOutputWithNoAttention": "outputs",
+    "BackboneOutput": "outputs",
     "SwiftFormerImageProcessor": "image_processing",
     "CheckpointError": "hub",
     "optimize_for_inference": "inference",
+    "convert_checkpoint": "convert",
+    "ConversionResult": "convert",
     # Keras 3 (TensorFlow or JAX backend), loaded only when asked for: `pip install .[tf]`.
     "TFSwiftFormerModel": "modeling_tf",
     "TFSwiftFormerForImageClassification": "modeling_tf",
@@ -46,9 +50,15 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from .configuration import ATTENTION_VARIANTS, VARIANTS, SwiftFormerConfig
+    from .convert import ConversionResult, convert_checkpoint
     from .hub import CheckpointError
     from .image_processing import SwiftFormerImageProcessor
     from .inference import optimize_for_inference
-    from .modeling import SwiftFormerForImageClassification, SwiftFormerModel, SwiftFormerPreTrainedModel
+    from .modeling import (
+        SwiftFormerBackbone,
+        SwiftFormerForImageClassification,
+        SwiftFormerModel,
+        SwiftFormerPreTrainedModel,
+    )
     from .modeling_tf import TFSwiftFormerForImageClassification, TFSwiftFormerModel
-    from .outputs import BaseModelOutputWithNoAttention, ImageClassifierOutputWithNoAttention
+    from .outputs import BackboneOutput, BaseModelOutputWithNoAttention, ImageClassifierOutputWithNoAttention

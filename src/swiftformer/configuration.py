@@ -87,6 +87,16 @@ class SwiftFormerConfig:
         num_labels, id2label, label2id, problem_type: Classification head settings, as in transformers
             (``num_labels`` defaults to 2 when no ``id2label`` is given).
         output_hidden_states, return_dict: Default output options of the models' ``forward``.
+        out_features: Feature maps :class:`~swiftformer.SwiftFormerBackbone` returns, by name from
+            :attr:`stage_names` (``"stem"``, ``"stage1"`` ... ``"stageN"``), in that order. Only one of
+            ``out_features`` and ``out_indices`` is needed; the other is derived (transformers' rules).
+            Neither: the last stage only.
+        out_indices: The same selection as indices into :attr:`stage_names` (0 is the stem, 1..N the
+            stages; negative values count from the end and are stored as positive ones).
+        backbone_norm: Whether the backbone passes each returned feature map through its own
+            BatchNorm (``hidden_states_norms.<name>``), as the original repository's detection and
+            segmentation backbone does (``fork_feat``). Off by default; classifier checkpoints have no
+            such norms, so they start freshly initialized.
 
     Raises:
         ValueError: naming the field and the bad value, for any inconsistent or out-of-range setting.
@@ -119,6 +129,9 @@ class SwiftFormerConfig:
         problem_type: str | None = None,
         output_hidden_states: bool = False,
         return_dict: bool = True,
+        out_features: Sequence[str] | None = None,
+        out_indices: Sequence[int] | None = None,
+        backbone_norm: bool = False,
         **unknown: Any,
     ) -> None:
         self.image_size = list(image_size) if isinstance(image_size, Sequence) else image_size
@@ -141,6 +154,9 @@ class SwiftFormerConfig:
         self.problem_type = problem_type
         self.output_hidden_states = output_hidden_states
         self.return_dict = return_dict
+        self.backbone_norm = backbone_norm
+        self._out_features = list(out_features) if isinstance(out_features, (list, tuple)) else out_features
+        self._out_indices = list(out_indices) if isinstance(out_indices, (list, tuple)) else out_indices
         self._set_labels(num_labels, id2label, label2id)
 
         unknown = {k: v for k, v in unknown.items() if k not in _TRANSFORMERS_BOOKKEEPING}
@@ -193,6 +209,74 @@ class SwiftFormerConfig:
     @property
     def num_stages(self) -> int:
         return len(self.depths)
+
+    # ------------------------------------------------------------ backbone outputs
+    @property
+    def stage_names(self) -> list[str]:
+        """``["stem", "stage1", ..., "stageN"]``: what ``out_features`` and ``out_indices`` select from."""
+        return ["stem"] + [f"stage{i}" for i in range(1, self.num_stages + 1)]
+
+    @property
+    def out_features(self) -> list[str]:
+        """Names of the backbone's feature maps; setting it re-derives ``out_indices`` (as transformers)."""
+        return list(self._out_features)
+
+    @out_features.setter
+    def out_features(self, value: Sequence[str] | None) -> None:
+        self._set_out_features(value, None)
+
+    @property
+    def out_indices(self) -> list[int]:
+        """Indices into :attr:`stage_names` of the backbone's feature maps; setting it re-derives ``out_features``."""
+        return list(self._out_indices)
+
+    @out_indices.setter
+    def out_indices(self, value: Sequence[int] | None) -> None:
+        self._set_out_features(None, value)
+
+    def _set_out_features(self, out_features: Any, out_indices: Any) -> None:
+        """Check ``out_features``/``out_indices`` against :attr:`stage_names` and store both, aligned."""
+        names = self.stage_names
+
+        def fail(field: str, value: Any, why: str) -> None:
+            raise ValueError(f"SwiftFormerConfig.{field}={value!r} is invalid: {why}")
+
+        if out_features is not None:
+            if not isinstance(out_features, (list, tuple)) or not out_features:
+                fail("out_features", out_features, f"expected a non-empty list of names from {names}")
+            for name in out_features:
+                if name not in names:
+                    fail("out_features", out_features, f"{name!r} is not a stage name; valid names are {names}")
+            if len(set(out_features)) != len(out_features):
+                fail("out_features", out_features, "contains duplicates")
+            if list(out_features) != [n for n in names if n in out_features]:
+                fail("out_features", out_features, f"must follow the order of {names}")
+            out_features = list(out_features)
+        if out_indices is not None:
+            if not isinstance(out_indices, (list, tuple)) or not out_indices:
+                fail("out_indices", out_indices, f"expected a non-empty list of indices into {names}")
+            for index in out_indices:
+                if not _is_int(index) or not -len(names) <= index < len(names):
+                    valid = f"valid indices are 0..{len(names) - 1} (or -{len(names)}..-1)"
+                    fail("out_indices", out_indices, f"{index!r} is not an index of stage_names {names}; {valid}")
+            positive = [i % len(names) for i in out_indices]
+            if len(set(positive)) != len(positive):
+                fail("out_indices", out_indices, f"contains duplicates (as non-negative indices: {positive})")
+            if positive != sorted(positive):
+                fail("out_indices", out_indices, f"must be increasing (the order of {names})")
+            out_indices = positive
+        if out_features is not None and out_indices is not None:
+            selected = [names[i] for i in out_indices]
+            if out_features != selected:
+                why = f"selects {selected} but out_features={out_features}; give one, or both for the same stages"
+                fail("out_indices", out_indices, why)
+        elif out_features is not None:
+            out_indices = [names.index(n) for n in out_features]
+        elif out_indices is not None:
+            out_features = [names[i] for i in out_indices]
+        else:
+            out_features, out_indices = [names[-1]], [len(names) - 1]
+        self._out_features, self._out_indices = out_features, out_indices
 
     def stage_shapes(self, height: int, width: int) -> list[tuple[int, int]]:
         """Spatial size (h, w) of each stage's output for an input of ``height`` × ``width``.
@@ -271,9 +355,10 @@ class SwiftFormerConfig:
             fail("problem_type", f"expected None or one of {', '.join(PROBLEM_TYPES)}")
         if self.problem_type == "single_label_classification" and self.num_labels == 1:
             fail("problem_type", "single-label classification needs num_labels > 1 (use 'regression' for one output)")
-        for field in ("output_hidden_states", "return_dict"):
+        for field in ("output_hidden_states", "return_dict", "backbone_norm"):
             if not isinstance(getattr(self, field), bool):
                 fail(field, "expected a boolean")
+        self._set_out_features(self._out_features, self._out_indices)  # checks, and derives the missing one
 
     # ------------------------------------------------------------ constructors
     @classmethod
@@ -304,6 +389,9 @@ class SwiftFormerConfig:
             data.pop("label2id", None)  # the stored label2id names the old labels; rebuild it from id2label
         if "use_return_dict" in data and "return_dict" not in data:
             data["return_dict"] = data["use_return_dict"]
+        for given, derived in (("out_features", "out_indices"), ("out_indices", "out_features")):
+            if given in overrides and derived not in overrides:
+                data.pop(derived, None)  # the stored one describes the old selection; derive it anew
         return cls(**data)
 
     @classmethod
@@ -340,6 +428,7 @@ class SwiftFormerConfig:
         """Every field, JSON-ready, with ``model_type`` (as transformers writes it)."""
         data = {k: copy.deepcopy(v) for k, v in vars(self).items() if not k.startswith("_")}
         data["id2label"] = {str(k): v for k, v in self.id2label.items()}
+        data["out_features"], data["out_indices"] = self.out_features, self.out_indices
         data["model_type"] = self.model_type
         return data
 

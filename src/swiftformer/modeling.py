@@ -1,4 +1,4 @@
-"""SwiftFormer in PyTorch: SwiftFormerModel and SwiftFormerForImageClassification.
+"""SwiftFormer in PyTorch: SwiftFormerModel, SwiftFormerForImageClassification and SwiftFormerBackbone.
 
 The network (Shaker et al., ICCV 2023, arXiv 2303.15446)::
 
@@ -15,21 +15,29 @@ Module attributes carry the names of transformers' state-dict keys (``swiftforme
 renaming. Eval-mode outputs equal transformers' for every config it accepts (tested on perturbed
 weights). Training-time differences, which follow the paper rather than the port, are documented on
 :class:`SwiftFormerConvEncoder`.
+
+:class:`SwiftFormerBackbone` returns multi-scale feature maps for detection and segmentation
+(transformers' backbone API); ``forward_features``/``forward_intermediates``/``feature_info`` follow
+timm's conventions; ``gradient_checkpointing_enable()`` trades compute for memory in training.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from .configuration import SwiftFormerConfig
-from .outputs import BaseModelOutputWithNoAttention, ImageClassifierOutputWithNoAttention
+from .outputs import BackboneOutput, BaseModelOutputWithNoAttention, ImageClassifierOutputWithNoAttention
 from .weights import (
     find_weights_file,
     load_state_dict_file,
@@ -133,8 +141,9 @@ class SwiftFormerConvEncoder(nn.Module):
     configs written for transformers mean the same thing. Both are identities in eval mode.
     """
 
-    def __init__(self, config: SwiftFormerConfig, dim: int, hidden_dim: int, drop_rate: float = 0.0,
-                 drop_path: float = 0.0) -> None:
+    def __init__(
+        self, config: SwiftFormerConfig, dim: int, hidden_dim: int, drop_rate: float = 0.0, drop_path: float = 0.0
+    ) -> None:
         super().__init__()
         self.depth_wise_conv = nn.Conv2d(dim, dim, kernel_size=3, padding=1, groups=dim)
         self.norm = nn.BatchNorm2d(dim, eps=config.batch_norm_eps)
@@ -252,11 +261,42 @@ class SwiftFormerStage(nn.Module):
                     )
                 )
         self.blocks = nn.ModuleList(blocks)
+        self.gradient_checkpointing = False  # set by SwiftFormerPreTrainedModel.gradient_checkpointing_enable
+        self.checkpoint_kwargs: dict[str, Any] = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        checkpointing = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
         for block in self.blocks:
-            x = block(x)
+            if checkpointing:
+                # Keep only the block's input; its activations are recomputed during backward.
+                context_fn = functools.partial(_checkpoint_contexts, block)
+                x = checkpoint(block, x, context_fn=context_fn, **self.checkpoint_kwargs)
+            else:
+                x = block(x)
         return x
+
+
+@contextlib.contextmanager
+def _running_stats_kept(module: nn.Module) -> Iterator[None]:
+    """Undo, on exit, whatever the BatchNorms in ``module`` did to their running statistics and
+    ``num_batches_tracked`` inside the block (the computation itself is unchanged)."""
+    buffers = [buf for m in module.modules() if isinstance(m, nn.BatchNorm2d) for buf in m.buffers()]
+    saved = [buf.clone() for buf in buffers]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for buf, value in zip(buffers, saved):
+                buf.copy_(value)
+
+
+def _checkpoint_contexts(block: nn.Module) -> tuple[contextlib.AbstractContextManager, ...]:
+    """``context_fn`` of ``torch.utils.checkpoint``: (around the forward, around the recomputation in backward).
+
+    The recomputation runs the block's training-mode BatchNorms a second time on the same batch; this
+    keeps it from updating their running statistics a second time.
+    """
+    return contextlib.nullcontext(), _running_stats_kept(block)
 
 
 class SwiftFormerEncoder(nn.Module):
@@ -268,9 +308,13 @@ class SwiftFormerEncoder(nn.Module):
         network: list[nn.Module] = []
         for i in range(config.num_stages):
             network.append(SwiftFormerStage(config, i))
-            if i < config.num_stages - 1 and (config.downsamples[i] or config.embed_dims[i] != config.embed_dims[i + 1]):
+            if i < config.num_stages - 1 and (
+                config.downsamples[i] or config.embed_dims[i] != config.embed_dims[i + 1]
+            ):
                 network.append(SwiftFormerEmbeddings(config, i))
         self.network = nn.ModuleList(network)
+        # Position of each stage in ``network``: stage i's output is ``hidden_states[1 + stage_indices[i]]``.
+        self.stage_indices = [j for j, module in enumerate(network) if isinstance(module, SwiftFormerStage)]
 
     def forward(self, x: torch.Tensor, output_hidden_states: bool = False) -> tuple[torch.Tensor, tuple | None]:
         hidden_states = (x,) if output_hidden_states else None
@@ -279,6 +323,47 @@ class SwiftFormerEncoder(nn.Module):
             if hidden_states is not None:
                 hidden_states = hidden_states + (x,)
         return x, hidden_states
+
+
+def _stage_reductions(config: SwiftFormerConfig) -> list[int | tuple[int, int]]:
+    """Nominal stride of each stage's output: 4 after the stem, times ``down_stride`` at each downsampling
+    (an int, or (height, width) when ``down_stride`` differs per axis). Sizes are ⌈H / stride⌉ for the
+    default 3×3 / stride 2 / padding 1 downsampling; ``config.stage_shapes`` gives them exactly."""
+    (sh, sw), rh, rw = _pair(config.down_stride), 4, 4
+    reductions: list[int | tuple[int, int]] = []
+    for i in range(config.num_stages):
+        if i > 0 and (config.downsamples[i - 1] or config.embed_dims[i - 1] != config.embed_dims[i]):
+            rh, rw = rh * sh, rw * sw
+        reductions.append(rh if rh == rw else (rh, rw))
+    return reductions
+
+
+def _stage_feature_info(config: SwiftFormerConfig, stage_indices: list[int], prefix: str) -> list[dict[str, Any]]:
+    """timm's ``feature_info`` of the stage outputs: channels, stride and the module that produces each."""
+    return [
+        {"num_chs": channels, "reduction": reduction, "module": f"{prefix}encoder.network.{j}"}
+        for channels, reduction, j in zip(config.embed_dims, _stage_reductions(config), stage_indices)
+    ]
+
+
+def _take_indices(num_stages: int, indices: int | Sequence[int] | None) -> list[int]:
+    """timm's ``indices`` rule: None → every stage, an int n → the last n, a sequence → those stages
+    (negative ones count from the end). Returned sorted: intermediates come in stage order."""
+    if indices is None:
+        return list(range(num_stages))
+    if isinstance(indices, int) and not isinstance(indices, bool):
+        if not 0 < indices <= num_stages:
+            raise ValueError(f"indices={indices} (the last n stages) must be in 1..{num_stages}")
+        return list(range(num_stages - indices, num_stages))
+    if not isinstance(indices, Sequence) or isinstance(indices, str) or not indices:
+        raise ValueError(f"indices must be None, an int or a non-empty list of stage indices, got {indices!r}")
+    for i in indices:
+        if isinstance(i, bool) or not isinstance(i, int) or not -num_stages <= i < num_stages:
+            raise ValueError(
+                f"indices={list(indices)!r}: {i!r} is not a stage index; valid are 0..{num_stages - 1} "
+                f"(or -{num_stages}..-1)"
+            )
+    return sorted({i % num_stages for i in indices})
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -292,6 +377,7 @@ class SwiftFormerPreTrainedModel(nn.Module):
     config_class = SwiftFormerConfig
     base_model_prefix = "swiftformer"
     main_input_name = "pixel_values"
+    supports_gradient_checkpointing = True
 
     def __init__(self, config: SwiftFormerConfig) -> None:
         super().__init__()
@@ -349,6 +435,48 @@ class SwiftFormerPreTrainedModel(nn.Module):
     def num_parameters(self, only_trainable: bool = False) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not only_trainable)
 
+    # -------------------------------------------------------------- gradient checkpointing
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict[str, Any] | None = None) -> None:
+        """Trade compute for memory in training: keep only each encoder block's input in the forward pass
+        and recompute the block in the backward pass (``torch.utils.checkpoint``, non-reentrant).
+
+        Results are unchanged: the RNG state is restored for the recomputation, so drop path and dropout
+        drop the same elements, and BatchNorm running statistics are updated once per step, as without
+        checkpointing. Only active in training mode with gradients enabled; the stem and the
+        downsampling layers are not checkpointed. See docs/backbone.md for measured memory.
+
+        Args:
+            gradient_checkpointing_kwargs: Keyword arguments for ``torch.utils.checkpoint.checkpoint``
+                (transformers' argument): ``preserve_rng_state`` (default True), ``determinism_check``,
+                ``debug``. ``use_reentrant`` must stay False.
+        """
+        kwargs = {"use_reentrant": False, "preserve_rng_state": True, **(gradient_checkpointing_kwargs or {})}
+        unknown = set(kwargs) - {"use_reentrant", "preserve_rng_state", "determinism_check", "debug"}
+        if unknown:
+            raise ValueError(
+                f"unsupported gradient_checkpointing_kwargs {sorted(unknown)}; "
+                "valid are use_reentrant (False), preserve_rng_state, determinism_check, debug"
+            )
+        if kwargs["use_reentrant"]:
+            raise ValueError(
+                "use_reentrant=True is not supported: only non-reentrant checkpointing can keep "
+                "BatchNorm running statistics from being updated twice"
+            )
+        for module in self.modules():
+            if isinstance(module, SwiftFormerStage):
+                module.gradient_checkpointing, module.checkpoint_kwargs = True, kwargs
+
+    def gradient_checkpointing_disable(self) -> None:
+        """Store every activation again (the default)."""
+        for module in self.modules():
+            if isinstance(module, SwiftFormerStage):
+                module.gradient_checkpointing = False
+
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        """Whether :meth:`gradient_checkpointing_enable` is in effect (it acts in training mode only)."""
+        return any(isinstance(m, SwiftFormerStage) and m.gradient_checkpointing for m in self.modules())
+
     # -------------------------------------------------------------- saving
     def save_pretrained(self, save_directory: str | os.PathLike, safe_serialization: bool = True) -> Path:
         """Write ``config.json`` and ``model.safetensors`` (or ``pytorch_model.bin``), each atomically.
@@ -358,7 +486,10 @@ class SwiftFormerPreTrainedModel(nn.Module):
         """
         state = self.state_dict()
         return write_model_folder(
-            save_directory, self.config, type(self).__name__, lambda path: save_state_dict_file(state, path),
+            save_directory,
+            self.config,
+            type(self).__name__,
+            lambda path: save_state_dict_file(state, path),
             safe_serialization,
         )
 
@@ -393,7 +524,7 @@ class SwiftFormerPreTrainedModel(nn.Module):
                 listed in one message).
             OSError: the folder or hub repository cannot be found or reached.
         """
-        hub = dict(revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token)
+        hub = {"revision": revision, "cache_dir": cache_dir, "local_files_only": local_files_only, "token": token}
         if config is None:
             config = SwiftFormerConfig.from_pretrained(name_or_path, **hub, **config_overrides)
         elif config_overrides:
@@ -401,7 +532,9 @@ class SwiftFormerPreTrainedModel(nn.Module):
         weights_path = find_weights_file(name_or_path, **hub)
         model = cls(config)
         model.load_checkpoint_state_dict(
-            load_state_dict_file(weights_path), source=str(weights_path), ignore_mismatched_sizes=ignore_mismatched_sizes
+            load_state_dict_file(weights_path),
+            source=str(weights_path),
+            ignore_mismatched_sizes=ignore_mismatched_sizes,
         )
         return model.eval()
 
@@ -416,7 +549,11 @@ class SwiftFormerPreTrainedModel(nn.Module):
         """
         expected = {k: tuple(v.shape) for k, v in self.state_dict().items()}
         state_dict = match_state_dict(
-            state_dict, expected, base_prefix=self.base_model_prefix, owner=type(self).__name__, source=source,
+            state_dict,
+            expected,
+            base_prefix=self.base_model_prefix,
+            owner=type(self).__name__,
+            source=source,
             ignore_mismatched_sizes=ignore_mismatched_sizes,
         )
         self.load_state_dict(state_dict, strict=False)
@@ -442,7 +579,9 @@ class SwiftFormerModel(SwiftFormerPreTrainedModel):
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
     ) -> BaseModelOutputWithNoAttention | tuple[torch.Tensor, ...]:
-        output_hidden_states = self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        output_hidden_states = (
+            self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        )
         return_dict = self.config.return_dict if return_dict is None else return_dict
         self._check_pixel_values(pixel_values)
 
@@ -451,6 +590,65 @@ class SwiftFormerModel(SwiftFormerPreTrainedModel):
         if not return_dict:
             return (last_hidden_state,) if hidden_states is None else (last_hidden_state, hidden_states)
         return BaseModelOutputWithNoAttention(last_hidden_state=last_hidden_state, hidden_states=hidden_states)
+
+    # -------------------------------------------------------------- timm-style feature extraction
+    @property
+    def feature_info(self) -> list[dict[str, Any]]:
+        """timm's description of the stage outputs: ``[{"num_chs": C_i, "reduction": stride_i, "module":
+        "encoder.network.j"}, ...]``, one per stage (XS: 48/4, 56/8, 112/16, 220/32)."""
+        return _stage_feature_info(self.config, self.encoder.stage_indices, prefix="")
+
+    def forward_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) → the last stage's output (B, C_N, h_N, w_N), i.e. ``last_hidden_state``."""
+        self._check_pixel_values(pixel_values)
+        return self.encoder(self.patch_embed(pixel_values))[0]
+
+    def forward_intermediates(
+        self,
+        pixel_values: torch.Tensor,
+        indices: int | Sequence[int] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """timm's ``forward_intermediates``: the outputs of selected stages, each taken after the stage's
+        blocks and before the next downsampling layer.
+
+        Args:
+            pixel_values: (B, C, H, W).
+            indices: Stages to return, numbered 0..N-1 (timm's numbering; the stem is not among them):
+                None → all, an int n → the last n, a list → those (negative count from the end).
+            norm: Not available here: the final BatchNorm belongs to the classifier (see
+                :meth:`SwiftFormerForImageClassification.forward_intermediates`).
+            stop_early: Stop after the last selected stage instead of running the whole network.
+            output_fmt: ``"NCHW"`` only.
+            intermediates_only: Return only the list of intermediates.
+
+        Returns:
+            ``(final, intermediates)``: ``final`` is the output of the last stage that ran (with
+            ``stop_early``, the last selected one), ``intermediates`` a list of (B, C_i, h_i, w_i) in stage
+            order; or only ``intermediates``.
+        """
+        if norm:
+            raise ValueError(
+                "SwiftFormerModel has no final norm (it belongs to SwiftFormerForImageClassification); use norm=False"
+            )
+        if output_fmt != "NCHW":
+            raise ValueError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
+        take = _take_indices(self.config.num_stages, indices)
+        self._check_pixel_values(pixel_values)
+        x = self.patch_embed(pixel_values)
+        intermediates, stage = [], -1
+        for module in self.encoder.network:
+            if stop_early and stage == take[-1]:
+                break
+            x = module(x)
+            if isinstance(module, SwiftFormerStage):
+                stage += 1
+                if stage in take:
+                    intermediates.append(x)
+        return intermediates if intermediates_only else (x, intermediates)
 
 
 class SwiftFormerForImageClassification(SwiftFormerPreTrainedModel):
@@ -481,6 +679,35 @@ class SwiftFormerForImageClassification(SwiftFormerPreTrainedModel):
         """(B, C4, h, w) → (cls_logits, distillation_logits), each (B, num_labels)."""
         pooled = self.norm(last_hidden_state).flatten(2).mean(-1)  # (B, C4)
         return self.head(pooled), self.dist_head(pooled)
+
+    @property
+    def feature_info(self) -> list[dict[str, Any]]:
+        """As :attr:`SwiftFormerModel.feature_info`, with module names from this model (``swiftformer.…``)."""
+        return _stage_feature_info(self.config, self.swiftformer.encoder.stage_indices, prefix="swiftformer.")
+
+    def forward_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) → (B, C4, h, w), the last stage's output *before* ``norm``, so that
+        ``forward_head(forward_features(x))`` gives the two logits (timm's forward_features includes the norm)."""
+        return self.swiftformer.forward_features(pixel_values)
+
+    def forward_intermediates(
+        self,
+        pixel_values: torch.Tensor,
+        indices: int | Sequence[int] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """As :meth:`SwiftFormerModel.forward_intermediates`; ``norm=True`` passes the last stage's map,
+        when selected, through the classifier's BatchNorm ``norm`` (as timm does with its final norm).
+        ``final`` is, like :meth:`forward_features`, before ``norm``."""
+        final, intermediates = self.swiftformer.forward_intermediates(
+            pixel_values, indices, stop_early=stop_early, output_fmt=output_fmt
+        )
+        if norm and self.config.num_stages - 1 in _take_indices(self.config.num_stages, indices):
+            intermediates[-1] = self.norm(intermediates[-1])
+        return intermediates if intermediates_only else (final, intermediates)
 
     def forward(
         self,
@@ -533,7 +760,9 @@ class SwiftFormerForImageClassification(SwiftFormerPreTrainedModel):
                 raise ValueError(f"single-label classification needs integer class indices, got {labels.dtype} labels")
             flat = labels.reshape(-1)
             if flat.numel() != logits.shape[0]:
-                raise ValueError(f"single-label classification needs labels of shape ({logits.shape[0]},), got {tuple(labels.shape)}")
+                raise ValueError(
+                    f"single-label classification needs labels of shape ({logits.shape[0]},), got {tuple(labels.shape)}"
+                )
             if not torch.compiler.is_compiling():
                 bad = flat[(flat != -100) & ((flat < 0) | (flat >= self.num_labels))]  # -100: ignored, as in torch
                 if bad.numel():
@@ -544,3 +773,147 @@ class SwiftFormerForImageClassification(SwiftFormerPreTrainedModel):
                 f"multi-label classification needs multi-hot labels of shape {tuple(logits.shape)}, got {tuple(labels.shape)}"
             )
         return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+
+
+class SwiftFormerBackbone(SwiftFormerPreTrainedModel):
+    """SwiftFormer as a multi-scale feature extractor for detection and segmentation heads.
+
+    Follows transformers' backbone API (``BackboneMixin``): ``forward(pixel_values)`` with pixel_values
+    (B, C, H, W) returns :class:`~swiftformer.outputs.BackboneOutput` whose ``feature_maps`` holds one map
+    per name in :attr:`out_features`, chosen from :attr:`stage_names` by ``config.out_features`` or
+    ``config.out_indices`` (default: the last stage only)::
+
+        name     the tensor                                         channels        size
+        stem     output of the stem (patch_embed)                   embed_dims[0]   ⌈H/4⌉  × ⌈W/4⌉
+        stage1   output of stage 1's blocks                         embed_dims[0]   ⌈H/4⌉  × ⌈W/4⌉
+        stage2   output of stage 2's blocks (after downsampling)    embed_dims[1]   ⌈H/8⌉  × ⌈W/8⌉
+        stage3   ...                                                embed_dims[2]   ⌈H/16⌉ × ⌈W/16⌉
+        stage4   ... = SwiftFormerModel's last_hidden_state         embed_dims[3]   ⌈H/32⌉ × ⌈W/32⌉
+
+    (sizes for the default downsampling; ``config.stage_shapes(H, W)`` gives them for any config). A
+    stage's map is taken after its blocks and before the next downsampling layer, as in the original
+    repository's detection/segmentation backbone (``fork_feat``), which also normalizes each map with
+    its own BatchNorm: ``config.backbone_norm=True`` (``hidden_states_norms.<name>``).
+
+    The weights live under ``swiftformer.`` as in the classifier, so ``from_pretrained`` loads any
+    classifier, base-model or backbone folder (a classifier's ``norm``/``head``/``dist_head`` are
+    ignored). The selection is fixed at construction; pick it with
+    ``SwiftFormerBackbone.from_pretrained(path, out_features=["stage1", "stage2", "stage3", "stage4"])``
+    (or ``out_indices=[1, 2, 3, 4]``: index 0 is the stem, unlike timm's stage numbering in
+    :meth:`SwiftFormerModel.forward_intermediates`).
+    """
+
+    has_attentions = False
+
+    def __init__(self, config: SwiftFormerConfig) -> None:
+        super().__init__(config)
+        self.swiftformer = SwiftFormerModel(config)
+        self._out_features, self._out_indices = config.out_features, config.out_indices
+        self.hidden_states_norms = nn.ModuleDict(
+            {
+                name: nn.BatchNorm2d(channels, eps=config.batch_norm_eps) if config.backbone_norm else nn.Identity()
+                for name, channels in zip(self._out_features, self.channels)
+            }
+        )
+        self.init_weights()
+
+    # -------------------------------------------------------------- transformers' backbone attributes
+    @property
+    def stage_names(self) -> list[str]:
+        """``["stem", "stage1", ..., "stageN"]``."""
+        return self.config.stage_names
+
+    @property
+    def out_features(self) -> list[str]:
+        """Names of the returned feature maps, in order."""
+        return list(self._out_features)
+
+    @property
+    def out_indices(self) -> list[int]:
+        """Indices into :attr:`stage_names` of the returned feature maps."""
+        return list(self._out_indices)
+
+    @property
+    def out_feature_channels(self) -> dict[str, int]:
+        """Channels of every entry of :attr:`stage_names`, returned or not."""
+        dims = self.config.embed_dims
+        return dict(zip(self.stage_names, [dims[0], *dims]))
+
+    @property
+    def channels(self) -> list[int]:
+        """Channels of each returned feature map (e.g. ``in_channels_list`` of an FPN)."""
+        return [self.out_feature_channels[name] for name in self._out_features]
+
+    @property
+    def feature_info(self) -> list[dict[str, Any]]:
+        """timm-style description of each returned map: ``num_chs``, ``reduction`` (stride) and ``module``."""
+        stem = {"num_chs": self.config.embed_dims[0], "reduction": 4, "module": "patch_embed"}
+        every = [stem, *self.swiftformer.feature_info]  # by stage_names
+        info = []
+        for i, name in zip(self._out_indices, self._out_features):
+            normed = not isinstance(self.hidden_states_norms[name], nn.Identity)
+            module = f"hidden_states_norms.{name}" if normed else f"swiftformer.{every[i]['module']}"
+            info.append({**every[i], "module": module})
+        return info
+
+    # -------------------------------------------------------------- forward
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> BackboneOutput | tuple[Any, ...]:
+        """(B, C, H, W) → ``feature_maps``, a tuple of (B, C_i, h_i, w_i), one per :attr:`out_features`.
+
+        With ``output_hidden_states``, also ``hidden_states`` as :class:`SwiftFormerModel` returns them.
+        ``return_dict=False`` gives ``(feature_maps,)`` or ``(feature_maps, hidden_states)``.
+        """
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
+        return_dict = self.config.return_dict if return_dict is None else return_dict
+
+        hidden_states = self.swiftformer(pixel_values, output_hidden_states=True, return_dict=True).hidden_states
+        # By stage_names: the stem's output, then each stage's (hidden_states[0] is the stem's output).
+        stage_maps = [hidden_states[0], *(hidden_states[1 + j] for j in self.swiftformer.encoder.stage_indices)]
+        feature_maps = tuple(
+            self.hidden_states_norms[name](stage_maps[i]) for i, name in zip(self._out_indices, self._out_features)
+        )
+        hidden_states = hidden_states if output_hidden_states else None
+        if not return_dict:
+            return (feature_maps,) if hidden_states is None else (feature_maps, hidden_states)
+        return BackboneOutput(feature_maps=feature_maps, hidden_states=hidden_states)
+
+    # -------------------------------------------------------------- loading
+    def load_checkpoint_state_dict(
+        self, state_dict: dict[str, torch.Tensor], source: str = "state dict", ignore_mismatched_sizes: bool = False
+    ) -> None:
+        """Load a backbone, classifier or base-model checkpoint (transformers layout).
+
+        The network loads under ``swiftformer.``; a classifier's ``norm``, ``head`` and ``dist_head`` are
+        ignored. The output norms (``backbone_norm``) load from a backbone checkpoint that has them and
+        otherwise stay freshly initialized (a logged warning); saved norms of maps this backbone does not
+        return are ignored. Anything else that does not match raises one :class:`CheckpointError`.
+        """
+        prefix, norms = self.base_model_prefix + ".", "hidden_states_norms."
+        if not any(k.startswith(prefix) for k in state_dict):  # a base-model checkpoint
+            state_dict = {k if k.startswith(norms) else prefix + k: v for k, v in state_dict.items()}
+        expected = {k: tuple(v.shape) for k, v in self.state_dict().items()}
+        state_dict = {
+            k: v
+            for k, v in state_dict.items()
+            if not k.startswith(("norm.", "head.", "dist_head.")) and (k in expected or not k.startswith(norms))
+        }
+        fresh = [k for k in expected if k.startswith(norms) and k not in state_dict]
+        if any(not k.endswith("num_batches_tracked") for k in fresh):
+            names = sorted({k.split(".")[1] for k in fresh})
+            logger.warning("%s holds no output norms for %s; they are newly initialized.", source, names)
+        expected = {k: shape for k, shape in expected.items() if k not in fresh}
+        state_dict = match_state_dict(
+            state_dict,
+            expected,
+            base_prefix=self.base_model_prefix,
+            owner=type(self).__name__,
+            source=source,
+            ignore_mismatched_sizes=ignore_mismatched_sizes,
+        )
+        self.load_state_dict(state_dict, strict=False)

@@ -79,3 +79,20 @@ class ImageClassifierOutputWithNoAttention(ModelOutput):
     hidden_states: tuple[Any, ...] | None = None
     cls_logits: Any = None
     distillation_logits: Any = None
+
+
+@dataclass
+class BackboneOutput(ModelOutput):
+    """Output of :class:`~swiftformer.SwiftFormerBackbone` (transformers' ``BackboneOutput`` fields).
+
+    Attributes:
+        feature_maps: One NCHW map per entry of ``config.out_features``, in ``stage_names`` order:
+            ``"stem"`` and ``"stage1"`` (B, C1, H/4, W/4), ``"stage2"`` (B, C2, H/8, W/8), ``"stage3"``
+            (B, C3, H/16, W/16), ``"stage4"`` (B, C4, H/32, W/32) for the default config (each size
+            rounded up), after the optional per-map BatchNorm (``config.backbone_norm``).
+        hidden_states: When requested, the same tuple as :class:`BaseModelOutputWithNoAttention`'s
+            (the stem's output, then every stage and downsampling layer's output; not normalized).
+    """
+
+    feature_maps: tuple[Any, ...] | None = None
+    hidden_states: tuple[Any, ...] | None = None

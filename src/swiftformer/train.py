@@ -210,6 +210,8 @@ class Trainer:
         self.model = self._build_model().to(self.device)
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        if config.gradient_checkpointing:
+            self.model.gradient_checkpointing_enable()
         self.teacher = build_teacher(config, len(self.classes))
         if self.teacher is not None:
             self.teacher = self.teacher.to(self.device)

@@ -70,6 +70,7 @@ class TrainConfig:
     precision: str = "auto"  # auto | fp32 | bf16
     channels_last: bool = True
     compile: bool = False
+    gradient_checkpointing: bool = False  # recompute encoder blocks in backward: ~40% less memory, ~7% slower
     sync_bn: bool = False
     device: str = "cpu"
     workers: int = 2

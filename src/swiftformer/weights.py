@@ -127,6 +127,10 @@ def find_weights_file(
     raise FileNotFoundError(f"{os.fspath(name_or_path)!r} has neither {SAFE_WEIGHTS_NAME} nor {WEIGHTS_NAME}.")
 
 
+# The per-output norms of SwiftFormerBackbone (backbone_norm=True): dropped when other models load it.
+BACKBONE_NORMS = "hidden_states_norms."
+
+
 def match_state_dict(
     state_dict: dict[str, Any],
     expected_shapes: dict[str, tuple[int, ...]],
@@ -149,6 +153,8 @@ def match_state_dict(
         CheckpointError: listing every missing, unexpected and mis-shaped key at once.
     """
     prefix = base_prefix + "."
+    if not any(k.startswith(BACKBONE_NORMS) for k in expected_shapes):  # a backbone's output norms: not ours
+        state_dict = {k: v for k, v in state_dict.items() if not k.startswith(BACKBONE_NORMS)}
     has_prefix = any(k.startswith(prefix) for k in state_dict)
     wants_prefix = any(k.startswith(prefix) for k in expected_shapes)
     if has_prefix and not wants_prefix:  # classifier checkpoint → base model: drop the heads only
@@ -169,7 +175,8 @@ def match_state_dict(
         for k, v in state_dict.items()
         if k in expected_shapes and tuple(v.shape) != tuple(expected_shapes[k])
     ]
-    fresh_heads = wants_prefix and not has_prefix and set(missing) == head_keys
+    # A base-model checkpoint, or a backbone's (prefixed, no heads): the classifier's heads start fresh.
+    fresh_heads = wants_prefix and bool(head_keys) and set(missing) == head_keys
     if fresh_heads:
         missing = []
     if mismatched and ignore_mismatched_sizes:
