@@ -1,4 +1,4 @@
-"""Exports (ONNX, OpenVINO, ExecuTorch, Core ML, AOTInductor, TFLite): each artifact runs in its own
+"""Exports (ONNX, OpenVINO, ExecuTorch, Core ML, AOTInductor, TFLite, SavedModel): each artifact runs in its own
 runtime and matches the eager model; writes are atomic; bad arguments and missing packages fail clearly.
 
 A tiny perturbed model keeps every conversion to seconds; each format is skipped when its package is
@@ -181,6 +181,59 @@ def test_tflite(model, inputs, tmp_path):
     assert only_entries(tmp_path) == ["tiny.tflite"]
 
 
+def test_onnx_below_the_dynamic_minimum_exports_static_height_width(tmp_path):
+    """A model trained at 32x32 (a 1x1 last stage) still exports: batch dynamic, height and width fixed."""
+    need("onnx", "onnxruntime", "onnxscript")
+    torch.manual_seed(0)
+    small = perturb_(SwiftFormerForImageClassification(SwiftFormerConfig(
+        depths=[1, 1, 1, 1], embed_dims=[8, 8, 16, 16], num_labels=10, image_size=32))).eval()
+    report = export(small, tmp_path / "s.onnx", "onnx", latency_runs=0)
+    assert report.passed and report.max_rel_diff <= 1e-5 and report.input_shape == ["batch", 3, 32, 32]
+
+
+def test_savedmodel(model, inputs, tmp_path):
+    need("swiftformer.export_tf", "tensorflow")
+    path = tmp_path / "tiny-saved"
+    report = export(model, path, "savedmodel", verify_inputs=inputs, latency_runs=1)
+    check_report(report, "savedmodel", path, 1e-4)
+    assert (path / "saved_model.pb").is_file() and only_entries(tmp_path) == ["tiny-saved"]
+    assert report.input_shape == ["batch", 3, "height", "width"]
+
+
+def test_onnx_int8_is_calibrated_and_close(model, inputs, tmp_path):
+    need("onnx", "onnxruntime", "onnxscript")
+    calibration = torch.randn(16, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(11))
+    report = export(model, tmp_path / "q.onnx", "onnx", precision="int8", verify_inputs=inputs,
+                    calibration=calibration, latency_runs=1)
+    assert report.precision == "int8" and report.passed and 0 < report.max_rel_diff < 0.25  # quantized, not garbage
+    assert any("calibrated on 16 images" in note for note in report.notes)
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "q.onnx")).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    assert only_entries(tmp_path) == ["q.onnx"]  # the float32 intermediate is gone
+    # Without calibration images the report says what it calibrated on.
+    report = export(model, tmp_path / "r.onnx", "onnx", precision="int8", verify_inputs=inputs, latency_runs=0)
+    assert any("calibrated on the verification inputs" in note for note in report.notes)
+
+
+def test_tflite_int8(model, inputs, tmp_path):
+    need("swiftformer.export_tf", "tensorflow", "ai_edge_litert")
+    calibration = torch.randn(8, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(11))
+    report = export(model, tmp_path / "q.tflite", "tflite", precision="int8", verify_inputs=inputs,
+                    calibration=calibration, latency_runs=1)
+    assert report.precision == "int8" and report.passed and report.max_rel_diff < 0.25
+    assert any("full-integer" in note for note in report.notes)
+
+
+def test_bad_calibration(model, inputs, tmp_path):
+    with pytest.raises(ValueError, match=r"calibration must have shape \(N, 3, 64, 64\)"):
+        export(model, tmp_path / "q.onnx", "onnx", precision="int8", calibration=torch.randn(2, 3, 32, 32))
+    with pytest.raises(ValueError, match="holds no images"):
+        export_mod.load_calibration_images(tmp_path, (SIZE, SIZE), 4)
+    assert only_entries(tmp_path) == []
+
+
 # ------------------------------------------------------------------------------------------- atomicity
 def fake_exporter(model, *, write_dir: bool, fail: str | None):
     """An exporter that writes an artifact and returns either the right runner or a wrong one, or raises."""
@@ -244,7 +297,7 @@ def test_directory_export_replaces_or_keeps_old(model, inputs, tmp_path, monkeyp
 
 # ------------------------------------------------------------------------------------------- errors
 def test_bad_format_and_precision(model, tmp_path):
-    with pytest.raises(ValueError, match="onnx, openvino, executorch, coreml, aoti, tflite"):
+    with pytest.raises(ValueError, match="onnx, openvino, executorch, coreml, aoti, tflite, savedmodel"):
         export(model, tmp_path / "m", "torchscript")
     with pytest.raises(ValueError, match="fp32, fp16.*'int4'"):
         export(model, tmp_path / "m.onnx", "onnx", precision="int4")
@@ -288,6 +341,31 @@ def test_cli_onnx_json(model, tmp_path, capsys):
     assert report["format"] == "onnx" and report["passed"] and report["max_rel_diff"] <= 1e-5
     assert report["top1_agreement"] == 1.0 and report["num_verify_inputs"] == 2
     assert report["input_shape"] == ["batch", 3, "height", "width"]
+
+
+def test_cli_int8_with_calibration_folder(model, tmp_path, capsys):
+    need("onnx", "onnxruntime", "onnxscript")
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "model"
+    model.save_pretrained(folder)
+    images = tmp_path / "calib"
+    rng = np.random.default_rng(0)
+    for label in ("a", "b"):
+        (images / label).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 255, (80, 90, 3), dtype=np.uint8)).save(images / label / f"{i}.png")
+    (images / "a" / "broken.png").write_bytes(b"not a png")
+    args = parse(["--model", str(folder), "--format", "onnx", "--precision", "int8", "--calibration", str(images),
+                  "--output", str(tmp_path / "q.onnx"), "--num-verify", "2", "--latency-runs", "0"])
+    assert export_mod.run_export(args) == 0
+    out = capsys.readouterr().out
+    assert "onnx (int8)" in out and "calibrated on 6 images" in out and "verification: passed" in out
+    args = parse(["--model", str(folder), "--format", "onnx", "--precision", "int8", "--calibration",
+                  str(tmp_path / "nowhere"), "--output", str(tmp_path / "r.onnx")])
+    assert export_mod.run_export(args) == 2
+    assert "is not a folder of images" in capsys.readouterr().err
 
 
 def test_cli_verification_failure_exits_1(model, tmp_path, capsys, monkeypatch):

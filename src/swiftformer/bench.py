@@ -3,11 +3,12 @@
     swiftformer bench --model xs                         # eager, fused, fp32, bf16 (+ int8 with torchao)
     swiftformer bench --model xs --reference --json      # + transformers' model, ratios against it
     swiftformer bench --model l3 --modes fp32 bf16 --image-size 256 --batch-size 64
+    swiftformer bench --model xs --modes fp32 onnxruntime openvino openvino-bf16   # exported runtimes
 
 Each mode runs in a fresh subprocess (so peak memory, compile caches and allocator state are its own)
 on the same weights and inputs: batch-1 latency (median and p90 over ``--iterations`` calls after
 ``--warmup``), batch-N throughput (median), peak resident memory, the first call's time (which holds
-compilation), and agreement with the eager model (max |Δlogit| / max |logit|, top-1 agreement).
+compilation; for the runtime modes the export happens before, untimed), and agreement with the eager model (max |Δlogit| / max |logit|, top-1 agreement).
 """
 
 from __future__ import annotations
@@ -16,24 +17,55 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any
 
-MODES = ("reference", "eager", "fused", "fp32", "bf16", "int8")
+MODES = ("reference", "eager", "fused", "fp32", "bf16", "int8", "onnxruntime", "openvino", "openvino-bf16")
 DEFAULT_MODES = ("eager", "fused", "fp32", "bf16", "int8")
+# The exported runtimes (the model of `swiftformer export`, timed in its own runtime).
+RUNTIME_MODES = ("onnxruntime", "openvino", "openvino-bf16")
 
 
 def _available(mode: str) -> bool:
     import importlib.util
 
-    need = {"reference": "transformers", "int8": "torchao"}.get(mode)
+    need = {"reference": "transformers", "int8": "torchao", "onnxruntime": "onnxruntime",
+            "openvino": "openvino", "openvino-bf16": "openvino"}.get(mode)
     return need is None or importlib.util.find_spec(need) is not None
 
 
-def _build(mode: str, model: Any, calibration: Any):
+def _exported_runtime(mode: str, model: Any, folder: str):
+    """Export ``model`` with :func:`swiftformer.export.export` into ``folder`` and return a
+    ``pixel_values -> logits`` callable running it in its runtime (dynamic batch and size)."""
+    import numpy as np
+    import torch
+
+    from .export import export
+
+    if mode == "onnxruntime":
+        import onnxruntime as ort
+
+        path = os.path.join(folder, "model.onnx")
+        export(model, path, "onnx", latency_runs=0)
+        session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        return lambda x: torch.from_numpy(session.run(["logits"], {"pixel_values": x.numpy()})[0])
+    import openvino as ov
+
+    path = os.path.join(folder, "openvino")
+    precision = "bf16" if mode == "openvino-bf16" else "fp32"
+    export(model, path, "openvino", precision=precision, latency_runs=0)
+    compiled = ov.Core().compile_model(os.path.join(path, "model.xml"), "CPU",
+                                       {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32"})
+    request = compiled.create_infer_request()
+    return lambda x: torch.from_numpy(np.array(request.infer({0: x.numpy()})[compiled.output(0)]))
+
+
+def _build(mode: str, model: Any, calibration: Any, folder: str):
     from .inference import fuse, optimize_for_inference
 
     if mode == "reference":
@@ -49,31 +81,38 @@ def _build(mode: str, model: Any, calibration: Any):
         return lambda x: model(x).logits
     if mode == "fused":
         return fuse(model)
+    if mode in RUNTIME_MODES:
+        return _exported_runtime(mode, model, folder)
     return optimize_for_inference(model, precision=mode, calibration=calibration if mode == "int8" else None)
 
 
 def _worker(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
+    from .export import load_model
     from .runtime import tune_malloc
-    from .modeling import SwiftFormerForImageClassification
-    from .configuration import SwiftFormerConfig, VARIANTS
 
     tuned = tune_malloc() if not args.no_tune_malloc else False
-    torch.manual_seed(0)
-    key = args.model.lower().replace("swiftformer", "").strip("-_ ")
-    if key in VARIANTS and not os.path.exists(args.model):
-        model = SwiftFormerForImageClassification(SwiftFormerConfig.from_variant(key, num_labels=1000))
-    else:
-        model = SwiftFormerForImageClassification.from_pretrained(args.model)
-    model.eval()
+    model = load_model(args.model)  # a folder / hub id, or a variant name with random weights (seed 0)
     size = args.image_size or (model.config.image_size if isinstance(model.config.image_size, int) else model.config.image_size[0])
     gen = torch.Generator().manual_seed(1)
     x1 = torch.randn(1, 3, size, size, generator=gen)
     xn = torch.randn(args.batch_size, 3, size, size, generator=gen)
+    folder = tempfile.mkdtemp(prefix="swiftformer-bench-")
     with torch.inference_mode():
         expected = model(xn).logits
-        run = _build(args.worker, model, calibration=torch.randn(32, 3, size, size, generator=gen))
+        calibration = torch.randn(32, 3, size, size, generator=gen)
+    try:
+        run = _build(args.worker, model, calibration, folder)
+        return _measure(args, run, x1, xn, expected, tuned)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _measure(args: argparse.Namespace, run: Any, x1: Any, xn: Any, expected: Any, tuned: bool) -> dict[str, Any]:
+    import torch
+
+    with torch.inference_mode():
         start = time.perf_counter()
         run(x1)
         first_call = time.perf_counter() - start
@@ -93,7 +132,7 @@ def _worker(args: argparse.Namespace) -> dict[str, Any]:
         thr = timed(xn, max(3, args.iterations // 10))
     diff = ((out - expected).abs().max() / expected.abs().max()).item()
     return {
-        "mode": args.worker, "image_size": size, "batch_size": args.batch_size, "threads": torch.get_num_threads(),
+        "mode": args.worker, "image_size": x1.shape[-1], "batch_size": args.batch_size, "threads": torch.get_num_threads(),
         "malloc_tuned": tuned,
         "latency_ms_median": 1e3 * statistics.median(lat), "latency_ms_p90": 1e3 * lat[int(0.9 * (len(lat) - 1))],
         "throughput_img_s": args.batch_size / statistics.median(thr),
@@ -134,7 +173,7 @@ def run_bench(args: argparse.Namespace) -> int:
         command += ["--no-tune-malloc"] if args.no_tune_malloc else []
         if not args.json:
             print(f"running {mode} ...", file=sys.stderr, flush=True)
-        result = subprocess.run(command, capture_output=True, text=True)
+        result = subprocess.run(command, check=False, capture_output=True, text=True)
         if result.returncode != 0:
             tail = (result.stderr.strip().splitlines() or ["failed"])[-1]
             rows.append({"mode": mode, "error": tail})

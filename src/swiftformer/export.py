@@ -3,6 +3,7 @@
     swiftformer export --model MBZUAI/swiftformer-xs --format onnx --output xs.onnx
     swiftformer export --model runs/xs/best --format openvino --output xs-openvino --precision fp16
     swiftformer export --model xs --format executorch --output xs.pte --json      # random weights
+    swiftformer export --model runs/xs/best --format tflite --precision int8 --calibration DATA/train --output xs.tflite
 
 Every format exports the exact reparameterized model of :func:`swiftformer.inference.fuse` (BatchNorms,
 layer scales and the two heads folded away: fewer, larger ops), whose single input is ``pixel_values``
@@ -18,7 +19,12 @@ executorch ``.pte`` (XNNPACK)        static (1, 3, size, size)      ExecuTorch P
 coreml     ``.mlpackage``            static (1, 3, size, size)      spec reload (predict: macOS)
 aoti       ``.pt2`` (AOTInductor)    dynamic batch, static H×W      ``aoti_load_package``
 tflite     ``.tflite``               static (1, 3, size, size)      LiteRT (via ``export_tf``)
+savedmodel ``DIR/`` (TF SavedModel)  dynamic batch, height, width   TensorFlow (reloaded)
 ========== ========================= ============================== =============================
+
+``int8`` (ONNX: onnxruntime's static QDQ quantization, per-channel weights; TFLite: full-integer ops)
+is calibrated on ``calibration`` images; without them, on the verification inputs (random unless
+given), which is only good for checking the pipeline.
 
 Each artifact is written to a temporary path beside the target, verified there against the logits of
 the *original* eager model on ``verify_inputs``, and only then moved into place (``os.replace``; a
@@ -56,24 +62,29 @@ if TYPE_CHECKING:
 
     from .modeling import SwiftFormerForImageClassification
 
-FORMATS = ("onnx", "openvino", "executorch", "coreml", "aoti", "tflite")
-PRECISIONS = ("fp32", "fp16", "bf16")
-# Precisions each format can produce (fp16/bf16: weights and arithmetic; input and output stay float32).
+FORMATS = ("onnx", "openvino", "executorch", "coreml", "aoti", "tflite", "savedmodel")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+# Precisions each format can produce (fp16/bf16: weights and arithmetic; int8: static quantization
+# calibrated on images; input and output stay float32).
 FORMAT_PRECISIONS: dict[str, tuple[str, ...]] = {
-    "onnx": ("fp32", "fp16"),
+    "onnx": ("fp32", "fp16", "int8"),
     "openvino": ("fp32", "fp16", "bf16"),
     "executorch": ("fp32",),
     "coreml": ("fp32", "fp16"),
     "aoti": ("fp32", "bf16"),
-    "tflite": ("fp32", "fp16"),
+    "tflite": ("fp32", "fp16", "int8"),
+    "savedmodel": ("fp32",),
 }
 # What the output path gets when it has no suffix ("" = a directory).
-EXTENSIONS = {"onnx": ".onnx", "openvino": "", "executorch": ".pte", "coreml": ".mlpackage", "aoti": ".pt2", "tflite": ".tflite"}
+EXTENSIONS = {"onnx": ".onnx", "openvino": "", "executorch": ".pte", "coreml": ".mlpackage", "aoti": ".pt2",
+              "tflite": ".tflite", "savedmodel": ""}
+DIRECTORY_FORMATS = ("openvino", "coreml", "savedmodel")
 # Default tolerance on max|Δlogit| / max|logit| against the eager float32 model. float32 runtimes that
 # compute the same graph agree to ~1e-6; ExecuTorch's XNNPACK and TFLite use other kernels (1e-4).
 # Reduced precisions are only checked for gross errors (layout, NaN): read their top-1 agreement.
-FP32_TOLERANCE = {"onnx": 1e-5, "openvino": 1e-5, "aoti": 1e-5, "executorch": 1e-4, "coreml": 1e-4, "tflite": 1e-4}
-REDUCED_TOLERANCE = {"fp16": 5e-2, "bf16": 1e-1}
+FP32_TOLERANCE = {"onnx": 1e-5, "openvino": 1e-5, "aoti": 1e-5, "executorch": 1e-4, "coreml": 1e-4, "tflite": 1e-4,
+                  "savedmodel": 1e-4}
+REDUCED_TOLERANCE = {"fp16": 5e-2, "bf16": 1e-1, "int8": 2.5e-1}
 INSTALL_HINT = "pip install .[export]  (or: pip install 'swiftformer[export]')"
 TF_INSTALL_HINT = "pip install .[tf]  (or: pip install 'swiftformer[tf]')"
 # The package each format needs (import name, pip name).
@@ -84,6 +95,7 @@ _REQUIREMENTS = {
     "coreml": [("coremltools", "coremltools")],
     "aoti": [],
     "tflite": [],
+    "savedmodel": [],
 }
 MAX_DIM = 4096
 
@@ -307,6 +319,7 @@ class _Context:
     opset: int
     staged: Path
     channels: int
+    calibration: torch.Tensor | None = None  # (N, C, H, W) float32, for int8
 
     def example(self, batch: int) -> torch.Tensor:
         import torch
@@ -318,11 +331,16 @@ class _Context:
         import torch
 
         dims: dict[int, Any] = {0: torch.export.Dim("batch", min=1, max=MAX_DIM)}
-        if spatial:
-            low = _min_spatial(self.model)
+        low = _min_spatial(self.model)
+        if spatial and min(self.size) >= low:  # smaller sizes (a 1x1 last stage) export with static H, W
             dims[2] = torch.export.Dim("height", min=low, max=MAX_DIM)
             dims[3] = torch.export.Dim("width", min=low, max=MAX_DIM)
         return dims
+
+
+def _dynamic_shape(ctx: _Context) -> list[Any]:
+    """The input shape of a dynamic export as reported: named dims, or the size when it had to be static."""
+    return ["batch", ctx.channels, *(("height", "width") if 2 in ctx.dims(spatial=True) else ctx.size)]
 
 
 def _static(ctx: _Context) -> str:
@@ -334,7 +352,7 @@ def _export_onnx(ctx: _Context) -> tuple[Callable, int | None, list[str], list[A
 
     onnx = _import("onnx", "onnx")
     ort = _import("onnxruntime", "onnx")
-    module = _with_precision(ctx.fused, ctx.precision)
+    module = _with_precision(ctx.fused, "fp32" if ctx.precision == "int8" else ctx.precision)  # int8: quantized below
     with _quiet(), contextlib.redirect_stdout(sys.stderr):  # the exporter's progress lines stay off stdout
         program = torch.onnx.export(
             module, (ctx.example(2),), dynamo=True, opset_version=ctx.opset, input_names=["pixel_values"],
@@ -349,6 +367,8 @@ def _export_onnx(ctx: _Context) -> tuple[Callable, int | None, list[str], list[A
     if strays:
         raise ExportError(f"the ONNX export wrote unexpected extra files {strays}")
     onnx.checker.check_model(os.fspath(ctx.staged))
+    if ctx.precision == "int8":
+        _quantize_onnx(ctx)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     session = ort.InferenceSession(os.fspath(ctx.staged), options, providers=["CPUExecutionProvider"])
@@ -359,7 +379,43 @@ def _export_onnx(ctx: _Context) -> tuple[Callable, int | None, list[str], list[A
         notes.append("opset < 20: Gelu is decomposed into elementary ops (slower in onnxruntime)")
     if ctx.precision == "fp16":
         notes.append("fp16 weights and arithmetic; pixel_values and logits stay float32 (casts at the ends)")
-    return (lambda x: session.run(["logits"], {"pixel_values": x})[0]), None, notes, ["batch", ctx.channels, "height", "width"]
+    if ctx.precision == "int8":
+        notes.append(f"int8: onnxruntime static quantization (QDQ, per-channel int8 weights, uint8 activations), "
+                     f"calibrated on {len(ctx.calibration)} images")
+    return (lambda x: session.run(["logits"], {"pixel_values": x})[0]), None, notes, _dynamic_shape(ctx)
+
+
+def _quantize_onnx(ctx: _Context) -> None:
+    """Replace the float32 model at ``ctx.staged`` by its int8 QDQ version, calibrated on ``ctx.calibration``."""
+    _import("onnxruntime.quantization", "onnx")
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Images(CalibrationDataReader):
+        def __init__(self, images: np.ndarray) -> None:
+            self.batches = iter([{"pixel_values": images[i : i + 8]} for i in range(0, len(images), 8)])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.batches, None)
+
+    float_model = ctx.staged.with_name("float32.onnx")
+    ctx.staged.replace(float_model)
+    with _quiet(), _silence_logging():
+        quantize_static(os.fspath(float_model), os.fspath(ctx.staged), Images(ctx.calibration.numpy()),
+                        quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
+                        weight_type=QuantType.QInt8)
+    float_model.unlink()
+
+
+@contextlib.contextmanager
+def _silence_logging() -> Iterator[None]:
+    """onnxruntime's quantizer logs advice through the root logger; keep it off the user's terminal."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
 
 
 def _export_openvino(ctx: _Context) -> tuple[Callable, int | None, list[str], list[Any]]:
@@ -396,7 +452,7 @@ def _export_openvino(ctx: _Context) -> tuple[Callable, int | None, list[str], li
     def run(x: np.ndarray) -> np.ndarray:
         return request.infer({0: x})[0].copy()
 
-    return run, None, notes, ["batch", ctx.channels, "height", "width"]
+    return run, None, notes, _dynamic_shape(ctx)
 
 
 def _sum_tokens(tokens: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -594,9 +650,10 @@ def _export_aoti(ctx: _Context) -> tuple[Callable, int | None, list[str], list[A
     return run, None, notes, ["batch", ctx.channels, *ctx.size]
 
 
-def _export_tflite(ctx: _Context, inputs: torch.Tensor) -> tuple[Callable, int | None, list[str], list[Any]]:
+def _keras_model(ctx: _Context, fmt: str) -> tuple[Any, Any]:
+    """(swiftformer.export_tf, the Keras classifier holding ``ctx.model``'s weights)."""
     if importlib.util.find_spec("swiftformer.export_tf") is None:
-        raise ImportError(f"exporting to tflite needs the TensorFlow exporter and TensorFlow: {TF_INSTALL_HINT}")
+        raise ImportError(f"exporting to {fmt} needs the TensorFlow exporter and TensorFlow: {TF_INSTALL_HINT}")
     import torch._dynamo  # noqa: F401 - before TensorFlow (see _import_coremltools)
 
     try:
@@ -604,20 +661,44 @@ def _export_tflite(ctx: _Context, inputs: torch.Tensor) -> tuple[Callable, int |
         modeling_tf = importlib.import_module(".modeling_tf", __package__)
         export_tf._require_tf()
     except ImportError as err:
-        raise ImportError(f"exporting to tflite needs TensorFlow, Keras 3 and LiteRT ({err}): {TF_INSTALL_HINT}") from None
+        raise ImportError(f"exporting to {fmt} needs TensorFlow, Keras 3 and LiteRT ({err}): {TF_INSTALL_HINT}") from None
     tf_model = modeling_tf.TFSwiftFormerForImageClassification(ctx.model.config)
     tf_model.load_state_dict(ctx.model.state_dict(), source="the PyTorch model")
-    quantization = {"fp32": "float32", "fp16": "float16"}[ctx.precision]
+    return export_tf, tf_model
+
+
+def _export_tflite(ctx: _Context, inputs: torch.Tensor) -> tuple[Callable, int | None, list[str], list[Any]]:
+    export_tf, tf_model = _keras_model(ctx, "tflite")
+    quantization = {"fp32": "float32", "fp16": "float16", "int8": "int8"}[ctx.precision]
+    calibration = ctx.calibration.numpy() if ctx.precision == "int8" else None
     with _quiet():
         try:
             report = export_tf.export_tflite(tf_model, ctx.staged, quantization=quantization, image_size=ctx.size,
-                                             verify_inputs=inputs.numpy(), latency_runs=0)
+                                             representative_data=calibration, verify_inputs=inputs.numpy(), latency_runs=0)
         except export_tf.ExportError as err:  # LiteRT disagrees with the Keras model
             raise ExportError(str(err)) from err
     runner = export_tf.TFLiteRunner(ctx.staged)
     notes = [f"converted from the Keras model (swiftformer.modeling_tf); LiteRT vs Keras: relative {report.rel_diff:.3g}",
              f"static input shape {_static(ctx)}"]
+    if calibration is not None:
+        notes.append(f"int8: full-integer ops (float32 input and output), calibrated on {len(calibration)} images")
     return runner, 1, notes, [1, ctx.channels, *ctx.size]
+
+
+def _export_savedmodel(ctx: _Context, inputs: torch.Tensor) -> tuple[Callable, int | None, list[str], list[Any]]:
+    export_tf, tf_model = _keras_model(ctx, "savedmodel")
+    import tensorflow as tf
+
+    with _quiet():
+        try:
+            export_tf.export_saved_model(tf_model, ctx.staged, image_size=ctx.size, verify_inputs=inputs.numpy(),
+                                         latency_runs=0)
+        except export_tf.ExportError as err:
+            raise ExportError(str(err)) from err
+    serve = tf.saved_model.load(os.fspath(ctx.staged)).signatures["serving_default"]
+    notes = [("converted from the Keras model (swiftformer.modeling_tf); signature serving_default: "
+              "pixel_values [None, C, None, None] float32 -> {'logits'}")]
+    return (lambda x: serve(pixel_values=tf.constant(x))["logits"].numpy()), None, notes, ["batch", ctx.channels, "height", "width"]
 
 
 def _convert(format: str, ctx: _Context, verify_inputs: torch.Tensor) -> tuple[Callable | None, int | None, list[str], list[Any]]:
@@ -625,6 +706,8 @@ def _convert(format: str, ctx: _Context, verify_inputs: torch.Tensor) -> tuple[C
     try:
         if format == "tflite":
             return _export_tflite(ctx, verify_inputs)
+        if format == "savedmodel":
+            return _export_savedmodel(ctx, verify_inputs)
         exporter = {"onnx": _export_onnx, "openvino": _export_openvino, "executorch": _export_executorch,
                     "coreml": _export_coreml, "aoti": _export_aoti}[format]
         return exporter(ctx)
@@ -655,6 +738,7 @@ def export(
     precision: str = "fp32",
     image_size: int | tuple[int, int] | None = None,
     verify_inputs: torch.Tensor | None = None,
+    calibration: torch.Tensor | None = None,
     opset: int = 20,
     tolerance: float | None = None,
     latency_runs: int = 20,
@@ -667,10 +751,12 @@ def export(
             ``model.xml`` and ``model.bin``; Core ML: the ``.mlpackage``). Without a suffix, the
             format's usual one is added.
         format: One of :data:`FORMATS`.
-        precision: ``"fp32"``, or per :data:`FORMAT_PRECISIONS` ``"fp16"`` / ``"bf16"``.
+        precision: ``"fp32"``, or per :data:`FORMAT_PRECISIONS` ``"fp16"`` / ``"bf16"`` / ``"int8"``.
         image_size: The export's input size (static formats) and the size of the default verification
             images: an int or (height, width); default the size of ``verify_inputs``, else the config's.
         verify_inputs: (N, C, H, W) float32 pixel values to compare on; default 8 seeded random images.
+        calibration: (N, C, H, W) float32 pixel values of real images to calibrate ``int8`` on (a few
+            dozen to a few hundred); default the verification inputs, with a note in the report.
         opset: ONNX opset (at least 18; 20 and later have a native ``Gelu``).
         tolerance: Largest allowed max|Δlogit| / max|logit|; default per format and precision
             (:data:`FP32_TOLERANCE`, :data:`REDUCED_TOLERANCE`).
@@ -704,9 +790,9 @@ def export(
         target = target.with_name(target.name + EXTENSIONS[format])
     if format == "openvino" and target.suffix == ".xml":
         raise ValueError(f"the OpenVINO export is a directory (holding model.xml and model.bin), got {target}")
-    if target.exists() and target.is_dir() != (format in ("openvino", "coreml")):
+    if target.exists() and target.is_dir() != (format in DIRECTORY_FORMATS):
         raise ValueError(f"{target} exists and is a {'directory' if target.is_dir() else 'file'}; {format} writes a "
-                         f"{'directory' if format in ('openvino', 'coreml') else 'file'}")
+                         f"{'directory' if format in DIRECTORY_FORMATS else 'file'}")
 
     # A float32 CPU copy in eval mode (the caller's model keeps its mode, dtype and device).
     if any(p.dtype != torch.float32 or p.device.type != "cpu" for p in model.parameters()) or model.training:
@@ -728,6 +814,16 @@ def export(
         raise ValueError(f"{format} has a fixed input size {size[0]}x{size[1]}; verify_inputs are "
                          f"{verify_inputs.shape[2]}x{verify_inputs.shape[3]}")
 
+    notes: list[str] = []
+    if precision == "int8":
+        if calibration is None:
+            calibration = verify_inputs
+            notes.append("int8 calibrated on the verification inputs: pass calibration images (--calibration DIR) "
+                         "for a model that keeps its accuracy")
+        calibration = torch.as_tensor(calibration).detach().float().cpu()
+        if calibration.ndim != 4 or tuple(calibration.shape[1:]) != (channels, *size) or len(calibration) == 0:
+            raise ValueError(f"calibration must have shape (N, {channels}, {size[0]}, {size[1]}), got {tuple(calibration.shape)}")
+
     with torch.no_grad():
         expected = model(verify_inputs).logits.float()
         fused = fuse(model)
@@ -736,9 +832,10 @@ def export(
 
     staged_name = "artifact" + (EXTENSIONS[format] or ".dir")
     with _staging(target, staged_name) as staged:
-        ctx = _Context(model, fused, precision, size, opset, staged, channels)
+        ctx = _Context(model, fused, precision, size, opset, staged, channels, calibration)
         with torch.no_grad():
-            run, batch, notes, shape = _convert(format, ctx, verify_inputs)
+            run, batch, format_notes, shape = _convert(format, ctx, verify_inputs)
+            notes = format_notes + notes
             max_abs, rel, top1, latency = _verify(run, batch, verify_inputs, expected, latency_runs)
             run = None  # release the runtime's handles on the staged artifact before moving it
         report = ExportReport(
@@ -764,9 +861,14 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
                         help="model folder or hub id, or a variant name (xs, s, l1, l3) with random weights")
     parser.add_argument("--format", required=True, choices=FORMATS, help="target format")
     parser.add_argument("--output", required=True,
-                        help="file (.onnx, .pte, .pt2, .tflite) or directory (openvino; coreml .mlpackage)")
+                        help="file (.onnx, .pte, .pt2, .tflite) or directory (openvino, savedmodel; coreml .mlpackage)")
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
-                        help="fp32 (default); fp16: onnx, openvino, coreml, tflite; bf16: openvino, aoti")
+                        help="fp32 (default); fp16: onnx, openvino, coreml, tflite; bf16: openvino, aoti; "
+                             "int8: onnx, tflite (calibrated on --calibration)")
+    parser.add_argument("--calibration", metavar="DIR",
+                        help="folder of images (searched recursively) to calibrate int8 on, preprocessed as the model's")
+    parser.add_argument("--num-calibration", type=int, default=64, metavar="N",
+                        help="calibration images to use (default 64)")
     parser.add_argument("--image-size", type=int, metavar="N",
                         help="input size N x N (static formats; verification images); default: the model's")
     parser.add_argument("--opset", type=int, default=20, help="ONNX opset (default 20: native Gelu)")
@@ -777,18 +879,62 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     add_hub_arguments(parser)
 
 
+def _variant_name(ref: str) -> str | None:
+    """``"xs"``, ``"swiftformer-l3"``... → the variant key, unless a path of that name exists."""
+    from .configuration import VARIANTS
+
+    key = ref.lower().replace("swiftformer", "").strip("-_ ")
+    return key if key in VARIANTS and not Path(ref).exists() else None
+
+
 def load_model(ref: str, hub: dict[str, Any] | None = None) -> SwiftFormerForImageClassification:
     """A classifier from a folder or hub id, or a variant name (random weights, seed 0, 1000 labels)."""
     import torch
 
-    from .configuration import VARIANTS, SwiftFormerConfig
+    from .configuration import SwiftFormerConfig
     from .modeling import SwiftFormerForImageClassification
 
-    key = ref.lower().replace("swiftformer", "").strip("-_ ")
-    if key in VARIANTS and not Path(ref).exists():
+    key = _variant_name(ref)
+    if key is not None:
         torch.manual_seed(0)
         return SwiftFormerForImageClassification(SwiftFormerConfig.from_variant(key, num_labels=1000)).eval()
     return SwiftFormerForImageClassification.from_pretrained(ref, **(hub or {})).eval()
+
+
+def load_calibration_images(folder: str | os.PathLike, size: tuple[int, int], limit: int, model_ref: str | None = None,
+                            hub: dict[str, Any] | None = None) -> torch.Tensor:
+    """Up to ``limit`` images found under ``folder`` (sorted, spread over the whole listing), resized to
+    ``size`` and normalized with the model folder's image processor (mean/std), as (N, C, H, W) float32.
+    Unreadable images are skipped; none readable is a ValueError."""
+    import torch
+
+    from .data import IMAGE_EXTENSIONS
+    from .hub import PREPROCESSOR_NAME, resolve_file
+    from .image_processing import SwiftFormerImageProcessor, load_image
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise ValueError(f"--calibration {root} is not a folder of images")
+    if limit < 1:
+        raise ValueError(f"the number of calibration images must be at least 1, got {limit}")
+    paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    if not paths:
+        raise ValueError(f"--calibration {root} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+    paths = [paths[i * len(paths) // min(limit, len(paths))] for i in range(min(limit, len(paths)))]  # every class
+    mean_std: dict[str, Any] = {}
+    if model_ref and _variant_name(model_ref) is None and resolve_file(model_ref, PREPROCESSOR_NAME, missing_ok=True, **(hub or {})) is not None:
+        own = SwiftFormerImageProcessor.from_pretrained(model_ref, **(hub or {}))
+        mean_std = {"image_mean": own.image_mean, "image_std": own.image_std}
+    processor = SwiftFormerImageProcessor(size={"height": size[0], "width": size[1]}, **mean_std)
+    images = []
+    for path in paths:
+        try:
+            images.append(processor(load_image(path), return_tensors="pt")["pixel_values"])
+        except (OSError, ValueError):
+            continue
+    if not images:
+        raise ValueError(f"none of the {len(paths)} calibration images under {root} could be read")
+    return torch.cat(images)
 
 
 def run_export(args: argparse.Namespace) -> int:
@@ -805,10 +951,13 @@ def run_export(args: argparse.Namespace) -> int:
         size = _image_size(model, args.image_size, None)
         gen = torch.Generator().manual_seed(0)
         inputs = torch.randn(args.num_verify, model.config.num_channels, *size, generator=gen)
+        calibration = None
+        if args.calibration:
+            calibration = load_calibration_images(args.calibration, size, args.num_calibration, args.model, hub)
         # Converters print progress; with --json stdout must hold the JSON object only.
         with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
             report = export(model, args.output, args.format, precision=args.precision, image_size=size,
-                            verify_inputs=inputs, opset=args.opset, tolerance=args.tolerance,
+                            verify_inputs=inputs, calibration=calibration, opset=args.opset, tolerance=args.tolerance,
                             latency_runs=args.latency_runs)
     except ExportVerificationError as err:
         if args.json:
@@ -817,7 +966,7 @@ def run_export(args: argparse.Namespace) -> int:
             print(err.report.summary())
         print(f"swiftformer: error: {err}", file=sys.stderr)
         return 1
-    except (ImportError, ExportError) as err:
+    except (ImportError, ExportError, ValueError, OSError) as err:
         print(f"swiftformer: error: {err}", file=sys.stderr)
         return 2
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.summary())
@@ -834,6 +983,7 @@ __all__ = [
     "ExportVerificationError",
     "add_export_arguments",
     "export",
+    "load_calibration_images",
     "load_model",
     "run_export",
 ]
