@@ -57,9 +57,23 @@ def test_fuse_leaves_the_model_unchanged():
 def test_optimize_fp32_compiled_matches_eager():
     model = model_for()
     fast = optimize_for_inference(model, "fp32")
-    x = torch.randn(4, 3, 32, 32)
+    x = torch.randn(6, 3, 32, 32)  # micro-batches of 4 and 2 through the first stage
     with torch.no_grad():
         assert_close_rel(fast(x), model(x).logits, what="compiled fp32")
+
+
+@pytest.mark.parametrize("micro_batch", [3, None])
+def test_micro_batching_is_exact(micro_batch):
+    """The stem and first stage run 3 images at a time (10 = 3 + 3 + 3 + 1), the rest on all 10."""
+    model = model_for(downsamples=[False, True, True, True], embed_dims=[8, 8, 16, 24])
+    fast = optimize_for_inference(model, "fp32", compile=False, micro_batch=micro_batch)
+    assert fast.micro_batch == micro_batch
+    x = torch.randn(10, 3, 40, 40)
+    with torch.no_grad():
+        assert_close_rel(fast(x), model(x).logits, what=f"micro_batch={micro_batch}")
+        assert_close_rel(fast(x[:1]), model(x[:1]).logits, what="batch 1")
+    with pytest.raises(ValueError, match="micro_batch must be a positive int or None, got 0"):
+        optimize_for_inference(model, "fp32", micro_batch=0)
 
 
 def test_optimize_bf16_agrees_with_fp32():

@@ -251,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_arguments(p)
     p.set_defaults(func=run_bench)
 
-    p = sub.add_parser("export", help="export to ONNX, OpenVINO, ExecuTorch, CoreML, AOTInductor or TFLite",
+    p = sub.add_parser("export", help="export to ONNX, OpenVINO, ExecuTorch, CoreML, AOTInductor, TFLite or SavedModel",
                        description="Export the fused model and verify the result in its runtime (docs/export.md).")
     add_export_arguments(p)
     p.set_defaults(func=run_export)
