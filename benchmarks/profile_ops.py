@@ -24,21 +24,26 @@ from swiftformer.runtime import tune_malloc
 
 
 def kind_of(name: str, shapes: list, batch_size: int) -> tuple[str, float]:
-    """(group, MACs) of one profiled op from its name and input shapes."""
+    """(group, MACs) of one profiled op from its name and input shapes. The fused-add variants
+    (``_convolution_pointwise_``, binary ``_linear_pointwise``) take the tensor to add second."""
     if not shapes or not shapes[0]:
         return ("generated element-wise kernels" if "CompiledFxGraph" in name else "other"), 0.0
     x = shapes[0]
-    if "convolution" in name and len(shapes) > 1 and len(shapes[1]) == 4:
-        out_ch, in_per_group, kh, kw = shapes[1]
+    if "convolution" in name:
+        weight = shapes[2] if len(shapes) > 2 and shapes[1] and shapes[1][0] == x[0] and len(shapes[2]) == 4 else shapes[1]
+        out_ch, in_per_group, kh, kw = weight
         if kh == 1 and kw == 1:
             return f"1x1 conv {x[2]}x{x[3]}", float(x[0] * x[2] * x[3] * out_ch * in_per_group)
         if in_per_group == 1:
             return "3x3 depth-wise conv", float(x[0] * x[2] * x[3] * out_ch * kh * kw)
         return "3x3 stem / downsampling conv", float(x[0] * x[2] * x[3] * out_ch * in_per_group * kh * kw) / 4
-    if "linear" in name and len(shapes) > 1 and len(shapes[1]) == 2:
+    if "linear" in name:
         rows = math.prod(x[:-1])
         side = round(math.sqrt(rows / batch_size))
-        out_features = shapes[1][0] if shapes[1][1] == x[-1] else shapes[2][0]
+        # weight (out, in): the first 2-D shape after the input whose second dim is the input's features
+        # and which is not the (rows, C) tensor of a fused add; mkl's packed weight is (N, 1).
+        candidates = [s for s in shapes[1:] if len(s) == 2 and s[1] == x[-1] and s[0] != rows]
+        out_features = candidates[0][0] if candidates else 0
         return f"linear (tokens {side}x{side})", float(rows * x[-1] * out_features)
     return "other", 0.0
 
