@@ -103,10 +103,11 @@ def predict(args: argparse.Namespace) -> int:
 
 
 def _fast_classifier(model, compile: bool):
-    """The exact reparameterized model (no warm-up), optionally compiled (worth it for many images)."""
-    from .inference import fuse, optimize_for_inference
+    """The exact reparameterized, micro-batched model (no warm-up), optionally compiled (worth it for
+    many images)."""
+    from .inference import optimize_for_inference
 
-    return optimize_for_inference(model, "fp32") if compile else fuse(model)
+    return optimize_for_inference(model, "fp32", compile=compile)
 
 
 # --------------------------------------------------------------------------------------------- info
