@@ -225,6 +225,21 @@ def test_backbone_fields_round_trip_and_override(tmp_path: Path):
     assert SwiftFormerConfig.from_pretrained(tmp_path, out_features=["stage4"]).out_indices == [4]
 
 
+
+def test_default_selection_follows_a_new_number_of_stages(tmp_path: Path):
+    """config.json always stores the selection; the default one (the last stage) must not block a
+    depths override with another number of stages, while a chosen one still gets checked."""
+    SwiftFormerConfig(**TINY).save_pretrained(tmp_path)
+    three = {"depths": [1, 1, 1], "embed_dims": [8, 12, 16], "downsamples": [True, True, True]}
+    config = SwiftFormerConfig.from_pretrained(tmp_path, **three)
+    assert config.out_features == ["stage3"] and config.out_indices == [3]
+    assert SwiftFormerConfig.from_pretrained(tmp_path, **three, out_indices=[1, 2]).out_features == ["stage1", "stage2"]
+    SwiftFormerConfig(**TINY, out_features=["stage4"], backbone_norm=True).save_pretrained(tmp_path)  # same as default
+    assert SwiftFormerConfig.from_pretrained(tmp_path, **three).out_features == ["stage3"]
+    SwiftFormerConfig(**TINY, out_features=["stage1", "stage4"]).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="'stage4' is not a stage name"):
+        SwiftFormerConfig.from_pretrained(tmp_path, **three)
+
 def test_transformers_loads_folders_with_backbone_fields(tmp_path: Path, transformers):
     """Extra keys in config.json (like attention_variant) must not disturb transformers."""
     model = tiny_classifier(out_features=STAGES, backbone_norm=True)
@@ -498,6 +513,22 @@ def test_batch_norm_stats_would_update_twice_without_the_guard(monkeypatch):
     _train_step(plain, x, labels), _train_step(checkpointed, x, labels)
     key = "swiftformer.encoder.network.0.blocks.0.norm.num_batches_tracked"
     assert plain.state_dict()[key] == 1 and checkpointed.state_dict()[key] == 2
+
+
+def test_gradient_checkpointing_under_torch_compile():
+    """torch.compile refuses a context_fn of plain context managers; the compiled path must still train
+    like the uncompiled model and update BatchNorm statistics once per step."""
+    plain = tiny_classifier().train()
+    checkpointed = copy.deepcopy(plain)
+    checkpointed.gradient_checkpointing_enable()
+    compiled = torch.compile(checkpointed, backend="aot_eager", fullgraph=False)
+    x, labels = torch.randn(2, 3, 32, 32), torch.tensor([0, 1])
+    loss_a, loss_b = _train_step(plain, x, labels), _train_step(compiled, x, labels)
+    assert_close_rel(loss_b, loss_a, rel=1e-5, what="loss")
+    buffers = dict(checkpointed.named_buffers())
+    for name, buf in plain.named_buffers():
+        assert_close_rel(buffers[name].float(), buf.float(), rel=1e-5, what=name)
+    torch._dynamo.reset()
 
 
 def test_gradient_checkpointing_on_the_backbone_and_bad_kwargs():

@@ -252,6 +252,21 @@ def test_num_labels_override_reinitializes_heads(tmp_path: Path, caplog):
     assert logits_of(model, pixels()).shape == (2, 7)
 
 
+
+def test_headless_classifier_to_new_classes(tmp_path: Path, caplog):
+    """A num_labels=0 classifier folder (e.g. a converted timm num_classes=0 model) has a final norm but no
+    heads: new classes with ignore_mismatched_sizes start fresh heads, as for mis-shaped ones."""
+    saved = tiny_classifier(seed=12, num_labels=0)
+    saved.save_pretrained(tmp_path)
+    with pytest.raises(CheckpointError, match="missing keys"):
+        SwiftFormerForImageClassification.from_pretrained(tmp_path, num_labels=7)
+    with caplog.at_level(logging.WARNING, logger="swiftformer"):
+        model = SwiftFormerForImageClassification.from_pretrained(tmp_path, num_labels=7, ignore_mismatched_sizes=True)
+    assert any("head.weight" in r.getMessage() for r in caplog.records)
+    assert model.head.weight.shape == (7, 16) and logits_of(model, pixels()).shape == (2, 7)
+    saved_state, state = saved.state_dict(), model.state_dict()
+    assert_state_dicts_equal({k: state[k] for k in saved_state}, saved_state)  # the norm and network kept
+
 # ------------------------------------------------------------------------------------------------
 # Corrupt and malicious files
 # ------------------------------------------------------------------------------------------------

@@ -376,7 +376,18 @@ class SwiftFormerConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any], **overrides: Any) -> SwiftFormerConfig:
         """Build from a ``config.json``-style dict (transformers' keys accepted); ``overrides`` win."""
+        stored_stages = len(data["depths"]) if isinstance(data.get("depths"), (list, tuple)) else None
         data = {**data, **overrides}
+        if (
+            "depths" in overrides
+            and isinstance(overrides["depths"], (list, tuple))
+            and stored_stages is not None
+            and len(overrides["depths"]) != stored_stages
+            and not {"out_features", "out_indices"} & set(overrides)
+            and data.get("out_indices") in (None, [stored_stages])
+        ):  # the stored default selection (the last stage) follows the new number of stages
+            data.pop("out_features", None)
+            data.pop("out_indices", None)
         model_type = data.pop("model_type", cls.model_type)
         if model_type != cls.model_type:
             raise CheckpointError(f"This config is for model_type {model_type!r}, not {cls.model_type!r}.")

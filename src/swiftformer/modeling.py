@@ -269,8 +269,13 @@ class SwiftFormerStage(nn.Module):
         for block in self.blocks:
             if checkpointing:
                 # Keep only the block's input; its activations are recomputed during backward.
-                context_fn = functools.partial(_checkpoint_contexts, block)
-                x = checkpoint(block, x, context_fn=context_fn, **self.checkpoint_kwargs)
+                if torch.compiler.is_compiling():
+                    # torch.compile accepts no plain context managers as context_fn; it traces the block
+                    # once and recomputes only pure ops, so running statistics are updated once anyway.
+                    x = checkpoint(block, x, **self.checkpoint_kwargs)
+                else:
+                    context_fn = functools.partial(_checkpoint_contexts, block)
+                    x = checkpoint(block, x, context_fn=context_fn, **self.checkpoint_kwargs)
             else:
                 x = block(x)
         return x

@@ -179,6 +179,10 @@ def match_state_dict(
     fresh_heads = wants_prefix and bool(head_keys) and set(missing) == head_keys
     if fresh_heads:
         missing = []
+    elif ignore_mismatched_sizes and missing and set(missing) <= head_keys:
+        # A headless classifier (num_labels=0) → new classes: the heads start fresh, as mis-shaped ones would.
+        logger.warning("Newly initialized weights absent from %s:\n  %s", source, "\n  ".join(missing))
+        missing = []
     if mismatched and ignore_mismatched_sizes:
         logger.warning("Re-initialized weights whose shapes differ from %s:\n  %s", source, "\n  ".join(mismatched))
         state_dict = {k: v for k, v in state_dict.items()
