@@ -72,6 +72,8 @@ def test_micro_batching_is_exact(micro_batch):
     with torch.no_grad():
         assert_close_rel(fast(x), model(x).logits, what=f"micro_batch={micro_batch}")
         assert_close_rel(fast(x[:1]), model(x[:1]).logits, what="batch 1")
+    with pytest.raises(ValueError, match=r"shape \(B, 3, H, W\), got \(3, 40, 40\)"):
+        fast(x[0])
     with pytest.raises(ValueError, match="micro_batch must be a positive int or None, got 0"):
         optimize_for_inference(model, "fp32", micro_batch=0)
 

@@ -258,8 +258,12 @@ class MicroBatched(nn.Module):
         self.early = _Early(fused.features[: fused.first_stage_end], dtype)
         self.late = _Late(fused.features[fused.first_stage_end :], fused.head)
         self.micro_batch = micro_batch
+        self.num_channels = fused.features[0].in_channels
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        if not isinstance(pixel_values, torch.Tensor) or pixel_values.ndim != 4 or pixel_values.shape[1] != self.num_channels:
+            shape = tuple(pixel_values.shape) if isinstance(pixel_values, torch.Tensor) else type(pixel_values).__name__
+            raise ValueError(f"pixel_values must be a tensor of shape (B, {self.num_channels}, H, W), got {shape}")
         if self.micro_batch and pixel_values.shape[0] > self.micro_batch:
             x = torch.cat([self.early(chunk) for chunk in pixel_values.split(self.micro_batch)])
         else:
