@@ -1,6 +1,6 @@
 """``swiftformer bench``: latency, throughput, memory and first-call time of every inference path.
 
-    swiftformer bench --model xs                         # eager, fused, fp32, bf16 (+ int8 with torchao)
+    swiftformer bench --model xs                         # every mode whose package is installed
     swiftformer bench --model xs --reference --json      # + transformers' model, ratios against it
     swiftformer bench --model l3 --modes fp32 bf16 --image-size 256 --batch-size 64
     swiftformer bench --model xs --modes fp32 onnxruntime openvino openvino-bf16   # exported runtimes
@@ -26,7 +26,8 @@ import time
 from typing import Any
 
 MODES = ("reference", "eager", "fused", "fp32", "bf16", "int8", "onnxruntime", "openvino", "openvino-bf16")
-DEFAULT_MODES = ("eager", "fused", "fp32", "bf16", "int8")
+# Everything but the reference; modes whose package is missing are left out.
+DEFAULT_MODES = ("eager", "fused", "fp32", "bf16", "int8", "onnxruntime", "openvino", "openvino-bf16")
 # The exported runtimes (the model of `swiftformer export`, timed in its own runtime).
 RUNTIME_MODES = ("onnxruntime", "openvino", "openvino-bf16")
 
