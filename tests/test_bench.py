@@ -36,7 +36,8 @@ def bench(capsys, *argv: str) -> dict:
 
 
 def test_fused_and_exported_runtime_modes(model_dir, capsys):
-    modes = ["eager", "fused"] + (["onnxruntime"] if importlib.util.find_spec("onnxruntime") else [])
+    modes = ["eager", "fused"] + [m for m, pkg in (("onnxruntime", "onnxruntime"), ("openvino", "openvino"))
+                                  if importlib.util.find_spec(pkg)]
     report = bench(capsys, "--model", str(model_dir), "--modes", *modes)
     assert report["model"] == str(model_dir) and [r["mode"] for r in report["rows"]] == modes
     for row in report["rows"]:

@@ -78,6 +78,26 @@ def test_micro_batching_is_exact(micro_batch):
         optimize_for_inference(model, "fp32", micro_batch=0)
 
 
+def test_openvino_backend_matches_eager():
+    pytest.importorskip("openvino")
+    model = model_for(image_size=64)
+    fast = optimize_for_inference(model, "fp32", backend="openvino")
+    assert fast.hint == "f32"  # explicit: OpenVINO would pick bf16 on AMX CPUs by itself
+    with torch.no_grad():
+        for shape in ((1, 3, 64, 64), (5, 3, 64, 64), (2, 3, 80, 96)):  # dynamic batch, height, width
+            x = torch.randn(*shape)
+            assert_close_rel(fast(x), model(x).logits, what=f"openvino {shape}")
+        bf16 = optimize_for_inference(model, "bf16", backend="openvino")
+        x = torch.randn(16, 3, 64, 64)
+        assert_close_rel(bf16(x), model(x).logits, rel=0.1, what="openvino bf16")
+    with pytest.raises(ValueError, match=r"shape \(B, 3, H, W\)"):
+        fast(torch.randn(2, 1, 64, 64))
+    with pytest.raises(ValueError, match="int8 is not offered with backend='openvino'"):
+        optimize_for_inference(model, "int8", backend="openvino")
+    with pytest.raises(ValueError, match="backend must be one of inductor, openvino, got 'tvm'"):
+        optimize_for_inference(model, "fp32", backend="tvm")
+
+
 def test_optimize_bf16_agrees_with_fp32():
     model = model_for()
     fast = optimize_for_inference(model, "bf16", compile=False)

@@ -97,7 +97,6 @@ _REQUIREMENTS = {
     "tflite": [],
     "savedmodel": [],
 }
-MAX_DIM = 4096
 
 
 class ExportError(RuntimeError):
@@ -196,14 +195,6 @@ def _image_size(model: Any, image_size: Any, verify_inputs: Any) -> tuple[int, i
     if len(size) != 2:
         raise ValueError(f"image_size must be an int or (height, width), got {image_size!r}")
     return size  # type: ignore[return-value]
-
-
-def _min_spatial(model: Any) -> int:
-    """The smallest height/width whose last stage is at least 2×2 (a 1×1 map specializes the graph)."""
-    for size in range(8, 1025):
-        if min(model.stage_shapes(size, size)[-1]) >= 2:
-            return size
-    return 1025
 
 
 def _median_ms(fn: Callable[[], Any], runs: int, warmup: int = 3) -> float | None:
@@ -328,14 +319,9 @@ class _Context:
         return torch.randn(batch, self.channels, *self.size, generator=gen)
 
     def dims(self, spatial: bool) -> dict[int, Any]:
-        import torch
+        from .inference import export_dims
 
-        dims: dict[int, Any] = {0: torch.export.Dim("batch", min=1, max=MAX_DIM)}
-        low = _min_spatial(self.model)
-        if spatial and min(self.size) >= low:  # smaller sizes (a 1x1 last stage) export with static H, W
-            dims[2] = torch.export.Dim("height", min=low, max=MAX_DIM)
-            dims[3] = torch.export.Dim("width", min=low, max=MAX_DIM)
-        return dims
+        return export_dims(self.model.config, self.size, spatial)  # static H, W below the minimum size
 
 
 def _dynamic_shape(ctx: _Context) -> list[Any]:
@@ -419,20 +405,11 @@ def _silence_logging() -> Iterator[None]:
 
 
 def _export_openvino(ctx: _Context) -> tuple[Callable, int | None, list[str], list[Any]]:
-    import torch
+    from .inference import openvino_model
 
     ov = _import("openvino", "openvino")
-    notes: list[str] = []
-    with _quiet():
-        try:  # from torch.export (no TorchScript): dynamic batch, height and width
-            exported = torch.export.export(ctx.fused, (ctx.example(2),), dynamic_shapes=(ctx.dims(spatial=True),))
-            ov_model = ov.convert_model(exported)
-        except Exception as err:  # noqa: BLE001 - fall back to OpenVINO's own tracing
-            notes.append(f"converted by tracing (torch.export route failed: {type(err).__name__})")
-            ov_model = ov.convert_model(ctx.fused, example_input=ctx.example(2),
-                                        input=[ov.PartialShape([-1, ctx.channels, -1, -1])])
-    ov_model.inputs[0].get_tensor().set_names({"pixel_values"})
-    ov_model.outputs[0].get_tensor().set_names({"logits"})
+    with _quiet():  # from torch.export (no TorchScript): dynamic batch, height and width
+        ov_model, notes = openvino_model(ctx.fused, ctx.example(2), ctx.dims(spatial=True))
     ctx.staged.mkdir()
     ov.save_model(ov_model, os.fspath(ctx.staged / "model.xml"), compress_to_fp16=ctx.precision == "fp16")
     core = ov.Core()

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .configuration import SwiftFormerConfig
 from .modeling import (
     SwiftFormerConvEncoder,
     SwiftFormerEmbeddings,
@@ -36,6 +37,8 @@ from .modeling import (
 )
 
 PRECISIONS = ("fp32", "bf16", "int8")
+BACKENDS = ("inductor", "openvino")
+MAX_DIM = 4096  # the largest batch, height and width of the exported (dynamic) graphs
 
 
 # ------------------------------------------------------------------------------ folding helpers
@@ -188,6 +191,7 @@ def optimize_for_inference(
     calibration: torch.Tensor | list[torch.Tensor] | None = None,
     dynamic: bool | None = None,
     micro_batch: int | None = 4,
+    backend: str = "inductor",
 ) -> nn.Module:
     """A module computing ``pixel_values (B, 3, H, W) -> logits (B, num_labels)`` fast on a CPU.
 
@@ -206,9 +210,19 @@ def optimize_for_inference(
             only 48 channels) is bound by memory traffic: its 4× wider MLP activations of a large batch
             do not fit in cache, those of a few images do. 1.3–1.4× the batch-32 throughput here (see
             docs/performance.md); ``None`` turns it off. The result is the same (images are independent).
+        backend: ``"inductor"`` (torch.compile; the best batch throughput here) or ``"openvino"``
+            (the fused model converted in memory and compiled by OpenVINO's CPU plugin with an explicit
+            fp32/bf16 precision hint: the lowest batch-1 latency here, no compile wait; needs
+            ``pip install .[export]``; ``compile``, ``dynamic`` and ``micro_batch`` do not apply).
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend == "openvino":
+        if precision == "int8":
+            raise ValueError("int8 is not offered with backend='openvino' (it needs NNCF); use backend='inductor'")
+        return OpenVINOClassifier(fuse(model), model.config, precision)
     if micro_batch is not None and (isinstance(micro_batch, bool) or not isinstance(micro_batch, int) or micro_batch < 1):
         raise ValueError(f"micro_batch must be a positive int or None, got {micro_batch!r}")
     fused = fuse(model)
@@ -269,6 +283,71 @@ class MicroBatched(nn.Module):
         else:
             x = self.early(pixel_values)
         return self.late(x)
+
+
+def min_spatial_size(config: SwiftFormerConfig) -> int:
+    """The smallest height/width whose last stage is at least 2×2 (a 1×1 map specializes exported graphs)."""
+    for size in range(8, MAX_DIM + 1):
+        if min(config.stage_shapes(size, size)[-1]) >= 2:
+            return size
+    return MAX_DIM + 1
+
+
+def export_dims(config: SwiftFormerConfig, size: tuple[int, int], spatial: bool) -> dict[int, Any]:
+    """``torch.export`` dynamic dims of ``pixel_values``: the batch, and height and width when ``spatial``
+    and ``size`` is not below :func:`min_spatial_size` (smaller inputs export with static H, W)."""
+    dims: dict[int, Any] = {0: torch.export.Dim("batch", min=1, max=MAX_DIM)}
+    low = min_spatial_size(config)
+    if spatial and min(size) >= low:
+        dims[2] = torch.export.Dim("height", min=low, max=MAX_DIM)
+        dims[3] = torch.export.Dim("width", min=low, max=MAX_DIM)
+    return dims
+
+
+def openvino_model(fused: FusedSwiftFormer, example: torch.Tensor, dims: dict[int, Any]) -> tuple[Any, list[str]]:
+    """(an ``openvino.Model`` of ``fused``, notes): through ``torch.export`` with dynamic ``dims``, else
+    OpenVINO's own tracing (batch, height and width dynamic). Input ``pixel_values``, output ``logits``."""
+    import warnings
+
+    import openvino as ov
+
+    notes: list[str] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            ov_model = ov.convert_model(torch.export.export(fused, (example,), dynamic_shapes=(dims,)))
+        except Exception as err:  # noqa: BLE001 - fall back to OpenVINO's own tracing
+            notes.append(f"converted by tracing (torch.export route failed: {type(err).__name__})")
+            ov_model = ov.convert_model(fused, example_input=example,
+                                        input=[ov.PartialShape([-1, example.shape[1], -1, -1])])
+    ov_model.inputs[0].get_tensor().set_names({"pixel_values"})
+    ov_model.outputs[0].get_tensor().set_names({"logits"})
+    return ov_model, notes
+
+
+class OpenVINOClassifier(nn.Module):
+    """``pixel_values (B, 3, H, W) -> logits (B, num_labels)`` (float32 torch tensors) run by OpenVINO's
+    CPU plugin, with the precision hint made explicit (OpenVINO defaults to bf16 on AMX CPUs)."""
+
+    def __init__(self, fused: FusedSwiftFormer, config: SwiftFormerConfig, precision: str) -> None:
+        super().__init__()
+        try:
+            import openvino as ov
+        except ImportError:
+            raise ImportError("backend='openvino' needs openvino: pip install .[export]") from None
+        size = config.image_size if isinstance(config.image_size, int) else config.image_size[0]
+        self.num_channels = config.num_channels
+        example = torch.randn(2, self.num_channels, size, size, generator=torch.Generator().manual_seed(0))
+        ov_model, _ = openvino_model(fused, example, export_dims(config, (size, size), spatial=True))
+        self.hint = "bf16" if precision == "bf16" else "f32"
+        self.compiled = ov.Core().compile_model(ov_model, "CPU", {"INFERENCE_PRECISION_HINT": self.hint})
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        if not isinstance(pixel_values, torch.Tensor) or pixel_values.ndim != 4 or pixel_values.shape[1] != self.num_channels:
+            shape = tuple(pixel_values.shape) if isinstance(pixel_values, torch.Tensor) else type(pixel_values).__name__
+            raise ValueError(f"pixel_values must be a tensor of shape (B, {self.num_channels}, H, W), got {shape}")
+        array = pixel_values.detach().float().cpu().contiguous().numpy()
+        return torch.from_numpy(self.compiled(array)[0].copy())
 
 
 def _quantize_int8(fused: FusedSwiftFormer, calibration: Any, compile: bool) -> nn.Module:
