@@ -240,6 +240,13 @@ def optimize_for_inference(
     return module
 
 
+def _check_pixel_values(pixel_values: Any, channels: int) -> None:
+    """One clear error for anything but a (B, channels, H, W) tensor."""
+    if not isinstance(pixel_values, torch.Tensor) or pixel_values.ndim != 4 or pixel_values.shape[1] != channels:
+        shape = tuple(pixel_values.shape) if isinstance(pixel_values, torch.Tensor) else type(pixel_values).__name__
+        raise ValueError(f"pixel_values must be a tensor of shape (B, {channels}, H, W), got {shape}")
+
+
 class _Early(nn.Module):
     """float32 pixel values → the first stage's output, in the weights' dtype, channels-last."""
 
@@ -275,9 +282,7 @@ class MicroBatched(nn.Module):
         self.num_channels = fused.features[0].in_channels
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        if not isinstance(pixel_values, torch.Tensor) or pixel_values.ndim != 4 or pixel_values.shape[1] != self.num_channels:
-            shape = tuple(pixel_values.shape) if isinstance(pixel_values, torch.Tensor) else type(pixel_values).__name__
-            raise ValueError(f"pixel_values must be a tensor of shape (B, {self.num_channels}, H, W), got {shape}")
+        _check_pixel_values(pixel_values, self.num_channels)
         if self.micro_batch and pixel_values.shape[0] > self.micro_batch:
             x = torch.cat([self.early(chunk) for chunk in pixel_values.split(self.micro_batch)])
         else:
@@ -343,9 +348,7 @@ class OpenVINOClassifier(nn.Module):
         self.compiled = ov.Core().compile_model(ov_model, "CPU", {"INFERENCE_PRECISION_HINT": self.hint})
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        if not isinstance(pixel_values, torch.Tensor) or pixel_values.ndim != 4 or pixel_values.shape[1] != self.num_channels:
-            shape = tuple(pixel_values.shape) if isinstance(pixel_values, torch.Tensor) else type(pixel_values).__name__
-            raise ValueError(f"pixel_values must be a tensor of shape (B, {self.num_channels}, H, W), got {shape}")
+        _check_pixel_values(pixel_values, self.num_channels)
         array = pixel_values.detach().float().cpu().contiguous().numpy()
         return torch.from_numpy(self.compiled(array)[0].copy())
 
