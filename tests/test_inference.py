@@ -147,3 +147,11 @@ def test_optimize_int8_agrees_with_fp32():
         ours, expected = fast(x), model(x).logits
     agreement = (ours.argmax(-1) == expected.argmax(-1)).float().mean().item()
     assert agreement >= 0.8
+    assert fast.micro_batch == 4  # the first stage of int8 is micro-batched too ...
+    whole = optimize_for_inference(model, "int8", calibration=calibration, compile=False, micro_batch=None)
+    with torch.no_grad():
+        assert_close_rel(ours, whole(x), rel=1e-5, what="int8 micro-batched")  # ... with the same result
+    with pytest.raises(ValueError, match=r"shape \(B, 3, H, W\), got \(3, 32, 32\)"):
+        optimize_for_inference(model, "int8", calibration=[calibration[0]], compile=False)
+    with pytest.raises(ValueError, match="empty"):
+        optimize_for_inference(model, "int8", calibration=[], compile=False)

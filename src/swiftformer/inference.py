@@ -203,13 +203,15 @@ def optimize_for_inference(
         compile: ``torch.compile`` with inductor and weight freezing. The first call of each new
             input shape compiles (tens of seconds); later calls are fast. Without it, the fused
             eager module is returned (already faster than the original).
-        calibration: Calibration ``pixel_values`` for int8: a (N, 3, H, W) tensor or a list of them.
+        calibration: Calibration ``pixel_values`` for int8: a (N, 3, H, W) tensor or a list of them
+            (the int8 model then takes that H × W; the batch size is free).
         dynamic: Passed to ``torch.compile``; ``None`` lets it specialize first and generalize later.
-        micro_batch: fp32/bf16: run the stem and the first stage on at most this many images at a
-            time, and the rest of the network on the whole batch. The first stage (56×56 tokens at 224²,
-            only 48 channels) is bound by memory traffic: its 4× wider MLP activations of a large batch
-            do not fit in cache, those of a few images do. 1.3–1.4× the batch-32 throughput here (see
-            docs/performance.md); ``None`` turns it off. The result is the same (images are independent).
+        micro_batch: Run the stem and the first stage on at most this many images at a time, and the
+            rest of the network on the whole batch. The first stage (56×56 tokens at 224², only 48
+            channels) is bound by memory traffic: its 4× wider MLP activations of a large batch do not
+            fit in cache, those of a few images do. 1.3–1.4× the fp32/bf16 batch-32 throughput here and
+            1.15× int8 (see docs/performance.md); ``None`` turns it off. The result is the same (images
+            are independent).
         backend: ``"inductor"`` (torch.compile; the best batch throughput here) or ``"openvino"``
             (the fused model converted in memory and compiled by OpenVINO's CPU plugin with an explicit
             fp32/bf16 precision hint: the lowest batch-1 latency here, no compile wait; needs
@@ -226,15 +228,17 @@ def optimize_for_inference(
     if micro_batch is not None and (isinstance(micro_batch, bool) or not isinstance(micro_batch, int) or micro_batch < 1):
         raise ValueError(f"micro_batch must be a positive int or None, got {micro_batch!r}")
     fused = fuse(model)
-    if precision == "int8":
-        return _quantize_int8(fused, calibration, compile=compile)
     if precision == "bf16":
         fused = fused.to(torch.bfloat16)
     module = MicroBatched(fused, torch.bfloat16 if precision == "bf16" else torch.float32, micro_batch)
+    if precision == "int8":
+        _quantize_int8(module, calibration)
     if compile:
         import torch._inductor.config as inductor_config
 
-        inductor_config.freezing = True  # constant-fold weights into the graph (layouts, prepacking)
+        # constant-fold the weights into the graph (layouts, prepacking, quantized weights). Global:
+        # passed as torch.compile(options=...) it measured 1.2-1.4x slower here.
+        inductor_config.freezing = True
         module.early = torch.compile(module.early, dynamic=dynamic)
         module.late = torch.compile(module.late, dynamic=dynamic)
     return module
@@ -353,7 +357,9 @@ class OpenVINOClassifier(nn.Module):
         return torch.from_numpy(self.compiled(array)[0].copy())
 
 
-def _quantize_int8(fused: FusedSwiftFormer, calibration: Any, compile: bool) -> nn.Module:
+def _quantize_int8(module: MicroBatched, calibration: Any) -> None:
+    """Replace ``module.early`` and ``module.late`` by their int8 versions (torchao PT2E, X86 quantizer),
+    calibrated together on ``calibration``: the first part's observed outputs calibrate the second."""
     try:
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
         from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
@@ -365,17 +371,21 @@ def _quantize_int8(fused: FusedSwiftFormer, calibration: Any, compile: bool) -> 
     if calibration is None:
         raise ValueError("int8 quantization needs calibration images: pass calibration=pixel_values (N, 3, H, W)")
     batches = [calibration] if isinstance(calibration, torch.Tensor) else list(calibration)
-    example = batches[0][:2]  # batch 2: export would specialize a batch of 1 to a constant
-    exported = torch.export.export(fused, (example,), dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=1024)},)).module()
+    if not batches:
+        raise ValueError("int8 quantization needs calibration images, got an empty list")
+    for batch in batches:
+        _check_pixel_values(batch, module.num_channels)
     quantizer = X86InductorQuantizer().set_global(get_default_x86_inductor_quantization_config())
-    prepared = prepare_pt2e(exported, quantizer)
-    with torch.no_grad():
-        for batch in batches:
-            prepared(batch)
-    quantized = convert_pt2e(prepared)
-    if compile:
-        import torch._inductor.config as inductor_config
 
-        inductor_config.freezing = True
-        return torch.compile(quantized)
-    return quantized
+    def prepare(part: nn.Module, first: torch.Tensor) -> nn.Module:
+        example = torch.cat([first[:2], first[:2]])[:2]  # batch 2: export would make a batch of 1 a constant
+        batch = torch.export.Dim("batch", min=1, max=MAX_DIM)
+        return prepare_pt2e(torch.export.export(part, (example,), dynamic_shapes=({0: batch},)).module(), quantizer)
+
+    with torch.no_grad():
+        early = prepare(module.early, batches[0])
+        middles = [early(batch.float()) for batch in batches]
+        late = prepare(module.late, middles[0])
+        for middle in middles:
+            late(middle)
+    module.early, module.late = convert_pt2e(early), convert_pt2e(late)
