@@ -432,27 +432,26 @@ def _export_openvino(ctx: _Context) -> tuple[Callable, int | None, list[str], li
     return run, None, notes, _dynamic_shape(ctx)
 
 
-def _sum_tokens(tokens: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """(B, N, C) -> (B, 1, C), the sum over tokens as N × a spatial mean (XNNPACK has a mean, no sum)."""
-    b, _, c = tokens.shape
-    spatial = tokens.reshape(b, height, width, c).permute(0, 3, 1, 2)
-    return spatial.mean(dim=(2, 3), keepdim=True).reshape(b, 1, c) * (height * width)
+def _sum_spatial(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, 1, 1), the sum over positions as H·W × a spatial mean (XNNPACK has a mean, no sum)."""
+    return x.mean(dim=(2, 3), keepdim=True) * (x.shape[2] * x.shape[3])
 
 
 def _xnnpack_model(fused: Any) -> Any:
     """The fused model rewritten so that XNNPACK takes every op (one delegated graph, no portable kernels).
 
-    The same function in real arithmetic: the query/key product is split into two linears (no split op),
-    L2 norms are a linear with a row of ones then sqrt (no pow/sum), token sums and the final pooling
-    are keep-dim spatial means (no sum, no 2-D mean), and there is no channels-last copy at the input.
+    The same function in real arithmetic: the query/key conv is split into two convs (no split op),
+    L2 norms over channels are a 1×1 conv with a row of ones then sqrt (no pow/sum), token sums and the
+    final pooling are keep-dim spatial means (no sum, no 2-D mean), and there is no channels-last copy
+    at the input.
     """
     import torch
     from torch import nn
 
     from .inference import FusedEncoderBlock
 
-    def linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
-        layer = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
+    def pointwise(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Conv2d:
+        layer = nn.Conv2d(weight.shape[1], weight.shape[0], 1, bias=bias is not None)
         layer.weight.data = weight.detach().clone()
         if bias is not None:
             layer.bias.data = bias.detach().clone()
@@ -465,28 +464,25 @@ def _xnnpack_model(fused: Any) -> Any:
             self.local, self.proj, self.final = block.local, block.proj, block.final
             self.fc1, self.act, self.fc2 = block.fc1, block.act, block.fc2
             self.l2 = block.l2
-            self.query = linear(block.qk.weight[:d], block.qk.bias[:d])
-            self.key = linear(block.qk.weight[d:], block.qk.bias[d:])
-            self.w_g = linear(block.w_g.reshape(1, d), None)
-            self.sum_sq = linear(torch.ones(1, d), None)
+            self.query = pointwise(block.qk.weight[:d], block.qk.bias[:d])
+            self.key = pointwise(block.qk.weight[d:], block.qk.bias[d:])
+            self.w_g = pointwise(block.w_g.reshape(1, d, 1, 1), None)
+            self.sum_sq = pointwise(torch.ones(1, d, 1, 1), None)
 
-        def normalize(self, x: torch.Tensor) -> torch.Tensor:  # F.normalize(x, dim=-1), eps 1e-12
+        def normalize(self, x: torch.Tensor) -> torch.Tensor:  # F.normalize(x, dim=1), eps 1e-12
             return x / torch.sqrt(torch.clamp(self.sum_sq(x * x), min=1e-24))
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             x = self.local(x)
-            b, c, h, w = x.shape
-            tokens = x.permute(0, 2, 3, 1).reshape(b, h * w, c)
-            query, key = self.normalize(self.query(tokens)), self.normalize(self.key(tokens))
+            query, key = self.normalize(self.query(x)), self.normalize(self.key(x))
             if self.l2:  # token weights (q·w_g) L2-normalized over the tokens
-                scores = self.w_g(query)
-                weights = scores / torch.sqrt(torch.clamp(_sum_tokens(scores * scores, h, w), min=1e-24))
-                global_query = _sum_tokens(weights * query, h, w)
+                scores = self.w_g(query)  # (B, 1, H, W)
+                weights = scores / torch.sqrt(torch.clamp(_sum_spatial(scores * scores), min=1e-24))
+                global_query = _sum_spatial(weights * query)
             else:
-                global_query = _sum_tokens(query, h, w)
-            tokens = tokens + self.final(self.proj(global_query * key) + query)
-            tokens = tokens + self.fc2(self.act(self.fc1(tokens)))
-            return tokens.reshape(b, h, w, c).permute(0, 3, 1, 2)
+                global_query = _sum_spatial(query)
+            x = x + self.final(self.proj(global_query * key) + query)
+            return x + self.fc2(self.act(self.fc1(x)))
 
     class Model(nn.Module):
         def __init__(self) -> None:
