@@ -1,7 +1,7 @@
 """Where the time of the optimized model goes, block by block, measured by the wall clock.
 
     python benchmarks/profile_blocks.py --model xs --precision fp32 --batch-size 32
-    python benchmarks/profile_blocks.py --model xs --precision bf16 --batch-size 1 --gelu-cost
+    python benchmarks/profile_blocks.py --model xs --precision bf16 --batch-size 1 --gelu-cost --perturbed
 
 Each block of the fused model (stem convs, ConvEncoders, the attention block of each stage, the
 downsampling convs; see ``swiftformer.inference.fuse``) is compiled on its own, as
@@ -19,28 +19,18 @@ erf GELU that follows it: the activation is a large part of the first stage's ti
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
+import sys
+from functools import partial
+from pathlib import Path
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from swiftformer import SwiftFormerConfig, SwiftFormerForImageClassification, optimize_for_inference
+from swiftformer import optimize_for_inference
+from swiftformer.export import load_model
 from swiftformer.inference import fuse
-from swiftformer.runtime import tune_malloc
-
-
-def median_ms(fn: Callable[[], object], runs: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
+from swiftformer.runtime import median_ms, tune_malloc
 
 
 def gflop(module: nn.Module, x: torch.Tensor) -> float:
@@ -63,14 +53,17 @@ def gelu_cost(dtype: torch.dtype, channels: int, batch: int, side: int, runs: in
     for name, act in (("none", nn.Identity()), ("gelu (erf)", nn.GELU())):
         module = nn.Sequential(nn.Conv2d(channels, 4 * channels, 1), act).to(dtype).eval()
         compiled = torch.compile(module.to(memory_format=torch.channels_last))
-        ms = median_ms(lambda: compiled(x), runs)
+        ms = median_ms(partial(compiled, x), runs)
         print(f"  {name:11s} {ms:7.3f} ms  {x.numel() * 4 / ms / 1e6:6.2f} G outputs/s")
         torch._dynamo.reset()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="xs", help="variant (xs, s, l1, l3; random weights)")
+    parser.add_argument("--model", default="xs", help="variant (xs, s, l1, l3; random weights) or model folder")
+    parser.add_argument("--perturbed", action="store_true",
+                        help="perturb the weights (random BN statistics, layer scales ~0.5, fan-in scale) so that "
+                             "activations are the size of a trained model's; some kernels' speed depends on them")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--image-size", type=int, default=224)
@@ -85,7 +78,12 @@ def main() -> None:
     torch._dynamo.config.cache_size_limit = 64  # one compiled graph per block shape
     torch.manual_seed(0)
     dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
-    model = SwiftFormerForImageClassification(SwiftFormerConfig.from_variant(args.model)).eval()
+    model = load_model(args.model)
+    if args.perturbed:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+        from _helpers import perturb_
+
+        model = perturb_(model).eval()
     fused = fuse(model).to(dtype)
     micro = args.micro_batch or args.batch_size
     pieces = -(-args.batch_size // micro) if args.batch_size > micro else 1
@@ -103,7 +101,7 @@ def main() -> None:
             part = nn.Sequential(block, nn.ReLU()) if followed_by_relu else block
             compiled = torch.compile(part)
             calls = pieces if index < fused.first_stage_end else 1
-            ms = calls * median_ms(lambda: compiled(x), args.runs)
+            ms = calls * median_ms(partial(compiled, x), args.runs)
             in_stem = index < fused.first_stage_end and isinstance(block, nn.Conv2d)
             rows.append((name_of(block, x, in_stem), tuple(x.shape), ms, calls * gflop(part, x)))
             x = compiled(x)
@@ -116,7 +114,7 @@ def main() -> None:
           f"{args.image_size}x{args.image_size}, {torch.get_num_threads()} threads")
     print(f"{'block':28s} {'input':>20s} {'ms':>8s} {'share':>6s} {'GFLOP':>7s} {'GFLOP/s':>8s}")
     for name, shape, ms, flops in rows:
-        print(f"{name:28s} {str(shape):>20s} {ms:8.2f} {100 * ms / total:5.1f}% {flops:7.2f} {flops / ms * 1e3:8.0f}")
+        print(f"{name:28s} {shape!s:>20s} {ms:8.2f} {100 * ms / total:5.1f}% {flops:7.2f} {flops / ms * 1e3:8.0f}")
     flops = sum(f for *_, f in rows)
     print(f"{'sum of blocks':28s} {'':>20s} {total:8.2f} {'':6s} {flops:7.2f} {flops / total * 1e3:8.0f}")
     print(f"{'whole model (optimize_for_inference)':49s} {whole:8.2f} ms = {args.batch_size / whole * 1e3:.1f} img/s")

@@ -8,6 +8,9 @@ each kernel: 1×1 convolutions / linears (the matrix products; by stage resoluti
 convolutions, the stem and downsampling 3×3 convolutions, and inductor's generated kernels (the fused
 element-wise work: GELU, normalize, reductions, residual adds, layout copies), plus the MACs of the
 matrix-product groups and the GFLOP/s they reach.
+
+Use it to see which kernels run, not for how long: under the profiler some kernels of the batch-32
+graph showed 10x their wall-clock time. ``profile_blocks.py`` times blocks without the profiler.
 """
 
 from __future__ import annotations

@@ -103,24 +103,16 @@ def _worker(args: argparse.Namespace) -> dict[str, Any]:
 def _measure(args: argparse.Namespace, run: Any, x1: Any, xn: Any, expected: Any, tuned: bool) -> dict[str, Any]:
     import torch
 
+    from .runtime import time_calls
+
     with torch.inference_mode():
         start = time.perf_counter()
         run(x1)
         first_call = time.perf_counter() - start
 
-        def timed(x, n):
-            times = []
-            for _ in range(n):
-                t = time.perf_counter()
-                run(x)
-                times.append(time.perf_counter() - t)
-            return times
-
-        timed(x1, args.warmup)
-        lat = sorted(timed(x1, args.iterations))
+        lat = sorted(time_calls(lambda: run(x1), args.iterations, warmup=args.warmup))
         out = run(xn).float()  # also the first batch-N call (compiles that shape)
-        timed(xn, max(1, args.warmup // 4))
-        thr = timed(xn, max(3, args.iterations // 10))
+        thr = time_calls(lambda: run(xn), max(3, args.iterations // 10), warmup=max(1, args.warmup // 4))
     diff = ((out - expected).abs().max() / expected.abs().max()).item()
     return {
         "mode": args.worker, "image_size": x1.shape[-1], "batch_size": args.batch_size, "threads": torch.get_num_threads(),

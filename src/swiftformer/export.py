@@ -46,7 +46,6 @@ import logging
 import math
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -55,6 +54,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from .runtime import median_ms
 
 if TYPE_CHECKING:
     import numpy as np
@@ -195,19 +196,6 @@ def _image_size(model: Any, image_size: Any, verify_inputs: Any) -> tuple[int, i
     if len(size) != 2:
         raise ValueError(f"image_size must be an int or (height, width), got {image_size!r}")
     return size  # type: ignore[return-value]
-
-
-def _median_ms(fn: Callable[[], Any], runs: int, warmup: int = 3) -> float | None:
-    if runs <= 0:
-        return None
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
 
 
 def _size_mb(path: Path) -> float:
@@ -699,7 +687,7 @@ def _verify(run: Callable | None, batch: int | None, verify_inputs: torch.Tensor
     inputs = verify_inputs.numpy()
     max_abs, rel, top1 = _compare(expected, _batched(run, inputs, batch))
     one = inputs[:1].copy()
-    return max_abs, rel, top1, _median_ms(lambda: run(one), latency_runs)
+    return max_abs, rel, top1, median_ms(lambda: run(one), latency_runs)
 
 
 # ------------------------------------------------------------------------------------------- the API

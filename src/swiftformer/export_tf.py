@@ -19,17 +19,18 @@ Needs the ``tf`` extra (TensorFlow, Keras 3, LiteRT): ``pip install '.[tf]'``.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import shutil
-import statistics
 import tempfile
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .runtime import median_ms
 
 INSTALL_HINT = "pip install '.[tf]'  (or: pip install 'swiftformer[tf]')"
 FLOAT32_REL_TOLERANCE = 1e-4
@@ -266,24 +267,17 @@ def export_saved_model(
                 f"(tolerance {FLOAT32_REL_TOLERANCE:g}); nothing written to {target}"
             )
         first = tf.constant(inputs[:1])
-        latency = _median_ms(lambda: serve(pixel_values=first)["logits"].numpy(), latency_runs)
+        latency = _latency_ms(lambda: serve(pixel_values=first)["logits"].numpy(), latency_runs)
         _place(staged, target)
     return ExportReport(str(target), "saved_model", "float32", _dir_size(target), (None, model.config.num_channels, None, None),
                         len(inputs), max_abs, rel, top1, latency, latency_runs)
 
 
-def _median_ms(fn: Callable[[], Any], runs: int) -> float:
-    """Median milliseconds of ``runs`` calls after two warm-up calls; NaN (nothing run) for ``runs <= 0``."""
-    if runs <= 0:
-        return float("nan")
-    fn()
-    fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
-    return float(statistics.median(times))
+def _latency_ms(fn: Callable[[], Any], runs: int) -> float:
+    """:func:`~swiftformer.runtime.median_ms` after two warm-up calls, NaN when not timed: this
+    module's :class:`ExportReport` holds a float latency (documented NaN for ``latency_runs=0``)."""
+    latency = median_ms(fn, runs, warmup=2)
+    return math.nan if latency is None else latency
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -405,7 +399,7 @@ def export_tflite(
                 f"nothing written to {target}"
             )
         first = inputs[:1]
-        latency = _median_ms(lambda: runner(first), latency_runs)
+        latency = _latency_ms(lambda: runner(first), latency_runs)
         _place(staged, target)
     return ExportReport(str(target), "tflite", quantization, target.stat().st_size, (1, model.config.num_channels, *size),
                         len(inputs), max_abs, rel, top1, latency, latency_runs)

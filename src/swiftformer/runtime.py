@@ -1,11 +1,15 @@
-"""Facts about the machine and process settings that make SwiftFormer fast on a CPU."""
+"""Facts about the machine and process settings that make SwiftFormer fast on a CPU, and how to time it."""
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
 import functools
+import statistics
 import sys
+import time
+from collections.abc import Callable
+from typing import Any
 
 
 @functools.cache
@@ -43,3 +47,26 @@ def tune_malloc() -> bool:
     ok_trim = mallopt(m_trim_threshold, ctypes.c_int(2**31 - 1))
     ok_mmap = mallopt(m_mmap_threshold, ctypes.c_int(largest_mmap_threshold))
     return bool(ok_trim and ok_mmap)
+
+
+def time_calls(fn: Callable[[], Any], runs: int, warmup: int = 0) -> list[float]:
+    """Seconds taken by each of ``runs`` calls of ``fn``, after ``warmup`` untimed calls.
+
+    The raw times, in call order, for callers that need more than the median (e.g. a p90).
+    """
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def median_ms(fn: Callable[[], Any], runs: int, warmup: int = 3) -> float | None:
+    """Median milliseconds of ``runs`` calls of ``fn`` after ``warmup`` untimed ones (first calls
+    allocate, compile or load); ``None`` (nothing run) for ``runs <= 0``."""
+    if runs <= 0:
+        return None
+    return 1e3 * statistics.median(time_calls(fn, runs, warmup))
