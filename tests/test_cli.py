@@ -159,3 +159,41 @@ def test_predict_fast_path_equals_plain_model(capsys, model_dir, images):
         pa, pb = json.loads(a)["predictions"], json.loads(b)["predictions"]
         assert [p["index"] for p in pa] == [p["index"] for p in pb]
         assert [p["score"] for p in pa] == pytest.approx([p["score"] for p in pb], rel=1e-5)
+
+
+def _top(out: str) -> list[list[tuple[int, float]]]:
+    return [[(p["index"], p["score"]) for p in json.loads(line)["predictions"]] for line in out.splitlines()]
+
+
+def test_predict_bf16_agrees_with_fp32(capsys, model_dir, images):
+    paths, _ = images
+    _, fp32, _ = run(capsys, "predict", *paths, "--model", model_dir, "--json")
+    code, bf16, _ = run(capsys, "predict", *paths, "--model", model_dir, "--json", "--precision", "bf16")
+    assert code == 0
+    for a, b in zip(_top(fp32), _top(bf16)):
+        assert a[0][0] == b[0][0]
+        assert [s for _, s in b] == pytest.approx([s for _, s in a], abs=0.05)
+
+
+def test_predict_openvino_backend_matches_fp32(capsys, model_dir, images):
+    """In a fresh process: OpenVINO's CPU plugin left in the test process crashed later TensorFlow tests."""
+    pytest.importorskip("openvino")
+    paths, _ = images
+    _, fp32, _ = run(capsys, "predict", *paths, "--model", model_dir, "--json")
+    result = subprocess.run([sys.executable, "-m", "swiftformer", "predict", *paths, "--model", str(model_dir), "--json",
+                             "--backend", "openvino"], capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for a, b in zip(_top(fp32), _top(result.stdout), strict=True):
+        assert [i for i, _ in a] == [i for i, _ in b]
+        assert [s for _, s in b] == pytest.approx([s for _, s in a], rel=1e-4)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--no-optimize", "--precision", "bf16"], "--no-optimize runs the model as loaded"),
+    (["--no-optimize", "--backend", "openvino"], "--no-optimize runs the model as loaded"),
+    (["--backend", "openvino", "--compile"], "--compile is for the default backend"),
+])
+def test_predict_rejects_conflicting_options(capsys, model_dir, images, flags, message):
+    code, out, err = run(capsys, "predict", images[0][0], "--model", model_dir, *flags)
+    assert code != 0 and out == ""
+    assert message in err and "Traceback" not in err

@@ -57,7 +57,7 @@ def predict(args: argparse.Namespace) -> int:
     hub = _hub_options(args)
     model = SwiftFormerForImageClassification.from_pretrained(args.model, **hub).eval()
     processor = _load_processor(args.model, hub)
-    classify = (lambda x: model(x).logits) if args.no_optimize else _fast_classifier(model, args.compile)
+    classify = (lambda x: model(x).logits) if args.no_optimize else _fast_classifier(model, args)
     top_k = max(1, min(args.top_k, model.config.num_labels))
 
     results: dict[str, dict[str, Any]] = {}
@@ -102,12 +102,14 @@ def predict(args: argparse.Namespace) -> int:
     return 1 if any("error" in r for r in results.values()) else 0
 
 
-def _fast_classifier(model, compile: bool):
-    """The exact reparameterized, micro-batched model (no warm-up), optionally compiled (worth it for
-    many images)."""
+def _fast_classifier(model, args: argparse.Namespace):
+    """The reparameterized, micro-batched model in ``--precision`` (no warm-up), optionally compiled
+    (worth it for many images), or OpenVINO's CPU plugin with ``--backend openvino``."""
     from .inference import optimize_for_inference
 
-    return optimize_for_inference(model, "fp32", compile=compile)
+    if args.backend == "openvino":
+        return optimize_for_inference(model, args.precision, backend="openvino")
+    return optimize_for_inference(model, args.precision, compile=args.compile)
 
 
 # --------------------------------------------------------------------------------------------- info
@@ -223,6 +225,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per image")
     p.add_argument("--no-optimize", action="store_true", help="run the model as loaded, not the fused fast path")
     p.add_argument("--compile", action="store_true", help="also torch.compile the fast path (pays off for many images)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="fp32 (default; the model's own results) or bf16 (on CPUs with AMX 1.5x faster, 2x with --compile; "
+                        "logits within ~1e-2 relative)")
+    p.add_argument("--backend", choices=("inductor", "openvino"), default="inductor",
+                   help="openvino: run the fast path in OpenVINO's CPU plugin (lowest latency per image, no compile "
+                        "wait; pip install .[export])")
     add_hub_arguments(p)
     p.set_defaults(func=predict)
 
@@ -284,6 +292,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "top_k", 1) < 1 or getattr(args, "batch_size", 1) < 1:
         return _fail("--top-k and --batch-size must be at least 1")
+    if args.command == "predict":
+        if args.no_optimize and (args.precision != "fp32" or args.backend != "inductor" or args.compile):
+            return _fail("--no-optimize runs the model as loaded (fp32, eager): drop --precision, --backend and --compile")
+        if args.backend == "openvino" and args.compile:
+            return _fail("--compile is for the default backend; --backend openvino compiles the model itself")
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
     logging.getLogger("swiftformer").addHandler(handler)  # our warnings only; other libraries log their own
@@ -293,7 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `swiftformer info ... | head`
         sys.stderr.close()
         return 0
-    except (OSError, ValueError, TypeError) as err:  # clear one-line errors, no stack trace
+    except (OSError, ValueError, TypeError, ImportError) as err:  # clear one-line errors, no stack trace
         return _fail(str(err))
     except KeyboardInterrupt:
         return 130
