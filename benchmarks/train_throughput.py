@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from swiftformer import SwiftFormerConfig, SwiftFormerForImageClassification
-from swiftformer.runtime import tune_malloc
+from swiftformer.runtime import time_calls, tune_malloc
 
 MODES = ["reference-fp32", "ours-fp32", "ours-fp32-cl", "ours-bf16", "ours-bf16-cl", "ours-bf16-cl-compile"]
 
@@ -60,13 +60,7 @@ def measure(mode: str, variant: str, batch: int, size: int, warmup: int, steps: 
     start = time.perf_counter()
     step()
     first = time.perf_counter() - start
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
+    times = time_calls(step, steps, warmup=warmup)
     median = statistics.median(times)
     return {"mode": mode, "images_per_second": batch / median, "median_step_s": median,
             "p90_step_s": sorted(times)[int(0.9 * (len(times) - 1))], "first_step_s": first}
