@@ -155,3 +155,7 @@ def test_optimize_int8_agrees_with_fp32():
         optimize_for_inference(model, "int8", calibration=[calibration[0]], compile=False)
     with pytest.raises(ValueError, match="empty"):
         optimize_for_inference(model, "int8", calibration=[], compile=False)
+    with pytest.raises(ValueError, match=r"calibrated and exported at 32×32; got pixel_values of 40×40"):
+        fast(torch.randn(2, 3, 40, 40))
+    with pytest.raises(ValueError, match="share one height × width"):
+        optimize_for_inference(model, "int8", calibration=[calibration[:2], torch.randn(2, 3, 40, 40)], compile=False)

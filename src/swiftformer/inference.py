@@ -290,9 +290,14 @@ class MicroBatched(nn.Module):
         self.late = _Late(fused.features[fused.first_stage_end :], fused.head)
         self.micro_batch = micro_batch
         self.num_channels = fused.features[0].in_channels
+        self.input_size: tuple[int, int] | None = None  # (H, W) when the parts are exported at one size (int8)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         _check_pixel_values(pixel_values, self.num_channels)
+        if self.input_size is not None and tuple(pixel_values.shape[2:]) != self.input_size:
+            h, w = self.input_size
+            raise ValueError(f"this int8 model was calibrated and exported at {h}×{w}; got pixel_values of "
+                             f"{pixel_values.shape[2]}×{pixel_values.shape[3]} (resize, or quantize again at that size)")
         if self.micro_batch and pixel_values.shape[0] > self.micro_batch:
             x = torch.cat([self.early(chunk) for chunk in pixel_values.split(self.micro_batch)])
         else:
@@ -381,6 +386,9 @@ def _quantize_int8(module: MicroBatched, calibration: Any) -> None:
         raise ValueError("int8 quantization needs calibration images, got an empty list")
     for batch in batches:
         _check_pixel_values(batch, module.num_channels)
+    sizes = {tuple(batch.shape[2:]) for batch in batches}
+    if len(sizes) > 1:
+        raise ValueError(f"int8 calibration batches must share one height × width, got {sorted(sizes)}")
     quantizer = X86InductorQuantizer().set_global(get_default_x86_inductor_quantization_config())
 
     def prepare(part: nn.Module, first: torch.Tensor) -> nn.Module:
@@ -395,3 +403,4 @@ def _quantize_int8(module: MicroBatched, calibration: Any) -> None:
         for middle in middles:
             late(middle)
     module.early, module.late = convert_pt2e(early), convert_pt2e(late)
+    module.input_size = sizes.pop()
