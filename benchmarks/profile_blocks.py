@@ -29,7 +29,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from swiftformer import optimize_for_inference
 from swiftformer.export import load_model
-from swiftformer.inference import fuse
+from swiftformer.inference import AUTO_MICRO_BATCH, fuse
 from swiftformer.runtime import median_ms, tune_malloc
 
 
@@ -67,7 +67,7 @@ def main() -> None:
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--image-size", type=int, default=224)
-    parser.add_argument("--micro-batch", type=int, default=4, help="as optimize_for_inference (0: off)")
+    parser.add_argument("--micro-batch", type=int, help="default: optimize_for_inference's for the precision (0: off)")
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--gelu-cost", action="store_true")
     args = parser.parse_args()
@@ -85,6 +85,8 @@ def main() -> None:
 
         model = perturb_(model).eval()
     fused = fuse(model).to(dtype)
+    if args.micro_batch is None:
+        args.micro_batch = AUTO_MICRO_BATCH[args.precision]
     micro = args.micro_batch or args.batch_size
     pieces = -(-args.batch_size // micro) if args.batch_size > micro else 1
     first_batch = min(micro, args.batch_size)

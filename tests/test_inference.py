@@ -79,8 +79,14 @@ def test_micro_batching_is_exact(micro_batch):
         assert_close_rel(fast(x[:1]), model(x[:1]).logits, what="batch 1")
     with pytest.raises(ValueError, match=r"shape \(B, 3, H, W\), got \(3, 40, 40\)"):
         fast(x[0])
-    with pytest.raises(ValueError, match="micro_batch must be a positive int or None, got 0"):
+    with pytest.raises(ValueError, match="micro_batch must be a positive int, None or 'auto', got 0"):
         optimize_for_inference(model, "fp32", micro_batch=0)
+
+
+def test_micro_batch_auto_is_per_precision():
+    model = model_for()
+    assert optimize_for_inference(model, "fp32", compile=False).micro_batch == 4
+    assert optimize_for_inference(model, "bf16", compile=False).micro_batch == 8
 
 
 def openvino_backend_checks() -> None:

@@ -22,7 +22,7 @@ freezing, bf16 weights for AMX, or int8 through torchao's PT2E X86 quantizer wit
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -40,6 +40,8 @@ from .modeling import (
 PRECISIONS = ("fp32", "bf16", "int8")
 BACKENDS = ("inductor", "openvino")
 MAX_DIM = 4096  # the largest batch, height and width of the exported (dynamic) graphs
+# micro_batch="auto": the fastest first-stage micro-batch measured here at batch 32 (docs/performance.md)
+AUTO_MICRO_BATCH = {"fp32": 4, "bf16": 8, "int8": 4}
 
 
 # ------------------------------------------------------------------------------ folding helpers
@@ -196,7 +198,7 @@ def optimize_for_inference(
     compile: bool = True,
     calibration: torch.Tensor | list[torch.Tensor] | None = None,
     dynamic: bool | None = None,
-    micro_batch: int | None = 4,
+    micro_batch: int | None | Literal["auto"] = "auto",
     backend: str = "inductor",
 ) -> nn.Module:
     """A module computing ``pixel_values (B, 3, H, W) -> logits (B, num_labels)`` fast on a CPU.
@@ -217,7 +219,7 @@ def optimize_for_inference(
             channels) is bound by memory traffic: its 4× wider MLP activations of a large batch do not
             fit in cache, those of a few images do. 1.3–1.4× the fp32/bf16 batch-32 throughput here and
             1.15× int8 (see docs/performance.md); ``None`` turns it off. The result is the same (images
-            are independent).
+            are independent). ``"auto"``: :data:`AUTO_MICRO_BATCH` (4 fp32 and int8, 8 bf16).
         backend: ``"inductor"`` (torch.compile; the best batch throughput here) or ``"openvino"``
             (the fused model converted in memory and compiled by OpenVINO's CPU plugin with an explicit
             fp32/bf16 precision hint: the lowest batch-1 latency here, no compile wait; needs
@@ -231,8 +233,10 @@ def optimize_for_inference(
         if precision == "int8":
             raise ValueError("int8 is not offered with backend='openvino' (it needs NNCF); use backend='inductor'")
         return OpenVINOClassifier(fuse(model), model.config, precision)
+    if micro_batch == "auto":
+        micro_batch = AUTO_MICRO_BATCH[precision]
     if micro_batch is not None and (isinstance(micro_batch, bool) or not isinstance(micro_batch, int) or micro_batch < 1):
-        raise ValueError(f"micro_batch must be a positive int or None, got {micro_batch!r}")
+        raise ValueError(f"micro_batch must be a positive int, None or 'auto', got {micro_batch!r}")
     fused = fuse(model)
     if precision == "bf16":
         fused = fused.to(torch.bfloat16)
