@@ -3,6 +3,7 @@ verified in place, written atomically, with clear errors."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -85,6 +86,8 @@ def test_tflite_float16_weights(pt_and_keras, images, tmp_path: Path):
     _, model = pt_and_keras
     float32 = export_tflite(model, tmp_path / "f32.tflite", verify_inputs=images, latency_runs=0)
     assert np.isnan(float32.latency_ms)  # latency_runs=0: not timed
+    assert json.loads(json.dumps(float32.to_dict()))["latency_ms"] is None  # valid JSON, null
+    assert "latency not timed" in float32.summary()
     report = export_tflite(model, tmp_path / "f16.tflite", quantization="float16", verify_inputs=images, latency_runs=1)
     assert report.quantization == "float16" and 0 < report.rel_diff < 2e-2
     assert 0.0 <= report.top1_agreement <= 1.0

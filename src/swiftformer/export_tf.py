@@ -65,13 +65,18 @@ class ExportReport:
     latency_runs: int
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The fields as a JSON-safe dict: a NaN (not timed) latency becomes ``None`` (JSON null)."""
+        fields = asdict(self)
+        if math.isnan(fields["latency_ms"]):
+            fields["latency_ms"] = None
+        return fields
 
     def summary(self) -> str:
+        latency = "latency not timed" if math.isnan(self.latency_ms) else f"{self.latency_ms:.2f} ms/image (median)"
         return (
             f"{self.format} ({self.quantization}) → {self.path}: {self.size_bytes / 1e6:.2f} MB, "
             f"max|diff| {self.max_abs_diff:.3g} (rel {self.rel_diff:.3g}), top-1 agreement "
-            f"{self.top1_agreement:.1%} on {self.num_verify_inputs} inputs, {self.latency_ms:.2f} ms/image (median)"
+            f"{self.top1_agreement:.1%} on {self.num_verify_inputs} inputs, {latency}"
         )
 
 
