@@ -436,14 +436,7 @@ def _xnnpack_model(fused: Any) -> Any:
     import torch
     from torch import nn
 
-    from .inference import FusedEncoderBlock
-
-    def pointwise(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Conv2d:
-        layer = nn.Conv2d(weight.shape[1], weight.shape[0], 1, bias=bias is not None)
-        layer.weight.data = weight.detach().clone()
-        if bias is not None:
-            layer.bias.data = bias.detach().clone()
-        return layer
+    from .inference import FusedEncoderBlock, pointwise_conv
 
     class Block(nn.Module):
         def __init__(self, block: FusedEncoderBlock) -> None:
@@ -452,10 +445,10 @@ def _xnnpack_model(fused: Any) -> Any:
             self.local, self.proj, self.final = block.local, block.proj, block.final
             self.fc1, self.act, self.fc2 = block.fc1, block.act, block.fc2
             self.l2 = block.l2
-            self.query = pointwise(block.qk.weight[:d], block.qk.bias[:d])
-            self.key = pointwise(block.qk.weight[d:], block.qk.bias[d:])
-            self.w_g = pointwise(block.w_g.reshape(1, d, 1, 1), None)
-            self.sum_sq = pointwise(torch.ones(1, d, 1, 1), None)
+            self.query = pointwise_conv(block.qk.weight[:d], block.qk.bias[:d])
+            self.key = pointwise_conv(block.qk.weight[d:], block.qk.bias[d:])
+            self.w_g = pointwise_conv(block.w_g.reshape(1, d, 1, 1), None)
+            self.sum_sq = pointwise_conv(torch.ones(1, d, 1, 1), None)
 
         def normalize(self, x: torch.Tensor) -> torch.Tensor:  # F.normalize(x, dim=1), eps 1e-12
             return x / torch.sqrt(torch.clamp(self.sum_sq(x * x), min=1e-24))

@@ -80,11 +80,13 @@ def _scale_output(layer: nn.Conv2d | nn.Linear, scale: torch.Tensor) -> nn.Modul
     return fused
 
 
-def _linear_as_pointwise(linear: nn.Linear) -> nn.Conv2d:
-    """A linear layer over channels as a 1×1 conv (same weights)."""
-    conv = nn.Conv2d(linear.in_features, linear.out_features, 1)
-    conv.weight.data = linear.weight.detach()[:, :, None, None].clone()
-    conv.bias.data = linear.bias.detach().clone()
+def pointwise_conv(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Conv2d:
+    """A 1×1 conv with copies of ``weight`` ((out, in) or (out, in, 1, 1)) and ``bias`` ((out,) or None):
+    a linear layer over the channels of a (B, C, H, W) map."""
+    conv = nn.Conv2d(weight.shape[1], weight.shape[0], 1, bias=bias is not None)
+    conv.weight.data = weight.detach().reshape(weight.shape[0], weight.shape[1], 1, 1).clone()
+    if bias is not None:
+        conv.bias.data = bias.detach().clone()
     return conv
 
 
@@ -118,16 +120,15 @@ class FusedEncoderBlock(nn.Module):
         dim = attn.to_query.in_features
         self.dim = dim
         self.l2 = attn.variant == "l2"
-        qk = nn.Linear(dim, 2 * dim)  # query and key projections in one product
-        qk.weight.data = torch.cat([attn.to_query.weight, attn.to_key.weight]).detach()
-        qk.bias.data = torch.cat([attn.to_query.bias, attn.to_key.bias]).detach()
-        self.qk = _linear_as_pointwise(qk)
+        self.qk = pointwise_conv(  # query and key projections in one product
+            torch.cat([attn.to_query.weight, attn.to_key.weight]), torch.cat([attn.to_query.bias, attn.to_key.bias])
+        )
         # (1, C, 1, 1): the token weights are the query's products with w_g (scaled) over channels
         self.w_g = nn.Parameter((attn.w_g.detach() * attn.scale_factor).reshape(1, dim, 1, 1).clone(), requires_grad=False)
-        self.proj = _linear_as_pointwise(attn.proj)
+        self.proj = pointwise_conv(attn.proj.weight, attn.proj.bias)
         scale1 = block.layer_scale_1.detach() if block.use_layer_scale else torch.ones(dim)
         scale2 = block.layer_scale_2.detach() if block.use_layer_scale else torch.ones(dim)
-        self.final = _scale_output(_linear_as_pointwise(attn.final), scale1)
+        self.final = _scale_output(pointwise_conv(attn.final.weight, attn.final.bias), scale1)
         mlp = block.linear
         self.fc1 = _fold_bn_before_pointwise(mlp.norm1, mlp.fc1)
         self.act = mlp.act
