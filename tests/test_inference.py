@@ -79,6 +79,10 @@ def test_micro_batching_is_exact(micro_batch):
         assert_close_rel(fast(x[:1]), model(x[:1]).logits, what="batch 1")
     with pytest.raises(ValueError, match=r"shape \(B, 3, H, W\), got \(3, 40, 40\)"):
         fast(x[0])
+    with pytest.raises(ValueError, match="floating-point tensor, got torch.uint8"):  # raw bytes: not normalized
+        fast(torch.zeros(1, 3, 40, 40, dtype=torch.uint8))
+    with torch.no_grad():  # float64 is cast to the weights' dtype
+        assert_close_rel(fast(x[:2].double()), model(x[:2]).logits, what="float64 input")
     with pytest.raises(ValueError, match="micro_batch must be a positive int, None or 'auto', got 0"):
         optimize_for_inference(model, "fp32", micro_batch=0)
 

@@ -352,12 +352,24 @@ def test_torch_compile_inductor_base_model():
         (lambda: torch.randn(1, 4, 32, 32), ValueError, r"got \(1, 4, 32, 32\)"),
         (lambda: torch.zeros(1, 3, 32, 32, dtype=torch.uint8), ValueError, "floating-point"),
         (lambda: [[1.0]], TypeError, "must be a torch.Tensor"),
+        (lambda: torch.zeros(1, 3, 32, 32, dtype=torch.float64), ValueError, r"torch.float64 but the model's weights are torch.float32"),
     ],
 )
 def test_bad_pixel_values(make_input, error, match):
     model = tiny_model()
     with pytest.raises(error, match=match):
         model(make_input())
+
+
+def test_dtype_device_and_autocast_input():
+    model = tiny_model().eval()
+    assert model.dtype == torch.float32 and model.device == torch.device("cpu")
+    model = model.to(torch.bfloat16)
+    assert model.dtype == torch.bfloat16
+    with pytest.raises(ValueError, match=r"pass pixel_values.to\(model.dtype\)"):
+        model(torch.randn(1, 3, 32, 32))
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast casts the inputs itself: allowed
+        assert model(torch.randn(1, 3, 32, 32)).logits.shape[0] == 1
 
 
 def test_too_small_input_for_custom_downsampling():

@@ -412,6 +412,16 @@ class SwiftFormerPreTrainedModel(nn.Module):
         biases, unit BatchNorms, layer scales of 1 (conv blocks) and ``layer_scale_init_value``."""
         self.apply(self._init_module)
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype of the weights (as transformers' ``model.dtype``)."""
+        return next(p.dtype for p in self.parameters() if p.is_floating_point())
+
+    @property
+    def device(self) -> torch.device:
+        """The device of the weights (as transformers' ``model.device``)."""
+        return next(self.parameters()).device
+
     # -------------------------------------------------------------- input checks
     def _check_pixel_values(self, pixel_values: Any) -> None:
         if not isinstance(pixel_values, torch.Tensor):
@@ -428,6 +438,12 @@ class SwiftFormerPreTrainedModel(nn.Module):
             raise ValueError(
                 f"pixel_values must be a floating-point tensor, got {pixel_values.dtype} "
                 f"(normalize images with SwiftFormerImageProcessor first)"
+            )
+        weight_dtype = self.dtype
+        if pixel_values.dtype != weight_dtype and not torch.is_autocast_enabled(pixel_values.device.type):
+            raise ValueError(
+                f"pixel_values are {pixel_values.dtype} but the model's weights are {weight_dtype}: "
+                f"pass pixel_values.to(model.dtype), or run under torch.autocast"
             )
         height, width = pixel_values.shape[-2:]
         if min(self.stage_shapes(height, width)[-1]) < 1:
