@@ -551,6 +551,13 @@ def test_garbage_pickle_is_called_corrupt_not_refused(tmp_path: Path):
     assert "Refused" not in str(info.value)
 
 
+def test_pickle_of_non_tensors_is_refused_naming_the_global(tmp_path: Path):
+    path = tmp_path / "odd.pth"
+    torch.save({"model": Path("x")}, path)  # harmless, but not a tensor: refused, never unpickled
+    with pytest.raises(CheckpointError, match=r"Refused to load .*pathlib"):
+        load_state_dict_file(path)
+
+
 def test_bad_override_is_not_blamed_on_the_file(tmp_path: Path):
     tiny_classifier().save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="num_labels") as info:

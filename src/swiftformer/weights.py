@@ -21,6 +21,17 @@ if TYPE_CHECKING:
 logger = logging.getLogger("swiftformer.modeling")  # the messages are about loading models
 
 
+def _looks_like_torch_save(path: Path) -> bool:
+    """True for torch.save's zip archives and for legacy pickles (PROTO opcode first); raises
+    CheckpointError for a missing or unreadable path."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as err:
+        raise CheckpointError(f"Cannot read {path}: {err.strerror or err}.") from None
+    return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
+
+
 def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Load a ``.safetensors`` file or a PyTorch pickle (``.bin``/``.pth``) onto the CPU.
 
@@ -43,15 +54,20 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         except (SafetensorError, OSError, ValueError) as err:
             raise CheckpointError(f"Cannot read {path}: not a valid safetensors file, corrupt or truncated ({err}).") from None
 
+    if not _looks_like_torch_save(path):  # checked first: torch would call any bytes "unsafe"
+        raise CheckpointError(f"Cannot read {path}: corrupt or truncated, or not a checkpoint at all (neither a "
+                              f"torch.save zip archive nor a pickle, and not named .safetensors).")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         if "weights only load failed" not in str(err).lower():  # not a refusal: just broken bytes
             raise CheckpointError(f"Cannot read {path}: corrupt or truncated PyTorch checkpoint ({err}).") from None
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        # torch's own text goes on to explain how to allowlist the global: keep only what was found
+        reason = str(err).split("WeightsUnpickler error:")[-1].split(" was not an allowed")[0].strip().splitlines()
         raise CheckpointError(
             f"Refused to load {path}: it is a pickle holding objects other than tensors, which could run code "
-            f"({first_line}). Nothing from it was executed. Convert trusted checkpoints to safetensors."
+            f"({reason[0] if reason else type(err).__name__}). Nothing from it was executed. "
+            f"Convert trusted checkpoints to safetensors."
         ) from None
     except Exception as err:  # noqa: BLE001 - garbage bytes also raise KeyError, IndexError, struct.error ...
         raise CheckpointError(
