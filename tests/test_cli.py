@@ -135,7 +135,9 @@ def test_module_entry_point():
 
 def test_bad_arguments(capsys, model_dir, images):
     code, _, err = run(capsys, "predict", images[0][0], "--model", model_dir, "--top-k", 0)
-    assert code == 2 and "--top-k" in err
+    assert code == 2 and "--top-k must be at least 1, got 0" in err
+    code, _, err = run(capsys, "bench", "--model", model_dir, "--batch-size", 0)
+    assert code == 2 and "--batch-size must be at least 1, got 0" in err and "top-k" not in err
 
 
 def test_predict_images_of_different_preprocessed_sizes(capsys, model_dir, images, tmp_path):

@@ -290,8 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "top_k", 1) < 1 or getattr(args, "batch_size", 1) < 1:
-        return _fail("--top-k and --batch-size must be at least 1")
+    for option in ("top_k", "batch_size"):
+        if getattr(args, option, 1) < 1:
+            return _fail(f"--{option.replace('_', '-')} must be at least 1, got {getattr(args, option)}")
     if args.command == "predict":
         if args.no_optimize and (args.precision != "fp32" or args.backend != "inductor" or args.compile):
             return _fail("--no-optimize runs the model as loaded (fp32, eager): drop --precision, --backend and --compile")
