@@ -296,6 +296,21 @@ def test_grayscale_and_rgba():
         np.testing.assert_array_equal(pixels(processor, image), rgb)  # alpha is dropped, as transformers does
 
 
+def test_16_bit_and_float_pil_images_are_scaled_not_clipped(tmp_path):
+    processor = SwiftFormerImageProcessor(size=(20, 26))
+    gray = random_image(17, 29, channels=0, seed=14)
+    expected = pixels(processor, gray)
+    wide = gray.astype(np.uint16) * 257  # the same picture in 16-bit levels
+    Image.fromarray(wide).save(tmp_path / "gray16.png")
+    assert Image.open(tmp_path / "gray16.png").mode.startswith("I")
+    for image in (tmp_path / "gray16.png", Image.open(tmp_path / "gray16.png"), Image.fromarray(wide.astype(np.int32))):
+        np.testing.assert_array_equal(pixels(processor, image), expected)  # convert("RGB") alone: ~all white
+    as_float = Image.fromarray(gray.astype(np.float32) / 255)  # mode F, fractions
+    np.testing.assert_array_equal(pixels(processor, as_float), expected)
+    with pytest.raises(ValueError, match="range over"):
+        processor(Image.fromarray(np.full((4, 4), 3.5, np.float32)))
+
+
 def test_float_arrays():
     processor = SwiftFormerImageProcessor()
     image = random_image(12, 9, seed=13)

@@ -26,7 +26,8 @@ Each image goes through these steps (each optional except the first and last):
 Inputs: PIL images; numpy arrays and torch tensors of shape (H, W), (H, W, C) or (C, H, W) with C
 in 1, 3, 4 (channels-first wins when both ends could be channels, as in transformers), or a 4-D
 stack of them; file paths (opened like transformers' ``load_image``: EXIF orientation applied).
-Alpha is dropped and grayscale replicated, as PIL's ``convert("RGB")`` does. Arrays become uint8
+Alpha is dropped and grayscale replicated, as PIL's ``convert("RGB")`` does; 16-bit images are scaled
+to 8 bits (``convert`` alone would clip them to white, as transformers does). Arrays become uint8
 PIL images first: integer arrays must hold 0..255; float arrays of whole numbers in [0, 255] are
 used as they are (as transformers does), other float arrays in [0, 1] are taken as fractions of
 255 and rounded to the nearest level, so ``img / 255`` and ``img.astype(float)`` both give exactly
@@ -98,7 +99,7 @@ def load_image(path: str | os.PathLike) -> Image.Image:
     name = os.fspath(path)
     try:
         with Image.open(name) as image:
-            return ImageOps.exif_transpose(image).convert("RGB")
+            return _pil_to_rgb(ImageOps.exif_transpose(image))
     except FileNotFoundError:
         raise FileNotFoundError(f"cannot read image {name!r}: no such file") from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
@@ -145,10 +146,24 @@ def _array_to_pil(array: np.ndarray) -> Image.Image:
     return Image.fromarray(array[:, :, 0] if array.shape[-1] == 1 else array)
 
 
+def _pil_to_rgb(image: Image.Image) -> Image.Image:
+    """An RGB PIL image. 16-bit images (modes ``I;16*``, and ``I`` holding values above 255) are scaled
+    to 8 bits first, and float images (``F``) follow the float-array rules: PIL's ``convert("RGB")``
+    would clip them, turning a 16-bit photo almost all white."""
+    if image.mode == "RGB":
+        return image
+    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
+        array = np.asarray(image)
+        if image.mode.startswith("I;16") or (image.mode == "I" and 255 < array.max() <= 65535 and array.min() >= 0):
+            array = np.rint(array.astype(np.float64) / 257).astype(np.uint8)  # 65535 -> 255
+        return _array_to_pil(array).convert("RGB")
+    return image.convert("RGB")
+
+
 def _to_rgb_image(image: Any) -> Image.Image:
     """Any single supported input as an RGB PIL image (alpha dropped, grayscale replicated)."""
     if isinstance(image, Image.Image):
-        return image if image.mode == "RGB" else image.convert("RGB")
+        return _pil_to_rgb(image)
     if isinstance(image, (str, os.PathLike)):
         return load_image(image)
     array = image if isinstance(image, np.ndarray) else _tensor_to_numpy(image)
