@@ -59,6 +59,15 @@ def test_fuse_leaves_the_model_unchanged():
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
+def test_a_model_cast_to_bf16_still_optimizes_to_fp32():
+    model = model_for().to(torch.bfloat16)
+    fast = optimize_for_inference(model, "fp32", compile=False)
+    assert model.dtype == torch.bfloat16  # left unchanged
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():  # the bf16 weights' values, computed in float32
+        assert_close_rel(fast(x), model.float()(x).logits, what="fp32 from a bf16 model")
+
+
 def test_optimize_fp32_compiled_matches_eager():
     model = model_for()
     fast = optimize_for_inference(model, "fp32")

@@ -189,6 +189,8 @@ def fuse(model: SwiftFormerForImageClassification) -> FusedSwiftFormer:
         raise TypeError(f"expected a SwiftFormerForImageClassification, got {type(model).__name__}")
     if model.config.num_labels == 0:
         raise ValueError("optimize_for_inference needs a model with classification heads (num_labels > 0)")
+    if model.dtype != torch.float32:  # e.g. a model cast to bf16: fold in float32, `precision` decides the rest
+        model = copy.deepcopy(model).float()
     with torch.no_grad():
         return FusedSwiftFormer(model).to(memory_format=torch.channels_last).eval()
 
