@@ -176,6 +176,16 @@ def test_to_dict_json_and_folder_round_trips(tmp_path: Path, kwargs):
     assert SwiftFormerConfig.from_json_file(path) == config
 
 
+def test_saved_files_get_the_usual_permissions(tmp_path: Path):
+    """Atomic writes go through mkstemp (0600); the result must be readable like any saved file."""
+    old = os.umask(0o022)
+    try:
+        SwiftFormerConfig(**TINY).save_pretrained(tmp_path)
+    finally:
+        os.umask(old)
+    assert (tmp_path / "config.json").stat().st_mode & 0o777 == 0o644
+
+
 def _only_config_json(folder: Path) -> list[str]:
     return sorted(os.listdir(folder))
 

@@ -295,6 +295,18 @@ def test_directory_export_replaces_or_keeps_old(model, inputs, tmp_path, monkeyp
     assert only_entries(tmp_path) == ["ov"]  # the old directory was deleted
 
 
+def test_never_overwrites_what_is_not_an_earlier_export(model, inputs, tmp_path, monkeypatch):
+    monkeypatch.setattr(export_mod, "_require", lambda fmt: None)
+    model.save_pretrained(tmp_path / "model")  # a model folder given as --output by mistake
+    before = only_entries(tmp_path / "model")
+    with pytest.raises(ValueError, match="not an earlier openvino export .*no model.xml.*refusing to replace"):
+        export(model, tmp_path / "model", "openvino", verify_inputs=inputs, latency_runs=0)
+    with pytest.raises(ValueError, match=r"model.safetensors exists and is not a \.onnx file; refusing"):
+        export(model, tmp_path / "model" / "model.safetensors", "onnx", verify_inputs=inputs, latency_runs=0)
+    assert only_entries(tmp_path / "model") == before
+    assert SwiftFormerForImageClassification.from_pretrained(tmp_path / "model") is not None
+
+
 # ------------------------------------------------------------------------------------------- errors
 def test_bad_format_and_precision(model, tmp_path):
     with pytest.raises(ValueError, match="onnx, openvino, executorch, coreml, aoti, tflite, savedmodel"):

@@ -219,6 +219,24 @@ def _staging(target: Path, name: str) -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+# The file that marks a directory as an earlier export of that format (anything else is never replaced).
+DIRECTORY_MARKERS = {"openvino": "model.xml", "coreml": "Manifest.json", "savedmodel": "saved_model.pb"}
+
+
+def _check_replaceable(target: Path, format: str) -> None:
+    """Refuse to overwrite anything but an earlier export of ``format``: a typo in ``--output`` must not
+    replace a model folder, a folder of other files, or a weights file."""
+    if not target.exists():
+        return
+    if format in DIRECTORY_FORMATS:
+        if not (target / DIRECTORY_MARKERS[format]).is_file():
+            raise ValueError(f"{target} exists and is not an earlier {format} export (it has no "
+                             f"{DIRECTORY_MARKERS[format]}); refusing to replace it: delete it or choose another output")
+    elif target.suffix.lower() != EXTENSIONS[format]:
+        raise ValueError(f"{target} exists and is not a {EXTENSIONS[format]} file; refusing to overwrite it with the "
+                         f"{format} export: delete it or choose another output")
+
+
 def _fsync_tree(path: Path) -> None:
     files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]
     for file in files:
@@ -750,6 +768,7 @@ def export(
     if target.exists() and target.is_dir() != (format in DIRECTORY_FORMATS):
         raise ValueError(f"{target} exists and is a {'directory' if target.is_dir() else 'file'}; {format} writes a "
                          f"{'directory' if format in DIRECTORY_FORMATS else 'file'}")
+    _check_replaceable(target, format)
 
     # A float32 CPU copy in eval mode (the caller's model keeps its mode, dtype and device).
     if any(p.dtype != torch.float32 or p.device.type != "cpu" for p in model.parameters()) or model.training:
