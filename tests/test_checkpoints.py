@@ -14,7 +14,7 @@ import safetensors.torch
 import torch
 from _helpers import perturb_
 from swiftformer import SwiftFormerConfig, SwiftFormerForImageClassification, SwiftFormerModel
-from swiftformer.hub import CheckpointError
+from swiftformer.hub import CheckpointError, resolve_file
 from swiftformer.weights import load_state_dict_file
 
 TINY = dict(depths=[1, 1, 1, 1], embed_dims=[8, 8, 16, 16], num_labels=3)
@@ -408,6 +408,15 @@ def test_offline_uncached_hub_id_says_offline_and_suggests_a_folder(
         assert "offline" in message.lower() and "local folder" in message
         assert "MBZUAI/swiftformer-xs" in message
     assert not [p for p in empty.rglob("*") if p.is_file()]  # nothing was downloaded
+
+
+def test_mistyped_local_paths_are_named_as_such(offline_hub: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(OSError, match="local folder 'runs' but no 'bset' in it: if you meant a local path"):
+        SwiftFormerForImageClassification.from_pretrained("runs/bset")
+    with pytest.raises(FileNotFoundError, match=r"No such file: 'ckpts/xs\.pth'"):
+        resolve_file("ckpts/xs.pth", "config.json")
 
 
 def test_offline_uncached_hub_id_with_default_cache(offline_hub: Path):

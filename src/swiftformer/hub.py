@@ -64,6 +64,11 @@ def resolve_file(
     name = os.fspath(name_or_path)
     if name.startswith((".", "/", "~")) or name.count("/") != 1 or os.sep != "/" and os.sep in name:
         raise FileNotFoundError(f"No such folder: {name!r} (and it is not a hub id of the form 'owner/name').")
+    if name.lower().endswith((".pth", ".pt", ".bin", ".safetensors", ".ckpt")):  # a weights file, not a repo
+        raise FileNotFoundError(f"No such file: {name!r}.")
+    # "runs/best" mistyped as "runs/bset" looks like a hub id; say so when the hub then fails.
+    typo = (f" There is a local folder {str(path.parent)!r} but no {path.name!r} in it: if you meant a local "
+            f"path, check its spelling.") if path.parent.is_dir() else ""
 
     # Imported here: huggingface_hub is only needed for hub ids.
     from huggingface_hub import hf_hub_download
@@ -97,7 +102,7 @@ def resolve_file(
             f"Cannot load {filename!r} of {name!r}: the Hugging Face Hub is unreachable or offline mode is on "
             f"(HF_HUB_OFFLINE / local_files_only), and the file is not in the cache. Download the model once "
             f"with network access (e.g. `hf download {name} --local-dir ./{name.split('/')[-1]}`) and pass "
-            f"that local folder instead of the hub id."
+            f"that local folder instead of the hub id.{typo}"
         ) from None
     except EntryNotFoundError:
         if missing_ok:
@@ -108,7 +113,7 @@ def resolve_file(
     except RepositoryNotFoundError:
         raise OSError(
             f"{name!r} is not a local folder, and no hub repository of that name is accessible "
-            f"(check the spelling, or pass token= for a private repository)."
+            f"(check the spelling, or pass token= for a private repository).{typo}"
         ) from None
 
 
