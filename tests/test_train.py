@@ -25,7 +25,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from _helpers import assert_close_rel
-from swiftformer import SwiftFormerConfig, SwiftFormerForImageClassification
+from swiftformer import SwiftFormerConfig, SwiftFormerForImageClassification, distributed
 from swiftformer.cli import main
 from swiftformer.train import (RECIPES, ShardedBatchSampler, Trainer, TrainConfig, resolve_config)
 
@@ -531,3 +531,17 @@ def test_cli_errors_are_one_line_with_exit_code_2(data_dir: Path, tmp_path: Path
 
     code, _, err = run_cli(capsys, "train", "--data-dir", data_dir, "--output", tmp_path / "c", *FAST, "--epochs", 0)
     assert code == 2 and "epochs=0" in one_line_error(err)
+
+
+@pytest.mark.parametrize("name,match", [
+    ("gpu", "'gpu' is not a device: use cpu, cuda or cuda:N"),
+    ("cuda:x", "is not a device"),
+    ("mps", "only cpu and cuda are supported"),
+])
+def test_bad_device_is_one_clear_error(name, match):
+    with pytest.raises(ValueError, match=match):
+        distributed.check_device(name)
+    assert distributed.check_device("cpu") == "cpu"
+    if not torch.cuda.is_available():  # this machine: the usual case of a CPU-only box
+        with pytest.raises(ValueError, match="CUDA is not available on this machine"):
+            distributed.check_device("cuda")

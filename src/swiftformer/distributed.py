@@ -28,6 +28,23 @@ class DistInfo:
         return self.rank == 0
 
 
+def check_device(name: str) -> str:
+    """``name`` if this machine has that device, else one clear ``ValueError`` (instead of a CUDA driver
+    traceback on the first tensor moved there)."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"--device {name!r} is not a device: use cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif device.type != "cpu":
+        raise ValueError(f"--device {name!r}: only cpu and cuda are supported")
+    return name
+
+
 def init(device: str = "cpu") -> DistInfo:
     """Join the process group when launched by ``torchrun`` (idempotent); return this process's place."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))

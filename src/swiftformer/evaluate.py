@@ -286,6 +286,7 @@ def run_eval(args: argparse.Namespace) -> int:
         raise ValueError("--batch-size must be at least 1 and --workers at least 0")
     tune_malloc()
     device_name = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    distributed.check_device(device_name)
     started_group = not torch.distributed.is_initialized()
     info = distributed.init(device_name)
     started_group = started_group and torch.distributed.is_initialized()

@@ -188,6 +188,7 @@ class Trainer:
         from . import data
 
         self.config = config
+        distributed.check_device(config.device)
         self.dist = distributed.init(config.device)
         self.device = torch.device(config.device if not config.device.startswith("cuda") else f"cuda:{self.dist.local_rank}")
         self.output = Path(config.output)
