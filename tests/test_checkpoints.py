@@ -253,6 +253,12 @@ def test_num_labels_override_reinitializes_heads(tmp_path: Path, caplog):
 
 
 
+def test_weights_of_another_architecture_say_what_they_hold(tmp_path: Path):
+    tiny_classifier(seed=3, num_labels=0, depths=[2, 1, 1, 1]).save_pretrained(tmp_path)
+    with pytest.raises(CheckpointError, match=r"holds depths \[2, 1, 1, 1\], widths \[.*\] and no classification heads\)"):
+        SwiftFormerForImageClassification.from_pretrained(tmp_path, depths=[1, 1, 1, 1])
+
+
 def test_headless_classifier_to_new_classes(tmp_path: Path, caplog):
     """A num_labels=0 classifier folder (e.g. a converted timm num_classes=0 model) has a final norm but no
     heads: new classes with ignore_mismatched_sizes start fresh heads, as for mis-shaped ones."""

@@ -147,6 +147,20 @@ def find_weights_file(
 BACKBONE_NORMS = "hidden_states_norms."
 
 
+def _architecture_of(state_dict: dict[str, Any], prefix: str) -> str:
+    """", it holds weights for depths [...], widths [...] and N labels" read off the shapes, or ""."""
+    from .convert import infer_config  # the same reading of shapes the converter uses
+
+    if not any(k.startswith(prefix) for k in state_dict):
+        state_dict = {prefix + k: v for k, v in state_dict.items()}
+    try:
+        found = infer_config(state_dict)
+    except Exception:  # noqa: BLE001 - only a hint: not even a stem or stages to read
+        return ""
+    labels = f" and {found.num_labels} labels" if found.num_labels else " and no classification heads"
+    return f" (the file holds depths {found.depths}, widths {found.embed_dims}{labels})"
+
+
 def match_state_dict(
     state_dict: dict[str, Any],
     expected_shapes: dict[str, tuple[int, ...]],
@@ -169,6 +183,7 @@ def match_state_dict(
         CheckpointError: listing every missing, unexpected and mis-shaped key at once.
     """
     prefix = base_prefix + "."
+    original = state_dict
     if not any(k.startswith(BACKBONE_NORMS) for k in expected_shapes):  # a backbone's output norms: not ours
         state_dict = {k: v for k, v in state_dict.items() if not k.startswith(BACKBONE_NORMS)}
     has_prefix = any(k.startswith(prefix) for k in state_dict)
@@ -213,8 +228,9 @@ def match_state_dict(
         problems += [listed("unexpected keys", unexpected)] if unexpected else []
         if mismatched:
             problems.append(listed("shape mismatches", mismatched, "; ")
-                            + " (pass ignore_mismatched_sizes=True to re-initialize them, e.g. for new num_labels)")
-        raise CheckpointError(f"{source} does not match {owner} with this config:\n  " + "\n  ".join(problems))
+                            + " (from Python, ignore_mismatched_sizes=True re-initializes them, e.g. for new num_labels)")
+        raise CheckpointError(f"{source} does not match {owner} with this config{_architecture_of(original, prefix)}:"
+                              "\n  " + "\n  ".join(problems))
     if fresh_heads:
         logger.warning("%s holds no classification heads; %s are newly initialized.", source, sorted(head_keys))
     return {k: v for k, v in state_dict.items() if k in expected_shapes}
