@@ -11,8 +11,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -66,9 +66,6 @@ def resolve_file(
         raise FileNotFoundError(f"No such folder: {name!r} (and it is not a hub id of the form 'owner/name').")
     if name.lower().endswith((".pth", ".pt", ".bin", ".safetensors", ".ckpt")):  # a weights file, not a repo
         raise FileNotFoundError(f"No such file: {name!r}.")
-    # "runs/best" mistyped as "runs/bset" looks like a hub id; say so when the hub then fails.
-    typo = (f" There is a local folder {str(path.parent)!r} but no {path.name!r} in it: if you meant a local "
-            f"path, check its spelling.") if path.parent.is_dir() else ""
 
     # Imported here: huggingface_hub is only needed for hub ids.
     from huggingface_hub import hf_hub_download
@@ -102,7 +99,7 @@ def resolve_file(
             f"Cannot load {filename!r} of {name!r}: the Hugging Face Hub is unreachable or offline mode is on "
             f"(HF_HUB_OFFLINE / local_files_only), and the file is not in the cache. Download the model once "
             f"with network access (e.g. `hf download {name} --local-dir ./{name.split('/')[-1]}`) and pass "
-            f"that local folder instead of the hub id.{typo}"
+            f"that local folder instead of the hub id.{_typo_hint(path)}"
         ) from None
     except EntryNotFoundError:
         if missing_ok:
@@ -113,8 +110,16 @@ def resolve_file(
     except RepositoryNotFoundError:
         raise OSError(
             f"{name!r} is not a local folder, and no hub repository of that name is accessible "
-            f"(check the spelling, or pass token= for a private repository).{typo}"
+            f"(check the spelling, or pass token= for a private repository).{_typo_hint(path)}"
         ) from None
+
+
+def _typo_hint(path: Path) -> str:
+    """For a hub lookup that failed: "runs/best" mistyped as "runs/bset" looks like a hub id."""
+    if not path.parent.is_dir():
+        return ""
+    return (f" There is a local folder {str(path.parent)!r} but no {path.name!r} in it: if you meant a local "
+            f"path, check its spelling.")
 
 
 def _cached_repo_exists(name: str, revision: str | None, cache_dir: str | os.PathLike | None) -> bool:
@@ -133,13 +138,11 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # Not mkstemp: its files are owner-only (0600). Created with 0666, the kernel applies the umask as for
+    # any open(), so saved models stay readable by other users and serving containers.
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
-        # mkstemp makes the file owner-only (0600); give it the permissions open() would (0666 & ~umask),
-        # so saved models stay readable by other users and serving containers.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
             yield handle
             handle.flush()

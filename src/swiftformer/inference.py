@@ -35,6 +35,7 @@ from .modeling import (
     SwiftFormerEncoderBlock,
     SwiftFormerForImageClassification,
     SwiftFormerStage,
+    require_floating_pixels,
 )
 
 PRECISIONS = ("fp32", "bf16", "int8")
@@ -262,9 +263,7 @@ def _check_pixel_values(pixel_values: Any, channels: int) -> None:
     if not isinstance(pixel_values, torch.Tensor) or pixel_values.ndim != 4 or pixel_values.shape[1] != channels:
         shape = tuple(pixel_values.shape) if isinstance(pixel_values, torch.Tensor) else type(pixel_values).__name__
         raise ValueError(f"pixel_values must be a tensor of shape (B, {channels}, H, W), got {shape}")
-    if not pixel_values.is_floating_point():  # raw 0-255 bytes would give silent garbage
-        raise ValueError(f"pixel_values must be a floating-point tensor, got {pixel_values.dtype} "
-                         f"(normalize images with SwiftFormerImageProcessor first)")
+    require_floating_pixels(pixel_values)
 
 
 class _Early(nn.Module):

@@ -376,6 +376,13 @@ def _take_indices(num_stages: int, indices: int | Sequence[int] | None) -> list[
 # ---------------------------------------------------------------------------------------------------
 
 
+def require_floating_pixels(pixel_values: torch.Tensor) -> None:
+    """Raw 0-255 integer pixels would give silent garbage: one clear error instead."""
+    if not pixel_values.is_floating_point():
+        raise ValueError(f"pixel_values must be a floating-point tensor, got {pixel_values.dtype} "
+                         f"(normalize images with SwiftFormerImageProcessor first)")
+
+
 class SwiftFormerPreTrainedModel(nn.Module):
     """Common base: holds the config, initializes weights as transformers does, loads and saves folders."""
 
@@ -434,11 +441,7 @@ class SwiftFormerPreTrainedModel(nn.Module):
                 f"pixel_values must have shape (batch, {self.config.num_channels}, height, width), "
                 f"got {tuple(pixel_values.shape)}"
             )
-        if not pixel_values.is_floating_point():
-            raise ValueError(
-                f"pixel_values must be a floating-point tensor, got {pixel_values.dtype} "
-                f"(normalize images with SwiftFormerImageProcessor first)"
-            )
+        require_floating_pixels(pixel_values)
         weight_dtype = self.dtype
         if pixel_values.dtype != weight_dtype and not torch.is_autocast_enabled(pixel_values.device.type):
             raise ValueError(

@@ -148,7 +148,7 @@ BACKBONE_NORMS = "hidden_states_norms."
 
 
 def _architecture_of(state_dict: dict[str, Any], prefix: str) -> str:
-    """", it holds weights for depths [...], widths [...] and N labels" read off the shapes, or ""."""
+    """" (the file holds depths [...], widths [...] and N labels)" read off the shapes, or ""."""
     from .convert import infer_config  # the same reading of shapes the converter uses
 
     if not any(k.startswith(prefix) for k in state_dict):
