@@ -30,9 +30,9 @@ BATCH = 40
 
 def labelled_images(data_dir: str, model_dir: str) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """(pixel_values (N, 3, H, W), labels (N,) as model outputs, class names) of an image-folder split."""
-    from swiftformer.cli import _load_processor
-    from swiftformer.data import build_eval_transform, open_dataset
-    from swiftformer.evaluate import map_labels
+    from swiftformer.cli.common import load_processor as _load_processor
+    from swiftformer.training.data import build_eval_transform, open_dataset
+    from swiftformer.training.evaluate import map_labels
 
     model = SwiftFormerForImageClassification.from_pretrained(model_dir)
     dataset = open_dataset(data_dir, None, build_eval_transform(_load_processor(model_dir, {})))
@@ -43,8 +43,9 @@ def labelled_images(data_dir: str, model_dir: str) -> tuple[torch.Tensor, torch.
 
 def logits_of(run, pixels: torch.Tensor) -> torch.Tensor:
     with torch.inference_mode():
-        return torch.cat([torch.as_tensor(np.asarray(run(pixels[i : i + BATCH]))).float()
-                          for i in range(0, len(pixels), BATCH)])
+        return torch.cat(
+            [torch.as_tensor(np.asarray(run(pixels[i : i + BATCH]))).float() for i in range(0, len(pixels), BATCH)]
+        )
 
 
 def exported_runners(model, calibration: torch.Tensor, folder: Path) -> dict:
@@ -55,14 +56,30 @@ def exported_runners(model, calibration: torch.Tensor, folder: Path) -> dict:
     runners = {}
     size = tuple(calibration.shape[2:])
     verify = calibration[:4]
-    export(model, folder / "q.onnx", "onnx", precision="int8", calibration=calibration, verify_inputs=verify, latency_runs=0)
+    export(
+        model,
+        folder / "q.onnx",
+        "onnx",
+        precision="int8",
+        calibration=calibration,
+        verify_inputs=verify,
+        latency_runs=0,
+    )
     session = ort.InferenceSession(str(folder / "q.onnx"), providers=["CPUExecutionProvider"])
     runners["onnx int8 (onnxruntime)"] = lambda x: session.run(["logits"], {"pixel_values": x.numpy()})[0]
     try:
-        from swiftformer.export_tf import TFLiteRunner
+        from swiftformer.export.keras import TFLiteRunner
 
-        export(model, folder / "q.tflite", "tflite", precision="int8", calibration=calibration, image_size=size,
-               verify_inputs=verify, latency_runs=0)
+        export(
+            model,
+            folder / "q.tflite",
+            "tflite",
+            precision="int8",
+            calibration=calibration,
+            image_size=size,
+            verify_inputs=verify,
+            latency_runs=0,
+        )
         tflite = TFLiteRunner(folder / "q.tflite")
         runners["tflite int8 (LiteRT)"] = lambda x: tflite(x.numpy())
     except ImportError as err:
@@ -101,12 +118,15 @@ def main() -> None:
             parser.error("give --model and --data-dir, or --perturbed VARIANT")
         model = SwiftFormerForImageClassification.from_pretrained(args.model).eval()
         pixels, labels, _ = labelled_images(args.data_dir, args.model)
-        calibration = load_calibration_images(args.calibration_dir or args.data_dir, tuple(pixels.shape[2:]),
-                                              args.num_calibration, args.model)
+        calibration = load_calibration_images(
+            args.calibration_dir or args.data_dir, tuple(pixels.shape[2:]), args.num_calibration, args.model
+        )
         what = f"{args.model} on {len(pixels)} images of {args.data_dir}, calibrated on {len(calibration)} images"
 
-    paths = {p: optimize_for_inference(model, precision=p, calibration=calibration[:BATCH] if p == "int8" else None)
-             for p in ("fp32", "bf16", "int8")}
+    paths = {
+        p: optimize_for_inference(model, precision=p, calibration=calibration[:BATCH] if p == "int8" else None)
+        for p in ("fp32", "bf16", "int8")
+    }
     with tempfile.TemporaryDirectory() as folder:
         if args.exports:
             paths.update(exported_runners(model, calibration, Path(folder)))
@@ -114,12 +134,14 @@ def main() -> None:
         rows = []
         for name, run in paths.items():
             logits = logits_of(run, pixels)
-            rows.append({
-                "path": name,
-                "accuracy": None if labels is None else (logits.argmax(-1) == labels).float().mean().item(),
-                "top1_agreement_with_fp32": (logits.argmax(-1) == reference.argmax(-1)).float().mean().item(),
-                "max_rel_diff": ((logits - reference).abs().max() / reference.abs().max()).item(),
-            })
+            rows.append(
+                {
+                    "path": name,
+                    "accuracy": None if labels is None else (logits.argmax(-1) == labels).float().mean().item(),
+                    "top1_agreement_with_fp32": (logits.argmax(-1) == reference.argmax(-1)).float().mean().item(),
+                    "max_rel_diff": ((logits - reference).abs().max() / reference.abs().max()).item(),
+                }
+            )
     if args.json:
         print(json.dumps({"what": what, "rows": rows}, indent=2))
         return

@@ -28,8 +28,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from swiftformer import optimize_for_inference
-from swiftformer.export import load_model
-from swiftformer.inference import AUTO_MICRO_BATCH, fuse
+from swiftformer.inference import AUTO_MICRO_BATCH, fuse, load_model
 from swiftformer.runtime import median_ms, tune_malloc
 
 
@@ -61,9 +60,12 @@ def gelu_cost(dtype: torch.dtype, channels: int, batch: int, side: int, runs: in
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="xs", help="variant (xs, s, l1, l3; random weights) or model folder")
-    parser.add_argument("--perturbed", action="store_true",
-                        help="perturb the weights (random BN statistics, layer scales ~0.5, fan-in scale) so that "
-                             "activations are the size of a trained model's; some kernels' speed depends on them")
+    parser.add_argument(
+        "--perturbed",
+        action="store_true",
+        help="perturb the weights (random BN statistics, layer scales ~0.5, fan-in scale) so that "
+        "activations are the size of a trained model's; some kernels' speed depends on them",
+    )
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--image-size", type=int, default=224)
@@ -92,7 +94,11 @@ def main() -> None:
     first_batch = min(micro, args.batch_size)
 
     rows = []
-    x = torch.randn(first_batch, 3, args.image_size, args.image_size).to(dtype).contiguous(memory_format=torch.channels_last)
+    x = (
+        torch.randn(first_batch, 3, args.image_size, args.image_size)
+        .to(dtype)
+        .contiguous(memory_format=torch.channels_last)
+    )
     with torch.no_grad():  # (FlopCounterMode counts nothing under inference_mode)
         for index, block in enumerate(fused.features):
             if isinstance(block, nn.ReLU):
@@ -112,8 +118,10 @@ def main() -> None:
         whole = median_ms(lambda: fast(pixels), args.runs)
 
     total = sum(ms for _, _, ms, _ in rows)
-    print(f"{args.model} {args.precision}, batch {args.batch_size} (first stage in micro-batches of {first_batch}), "
-          f"{args.image_size}x{args.image_size}, {torch.get_num_threads()} threads")
+    print(
+        f"{args.model} {args.precision}, batch {args.batch_size} (first stage in micro-batches of {first_batch}), "
+        f"{args.image_size}x{args.image_size}, {torch.get_num_threads()} threads"
+    )
     print(f"{'block':28s} {'input':>20s} {'ms':>8s} {'share':>6s} {'GFLOP':>7s} {'GFLOP/s':>8s}")
     for name, shape, ms, flops in rows:
         print(f"{name:28s} {shape!s:>20s} {ms:8.2f} {100 * ms / total:5.1f}% {flops:7.2f} {flops / ms * 1e3:8.0f}")

@@ -33,7 +33,9 @@ def kind_of(name: str, shapes: list, batch_size: int) -> tuple[str, float]:
         return ("generated element-wise kernels" if "CompiledFxGraph" in name else "other"), 0.0
     x = shapes[0]
     if "convolution" in name:
-        weight = shapes[2] if len(shapes) > 2 and shapes[1] and shapes[1][0] == x[0] and len(shapes[2]) == 4 else shapes[1]
+        weight = (
+            shapes[2] if len(shapes) > 2 and shapes[1] and shapes[1][0] == x[0] and len(shapes[2]) == 4 else shapes[1]
+        )
         out_ch, in_per_group, kh, kw = weight
         if kh == 1 and kw == 1:
             return f"1x1 conv {x[2]}x{x[3]}", float(x[0] * x[2] * x[3] * out_ch * in_per_group)
@@ -83,8 +85,10 @@ def main() -> None:
         total += self_us
     per_call = {g: (us / args.runs / 1e3, macs / args.runs) for g, (us, macs) in groups.items()}
     total_ms = total / args.runs / 1e3
-    print(f"{args.model} {args.precision}, batch {args.batch_size}, {args.image_size}x{args.image_size}, "
-          f"{torch.get_num_threads()} threads: {total_ms:.2f} ms per call under the profiler")
+    print(
+        f"{args.model} {args.precision}, batch {args.batch_size}, {args.image_size}x{args.image_size}, "
+        f"{torch.get_num_threads()} threads: {total_ms:.2f} ms per call under the profiler"
+    )
     print(f"{'group':34s} {'ms':>7s} {'share':>6s} {'GMAC':>7s} {'GFLOP/s':>8s}")
     for group, (ms, macs) in sorted(per_call.items(), key=lambda item: -item[1][0]):
         rate = f"{2 * macs / ms / 1e6:8.0f}" if macs else f"{'':8s}"

@@ -38,7 +38,7 @@ def build(impl: str, variant: str):
 
     if impl == "ours":
         from swiftformer import SwiftFormerConfig
-        from swiftformer.modeling_tf import TFSwiftFormerForImageClassification
+        from swiftformer.keras.models import TFSwiftFormerForImageClassification
 
         return TFSwiftFormerForImageClassification(SwiftFormerConfig(**VARIANTS[variant], num_labels=1000))
     import transformers
@@ -81,8 +81,10 @@ def run_impl(impl: str, variants, modes, batch_sizes, image_size: int, repeats_1
                 row = {"impl": impl, "variant": variant, "mode": mode, "batch": batch}
                 try:
                     median, first = timed(fn, x, warmup=2 if batch == 1 else 1, repeats=repeats)
-                    row.update(median_ms=median * 1000, images_per_s=batch / median, first_call_s=first, repeats=repeats)
-                except Exception as err:  # noqa: BLE001 - a mode the implementation cannot run is a result too
+                    row.update(
+                        median_ms=median * 1000, images_per_s=batch / median, first_call_s=first, repeats=repeats
+                    )
+                except Exception as err:
                     row.update(error=f"{type(err).__name__}: {str(err).splitlines()[0][:200]}")
                 results.append(row)
                 print(json.dumps(row), flush=True)
@@ -92,22 +94,32 @@ def run_impl(impl: str, variants, modes, batch_sizes, image_size: int, repeats_1
 
 def run_tflite(image_size: int, runs: int) -> dict:
     from swiftformer import SwiftFormerConfig
-    from swiftformer.export_tf import export_tflite
-    from swiftformer.modeling_tf import TFSwiftFormerForImageClassification
+    from swiftformer.export.keras import export_tflite
+    from swiftformer.keras.models import TFSwiftFormerForImageClassification
 
     model = TFSwiftFormerForImageClassification(SwiftFormerConfig.from_variant("xs", num_labels=1000))
     with tempfile.TemporaryDirectory() as tmp:
         report = export_tflite(model, Path(tmp) / "xs.tflite", image_size=image_size, num_verify=2, latency_runs=runs)
-    row = {"impl": "ours", "variant": "xs", "mode": "tflite-float32", "batch": 1, "median_ms": report.latency_ms,
-           "images_per_s": 1000 / report.latency_ms, "rel_diff": report.rel_diff, "size_mb": report.size_bytes / 1e6,
-           "threads": os.cpu_count()}
+    row = {
+        "impl": "ours",
+        "variant": "xs",
+        "mode": "tflite-float32",
+        "batch": 1,
+        "median_ms": report.latency_ms,
+        "images_per_s": 1000 / report.latency_ms,
+        "rel_diff": report.rel_diff,
+        "size_mb": report.size_bytes / 1e6,
+        "threads": os.cpu_count(),
+    }
     print(json.dumps(row), flush=True)
     return row
 
 
 def table(rows: list[dict], variants, batch_sizes) -> str:
     def cell(impl, variant, mode, batch):
-        row = next((r for r in rows if (r["impl"], r["variant"], r["mode"], r["batch"]) == (impl, variant, mode, batch)), None)
+        row = next(
+            (r for r in rows if (r["impl"], r["variant"], r["mode"], r["batch"]) == (impl, variant, mode, batch)), None
+        )
         if row is None:
             return "–"
         if "error" in row:
@@ -115,8 +127,15 @@ def table(rows: list[dict], variants, batch_sizes) -> str:
         return f"{row['median_ms']:.1f} ms" if batch == 1 else f"{row['images_per_s']:.1f} img/s"
 
     def best(impl, variant, batch):
-        found = [r for r in rows if r["impl"] == impl and r["variant"] == variant and r["batch"] == batch
-                 and r["mode"] in MODES and "error" not in r]
+        found = [
+            r
+            for r in rows
+            if r["impl"] == impl
+            and r["variant"] == variant
+            and r["batch"] == batch
+            and r["mode"] in MODES
+            and "error" not in r
+        ]
         return max(found, key=lambda r: r["images_per_s"]) if found else None
 
     lines = [
@@ -132,8 +151,10 @@ def table(rows: list[dict], variants, batch_sizes) -> str:
     tflite = next((r for r in rows if r["mode"] == "tflite-float32"), None)
     if tflite:
         lines.append("")
-        lines.append(f"TFLite float32 XS, batch 1, LiteRT + XNNPACK ({tflite['threads']} threads): "
-                     f"{tflite['median_ms']:.2f} ms median (max rel diff to Keras {tflite['rel_diff']:.1e}).")
+        lines.append(
+            f"TFLite float32 XS, batch 1, LiteRT + XNNPACK ({tflite['threads']} threads): "
+            f"{tflite['median_ms']:.2f} ms median (max rel diff to Keras {tflite['rel_diff']:.1e})."
+        )
     return "\n".join(lines)
 
 
@@ -160,7 +181,9 @@ def main() -> None:
 
         print(f"tune_malloc applied: {tune_malloc()}", flush=True)
 
-    rows = run_impl(args.impl, args.variants, args.modes, args.batch_sizes, args.image_size, args.repeats_1, args.repeats_32)
+    rows = run_impl(
+        args.impl, args.variants, args.modes, args.batch_sizes, args.image_size, args.repeats_1, args.repeats_32
+    )
     if args.impl == "ours":
         if not args.no_tflite:
             rows.append(run_tflite(args.image_size, args.tflite_runs))
@@ -170,17 +193,38 @@ def main() -> None:
             else:
                 with tempfile.TemporaryDirectory() as tmp:
                     out = Path(tmp) / "ref.json"
-                    cmd = [str(REF_PYTHON), __file__, "--impl", "reference", "--json", str(out),
-                           "--variants", *args.variants, "--modes", *args.modes,
-                           "--batch-sizes", *map(str, args.batch_sizes), "--image-size", str(args.image_size),
-                           "--repeats-1", str(args.repeats_1), "--repeats-32", str(args.repeats_32)]
+                    cmd = [
+                        str(REF_PYTHON),
+                        __file__,
+                        "--impl",
+                        "reference",
+                        "--json",
+                        str(out),
+                        "--variants",
+                        *args.variants,
+                        "--modes",
+                        *args.modes,
+                        "--batch-sizes",
+                        *map(str, args.batch_sizes),
+                        "--image-size",
+                        str(args.image_size),
+                        "--repeats-1",
+                        str(args.repeats_1),
+                        "--repeats-32",
+                        str(args.repeats_32),
+                    ]
                     env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
                     subprocess.run(cmd, check=True, env=env)
                     rows += json.loads(out.read_text())["rows"]
     import tensorflow as tf
 
-    meta = {"python": platform.python_version(), "tensorflow": tf.__version__, "cpus": os.cpu_count(),
-            "machine": platform.processor() or platform.machine(), "image_size": args.image_size}
+    meta = {
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "cpus": os.cpu_count(),
+        "machine": platform.processor() or platform.machine(),
+        "image_size": args.image_size,
+    }
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))

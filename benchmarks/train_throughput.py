@@ -62,8 +62,13 @@ def measure(mode: str, variant: str, batch: int, size: int, warmup: int, steps: 
     first = time.perf_counter() - start
     times = time_calls(step, steps, warmup=warmup)
     median = statistics.median(times)
-    return {"mode": mode, "images_per_second": batch / median, "median_step_s": median,
-            "p90_step_s": sorted(times)[int(0.9 * (len(times) - 1))], "first_step_s": first}
+    return {
+        "mode": mode,
+        "images_per_second": batch / median,
+        "median_step_s": median,
+        "p90_step_s": sorted(times)[int(0.9 * (len(times) - 1))],
+        "first_step_s": first,
+    }
 
 
 def main() -> None:
@@ -84,16 +89,31 @@ def main() -> None:
     for r in rows:
         r["vs_reference"] = r["images_per_second"] / reference if reference else None
     if args.json:
-        print(json.dumps({"variant": args.variant, "batch_size": args.batch_size, "image_size": args.image_size,
-                          "malloc_tuned": tuned, "threads": torch.get_num_threads(), "rows": rows}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "variant": args.variant,
+                    "batch_size": args.batch_size,
+                    "image_size": args.image_size,
+                    "malloc_tuned": tuned,
+                    "threads": torch.get_num_threads(),
+                    "rows": rows,
+                },
+                indent=2,
+            )
+        )
         return
-    print(f"SwiftFormer-{args.variant.upper()} training, {args.image_size}², batch {args.batch_size}, "
-          f"{torch.get_num_threads()} threads, malloc tuned: {tuned}, median of {args.steps} steps")
+    print(
+        f"SwiftFormer-{args.variant.upper()} training, {args.image_size}², batch {args.batch_size}, "
+        f"{torch.get_num_threads()} threads, malloc tuned: {tuned}, median of {args.steps} steps"
+    )
     print(f"{'mode':24s} {'img/s':>8s} {'step s':>8s} {'p90 s':>8s} {'first s':>8s} {'vs ref':>7s}")
     for r in rows:
         ratio = f"{r['vs_reference']:.2f}x" if r["vs_reference"] else "-"
-        print(f"{r['mode']:24s} {r['images_per_second']:8.1f} {r['median_step_s']:8.3f} {r['p90_step_s']:8.3f} "
-              f"{r['first_step_s']:8.1f} {ratio:>7s}")
+        print(
+            f"{r['mode']:24s} {r['images_per_second']:8.1f} {r['median_step_s']:8.3f} {r['p90_step_s']:8.3f} "
+            f"{r['first_step_s']:8.1f} {ratio:>7s}"
+        )
 
 
 if __name__ == "__main__":

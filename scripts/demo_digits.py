@@ -74,28 +74,56 @@ def main() -> None:
         shutil.rmtree(run)
     extra = ["--epochs", str(args.epochs)] if args.epochs else []
     start = time.perf_counter()
-    swiftformer("train", "--config", str(ROOT / "configs" / "demo-digits.yaml"), "--data-dir", str(data),
-                "--output", str(run), *extra)
+    swiftformer(
+        "train",
+        "--config",
+        str(ROOT / "configs" / "demo-digits.yaml"),
+        "--data-dir",
+        str(data),
+        "--output",
+        str(run),
+        *extra,
+    )
     train_seconds = time.perf_counter() - start
 
-    result = json.loads(swiftformer("eval", "--data-dir", str(data / "val"), "--model", str(run / "best"),
-                                    "--output", str(out / "eval"), "--json", capture=True).stdout)
+    result = json.loads(
+        swiftformer(
+            "eval",
+            "--data-dir",
+            str(data / "val"),
+            "--model",
+            str(run / "best"),
+            "--output",
+            str(out / "eval"),
+            "--json",
+            capture=True,
+        ).stdout
+    )
     held_out = sorted((data / "val").glob("*/*.png"))[::72][:5]
-    predictions = [json.loads(line) for line in swiftformer(
-        "predict", *map(str, held_out), "--model", str(run / "best"), "--top-k", "1", "--json", capture=True
-    ).stdout.splitlines()]
+    predictions = [
+        json.loads(line)
+        for line in swiftformer(
+            "predict", *map(str, held_out), "--model", str(run / "best"), "--top-k", "1", "--json", capture=True
+        ).stdout.splitlines()
+    ]
 
     print("\n=== demo results ===")
     print(f"training:  {counts['train']} images, {train_seconds:.0f} s (including start-up and validation)")
-    print(f"held-out:  top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%  loss {result['loss']:.4f}  "
-          f"({result['images']} images, {result['images_per_second']:.0f} img/s)")
+    print(
+        f"held-out:  top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%  loss {result['loss']:.4f}  "
+        f"({result['images']} images, {result['images_per_second']:.0f} img/s)"
+    )
     for p in predictions:
         truth = Path(p["image"]).parent.name
         best = p["predictions"][0]
-        print(f"predict:   {Path(p['image']).relative_to(data)}  →  {best['label']} ({best['score']:.3f})  "
-              f"{'ok' if best['label'] == truth else 'WRONG'}")
+        print(
+            f"predict:   {Path(p['image']).relative_to(data)}  →  {best['label']} ({best['score']:.3f})  "
+            f"{'ok' if best['label'] == truth else 'WRONG'}"
+        )
     print(f"model:     {run / 'best'}  (swiftformer predict IMAGE --model {run / 'best'})")
-    print(f"plots:     {run / 'loss.png'}, {run / 'accuracy.png'}, {run / 'lr.png'}, {out / 'eval' / 'confusion_matrix.png'}")
+    print(
+        f"plots:     {run / 'loss.png'}, {run / 'accuracy.png'}, {run / 'lr.png'}, {out / 'eval' / 'confusion_matrix.png'}"
+    )
 
 
 if __name__ == "__main__":

@@ -17,14 +17,20 @@ from safetensors.torch import save_file
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-from _helpers import perturb_state_dict  # noqa: E402
+from _helpers import perturb_state_dict
 
 TINY = {"depths": [2, 1, 2, 1], "embed_dims": [8, 12, 16, 24], "num_labels": 5}
 CASES = {
     "tiny_default": ({**TINY}, (2, 3, 32, 24)),
     "tiny_relu_no_layer_scale": (
-        {**TINY, "hidden_act": "relu", "use_layer_scale": False, "mlp_ratio": 3,
-         "embed_dims": [8, 8, 16, 16], "downsamples": [False, True, False, True]},
+        {
+            **TINY,
+            "hidden_act": "relu",
+            "use_layer_scale": False,
+            "mlp_ratio": 3,
+            "embed_dims": [8, 8, 16, 16],
+            "downsamples": [False, True, False, True],
+        },
         (2, 3, 20, 28),
     ),
     "tiny_gelu_new_odd": ({**TINY, "hidden_act": "gelu_new", "down_patch_size": 5, "down_pad": 2}, (3, 3, 19, 15)),

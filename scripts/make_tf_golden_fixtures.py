@@ -43,13 +43,26 @@ REL_TOL = 1e-4
 CASES: dict[str, tuple[dict, tuple[int, int, int, int]]] = {
     "tiny_default": ({"depths": [2, 1, 1, 1], "embed_dims": [8, 12, 16, 20], "num_labels": 5}, (2, 3, 48, 32)),
     "tiny_relu_odd": (
-        {"depths": [1, 2, 1, 1], "embed_dims": [8, 8, 16, 16], "num_labels": 3, "hidden_act": "relu", "mlp_ratio": 3,
-         "downsamples": [False, True, False, True]},
+        {
+            "depths": [1, 2, 1, 1],
+            "embed_dims": [8, 8, 16, 16],
+            "num_labels": 3,
+            "hidden_act": "relu",
+            "mlp_ratio": 3,
+            "downsamples": [False, True, False, True],
+        },
         (2, 3, 32, 40),
     ),
     "tiny_gelu_new_down5": (
-        {"depths": [1, 1, 2, 1], "embed_dims": [8, 12, 12, 16], "num_labels": 4, "hidden_act": "gelu_new",
-         "down_patch_size": 5, "down_stride": 3, "down_pad": 2},
+        {
+            "depths": [1, 1, 2, 1],
+            "embed_dims": [8, 12, 12, 16],
+            "num_labels": 4,
+            "hidden_act": "gelu_new",
+            "down_patch_size": 5,
+            "down_stride": 3,
+            "down_pad": 2,
+        },
         (2, 3, 48, 40),
     ),
 }
@@ -71,7 +84,11 @@ def reference_worker(work: Path) -> None:
         config = transformers.SwiftFormerConfig.from_pretrained(case_dir / "pt")
         model = transformers.TFSwiftFormerForImageClassification(config)
         # transformers' own loader (its name conversion and transposes), fed numpy arrays: no torch here.
-        state = {k: v for k, v in load_file(case_dir / "pt" / "model.safetensors").items() if not k.endswith("num_batches_tracked")}
+        state = {
+            k: v
+            for k, v in load_file(case_dir / "pt" / "model.safetensors").items()
+            if not k.endswith("num_batches_tracked")
+        }
         model, info = load_pytorch_state_dict_in_tf2_model(model, state, output_loading_info=True)
         if any(info.values()):
             raise SystemExit(f"{case_dir.name}: reference loading problems {info}")
@@ -88,8 +105,11 @@ def reference_worker(work: Path) -> None:
                 layers[layer] = names
                 arrays.update({f"h5.{layer}/{n}": np.asarray(f[layer][n]) for n in names})
         np.savez(case_dir / "reference.npz", **arrays)
-        versions = {"transformers": transformers.__version__, "tensorflow": __import__("tensorflow").__version__,
-                    "tf_keras": __import__("tf_keras").__version__}
+        versions = {
+            "transformers": transformers.__version__,
+            "tensorflow": __import__("tensorflow").__version__,
+            "tf_keras": __import__("tf_keras").__version__,
+        }
         (case_dir / "reference.json").write_text(json.dumps({"h5_layers": layers, "versions": versions}))
         print(f"reference ran {case_dir.name}")
 
@@ -143,7 +163,7 @@ def compare(tensors: dict[str, np.ndarray], metadata: dict[str, str], label: str
     """This library's Keras model (weights by PyTorch name, and via the rebuilt tf_model.h5) vs the reference."""
     sys.path.insert(0, str(ROOT / "src"))
     from swiftformer import SwiftFormerConfig
-    from swiftformer.modeling_tf import TFSwiftFormerForImageClassification
+    from swiftformer.keras.models import TFSwiftFormerForImageClassification
 
     config = SwiftFormerConfig(**json.loads(metadata["config"]))
     failures = []

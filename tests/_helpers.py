@@ -25,7 +25,12 @@ def perturb_state_dict(state_dict: dict[str, torch.Tensor], seed: int = 0) -> di
             new = torch.randn(shape, generator=gen) * 0.2
         elif "layer_scale" in key:
             new = torch.rand(shape, generator=gen) * 0.5 + 0.25  # ~0.5
-        elif key.endswith("norm.weight") or ".norm1.weight" in key or "patch_embedding.1.weight" in key or "patch_embedding.4.weight" in key:
+        elif (
+            key.endswith("norm.weight")
+            or ".norm1.weight" in key
+            or "patch_embedding.1.weight" in key
+            or "patch_embedding.4.weight" in key
+        ):
             new = torch.rand(shape, generator=gen) + 0.5  # BatchNorm gamma
         elif key.endswith("bias"):
             new = torch.randn(shape, generator=gen) * 0.1
@@ -49,4 +54,6 @@ def assert_close_rel(
     assert actual.shape == expected.shape, f"{what}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
     scale = expected.abs().max()
     err = (actual - expected).abs().max()
-    assert err <= max(rel * scale, atol), f"{what}: max|diff| {err.item():.3e} > {rel:g} x max|value| {scale.item():.3e}"
+    assert err <= max(rel * scale, atol), (
+        f"{what}: max|diff| {err.item():.3e} > {rel:g} x max|value| {scale.item():.3e}"
+    )

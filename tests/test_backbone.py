@@ -23,7 +23,7 @@ from swiftformer import (
     SwiftFormerModel,
     modeling,
 )
-from swiftformer.hub import CheckpointError
+from swiftformer.errors import CheckpointError
 
 TINY = {"depths": [2, 1, 2, 1], "embed_dims": [8, 12, 16, 24], "num_labels": 5}
 ALL = ["stem", "stage1", "stage2", "stage3", "stage4"]
@@ -225,7 +225,6 @@ def test_backbone_fields_round_trip_and_override(tmp_path: Path):
     assert SwiftFormerConfig.from_pretrained(tmp_path, out_features=["stage4"]).out_indices == [4]
 
 
-
 def test_default_selection_follows_a_new_number_of_stages(tmp_path: Path):
     """config.json always stores the selection; the default one (the last stage) must not block a
     depths override with another number of stages, while a chosen one still gets checked."""
@@ -239,6 +238,7 @@ def test_default_selection_follows_a_new_number_of_stages(tmp_path: Path):
     SwiftFormerConfig(**TINY, out_features=["stage1", "stage4"]).save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="'stage4' is not a stage name"):
         SwiftFormerConfig.from_pretrained(tmp_path, **three)
+
 
 def test_transformers_loads_folders_with_backbone_fields(tmp_path: Path, transformers):
     """Extra keys in config.json (like attention_variant) must not disturb transformers."""

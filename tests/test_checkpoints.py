@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 import safetensors.torch
 import torch
+
 from _helpers import perturb_
 from swiftformer import SwiftFormerConfig, SwiftFormerForImageClassification, SwiftFormerModel
-from swiftformer.hub import CheckpointError, resolve_file
-from swiftformer.weights import load_state_dict_file
+from swiftformer.errors import CheckpointError
+from swiftformer.io.checkpoints import load_state_dict_file
+from swiftformer.io.hub import resolve_file
 
 TINY = dict(depths=[1, 1, 1, 1], embed_dims=[8, 8, 16, 16], num_labels=3)
 
@@ -252,10 +254,11 @@ def test_num_labels_override_reinitializes_heads(tmp_path: Path, caplog):
     assert logits_of(model, pixels()).shape == (2, 7)
 
 
-
 def test_weights_of_another_architecture_say_what_they_hold(tmp_path: Path):
     tiny_classifier(seed=3, num_labels=0, depths=[2, 1, 1, 1]).save_pretrained(tmp_path)
-    with pytest.raises(CheckpointError, match=r"holds depths \[2, 1, 1, 1\], widths \[.*\] and no classification heads\)"):
+    with pytest.raises(
+        CheckpointError, match=r"holds depths \[2, 1, 1, 1\], widths \[.*\] and no classification heads\)"
+    ):
         SwiftFormerForImageClassification.from_pretrained(tmp_path, depths=[1, 1, 1, 1])
 
 
@@ -272,6 +275,7 @@ def test_headless_classifier_to_new_classes(tmp_path: Path, caplog):
     assert model.head.weight.shape == (7, 16) and logits_of(model, pixels()).shape == (2, 7)
     saved_state, state = saved.state_dict(), model.state_dict()
     assert_state_dicts_equal({k: state[k] for k in saved_state}, saved_state)  # the norm and network kept
+
 
 # ------------------------------------------------------------------------------------------------
 # Corrupt and malicious files

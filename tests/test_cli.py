@@ -97,8 +97,16 @@ def test_predict_missing_model_is_one_line_error(capsys, images, tmp_path):
 
 def test_predict_offline_hub_id_is_clear(capsys, images, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    code, _, err = run(capsys, "predict", images[0][0], "--model", "MBZUAI/swiftformer-xs",
-                       "--cache-dir", tmp_path, "--local-files-only")
+    code, _, err = run(
+        capsys,
+        "predict",
+        images[0][0],
+        "--model",
+        "MBZUAI/swiftformer-xs",
+        "--cache-dir",
+        tmp_path,
+        "--local-files-only",
+    )
     assert code == 2
     assert "offline" in err and "local folder" in err
 
@@ -127,7 +135,10 @@ def test_info_folder_text(capsys, model_dir):
 
 def test_module_entry_point():
     result = subprocess.run(
-        [sys.executable, "-m", "swiftformer", "info", "--model", "s", "--json"], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "swiftformer", "info", "--model", "s", "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["variant"] == "s"
@@ -182,19 +193,38 @@ def test_predict_openvino_backend_matches_fp32(capsys, model_dir, images):
     pytest.importorskip("openvino")
     paths, _ = images
     _, fp32, _ = run(capsys, "predict", *paths, "--model", model_dir, "--json")
-    result = subprocess.run([sys.executable, "-m", "swiftformer", "predict", *paths, "--model", str(model_dir), "--json",
-                             "--backend", "openvino"], capture_output=True, text=True, timeout=600, check=False)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "swiftformer",
+            "predict",
+            *paths,
+            "--model",
+            str(model_dir),
+            "--json",
+            "--backend",
+            "openvino",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     for a, b in zip(_top(fp32), _top(result.stdout), strict=True):
         assert [i for i, _ in a] == [i for i, _ in b]
         assert [s for _, s in b] == pytest.approx([s for _, s in a], rel=1e-4)
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--no-optimize", "--precision", "bf16"], "--no-optimize runs the model as loaded"),
-    (["--no-optimize", "--backend", "openvino"], "--no-optimize runs the model as loaded"),
-    (["--backend", "openvino", "--compile"], "--compile is for the default backend"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--no-optimize", "--precision", "bf16"], "--no-optimize runs the model as loaded"),
+        (["--no-optimize", "--backend", "openvino"], "--no-optimize runs the model as loaded"),
+        (["--backend", "openvino", "--compile"], "--compile is for the default backend"),
+    ],
+)
 def test_predict_rejects_conflicting_options(capsys, model_dir, images, flags, message):
     code, out, err = run(capsys, "predict", images[0][0], "--model", model_dir, *flags)
     assert code != 0 and out == ""

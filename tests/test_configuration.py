@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from swiftformer import SwiftFormerConfig, SwiftFormerForImageClassification
-from swiftformer.hub import CheckpointError
+from swiftformer.errors import CheckpointError
 
 FIELDS = [
     "image_size", "num_channels", "depths", "embed_dims", "mlp_ratio", "downsamples", "hidden_act",

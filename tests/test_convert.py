@@ -21,7 +21,7 @@ from _helpers import assert_close_rel, perturb_
 from swiftformer import SwiftFormerConfig, SwiftFormerForImageClassification, SwiftFormerImageProcessor
 from swiftformer.cli import main
 from swiftformer.convert import convert_checkpoint, convert_state_dict, detect_format
-from swiftformer.hub import CheckpointError
+from swiftformer.errors import CheckpointError
 
 XS = {"depths": [3, 3, 6, 4], "embed_dims": [48, 56, 112, 220]}
 TINY = {"depths": [1, 2, 1, 2], "embed_dims": [8, 16, 16, 24]}
@@ -345,7 +345,9 @@ def test_malicious_pickle_is_refused(tmp_path):
             return (print, ("this must never run",))
 
     torch.save({"model": Payload()}, tmp_path / "evil.pth")
-    with pytest.raises(CheckpointError, match=r"Refused.*\(Unsupported global: GLOBAL print\)"):  # names what it refused
+    with pytest.raises(
+        CheckpointError, match=r"Refused.*\(Unsupported global: GLOBAL print\)"
+    ):  # names what it refused
         convert_checkpoint(tmp_path / "evil.pth", tmp_path / "out")
     assert not (tmp_path / "out").exists()
 

@@ -13,15 +13,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from swiftformer.hub import CheckpointError
+from swiftformer.errors import CheckpointError
 from swiftformer.image_processing import BatchFeature, SwiftFormerImageProcessor, load_image
 
 FIXTURE = Path(__file__).parent / "fixtures" / "image_processing.npz"
 SRC = Path(__file__).resolve().parents[1] / "src"
 HALF = {"image_mean": [0.5] * 3, "image_std": [0.5] * 3}  # transformers' ViT/DeiT/ConvNeXt class defaults
 HUB_CONFIG = {  # https://huggingface.co/MBZUAI/swiftformer-xs/blob/main/preprocessor_config.json
-    "do_normalize": True, "do_resize": True, "image_mean": [0.485, 0.456, 0.406],
-    "image_std": [0.229, 0.224, 0.225], "size": 224,
+    "do_normalize": True,
+    "do_resize": True,
+    "image_mean": [0.485, 0.456, 0.406],
+    "image_std": [0.229, 0.224, 0.225],
+    "size": 224,
 }
 
 
@@ -67,34 +70,80 @@ def test_defaults_are_the_hub_config():
 
 # (transformers class, its kwargs, our kwargs)
 PARITY_CASES = {
-    "convnext_224_bicubic": ("ConvNextImageProcessorPil", {"size": {"shortest_edge": 224}},
-                             {"size": {"shortest_edge": 224}, "crop_pct": 224 / 256, "resample": 3, **HALF}),
-    "convnext_odd_bilinear": ("ConvNextImageProcessorPil",
-                              {"size": {"shortest_edge": 33}, "crop_pct": 0.7, "resample": 2},
-                              {"size": {"shortest_edge": 33}, "crop_pct": 0.7, "resample": 2, **HALF}),
-    "convnext_383_crop": ("ConvNextImageProcessorPil", {"size": {"shortest_edge": 383}, "crop_pct": 0.95},
-                          {"size": {"shortest_edge": 383}, "crop_pct": 0.95, "resample": 3, **HALF}),
-    "convnext_384_warp": ("ConvNextImageProcessorPil", {"size": {"shortest_edge": 384}, "crop_pct": 0.95},
-                          {"size": {"shortest_edge": 384}, "crop_pct": 0.95, "resample": 3, **HALF}),
-    "convnext_crop_after": ("ConvNextImageProcessorPil",
-                            {"size": {"shortest_edge": 31}, "crop_pct": 0.8, "do_center_crop": True,
-                             "crop_size": {"height": 35, "width": 20}},
-                            {"size": {"shortest_edge": 31}, "crop_pct": 0.8, "resample": 3, "do_center_crop": True,
-                             "crop_size": {"height": 35, "width": 20}, **HALF}),
-    "vit_hw_bilinear": ("ViTImageProcessorPil", {**HUB_CONFIG, "size": {"height": 30, "width": 45}},
-                        {"size": {"height": 30, "width": 45}}),
-    "vit_hw_bicubic": ("ViTImageProcessorPil", {"size": {"height": 29, "width": 52}, "resample": 3},
-                       {"size": {"height": 29, "width": 52}, "resample": 3, **HALF}),
-    "deit_odd_crop": ("DeiTImageProcessorPil",
-                      {"size": {"height": 41, "width": 37}, "crop_size": {"height": 29, "width": 30}},
-                      {"size": {"height": 41, "width": 37}, "resample": 3, "do_center_crop": True,
-                       "crop_size": {"height": 29, "width": 30}, **HALF}),
-    "deit_crop_pads": ("DeiTImageProcessorPil",  # the crop is larger than the image: zero padding
-                       {"size": {"height": 20, "width": 21}, "crop_size": {"height": 25, "width": 24}, "resample": 2},
-                       {"size": {"height": 20, "width": 21}, "resample": 2, "do_center_crop": True,
-                        "crop_size": {"height": 25, "width": 24}, **HALF}),
-    "vit_shortest_edge": ("ViTImageProcessorPil", {"size": {"shortest_edge": 50}},
-                          {"size": {"shortest_edge": 50}, **HALF}),
+    "convnext_224_bicubic": (
+        "ConvNextImageProcessorPil",
+        {"size": {"shortest_edge": 224}},
+        {"size": {"shortest_edge": 224}, "crop_pct": 224 / 256, "resample": 3, **HALF},
+    ),
+    "convnext_odd_bilinear": (
+        "ConvNextImageProcessorPil",
+        {"size": {"shortest_edge": 33}, "crop_pct": 0.7, "resample": 2},
+        {"size": {"shortest_edge": 33}, "crop_pct": 0.7, "resample": 2, **HALF},
+    ),
+    "convnext_383_crop": (
+        "ConvNextImageProcessorPil",
+        {"size": {"shortest_edge": 383}, "crop_pct": 0.95},
+        {"size": {"shortest_edge": 383}, "crop_pct": 0.95, "resample": 3, **HALF},
+    ),
+    "convnext_384_warp": (
+        "ConvNextImageProcessorPil",
+        {"size": {"shortest_edge": 384}, "crop_pct": 0.95},
+        {"size": {"shortest_edge": 384}, "crop_pct": 0.95, "resample": 3, **HALF},
+    ),
+    "convnext_crop_after": (
+        "ConvNextImageProcessorPil",
+        {
+            "size": {"shortest_edge": 31},
+            "crop_pct": 0.8,
+            "do_center_crop": True,
+            "crop_size": {"height": 35, "width": 20},
+        },
+        {
+            "size": {"shortest_edge": 31},
+            "crop_pct": 0.8,
+            "resample": 3,
+            "do_center_crop": True,
+            "crop_size": {"height": 35, "width": 20},
+            **HALF,
+        },
+    ),
+    "vit_hw_bilinear": (
+        "ViTImageProcessorPil",
+        {**HUB_CONFIG, "size": {"height": 30, "width": 45}},
+        {"size": {"height": 30, "width": 45}},
+    ),
+    "vit_hw_bicubic": (
+        "ViTImageProcessorPil",
+        {"size": {"height": 29, "width": 52}, "resample": 3},
+        {"size": {"height": 29, "width": 52}, "resample": 3, **HALF},
+    ),
+    "deit_odd_crop": (
+        "DeiTImageProcessorPil",
+        {"size": {"height": 41, "width": 37}, "crop_size": {"height": 29, "width": 30}},
+        {
+            "size": {"height": 41, "width": 37},
+            "resample": 3,
+            "do_center_crop": True,
+            "crop_size": {"height": 29, "width": 30},
+            **HALF,
+        },
+    ),
+    "deit_crop_pads": (
+        "DeiTImageProcessorPil",  # the crop is larger than the image: zero padding
+        {"size": {"height": 20, "width": 21}, "crop_size": {"height": 25, "width": 24}, "resample": 2},
+        {
+            "size": {"height": 20, "width": 21},
+            "resample": 2,
+            "do_center_crop": True,
+            "crop_size": {"height": 25, "width": 24},
+            **HALF,
+        },
+    ),
+    "vit_shortest_edge": (
+        "ViTImageProcessorPil",
+        {"size": {"shortest_edge": 50}},
+        {"size": {"shortest_edge": 50}, **HALF},
+    ),
 }
 IMAGE_SHAPES = [(47, 61), (61, 47), (33, 33), (5, 120)]
 
@@ -164,14 +213,23 @@ def test_loads_transformers_saved_folder(tmp_path, case):
     np.testing.assert_allclose(pixels(ours, image), theirs(image, return_tensors="np")["pixel_values"], atol=1e-6)
 
 
-@pytest.mark.parametrize("config", [
-    {"image_processor_type": "ConvNextImageProcessor", "size": {"shortest_edge": 64}},
-    {"image_processor_type": "DeiTImageProcessor", "size": 48, "crop_size": 40},
-    {"feature_extractor_type": "ViTFeatureExtractor", "size": 40, "do_rescale": None},
-    {"image_processor_type": "ConvNextImageProcessorFast", "size": 100, "resample": "PILImageResampling.BILINEAR"},
-    {"image_processor_type": "DeiTImageProcessor", "do_center_crop": None},
-], ids=["convnext_no_crop_pct", "deit_int_sizes", "vit_feature_extractor_null_rescale",
-        "convnext_int_size_named_resample", "deit_nulls"])
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"image_processor_type": "ConvNextImageProcessor", "size": {"shortest_edge": 64}},
+        {"image_processor_type": "DeiTImageProcessor", "size": 48, "crop_size": 40},
+        {"feature_extractor_type": "ViTFeatureExtractor", "size": 40, "do_rescale": None},
+        {"image_processor_type": "ConvNextImageProcessorFast", "size": 100, "resample": "PILImageResampling.BILINEAR"},
+        {"image_processor_type": "DeiTImageProcessor", "do_center_crop": None},
+    ],
+    ids=[
+        "convnext_no_crop_pct",
+        "deit_int_sizes",
+        "vit_feature_extractor_null_rescale",
+        "convnext_int_size_named_resample",
+        "deit_nulls",
+    ],
+)
 def test_sparse_configs_take_transformers_class_defaults(tmp_path, config):
     transformers = pytest.importorskip("transformers")
     (tmp_path / "preprocessor_config.json").write_text(json.dumps(config))
@@ -226,10 +284,15 @@ def test_transformers_reads_our_folder(tmp_path, case):
 def test_config_key_handling():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # transformers' bookkeeping keys pass silently
-        processor = SwiftFormerImageProcessor.from_dict({
-            "image_processor_type": "ViTImageProcessor", "processor_class": "ViTProcessor",
-            "feature_extractor_type": "ViTFeatureExtractor", "do_convert_rgb": True, "size": 64,
-        })
+        processor = SwiftFormerImageProcessor.from_dict(
+            {
+                "image_processor_type": "ViTImageProcessor",
+                "processor_class": "ViTProcessor",
+                "feature_extractor_type": "ViTFeatureExtractor",
+                "do_convert_rgb": True,
+                "size": 64,
+            }
+        )
     assert processor.size == {"height": 64, "width": 64}
     with pytest.warns(UserWarning, match="frobnicate"):
         SwiftFormerImageProcessor.from_dict({"frobnicate": 1})
@@ -266,10 +329,15 @@ def test_input_kinds_agree(tmp_path):
     reference = pixels(processor, Image.fromarray(hwc))
     assert reference.shape == (1, 3, 40, 40) and reference.dtype == np.float32
     inputs = {
-        "uint8 HWC": hwc, "uint8 CHW": hwc.transpose(2, 0, 1).copy(),
-        "tensor CHW": torch.from_numpy(hwc.transpose(2, 0, 1).copy()), "tensor HWC": torch.from_numpy(hwc),
+        "uint8 HWC": hwc,
+        "uint8 CHW": hwc.transpose(2, 0, 1).copy(),
+        "tensor CHW": torch.from_numpy(hwc.transpose(2, 0, 1).copy()),
+        "tensor HWC": torch.from_numpy(hwc),
         "float tensor 0-1": torch.from_numpy(hwc.transpose(2, 0, 1) / 255.0),
-        "path str": str(path), "Path": path, "float 0-255": hwc.astype(np.float32), "float 0-1": hwc / 255.0,
+        "path str": str(path),
+        "Path": path,
+        "float 0-255": hwc.astype(np.float32),
+        "float 0-1": hwc / 255.0,
     }
     for name, image in inputs.items():
         np.testing.assert_array_equal(pixels(processor, image), reference, err_msg=name)
@@ -278,8 +346,9 @@ def test_input_kinds_agree(tmp_path):
     np.testing.assert_array_equal(batch, np.concatenate([reference] * 3))
     np.testing.assert_array_equal(pixels(processor, (hwc, hwc)), np.concatenate([reference] * 2))
     np.testing.assert_array_equal(pixels(processor, np.stack([hwc, hwc])), np.concatenate([reference] * 2))
-    np.testing.assert_array_equal(pixels(processor, torch.from_numpy(np.stack([hwc] * 2)).permute(0, 3, 1, 2)),
-                                  np.concatenate([reference] * 2))
+    np.testing.assert_array_equal(
+        pixels(processor, torch.from_numpy(np.stack([hwc] * 2)).permute(0, 3, 1, 2)), np.concatenate([reference] * 2)
+    )
 
 
 def test_grayscale_and_rgba():
@@ -358,21 +427,37 @@ def test_unreadable_files(tmp_path):
         load_image(bad)
 
 
-@pytest.mark.parametrize("images, error, match", [
-    (np.zeros((8, 8, 5), np.uint8), ValueError, r"shape \(8, 8, 5\)"),
-    (np.zeros((2, 3, 8, 8, 3), np.uint8), ValueError, r"shape \(2, 3, 8, 8, 3\)"),
-    ([np.zeros((1, 8, 8, 3), np.uint8)], ValueError, r"shape \(1, 8, 8, 3\)"),
-    (np.zeros((8,), np.uint8), ValueError, r"shape \(8,\)"),
-    (np.zeros((0, 8, 3), np.uint8), ValueError, "empty"),
-    ([], ValueError, "empty list"),
-    (np.zeros((0, 8, 8, 3), np.uint8), ValueError, "empty batch"),
-    (42, TypeError, "unsupported image type int"),
-    ([{"image": 1}], TypeError, "unsupported image type dict"),
-    ([[np.zeros((8, 8, 3), np.uint8)]], TypeError, "unsupported image type list"),
-    (np.zeros((8, 8, 3), np.int64) + 300, ValueError, r"range over \[300, 300\]"),
-    (np.zeros((8, 8, 3), np.complex64), TypeError, "dtype complex64"),
-], ids=["5_channels", "5d", "4d_in_list", "1d", "empty_image", "empty_list", "empty_batch", "int", "dict",
-        "nested_list", "int_out_of_range", "complex"])
+@pytest.mark.parametrize(
+    "images, error, match",
+    [
+        (np.zeros((8, 8, 5), np.uint8), ValueError, r"shape \(8, 8, 5\)"),
+        (np.zeros((2, 3, 8, 8, 3), np.uint8), ValueError, r"shape \(2, 3, 8, 8, 3\)"),
+        ([np.zeros((1, 8, 8, 3), np.uint8)], ValueError, r"shape \(1, 8, 8, 3\)"),
+        (np.zeros((8,), np.uint8), ValueError, r"shape \(8,\)"),
+        (np.zeros((0, 8, 3), np.uint8), ValueError, "empty"),
+        ([], ValueError, "empty list"),
+        (np.zeros((0, 8, 8, 3), np.uint8), ValueError, "empty batch"),
+        (42, TypeError, "unsupported image type int"),
+        ([{"image": 1}], TypeError, "unsupported image type dict"),
+        ([[np.zeros((8, 8, 3), np.uint8)]], TypeError, "unsupported image type list"),
+        (np.zeros((8, 8, 3), np.int64) + 300, ValueError, r"range over \[300, 300\]"),
+        (np.zeros((8, 8, 3), np.complex64), TypeError, "dtype complex64"),
+    ],
+    ids=[
+        "5_channels",
+        "5d",
+        "4d_in_list",
+        "1d",
+        "empty_image",
+        "empty_list",
+        "empty_batch",
+        "int",
+        "dict",
+        "nested_list",
+        "int_out_of_range",
+        "complex",
+    ],
+)
 def test_bad_inputs(images, error, match):
     with pytest.raises(error, match=match):
         SwiftFormerImageProcessor()(images)
@@ -387,24 +472,27 @@ def test_bad_call_arguments():
         processor([random_image(10, 30), random_image(10, 10)])
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"size": {"height": -1, "width": 5}}, r"size\['height'\] must be a positive integer, got -1"),
-    ({"size": {"height": 5}}, r"size must be .*got \{'height': 5\}"),
-    ({"size": {"shortest_edge": 0}}, r"size\['shortest_edge'\] must be a positive integer, got 0"),
-    ({"size": 2.5}, "size must be"),
-    ({"crop_pct": 0}, "crop_pct must be a positive number, got 0"),
-    ({"crop_pct": 1.5, "size": 64}, r"crop_pct must be in \(0, 1\], got 1.5"),
-    ({"crop_pct": 0.9}, "crop_pct needs size"),
-    ({"image_mean": [0.5, 0.5]}, r"image_mean must hold 3 finite numbers .*\[0.5, 0.5\]"),
-    ({"image_std": [0.2, 0.0, 0.2]}, r"image_std must be positive .*\[0.2, 0.0, 0.2\]"),
-    ({"image_std": "abc"}, "image_std must hold 3"),
-    ({"resample": 7}, "resample must be .* got 7"),
-    ({"resample": "cubic"}, "resample must be .* got 'cubic'"),
-    ({"do_center_crop": True}, "do_center_crop=True needs crop_size"),
-    ({"do_center_crop": True, "crop_size": {"shortest_edge": 3}}, "crop_size must be"),
-    ({"rescale_factor": -1}, "rescale_factor must be a positive number, got -1"),
-    ({"do_resize": "yes"}, "do_resize must be true or false, got 'yes'"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"size": {"height": -1, "width": 5}}, r"size\['height'\] must be a positive integer, got -1"),
+        ({"size": {"height": 5}}, r"size must be .*got \{'height': 5\}"),
+        ({"size": {"shortest_edge": 0}}, r"size\['shortest_edge'\] must be a positive integer, got 0"),
+        ({"size": 2.5}, "size must be"),
+        ({"crop_pct": 0}, "crop_pct must be a positive number, got 0"),
+        ({"crop_pct": 1.5, "size": 64}, r"crop_pct must be in \(0, 1\], got 1.5"),
+        ({"crop_pct": 0.9}, "crop_pct needs size"),
+        ({"image_mean": [0.5, 0.5]}, r"image_mean must hold 3 finite numbers .*\[0.5, 0.5\]"),
+        ({"image_std": [0.2, 0.0, 0.2]}, r"image_std must be positive .*\[0.2, 0.0, 0.2\]"),
+        ({"image_std": "abc"}, "image_std must hold 3"),
+        ({"resample": 7}, "resample must be .* got 7"),
+        ({"resample": "cubic"}, "resample must be .* got 'cubic'"),
+        ({"do_center_crop": True}, "do_center_crop=True needs crop_size"),
+        ({"do_center_crop": True, "crop_size": {"shortest_edge": 3}}, "crop_size must be"),
+        ({"rescale_factor": -1}, "rescale_factor must be a positive number, got -1"),
+        ({"do_resize": "yes"}, "do_resize must be true or false, got 'yes'"),
+    ],
+)
 def test_bad_config_values(kwargs, match):
     with pytest.raises(ValueError, match=match):
         SwiftFormerImageProcessor(**kwargs)

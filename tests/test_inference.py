@@ -24,9 +24,15 @@ def model_for(seed: int = 0, **overrides) -> SwiftFormerForImageClassification:
 
 @pytest.mark.parametrize(
     "overrides",
-    [{}, {"attention_variant": "l2"}, {"use_layer_scale": False}, {"hidden_act": "relu"}, {"hidden_act": "gelu_new"},
-     {"mlp_ratio": 3, "embed_dims": [8, 8, 16, 16], "downsamples": [False, True, False, True]},
-     {"down_patch_size": 5, "down_pad": 2}],
+    [
+        {},
+        {"attention_variant": "l2"},
+        {"use_layer_scale": False},
+        {"hidden_act": "relu"},
+        {"hidden_act": "gelu_new"},
+        {"mlp_ratio": 3, "embed_dims": [8, 8, 16, 16], "downsamples": [False, True, False, True]},
+        {"down_patch_size": 5, "down_pad": 2},
+    ],
     ids=["default", "l2", "no_layer_scale", "relu", "gelu_new", "mlp3_no_downsample", "patch5"],
 )
 def test_fuse_is_exact_on_perturbed_weights(overrides):
@@ -129,7 +135,9 @@ def test_openvino_backend_matches_eager():
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "src"), str(root / "tests")])}
     code = "import test_inference; test_inference.openvino_backend_checks(); print('ok')"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600, check=False
+    )
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
 
 

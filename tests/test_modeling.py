@@ -41,7 +41,9 @@ def test_golden_fixture(path: Path):
     with torch.no_grad():
         out = model(tensors["input"], output_hidden_states=True)
     assert_close_rel(out.logits, tensors["logits"], what="logits")
-    expected_hidden = [tensors[f"hidden_states.{i}"] for i in range(sum(k.startswith("hidden_states.") for k in tensors))]
+    expected_hidden = [
+        tensors[f"hidden_states.{i}"] for i in range(sum(k.startswith("hidden_states.") for k in tensors))
+    ]
     assert len(out.hidden_states) == len(expected_hidden)
     for i, (ours, ref) in enumerate(zip(out.hidden_states, expected_hidden)):
         assert_close_rel(ours, ref, what=f"hidden_states[{i}]")
@@ -140,8 +142,13 @@ def test_parity_gradients_train_mode(case):
 
 @pytest.mark.parametrize(
     "labels_kind,num_labels,problem_type",
-    [("long", 5, None), ("float_multi_hot", 5, None), ("float", 1, None), ("float", 5, "regression"),
-     ("long", 5, "single_label_classification")],
+    [
+        ("long", 5, None),
+        ("float_multi_hot", 5, None),
+        ("float", 1, None),
+        ("float", 5, "regression"),
+        ("long", 5, "single_label_classification"),
+    ],
 )
 def test_loss_matches_transformers(labels_kind, num_labels, problem_type):
     ours, ref = _pair_of_models(None, {"num_labels": num_labels, "problem_type": problem_type})
@@ -352,7 +359,11 @@ def test_torch_compile_inductor_base_model():
         (lambda: torch.randn(1, 4, 32, 32), ValueError, r"got \(1, 4, 32, 32\)"),
         (lambda: torch.zeros(1, 3, 32, 32, dtype=torch.uint8), ValueError, "floating-point"),
         (lambda: [[1.0]], TypeError, "must be a torch.Tensor"),
-        (lambda: torch.zeros(1, 3, 32, 32, dtype=torch.float64), ValueError, r"torch.float64 but the model's weights are torch.float32"),
+        (
+            lambda: torch.zeros(1, 3, 32, 32, dtype=torch.float64),
+            ValueError,
+            r"torch.float64 but the model's weights are torch.float32",
+        ),
     ],
 )
 def test_bad_pixel_values(make_input, error, match):
@@ -380,8 +391,11 @@ def test_too_small_input_for_custom_downsampling():
 
 @pytest.mark.parametrize(
     "labels,match",
-    [(torch.tensor([0, 1, 2]), "batch size 2"), (torch.tensor([0, 7]), r"class indices in \[0, 5\)"),
-     (torch.ones(2, 3), "multi-hot labels of shape")],
+    [
+        (torch.tensor([0, 1, 2]), "batch size 2"),
+        (torch.tensor([0, 7]), r"class indices in \[0, 5\)"),
+        (torch.ones(2, 3), "multi-hot labels of shape"),
+    ],
 )
 def test_bad_labels(labels, match):
     model = tiny_model()

@@ -9,6 +9,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from . import _legacy
+
+_legacy.install()  # swiftformer 0.1's module paths (swiftformer.hub, .train, ...) keep importing
+
 __version__ = "0.1.0"
 
 _EXPORTS = {
@@ -23,17 +27,18 @@ _EXPORTS = {
     "ImageClassifierOutputWithNoAttention": "outputs",
     "BackboneOutput": "outputs",
     "SwiftFormerImageProcessor": "image_processing",
-    "CheckpointError": "hub",
+    "CheckpointError": "errors",
+    "ExportError": "errors",
     "optimize_for_inference": "inference",
     "convert_checkpoint": "convert",
     "ConversionResult": "convert",
     # Keras 3 (TensorFlow or JAX backend), loaded only when asked for: `pip install .[tf]`.
-    "TFSwiftFormerModel": "modeling_tf",
-    "TFSwiftFormerForImageClassification": "modeling_tf",
+    "TFSwiftFormerModel": "keras.models",
+    "TFSwiftFormerForImageClassification": "keras.models",
 }
 
 # `from swiftformer import *` stays free of TensorFlow.
-__all__ = [*(name for name, module in _EXPORTS.items() if module != "modeling_tf"), "__version__"]
+__all__ = [*(name for name, module in _EXPORTS.items() if not module.startswith("keras")), "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -51,14 +56,14 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from .configuration import ATTENTION_VARIANTS, VARIANTS, SwiftFormerConfig
     from .convert import ConversionResult, convert_checkpoint
-    from .hub import CheckpointError
+    from .errors import CheckpointError
     from .image_processing import SwiftFormerImageProcessor
     from .inference import optimize_for_inference
+    from .keras.models import TFSwiftFormerForImageClassification, TFSwiftFormerModel
     from .modeling import (
         SwiftFormerBackbone,
         SwiftFormerForImageClassification,
         SwiftFormerModel,
         SwiftFormerPreTrainedModel,
     )
-    from .modeling_tf import TFSwiftFormerForImageClassification, TFSwiftFormerModel
     from .outputs import BackboneOutput, BaseModelOutputWithNoAttention, ImageClassifierOutputWithNoAttention

@@ -16,7 +16,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .hub import CONFIG_NAME, CheckpointError, read_json, resolve_file, write_json
+from .errors import CheckpointError
+from .io.files import read_json, write_json
+from .io.hub import CONFIG_NAME, resolve_file
 
 # The four published variants (paper Table 1, transformers' hub configs, timm's model names).
 VARIANTS: dict[str, dict[str, list[int]]] = {
@@ -25,6 +27,23 @@ VARIANTS: dict[str, dict[str, list[int]]] = {
     "l1": {"depths": [4, 3, 10, 5], "embed_dims": [48, 96, 192, 384]},
     "l3": {"depths": [4, 4, 12, 6], "embed_dims": [64, 128, 320, 512]},
 }
+
+
+def variant_key(name: str, *, strict: bool = False) -> str | None:
+    """The :data:`VARIANTS` key a user's variant name means: ``"XS"``, ``"swiftformer-l3"``,
+    ``"SwiftFormer_S"`` → ``"xs"``, ``"l3"``, ``"s"``. The one parser of variant names in the library.
+
+    Returns None for a name that is no variant, or raises ``ValueError`` listing the variants when
+    ``strict``. Callers that also accept paths check ``Path(name).exists()`` first: a folder named
+    ``xs`` is a folder.
+    """
+    key = str(name).lower().replace("swiftformer", "").strip("-_ ")
+    if key in VARIANTS:
+        return key
+    if strict:
+        raise ValueError(f"Unknown SwiftFormer variant {name!r}; expected one of {', '.join(VARIANTS)}")
+    return None
+
 
 # Names accepted for ``hidden_act`` (the activation of the MLP in each encoder block). The first four
 # are the ones transformers documents; the others map to the same torch modules transformers uses.
@@ -41,19 +60,69 @@ PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_class
 
 # Keys that transformers writes into every config.json; they carry no architecture information.
 _TRANSFORMERS_BOOKKEEPING = {
-    "architectures", "model_type", "transformers_version", "torch_dtype", "dtype", "_name_or_path",
-    "_commit_hash", "_attn_implementation_autoset", "_attn_implementation", "use_return_dict", "torchscript",
-    "pruned_heads", "tie_word_embeddings", "chunk_size_feed_forward", "is_encoder_decoder", "is_decoder",
-    "cross_attention_hidden_size", "add_cross_attention", "tie_encoder_decoder", "finetuning_task",
-    "tokenizer_class", "prefix", "bos_token_id", "pad_token_id", "eos_token_id", "sep_token_id",
-    "decoder_start_token_id", "task_specific_params", "output_attentions", "return_dict_in_generate",
-    "max_length", "min_length", "do_sample", "early_stopping", "num_beams", "num_beam_groups",
-    "diversity_penalty", "temperature", "top_k", "top_p", "typical_p", "repetition_penalty",
-    "length_penalty", "no_repeat_ngram_size", "encoder_no_repeat_ngram_size", "bad_words_ids",
-    "num_return_sequences", "output_scores", "forced_bos_token_id", "forced_eos_token_id",
-    "remove_invalid_values", "exponential_decay_length_penalty", "suppress_tokens", "begin_suppress_tokens",
-    "tf_legacy_loss", "use_bfloat16", "auto_map", "label_smoothing", "output_router_logits",
-    "transformers_weights", "base_model_tp_plan", "base_model_pp_plan", "chunk_size",
+    "architectures",
+    "model_type",
+    "transformers_version",
+    "torch_dtype",
+    "dtype",
+    "_name_or_path",
+    "_commit_hash",
+    "_attn_implementation_autoset",
+    "_attn_implementation",
+    "use_return_dict",
+    "torchscript",
+    "pruned_heads",
+    "tie_word_embeddings",
+    "chunk_size_feed_forward",
+    "is_encoder_decoder",
+    "is_decoder",
+    "cross_attention_hidden_size",
+    "add_cross_attention",
+    "tie_encoder_decoder",
+    "finetuning_task",
+    "tokenizer_class",
+    "prefix",
+    "bos_token_id",
+    "pad_token_id",
+    "eos_token_id",
+    "sep_token_id",
+    "decoder_start_token_id",
+    "task_specific_params",
+    "output_attentions",
+    "return_dict_in_generate",
+    "max_length",
+    "min_length",
+    "do_sample",
+    "early_stopping",
+    "num_beams",
+    "num_beam_groups",
+    "diversity_penalty",
+    "temperature",
+    "top_k",
+    "top_p",
+    "typical_p",
+    "repetition_penalty",
+    "length_penalty",
+    "no_repeat_ngram_size",
+    "encoder_no_repeat_ngram_size",
+    "bad_words_ids",
+    "num_return_sequences",
+    "output_scores",
+    "forced_bos_token_id",
+    "forced_eos_token_id",
+    "remove_invalid_values",
+    "exponential_decay_length_penalty",
+    "suppress_tokens",
+    "begin_suppress_tokens",
+    "tf_legacy_loss",
+    "use_bfloat16",
+    "auto_map",
+    "label_smoothing",
+    "output_router_logits",
+    "transformers_weights",
+    "base_model_tp_plan",
+    "base_model_pp_plan",
+    "chunk_size",
 }
 
 
@@ -368,10 +437,7 @@ class SwiftFormerConfig:
         Also accepts ``"swiftformer-xs"``, ``"SwiftFormer_L1"`` and the like. ``overrides`` set any
         other field, e.g. ``num_labels=10`` or ``attention_variant="l2"``.
         """
-        key = name.lower().replace("swiftformer", "").strip("-_ ")
-        if key not in VARIANTS:
-            raise ValueError(f"Unknown SwiftFormer variant {name!r}; expected one of {', '.join(VARIANTS)}")
-        return cls(**{**VARIANTS[key], **overrides})
+        return cls(**{**VARIANTS[variant_key(name, strict=True)], **overrides})
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], **overrides: Any) -> SwiftFormerConfig:
@@ -422,8 +488,12 @@ class SwiftFormerConfig:
     ) -> SwiftFormerConfig:
         """Read ``config.json`` of a local folder or hub id; keyword ``overrides`` replace fields."""
         path = resolve_file(
-            name_or_path, CONFIG_NAME, revision=revision, cache_dir=cache_dir,
-            local_files_only=local_files_only, token=token,
+            name_or_path,
+            CONFIG_NAME,
+            revision=revision,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+            token=token,
         )
         try:
             config = cls.from_dict(read_json(path))

@@ -1,32 +1,8 @@
-"""Convert SwiftFormer checkpoints of the original repository and of timm into model folders.
+"""Convert SwiftFormer checkpoints of the original repository, timm or transformers into model folders.
 
-Three key layouts are recognized (:func:`detect_format`), all holding the same network:
-
-================  ===================================================  =================================
-format            keys                                                 attention variant
-================  ===================================================  =================================
-``original``      ``patch_embed.0.weight``, ``network.0.0.dwconv.*``,  ``l2`` by default (see below)
-                  ``network.0.2.attn.Proj.*``, ``dist_head.*``
-``timm``          ``stem.0.weight``, ``stages.0.blocks.0.dwconv.*``,    ``l2``
-                  ``stages.1.downsample.proj.*``, ``head_dist.*``
-``transformers``  ``swiftformer.patch_embed.patch_embedding.0.*``      ``config.json``'s, else
-                  (this library's and transformers' own names)         ``softmax`` (transformers')
-================  ===================================================  =================================
-
-The original repository (``Amshaker/SwiftFormer``) had two releases whose checkpoints have the same
-keys and shapes but were trained with different attention: the first (March 2023) applied a softmax
-over a size-1 axis (our ``"softmax"`` variant, as transformers), the second (July 2023, the files its
-README links today) L2-normalizes the token weights (``"l2"``). Nothing in a state dict tells them
-apart, so original checkpoints are converted as ``"l2"`` unless ``attention_variant="softmax"`` is
-passed for a first-release file. timm follows the second release and computes exactly our ``"l2"``
-maths (same normalizations, scale ``1/sqrt(C)``, ``(C, 1, 1)`` layer scales, final BatchNorm, mean of
-the two heads in eval), so its tensors are renamed, never changed.
-
-Everything else is read from the tensors: the number of stages and blocks (``depths``), the widths
-(``embed_dims``), the MLP ratio (from the hidden width of the MLPs), the downsampling layers and their
-kernel, ``num_labels``, and whether the blocks have layer scales. Conversion maps every key or fails
-with one :class:`~swiftformer.hub.CheckpointError` listing the keys that did not map and the ones
-that are missing::
+The key layouts and how each is recognized are in :mod:`swiftformer.io.foreign`; the architecture is
+read from the tensor shapes (:mod:`swiftformer.io.architecture`). This module checks the renamed
+tensors against the model they are for and writes a normal model folder::
 
     from swiftformer.convert import convert_checkpoint
     convert_checkpoint("SwiftFormer_XS_ckpt.pth", "swiftformer-xs")     # then from_pretrained("swiftformer-xs")
@@ -34,54 +10,46 @@ that are missing::
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from .configuration import VARIANTS, SwiftFormerConfig
-from .hub import CONFIG_NAME, PREPROCESSOR_NAME, CheckpointError, resolve_file
+from .configuration import SwiftFormerConfig, variant_key
+from .errors import CheckpointError
 from .image_processing import SwiftFormerImageProcessor
-from .weights import find_weights_file, load_state_dict_file
-
-FORMATS = ("original", "timm", "transformers")
-
-FORMAT_NAMES = {
-    "original": "original repository (Amshaker/SwiftFormer)",
-    "timm": "timm (swiftformer_*)",
-    "transformers": "transformers / swiftformer (native keys)",
-}
-
-# The attention each source computes when nothing else says (see the module docstring).
-DEFAULT_ATTENTION_VARIANTS = {"original": "l2", "timm": "l2", "transformers": "softmax"}
-
-# Evaluation preprocessing of each source, as SwiftFormerImageProcessor fields (ImageNet mean/std, the
-# processor's defaults). timm: pretrained_cfg of swiftformer_* (224, crop_pct 0.95, bicubic). Original
-# repository: util/datasets.py build_transform, which main.py --eval uses: Resize(256) bicubic +
-# CenterCrop(224), i.e. crop_pct 224/256.
-SOURCE_PREPROCESSING = {
-    "timm": {"size": {"shortest_edge": 224}, "crop_pct": 0.95, "resample": "bicubic"},
-    "original": {"size": {"shortest_edge": 224}, "crop_pct": 0.875, "resample": "bicubic"},
-}
-
-_PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
-_WRAPPERS = ("model", "state_dict", "model_state_dict", "module")  # training scripts' checkpoint dicts
-_EMA_WRAPPERS = ("model_ema", "state_dict_ema", "ema")  # DeiT/original main.py, timm train.py
-
-# Sub-module renames inside blocks: original/timm name → ours (transformers').
-_BLOCK_RENAMES = (
-    (r"\.dwconv\.", ".depth_wise_conv."),
-    (r"\.pwconv1\.", ".point_wise_conv1."),
-    (r"\.pwconv2\.", ".point_wise_conv2."),
-    (r"\.attn\.Proj\.", ".attn.proj."),
-    (r"\.(layer_scale(?:_[12])?)\.gamma$", r".\1"),  # timm's LayerScale2d holds the (C, 1, 1) tensor as .gamma
+from .io.architecture import BASE_PREFIX, describe_architecture, imagenet_labels, infer_config, variant_of
+from .io.checkpoints import unwrap_checkpoint
+from .io.foreign import (
+    DEFAULT_ATTENTION_VARIANTS,
+    FORMAT_NAMES,
+    FORMATS,
+    SOURCE_PREPROCESSING,
+    detect_format,
+    load_checkpoint,
+    rename_keys,
 )
-_HEAD_KEY = re.compile(r"(norm|head|dist_head)\.(weight|bias|running_mean|running_var|num_batches_tracked)")
-_PREFIX = "swiftformer."
+from .io.hub import CONFIG_NAME, PREPROCESSOR_NAME, resolve_file
+from .modeling import SwiftFormerForImageClassification, SwiftFormerModel
+
+__all__ = [
+    "DEFAULT_ATTENTION_VARIANTS",
+    "FORMATS",
+    "FORMAT_NAMES",
+    "SOURCE_PREPROCESSING",
+    "ConversionResult",
+    "convert_checkpoint",
+    "convert_state_dict",
+    "describe_architecture",
+    "detect_format",
+    "imagenet_labels",
+    "infer_config",
+    "load_checkpoint",
+    "rename_keys",
+    "unwrap_checkpoint",
+    "variant_of",
+]
 
 
 @dataclass
@@ -105,326 +73,6 @@ class ConversionResult:
     @property
     def num_labels(self) -> int:
         return self.config.num_labels
-
-
-# ---------------------------------------------------------------------------------------------------
-# Reading sources
-# ---------------------------------------------------------------------------------------------------
-
-
-def _torch_load(path: Path) -> object:
-    """``torch.load(weights_only=True)``; also lets through the ``argparse.Namespace`` that training
-    scripts (the original ``main.py``, timm's ``train.py``) store as ``args``: plain data, no code."""
-    safe_globals = getattr(torch.serialization, "safe_globals", None)
-    allow_args = safe_globals([argparse.Namespace]) if safe_globals else contextlib.nullcontext()
-    try:
-        with allow_args:
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - let the library's loader classify and explain the failure
-        return load_state_dict_file(path)
-
-
-def _is_state_dict(value: object) -> bool:
-    return (
-        isinstance(value, dict)
-        and bool(value)
-        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items())
-    )
-
-
-def unwrap_checkpoint(data: object, ema: bool = False, source: str = "checkpoint") -> dict[str, torch.Tensor]:
-    """The state dict inside a loaded checkpoint: the checkpoint itself, or its ``model`` /
-    ``state_dict`` / ... entry (``model_ema`` / ``state_dict_ema`` with ``ema=True``, or when it is the
-    only one). A DDP ``module.`` prefix is removed."""
-    if _is_state_dict(data) and not ema:
-        state_dict = data
-    elif isinstance(data, dict):
-        order = _EMA_WRAPPERS + _WRAPPERS if ema else _WRAPPERS + _EMA_WRAPPERS
-        found = [key for key in order if _is_state_dict(data.get(key))]
-        if ema and not any(key in _EMA_WRAPPERS for key in found):
-            entries = (
-                "it is a plain state dict" if _is_state_dict(data) else f"its entries are {sorted(map(str, data))}"
-            )
-            raise CheckpointError(f"{source} holds no EMA weights (none of {', '.join(_EMA_WRAPPERS)}); {entries}.")
-        if not found:
-            raise CheckpointError(
-                f"{source} holds no state dict: expected a mapping of names to tensors, or one "
-                f"under {', '.join(_WRAPPERS + _EMA_WRAPPERS)}; found entries {sorted(map(str, data))[:20]}."
-            )
-        state_dict = data[found[0]]
-    else:
-        raise CheckpointError(f"{source} does not hold a state dict (found a {type(data).__name__}).")
-    if all(k.startswith("module.") for k in state_dict):
-        state_dict = {k.removeprefix("module."): v for k, v in state_dict.items()}
-    return state_dict
-
-
-def _weights_in_folder(folder: Path) -> Path:
-    """``model.safetensors`` / ``pytorch_model.bin``, else the folder's only weights file."""
-    with contextlib.suppress(FileNotFoundError):
-        return find_weights_file(folder)
-    files = [p for p in sorted(folder.iterdir()) if p.is_file() and p.suffix in (*_PICKLE_SUFFIXES, ".safetensors")]
-    if len(files) != 1:
-        found = ", ".join(p.name for p in files) or "none"
-        raise FileNotFoundError(
-            f"{folder} has no model.safetensors or pytorch_model.bin, and not exactly one other "
-            f"weights file (.safetensors, .pth, .pt, .bin, .ckpt) to convert: found {found}."
-        )
-    return files[0]
-
-
-def load_checkpoint(
-    src: str | os.PathLike, ema: bool = False
-) -> tuple[dict[str, torch.Tensor], str | os.PathLike | None]:
-    """Read the state dict of a file (``.pth``/``.pt``/``.bin``/``.ckpt`` pickle or ``.safetensors``), a
-    folder or a hub id. Returns it with the folder or hub id, if any (where ``config.json`` may be).
-
-    Pickles are opened with ``torch.load(weights_only=True)`` only: nothing in them runs.
-    """
-    path = Path(os.path.expanduser(os.fspath(src)))
-    folder = None
-    if path.is_dir():
-        folder, path = path, _weights_in_folder(path)
-    elif not path.exists():
-        path, folder = find_weights_file(src), src  # a hub id (or a clear FileNotFoundError)
-    if path.suffix == ".safetensors":
-        return unwrap_checkpoint(load_state_dict_file(path), ema=ema, source=str(path)), folder
-    return unwrap_checkpoint(_torch_load(path), ema=ema, source=str(path)), folder
-
-
-# ---------------------------------------------------------------------------------------------------
-# Key mapping
-# ---------------------------------------------------------------------------------------------------
-
-
-def _format_of_key(key: str) -> str | None:
-    if key.startswith((_PREFIX, "patch_embed.patch_embedding.", "encoder.network.")):
-        return "transformers"
-    if key.startswith(("stem.", "stages.", "head_dist.")):
-        return "timm"
-    if key.startswith(("patch_embed.", "network.", "dist_head.")):
-        return "original"
-    return None
-
-
-def detect_format(state_dict: dict[str, torch.Tensor]) -> str:
-    """``"original"``, ``"timm"`` or ``"transformers"``, from the key names (the most common wins).
-
-    Raises:
-        CheckpointError: no key looks like any of them.
-    """
-    counts = {fmt: 0 for fmt in FORMATS}
-    for key in state_dict:
-        fmt = _format_of_key(key)
-        if fmt is not None:
-            counts[fmt] += 1
-    best = max(FORMATS, key=lambda fmt: counts[fmt])
-    if counts[best] == 0:
-        sample = ", ".join(list(state_dict)[:8]) or "(empty)"
-        raise CheckpointError(
-            "Not a SwiftFormer checkpoint: no key of the original repository (patch_embed.0.*, network.*), "
-            f"timm (stem.*, stages.*) or transformers (swiftformer.*) layout. First keys: {sample}"
-        )
-    return best
-
-
-def _rename_block(rest: str) -> str:
-    rest = "." + rest
-    for pattern, replacement in _BLOCK_RENAMES:
-        rest = re.sub(pattern, replacement, rest)
-    return rest[1:]
-
-
-def _original_key(key: str) -> str | None:
-    """Original repository name → ours. ``network`` is laid out as ours already: each stage (a Sequential
-    of blocks), then the downsampling ``Embedding`` (``proj``, ``norm``) to the next stage, if any."""
-    if m := re.fullmatch(r"patch_embed\.(\d+)\.(\w+)", key):
-        return f"{_PREFIX}patch_embed.patch_embedding.{m[1]}.{m[2]}"
-    if m := re.fullmatch(r"network\.(\d+)\.(\d+)\.(.+)", key):
-        return f"{_PREFIX}encoder.network.{m[1]}.blocks.{m[2]}.{_rename_block(m[3])}"
-    if m := re.fullmatch(r"network\.(\d+)\.((?:proj|norm)\.\w+)", key):
-        return f"{_PREFIX}encoder.network.{m[1]}.{m[2]}"
-    if _HEAD_KEY.fullmatch(key):
-        return key
-    return None
-
-
-def _timm_network_indices(keys: list[str]) -> tuple[dict[int, int], dict[int, int]]:
-    """Our ``encoder.network`` index of each timm stage, and of each timm ``stages.i.downsample``.
-
-    timm puts the downsampling at the start of stage i (i >= 1); we keep it as its own entry between
-    stage i - 1 and stage i. A stage-0 downsample (from the stem) has no counterpart, so it stays unmapped.
-    """
-    stages = sorted({int(m[1]) for k in keys if (m := re.match(r"stages\.(\d+)\.", k))})
-    downsampled = {int(m[1]) for k in keys if (m := re.match(r"stages\.(\d+)\.downsample\.", k))}
-    stage_index, downsample_index, position = {}, {}, 0
-    for i in range(stages[-1] + 1 if stages else 0):
-        if i in downsampled and i > 0:
-            downsample_index[i] = position
-            position += 1
-        stage_index[i] = position
-        position += 1
-    return stage_index, downsample_index
-
-
-def _timm_key(key: str, stage_index: dict[int, int], downsample_index: dict[int, int]) -> str | None:
-    if m := re.fullmatch(r"stem\.(\d+)\.(\w+)", key):
-        return f"{_PREFIX}patch_embed.patch_embedding.{m[1]}.{m[2]}"
-    if m := re.fullmatch(r"stages\.(\d+)\.blocks\.(\d+)\.(.+)", key):
-        return f"{_PREFIX}encoder.network.{stage_index[int(m[1])]}.blocks.{m[2]}.{_rename_block(m[3])}"
-    if (m := re.fullmatch(r"stages\.(\d+)\.downsample\.((?:proj|norm)\.\w+)", key)) and int(m[1]) in downsample_index:
-        return f"{_PREFIX}encoder.network.{downsample_index[int(m[1])]}.{m[2]}"
-    if key.startswith("head_dist."):
-        key = "dist_head." + key.removeprefix("head_dist.")
-    if _HEAD_KEY.fullmatch(key):
-        return key
-    return None
-
-
-def _native_key(key: str) -> str | None:
-    if key.startswith(_PREFIX) or _HEAD_KEY.fullmatch(key):
-        return key
-    if key.startswith(("patch_embed.", "encoder.")):  # a base model's keys (SwiftFormerModel)
-        return _PREFIX + key
-    return None
-
-
-def rename_keys(
-    state_dict: dict[str, torch.Tensor], fmt: str
-) -> tuple[dict[str, torch.Tensor], dict[str, str], list[str]]:
-    """Rename a ``fmt`` state dict to our (classifier) key names; tensors are shared, not copied.
-
-    Returns ``(renamed, sources, unmapped)``: the renamed tensors, our name → the source's name, and
-    the source keys that match no rule.
-    """
-    if fmt == "timm":
-        indices = _timm_network_indices(list(state_dict))
-        to_ours = lambda key: _timm_key(key, *indices)
-    elif fmt == "original":
-        to_ours = _original_key
-    elif fmt == "transformers":
-        to_ours = _native_key
-    else:
-        raise ValueError(f"Unknown checkpoint format {fmt!r}; expected one of {', '.join(FORMATS)}")
-    renamed, sources, unmapped = {}, {}, []
-    for key, value in state_dict.items():
-        new = to_ours(key)
-        if new is None or new in renamed:
-            unmapped.append(key)
-        else:
-            renamed[new], sources[new] = value, key
-    return renamed, sources, unmapped
-
-
-# ---------------------------------------------------------------------------------------------------
-# Config from shapes
-# ---------------------------------------------------------------------------------------------------
-
-
-def _mlp_ratio(pairs: list[tuple[int, int]]) -> float:
-    """The ratio r with ``int(dim * r) == hidden`` for every (dim, hidden) pair (as the models size
-    their MLPs); an integer when one fits."""
-    candidates = []
-    for dim, hidden in sorted(pairs, reverse=True):
-        candidates += [round(hidden / dim), round(hidden / dim, 6), hidden / dim]
-    for ratio in candidates:
-        if ratio > 0 and all(int(dim * ratio) == hidden for dim, hidden in pairs):
-            return ratio
-    return candidates[0] if candidates else 4  # inconsistent: the shape check lists the mismatches
-
-
-def imagenet_labels() -> dict[int, str] | None:
-    """ImageNet-1k class names (``0: "tench, Tinca tinca"``, as the hub configs), from timm if installed."""
-    try:
-        from timm.data import ImageNetInfo
-    except ImportError:
-        return None
-    info = ImageNetInfo()
-    return {i: info.index_to_description(i) for i in range(info.num_classes())}
-
-
-def infer_config(state_dict: dict[str, torch.Tensor], **fields) -> SwiftFormerConfig:
-    """The config of a state dict with our key names, read from its shapes; ``fields`` set the rest
-    (e.g. ``attention_variant``). 1000 classes get the ImageNet-1k labels when timm is installed.
-
-    Raises:
-        CheckpointError: the stem or the stages cannot be found at all.
-    """
-    stem = state_dict.get(f"{_PREFIX}patch_embed.patch_embedding.0.weight")
-    blocks: dict[int, set[int]] = {}
-    embeddings: dict[int, torch.Tensor] = {}
-    widths: dict[int, int] = {}
-    hidden: list[tuple[int, int]] = []
-    for key, value in state_dict.items():
-        if m := re.fullmatch(rf"{re.escape(_PREFIX)}encoder\.network\.(\d+)\.blocks\.(\d+)\.(.+)", key):
-            j, rest = int(m[1]), m[3]
-            blocks.setdefault(j, set()).add(int(m[2]))
-            if rest.endswith("depth_wise_conv.weight"):
-                widths[j] = value.shape[0]
-            if rest in ("point_wise_conv1.weight", "linear.fc1.weight") and value.ndim == 4:
-                hidden.append((value.shape[1], value.shape[0]))
-        elif m := re.fullmatch(rf"{re.escape(_PREFIX)}encoder\.network\.(\d+)\.proj\.weight", key):
-            embeddings[int(m[1])] = value
-    if stem is None or stem.ndim != 4 or not blocks:
-        raise CheckpointError(
-            "Cannot read the architecture: the checkpoint has no stem convolution "
-            f"({_PREFIX}patch_embed.patch_embedding.0.weight / patch_embed.0.weight / stem.0.weight) or no stage blocks."
-        )
-
-    stages = sorted(blocks)
-    depths = [max(blocks[j]) + 1 for j in stages]
-    embed_dims = [widths.get(j, 0) for j in stages]
-    first_width = state_dict.get(f"{_PREFIX}patch_embed.patch_embedding.3.weight")
-    if embed_dims[0] == 0 and first_width is not None:
-        embed_dims[0] = first_width.shape[0]
-    for i, width in enumerate(embed_dims):  # a stage without any depth-wise conv: take the incoming width
-        if width == 0:
-            embed_dims[i] = embed_dims[i - 1] if i else stem.shape[0] * 2
-    # Our network has stage, [downsample], stage, ...: downsamples[i] says whether one follows stage i.
-    downsamples = [stages[i] + 1 in embeddings for i in range(len(stages) - 1)] + [True]
-    kernel = next(iter(embeddings.values())).shape[-1] if embeddings else 3
-
-    config = {
-        "num_channels": stem.shape[1],
-        "depths": depths,
-        "embed_dims": embed_dims,
-        "mlp_ratio": _mlp_ratio(hidden),
-        "downsamples": downsamples,
-        "down_patch_size": kernel,
-        "down_stride": 2,
-        "down_pad": kernel // 2,
-        "use_layer_scale": any(k.endswith(".layer_scale_1") for k in state_dict),
-    }
-    head = state_dict.get("head.weight")
-    num_labels = head.shape[0] if head is not None and head.ndim == 2 else 0
-    labels = imagenet_labels() if num_labels == 1000 else None
-    if labels is not None:
-        config["id2label"] = labels
-    else:
-        config["num_labels"] = num_labels
-    return SwiftFormerConfig(**{**config, **fields})
-
-
-def variant_of(config: SwiftFormerConfig) -> str | None:
-    """``"xs"``, ``"s"``, ``"l1"`` or ``"l3"`` when the architecture is a published one, else None."""
-    for name, spec in VARIANTS.items():
-        if config.depths == spec["depths"] and config.embed_dims == spec["embed_dims"] and config.mlp_ratio == 4:
-            return name
-    return None
-
-
-def describe_architecture(config: SwiftFormerConfig) -> str:
-    """E.g. ``"SwiftFormer-XS (depths 3-3-6-4, widths 48-56-112-220)"``."""
-    name = variant_of(config)
-    shape = f"depths {'-'.join(map(str, config.depths))}, widths {'-'.join(map(str, config.embed_dims))}"
-    if config.mlp_ratio != 4:
-        shape += f", mlp_ratio {config.mlp_ratio:g}"
-    return f"SwiftFormer-{name.upper()} ({shape})" if name else f"custom ({shape})"
-
-
-# ---------------------------------------------------------------------------------------------------
-# Conversion
-# ---------------------------------------------------------------------------------------------------
 
 
 def _listed(what: str, keys: list[str], limit: int = 20) -> str:
@@ -460,8 +108,6 @@ def convert_state_dict(
         CheckpointError: listing the source keys that did not map, the missing keys and shape
             mismatches; or when the architecture is not ``variant``.
     """
-    from .modeling import SwiftFormerForImageClassification, SwiftFormerModel
-
     fmt = fmt or detect_format(state_dict)
     notes = [] if notes is None else notes
     renamed, sources, unmapped = rename_keys(state_dict, fmt)
@@ -471,9 +117,7 @@ def convert_state_dict(
     elif attention_variant is not None:
         config = SwiftFormerConfig.from_dict(config.to_dict(), attention_variant=attention_variant)
     if variant is not None:
-        key = variant.lower().replace("swiftformer", "").strip("-_ ")
-        if key not in VARIANTS:
-            raise ValueError(f"Unknown SwiftFormer variant {variant!r}; expected one of {', '.join(VARIANTS)}")
+        key = variant_key(variant, strict=True)
         if variant_of(config) != key:
             requested = describe_architecture(SwiftFormerConfig.from_variant(key))
             raise CheckpointError(f"The checkpoint is {describe_architecture(config)}, not {requested} as requested.")
@@ -483,8 +127,8 @@ def convert_state_dict(
         model = SwiftFormerModel(config) if backbone_only else SwiftFormerForImageClassification(config)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     if backbone_only:  # SwiftFormerModel's keys carry no prefix
-        renamed = {k.removeprefix(_PREFIX): v for k, v in renamed.items()}
-        sources = {k.removeprefix(_PREFIX): v for k, v in sources.items()}
+        renamed = {k.removeprefix(BASE_PREFIX): v for k, v in renamed.items()}
+        sources = {k.removeprefix(BASE_PREFIX): v for k, v in sources.items()}
 
     if "dist_head.weight" in expected and "dist_head.weight" not in renamed and "head.weight" in renamed:
         # Trained without distillation: logits = head; (head + head) / 2 is exactly that.
@@ -551,8 +195,6 @@ def convert_checkpoint(
             missing ones), corrupt files, or an architecture other than ``variant``.
         FileNotFoundError / OSError: ``src`` cannot be found or read.
     """
-    from .modeling import SwiftFormerForImageClassification, SwiftFormerModel
-
     state_dict, folder = load_checkpoint(src, ema=ema)
     fmt = detect_format(state_dict)
     folder_config, processor, notes = None, None, []

@@ -47,7 +47,11 @@ from typing import Any, Union
 import numpy as np
 from PIL import Image, ImageOps
 
-from .hub import PREPROCESSOR_NAME, read_json, resolve_file, write_json
+from .io.files import read_json, write_json
+from .io.hub import PREPROCESSOR_NAME, resolve_file
+
+# The image files the library reads from folders (any case): predict, training data, calibration sets.
+IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 
 IMAGENET_DEFAULT_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_DEFAULT_STD = (0.229, 0.224, 0.225)
@@ -58,22 +62,49 @@ RESAMPLE_NAMES = {"nearest": 0, "lanczos": 1, "bilinear": 2, "bicubic": 3, "box"
 # From this shortest edge on, transformers' ConvNeXt processor warps to a square instead of cropping.
 CONVNEXT_WARP_FROM = 384
 
-_FIELDS = ("do_resize", "size", "resample", "crop_pct", "do_center_crop", "crop_size",
-           "do_rescale", "rescale_factor", "do_normalize", "image_mean", "image_std")
+_FIELDS = (
+    "do_resize",
+    "size",
+    "resample",
+    "crop_pct",
+    "do_center_crop",
+    "crop_size",
+    "do_rescale",
+    "rescale_factor",
+    "do_normalize",
+    "image_mean",
+    "image_std",
+)
 
 # Keys of transformers' configs that change nothing here, so they are dropped without a warning:
 # bookkeeping; do_convert_rgb (we always convert: the model takes RGB); the channel layouts (ours is
 # always channels-first); default_to_square (it only says how to read a bare-int size: from_dict).
-_IGNORED_KEYS = frozenset({"image_processor_type", "feature_extractor_type", "processor_class", "_processor_class",
-                           "auto_map", "do_convert_rgb", "data_format", "input_data_format", "default_to_square"})
+_IGNORED_KEYS = frozenset(
+    {
+        "image_processor_type",
+        "feature_extractor_type",
+        "processor_class",
+        "_processor_class",
+        "auto_map",
+        "do_convert_rgb",
+        "data_format",
+        "input_data_format",
+        "default_to_square",
+    }
+)
 
 # Where transformers' classes assume other values than our defaults for keys a config leaves out.
 # A config without a type is read as ViT: transformers uses ViTImageProcessor for SwiftFormer.
 _VIT = {"image_mean": [0.5] * 3, "image_std": [0.5] * 3}
 _CLASS_DEFAULTS = {
     "ViTImageProcessor": _VIT,
-    "DeiTImageProcessor": {**_VIT, "size": {"height": 256, "width": 256}, "resample": 3,
-                           "do_center_crop": True, "crop_size": {"height": 224, "width": 224}},
+    "DeiTImageProcessor": {
+        **_VIT,
+        "size": {"height": 256, "width": 256},
+        "resample": 3,
+        "do_center_crop": True,
+        "crop_size": {"height": 224, "width": 224},
+    },
     "ConvNextImageProcessor": {**_VIT, "size": {"shortest_edge": 384}, "resample": 3, "crop_pct": 224 / 256},
 }
 
@@ -138,8 +169,10 @@ def _array_to_pil(array: np.ndarray) -> Image.Image:
     elif array.ndim == 3 and array.shape[0] in (1, 3, 4):  # channels-first wins, as in transformers
         array = np.moveaxis(array, 0, -1)
     elif array.ndim != 3 or array.shape[-1] not in (1, 3, 4):
-        raise ValueError(f"cannot use an array of shape {tuple(array.shape)} as an image: "
-                         "expected (H, W), (H, W, C) or (C, H, W) with C = 1, 3 or 4")
+        raise ValueError(
+            f"cannot use an array of shape {tuple(array.shape)} as an image: "
+            "expected (H, W), (H, W, C) or (C, H, W) with C = 1, 3 or 4"
+        )
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise ValueError(f"cannot use an array of shape {tuple(array.shape)} as an image: it is empty")
     array = np.ascontiguousarray(_to_uint8(array))
@@ -168,8 +201,10 @@ def _to_rgb_image(image: Any) -> Image.Image:
         return load_image(image)
     array = image if isinstance(image, np.ndarray) else _tensor_to_numpy(image)
     if array is None:
-        raise TypeError(f"unsupported image type {type(image).__name__}: expected a PIL image, "
-                        "numpy array, torch tensor or file path")
+        raise TypeError(
+            f"unsupported image type {type(image).__name__}: expected a PIL image, "
+            "numpy array, torch tensor or file path"
+        )
     return _array_to_pil(array).convert("RGB")
 
 
@@ -281,10 +316,21 @@ class SwiftFormerImageProcessor:
         ValueError: A field has an invalid value; the message names the field and the value.
     """
 
-    def __init__(self, *, do_resize: bool = True, size: dict | int | tuple | None = None, resample: int | str = 2,
-                 crop_pct: float | None = None, do_center_crop: bool = False, crop_size: dict | int | None = None,
-                 do_rescale: bool = True, rescale_factor: float = 1 / 255, do_normalize: bool = True,
-                 image_mean: Any = IMAGENET_DEFAULT_MEAN, image_std: Any = IMAGENET_DEFAULT_STD) -> None:
+    def __init__(
+        self,
+        *,
+        do_resize: bool = True,
+        size: dict | int | tuple | None = None,
+        resample: int | str = 2,
+        crop_pct: float | None = None,
+        do_center_crop: bool = False,
+        crop_size: dict | int | None = None,
+        do_rescale: bool = True,
+        rescale_factor: float = 1 / 255,
+        do_normalize: bool = True,
+        image_mean: Any = IMAGENET_DEFAULT_MEAN,
+        image_std: Any = IMAGENET_DEFAULT_STD,
+    ) -> None:
         self.do_resize = _check_bool("do_resize", do_resize)
         self.crop_pct = None if crop_pct is None else _check_positive("crop_pct", crop_pct)
         if self.crop_pct is not None and self.crop_pct > 1:
@@ -325,8 +371,10 @@ class SwiftFormerImageProcessor:
         arrays = [self._process_one(image) for image in _split_batch(images)]
         shapes = sorted({array.shape for array in arrays})
         if len(shapes) > 1:
-            raise ValueError(f"the images have different sizes after preprocessing {shapes} and cannot be "
-                             "stacked; use a height/width size, crop_pct or do_center_crop")
+            raise ValueError(
+                f"the images have different sizes after preprocessing {shapes} and cannot be "
+                "stacked; use a height/width size, crop_pct or do_center_crop"
+            )
         pixel_values = np.stack(arrays)
         if return_tensors == "pt":
             import torch  # only here, so that the module itself imports without torch
@@ -403,19 +451,32 @@ class SwiftFormerImageProcessor:
         if kind != "ConvNextImageProcessor" and fields.pop("crop_pct", None) is not None:
             unknown.append("crop_pct")  # only transformers' ConvNeXt processor uses it
         if unknown:
-            warnings.warn(f"ignoring preprocessor config keys that this processor does not use: {unknown}",
-                          stacklevel=2)
+            warnings.warn(
+                f"ignoring preprocessor config keys that this processor does not use: {unknown}", stacklevel=2
+            )
         if config.get("default_to_square") is False and isinstance(fields.get("size"), int):
             fields["size"] = {"shortest_edge": fields["size"]}
         return cls(**fields)
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike, *, revision: str | None = None,
-                        cache_dir: str | os.PathLike | None = None, local_files_only: bool = False,
-                        token: str | bool | None = None) -> SwiftFormerImageProcessor:
+    def from_pretrained(
+        cls,
+        name_or_path: str | os.PathLike,
+        *,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        local_files_only: bool = False,
+        token: str | bool | None = None,
+    ) -> SwiftFormerImageProcessor:
         """Load ``preprocessor_config.json`` from a local folder or a hub id (``"MBZUAI/swiftformer-xs"``)."""
-        path = resolve_file(name_or_path, PREPROCESSOR_NAME, revision=revision, cache_dir=cache_dir,
-                            local_files_only=local_files_only, token=token)
+        path = resolve_file(
+            name_or_path,
+            PREPROCESSOR_NAME,
+            revision=revision,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+            token=token,
+        )
         return cls.from_dict(read_json(path))
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> Path:

@@ -22,13 +22,14 @@ freezing, bf16 weights for AMX, or int8 through torchao's PT2E X86 quantizer wit
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .configuration import SwiftFormerConfig
+from .configuration import SwiftFormerConfig, variant_key
 from .modeling import (
     SwiftFormerConvEncoder,
     SwiftFormerEmbeddings,
@@ -125,7 +126,9 @@ class FusedEncoderBlock(nn.Module):
             torch.cat([attn.to_query.weight, attn.to_key.weight]), torch.cat([attn.to_query.bias, attn.to_key.bias])
         )
         # (1, C, 1, 1): the token weights are the query's products with w_g (scaled) over channels
-        self.w_g = nn.Parameter((attn.w_g.detach() * attn.scale_factor).reshape(1, dim, 1, 1).clone(), requires_grad=False)
+        self.w_g = nn.Parameter(
+            (attn.w_g.detach() * attn.scale_factor).reshape(1, dim, 1, 1).clone(), requires_grad=False
+        )
         self.proj = pointwise_conv(attn.proj.weight, attn.proj.bias)
         scale1 = block.layer_scale_1.detach() if block.use_layer_scale else torch.ones(dim)
         scale2 = block.layer_scale_2.detach() if block.use_layer_scale else torch.ones(dim)
@@ -157,13 +160,20 @@ class FusedSwiftFormer(nn.Module):
         model = copy.deepcopy(model).eval()  # fused layers reuse some modules: never share them with the caller
         stem = model.swiftformer.patch_embed.patch_embedding
         layers: list[nn.Module] = [
-            _fold_bn_after_conv(stem[0], stem[1]), nn.ReLU(), _fold_bn_after_conv(stem[3], stem[4]), nn.ReLU()
+            _fold_bn_after_conv(stem[0], stem[1]),
+            nn.ReLU(),
+            _fold_bn_after_conv(stem[3], stem[4]),
+            nn.ReLU(),
         ]
         self.first_stage_end = 0  # features[:first_stage_end] = the stem and the first stage
         for module in model.swiftformer.encoder.network:
             if isinstance(module, SwiftFormerStage):
                 for block in module.blocks:
-                    layers.append(FusedEncoderBlock(block) if isinstance(block, SwiftFormerEncoderBlock) else FusedConvEncoder(block))
+                    layers.append(
+                        FusedEncoderBlock(block)
+                        if isinstance(block, SwiftFormerEncoderBlock)
+                        else FusedConvEncoder(block)
+                    )
                 self.first_stage_end = self.first_stage_end or len(layers)
             elif isinstance(module, SwiftFormerEmbeddings):
                 layers.append(_fold_bn_after_conv(module.proj, module.norm))
@@ -202,7 +212,7 @@ def optimize_for_inference(
     compile: bool = True,
     calibration: torch.Tensor | list[torch.Tensor] | None = None,
     dynamic: bool | None = None,
-    micro_batch: int | None | Literal["auto"] = "auto",
+    micro_batch: int | Literal["auto"] | None = "auto",
     backend: str = "inductor",
 ) -> nn.Module:
     """A module computing ``pixel_values (B, 3, H, W) -> logits (B, num_labels)`` fast on a CPU.
@@ -239,7 +249,9 @@ def optimize_for_inference(
         return OpenVINOClassifier(fuse(model), model.config, precision)
     if micro_batch == "auto":
         micro_batch = AUTO_MICRO_BATCH[precision]
-    if micro_batch is not None and (isinstance(micro_batch, bool) or not isinstance(micro_batch, int) or micro_batch < 1):
+    if micro_batch is not None and (
+        isinstance(micro_batch, bool) or not isinstance(micro_batch, int) or micro_batch < 1
+    ):
         raise ValueError(f"micro_batch must be a positive int, None or 'auto', got {micro_batch!r}")
     fused = fuse(model)
     if precision == "bf16":
@@ -305,8 +317,10 @@ class MicroBatched(nn.Module):
         _check_pixel_values(pixel_values, self.num_channels)
         if self.input_size is not None and tuple(pixel_values.shape[2:]) != self.input_size:
             h, w = self.input_size
-            raise ValueError(f"this int8 model was calibrated and exported at {h}×{w}; got pixel_values of "
-                             f"{pixel_values.shape[2]}×{pixel_values.shape[3]} (resize, or quantize again at that size)")
+            raise ValueError(
+                f"this int8 model was calibrated and exported at {h}×{w}; got pixel_values of "
+                f"{pixel_values.shape[2]}×{pixel_values.shape[3]} (resize, or quantize again at that size)"
+            )
         if self.micro_batch and pixel_values.shape[0] > self.micro_batch:
             x = torch.cat([self.early(chunk) for chunk in pixel_values.split(self.micro_batch)])
         else:
@@ -345,10 +359,11 @@ def openvino_model(fused: FusedSwiftFormer, example: torch.Tensor, dims: dict[in
         warnings.simplefilter("ignore")
         try:
             ov_model = ov.convert_model(torch.export.export(fused, (example,), dynamic_shapes=(dims,)))
-        except Exception as err:  # noqa: BLE001 - fall back to OpenVINO's own tracing
+        except Exception as err:
             notes.append(f"converted by tracing (torch.export route failed: {type(err).__name__})")
-            ov_model = ov.convert_model(fused, example_input=example,
-                                        input=[ov.PartialShape([-1, example.shape[1], -1, -1])])
+            ov_model = ov.convert_model(
+                fused, example_input=example, input=[ov.PartialShape([-1, example.shape[1], -1, -1])]
+            )
     ov_model.inputs[0].get_tensor().set_names({"pixel_values"})
     ov_model.outputs[0].get_tensor().set_names({"logits"})
     return ov_model, notes
@@ -413,3 +428,16 @@ def _quantize_int8(module: MicroBatched, calibration: Any) -> None:
             late(middle)
     module.early, module.late = convert_pt2e(early), convert_pt2e(late)
     module.input_size = sizes.pop()
+
+
+def load_model(ref: str, hub: dict[str, Any] | None = None) -> SwiftFormerForImageClassification:
+    """A classifier in eval mode from a folder or hub id, or from a variant name (``"xs"``,
+    ``"swiftformer-l3"``: random weights, seed 0, 1000 labels) for benchmarks and exports.
+
+    A folder of the variant's name wins over the variant (``xs/`` is a folder, not SwiftFormer-XS).
+    """
+    key = None if Path(ref).exists() else variant_key(ref)
+    if key is not None:
+        torch.manual_seed(0)
+        return SwiftFormerForImageClassification(SwiftFormerConfig.from_variant(key, num_labels=1000)).eval()
+    return SwiftFormerForImageClassification.from_pretrained(ref, **(hub or {})).eval()

@@ -37,14 +37,14 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .configuration import SwiftFormerConfig
-from .outputs import BackboneOutput, BaseModelOutputWithNoAttention, ImageClassifierOutputWithNoAttention
-from .weights import (
+from .io.checkpoints import (
     find_weights_file,
     load_state_dict_file,
     match_state_dict,
     save_state_dict_file,
     write_model_folder,
 )
+from .outputs import BackboneOutput, BaseModelOutputWithNoAttention, ImageClassifierOutputWithNoAttention
 
 logger = logging.getLogger(__name__)
 
@@ -379,8 +379,10 @@ def _take_indices(num_stages: int, indices: int | Sequence[int] | None) -> list[
 def require_floating_pixels(pixel_values: torch.Tensor) -> None:
     """Raw 0-255 integer pixels would give silent garbage: one clear error instead."""
     if not pixel_values.is_floating_point():
-        raise ValueError(f"pixel_values must be a floating-point tensor, got {pixel_values.dtype} "
-                         f"(normalize images with SwiftFormerImageProcessor first)")
+        raise ValueError(
+            f"pixel_values must be a floating-point tensor, got {pixel_values.dtype} "
+            f"(normalize images with SwiftFormerImageProcessor first)"
+        )
 
 
 class SwiftFormerPreTrainedModel(nn.Module):

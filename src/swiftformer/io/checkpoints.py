@@ -1,4 +1,4 @@
-"""Reading and writing state-dict files: safetensors first, legacy PyTorch pickles safely.
+"""Reading, writing and matching state-dict files: safetensors first, legacy PyTorch pickles safely.
 
 ``pytorch_model.bin`` files are pickles. They are only ever opened with ``torch.load(weights_only=True)``,
 which refuses any object that is not a tensor or plain container, so a malicious file runs nothing.
@@ -6,6 +6,8 @@ which refuses any object that is not a tensor or plain container, so a malicious
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import logging
 import os
 import pickle
@@ -13,7 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .hub import CONFIG_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_NAME, CheckpointError, atomic_write, resolve_file, write_json
+from ..errors import CheckpointError
+from .architecture import infer_config
+from .files import atomic_write, write_json
+from .hub import CONFIG_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_NAME, resolve_file
 
 if TYPE_CHECKING:
     import torch
@@ -32,15 +37,21 @@ def _looks_like_torch_save(path: Path) -> bool:
     return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
 
 
-def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Load a ``.safetensors`` file or a PyTorch pickle (``.bin``/``.pth``) onto the CPU.
+_PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
+_WRAPPERS = ("model", "state_dict", "model_state_dict", "module")  # training scripts' checkpoint dicts
+_EMA_WRAPPERS = ("model_ema", "state_dict_ema", "ema")  # DeiT/original main.py, timm train.py
 
-    A ``.pth`` holding ``{"model": state_dict}`` or ``{"state_dict": ...}`` (as training scripts
-    save them) is unwrapped.
+
+def read_checkpoint(path: str | os.PathLike) -> Any:
+    """What a ``.safetensors`` file or a PyTorch pickle (``.bin``/``.pth``/...) holds, loaded onto the CPU.
+
+    Pickles are opened with ``torch.load(weights_only=True)`` only, so nothing in them runs; the
+    ``argparse.Namespace`` that training scripts (the original ``main.py``, timm's ``train.py``) store as
+    ``args`` is let through: plain data, no code.
 
     Raises:
-        CheckpointError: the file is truncated, corrupt, not a state dict, or a pickle that holds
-            anything other than tensors (it is refused without running any of it).
+        CheckpointError: the file is truncated, corrupt, or a pickle that holds anything other than
+            tensors and plain containers (it is refused without running any of it).
     """
     import torch
 
@@ -52,13 +63,20 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         try:
             return load_file(path, device="cpu")
         except (SafetensorError, OSError, ValueError) as err:
-            raise CheckpointError(f"Cannot read {path}: not a valid safetensors file, corrupt or truncated ({err}).") from None
+            raise CheckpointError(
+                f"Cannot read {path}: not a valid safetensors file, corrupt or truncated ({err})."
+            ) from None
 
     if not _looks_like_torch_save(path):  # checked first: torch would call any bytes "unsafe"
-        raise CheckpointError(f"Cannot read {path}: corrupt or truncated, or not a checkpoint at all (neither a "
-                              f"torch.save zip archive nor a pickle, and not named .safetensors).")
+        raise CheckpointError(
+            f"Cannot read {path}: corrupt or truncated, or not a checkpoint at all (neither a "
+            f"torch.save zip archive nor a pickle, and not named .safetensors)."
+        )
+    safe_globals = getattr(torch.serialization, "safe_globals", None)
+    allow_args = safe_globals([argparse.Namespace]) if safe_globals else contextlib.nullcontext()
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        with allow_args:
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         if "weights only load failed" not in str(err).lower():  # not a refusal: just broken bytes
             raise CheckpointError(f"Cannot read {path}: corrupt or truncated PyTorch checkpoint ({err}).") from None
@@ -69,19 +87,66 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             f"({reason[0] if reason else type(err).__name__}). Nothing from it was executed. "
             f"Convert trusted checkpoints to safetensors."
         ) from None
-    except Exception as err:  # noqa: BLE001 - garbage bytes also raise KeyError, IndexError, struct.error ...
+    except Exception as err:
         raise CheckpointError(
             f"Cannot read {path}: corrupt or truncated PyTorch checkpoint ({type(err).__name__}: {err})."
         ) from None
 
-    if isinstance(data, dict):
-        for wrapper in ("model", "state_dict", "model_state_dict"):
-            if isinstance(data.get(wrapper), dict) and all(isinstance(v, torch.Tensor) for v in data[wrapper].values()):
-                data = data[wrapper]
-                break
-    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in data.items()):
-        raise CheckpointError(f"{path} does not hold a state dict (a mapping of names to tensors).")
-    return data
+
+def _is_state_dict(value: object) -> bool:
+    import torch
+
+    return (
+        isinstance(value, dict)
+        and bool(value)
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items())
+    )
+
+
+def unwrap_checkpoint(data: object, ema: bool = False, source: str = "checkpoint") -> dict[str, torch.Tensor]:
+    """The state dict inside a loaded checkpoint: the checkpoint itself, or its ``model`` /
+    ``state_dict`` / ... entry (``model_ema`` / ``state_dict_ema`` with ``ema=True``, or when it is the
+    only one). A DDP ``module.`` prefix is removed.
+
+    Raises:
+        CheckpointError: no state dict inside, or no EMA weights when ``ema`` asks for them.
+    """
+    if _is_state_dict(data) and not ema:
+        state_dict = data
+    elif isinstance(data, dict):
+        order = _EMA_WRAPPERS + _WRAPPERS if ema else _WRAPPERS + _EMA_WRAPPERS
+        found = [key for key in order if _is_state_dict(data.get(key))]
+        if ema and not any(key in _EMA_WRAPPERS for key in found):
+            entries = (
+                "it is a plain state dict" if _is_state_dict(data) else f"its entries are {sorted(map(str, data))}"
+            )
+            raise CheckpointError(f"{source} holds no EMA weights (none of {', '.join(_EMA_WRAPPERS)}); {entries}.")
+        if not found:
+            raise CheckpointError(
+                f"{source} does not hold a state dict: expected a mapping of names to tensors, or one "
+                f"under {', '.join(_WRAPPERS + _EMA_WRAPPERS)}; found entries {sorted(map(str, data))[:20]}."
+            )
+        state_dict = data[found[0]]
+    else:
+        raise CheckpointError(
+            f"{source} does not hold a state dict (a mapping of names to tensors; found a {type(data).__name__})."
+        )
+    if all(k.startswith("module.") for k in state_dict):
+        state_dict = {k.removeprefix("module."): v for k, v in state_dict.items()}
+    return state_dict
+
+
+def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Load the state dict of a ``.safetensors`` file or a PyTorch pickle (``.bin``/``.pth``) onto the CPU.
+
+    A ``.pth`` holding ``{"model": state_dict}`` or ``{"state_dict": ...}`` (as training scripts
+    save them) is unwrapped (:func:`unwrap_checkpoint`).
+
+    Raises:
+        CheckpointError: the file is truncated, corrupt, not a state dict, or a pickle that holds
+            anything other than tensors (it is refused without running any of it).
+    """
+    return unwrap_checkpoint(read_checkpoint(path), source=str(path))
 
 
 def save_state_dict_file(state_dict: dict[str, torch.Tensor], path: str | os.PathLike) -> Path:
@@ -148,14 +213,12 @@ BACKBONE_NORMS = "hidden_states_norms."
 
 
 def _architecture_of(state_dict: dict[str, Any], prefix: str) -> str:
-    """" (the file holds depths [...], widths [...] and N labels)" read off the shapes, or ""."""
-    from .convert import infer_config  # the same reading of shapes the converter uses
-
+    """ " (the file holds depths [...], widths [...] and N labels)" read off the shapes, or ""."""
     if not any(k.startswith(prefix) for k in state_dict):
         state_dict = {prefix + k: v for k, v in state_dict.items()}
     try:
         found = infer_config(state_dict)
-    except Exception:  # noqa: BLE001 - only a hint: not even a stem or stages to read
+    except Exception:
         return ""
     labels = f" and {found.num_labels} labels" if found.num_labels else " and no classification heads"
     return f" (the file holds depths {found.depths}, widths {found.embed_dims}{labels})"
@@ -216,8 +279,11 @@ def match_state_dict(
         missing = []
     if mismatched and ignore_mismatched_sizes:
         logger.warning("Re-initialized weights whose shapes differ from %s:\n  %s", source, "\n  ".join(mismatched))
-        state_dict = {k: v for k, v in state_dict.items()
-                      if k not in expected_shapes or tuple(v.shape) == tuple(expected_shapes[k])}
+        state_dict = {
+            k: v
+            for k, v in state_dict.items()
+            if k not in expected_shapes or tuple(v.shape) == tuple(expected_shapes[k])
+        }
         mismatched = []
     if missing or unexpected or mismatched:
 
@@ -227,10 +293,14 @@ def match_state_dict(
         problems = [listed("missing keys", missing)] if missing else []
         problems += [listed("unexpected keys", unexpected)] if unexpected else []
         if mismatched:
-            problems.append(listed("shape mismatches", mismatched, "; ")
-                            + " (from Python, ignore_mismatched_sizes=True re-initializes them, e.g. for new num_labels)")
-        raise CheckpointError(f"{source} does not match {owner} with this config{_architecture_of(original, prefix)}:"
-                              "\n  " + "\n  ".join(problems))
+            problems.append(
+                listed("shape mismatches", mismatched, "; ")
+                + " (from Python, ignore_mismatched_sizes=True re-initializes them, e.g. for new num_labels)"
+            )
+        raise CheckpointError(
+            f"{source} does not match {owner} with this config{_architecture_of(original, prefix)}:"
+            "\n  " + "\n  ".join(problems)
+        )
     if fresh_heads:
         logger.warning("%s holds no classification heads; %s are newly initialized.", source, sorted(head_keys))
     return {k: v for k, v in state_dict.items() if k in expected_shapes}

@@ -28,7 +28,7 @@ from swiftformer import (
     SwiftFormerForImageClassification,
     SwiftFormerModel,
 )
-from swiftformer.modeling_tf import (
+from swiftformer.keras.models import (
     _LAYOUTS,
     TFSwiftFormerForImageClassification,
     TFSwiftFormerModel,
@@ -40,11 +40,17 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = sorted((ROOT / "tests" / "fixtures").glob("tf_golden_*.safetensors"))
 REF_PYTHON = ROOT / ".venv-tfref" / "bin" / "python"
 TINY = {"depths": [2, 1, 2, 1], "embed_dims": [8, 12, 16, 24], "num_labels": 5}
-SUBPROCESS_ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT / "src") + os.pathsep + str(ROOT / "tests")}
+SUBPROCESS_ENV = {
+    **os.environ,
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+    "PYTHONPATH": str(ROOT / "src") + os.pathsep + str(ROOT / "tests"),
+}
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("make_tf_golden_fixtures", ROOT / "scripts" / "make_tf_golden_fixtures.py")
+    spec = importlib.util.spec_from_file_location(
+        "make_tf_golden_fixtures", ROOT / "scripts" / "make_tf_golden_fixtures.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -93,7 +99,9 @@ def test_core_import_does_not_import_tensorflow():
         "assert not bad, bad\n"
         "print('ok')\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=SUBPROCESS_ENV, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=SUBPROCESS_ENV, check=False
+    )
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
 
 
@@ -102,11 +110,13 @@ def test_missing_tensorflow_is_one_clear_error():
         "import sys\n"
         "sys.modules['tensorflow'] = None; sys.modules['keras'] = None\n"
         "try:\n"
-        "    import swiftformer.modeling_tf\n"
+        "    import swiftformer.keras\n"
         "except ImportError as err:\n"
         "    print(err)\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=SUBPROCESS_ENV, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=SUBPROCESS_ENV, check=False
+    )
     assert "pip install '.[tf]'" in result.stdout, result.stdout + result.stderr[-2000:]
 
 
@@ -127,7 +137,9 @@ def test_tf_golden_fixture(path: Path, tmp_path: Path):
         tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open is not iterable
     assert json.loads(metadata["reference"])["transformers"].startswith("4.57")
     config = SwiftFormerConfig(**json.loads(metadata["config"]))
-    expected_hidden = [tensors[f"hidden_states.{i}"] for i in range(sum(k.startswith("hidden_states.") for k in tensors))]
+    expected_hidden = [
+        tensors[f"hidden_states.{i}"] for i in range(sum(k.startswith("hidden_states.") for k in tensors))
+    ]
 
     by_name = TFSwiftFormerForImageClassification(config)
     by_name.load_state_dict({k.removeprefix("weights."): v for k, v in tensors.items() if k.startswith("weights.")})
@@ -161,16 +173,25 @@ def test_reference_h5_maps_every_weight_and_reports_missing_ones(tmp_path: Path)
 
     layers = json.loads(metadata["h5_layers"])
     layers["swiftformer"] = [n for n in layers["swiftformer"] if "attn/to_key/kernel" not in n]
-    broken = _script().write_reference_h5_folder(tensors, {**metadata, "h5_layers": json.dumps(layers)}, tmp_path / "broken")
+    broken = _script().write_reference_h5_folder(
+        tensors, {**metadata, "h5_layers": json.dumps(layers)}, tmp_path / "broken"
+    )
     with pytest.raises(CheckpointError, match=r"missing keys .*attn\.to_key\.weight"):
         TFSwiftFormerForImageClassification.from_pretrained(broken)
 
 
-@pytest.mark.skipif(not REF_PYTHON.exists(), reason="no .venv-tfref (transformers 4.57 + tf-keras); see scripts/make_tf_golden_fixtures.py")
+@pytest.mark.skipif(
+    not REF_PYTHON.exists(),
+    reason="no .venv-tfref (transformers 4.57 + tf-keras); see scripts/make_tf_golden_fixtures.py",
+)
 def test_live_against_reference_tf_port():
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "make_tf_golden_fixtures.py"), "--live"],
-        capture_output=True, text=True, env=SUBPROCESS_ENV, timeout=600, check=False,
+        capture_output=True,
+        text=True,
+        env=SUBPROCESS_ENV,
+        timeout=600,
+        check=False,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "all comparisons within" in result.stdout
@@ -239,7 +260,8 @@ def test_base_model_parity_nchw_outputs():
 def test_tf_function_with_dynamic_height_and_width():
     pt, keras_model = pair(**TINY)
     serve = tf.function(
-        lambda x: keras_model(x, training=False).logits, input_signature=[tf.TensorSpec([None, 3, None, None], tf.float32)]
+        lambda x: keras_model(x, training=False).logits,
+        input_signature=[tf.TensorSpec([None, 3, None, None], tf.float32)],
     )
     for shape in [(2, 3, 64, 48), (1, 3, 75, 131), (3, 3, 32, 32)]:
         x = torch.randn(shape)
@@ -301,10 +323,18 @@ def test_return_tuple_and_output_access():
 
 def test_drop_path_schedule_matches_pytorch_including_conv_encoders():
     pt, keras_model = pair(**{**TINY, "drop_path_rate": 0.3})  # perturbed: every branch matters
-    pt_rates = [getattr(block.drop_path, "drop_prob", 0.0) for stage in pt.swiftformer.encoder.network
-                if hasattr(stage, "blocks") for block in stage.blocks]
-    tf_rates = [block.drop_path.rate if block.drop_path is not None else 0.0 for stage in keras_model.swiftformer.network
-                if hasattr(stage, "blocks") for block in stage.blocks]
+    pt_rates = [
+        getattr(block.drop_path, "drop_prob", 0.0)
+        for stage in pt.swiftformer.encoder.network
+        if hasattr(stage, "blocks")
+        for block in stage.blocks
+    ]
+    tf_rates = [
+        block.drop_path.rate if block.drop_path is not None else 0.0
+        for stage in keras_model.swiftformer.network
+        if hasattr(stage, "blocks")
+        for block in stage.blocks
+    ]
     assert tf_rates == pytest.approx(pt_rates) and tf_rates[-1] == pytest.approx(0.3) and len(tf_rates) == 6
     x = np.random.default_rng(0).standard_normal((4, 3, 32, 32)).astype(np.float32)
     train_1, train_2 = (np.asarray(keras_model(x, training=True).logits) for _ in range(2))
@@ -344,8 +374,11 @@ def test_training_mode_outputs_gradients_and_running_stats_match_pytorch():
         assert_rel(ours, expected, rel=1e-3, atol=1e-6, what=f"grad {name}")  # atol: BN-cancelled biases
     pt_buffers = dict(pt.named_buffers())
     tf_state = keras_model.state_dict()
-    for name in ("norm.running_mean", "swiftformer.encoder.network.0.blocks.0.norm.running_mean",
-                 "swiftformer.patch_embed.patch_embedding.1.running_mean"):
+    for name in (
+        "norm.running_mean",
+        "swiftformer.encoder.network.0.blocks.0.norm.running_mean",
+        "swiftformer.patch_embed.patch_embedding.1.running_mean",
+    ):
         assert_rel(tf_state[name], pt_buffers[name], what=name)
     # running_var: updated with the unbiased batch variance, as torch does
     assert_rel(tf_state["norm.running_var"], pt_buffers["norm.running_var"], what="norm.running_var")
@@ -403,12 +436,17 @@ def test_fit_with_builtin_loss_lowers_the_loss():
     assert history["loss"][-1] < 0.8 * history["loss"][0], history["loss"]
     assert history["accuracy"][-1] > history["accuracy"][0]
     predictions = model.predict(images[:5], verbose=0)
-    assert sorted(predictions) == ["cls_logits", "distillation_logits", "logits"] and predictions["logits"].shape == (5, 3)
+    assert sorted(predictions) == ["cls_logits", "distillation_logits", "logits"] and predictions["logits"].shape == (
+        5,
+        3,
+    )
 
 
 def test_fit_multi_hot_labels_drop_path_no_layer_scale():
     keras.utils.set_random_seed(0)
-    config = SwiftFormerConfig(**FIT_CONFIG, num_labels=2, use_layer_scale=False, drop_path_rate=0.2, attention_variant="l2")
+    config = SwiftFormerConfig(
+        **FIT_CONFIG, num_labels=2, use_layer_scale=False, drop_path_rate=0.2, attention_variant="l2"
+    )
     model = TFSwiftFormerForImageClassification(config)
     rng = np.random.default_rng(0)
     labels = (rng.random((16, 2)) > 0.5).astype(np.float32)
@@ -432,7 +470,9 @@ def test_save_pretrained_loads_in_pytorch_and_back(tmp_path: Path):
     with safe_open(tmp_path / "from_tf" / "model.safetensors", "np") as f:
         assert set(f.keys()) == set(pt.state_dict())  # exactly PyTorch's keys, num_batches_tracked included
         assert f.metadata() == {"format": "pt"}
-    assert json.loads((tmp_path / "from_tf" / "config.json").read_text())["architectures"] == ["SwiftFormerForImageClassification"]
+    assert json.loads((tmp_path / "from_tf" / "config.json").read_text())["architectures"] == [
+        "SwiftFormerForImageClassification"
+    ]
     reloaded = SwiftFormerForImageClassification.from_pretrained(tmp_path / "from_tf")
     for key, value in pt.state_dict().items():
         torch.testing.assert_close(reloaded.state_dict()[key], value, rtol=0, atol=0, msg=key)
@@ -461,7 +501,9 @@ def test_from_pretrained_bin_base_model_and_overrides(tmp_path: Path, caplog):
 
     with pytest.raises(CheckpointError, match=r"shape mismatches \(4\).*head\.weight"):
         TFSwiftFormerForImageClassification.from_pretrained(tmp_path / "bin", num_labels=3)
-    relabelled = TFSwiftFormerForImageClassification.from_pretrained(tmp_path / "bin", num_labels=3, ignore_mismatched_sizes=True)
+    relabelled = TFSwiftFormerForImageClassification.from_pretrained(
+        tmp_path / "bin", num_labels=3, ignore_mismatched_sizes=True
+    )
     assert tuple(relabelled(x).logits.shape) == (1, 3)
 
 
@@ -515,7 +557,9 @@ def test_bad_pixel_values(make_input, error, match):
 
 
 def test_too_small_input_for_custom_downsampling():
-    keras_model = TFSwiftFormerForImageClassification(SwiftFormerConfig(**{**TINY, "down_patch_size": 5, "down_pad": 0}))
+    keras_model = TFSwiftFormerForImageClassification(
+        SwiftFormerConfig(**{**TINY, "down_patch_size": 5, "down_pad": 0})
+    )
     keras_model(np.zeros((1, 3, 128, 128), np.float32))
     with pytest.raises(ValueError, match="32x32 is too small"):
         keras_model(np.zeros((1, 3, 32, 32), np.float32))
@@ -529,7 +573,7 @@ JAX_SCRIPT = r"""
 import json, numpy as np, torch, keras
 from _helpers import perturb_
 from swiftformer import SwiftFormerConfig, SwiftFormerForImageClassification
-from swiftformer.modeling_tf import TFSwiftFormerForImageClassification
+from swiftformer.keras.models import TFSwiftFormerForImageClassification
 assert keras.backend.backend() == "jax"
 result = {}
 for name, overrides in {"l2_no_layer_scale": {"attention_variant": "l2", "use_layer_scale": False}}.items():
@@ -559,8 +603,14 @@ print("RESULT", json.dumps(result))
 
 def test_jax_backend_parity_and_fit():
     pytest.importorskip("jax")
-    result = subprocess.run([sys.executable, "-c", JAX_SCRIPT], capture_output=True, text=True,
-                            env={**SUBPROCESS_ENV, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}, timeout=600, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", JAX_SCRIPT],
+        capture_output=True,
+        text=True,
+        env={**SUBPROCESS_ENV, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"},
+        timeout=600,
+        check=False,
+    )
     lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
     assert result.returncode == 0 and lines, result.stdout[-2000:] + result.stderr[-3000:]
     found = json.loads(lines[-1].removeprefix("RESULT "))

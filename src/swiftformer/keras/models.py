@@ -35,10 +35,12 @@ from typing import Any
 
 import numpy as np
 
-from .configuration import SwiftFormerConfig
-from .hub import SAFE_WEIGHTS_NAME, WEIGHTS_NAME, CheckpointError, atomic_write, resolve_file
-from .outputs import BaseModelOutputWithNoAttention, ImageClassifierOutputWithNoAttention, ModelOutput
-from .weights import match_state_dict, write_model_folder  # torch-free
+from ..configuration import SwiftFormerConfig
+from ..errors import CheckpointError
+from ..io.checkpoints import match_state_dict, write_model_folder  # torch-free
+from ..io.files import atomic_write
+from ..io.hub import SAFE_WEIGHTS_NAME, WEIGHTS_NAME, resolve_file
+from ..outputs import BaseModelOutputWithNoAttention, ImageClassifierOutputWithNoAttention, ModelOutput
 
 logger = logging.getLogger(__name__)
 
@@ -239,10 +241,12 @@ class _BatchNorm(keras.layers.Layer):
         self.epsilon, self.momentum = float(eps), float(momentum)
         self.gamma = self.add_weight(shape=(channels,), initializer=_init("constant", 1.0), name="gamma")
         self.beta = self.add_weight(shape=(channels,), initializer=_init("constant", 0.0), name="beta")
-        self.moving_mean = self.add_weight(shape=(channels,), initializer=_init("constant", 0.0), trainable=False,
-                                           name="moving_mean")
-        self.moving_variance = self.add_weight(shape=(channels,), initializer=_init("constant", 1.0), trainable=False,
-                                               name="moving_variance")
+        self.moving_mean = self.add_weight(
+            shape=(channels,), initializer=_init("constant", 0.0), trainable=False, name="moving_mean"
+        )
+        self.moving_variance = self.add_weight(
+            shape=(channels,), initializer=_init("constant", 1.0), trainable=False, name="moving_variance"
+        )
         self.built = True
 
     def call(self, x, training=False):
@@ -284,15 +288,28 @@ class _DropPath(keras.layers.Layer):
         if not training or self.rate == 0.0:
             return x
         keep = 1.0 - self.rate
-        noise = keras.random.uniform((ops.shape(x)[0],) + (1,) * (len(x.shape) - 1), seed=self.seed_generator, dtype=x.dtype)
+        noise = keras.random.uniform(
+            (ops.shape(x)[0],) + (1,) * (len(x.shape) - 1), seed=self.seed_generator, dtype=x.dtype
+        )
         return x * ops.floor(keep + noise) / keep
 
 
 class _ConvBN(_StateMixin, keras.layers.Layer):
     """Conv (PyTorch padding semantics) + BatchNorm (+ ReLU): the stem's halves and the downsamplers."""
 
-    def __init__(self, in_ch: int, out_ch: int, kernel_size, stride, pad, eps: float, relu: bool,
-                 conv_name: str, norm_name: str, **kwargs) -> None:
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int,
+        kernel_size,
+        stride,
+        pad,
+        eps: float,
+        relu: bool,
+        conv_name: str,
+        norm_name: str,
+        **kwargs,
+    ) -> None:
         super().__init__(**kwargs)
         self.stride, self.pad, self.relu = _pair(stride), _pair(pad), relu
         self.conv_name, self.norm_name = conv_name, norm_name
@@ -332,7 +349,9 @@ class TFSwiftFormerPatchEmbedding(_StateMixin, keras.layers.Layer):
         return self.second(self.first(x, training=training), training=training)
 
     def state_items(self, prefix):
-        return self.first.state_items(prefix + "patch_embedding.") + self.second.state_items(prefix + "patch_embedding.")
+        return self.first.state_items(prefix + "patch_embedding.") + self.second.state_items(
+            prefix + "patch_embedding."
+        )
 
 
 class TFSwiftFormerEmbeddings(_ConvBN):
@@ -340,8 +359,16 @@ class TFSwiftFormerEmbeddings(_ConvBN):
 
     def __init__(self, config: SwiftFormerConfig, index: int, **kwargs) -> None:
         super().__init__(
-            config.embed_dims[index], config.embed_dims[index + 1], config.down_patch_size, config.down_stride,
-            config.down_pad, config.batch_norm_eps, False, "proj", "norm", **kwargs,
+            config.embed_dims[index],
+            config.embed_dims[index + 1],
+            config.down_patch_size,
+            config.down_stride,
+            config.down_pad,
+            config.batch_norm_eps,
+            False,
+            "proj",
+            "norm",
+            **kwargs,
         )
 
 
@@ -352,11 +379,20 @@ class TFSwiftFormerConvEncoder(_StateMixin, keras.layers.Layer):
     element-wise dropout (``drop_conv_encoder_rate``) and stochastic depth, as in the PyTorch model.
     """
 
-    def __init__(self, config: SwiftFormerConfig, dim: int, hidden_dim: int, drop_rate: float = 0.0,
-                 drop_path: float = 0.0, **kwargs) -> None:
+    def __init__(
+        self,
+        config: SwiftFormerConfig,
+        dim: int,
+        hidden_dim: int,
+        drop_rate: float = 0.0,
+        drop_path: float = 0.0,
+        **kwargs,
+    ) -> None:
         super().__init__(**kwargs)
         self.dim = dim
-        self.dw_kernel = self.add_weight(shape=(3, 3, dim, 1), initializer=_init("trunc_normal"), name="depth_wise_kernel")
+        self.dw_kernel = self.add_weight(
+            shape=(3, 3, dim, 1), initializer=_init("trunc_normal"), name="depth_wise_kernel"
+        )
         self.dw_bias = self.add_weight(shape=(dim,), initializer=_init("constant", 0.0), name="depth_wise_bias")
         self.norm = _batch_norm(dim, config.batch_norm_eps, "norm")
         self.pw1_kernel = self.add_weight(shape=(dim, hidden_dim), initializer=_init("trunc_normal"), name="pw1_kernel")
@@ -383,8 +419,12 @@ class TFSwiftFormerConvEncoder(_StateMixin, keras.layers.Layer):
         scale, shift = _bn_fold(self.norm)  # BN into the depth-wise conv, layer scale into the projection
         y = _bias_add(_depthwise_conv3x3(x, self.dw_kernel * scale[:, None]), self.dw_bias * scale + shift)
         y = _linear(ops.reshape(y, (-1, self.dim)), self.pw1_kernel, self.pw1_bias, _gelu)
-        y = _linear(y, self.pw2_kernel * self.layer_scale, self.pw2_bias * self.layer_scale,
-                    residual=ops.reshape(x, (-1, self.dim)))
+        y = _linear(
+            y,
+            self.pw2_kernel * self.layer_scale,
+            self.pw2_bias * self.layer_scale,
+            residual=ops.reshape(x, (-1, self.dim)),
+        )
         return ops.reshape(y, shape)
 
     def state_items(self, prefix):
@@ -413,8 +453,16 @@ class TFSwiftFormerEfficientAdditiveAttention(_StateMixin, keras.layers.Layer):
         self.variant = config.attention_variant
         self.scale_factor = dim**-0.5
         for name in ("to_query", "to_key", "proj", "final"):
-            setattr(self, f"{name}_kernel", self.add_weight(shape=(dim, dim), initializer=_init("trunc_normal"), name=f"{name}_kernel"))
-            setattr(self, f"{name}_bias", self.add_weight(shape=(dim,), initializer=_init("constant", 0.0), name=f"{name}_bias"))
+            setattr(
+                self,
+                f"{name}_kernel",
+                self.add_weight(shape=(dim, dim), initializer=_init("trunc_normal"), name=f"{name}_kernel"),
+            )
+            setattr(
+                self,
+                f"{name}_bias",
+                self.add_weight(shape=(dim,), initializer=_init("constant", 0.0), name=f"{name}_bias"),
+            )
         self.w_g = self.add_weight(shape=(dim, 1), initializer=_init("normal"), name="w_g")
         self.built = True
 
@@ -438,12 +486,16 @@ class TFSwiftFormerEfficientAdditiveAttention(_StateMixin, keras.layers.Layer):
     def state_items(self, prefix):
         items = []
         for name in ("to_query", "to_key"):
-            items += [(f"{prefix}{name}.weight", getattr(self, f"{name}_kernel"), "linear"),
-                      (f"{prefix}{name}.bias", getattr(self, f"{name}_bias"), "vector")]
+            items += [
+                (f"{prefix}{name}.weight", getattr(self, f"{name}_kernel"), "linear"),
+                (f"{prefix}{name}.bias", getattr(self, f"{name}_bias"), "vector"),
+            ]
         items.append((prefix + "w_g", self.w_g, "vector"))
         for name in ("proj", "final"):
-            items += [(f"{prefix}{name}.weight", getattr(self, f"{name}_kernel"), "linear"),
-                      (f"{prefix}{name}.bias", getattr(self, f"{name}_bias"), "vector")]
+            items += [
+                (f"{prefix}{name}.weight", getattr(self, f"{name}_kernel"), "linear"),
+                (f"{prefix}{name}.bias", getattr(self, f"{name}_bias"), "vector"),
+            ]
         return items
 
 
@@ -538,8 +590,10 @@ class TFSwiftFormerEncoderBlock(_StateMixin, keras.layers.Layer):
             + self.linear.state_items(prefix + "linear.")
         )
         if self.use_layer_scale:
-            items += [(prefix + "layer_scale_1", self.layer_scale_1, "scale"),
-                      (prefix + "layer_scale_2", self.layer_scale_2, "scale")]
+            items += [
+                (prefix + "layer_scale_1", self.layer_scale_1, "scale"),
+                (prefix + "layer_scale_2", self.layer_scale_2, "scale"),
+            ]
         return items
 
 
@@ -556,10 +610,16 @@ class TFSwiftFormerStage(_StateMixin, keras.layers.Layer):
             if block_idx == depth - 1:
                 self.blocks.append(TFSwiftFormerEncoderBlock(config, dim, drop_path=rate, name=f"blocks_{block_idx}"))
             else:
-                self.blocks.append(TFSwiftFormerConvEncoder(
-                    config, dim, int(config.mlp_ratio * dim), config.drop_conv_encoder_rate, drop_path=rate,
-                    name=f"blocks_{block_idx}",
-                ))
+                self.blocks.append(
+                    TFSwiftFormerConvEncoder(
+                        config,
+                        dim,
+                        int(config.mlp_ratio * dim),
+                        config.drop_conv_encoder_rate,
+                        drop_path=rate,
+                        name=f"blocks_{block_idx}",
+                    )
+                )
         self.built = True
 
     def call(self, x, training=False):
@@ -580,7 +640,9 @@ class TFSwiftFormerBackbone(_StateMixin, keras.layers.Layer):
         self.network = []
         for i in range(config.num_stages):
             self.network.append(TFSwiftFormerStage(config, i, name=f"network_{len(self.network)}"))
-            if i < config.num_stages - 1 and (config.downsamples[i] or config.embed_dims[i] != config.embed_dims[i + 1]):
+            if i < config.num_stages - 1 and (
+                config.downsamples[i] or config.embed_dims[i] != config.embed_dims[i + 1]
+            ):
                 self.network.append(TFSwiftFormerEmbeddings(config, i, name=f"network_{len(self.network)}"))
         self.built = True
 
@@ -730,8 +792,13 @@ class TFSwiftFormerPreTrainedModel(keras.Model):
         """Parameters as PyTorch counts them (BatchNorm's running statistics are buffers, not parameters)."""
         if only_trainable:
             return int(sum(np.prod(v.shape) for v in self.trainable_variables))
-        return int(sum(np.prod(v.shape) for name, v, _ in self.state_items()
-                       if v is not None and not name.endswith(("running_mean", "running_var"))))
+        return int(
+            sum(
+                np.prod(v.shape)
+                for name, v, _ in self.state_items()
+                if v is not None and not name.endswith(("running_mean", "running_var"))
+            )
+        )
 
     # -------------------------------------------------------------- the mapping table
     def state_items(self) -> list[tuple[str, Any, str]]:
@@ -763,8 +830,12 @@ class TFSwiftFormerPreTrainedModel(keras.Model):
         ignored = {name for name, variable, _ in items if variable is None}
         expected = {k: _pt_shape(kind, tuple(variable.shape)) for k, (variable, kind) in own.items()}
         state_dict = match_state_dict(
-            dict(state_dict), expected, base_prefix=self.base_model_prefix, owner=type(self).__name__,
-            source=source, ignore_mismatched_sizes=ignore_mismatched_sizes,
+            dict(state_dict),
+            expected,
+            base_prefix=self.base_model_prefix,
+            owner=type(self).__name__,
+            source=source,
+            ignore_mismatched_sizes=ignore_mismatched_sizes,
             optional=lambda key: key.endswith("num_batches_tracked") or key in ignored,
         )
         for name, value in state_dict.items():
@@ -792,7 +863,7 @@ class TFSwiftFormerPreTrainedModel(keras.Model):
             else:
                 import torch
 
-                from .weights import save_state_dict_file
+                from ..io.checkpoints import save_state_dict_file
 
                 save_state_dict_file({k: torch.from_numpy(v) for k, v in state.items()}, target)
 
@@ -839,7 +910,9 @@ class TFSwiftFormerPreTrainedModel(keras.Model):
                 f"{os.fspath(name_or_path)!r} has none of {SAFE_WEIGHTS_NAME}, {WEIGHTS_NAME}, {TF_WEIGHTS_NAME}."
             )
         model = cls(config)
-        model.load_state_dict(read_weights_file(path), source=str(path), ignore_mismatched_sizes=ignore_mismatched_sizes)
+        model.load_state_dict(
+            read_weights_file(path), source=str(path), ignore_mismatched_sizes=ignore_mismatched_sizes
+        )
         return model
 
     # -------------------------------------------------------------- Keras training hooks
@@ -882,7 +955,9 @@ class TFSwiftFormerModel(TFSwiftFormerPreTrainedModel):
         self.built = True
 
     def call(self, pixel_values, output_hidden_states=None, return_dict=None, training=None):
-        output_hidden_states = self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        output_hidden_states = (
+            self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        )
         return_dict = self.config.return_dict if return_dict is None else return_dict
         x = self._prepare_pixel_values(pixel_values)
         last, hidden = self._run_forward(x, bool(output_hidden_states), bool(training))
@@ -922,12 +997,18 @@ class TFSwiftFormerForImageClassification(TFSwiftFormerPreTrainedModel):
         self.swiftformer = TFSwiftFormerBackbone(config, name="swiftformer")
         self.norm = _batch_norm(dim, config.batch_norm_eps, "norm")
         if config.num_labels > 0:
-            self.head_kernel = self.add_weight(shape=(dim, config.num_labels), initializer=_init("trunc_normal"), name="head_kernel")
-            self.head_bias = self.add_weight(shape=(config.num_labels,), initializer=_init("constant", 0.0), name="head_bias")
+            self.head_kernel = self.add_weight(
+                shape=(dim, config.num_labels), initializer=_init("trunc_normal"), name="head_kernel"
+            )
+            self.head_bias = self.add_weight(
+                shape=(config.num_labels,), initializer=_init("constant", 0.0), name="head_bias"
+            )
             self.dist_head_kernel = self.add_weight(
                 shape=(dim, config.num_labels), initializer=_init("trunc_normal"), name="dist_head_kernel"
             )
-            self.dist_head_bias = self.add_weight(shape=(config.num_labels,), initializer=_init("constant", 0.0), name="dist_head_bias")
+            self.dist_head_bias = self.add_weight(
+                shape=(config.num_labels,), initializer=_init("constant", 0.0), name="dist_head_bias"
+            )
         self.built = True
 
     @property
@@ -943,11 +1024,15 @@ class TFSwiftFormerForImageClassification(TFSwiftFormerPreTrainedModel):
             pooled = ops.mean(last_hidden_state_nhwc, axis=(1, 2)) * scale + shift
         if self.config.num_labels == 0:
             return pooled, pooled
-        return (_bias_add(ops.matmul(pooled, self.head_kernel), self.head_bias),
-                _bias_add(ops.matmul(pooled, self.dist_head_kernel), self.dist_head_bias))
+        return (
+            _bias_add(ops.matmul(pooled, self.head_kernel), self.head_bias),
+            _bias_add(ops.matmul(pooled, self.dist_head_kernel), self.dist_head_bias),
+        )
 
     def call(self, pixel_values, labels=None, output_hidden_states=None, return_dict=None, training=None):
-        output_hidden_states = self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        output_hidden_states = (
+            self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        )
         return_dict = self.config.return_dict if return_dict is None else return_dict
         x = self._prepare_pixel_values(pixel_values)
         cls_logits, distillation_logits, hidden = self._run_forward(x, bool(output_hidden_states), bool(training))
@@ -958,7 +1043,11 @@ class TFSwiftFormerForImageClassification(TFSwiftFormerPreTrainedModel):
             output = (logits,) + ((hidden,) if hidden is not None else ())
             return ((loss,) + output) if loss is not None else output
         return ImageClassifierOutputWithNoAttention(
-            loss=loss, logits=logits, hidden_states=hidden, cls_logits=cls_logits, distillation_logits=distillation_logits
+            loss=loss,
+            logits=logits,
+            hidden_states=hidden,
+            cls_logits=cls_logits,
+            distillation_logits=distillation_logits,
         )
 
     def _forward(self, x, output_hidden_states, training):
@@ -970,8 +1059,10 @@ class TFSwiftFormerForImageClassification(TFSwiftFormerPreTrainedModel):
         items = self.swiftformer.state_items("swiftformer.") + _bn_items(self.norm, "norm.")
         if self.config.num_labels > 0:
             items += [
-                ("head.weight", self.head_kernel, "linear"), ("head.bias", self.head_bias, "vector"),
-                ("dist_head.weight", self.dist_head_kernel, "linear"), ("dist_head.bias", self.dist_head_bias, "vector"),
+                ("head.weight", self.head_kernel, "linear"),
+                ("head.bias", self.head_bias, "vector"),
+                ("dist_head.weight", self.dist_head_kernel, "linear"),
+                ("dist_head.bias", self.dist_head_bias, "vector"),
             ]
         return items
 
@@ -1003,7 +1094,9 @@ class TFSwiftFormerForImageClassification(TFSwiftFormerPreTrainedModel):
             if "int" not in keras.backend.standardize_dtype(labels.dtype):
                 raise ValueError(f"single-label classification needs integer class indices, got {labels.dtype} labels")
             if len(labels.shape) > 1 and any(d is not None and d != 1 for d in labels.shape[1:]):
-                raise ValueError(f"single-label classification needs labels of shape ({batch},), got {tuple(labels.shape)}")
+                raise ValueError(
+                    f"single-label classification needs labels of shape ({batch},), got {tuple(labels.shape)}"
+                )
             concrete = _concrete(labels)
             if concrete is not None:
                 flat = concrete.reshape(-1)
@@ -1048,7 +1141,7 @@ def _concrete(value) -> np.ndarray | None:
         return value
     try:
         return np.asarray(ops.convert_to_numpy(value))
-    except Exception:  # noqa: BLE001 - symbolic tensors and tracers refuse in backend-specific ways
+    except Exception:
         return None
 
 
@@ -1067,10 +1160,12 @@ def read_weights_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
         try:
             return load_file(path)
         except (SafetensorError, OSError, ValueError) as err:
-            raise CheckpointError(f"Cannot read {path}: not a valid safetensors file, corrupt or truncated ({err}).") from None
+            raise CheckpointError(
+                f"Cannot read {path}: not a valid safetensors file, corrupt or truncated ({err})."
+            ) from None
     if path.suffix == ".h5":
         return read_reference_h5(path)
-    from .weights import load_state_dict_file  # a PyTorch pickle: needs torch (a core dependency)
+    from ..io.checkpoints import load_state_dict_file  # a PyTorch pickle: needs torch (a core dependency)
 
     return {k: v.detach().cpu().numpy() for k, v in load_state_dict_file(path).items()}
 
@@ -1084,8 +1179,13 @@ def reference_name_to_pt(name: str, shape: tuple[int, ...]) -> tuple[str, Any]:
     a grouped conv, (kh, kw, 1, C)) or (in, out); layer scales are (C,).
     """
     parts = name.replace("_._", "/").split("/")
-    last = {"kernel": "weight", "gamma": "weight", "beta": "bias", "moving_mean": "running_mean",
-            "moving_variance": "running_var"}.get(parts[-1], parts[-1])
+    last = {
+        "kernel": "weight",
+        "gamma": "weight",
+        "beta": "bias",
+        "moving_mean": "running_mean",
+        "moving_variance": "running_var",
+    }.get(parts[-1], parts[-1])
     pt_name = ".".join([*parts[:-1], last])
     if parts[-1] == "kernel" and len(shape) == 4:
         return pt_name, lambda a: a.transpose(3, 2, 0, 1)  # HWIO (or (kh,kw,1,C)) → OIHW (or (C,1,kh,kw))
@@ -1112,7 +1212,9 @@ def read_reference_h5(path: str | os.PathLike) -> dict[str, np.ndarray]:
         root = handle.get("model_weights", handle)
         layer_names = [n.decode() if isinstance(n, bytes) else str(n) for n in root.attrs.get("layer_names", [])]
         if not layer_names:
-            raise CheckpointError(f"{path} is not a Keras 2 weights file (no layer_names): not saved by transformers' TF port?")
+            raise CheckpointError(
+                f"{path} is not a Keras 2 weights file (no layer_names): not saved by transformers' TF port?"
+            )
         for layer in layer_names:
             group = root[layer]
             for weight_name in group.attrs.get("weight_names", []):
@@ -1120,7 +1222,7 @@ def read_reference_h5(path: str | os.PathLike) -> dict[str, np.ndarray]:
                 array = np.asarray(group[weight_name])
                 parts = weight_name.split(":")[0].split("/")
                 if layer in parts:  # drop the model's own scope ("tf_swift_former_for_image_classification/")
-                    parts = parts[parts.index(layer):]
+                    parts = parts[parts.index(layer) :]
                 pt_name, convert = reference_name_to_pt("/".join(parts), array.shape)
                 state[pt_name] = np.ascontiguousarray(convert(array))
     if set(layer_names) == {"swiftformer"}:  # a TFSwiftFormerModel file: base-model names

@@ -27,7 +27,7 @@ def _figure(width: float = 7.0, height: float = 4.5):
 
 
 def _save(fig, path: str | os.PathLike) -> Path:
-    from .hub import atomic_write
+    from ..io.files import atomic_write
 
     with atomic_write(path, "wb") as handle:
         fig.savefig(handle, format="png", dpi=100)
@@ -56,8 +56,11 @@ def read_metrics(metrics_jsonl: str | os.PathLike) -> list[dict[str, Any]]:
 
 def _series(records: list[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
     """(epochs, values) of ``key``, leaving out records where it is missing, None or not a number."""
-    points = [(r["epoch"], r[key]) for r in records
-              if isinstance(r.get(key), (int, float)) and not isinstance(r.get(key), bool) and np.isfinite(r[key])]
+    points = [
+        (r["epoch"], r[key])
+        for r in records
+        if isinstance(r.get(key), (int, float)) and not isinstance(r.get(key), bool) and np.isfinite(r[key])
+    ]
     return [p[0] for p in points], [p[1] for p in points]
 
 
@@ -94,8 +97,17 @@ def plot_training_curves(metrics_jsonl: str | os.PathLike, out_dir: str | os.Pat
     out = Path(out_dir)
     plots = [
         ([("train_loss", "train"), ("val_loss", "validation")], "cross-entropy loss", "Loss", "loss.png"),
-        ([("val_top1", "top-1"), ("val_top5", "top-5"), ("ema_val_top1", "EMA top-1"), ("ema_val_top5", "EMA top-5")],
-         "validation accuracy (%)", "Validation accuracy", "accuracy.png"),
+        (
+            [
+                ("val_top1", "top-1"),
+                ("val_top5", "top-5"),
+                ("ema_val_top1", "EMA top-1"),
+                ("ema_val_top5", "EMA top-5"),
+            ],
+            "validation accuracy (%)",
+            "Validation accuracy",
+            "accuracy.png",
+        ),
         ([("lr", "learning rate")], "learning rate", "Learning rate", "lr.png"),
     ]
     written = [_line_plot(records, series, ylabel, title, out / name) for series, ylabel, title, name in plots]
@@ -103,8 +115,13 @@ def plot_training_curves(metrics_jsonl: str | os.PathLike, out_dir: str | os.Pat
 
 
 # ------------------------------------------------------------------------------- confusion matrix
-def plot_confusion_matrix(confusion: np.ndarray, class_names: list[str], path: str | os.PathLike,
-                          max_named: int = 30, row_totals: np.ndarray | None = None) -> Path:
+def plot_confusion_matrix(
+    confusion: np.ndarray,
+    class_names: list[str],
+    path: str | os.PathLike,
+    max_named: int = 30,
+    row_totals: np.ndarray | None = None,
+) -> Path:
     """Draw the confusion matrix (rows: true class, normalized to fractions; columns: predicted).
 
     ``row_totals`` are the images per true class (default: the row sums; larger when some predictions
@@ -130,6 +147,13 @@ def plot_confusion_matrix(confusion: np.ndarray, class_names: list[str], path: s
         for i in range(n):
             for j in range(n):
                 if confusion[i, j]:
-                    ax.text(j, i, str(confusion[i, j]), ha="center", va="center", fontsize=8,
-                            color="white" if fraction[i, j] > 0.5 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        str(confusion[i, j]),
+                        ha="center",
+                        va="center",
+                        fontsize=8,
+                        color="white" if fraction[i, j] > 0.5 else "black",
+                    )
     return _save(fig, path)

@@ -1,7 +1,7 @@
-"""Training settings: :class:`TrainConfig`, the recipes, config files and the ``train`` command's flags.
+"""Training settings: :class:`TrainConfig`, the recipes and config files.
 
-Kept apart from the training loop (:mod:`swiftformer.train`) so that reading settings and building the
-command line need no torch.
+Kept apart from the training loop (:mod:`swiftformer.training.trainer`) so that reading settings and
+building the command line need no torch.
 
 Settings resolve in this order, later winning: :class:`TrainConfig` defaults < the recipe <
 ``--config FILE`` (YAML or JSON) < command-line flags.
@@ -9,17 +9,15 @@ Settings resolve in this order, later winning: :class:`TrainConfig` defaults < t
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 CHECKPOINT_NAME = "checkpoint.pt"
-CONFIG_NAME = "train_config.json"
+TRAIN_CONFIG_NAME = "train_config.json"  # a run's settings (a model folder's is config.json)
 METRICS_NAME = "metrics.jsonl"
 
 
@@ -93,16 +91,46 @@ class TrainConfig:
 # The paper's ImageNet recipe (SwiftFormer builds on DeiT/EfficientFormer training), and fine-tuning.
 RECIPES: dict[str, dict[str, Any]] = {
     "paper": dict(
-        epochs=300, base_lr=2e-3, lr_base_batch=2048, min_lr=1e-5, warmup_lr=1e-6, warmup_epochs=5,
-        weight_decay=0.025, clip_grad=5.0, smoothing=0.1, auto_augment="rand-m9-mstd0.5-inc1",
-        color_jitter=0.4, re_prob=0.25, scale=(0.08, 1.0), mixup=0.8, cutmix=1.0, repeated_aug=3,
-        model_ema=True, ema_decay=0.99996, eval_crop_pct=0.875,
+        epochs=300,
+        base_lr=2e-3,
+        lr_base_batch=2048,
+        min_lr=1e-5,
+        warmup_lr=1e-6,
+        warmup_epochs=5,
+        weight_decay=0.025,
+        clip_grad=5.0,
+        smoothing=0.1,
+        auto_augment="rand-m9-mstd0.5-inc1",
+        color_jitter=0.4,
+        re_prob=0.25,
+        scale=(0.08, 1.0),
+        mixup=0.8,
+        cutmix=1.0,
+        repeated_aug=3,
+        model_ema=True,
+        ema_decay=0.99996,
+        eval_crop_pct=0.875,
     ),
     "finetune": dict(
-        epochs=20, base_lr=5e-4, lr_base_batch=512, min_lr=1e-6, warmup_lr=1e-6, warmup_epochs=1,
-        weight_decay=0.05, clip_grad=1.0, smoothing=0.1, auto_augment="rand-m7-mstd0.5-inc1",
-        color_jitter=0.4, re_prob=0.0, scale=(0.25, 1.0), mixup=0.0, cutmix=0.0, repeated_aug=1,
-        model_ema=False, teacher=None, eval_crop_pct=0.875,
+        epochs=20,
+        base_lr=5e-4,
+        lr_base_batch=512,
+        min_lr=1e-6,
+        warmup_lr=1e-6,
+        warmup_epochs=1,
+        weight_decay=0.05,
+        clip_grad=1.0,
+        smoothing=0.1,
+        auto_augment="rand-m7-mstd0.5-inc1",
+        color_jitter=0.4,
+        re_prob=0.0,
+        scale=(0.25, 1.0),
+        mixup=0.0,
+        cutmix=0.0,
+        repeated_aug=1,
+        model_ema=False,
+        teacher=None,
+        eval_crop_pct=0.875,
     ),
 }
 # The original code turns Mixup/CutMix off for the two smallest models.
@@ -186,55 +214,3 @@ def _validate(config: TrainConfig) -> None:
         fail("warmup_epochs", "expected a non-negative number")
     if config.sync_bn and not config.device.startswith("cuda"):
         fail("sync_bn", "SyncBatchNorm needs CUDA devices; on CPU each process keeps its own statistics")
-
-
-# ------------------------------------------------------------------------------------------ CLI
-def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags for every :class:`TrainConfig` field (``--batch-size``, ``--no-model-ema`` ...)."""
-    parser.add_argument("--config", dest="config_file", help="YAML or JSON file of settings (flags override it)")
-    parser.add_argument("--resume", metavar="OUTPUT", help="continue the run in OUTPUT from its last checkpoint")
-    parser.add_argument("--recipe", choices=sorted(RECIPES), help="paper (ImageNet, 300 epochs) or finetune")
-    for f in dataclasses.fields(TrainConfig):
-        if f.name in ("recipe", "config_file"):
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        kind = str(f.type)
-        if kind == "bool":
-            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS)
-        elif "tuple" in kind:
-            parser.add_argument(flag, dest=f.name, type=float, nargs=2, default=argparse.SUPPRESS)
-        else:
-            base = int if kind.startswith("int") else float if kind.startswith("float") else str
-            parser.add_argument(flag, dest=f.name, type=_optional(base), default=argparse.SUPPRESS,
-                                help=None if "None" not in kind else "'none' for no value")
-
-
-def _optional(base: type):
-    def parse(text: str):
-        return None if text.lower() == "none" else base(text)
-
-    parse.__name__ = base.__name__
-    return parse
-
-
-def run_train(args: argparse.Namespace) -> int:
-    from .train import train
-
-    given = {k: v for k, v in vars(args).items() if k not in ("func", "command", "resume", "config_file", "recipe")}
-    if args.resume:
-        saved = Path(args.resume) / CONFIG_NAME
-        if not saved.is_file():
-            raise FileNotFoundError(f"cannot resume: {saved} does not exist (is {args.resume} a training output?)")
-        stored = json.loads(saved.read_text(encoding="utf-8"))
-        config_file = stored.pop("config_file", None)  # provenance only: its values are already in `stored`
-        config = resolve_config(None, None, **{**stored, **given, "output": args.resume})
-        config.config_file = config_file
-        result = train(config, resume=True)
-    else:
-        if not given.get("output"):
-            raise ValueError("--output is required (the run's folder)")
-        config = resolve_config("paper", args.config_file, recipe=args.recipe, **given)
-        result = train(config)
-    if int(os.environ.get("RANK", "0")) == 0:  # train() has left the process group: ask torchrun's env
-        print(f"best top-1 {result.best_top1:.2f}%  →  {result.output / 'best'}", file=sys.stderr)
-    return 0

@@ -12,9 +12,18 @@ import pytest
 import torch
 from PIL import Image
 
-from swiftformer.data import (IMAGE_EXTENSIONS, Batch, HFImageDataset, ImageFolderDataset, build_eval_transform,
-                              build_train_transform, collate, count_per_class, open_dataset)
 from swiftformer.image_processing import SwiftFormerImageProcessor
+from swiftformer.training.data import (
+    IMAGE_EXTENSIONS,
+    Batch,
+    HFImageDataset,
+    ImageFolderDataset,
+    build_eval_transform,
+    build_train_transform,
+    collate,
+    count_per_class,
+    open_dataset,
+)
 
 SIZE = 16
 PROCESSOR = SwiftFormerImageProcessor(size={"height": SIZE, "width": SIZE})
@@ -76,6 +85,7 @@ def _private_datasets_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 # Image folders
 # ------------------------------------------------------------------------------------------------
 
+
 def test_image_folder_classes_labels_extensions_and_nesting(tree: Path):
     dataset = ImageFolderDataset(tree)
     assert dataset.classes == ["ant", "cat", "zebra"]
@@ -108,6 +118,7 @@ def test_image_folder_unknown_class_folder(tree: Path):
 # ------------------------------------------------------------------------------------------------
 # Unreadable images
 # ------------------------------------------------------------------------------------------------
+
 
 def test_unreadable_files_give_none_items_and_collate_drops_them(tmp_path: Path):
     root = tmp_path / "data"
@@ -168,6 +179,7 @@ def test_dataloader_skips_unreadable_files(tmp_path: Path, num_workers: int):
 # open_dataset errors
 # ------------------------------------------------------------------------------------------------
 
+
 def test_missing_data_dir(tmp_path: Path):
     with pytest.raises(FileNotFoundError, match="data folder not found: .*nowhere"):
         open_dataset(tmp_path / "nowhere", None)
@@ -177,8 +189,10 @@ def test_missing_data_dir(tmp_path: Path):
 
 def test_missing_split(tmp_path: Path):
     write_image(tmp_path / "train" / "a" / "x.png")
-    expected = (r"has no 'val' split: expected .*/val/CLASS/\*\.jpg, or a Hugging Face dataset with a 'validation' "
-                r"split \(it has \['train'\]\)")
+    expected = (
+        r"has no 'val' split: expected .*/val/CLASS/\*\.jpg, or a Hugging Face dataset with a 'validation' "
+        r"split \(it has \['train'\]\)"
+    )
     with pytest.raises(FileNotFoundError, match=expected):
         open_dataset(tmp_path, "val")
     assert open_dataset(tmp_path, "train").classes == ["a"]
@@ -223,6 +237,7 @@ def test_data_dir_is_a_file(tmp_path: Path):
 # Hugging Face datasets
 # ------------------------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def hf(offline_hub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """``datasets``, offline (also its import-time constant)."""
@@ -237,8 +252,7 @@ def hf_split(datasets, seeds: list[int], labels: list[int], names=("cat", "dog")
 
 
 def test_hf_saved_dataset_dict_val_is_validation(hf, tmp_path: Path):
-    splits = hf.DatasetDict({"train": hf_split(hf, [0, 1, 2], [0, 1, 1]),
-                             "validation": hf_split(hf, [3, 4], [1, 0])})
+    splits = hf.DatasetDict({"train": hf_split(hf, [0, 1, 2], [0, 1, 1]), "validation": hf_split(hf, [3, 4], [1, 0])})
     splits.save_to_disk(tmp_path / "saved")
     dataset = open_dataset(tmp_path / "saved", "val", transform=build_eval_transform(PROCESSOR))
     assert isinstance(dataset, HFImageDataset) and dataset.split_name == "validation"
@@ -270,10 +284,18 @@ def test_hf_single_saved_split(hf, tmp_path: Path):
 
 def test_hf_unreadable_image_gives_none(hf):
     features = hf.Features({"image": hf.Image(), "label": hf.ClassLabel(names=["a", "b"])})
-    split = hf.Dataset.from_dict({"image": [{"bytes": png_bytes(0), "path": None},
-                                            {"bytes": b"garbage", "path": None},
-                                            {"bytes": png_bytes(1, (64, 64))[:600], "path": None}],
-                                  "label": [0, 1, 0]}, features=features, split="train")
+    split = hf.Dataset.from_dict(
+        {
+            "image": [
+                {"bytes": png_bytes(0), "path": None},
+                {"bytes": b"garbage", "path": None},
+                {"bytes": png_bytes(1, (64, 64))[:600], "path": None},
+            ],
+            "label": [0, 1, 0],
+        },
+        features=features,
+        split="train",
+    )
     dataset = HFImageDataset(split, transform=build_eval_transform(PROCESSOR))
     batch = collate([dataset[i] for i in range(3)])
     assert batch.pixel_values.shape == (1, 3, SIZE, SIZE) and batch.labels.tolist() == [0]
@@ -282,8 +304,9 @@ def test_hf_unreadable_image_gives_none(hf):
 
 def test_hf_column_detection_and_plain_labels(hf):
     features = hf.Features({"id": hf.Value("int64"), "img": hf.Image(), "fine_label": hf.Value("int64")})
-    split = hf.Dataset.from_dict({"id": [7, 8, 9], "img": [noise_image(i) for i in range(3)],
-                                  "fine_label": [10, 2, 2]}, features=features)
+    split = hf.Dataset.from_dict(
+        {"id": [7, 8, 9], "img": [noise_image(i) for i in range(3)], "fine_label": [10, 2, 2]}, features=features
+    )
     dataset = HFImageDataset(split)
     assert (dataset.image_column, dataset.label_column) == ("img", "fine_label")
     assert dataset.classes == ["2", "10"] and dataset.targets == [1, 0, 0]  # numeric order, not "10" < "2"
@@ -325,14 +348,18 @@ def test_hf_local_folder_read_by_load_dataset(hf, tmp_path: Path):
 
 def test_hf_offline_unknown_hub_id_is_clear(hf, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(FileNotFoundError, match="'someone/no-such-dataset' is neither a folder nor a Hugging Face "
-                                                "dataset that can be loaded \\(HF_HUB_OFFLINE is set"):
+    with pytest.raises(
+        FileNotFoundError,
+        match="'someone/no-such-dataset' is neither a folder nor a Hugging Face "
+        "dataset that can be loaded \\(HF_HUB_OFFLINE is set",
+    ):
         open_dataset("someone/no-such-dataset", "val")
 
 
 # ------------------------------------------------------------------------------------------------
 # Transforms
 # ------------------------------------------------------------------------------------------------
+
 
 def test_train_transform_shape_and_randomness():
     random.seed(0)

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from .runtime import median_ms
+from ..runtime import median_ms
 
 INSTALL_HINT = "pip install '.[tf]'  (or: pip install 'swiftformer[tf]')"
 FLOAT32_REL_TOLERANCE = 1e-4
@@ -99,7 +99,9 @@ def _require_litert():
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
-        raise ImportError(f"Verifying TFLite files needs the LiteRT interpreter (ai-edge-litert): {INSTALL_HINT}") from None
+        raise ImportError(
+            f"Verifying TFLite files needs the LiteRT interpreter (ai-edge-litert): {INSTALL_HINT}"
+        ) from None
     return Interpreter
 
 
@@ -119,20 +121,26 @@ def _as_batch(array: Any, channels: int, size: tuple[int, int] | None) -> np.nda
     if array.ndim == 3:
         array = array[None]
     if array.ndim != 4 or array.shape[1] != channels:
-        raise ValueError(f"expected pixel_values of shape (N, {channels}, H, W) or ({channels}, H, W), got {array.shape}")
+        raise ValueError(
+            f"expected pixel_values of shape (N, {channels}, H, W) or ({channels}, H, W), got {array.shape}"
+        )
     if size is not None and tuple(array.shape[2:]) != tuple(size):
-        raise ValueError(f"expected images of {size[0]}x{size[1]} (the export's input size), got {array.shape[2]}x{array.shape[3]}")
+        raise ValueError(
+            f"expected images of {size[0]}x{size[1]} (the export's input size), got {array.shape[2]}x{array.shape[3]}"
+        )
     return array
 
 
 def _load_images(paths: list[Path], size: tuple[int, int], image_processor=None) -> np.ndarray:
-    from .image_processing import SwiftFormerImageProcessor
+    from ..image_processing import SwiftFormerImageProcessor
 
     processor = image_processor or SwiftFormerImageProcessor(size={"height": size[0], "width": size[1]})
     return np.asarray(processor([str(p) for p in paths])["pixel_values"], dtype=np.float32)
 
 
-def representative_samples(data: Any, channels: int, size: tuple[int, int], image_processor=None) -> Iterable[np.ndarray]:
+def representative_samples(
+    data: Any, channels: int, size: tuple[int, int], image_processor=None
+) -> Iterable[np.ndarray]:
     """Yield (1, C, H, W) float32 samples from: a callable returning an iterable (of arrays, or of lists
     holding one array, as TFLite's ``representative_dataset``), an (N, C, H, W) array, a list of (C, H, W)
     / (1, C, H, W) arrays, image files, or a folder of images (preprocessed to the export size)."""
@@ -188,7 +196,10 @@ def _keras_logits(model, inputs: np.ndarray) -> np.ndarray:
     import keras
 
     return np.concatenate(
-        [np.asarray(keras.ops.convert_to_numpy(model(inputs[i : i + 8], training=False).logits)) for i in range(0, len(inputs), 8)]
+        [
+            np.asarray(keras.ops.convert_to_numpy(model(inputs[i : i + 8], training=False).logits))
+            for i in range(0, len(inputs), 8)
+        ]
     )
 
 
@@ -210,7 +221,7 @@ def _staging(target: Path, is_dir: bool):
 
 
 def _place(staged: Path, target: Path) -> None:
-    from .hub import replace_path
+    from ..io.files import replace_path
 
     replace_path(staged, target)
 
@@ -264,8 +275,12 @@ def export_saved_model(
         actual = serve(pixel_values=tf.constant(inputs))["logits"].numpy()
         max_abs, rel, top1 = _compare(expected, actual)
         # The signature is shape-polymorphic: check a second input size too.
-        other = np.random.default_rng(seed + 1).standard_normal((2, model.config.num_channels, size[0] + 32, size[1] + 16), dtype=np.float32)
-        _, rel_other, _ = _compare(_keras_logits(model, other), serve(pixel_values=tf.constant(other))["logits"].numpy())
+        other = np.random.default_rng(seed + 1).standard_normal(
+            (2, model.config.num_channels, size[0] + 32, size[1] + 16), dtype=np.float32
+        )
+        _, rel_other, _ = _compare(
+            _keras_logits(model, other), serve(pixel_values=tf.constant(other))["logits"].numpy()
+        )
         if not (rel <= FLOAT32_REL_TOLERANCE and rel_other <= FLOAT32_REL_TOLERANCE):
             raise ExportError(
                 f"SavedModel disagrees with the Keras model: rel diff {rel:.3g} at {size}, {rel_other:.3g} at another size "
@@ -274,8 +289,19 @@ def export_saved_model(
         first = tf.constant(inputs[:1])
         latency = _latency_ms(lambda: serve(pixel_values=first)["logits"].numpy(), latency_runs)
         _place(staged, target)
-    return ExportReport(str(target), "saved_model", "float32", _dir_size(target), (None, model.config.num_channels, None, None),
-                        len(inputs), max_abs, rel, top1, latency, latency_runs)
+    return ExportReport(
+        str(target),
+        "saved_model",
+        "float32",
+        _dir_size(target),
+        (None, model.config.num_channels, None, None),
+        len(inputs),
+        max_abs,
+        rel,
+        top1,
+        latency,
+        latency_runs,
+    )
 
 
 def _latency_ms(fn: Callable[[], Any], runs: int) -> float:
@@ -318,7 +344,9 @@ def convert_tflite(
         converter.target_spec.supported_types = [tf.float16]
     elif quantization == "int8":
         if representative_data is None:
-            raise ValueError("int8 quantization needs representative_data (a callable, arrays, image files or a folder)")
+            raise ValueError(
+                "int8 quantization needs representative_data (a callable, arrays, image files or a folder)"
+            )
 
         def dataset():
             for sample in representative_samples(representative_data, channels, size, image_processor):
@@ -388,8 +416,14 @@ def export_tflite(
     _require_litert()  # fail before the (slow) conversion
     size = _image_size(model, image_size)
     target = Path(path)
-    flatbuffer = convert_tflite(model, quantization=quantization, image_size=size, batch_size=1,
-                                representative_data=representative_data, image_processor=image_processor)
+    flatbuffer = convert_tflite(
+        model,
+        quantization=quantization,
+        image_size=size,
+        batch_size=1,
+        representative_data=representative_data,
+        image_processor=image_processor,
+    )
     inputs = _verification_inputs(model, size, verify_inputs, representative_data, num_verify, seed, image_processor)
     expected = _keras_logits(model, inputs)
     with _staging(target, is_dir=False) as staged:
@@ -406,8 +440,19 @@ def export_tflite(
         first = inputs[:1]
         latency = _latency_ms(lambda: runner(first), latency_runs)
         _place(staged, target)
-    return ExportReport(str(target), "tflite", quantization, target.stat().st_size, (1, model.config.num_channels, *size),
-                        len(inputs), max_abs, rel, top1, latency, latency_runs)
+    return ExportReport(
+        str(target),
+        "tflite",
+        quantization,
+        target.stat().st_size,
+        (1, model.config.num_channels, *size),
+        len(inputs),
+        max_abs,
+        rel,
+        top1,
+        latency,
+        latency_runs,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -431,7 +476,7 @@ def export_model(
     ``TFSwiftFormerForImageClassification.from_pretrained``) and export it as ``format``
     (``"saved_model"`` or ``"tflite"``). See :func:`export_saved_model` and :func:`export_tflite`."""
     _require_tf()
-    from .modeling_tf import TFSwiftFormerForImageClassification
+    from ..keras.models import TFSwiftFormerForImageClassification
 
     model = model_or_path
     if not isinstance(model, TFSwiftFormerForImageClassification):
@@ -439,10 +484,19 @@ def export_model(
     if format == "saved_model":
         if quantization != "float32":
             raise ValueError("a SavedModel is float32; use format='tflite' for float16 / int8")
-        return export_saved_model(model, output, image_size=image_size, num_verify=num_verify or 4, latency_runs=latency_runs)
+        return export_saved_model(
+            model, output, image_size=image_size, num_verify=num_verify or 4, latency_runs=latency_runs
+        )
     if format == "tflite":
-        return export_tflite(model, output, quantization=quantization, image_size=image_size,
-                             representative_data=representative_data, num_verify=num_verify or 8, latency_runs=latency_runs)
+        return export_tflite(
+            model,
+            output,
+            quantization=quantization,
+            image_size=image_size,
+            representative_data=representative_data,
+            num_verify=num_verify or 8,
+            latency_runs=latency_runs,
+        )
     raise ValueError(f"format must be 'saved_model' or 'tflite', got {format!r}")
 
 

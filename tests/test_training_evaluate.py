@@ -50,7 +50,7 @@ def processor():
 
 
 def _dataset(root, processor):
-    from swiftformer.data import build_eval_transform, open_dataset
+    from swiftformer.training.data import build_eval_transform, open_dataset
 
     dataset = open_dataset(root, None, build_eval_transform(processor))
     assert list(dataset.classes) == CLASSES
@@ -58,7 +58,7 @@ def _dataset(root, processor):
 
 
 def _loader(dataset, batch_size=3):
-    from swiftformer.data import collate
+    from swiftformer.training.data import collate
 
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
 
@@ -100,7 +100,7 @@ def _brute_force(model, root, processor, label_map=(0, 1, 2)):
 # --------------------------------------------------------------------------------------- evaluate()
 @pytest.mark.parametrize("label_map", [None, [2, 0, 1]])
 def test_evaluate_matches_brute_force(image_root, processor, label_map):
-    from swiftformer.evaluate import evaluate
+    from swiftformer.training.evaluate import evaluate
 
     model = _model()
     result = evaluate(model, _loader(_dataset(image_root, processor)), class_names=CLASSES, label_map=label_map)
@@ -124,7 +124,7 @@ def test_evaluate_matches_brute_force(image_root, processor, label_map):
 
 
 def test_label_map_changes_results(image_root, processor):
-    from swiftformer.evaluate import evaluate
+    from swiftformer.training.evaluate import evaluate
 
     model = _model()
     loader = _loader(_dataset(image_root, processor))
@@ -138,10 +138,12 @@ def test_label_map_changes_results(image_root, processor):
 
 def test_predictions_outside_the_label_map_are_wrong(image_root, processor):
     """A 5-output model evaluated on 3 classes: predictions of outputs 3 and 4 are wrong, counted apart."""
-    from swiftformer.evaluate import evaluate
+    from swiftformer.training.evaluate import evaluate
 
     torch.manual_seed(0)
-    model = perturb_(SwiftFormerForImageClassification(SwiftFormerConfig(depths=[1] * 4, embed_dims=[8, 8, 16, 16], num_labels=5)))
+    model = perturb_(
+        SwiftFormerForImageClassification(SwiftFormerConfig(depths=[1] * 4, embed_dims=[8, 8, 16, 16], num_labels=5))
+    )
     model.eval()
     pixels, labels = _stack(image_root, processor)
     with torch.no_grad():  # shift output 4 so that it wins for about half of the images
@@ -165,7 +167,7 @@ def test_predictions_outside_the_label_map_are_wrong(image_root, processor):
 
 
 def test_bad_label_map_is_refused(image_root, processor):
-    from swiftformer.evaluate import evaluate
+    from swiftformer.training.evaluate import evaluate
 
     loader = _loader(_dataset(image_root, processor))
     with pytest.raises(ValueError, match="distinct"):
@@ -181,9 +183,9 @@ def test_shard_indices_partition():
 
 
 def evaluate_module():
-    import swiftformer.evaluate
+    import swiftformer.training.evaluate
 
-    return swiftformer.evaluate
+    return swiftformer.training.evaluate
 
 
 def test_cpu_supports_bf16_reads_flags():
@@ -202,7 +204,7 @@ def _distributed_worker(rank, world_size, port, root, model_dir, out_dir):
 
     import torch.distributed as dist
 
-    from swiftformer.evaluate import evaluate, shard_indices
+    from swiftformer.training.evaluate import evaluate, shard_indices
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size))
     torch.set_num_threads(1)
@@ -223,15 +225,19 @@ def _distributed_worker(rank, world_size, port, root, model_dir, out_dir):
 def test_distributed_evaluation_equals_single_process(image_root, processor, tmp_path):
     import torch.multiprocessing as mp
 
-    from swiftformer.evaluate import evaluate
+    from swiftformer.training.evaluate import evaluate
 
     model_dir = tmp_path / "model"
     _model().save_pretrained(model_dir)
     processor.save_pretrained(model_dir)
     mp.spawn(_distributed_worker, args=(2, _free_port(), image_root, model_dir, tmp_path), nprocs=2, join=True)
 
-    single = evaluate(SwiftFormerForImageClassification.from_pretrained(model_dir),
-                      _loader(_dataset(image_root, processor)), class_names=CLASSES, label_map=[2, 0, 1]).to_dict()
+    single = evaluate(
+        SwiftFormerForImageClassification.from_pretrained(model_dir),
+        _loader(_dataset(image_root, processor)),
+        class_names=CLASSES,
+        label_map=[2, 0, 1],
+    ).to_dict()
     results = [pickle.loads((tmp_path / f"rank{r}.pkl").read_bytes()) for r in range(2)]
     assert sorted(n for _, n in results) == [6, 6]  # 12 files (one unreadable), disjoint halves
     for got, _ in results:
@@ -255,7 +261,8 @@ def model_dir(tmp_path_factory, processor):
 
 
 def _run(capsys, *argv):
-    from swiftformer.evaluate import add_eval_arguments, run_eval
+    from swiftformer.cli.eval import add_arguments as add_eval_arguments
+    from swiftformer.cli.eval import run as run_eval
 
     parser = argparse.ArgumentParser()
     add_eval_arguments(parser)
@@ -272,19 +279,37 @@ def test_run_eval_text(capsys, offline_hub, image_root, model_dir):
 
 
 def test_run_eval_json_and_output(capsys, offline_hub, image_root, model_dir, processor, tmp_path):
-    from swiftformer.evaluate import evaluate
+    from swiftformer.training.evaluate import evaluate
 
     out_dir = tmp_path / "report"
-    code, out, _ = _run(capsys, "--data-dir", image_root, "--model", model_dir, "--workers", 0, "--batch-size", 4,
-                        "--precision", "fp32", "--json", "--output", out_dir)
+    code, out, _ = _run(
+        capsys,
+        "--data-dir",
+        image_root,
+        "--model",
+        model_dir,
+        "--workers",
+        0,
+        "--batch-size",
+        4,
+        "--precision",
+        "fp32",
+        "--json",
+        "--output",
+        out_dir,
+    )
     assert code == 0
     report = json.loads(out)
     for key in ("top1", "top5", "loss", "images_per_second", "per_class", "confusion", "model", "data_dir"):
         assert key in report
     assert report["images"] == 11 and len(report["unreadable"]) == 1
     # Dataset class (ant, bee, cow) -> model output by name: (1, 2, 0).
-    expected = evaluate(SwiftFormerForImageClassification.from_pretrained(model_dir),
-                        _loader(_dataset(image_root, processor)), class_names=CLASSES, label_map=[1, 2, 0])
+    expected = evaluate(
+        SwiftFormerForImageClassification.from_pretrained(model_dir),
+        _loader(_dataset(image_root, processor)),
+        class_names=CLASSES,
+        label_map=[1, 2, 0],
+    )
     assert report["top1"] == expected.top1 and report["confusion"] == expected.confusion.tolist()
     assert report["loss"] == pytest.approx(expected.loss, rel=1e-6)
 
@@ -292,7 +317,9 @@ def test_run_eval_json_and_output(capsys, offline_hub, image_root, model_dir, pr
     rows = list(csv.DictReader((out_dir / "per_class.csv").open()))
     assert [r["class"] for r in rows] == CLASSES
     assert [int(r["images"]) for r in rows] == [4, 3, 4]
-    assert [float(r["accuracy"]) for r in rows] == pytest.approx([expected.per_class_accuracy[c] for c in CLASSES], abs=1e-4)
+    assert [float(r["accuracy"]) for r in rows] == pytest.approx(
+        [expected.per_class_accuracy[c] for c in CLASSES], abs=1e-4
+    )
     assert json.loads((out_dir / "eval.json").read_text())["top1"] == report["top1"]
     assert not [p for p in out_dir.iterdir() if p.name.startswith(".")], "temporary files left behind"
 
@@ -312,12 +339,20 @@ def test_run_eval_unknown_class_and_default_labels(capsys, offline_hub, image_ro
 
 # ---------------------------------------------------------------------------------------- plots
 def test_plot_training_curves(tmp_path):
-    from swiftformer.plots import plot_training_curves
+    from swiftformer.training.plots import plot_training_curves
 
     metrics = tmp_path / "metrics.jsonl"
     records = [
         {"epoch": 0, "train_loss": 2.0, "lr": 1e-4, "val_loss": None, "val_top1": None, "val_top5": None},
-        {"epoch": 1, "train_loss": 1.5, "lr": 1e-3, "val_loss": 1.4, "val_top1": 40.0, "val_top5": 90.0, "ema_val_top1": 35.0},
+        {
+            "epoch": 1,
+            "train_loss": 1.5,
+            "lr": 1e-3,
+            "val_loss": 1.4,
+            "val_top1": 40.0,
+            "val_top5": 90.0,
+            "ema_val_top1": 35.0,
+        },
         {"epoch": 2, "train_loss": 1.2, "lr": 5e-4, "val_loss": 1.1, "val_top1": 55.0, "val_top5": 95.0},
         {"epoch": 3, "lr": 1e-5},
     ]

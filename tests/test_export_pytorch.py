@@ -18,8 +18,8 @@ import torch
 
 from _helpers import assert_close_rel, perturb_
 from swiftformer import SwiftFormerConfig, SwiftFormerForImageClassification
-from swiftformer import export as export_mod
 from swiftformer.export import ExportError, ExportVerificationError, export
+from swiftformer.export import pytorch as export_mod
 from swiftformer.inference import fuse
 
 SIZE = 64
@@ -124,8 +124,9 @@ def test_executorch(inputs, tmp_path):
     from executorch.runtime import Runtime
 
     torch.manual_seed(0)  # the l2 attention variant: its token-weight path is the longer one to lower
-    config = SwiftFormerConfig(depths=[1, 1, 1, 1], embed_dims=[8, 8, 16, 16], num_labels=10, image_size=SIZE,
-                               attention_variant="l2")
+    config = SwiftFormerConfig(
+        depths=[1, 1, 1, 1], embed_dims=[8, 8, 16, 16], num_labels=10, image_size=SIZE, attention_variant="l2"
+    )
     model = perturb_(SwiftFormerForImageClassification(config)).eval()
     path = tmp_path / "tiny.pte"
     report = export(model, path, "executorch", verify_inputs=inputs, latency_runs=2)
@@ -174,7 +175,7 @@ def test_aoti(model, inputs, tmp_path):
 
 
 def test_tflite(model, inputs, tmp_path):
-    need("swiftformer.export_tf", "tensorflow", "ai_edge_litert")
+    need("swiftformer.export.keras", "tensorflow", "ai_edge_litert")
     path = tmp_path / "tiny.tflite"
     report = export(model, path, "tflite", verify_inputs=inputs, latency_runs=2)
     check_report(report, "tflite", path, 1e-4)
@@ -185,14 +186,17 @@ def test_onnx_below_the_dynamic_minimum_exports_static_height_width(tmp_path):
     """A model trained at 32x32 (a 1x1 last stage) still exports: batch dynamic, height and width fixed."""
     need("onnx", "onnxruntime", "onnxscript")
     torch.manual_seed(0)
-    small = perturb_(SwiftFormerForImageClassification(SwiftFormerConfig(
-        depths=[1, 1, 1, 1], embed_dims=[8, 8, 16, 16], num_labels=10, image_size=32))).eval()
+    small = perturb_(
+        SwiftFormerForImageClassification(
+            SwiftFormerConfig(depths=[1, 1, 1, 1], embed_dims=[8, 8, 16, 16], num_labels=10, image_size=32)
+        )
+    ).eval()
     report = export(small, tmp_path / "s.onnx", "onnx", latency_runs=0)
     assert report.passed and report.max_rel_diff <= 1e-5 and report.input_shape == ["batch", 3, 32, 32]
 
 
 def test_savedmodel(model, inputs, tmp_path):
-    need("swiftformer.export_tf", "tensorflow")
+    need("swiftformer.export.keras", "tensorflow")
     path = tmp_path / "tiny-saved"
     report = export(model, path, "savedmodel", verify_inputs=inputs, latency_runs=1)
     check_report(report, "savedmodel", path, 1e-4)
@@ -203,8 +207,15 @@ def test_savedmodel(model, inputs, tmp_path):
 def test_onnx_int8_is_calibrated_and_close(model, inputs, tmp_path):
     need("onnx", "onnxruntime", "onnxscript")
     calibration = torch.randn(16, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(11))
-    report = export(model, tmp_path / "q.onnx", "onnx", precision="int8", verify_inputs=inputs,
-                    calibration=calibration, latency_runs=1)
+    report = export(
+        model,
+        tmp_path / "q.onnx",
+        "onnx",
+        precision="int8",
+        verify_inputs=inputs,
+        calibration=calibration,
+        latency_runs=1,
+    )
     assert report.precision == "int8" and report.passed and 0 < report.max_rel_diff < 0.25  # quantized, not garbage
     assert any("calibrated on 16 images" in note for note in report.notes)
     import onnx
@@ -218,10 +229,17 @@ def test_onnx_int8_is_calibrated_and_close(model, inputs, tmp_path):
 
 
 def test_tflite_int8(model, inputs, tmp_path):
-    need("swiftformer.export_tf", "tensorflow", "ai_edge_litert")
+    need("swiftformer.export.keras", "tensorflow", "ai_edge_litert")
     calibration = torch.randn(8, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(11))
-    report = export(model, tmp_path / "q.tflite", "tflite", precision="int8", verify_inputs=inputs,
-                    calibration=calibration, latency_runs=1)
+    report = export(
+        model,
+        tmp_path / "q.tflite",
+        "tflite",
+        precision="int8",
+        verify_inputs=inputs,
+        calibration=calibration,
+        latency_runs=1,
+    )
     assert report.precision == "int8" and report.passed and report.max_rel_diff < 0.25
     assert any("full-integer" in note for note in report.notes)
 
@@ -237,6 +255,7 @@ def test_bad_calibration(model, inputs, tmp_path):
 # ------------------------------------------------------------------------------------------- atomicity
 def fake_exporter(model, *, write_dir: bool, fail: str | None):
     """An exporter that writes an artifact and returns either the right runner or a wrong one, or raises."""
+
     def exporter(ctx):
         if write_dir:
             ctx.staged.mkdir()
@@ -324,7 +343,7 @@ def test_bad_format_and_precision(model, tmp_path):
 
 def test_missing_package_is_one_clear_error(model, tmp_path, monkeypatch):
     real = importlib.util.find_spec
-    absent = {"onnxruntime", "swiftformer.export_tf"}
+    absent = {"onnxruntime", "swiftformer.export.keras"}
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in absent else real(name, *a))
     with pytest.raises(ImportError, match=r"onnxruntime: pip install \.\[export\]"):
         export(model, tmp_path / "m.onnx", "onnx")
@@ -345,8 +364,21 @@ def test_cli_onnx_json(model, tmp_path, capsys):
     folder = tmp_path / "model"
     model.save_pretrained(folder)
     out = tmp_path / "out" / "tiny"  # no suffix: .onnx is added; the folder is created
-    args = parse(["--model", str(folder), "--format", "onnx", "--output", str(out), "--num-verify", "2",
-                  "--latency-runs", "1", "--json"])
+    args = parse(
+        [
+            "--model",
+            str(folder),
+            "--format",
+            "onnx",
+            "--output",
+            str(out),
+            "--num-verify",
+            "2",
+            "--latency-runs",
+            "1",
+            "--json",
+        ]
+    )
     assert export_mod.run_export(args) == 0
     report = json.loads(capsys.readouterr().out)  # stdout holds the JSON object only
     assert report["path"] == str(out) + ".onnx" and Path(report["path"]).is_file()
@@ -369,13 +401,41 @@ def test_cli_int8_with_calibration_folder(model, tmp_path, capsys):
         for i in range(3):
             Image.fromarray(rng.integers(0, 255, (80, 90, 3), dtype=np.uint8)).save(images / label / f"{i}.png")
     (images / "a" / "broken.png").write_bytes(b"not a png")
-    args = parse(["--model", str(folder), "--format", "onnx", "--precision", "int8", "--calibration", str(images),
-                  "--output", str(tmp_path / "q.onnx"), "--num-verify", "2", "--latency-runs", "0"])
+    args = parse(
+        [
+            "--model",
+            str(folder),
+            "--format",
+            "onnx",
+            "--precision",
+            "int8",
+            "--calibration",
+            str(images),
+            "--output",
+            str(tmp_path / "q.onnx"),
+            "--num-verify",
+            "2",
+            "--latency-runs",
+            "0",
+        ]
+    )
     assert export_mod.run_export(args) == 0
     out = capsys.readouterr().out
     assert "onnx (int8)" in out and "calibrated on 6 images" in out and "verification: passed" in out
-    args = parse(["--model", str(folder), "--format", "onnx", "--precision", "int8", "--calibration",
-                  str(tmp_path / "nowhere"), "--output", str(tmp_path / "r.onnx")])
+    args = parse(
+        [
+            "--model",
+            str(folder),
+            "--format",
+            "onnx",
+            "--precision",
+            "int8",
+            "--calibration",
+            str(tmp_path / "nowhere"),
+            "--output",
+            str(tmp_path / "r.onnx"),
+        ]
+    )
     assert export_mod.run_export(args) == 2
     assert "is not a folder of images" in capsys.readouterr().err
 
@@ -385,7 +445,9 @@ def test_cli_verification_failure_exits_1(model, tmp_path, capsys, monkeypatch):
     folder = tmp_path / "model"
     model.save_pretrained(folder)
     monkeypatch.setattr(export_mod, "_export_onnx", fake_exporter(model, write_dir=False, fail="wrong"))
-    args = parse(["--model", str(folder), "--format", "onnx", "--output", str(tmp_path / "m.onnx"), "--num-verify", "2"])
+    args = parse(
+        ["--model", str(folder), "--format", "onnx", "--output", str(tmp_path / "m.onnx"), "--num-verify", "2"]
+    )
     assert export_mod.run_export(args) == 1
     captured = capsys.readouterr()
     assert "verification: FAILED" in captured.out and "relative" in captured.err

@@ -25,22 +25,74 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from _helpers import assert_close_rel
-from swiftformer import SwiftFormerConfig, SwiftFormerForImageClassification, distributed
+from swiftformer import SwiftFormerConfig, SwiftFormerForImageClassification
 from swiftformer.cli import main
-from swiftformer.train import (RECIPES, ShardedBatchSampler, Trainer, TrainConfig, resolve_config)
+from swiftformer.training import distributed
+from swiftformer.training.config import RECIPES, TrainConfig, resolve_config
+from swiftformer.training.trainer import ShardedBatchSampler, Trainer
 
 SIZE = 32
 CLASSES = ["blue", "green", "red", "yellow"]  # sorted, as the folder dataset lists them
 COLOURS = {"blue": (30, 40, 220), "green": (30, 200, 40), "red": (220, 30, 30), "yellow": (220, 210, 30)}
 
 # Exact, fast and learnable: no random policies except where a test turns them on.
-FAST = ["--variant", "xs", "--image-size", SIZE, "--batch-size", 4, "--workers", 0, "--precision", "fp32",
-        "--no-channels-last", "--auto-augment", "none", "--color-jitter", "none", "--re-prob", 0,
-        "--mixup", 0, "--cutmix", 0, "--repeated-aug", 1, "--no-model-ema", "--warmup-epochs", 0,
-        "--lr", 1e-3, "--scale", 1, 1, "--hflip", 0, "--seed", 0]
-FAST_SETTINGS = dict(variant="xs", image_size=SIZE, batch_size=4, workers=0, precision="fp32", channels_last=False,
-                     auto_augment=None, color_jitter=None, re_prob=0.0, mixup=0.0, cutmix=0.0, repeated_aug=1,
-                     model_ema=False, warmup_epochs=0, lr=1e-3, scale=(1.0, 1.0), hflip=0.0, seed=0)
+FAST = [
+    "--variant",
+    "xs",
+    "--image-size",
+    SIZE,
+    "--batch-size",
+    4,
+    "--workers",
+    0,
+    "--precision",
+    "fp32",
+    "--no-channels-last",
+    "--auto-augment",
+    "none",
+    "--color-jitter",
+    "none",
+    "--re-prob",
+    0,
+    "--mixup",
+    0,
+    "--cutmix",
+    0,
+    "--repeated-aug",
+    1,
+    "--no-model-ema",
+    "--warmup-epochs",
+    0,
+    "--lr",
+    1e-3,
+    "--scale",
+    1,
+    1,
+    "--hflip",
+    0,
+    "--seed",
+    0,
+]
+FAST_SETTINGS = dict(
+    variant="xs",
+    image_size=SIZE,
+    batch_size=4,
+    workers=0,
+    precision="fp32",
+    channels_last=False,
+    auto_augment=None,
+    color_jitter=None,
+    re_prob=0.0,
+    mixup=0.0,
+    cutmix=0.0,
+    repeated_aug=1,
+    model_ema=False,
+    warmup_epochs=0,
+    lr=1e-3,
+    scale=(1.0, 1.0),
+    hflip=0.0,
+    seed=0,
+)
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -83,8 +135,9 @@ def data_dir(tmp_path_factory) -> Path:
 
 def save_tiny_model(folder: Path, labels: list[str], seed: int = 0) -> Path:
     torch.manual_seed(seed)
-    config = SwiftFormerConfig(depths=[1, 1, 1, 1], embed_dims=[8, 8, 16, 16], image_size=SIZE,
-                               id2label=dict(enumerate(labels)))
+    config = SwiftFormerConfig(
+        depths=[1, 1, 1, 1], embed_dims=[8, 8, 16, 16], image_size=SIZE, id2label=dict(enumerate(labels))
+    )
     SwiftFormerForImageClassification(config).save_pretrained(folder)
     return folder
 
@@ -96,15 +149,23 @@ def run_cli(capsys, *argv) -> tuple[int, str, str]:
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("SWIFTFORMER_KILL_AT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("SWIFTFORMER_KILL_AT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+    }
     env.update(OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1", **extra)
     return env
 
 
 def run_process(args: list, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *[str(a) for a in args]], env=env or subprocess_env(), text=True,
-                          capture_output=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, *[str(a) for a in args]],
+        env=env or subprocess_env(),
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+    )
 
 
 def read_metrics(out: Path) -> list[dict]:
@@ -183,8 +244,16 @@ def test_resolve_config_rejects_unknown_keys_and_bad_values(tmp_path: Path):
     (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
     with pytest.raises(ValueError, match="mapping"):
         resolve_config(None, tmp_path / "list.yaml")
-    for setting, value in [("epochs", 0), ("precision", "fp16"), ("smoothing", 1.0), ("batch_size", 2.5),
-                           ("distillation_alpha", 1.5), ("eval_crop_pct", 0.0), ("lr", -1.0), ("re_prob", -0.1)]:
+    for setting, value in [
+        ("epochs", 0),
+        ("precision", "fp16"),
+        ("smoothing", 1.0),
+        ("batch_size", 2.5),
+        ("distillation_alpha", 1.5),
+        ("eval_crop_pct", 0.0),
+        ("lr", -1.0),
+        ("re_prob", -0.1),
+    ]:
         with pytest.raises(ValueError, match=f"training setting {setting}={value!r} is invalid"):
             resolve_config("paper", **{setting: value})
     with pytest.raises(ValueError, match="sync_bn"):
@@ -238,8 +307,10 @@ def test_two_ranks_see_the_micro_batches_of_one_process_with_accumulation():
 @pytest.mark.parametrize("shards", [3, 4])
 def test_repeated_augmentation_puts_repeats_in_different_shards(shards: int):
     n, repeats = 48, 3
-    per_rank = [sum(epoch_batches(ShardedBatchSampler(n, 2, rank=r, world_size=shards, repeats=repeats, seed=0), 2), [])
-                for r in range(shards)]
+    per_rank = [
+        sum(epoch_batches(ShardedBatchSampler(n, 2, rank=r, world_size=shards, repeats=repeats, seed=0), 2), [])
+        for r in range(shards)
+    ]
     for indices in per_rank:
         assert len(indices) == len(set(indices)), "an image repeated within one shard"
     counts = np.bincount(np.concatenate(per_rank), minlength=n)
@@ -259,8 +330,21 @@ def test_sampler_with_too_few_samples_raises():
 def test_two_processes_equal_one_process_with_gradient_accumulation(data_dir: Path, tmp_path: Path):
     ddp_out, one_out = tmp_path / "ddp", tmp_path / "one"
     common = ["-m", "swiftformer", "train", "--data-dir", data_dir, "--epochs", 2, *FAST]
-    ddp = run_process(["-m", "torch.distributed.run", "--nproc-per-node", 2, "--master-addr", "127.0.0.1",
-                       "--master-port", free_port(), *common, "--output", ddp_out])
+    ddp = run_process(
+        [
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            2,
+            "--master-addr",
+            "127.0.0.1",
+            "--master-port",
+            free_port(),
+            *common,
+            "--output",
+            ddp_out,
+        ]
+    )
     assert ddp.returncode == 0, ddp.stdout + ddp.stderr
     one = run_process([*common, "--grad-accum-steps", 2, "--output", one_out])
     assert one.returncode == 0, one.stdout + one.stderr
@@ -272,8 +356,9 @@ def test_two_processes_equal_one_process_with_gradient_accumulation(data_dir: Pa
         assert_close_rel(ddp_params[name], one_params[name], rel=1e-5, atol=1e-8, what=name)
     # ... and training did move them (the comparison is not between two untouched inits).
     torch.manual_seed(0)
-    fresh = SwiftFormerForImageClassification(SwiftFormerConfig.from_variant("xs", image_size=SIZE,
-                                                                             id2label=dict(enumerate(CLASSES))))
+    fresh = SwiftFormerForImageClassification(
+        SwiftFormerConfig.from_variant("xs", image_size=SIZE, id2label=dict(enumerate(CLASSES)))
+    )
     moved = [n for n, p in fresh.named_parameters() if not torch.equal(p.detach(), one_params[n])]
     assert len(moved) > 100
 
@@ -292,8 +377,28 @@ def test_two_processes_equal_one_process_with_gradient_accumulation(data_dir: Pa
 # ------------------------------------------------------------------------------------------ 4. resume
 def test_resume_after_sigkill_mid_epoch_replays_exactly(data_dir: Path, tmp_path: Path):
     # A little augmentation, EMA and a DataLoader worker: the replay must still be exact.
-    args = ["-m", "swiftformer", "train", "--data-dir", data_dir, *FAST, "--epochs", 3, "--scale", 0.5, 1,
-            "--hflip", 0.5, "--model-ema", "--ema-decay", 0.9, "--workers", 1, "--warmup-epochs", 1]
+    args = [
+        "-m",
+        "swiftformer",
+        "train",
+        "--data-dir",
+        data_dir,
+        *FAST,
+        "--epochs",
+        3,
+        "--scale",
+        0.5,
+        1,
+        "--hflip",
+        0.5,
+        "--model-ema",
+        "--ema-decay",
+        0.9,
+        "--workers",
+        1,
+        "--warmup-epochs",
+        1,
+    ]
     killed, whole = tmp_path / "killed", tmp_path / "whole"
 
     crash = run_process([*args, "--output", killed], env=subprocess_env(SWIFTFORMER_KILL_AT="1:2"))
@@ -329,14 +434,16 @@ def test_resume_after_sigkill_mid_epoch_replays_exactly(data_dir: Path, tmp_path
 def test_outputs_are_usable_model_folders_logs_and_plots(tmp_path: Path, capsys):
     data = write_folder(tmp_path / "data", broken=True)
     out = tmp_path / "run"
-    code, stdout, err = run_cli(capsys, "train", "--data-dir", data, "--output", out, *FAST, "--epochs", 3,
-                                "--lr", 2e-3)
+    code, stdout, err = run_cli(
+        capsys, "train", "--data-dir", data, "--output", out, *FAST, "--epochs", 3, "--lr", 2e-3
+    )
     assert code == 0, err
     assert "epoch 3/3" in stdout and "1 unreadable" in stdout
 
     config = json.loads((out / "train_config.json").read_text())
-    expected = dataclasses.asdict(resolve_config("paper", data_dir=str(data), output=str(out), epochs=3,
-                                                 **{**FAST_SETTINGS, "lr": 2e-3}))
+    expected = dataclasses.asdict(
+        resolve_config("paper", data_dir=str(data), output=str(out), epochs=3, **{**FAST_SETTINGS, "lr": 2e-3})
+    )
     assert config == json.loads(json.dumps(expected))
     assert config["recipe"] == "paper" and config["auto_augment"] is None and config["color_jitter"] is None
 
@@ -358,8 +465,11 @@ def test_outputs_are_usable_model_folders_logs_and_plots(tmp_path: Path, capsys)
         model = SwiftFormerForImageClassification.from_pretrained(out / folder)
         assert model.config.id2label == dict(enumerate(CLASSES)) and model.config.num_labels == 4
     last = SwiftFormerForImageClassification.from_pretrained(out / "last")
-    assert all(torch.equal(v, load_file(out / "last" / "model.safetensors")[k]) for k, v in last.state_dict().items()
-               if not k.endswith("num_batches_tracked"))
+    assert all(
+        torch.equal(v, load_file(out / "last" / "model.safetensors")[k])
+        for k, v in last.state_dict().items()
+        if not k.endswith("num_batches_tracked")
+    )
     best_top1 = max(m["val_top1"] for m in metrics)
     assert f"best top-1 {best_top1:.2f}%" in err
 
@@ -386,9 +496,16 @@ def always_class_zero_teacher(folder: Path) -> Path:
 
 def test_hard_distillation_loss_and_training(data_dir: Path, tmp_path: Path):
     teacher_dir = always_class_zero_teacher(tmp_path / "teacher")
-    config = resolve_config("paper", data_dir=str(data_dir), output=str(tmp_path / "run"), epochs=5,
-                            teacher=str(teacher_dir), distillation_alpha=0.5, smoothing=0.1,
-                            **{**FAST_SETTINGS, "lr": 1.5e-3})
+    config = resolve_config(
+        "paper",
+        data_dir=str(data_dir),
+        output=str(tmp_path / "run"),
+        epochs=5,
+        teacher=str(teacher_dir),
+        distillation_alpha=0.5,
+        smoothing=0.1,
+        **{**FAST_SETTINGS, "lr": 1.5e-3},
+    )
     trainer = Trainer(config)
     assert trainer.teacher is not None and not trainer.teacher.training
     assert not any(p.requires_grad for p in trainer.teacher.parameters())
@@ -401,8 +518,9 @@ def test_hard_distillation_loss_and_training(data_dir: Path, tmp_path: Path):
         trainer.config.distillation_alpha = alpha
         loss = trainer._loss(images, labels)
         out = trainer.train_model(images)  # train mode: batch statistics, the same output again
-        expected = ((1 - alpha) * F.cross_entropy(out.cls_logits, labels, label_smoothing=0.1)
-                    + alpha * F.cross_entropy(out.distillation_logits, zeros))
+        expected = (1 - alpha) * F.cross_entropy(out.cls_logits, labels, label_smoothing=0.1) + alpha * F.cross_entropy(
+            out.distillation_logits, zeros
+        )
         assert loss.item() == pytest.approx(expected.item(), rel=1e-6), alpha
     without_teacher = F.cross_entropy((out.cls_logits + out.distillation_logits) / 2, labels, label_smoothing=0.1)
     assert abs(loss.item() - without_teacher.item()) > 1e-3  # the teacher changed the objective
@@ -425,9 +543,15 @@ def test_hard_distillation_loss_and_training(data_dir: Path, tmp_path: Path):
 def test_gradient_checkpointing_trains_to_the_same_weights(data_dir: Path, tmp_path: Path):
     weights = {}
     for checkpointing in (False, True):
-        config = resolve_config("paper", data_dir=str(data_dir), output=str(tmp_path / str(checkpointing)), epochs=1,
-                                gradient_checkpointing=checkpointing, drop_path_rate=0.1,
-                                **{**FAST_SETTINGS, "precision": "fp32"})
+        config = resolve_config(
+            "paper",
+            data_dir=str(data_dir),
+            output=str(tmp_path / str(checkpointing)),
+            epochs=1,
+            gradient_checkpointing=checkpointing,
+            drop_path_rate=0.1,
+            **{**FAST_SETTINGS, "precision": "fp32"},
+        )
         trainer = Trainer(config)
         assert trainer.model.is_gradient_checkpointing == checkpointing
         trainer.fit()
@@ -440,8 +564,16 @@ def test_gradient_checkpointing_trains_to_the_same_weights(data_dir: Path, tmp_p
 def test_finetune_from_init_folder_with_other_classes(data_dir: Path, tmp_path: Path, capsys):
     init = save_tiny_model(tmp_path / "init", ["cat", "dog"], seed=3)
     init_weights = load_file(init / "model.safetensors")
-    config = resolve_config(None, recipe="finetune", data_dir=str(data_dir), output=str(tmp_path / "x"),
-                            init=str(init), image_size=SIZE, workers=0, batch_size=8)
+    config = resolve_config(
+        None,
+        recipe="finetune",
+        data_dir=str(data_dir),
+        output=str(tmp_path / "x"),
+        init=str(init),
+        image_size=SIZE,
+        workers=0,
+        batch_size=8,
+    )
     trainer = Trainer(config)
     state = trainer.model.state_dict()
     assert trainer.model.config.depths == [1, 1, 1, 1]  # the init model's architecture, not the xs variant's
@@ -452,9 +584,28 @@ def test_finetune_from_init_folder_with_other_classes(data_dir: Path, tmp_path: 
     assert torch.equal(state["norm.weight"], init_weights["norm.weight"])  # the final norm is loaded too
 
     out = tmp_path / "ft"
-    code, _, err = run_cli(capsys, "train", "--data-dir", data_dir, "--output", out, "--init", init,
-                           "--recipe", "finetune", "--epochs", 1, "--batch-size", 8, "--image-size", SIZE,
-                           "--workers", 0, "--precision", "fp32")
+    code, _, err = run_cli(
+        capsys,
+        "train",
+        "--data-dir",
+        data_dir,
+        "--output",
+        out,
+        "--init",
+        init,
+        "--recipe",
+        "finetune",
+        "--epochs",
+        1,
+        "--batch-size",
+        8,
+        "--image-size",
+        SIZE,
+        "--workers",
+        0,
+        "--precision",
+        "fp32",
+    )
     assert code == 0, err
     saved = json.loads((out / "train_config.json").read_text())
     for key, value in RECIPES["finetune"].items():
@@ -463,8 +614,10 @@ def test_finetune_from_init_folder_with_other_classes(data_dir: Path, tmp_path: 
     assert saved["recipe"] == "finetune" and saved["init"] == str(init) and saved["epochs"] == 1
     tuned = load_file(out / "last" / "model.safetensors")
     assert tuned["head.weight"].shape == (4, 16)
-    assert not torch.equal(tuned["swiftformer.patch_embed.patch_embedding.0.weight"],
-                           init_weights["swiftformer.patch_embed.patch_embedding.0.weight"])  # trained
+    assert not torch.equal(
+        tuned["swiftformer.patch_embed.patch_embedding.0.weight"],
+        init_weights["swiftformer.patch_embed.patch_embedding.0.weight"],
+    )  # trained
     assert SwiftFormerForImageClassification.from_pretrained(out / "last").config.id2label == dict(enumerate(CLASSES))
 
 
@@ -533,11 +686,14 @@ def test_cli_errors_are_one_line_with_exit_code_2(data_dir: Path, tmp_path: Path
     assert code == 2 and "epochs=0" in one_line_error(err)
 
 
-@pytest.mark.parametrize("name,match", [
-    ("gpu", "'gpu' is not a device: use cpu, cuda or cuda:N"),
-    ("cuda:x", "is not a device"),
-    ("mps", "only cpu and cuda are supported"),
-])
+@pytest.mark.parametrize(
+    "name,match",
+    [
+        ("gpu", "'gpu' is not a device: use cpu, cuda or cuda:N"),
+        ("cuda:x", "is not a device"),
+        ("mps", "only cpu and cuda are supported"),
+    ],
+)
 def test_bad_device_is_one_clear_error(name, match):
     with pytest.raises(ValueError, match=match):
         distributed.check_device(name)

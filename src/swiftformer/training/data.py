@@ -14,17 +14,21 @@ import io
 import os
 import re
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from .image_processing import (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, SwiftFormerImageProcessor,
-                               _to_rgb_image)
-
-IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
+from ..image_processing import (
+    IMAGE_EXTENSIONS,
+    IMAGENET_DEFAULT_MEAN,
+    IMAGENET_DEFAULT_STD,
+    SwiftFormerImageProcessor,
+    _to_rgb_image,
+)
 
 # What PIL raises for files it cannot decode (load_image turns all of them into OSError).
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
@@ -84,8 +88,9 @@ class ImageFolderDataset(torch.utils.data.Dataset):
     folder has no images, or a folder is not among the given ``classes``.
     """
 
-    def __init__(self, root: str | os.PathLike, transform: Callable | None = None,
-                 classes: list[str] | None = None) -> None:
+    def __init__(
+        self, root: str | os.PathLike, transform: Callable | None = None, classes: list[str] | None = None
+    ) -> None:
         from torchvision.datasets.folder import make_dataset
 
         self.root, self.transform = Path(root), transform
@@ -94,22 +99,31 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         folders = sorted(e.name for e in os.scandir(self.root) if e.is_dir() and not e.name.startswith("."))
         if not folders:
             loose = any(_is_image_file(e.name) for e in os.scandir(self.root) if e.is_file())
-            raise ValueError(f"{self.root} has no class folders: expected {self.root}/CLASS/*.jpg, one folder "
-                             "per class" + (" (its images must go into class folders)" if loose else ""))
+            raise ValueError(
+                f"{self.root} has no class folders: expected {self.root}/CLASS/*.jpg, one folder "
+                "per class" + (" (its images must go into class folders)" if loose else "")
+            )
         self.classes = list(folders if classes is None else classes)
         self.class_to_idx = _class_index(self.classes)
         unknown = [name for name in folders if name not in self.class_to_idx]
         if unknown:
-            raise ValueError(f"class folder(s) {unknown[:10]} in {self.root} are not among the "
-                             f"{len(self.classes)} given classes (e.g. {self.classes[:3]})")
+            raise ValueError(
+                f"class folder(s) {unknown[:10]} in {self.root} are not among the "
+                f"{len(self.classes)} given classes (e.g. {self.classes[:3]})"
+            )
         self.samples: list[tuple[str, int]] = make_dataset(
-            str(self.root), {name: self.class_to_idx[name] for name in folders},
-            is_valid_file=_is_image_file, allow_empty=True)
+            str(self.root),
+            {name: self.class_to_idx[name] for name in folders},
+            is_valid_file=_is_image_file,
+            allow_empty=True,
+        )
         found = {label for _, label in self.samples}
         empty = [name for name in folders if self.class_to_idx[name] not in found]
         if empty:
-            raise ValueError(f"class folder {self.root / empty[0]} has no images ({' '.join(IMAGE_EXTENSIONS)})"
-                             + (f", nor do {len(empty) - 1} other class folders" if len(empty) > 1 else ""))
+            raise ValueError(
+                f"class folder {self.root / empty[0]} has no images ({' '.join(IMAGE_EXTENSIONS)})"
+                + (f", nor do {len(empty) - 1} other class folders" if len(empty) > 1 else "")
+            )
         self.targets = [label for _, label in self.samples]
 
     def __len__(self) -> int:
@@ -143,9 +157,15 @@ class HFImageDataset(torch.utils.data.Dataset):
     are decoded here (not by ``datasets``), so that a broken one gives None instead of an exception.
     """
 
-    def __init__(self, hf_split: Any, transform: Callable | None = None, image_column: str | None = None,
-                 label_column: str | None = None, classes: list[str] | None = None,
-                 split_name: str | None = None) -> None:
+    def __init__(
+        self,
+        hf_split: Any,
+        transform: Callable | None = None,
+        image_column: str | None = None,
+        label_column: str | None = None,
+        classes: list[str] | None = None,
+        split_name: str | None = None,
+    ) -> None:
         import datasets
 
         features = hf_split.features
@@ -176,8 +196,10 @@ class HFImageDataset(torch.utils.data.Dataset):
             index = _class_index(list(classes))
             unknown = sorted({names[t] for t in set(targets)} - set(index))
             if unknown:
-                raise ValueError(f"labels {unknown[:10]} of split {self.split_name!r} are not among the "
-                                 f"{len(classes)} given classes (e.g. {list(classes)[:3]})")
+                raise ValueError(
+                    f"labels {unknown[:10]} of split {self.split_name!r} are not among the "
+                    f"{len(classes)} given classes (e.g. {list(classes)[:3]})"
+                )
             names, table = list(classes), [index.get(name, -1) for name in names]
             targets = [table[t] for t in targets]
         self.classes, self.targets = names, [int(t) for t in targets]
@@ -206,8 +228,10 @@ def collate(batch: list[tuple]) -> Batch:
         return Batch(None, None, unreadable)
     images, labels = zip(*kept)
     if not all(isinstance(image, torch.Tensor) for image in images):
-        raise TypeError("collate stacks tensors: give the dataset a transform that returns one "
-                        "(build_train_transform or build_eval_transform)")
+        raise TypeError(
+            "collate stacks tensors: give the dataset a transform that returns one "
+            "(build_train_transform or build_eval_transform)"
+        )
     return Batch(torch.stack(images), torch.tensor(labels, dtype=torch.int64), unreadable)
 
 
@@ -236,8 +260,10 @@ def _open_hf_split(path: Path, data_dir: str | os.PathLike, split: str) -> tuple
     that ``datasets.load_dataset`` reads), and its name there."""
     local = path.exists()
     where = path if local else os.fspath(data_dir)
-    missing = (f"{where} has no {split!r} split: expected {where}/{split}/CLASS/*.jpg, or a Hugging Face "
-               f"dataset with a {'validation' if split == 'val' else split!r} split")
+    missing = (
+        f"{where} has no {split!r} split: expected {where}/{split}/CLASS/*.jpg, or a Hugging Face "
+        f"dataset with a {'validation' if split == 'val' else split!r} split"
+    )
     if not local and not _looks_like_hub_id(os.fspath(data_dir)):
         raise FileNotFoundError(f"data folder not found: {path}")
     if local and not path.is_dir():
@@ -264,8 +290,9 @@ def _open_hf_split(path: Path, data_dir: str | os.PathLike, split: str) -> tuple
         if local:
             raise FileNotFoundError(f"{missing} ({err})") from err
         offline = " (HF_HUB_OFFLINE is set: only cached datasets)" if datasets.config.HF_HUB_OFFLINE else ""
-        raise FileNotFoundError(f"{where!r} is neither a folder nor a Hugging Face dataset that can be loaded"
-                                f"{offline}: {err}") from err
+        raise FileNotFoundError(
+            f"{where!r} is neither a folder nor a Hugging Face dataset that can be loaded{offline}: {err}"
+        ) from err
     names = [str(name) for name in (builder.config.data_files or builder.info.splits or {})]
     if not names:
         builder.download_and_prepare()
@@ -275,8 +302,9 @@ def _open_hf_split(path: Path, data_dir: str | os.PathLike, split: str) -> tuple
     return builder.as_dataset(split=name), name
 
 
-def open_dataset(data_dir: str | os.PathLike, split: str | None, transform: Callable | None = None,
-                 classes: list[str] | None = None) -> ImageFolderDataset | HFImageDataset:
+def open_dataset(
+    data_dir: str | os.PathLike, split: str | None, transform: Callable | None = None, classes: list[str] | None = None
+) -> ImageFolderDataset | HFImageDataset:
     """The ``split`` of the data at ``data_dir``.
 
     ``split=None``: ``data_dir`` is the split itself (``data_dir/CLASS/*.jpg``, or one split saved with
@@ -310,12 +338,21 @@ def _open_split_folder(path: Path, transform: Callable | None, classes: list[str
     return ImageFolderDataset(path, transform, classes)
 
 
-def build_train_transform(image_size: int | tuple[int, int], *, auto_augment: str | None = "rand-m9-mstd0.5-inc1",
-                          color_jitter: float | None = 0.4, re_prob: float = 0.25, re_mode: str = "pixel",
-                          re_count: int = 1, interpolation: str = "bicubic",
-                          scale: tuple[float, float] = (0.08, 1.0), ratio: tuple[float, float] = (3 / 4, 4 / 3),
-                          hflip: float = 0.5, mean: tuple[float, ...] = IMAGENET_DEFAULT_MEAN,
-                          std: tuple[float, ...] = IMAGENET_DEFAULT_STD) -> Callable[[Image.Image], torch.Tensor]:
+def build_train_transform(
+    image_size: int | tuple[int, int],
+    *,
+    auto_augment: str | None = "rand-m9-mstd0.5-inc1",
+    color_jitter: float | None = 0.4,
+    re_prob: float = 0.25,
+    re_mode: str = "pixel",
+    re_count: int = 1,
+    interpolation: str = "bicubic",
+    scale: tuple[float, float] = (0.08, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    hflip: float = 0.5,
+    mean: tuple[float, ...] = IMAGENET_DEFAULT_MEAN,
+    std: tuple[float, ...] = IMAGENET_DEFAULT_STD,
+) -> Callable[[Image.Image], torch.Tensor]:
     """timm's training transform (``timm.data.create_transform(is_training=True)``): PIL image in,
     normalized (3, H, W) float32 tensor out; ``image_size`` is a side or (height, width).
 
@@ -326,10 +363,21 @@ def build_train_transform(image_size: int | tuple[int, int], *, auto_augment: st
     """
     from timm.data import create_transform
 
-    return create_transform(input_size=image_size, is_training=True, scale=tuple(scale), ratio=tuple(ratio),
-                            hflip=hflip, color_jitter=color_jitter, auto_augment=auto_augment,
-                            interpolation=interpolation, mean=tuple(mean), std=tuple(std), re_prob=re_prob,
-                            re_mode=re_mode, re_count=re_count)
+    return create_transform(
+        input_size=image_size,
+        is_training=True,
+        scale=tuple(scale),
+        ratio=tuple(ratio),
+        hflip=hflip,
+        color_jitter=color_jitter,
+        auto_augment=auto_augment,
+        interpolation=interpolation,
+        mean=tuple(mean),
+        std=tuple(std),
+        re_prob=re_prob,
+        re_mode=re_mode,
+        re_count=re_count,
+    )
 
 
 class ProcessorTransform:

@@ -39,22 +39,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..configuration import SwiftFormerConfig
+from ..image_processing import SwiftFormerImageProcessor
+from ..io.files import atomic_write, write_json
+from ..modeling import SwiftFormerForImageClassification
+from ..runtime import cpu_supports_bf16, tune_malloc
 from . import distributed
-from .configuration import SwiftFormerConfig
-from .hub import atomic_write, write_json
-from .image_processing import SwiftFormerImageProcessor
-from .modeling import SwiftFormerForImageClassification
-from .runtime import cpu_supports_bf16, tune_malloc
-from .train_config import (  # noqa: F401 - re-exported: the training API in one place
-    CHECKPOINT_NAME,
-    CONFIG_NAME,
-    METRICS_NAME,
-    RECIPES,
-    TrainConfig,
-    add_train_arguments,
-    resolve_config,
-    run_train,
-)
+from .config import CHECKPOINT_NAME, METRICS_NAME, RECIPES, TRAIN_CONFIG_NAME, TrainConfig, resolve_config  # noqa: F401 - the training API in one place
+
 
 # ------------------------------------------------------------------------------------------ sampler
 class ShardedBatchSampler(torch.utils.data.Sampler[list[int]]):
@@ -67,8 +59,18 @@ class ShardedBatchSampler(torch.utils.data.Sampler[list[int]]):
     each of its ``grad_accum_steps`` shards, in order. Incomplete final batches are dropped.
     """
 
-    def __init__(self, num_samples: int, batch_size: int, *, rank: int = 0, world_size: int = 1,
-                 grad_accum_steps: int = 1, shuffle: bool = True, repeats: int = 1, seed: int = 0) -> None:
+    def __init__(
+        self,
+        num_samples: int,
+        batch_size: int,
+        *,
+        rank: int = 0,
+        world_size: int = 1,
+        grad_accum_steps: int = 1,
+        shuffle: bool = True,
+        repeats: int = 1,
+        seed: int = 0,
+    ) -> None:
         self.num_samples, self.batch_size = num_samples, batch_size
         self.rank, self.world_size, self.accum = rank, world_size, grad_accum_steps
         self.shuffle, self.repeats, self.seed, self.epoch = shuffle, repeats, seed, 0
@@ -147,7 +149,9 @@ def build_teacher(config: TrainConfig, num_classes: int) -> nn.Module | None:
 
         try:
             teacher = timm.create_model(
-                config.teacher, pretrained=config.teacher_checkpoint is None, num_classes=num_classes,
+                config.teacher,
+                pretrained=config.teacher_checkpoint is None,
+                num_classes=num_classes,
                 **({"checkpoint_path": config.teacher_checkpoint} if config.teacher_checkpoint else {}),
             )
         except RuntimeError as err:
@@ -190,7 +194,9 @@ class Trainer:
         self.config = config
         distributed.check_device(config.device)
         self.dist = distributed.init(config.device)
-        self.device = torch.device(config.device if not config.device.startswith("cuda") else f"cuda:{self.dist.local_rank}")
+        self.device = torch.device(
+            config.device if not config.device.startswith("cuda") else f"cuda:{self.dist.local_rank}"
+        )
         self.output = Path(config.output)
         self.amp_dtype = autocast_dtype(config.precision, config.device)
 
@@ -200,10 +206,17 @@ class Trainer:
         self.processor = self._eval_processor()
         self.train_set = data.open_dataset(config.data_dir, "train", self._train_transform())
         self.classes = list(self.train_set.classes)
-        self.val_set = data.open_dataset(config.data_dir, "val", data.build_eval_transform(self.processor), classes=self.classes)
+        self.val_set = data.open_dataset(
+            config.data_dir, "val", data.build_eval_transform(self.processor), classes=self.classes
+        )
         self.sampler = ShardedBatchSampler(
-            len(self.train_set), config.batch_size, rank=self.dist.rank, world_size=self.dist.world_size,
-            grad_accum_steps=config.grad_accum_steps, repeats=config.repeated_aug, seed=config.seed,
+            len(self.train_set),
+            config.batch_size,
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
+            grad_accum_steps=config.grad_accum_steps,
+            repeats=config.repeated_aug,
+            seed=config.seed,
         )
 
         # -- model
@@ -222,7 +235,9 @@ class Trainer:
 
             self.ema = ModelEmaV3(self.model, decay=config.ema_decay)
         self.optimizer = torch.optim.AdamW(
-            param_groups(self.model, config.weight_decay), lr=config.resolved_lr(self.dist.world_size), betas=config.betas
+            param_groups(self.model, config.weight_decay),
+            lr=config.resolved_lr(self.dist.world_size),
+            betas=config.betas,
         )
         self.scheduler = self._build_scheduler()
         self.mixup = self._build_mixup()
@@ -232,7 +247,9 @@ class Trainer:
 
         self.train_model: nn.Module = self.model
         if self.dist.enabled:
-            self.train_model = nn.parallel.DistributedDataParallel(self.model, device_ids=None if self.device.type == "cpu" else [self.device])
+            self.train_model = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=None if self.device.type == "cpu" else [self.device]
+            )
         if config.compile:
             self.train_model = torch.compile(self.train_model)
 
@@ -248,19 +265,31 @@ class Trainer:
 
         c = self.config
         return build_train_transform(
-            c.image_size, auto_augment=c.auto_augment, color_jitter=c.color_jitter, re_prob=c.re_prob,
-            interpolation=c.interpolation, scale=c.scale, hflip=c.hflip,
-            mean=tuple(self.processor.image_mean), std=tuple(self.processor.image_std),
+            c.image_size,
+            auto_augment=c.auto_augment,
+            color_jitter=c.color_jitter,
+            re_prob=c.re_prob,
+            interpolation=c.interpolation,
+            scale=c.scale,
+            hflip=c.hflip,
+            mean=tuple(self.processor.image_mean),
+            std=tuple(self.processor.image_std),
         )
 
     def _build_model(self) -> SwiftFormerForImageClassification:
         c = self.config
         id2label = dict(enumerate(self.classes))
-        overrides: dict[str, Any] = {"id2label": id2label, "drop_path_rate": c.drop_path_rate, "image_size": c.image_size}
+        overrides: dict[str, Any] = {
+            "id2label": id2label,
+            "drop_path_rate": c.drop_path_rate,
+            "image_size": c.image_size,
+        }
         if c.attention_variant is not None:
             overrides["attention_variant"] = c.attention_variant
         if c.init:
-            return SwiftFormerForImageClassification.from_pretrained(c.init, ignore_mismatched_sizes=True, **overrides).train()
+            return SwiftFormerForImageClassification.from_pretrained(
+                c.init, ignore_mismatched_sizes=True, **overrides
+            ).train()
         return SwiftFormerForImageClassification(SwiftFormerConfig.from_variant(c.variant, **overrides))
 
     def _build_scheduler(self):
@@ -273,8 +302,13 @@ class Trainer:
         if warmup < c.warmup_epochs:
             self._log(f"note: warm-up shortened to {warmup:g} of {c.epochs} epochs")
         return CosineLRScheduler(
-            self.optimizer, t_initial=max(1, round((c.epochs - warmup) * steps)), lr_min=c.min_lr,
-            warmup_t=round(warmup * steps), warmup_lr_init=c.warmup_lr, warmup_prefix=True, t_in_epochs=False,
+            self.optimizer,
+            t_initial=max(1, round((c.epochs - warmup) * steps)),
+            lr_min=c.min_lr,
+            warmup_t=round(warmup * steps),
+            warmup_lr_init=c.warmup_lr,
+            warmup_prefix=True,
+            t_in_epochs=False,
         )
 
     def _build_mixup(self):
@@ -283,7 +317,9 @@ class Trainer:
             return None
         from timm.data import Mixup
 
-        return Mixup(mixup_alpha=c.mixup, cutmix_alpha=c.cutmix, label_smoothing=c.smoothing, num_classes=len(self.classes))
+        return Mixup(
+            mixup_alpha=c.mixup, cutmix_alpha=c.cutmix, label_smoothing=c.smoothing, num_classes=len(self.classes)
+        )
 
     # ------------------------------------------------------------------ one step
     def _loss(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -303,7 +339,10 @@ class Trainer:
         if self.teacher is None:
             # No teacher: train what inference uses, the mean of the two heads.
             return base_loss((cls_logits + dist_logits) / 2)
-        with torch.no_grad(), torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+        with (
+            torch.no_grad(),
+            torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None),
+        ):
             teacher_labels = _logits(self.teacher(images)).argmax(dim=-1)
         # DeiT hard distillation: the class head learns the labels, the distillation head the teacher.
         alpha = c.distillation_alpha
@@ -318,13 +357,22 @@ class Trainer:
         seed_everything(c.seed + 1000 * epoch + self.dist.rank)
         self.sampler.set_epoch(epoch)
         loader = torch.utils.data.DataLoader(
-            self.train_set, batch_sampler=self.sampler, num_workers=c.workers, collate_fn=collate,
+            self.train_set,
+            batch_sampler=self.sampler,
+            num_workers=c.workers,
+            collate_fn=collate,
             persistent_workers=False,
         )
         self.train_model.train()
         steps = len(self.sampler)
-        bar = tqdm(loader, total=steps, desc=f"epoch {epoch + 1}/{c.epochs}", leave=False, dynamic_ncols=True,
-                   disable=not (self.dist.is_main and sys.stderr.isatty()))  # logs get the epoch summary line
+        bar = tqdm(
+            loader,
+            total=steps,
+            desc=f"epoch {epoch + 1}/{c.epochs}",
+            leave=False,
+            dynamic_ncols=True,
+            disable=not (self.dist.is_main and sys.stderr.isatty()),
+        )  # logs get the epoch summary line
         loss_sum, seen, unreadable, start = 0.0, 0, [], time.perf_counter()
         for step, batch in enumerate(bar):
             unreadable.extend(batch.unreadable)
@@ -333,13 +381,21 @@ class Trainer:
                 seen += len(batch.labels)
             self.scheduler.step_update(epoch * steps + step + 1)
             _fault_injection(epoch, step)
-            bar.set_postfix(loss=f"{loss_sum / max(seen, 1):.4f}", lr=f"{self.optimizer.param_groups[0]['lr']:.2e}",
-                            img_s=f"{seen * self.dist.world_size / (time.perf_counter() - start):.0f}")
+            bar.set_postfix(
+                loss=f"{loss_sum / max(seen, 1):.4f}",
+                lr=f"{self.optimizer.param_groups[0]['lr']:.2e}",
+                img_s=f"{seen * self.dist.world_size / (time.perf_counter() - start):.0f}",
+            )
         seconds = time.perf_counter() - start
         totals = distributed.all_reduce_sum(torch.tensor([loss_sum, float(seen)], dtype=torch.float64))
         bad = [p for part in distributed.all_gather_objects(unreadable) for p in part]
-        return {"train_loss": (totals[0] / totals[1].clamp_min(1)).item(), "train_images": int(totals[1]),
-                "train_images_per_second": float(totals[1]) / seconds, "train_seconds": seconds, "unreadable": bad}
+        return {
+            "train_loss": (totals[0] / totals[1].clamp_min(1)).item(),
+            "train_images": int(totals[1]),
+            "train_images_per_second": float(totals[1]) / seconds,
+            "train_seconds": seconds,
+            "unreadable": bad,
+        }
 
     def _optimizer_step(self, images: torch.Tensor, labels: torch.Tensor) -> float:
         c = self.config
@@ -352,7 +408,9 @@ class Trainer:
         total = 0.0
         for i, (x, y) in enumerate(chunks):
             last = i == len(chunks) - 1
-            sync = contextlib.nullcontext() if last or not self.dist.enabled else _unwrap_ddp(self.train_model).no_sync()
+            sync = (
+                contextlib.nullcontext() if last or not self.dist.enabled else _unwrap_ddp(self.train_model).no_sync()
+            )
             with sync:
                 loss = self._loss(x, y)
                 if not torch.isfinite(loss):
@@ -372,10 +430,20 @@ class Trainer:
         from .data import collate
         from .evaluate import evaluate, shard_indices
 
-        subset = torch.utils.data.Subset(self.val_set, shard_indices(len(self.val_set), self.dist.rank, self.dist.world_size))
-        loader = torch.utils.data.DataLoader(subset, batch_size=self.config.batch_size, num_workers=self.config.workers, collate_fn=collate)
-        result = evaluate(model, loader, device=self.device, autocast_dtype=self.amp_dtype,
-                          channels_last=self.config.channels_last, class_names=self.classes)
+        subset = torch.utils.data.Subset(
+            self.val_set, shard_indices(len(self.val_set), self.dist.rank, self.dist.world_size)
+        )
+        loader = torch.utils.data.DataLoader(
+            subset, batch_size=self.config.batch_size, num_workers=self.config.workers, collate_fn=collate
+        )
+        result = evaluate(
+            model,
+            loader,
+            device=self.device,
+            autocast_dtype=self.amp_dtype,
+            channels_last=self.config.channels_last,
+            class_names=self.classes,
+        )
         return {"val_top1": result.top1, "val_top5": result.top5, "val_loss": result.loss}
 
     # ------------------------------------------------------------------ checkpoints
@@ -400,8 +468,10 @@ class Trainer:
             raise FileNotFoundError(f"cannot resume: {path} does not exist")
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # noqa: BLE001 - any unreadable checkpoint is one clear error
-            raise ValueError(f"cannot resume from {path}: unreadable checkpoint ({type(err).__name__}: {err})") from None
+        except Exception as err:
+            raise ValueError(
+                f"cannot resume from {path}: unreadable checkpoint ({type(err).__name__}: {err})"
+            ) from None
         self.model.load_state_dict(state["model"])
         if self.ema is not None and state.get("ema") is not None:
             self.ema.load_state_dict(state["ema"])
@@ -421,15 +491,21 @@ class Trainer:
         main = self.dist.is_main
         if main:
             self.output.mkdir(parents=True, exist_ok=True)
-            write_json(self.output / CONFIG_NAME, dataclasses.asdict(self.config))
-            self._log(f"training {len(self.train_set)} images in {len(self.classes)} classes, validating on "
-                      f"{len(self.val_set)}; {self.dist.world_size} process(es), global batch "
-                      f"{c.global_batch(self.dist.world_size)}, lr {c.resolved_lr(self.dist.world_size):.3g}, "
-                      f"precision {'bf16' if self.amp_dtype else 'fp32'}")
+            write_json(self.output / TRAIN_CONFIG_NAME, dataclasses.asdict(self.config))
+            self._log(
+                f"training {len(self.train_set)} images in {len(self.classes)} classes, validating on "
+                f"{len(self.val_set)}; {self.dist.world_size} process(es), global batch "
+                f"{c.global_batch(self.dist.world_size)}, lr {c.resolved_lr(self.dist.world_size):.3g}, "
+                f"precision {'bf16' if self.amp_dtype else 'fp32'}"
+            )
         writer = _tensorboard(self.output) if main else None
         last_top1 = None
         for epoch in range(self.start_epoch, c.epochs):
-            metrics: dict[str, Any] = {"epoch": epoch + 1, **self.train_epoch(epoch), "lr": self.optimizer.param_groups[0]["lr"]}
+            metrics: dict[str, Any] = {
+                "epoch": epoch + 1,
+                **self.train_epoch(epoch),
+                "lr": self.optimizer.param_groups[0]["lr"],
+            }
             if (epoch + 1) % c.eval_every == 0 or epoch + 1 == c.epochs:
                 metrics.update(self.evaluate(self.model))
                 candidates = [(metrics["val_top1"], self.model)]
@@ -473,9 +549,11 @@ class Trainer:
         val = f"  val top-1 {metrics['val_top1']:.2f}  top-5 {metrics['val_top5']:.2f}" if "val_top1" in metrics else ""
         ema = f"  ema top-1 {metrics['ema_val_top1']:.2f}" if "ema_val_top1" in metrics else ""
         bad = f"  {record['unreadable']} unreadable (see unreadable.txt)" if record["unreadable"] else ""
-        self._log(f"epoch {metrics['epoch']}/{self.config.epochs}  loss {metrics['train_loss']:.4f}{val}{ema}  "
-                  f"lr {metrics['lr']:.2e}  {metrics['train_images_per_second']:.0f} img/s  "
-                  f"{metrics['train_seconds']:.1f} s{bad}")
+        self._log(
+            f"epoch {metrics['epoch']}/{self.config.epochs}  loss {metrics['train_loss']:.4f}{val}{ema}  "
+            f"lr {metrics['lr']:.2e}  {metrics['train_images_per_second']:.0f} img/s  "
+            f"{metrics['train_seconds']:.1f} s{bad}"
+        )
 
     def _log(self, message: str) -> None:
         if self.dist.is_main:
@@ -510,5 +588,3 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
         return Trainer(config, resume=resume).fit()
     finally:
         distributed.shutdown()
-
-

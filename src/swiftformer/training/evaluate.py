@@ -10,10 +10,8 @@ so the CLI can add the ``eval`` options without loading it.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import csv
-import json
 import math
 import os
 import sys
@@ -23,8 +21,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-
-from .runtime import cpu_supports_bf16, tune_malloc
 
 if TYPE_CHECKING:
     import torch
@@ -64,18 +60,29 @@ class EvalResult:
     def per_class_rows(self) -> list[dict[str, Any]]:
         """One row per class: class, images, correct, accuracy (percent; None without images)."""
         images, correct = self.class_counts()
-        return [{"class": name, "images": int(n), "correct": int(c), "accuracy": 100.0 * int(c) / int(n) if n else None}
-                for name, n, c in zip(self.class_names, images, correct)]
+        return [
+            {"class": name, "images": int(n), "correct": int(c), "accuracy": 100.0 * int(c) / int(n) if n else None}
+            for name, n, c in zip(self.class_names, images, correct)
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: the metrics (None for NaN, i.e. no images), ``per_class`` rows, the confusion matrix."""
         images, _ = self.class_counts()
-        metrics = {key: None if math.isnan(value) else value for key, value in
-                   (("top1", self.top1), ("top5", self.top5), ("loss", self.loss))}
-        return {**metrics, "images": self.images, "seconds": self.seconds, "images_per_second": self.images_per_second,
-                "unreadable": list(self.unreadable), "class_names": list(self.class_names),
-                "per_class": self.per_class_rows(), "confusion": self.confusion.tolist(),
-                "predicted_other": (images - self.confusion.sum(axis=1)).tolist()}
+        metrics = {
+            key: None if math.isnan(value) else value
+            for key, value in (("top1", self.top1), ("top5", self.top5), ("loss", self.loss))
+        }
+        return {
+            **metrics,
+            "images": self.images,
+            "seconds": self.seconds,
+            "images_per_second": self.images_per_second,
+            "unreadable": list(self.unreadable),
+            "class_names": list(self.class_names),
+            "per_class": self.per_class_rows(),
+            "confusion": self.confusion.tolist(),
+            "predicted_other": (images - self.confusion.sum(axis=1)).tolist(),
+        }
 
 
 def shard_indices(n: int, rank: int, world_size: int) -> list[int]:
@@ -92,9 +99,17 @@ def _unpack(batch: Any) -> tuple[torch.Tensor | None, torch.Tensor | None, list[
     return batch[0], batch[1], list(getattr(batch, "unreadable", []))
 
 
-def evaluate(model: torch.nn.Module, loader, *, device: str | torch.device = "cpu",
-             autocast_dtype: torch.dtype | None = None, channels_last: bool = False,
-             class_names: list[str], label_map: list[int] | None = None, progress: bool = False) -> EvalResult:
+def evaluate(
+    model: torch.nn.Module,
+    loader,
+    *,
+    device: str | torch.device = "cpu",
+    autocast_dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+    class_names: list[str],
+    label_map: list[int] | None = None,
+    progress: bool = False,
+) -> EvalResult:
     """Evaluate ``model`` on the batches of ``loader`` (``(pixel_values, labels, ...)`` per batch).
 
     Args:
@@ -120,7 +135,9 @@ def evaluate(model: torch.nn.Module, loader, *, device: str | torch.device = "cp
     num_classes = len(class_names)
     label_map = list(range(num_classes)) if label_map is None else [int(i) for i in label_map]
     if len(label_map) != num_classes or len(set(label_map)) != num_classes or min(label_map, default=0) < 0:
-        raise ValueError(f"label_map must map the {num_classes} classes to distinct model outputs, got {label_map[:20]}")
+        raise ValueError(
+            f"label_map must map the {num_classes} classes to distinct model outputs, got {label_map[:20]}"
+        )
     device = torch.device(device)
     targets_of = torch.tensor(label_map, dtype=torch.long, device=device)
     info = distributed.current()
@@ -159,7 +176,9 @@ def evaluate(model: torch.nn.Module, loader, *, device: str | torch.device = "cp
                     logits = model(pixel_values).logits.float()
                 if dataset_of is None:
                     if max(label_map, default=-1) >= logits.shape[-1]:
-                        raise ValueError(f"the model has {logits.shape[-1]} outputs; label_map uses up to {max(label_map)}")
+                        raise ValueError(
+                            f"the model has {logits.shape[-1]} outputs; label_map uses up to {max(label_map)}"
+                        )
                     dataset_of = torch.full((logits.shape[-1],), num_classes, dtype=torch.long, device=device)
                     dataset_of[targets_of] = torch.arange(num_classes, device=device)
                 targets = targets_of[labels]
@@ -168,8 +187,9 @@ def evaluate(model: torch.nn.Module, loader, *, device: str | torch.device = "cp
                 cells = labels * (num_classes + 1) + dataset_of[topk[:, 0]]
                 confusion += torch.bincount(cells, minlength=confusion.numel()).view_as(confusion)
                 loss = F.cross_entropy(logits, targets, reduction="sum")
-                counts += torch.tensor([hits[:, 0].sum().item(), hits.any(-1).sum().item(), loss.item(), len(labels)],
-                                       dtype=torch.float64)
+                counts += torch.tensor(
+                    [hits[:, 0].sum().item(), hits.any(-1).sum().item(), loss.item(), len(labels)], dtype=torch.float64
+                )
                 if bar is not None:
                     bar.set_postfix(top1=f"{100 * counts[0].item() / counts[3].item():.2f}")
     finally:
@@ -192,9 +212,13 @@ def evaluate(model: torch.nn.Module, loader, *, device: str | torch.device = "cp
         top1=100.0 * correct1 / images if images else float("nan"),
         top5=100.0 * correct5 / images if images else float("nan"),
         loss=loss_sum / images if images else float("nan"),
-        images=images, seconds=seconds, images_per_second=images / seconds if seconds > 0 else 0.0,
-        class_names=list(class_names), confusion=confusion[:, :num_classes].numpy().astype(np.int64),
-        unreadable=sorted(unreadable), predicted_other=confusion[:, num_classes].numpy().astype(np.int64),
+        images=images,
+        seconds=seconds,
+        images_per_second=images / seconds if seconds > 0 else 0.0,
+        class_names=list(class_names),
+        confusion=confusion[:, :num_classes].numpy().astype(np.int64),
+        unreadable=sorted(unreadable),
+        predicted_other=confusion[:, num_classes].numpy().astype(np.int64),
     )
 
 
@@ -208,7 +232,7 @@ def save_confusion_matrix_png(result: EvalResult, path: str | os.PathLike) -> Pa
 
 def save_per_class_csv(result: EvalResult, path: str | os.PathLike) -> Path:
     """Write ``class,images,correct,accuracy`` (accuracy in percent, empty for a class without images)."""
-    from .hub import atomic_write
+    from ..io.files import atomic_write
 
     with atomic_write(path, "w") as handle:
         writer = csv.writer(handle, lineterminator="\n")
@@ -233,121 +257,15 @@ def map_labels(class_names: list[str], config, verbose: bool = True) -> list[int
     defaults = all(name == f"LABEL_{i}" for i, name in config.id2label.items())
     if defaults and config.num_labels == len(class_names):
         if verbose:
-            print("note: the model has no class names (LABEL_0, ...); assuming they follow the dataset's "
-                  "class order (sorted folder names)", file=sys.stderr)
+            print(
+                "note: the model has no class names (LABEL_0, ...); assuming they follow the dataset's "
+                "class order (sorted folder names)",
+                file=sys.stderr,
+            )
         return list(range(len(class_names)))
     known = ", ".join(repr(config.id2label[i]) for i in sorted(config.id2label)[:5])
-    raise ValueError(f"{len(unknown)} of the dataset's {len(class_names)} classes are not labels of the model: "
-                     f"{', '.join(map(repr, unknown[:20]))}{' ...' if len(unknown) > 20 else ''} "
-                     f"(folder names must equal the model's id2label names, e.g. {known})")
-
-
-# --------------------------------------------------------------------------------------------- CLI
-def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``swiftformer eval``."""
-    parser.add_argument("--data-dir", required=True, help="image folder: DIR/CLASS/IMAGE")
-    parser.add_argument("--model", required=True, help="model folder or hub id, e.g. MBZUAI/swiftformer-xs")
-    parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
-    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
-                        help="data loading processes (default min(4, CPUs))")
-    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
-                        help="auto: bf16 where the hardware computes it natively, else fp32")
-    parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
-    parser.add_argument("--channels-last", action="store_true", help="channels-last memory format")
-    parser.add_argument("--output", help="folder for confusion_matrix.png, per_class.csv, eval.json")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--progress", action="store_true", help="show a progress bar")
-    from .cli import add_hub_arguments
-
-    add_hub_arguments(parser)
-
-
-def _precision(name: str, device: torch.device) -> torch.dtype | None:
-    import torch
-
-    if name == "auto":
-        native = {"cuda": torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
-                  "cpu": cpu_supports_bf16()}.get(device.type, False)
-        name = "bf16" if native else "fp32"
-    return torch.bfloat16 if name == "bf16" else None
-
-
-def run_eval(args: argparse.Namespace) -> int:
-    """``swiftformer eval``: evaluate, print the report (rank 0), write ``--output`` files."""
-    import torch
-    from torch.utils.data import DataLoader, Subset
-
-    from . import distributed
-    from .cli import _hub_options, _load_processor
-    from .data import build_eval_transform, collate, open_dataset
-    from .modeling import SwiftFormerForImageClassification
-
-    if args.batch_size < 1 or args.workers < 0:
-        raise ValueError("--batch-size must be at least 1 and --workers at least 0")
-    tune_malloc()
-    device_name = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    distributed.check_device(device_name)
-    started_group = not torch.distributed.is_initialized()
-    info = distributed.init(device_name)
-    started_group = started_group and torch.distributed.is_initialized()
-    try:
-        device = torch.device(f"cuda:{info.local_rank}" if device_name == "cuda" and info.enabled else device_name)
-        hub = _hub_options(args)
-        model = SwiftFormerForImageClassification.from_pretrained(args.model, **hub)
-        processor = _load_processor(args.model, hub)
-        dataset = open_dataset(args.data_dir, None, build_eval_transform(processor))
-        class_names = list(dataset.classes)
-        label_map = map_labels(class_names, model.config, verbose=info.is_main)
-        if info.enabled:
-            dataset = Subset(dataset, shard_indices(len(dataset), info.rank, info.world_size))
-        loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=False, num_workers=args.workers,
-                            collate_fn=collate, pin_memory=device.type == "cuda")
-        result = evaluate(model, loader, device=device, autocast_dtype=_precision(args.precision, device),
-                          channels_last=args.channels_last, class_names=class_names, label_map=label_map,
-                          progress=args.progress)
-        if result.images == 0:  # the same on every rank
-            raise ValueError(f"no readable images in {args.data_dir} ({len(result.unreadable)} unreadable)")
-        if info.is_main:  # torchrun stops the other ranks if this fails
-            _report(result, args, len(class_names))
-        distributed.barrier()  # the others wait for rank 0's report before tearing the group down
-        return 0
-    finally:
-        if started_group:
-            distributed.shutdown()
-
-
-def _report(result: EvalResult, args: argparse.Namespace, num_classes: int) -> None:
-    """Rank 0's part of ``eval``: print, and write the ``--output`` files."""
-    from .hub import atomic_write
-
-    report = {"model": str(args.model), "data_dir": str(args.data_dir), **result.to_dict()}
-    if args.output:
-        out = Path(args.output)
-        save_confusion_matrix_png(result, out / "confusion_matrix.png")
-        save_per_class_csv(result, out / "per_class.csv")
-        with atomic_write(out / "eval.json", "w") as handle:
-            handle.write(json.dumps(report) + "\n")
-    if args.json:
-        print(json.dumps(report))
-    else:
-        _print_report(result, args, num_classes)
-
-
-def _print_report(result: EvalResult, args: argparse.Namespace, num_classes: int, rows: int = 20) -> None:
-    lines = [("model", str(args.model)), ("data", f"{args.data_dir}  ({num_classes} classes)"),
-             ("top-1", f"{result.top1:.2f} %"), ("top-5", f"{result.top5:.2f} %"), ("loss", f"{result.loss:.4f}"),
-             ("images", str(result.images)),
-             ("throughput", f"{result.images_per_second:.1f} images/s  ({result.seconds:.1f} s)"),
-             ("unreadable", str(len(result.unreadable)))]
-    for name, value in lines:
-        print(f"{name + ':':13s}{value}")
-    for path in result.unreadable[:rows]:
-        print(f"  {path}")
-    if len(result.unreadable) > rows:
-        print(f"  ... and {len(result.unreadable) - rows} more")
-    table = sorted((r for r in result.per_class_rows() if r["images"]), key=lambda r: (r["accuracy"], r["class"]))
-    print("per-class accuracy (worst first):" if len(table) <= rows else f"per-class accuracy (worst {rows} of {len(table)}):")
-    for r in table[:rows]:
-        print(f"  {r['accuracy']:7.2f} %  {r['correct']:>6d}/{r['images']:<6d} {r['class']}")
-    if args.output:
-        print(f"wrote {Path(args.output) / 'confusion_matrix.png'}, per_class.csv, eval.json")
+    raise ValueError(
+        f"{len(unknown)} of the dataset's {len(class_names)} classes are not labels of the model: "
+        f"{', '.join(map(repr, unknown[:20]))}{' ...' if len(unknown) > 20 else ''} "
+        f"(folder names must equal the model's id2label names, e.g. {known})"
+    )

@@ -22,8 +22,9 @@ from swiftformer import (
     SwiftFormerForImageClassification,
     export_tf,
 )
-from swiftformer.export_tf import ExportError, TFLiteRunner, export_model, export_saved_model, export_tflite
-from swiftformer.modeling_tf import TFSwiftFormerForImageClassification
+from swiftformer.errors import ExportError
+from swiftformer.export.keras import TFLiteRunner, export_model, export_saved_model, export_tflite
+from swiftformer.keras.models import TFSwiftFormerForImageClassification
 
 TINY = {"depths": [2, 1, 2, 1], "embed_dims": [8, 12, 16, 24], "num_labels": 5, "image_size": 64}
 
@@ -104,7 +105,9 @@ def test_tflite_int8_full_integer(pt_and_keras, images, tmp_path: Path, form):
         "list": [image for image in images],
         "array": images,
     }[form]
-    report = export_tflite(model, tmp_path / "int8.tflite", quantization="int8", representative_data=data, latency_runs=1)
+    report = export_tflite(
+        model, tmp_path / "int8.tflite", quantization="int8", representative_data=data, latency_runs=1
+    )
     assert report.quantization == "int8" and report.num_verify_inputs == 8
     assert 0.0 <= report.top1_agreement <= 1.0 and np.isfinite(report.max_abs_diff)
     assert report.rel_diff < 0.5  # quantized, but still the same function
@@ -157,8 +160,14 @@ def test_export_model_from_a_pytorch_folder_and_image_files(tmp_path: Path):
     rng = np.random.default_rng(0)
     for i in range(4):
         Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(photos / f"{i}.png")
-    report = export_model(tmp_path / "folder", tmp_path / "int8.tflite", format="tflite", quantization="int8",
-                          representative_data=photos, latency_runs=1)
+    report = export_model(
+        tmp_path / "folder",
+        tmp_path / "int8.tflite",
+        format="tflite",
+        quantization="int8",
+        representative_data=photos,
+        latency_runs=1,
+    )
     assert report.num_verify_inputs == 4 and 0.0 <= report.top1_agreement <= 1.0
     with pytest.raises(ValueError, match="saved_model' or 'tflite"):
         export_model(tmp_path / "folder", tmp_path / "x.onnx", format="onnx")

@@ -36,12 +36,10 @@ The optional runtimes are the ``export`` extra (``pip install .[export]``); TFLi
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import copy
 import importlib
 import importlib.util
-import json
 import logging
 import math
 import os
@@ -55,13 +53,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .runtime import median_ms
+from ..errors import ExportError, ExportVerificationError
+from ..runtime import median_ms
 
 if TYPE_CHECKING:
     import numpy as np
     import torch
 
-    from .modeling import SwiftFormerForImageClassification
+    from ..modeling import SwiftFormerForImageClassification
 
 FORMATS = ("onnx", "openvino", "executorch", "coreml", "aoti", "tflite", "savedmodel")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
@@ -77,14 +76,28 @@ FORMAT_PRECISIONS: dict[str, tuple[str, ...]] = {
     "savedmodel": ("fp32",),
 }
 # What the output path gets when it has no suffix ("" = a directory).
-EXTENSIONS = {"onnx": ".onnx", "openvino": "", "executorch": ".pte", "coreml": ".mlpackage", "aoti": ".pt2",
-              "tflite": ".tflite", "savedmodel": ""}
+EXTENSIONS = {
+    "onnx": ".onnx",
+    "openvino": "",
+    "executorch": ".pte",
+    "coreml": ".mlpackage",
+    "aoti": ".pt2",
+    "tflite": ".tflite",
+    "savedmodel": "",
+}
 DIRECTORY_FORMATS = ("openvino", "coreml", "savedmodel")
 # Default tolerance on max|Δlogit| / max|logit| against the eager float32 model. float32 runtimes that
 # compute the same graph agree to ~1e-6; ExecuTorch's XNNPACK and TFLite use other kernels (1e-4).
 # Reduced precisions are only checked for gross errors (layout, NaN): read their top-1 agreement.
-FP32_TOLERANCE = {"onnx": 1e-5, "openvino": 1e-5, "aoti": 1e-5, "executorch": 1e-4, "coreml": 1e-4, "tflite": 1e-4,
-                  "savedmodel": 1e-4}
+FP32_TOLERANCE = {
+    "onnx": 1e-5,
+    "openvino": 1e-5,
+    "aoti": 1e-5,
+    "executorch": 1e-4,
+    "coreml": 1e-4,
+    "tflite": 1e-4,
+    "savedmodel": 1e-4,
+}
 REDUCED_TOLERANCE = {"fp16": 5e-2, "bf16": 1e-1, "int8": 2.5e-1}
 INSTALL_HINT = "pip install .[export]  (or: pip install 'swiftformer[export]')"
 TF_INSTALL_HINT = "pip install .[tf]  (or: pip install 'swiftformer[tf]')"
@@ -98,21 +111,6 @@ _REQUIREMENTS = {
     "tflite": [],
     "savedmodel": [],
 }
-
-
-class ExportError(RuntimeError):
-    """An export could not be produced (conversion failed, or it failed its verification)."""
-
-
-class ExportVerificationError(ExportError):
-    """The exported model disagrees with the PyTorch model beyond the tolerance; nothing was written.
-
-    ``report`` holds the numbers (its ``path`` names where the artifact would have gone).
-    """
-
-    def __init__(self, message: str, report: ExportReport) -> None:
-        super().__init__(message)
-        self.report = report
 
 
 @dataclass
@@ -230,11 +228,15 @@ def _check_replaceable(target: Path, format: str) -> None:
         return
     if format in DIRECTORY_FORMATS:
         if not (target / DIRECTORY_MARKERS[format]).is_file():
-            raise ValueError(f"{target} exists and is not an earlier {format} export (it has no "
-                             f"{DIRECTORY_MARKERS[format]}); refusing to replace it: delete it or choose another output")
+            raise ValueError(
+                f"{target} exists and is not an earlier {format} export (it has no "
+                f"{DIRECTORY_MARKERS[format]}); refusing to replace it: delete it or choose another output"
+            )
     elif target.suffix.lower() != EXTENSIONS[format]:
-        raise ValueError(f"{target} exists and is not a {EXTENSIONS[format]} file; refusing to overwrite it with the "
-                         f"{format} export: delete it or choose another output")
+        raise ValueError(
+            f"{target} exists and is not a {EXTENSIONS[format]} file; refusing to overwrite it with the "
+            f"{format} export: delete it or choose another output"
+        )
 
 
 def _fsync_tree(path: Path) -> None:
@@ -247,7 +249,7 @@ def _fsync_tree(path: Path) -> None:
 def _place(staged: Path, target: Path) -> None:
     """Move a verified artifact over ``target`` atomically (a file by ``os.replace``; a directory by
     renaming the old one away, renaming the new one in, then deleting the old one)."""
-    from .hub import replace_path
+    from ..io.files import replace_path
 
     _fsync_tree(staged)
     replace_path(staged, target)
@@ -325,7 +327,7 @@ class _Context:
         return torch.randn(batch, self.channels, *self.size, generator=gen)
 
     def dims(self, spatial: bool) -> dict[int, Any]:
-        from .inference import export_dims
+        from ..inference import export_dims
 
         return export_dims(self.model.config, self.size, spatial)  # static H, W below the minimum size
 
@@ -347,8 +349,14 @@ def _export_onnx(ctx: _Context) -> tuple[Callable, int | None, list[str], list[A
     module = _with_precision(ctx.fused, "fp32" if ctx.precision == "int8" else ctx.precision)  # int8: quantized below
     with _quiet(), contextlib.redirect_stdout(sys.stderr):  # the exporter's progress lines stay off stdout
         program = torch.onnx.export(
-            module, (ctx.example(2),), dynamo=True, opset_version=ctx.opset, input_names=["pixel_values"],
-            output_names=["logits"], dynamic_shapes={"pixel_values": ctx.dims(spatial=True)}, verbose=False,
+            module,
+            (ctx.example(2),),
+            dynamo=True,
+            opset_version=ctx.opset,
+            input_names=["pixel_values"],
+            output_names=["logits"],
+            dynamic_shapes={"pixel_values": ctx.dims(spatial=True)},
+            verbose=False,
         )
     proto = program.model_proto
     entry = proto.metadata_props.add()
@@ -365,15 +373,19 @@ def _export_onnx(ctx: _Context) -> tuple[Callable, int | None, list[str], list[A
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     session = ort.InferenceSession(os.fspath(ctx.staged), options, providers=["CPUExecutionProvider"])
     ops = sorted({n.op_type for n in proto.graph.node})
-    notes = [f"opset {ctx.opset}; onnxruntime {ort.__version__} CPUExecutionProvider; {len(proto.graph.node)} nodes"
-             + ("; native Gelu" if "Gelu" in ops else "")]
+    notes = [
+        f"opset {ctx.opset}; onnxruntime {ort.__version__} CPUExecutionProvider; {len(proto.graph.node)} nodes"
+        + ("; native Gelu" if "Gelu" in ops else "")
+    ]
     if ctx.opset < 20:
         notes.append("opset < 20: Gelu is decomposed into elementary ops (slower in onnxruntime)")
     if ctx.precision == "fp16":
         notes.append("fp16 weights and arithmetic; pixel_values and logits stay float32 (casts at the ends)")
     if ctx.precision == "int8":
-        notes.append(f"int8: onnxruntime static quantization (QDQ, per-channel int8 weights, uint8 activations), "
-                     f"calibrated on {len(ctx.calibration)} images")
+        notes.append(
+            f"int8: onnxruntime static quantization (QDQ, per-channel int8 weights, uint8 activations), "
+            f"calibrated on {len(ctx.calibration)} images"
+        )
     return (lambda x: session.run(["logits"], {"pixel_values": x})[0]), None, notes, _dynamic_shape(ctx)
 
 
@@ -392,9 +404,15 @@ def _quantize_onnx(ctx: _Context) -> None:
     float_model = ctx.staged.with_name("float32.onnx")
     ctx.staged.replace(float_model)
     with _quiet(), _silence_logging():
-        quantize_static(os.fspath(float_model), os.fspath(ctx.staged), Images(ctx.calibration.numpy()),
-                        quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QInt8)
+        quantize_static(
+            os.fspath(float_model),
+            os.fspath(ctx.staged),
+            Images(ctx.calibration.numpy()),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+        )
     float_model.unlink()
 
 
@@ -411,7 +429,7 @@ def _silence_logging() -> Iterator[None]:
 
 
 def _export_openvino(ctx: _Context) -> tuple[Callable, int | None, list[str], list[Any]]:
-    from .inference import openvino_model
+    from ..inference import openvino_model
 
     ov = _import("openvino", "openvino")
     with _quiet():  # from torch.export (no TorchScript): dynamic batch, height and width
@@ -422,11 +440,14 @@ def _export_openvino(ctx: _Context) -> tuple[Callable, int | None, list[str], li
     default_hint = core.get_property("CPU", "INFERENCE_PRECISION_HINT")
     default_hint = default_hint.get_type_name() if hasattr(default_hint, "get_type_name") else str(default_hint)
     hint = "bf16" if ctx.precision == "bf16" else "f32"
-    compiled = core.compile_model(core.read_model(os.fspath(ctx.staged / "model.xml")), "CPU",
-                                  {"INFERENCE_PRECISION_HINT": hint})
+    compiled = core.compile_model(
+        core.read_model(os.fspath(ctx.staged / "model.xml")), "CPU", {"INFERENCE_PRECISION_HINT": hint}
+    )
     request = compiled.create_infer_request()
-    notes.append(f"OpenVINO {ov.get_version().split('-')[0]} CPU, compiled with INFERENCE_PRECISION_HINT={hint} "
-                 f"(this CPU's default is {default_hint}: pass the hint explicitly when loading)")
+    notes.append(
+        f"OpenVINO {ov.get_version().split('-')[0]} CPU, compiled with INFERENCE_PRECISION_HINT={hint} "
+        f"(this CPU's default is {default_hint}: pass the hint explicitly when loading)"
+    )
     if ctx.precision == "fp16":
         notes.append("fp16-compressed weights (decompressed to f32 at load on CPU)")
     if ctx.precision == "bf16":
@@ -454,7 +475,7 @@ def _xnnpack_model(fused: Any) -> Any:
     import torch
     from torch import nn
 
-    from .inference import FusedEncoderBlock, pointwise_conv
+    from ..inference import FusedEncoderBlock, pointwise_conv
 
     class Block(nn.Module):
         def __init__(self, block: FusedEncoderBlock) -> None:
@@ -486,7 +507,9 @@ def _xnnpack_model(fused: Any) -> Any:
     class Model(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.features = nn.Sequential(*[Block(m) if isinstance(m, FusedEncoderBlock) else m for m in fused.features])
+            self.features = nn.Sequential(
+                *[Block(m) if isinstance(m, FusedEncoderBlock) else m for m in fused.features]
+            )
             self.head = fused.head
 
         def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -515,8 +538,10 @@ def _export_executorch(ctx: _Context) -> tuple[Callable, int | None, list[str], 
             from executorch.devtools.backend_debug import get_delegation_info
 
             info = get_delegation_info(edge.exported_program().graph_module)
-            notes.append(f"XNNPACK runs {info.num_delegated_nodes} ops in {info.num_delegated_subgraphs} graph(s); "
-                         f"{info.num_non_delegated_nodes} ops outside (portable kernels, constants)")
+            notes.append(
+                f"XNNPACK runs {info.num_delegated_nodes} ops in {info.num_delegated_subgraphs} graph(s); "
+                f"{info.num_non_delegated_nodes} ops outside (portable kernels, constants)"
+            )
         program = edge.to_executorch()
     with open(ctx.staged, "wb") as handle:
         program.write_to_file(handle)
@@ -560,12 +585,16 @@ def _export_coreml(ctx: _Context) -> tuple[Callable | None, int | None, list[str
         exported = torch.export.export(fused, (example,)).run_decompositions({})
         try:
             mlmodel = ct.convert(
-                exported, convert_to="mlprogram", compute_precision=precision,
+                exported,
+                convert_to="mlprogram",
+                compute_precision=precision,
                 inputs=[ct.TensorType(name="pixel_values", shape=tuple(example.shape))],
                 outputs=[ct.TensorType(name="logits")],
             )
         except Exception as err:
-            raise ExportError(f"coremltools {ct.__version__} could not convert the model: {type(err).__name__}: {err}") from err
+            raise ExportError(
+                f"coremltools {ct.__version__} could not convert the model: {type(err).__name__}: {err}"
+            ) from err
     mlmodel.short_description = "SwiftFormer image classifier: normalized pixel_values (NCHW) -> logits"
     mlmodel.user_defined_metadata["swiftformer.config"] = ctx.model.config.to_json_string()
     mlmodel.save(os.fspath(ctx.staged))
@@ -604,8 +633,9 @@ def _export_aoti(ctx: _Context) -> tuple[Callable, int | None, list[str], list[A
         exported = torch.export.export(module, (ctx.example(2),), dynamic_shapes=(ctx.dims(spatial=False),))
         # freezing constant-folds the weights into prepacked oneDNN layouts, as optimize_for_inference
         # does: 1.5x the batch-1 speed and 1.4x the batch-32 throughput of the unfrozen package here.
-        torch._inductor.aoti_compile_and_package(exported, package_path=os.fspath(ctx.staged),
-                                                 inductor_configs={"freezing": True})
+        torch._inductor.aoti_compile_and_package(
+            exported, package_path=os.fspath(ctx.staged), inductor_configs={"freezing": True}
+        )
     # The point of AOTInductor: nothing compiles at load time. Measure load + first call.
     first = torch.from_numpy(ctx.example(1).numpy())
     start = time.perf_counter()
@@ -613,8 +643,10 @@ def _export_aoti(ctx: _Context) -> tuple[Callable, int | None, list[str], list[A
     with torch.inference_mode():
         runner(first)
     cold = time.perf_counter() - start
-    notes = [f"load + first call: {1e3 * cold:.0f} ms (no compilation at load)",
-             f"dynamic batch; height and width fixed at {ctx.size[0]}x{ctx.size[1]}; needs this torch version and CPU type"]
+    notes = [
+        f"load + first call: {1e3 * cold:.0f} ms (no compilation at load)",
+        f"dynamic batch; height and width fixed at {ctx.size[0]}x{ctx.size[1]}; needs this torch version and CPU type",
+    ]
     if ctx.precision == "bf16":
         notes.append("bf16 weights and arithmetic; pixel_values and logits stay float32")
 
@@ -626,17 +658,19 @@ def _export_aoti(ctx: _Context) -> tuple[Callable, int | None, list[str], list[A
 
 
 def _keras_model(ctx: _Context, fmt: str) -> tuple[Any, Any]:
-    """(swiftformer.export_tf, the Keras classifier holding ``ctx.model``'s weights)."""
-    if importlib.util.find_spec("swiftformer.export_tf") is None:
+    """(swiftformer.export.keras, the Keras classifier holding ``ctx.model``'s weights)."""
+    if importlib.util.find_spec("swiftformer.export.keras") is None:
         raise ImportError(f"exporting to {fmt} needs the TensorFlow exporter and TensorFlow: {TF_INSTALL_HINT}")
     import torch._dynamo  # noqa: F401 - before TensorFlow (see _import_coremltools)
 
     try:
-        export_tf = importlib.import_module(".export_tf", __package__)
-        modeling_tf = importlib.import_module(".modeling_tf", __package__)
+        export_tf = importlib.import_module(".keras", __package__)
+        modeling_tf = importlib.import_module("..keras.models", __package__)
         export_tf._require_tf()
     except ImportError as err:
-        raise ImportError(f"exporting to {fmt} needs TensorFlow, Keras 3 and LiteRT ({err}): {TF_INSTALL_HINT}") from None
+        raise ImportError(
+            f"exporting to {fmt} needs TensorFlow, Keras 3 and LiteRT ({err}): {TF_INSTALL_HINT}"
+        ) from None
     tf_model = modeling_tf.TFSwiftFormerForImageClassification(ctx.model.config)
     tf_model.load_state_dict(ctx.model.state_dict(), source="the PyTorch model")
     return export_tf, tf_model
@@ -648,13 +682,22 @@ def _export_tflite(ctx: _Context, inputs: torch.Tensor) -> tuple[Callable, int |
     calibration = ctx.calibration.numpy() if ctx.precision == "int8" else None
     with _quiet():
         try:
-            report = export_tf.export_tflite(tf_model, ctx.staged, quantization=quantization, image_size=ctx.size,
-                                             representative_data=calibration, verify_inputs=inputs.numpy(), latency_runs=0)
+            report = export_tf.export_tflite(
+                tf_model,
+                ctx.staged,
+                quantization=quantization,
+                image_size=ctx.size,
+                representative_data=calibration,
+                verify_inputs=inputs.numpy(),
+                latency_runs=0,
+            )
         except export_tf.ExportError as err:  # LiteRT disagrees with the Keras model
             raise ExportError(str(err)) from err
     runner = export_tf.TFLiteRunner(ctx.staged)
-    notes = [f"converted from the Keras model (swiftformer.modeling_tf); LiteRT vs Keras: relative {report.rel_diff:.3g}",
-             f"static input shape {_static(ctx)}"]
+    notes = [
+        f"converted from the Keras model (swiftformer.modeling_tf); LiteRT vs Keras: relative {report.rel_diff:.3g}",
+        f"static input shape {_static(ctx)}",
+    ]
     if calibration is not None:
         notes.append(f"int8: full-integer ops (float32 input and output), calibrated on {len(calibration)} images")
     return runner, 1, notes, [1, ctx.channels, *ctx.size]
@@ -666,25 +709,42 @@ def _export_savedmodel(ctx: _Context, inputs: torch.Tensor) -> tuple[Callable, i
 
     with _quiet():
         try:
-            export_tf.export_saved_model(tf_model, ctx.staged, image_size=ctx.size, verify_inputs=inputs.numpy(),
-                                         latency_runs=0)
+            export_tf.export_saved_model(
+                tf_model, ctx.staged, image_size=ctx.size, verify_inputs=inputs.numpy(), latency_runs=0
+            )
         except export_tf.ExportError as err:
             raise ExportError(str(err)) from err
     serve = tf.saved_model.load(os.fspath(ctx.staged)).signatures["serving_default"]
-    notes = [("converted from the Keras model (swiftformer.modeling_tf); signature serving_default: "
-              "pixel_values [None, C, None, None] float32 -> {'logits'}")]
-    return (lambda x: serve(pixel_values=tf.constant(x))["logits"].numpy()), None, notes, ["batch", ctx.channels, "height", "width"]
+    notes = [
+        (
+            "converted from the Keras model (swiftformer.modeling_tf); signature serving_default: "
+            "pixel_values [None, C, None, None] float32 -> {'logits'}"
+        )
+    ]
+    return (
+        (lambda x: serve(pixel_values=tf.constant(x))["logits"].numpy()),
+        None,
+        notes,
+        ["batch", ctx.channels, "height", "width"],
+    )
 
 
-def _convert(format: str, ctx: _Context, verify_inputs: torch.Tensor) -> tuple[Callable | None, int | None, list[str], list[Any]]:
+def _convert(
+    format: str, ctx: _Context, verify_inputs: torch.Tensor
+) -> tuple[Callable | None, int | None, list[str], list[Any]]:
     """Write the artifact to ``ctx.staged``; return its runner, batch (None: any), notes, input shape."""
     try:
         if format == "tflite":
             return _export_tflite(ctx, verify_inputs)
         if format == "savedmodel":
             return _export_savedmodel(ctx, verify_inputs)
-        exporter = {"onnx": _export_onnx, "openvino": _export_openvino, "executorch": _export_executorch,
-                    "coreml": _export_coreml, "aoti": _export_aoti}[format]
+        exporter = {
+            "onnx": _export_onnx,
+            "openvino": _export_openvino,
+            "executorch": _export_executorch,
+            "coreml": _export_coreml,
+            "aoti": _export_aoti,
+        }[format]
         return exporter(ctx)
     except (ImportError, ValueError, ExportError):
         raise
@@ -693,8 +753,9 @@ def _convert(format: str, ctx: _Context, verify_inputs: torch.Tensor) -> tuple[C
         raise ExportError(f"exporting to {format} failed: {type(err).__name__}: {message}") from err
 
 
-def _verify(run: Callable | None, batch: int | None, verify_inputs: torch.Tensor, expected: torch.Tensor,
-            latency_runs: int) -> tuple[float | None, float | None, float | None, float | None]:
+def _verify(
+    run: Callable | None, batch: int | None, verify_inputs: torch.Tensor, expected: torch.Tensor, latency_runs: int
+) -> tuple[float | None, float | None, float | None, float | None]:
     """(max_abs_diff, max_rel_diff, top1_agreement, latency_ms), all None when ``run`` is None."""
     if run is None:
         return None, None, None, None
@@ -745,8 +806,8 @@ def export(
     """
     import torch
 
-    from .inference import fuse
-    from .modeling import SwiftFormerForImageClassification
+    from ..inference import fuse
+    from ..modeling import SwiftFormerForImageClassification
 
     if format not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
@@ -758,7 +819,9 @@ def export(
     if not isinstance(model, SwiftFormerForImageClassification):
         raise TypeError(f"expected a SwiftFormerForImageClassification, got {type(model).__name__}")
     if format == "onnx" and opset < 18:
-        raise ValueError(f"opset must be at least 18 (torch.onnx's exporter; 20 and later have a native Gelu), got {opset}")
+        raise ValueError(
+            f"opset must be at least 18 (torch.onnx's exporter; 20 and later have a native Gelu), got {opset}"
+        )
     _require(format)
     target = Path(output)
     if EXTENSIONS[format] and not target.suffix:
@@ -766,8 +829,10 @@ def export(
     if format == "openvino" and target.suffix == ".xml":
         raise ValueError(f"the OpenVINO export is a directory (holding model.xml and model.bin), got {target}")
     if target.exists() and target.is_dir() != (format in DIRECTORY_FORMATS):
-        raise ValueError(f"{target} exists and is a {'directory' if target.is_dir() else 'file'}; {format} writes a "
-                         f"{'directory' if format in DIRECTORY_FORMATS else 'file'}")
+        raise ValueError(
+            f"{target} exists and is a {'directory' if target.is_dir() else 'file'}; {format} writes a "
+            f"{'directory' if format in DIRECTORY_FORMATS else 'file'}"
+        )
     _check_replaceable(target, format)
 
     # A float32 CPU copy in eval mode (the caller's model keeps its mode, dtype and device).
@@ -787,18 +852,24 @@ def export(
         raise ValueError(f"verify_inputs must have shape (N, {channels}, H, W), got {tuple(verify_inputs.shape)}")
     static = format in ("executorch", "coreml", "tflite", "aoti")  # fixed height and width
     if static and tuple(verify_inputs.shape[2:]) != size:
-        raise ValueError(f"{format} has a fixed input size {size[0]}x{size[1]}; verify_inputs are "
-                         f"{verify_inputs.shape[2]}x{verify_inputs.shape[3]}")
+        raise ValueError(
+            f"{format} has a fixed input size {size[0]}x{size[1]}; verify_inputs are "
+            f"{verify_inputs.shape[2]}x{verify_inputs.shape[3]}"
+        )
 
     notes: list[str] = []
     if precision == "int8":
         if calibration is None:
             calibration = verify_inputs
-            notes.append("int8 calibrated on the verification inputs: pass calibration images (--calibration DIR) "
-                         "for a model that keeps its accuracy")
+            notes.append(
+                "int8 calibrated on the verification inputs: pass calibration images (--calibration DIR) "
+                "for a model that keeps its accuracy"
+            )
         calibration = torch.as_tensor(calibration).detach().float().cpu()
         if calibration.ndim != 4 or tuple(calibration.shape[1:]) != (channels, *size) or len(calibration) == 0:
-            raise ValueError(f"calibration must have shape (N, {channels}, {size[0]}, {size[1]}), got {tuple(calibration.shape)}")
+            raise ValueError(
+                f"calibration must have shape (N, {channels}, {size[0]}, {size[1]}), got {tuple(calibration.shape)}"
+            )
 
     with torch.no_grad():
         expected = model(verify_inputs).logits.float()
@@ -815,78 +886,45 @@ def export(
             max_abs, rel, top1, latency = _verify(run, batch, verify_inputs, expected, latency_runs)
             run = None  # release the runtime's handles on the staged artifact before moving it
         report = ExportReport(
-            path=str(target), format=format, precision=precision, size_mb=_size_mb(staged),
-            max_abs_diff=max_abs, max_rel_diff=rel, top1_agreement=top1, latency_ms=latency, notes=notes,
-            tolerance=tolerance, input_shape=shape, num_verify_inputs=len(verify_inputs),
+            path=str(target),
+            format=format,
+            precision=precision,
+            size_mb=_size_mb(staged),
+            max_abs_diff=max_abs,
+            max_rel_diff=rel,
+            top1_agreement=top1,
+            latency_ms=latency,
+            notes=notes,
+            tolerance=tolerance,
+            input_shape=shape,
+            num_verify_inputs=len(verify_inputs),
         )
         if not report.passed:
             raise ExportVerificationError(
                 f"the {format} ({precision}) export disagrees with the PyTorch model: max|diff| {max_abs:.3g}, "
                 f"relative {rel:.3g} > tolerance {tolerance:g} (top-1 agreement {100 * top1:.1f}%); "
-                f"nothing written to {target}", report)
+                f"nothing written to {target}",
+                report,
+            )
         _place(staged, target)
     return report
 
 
-# ------------------------------------------------------------------------------------------- the CLI
-def add_export_arguments(parser: argparse.ArgumentParser) -> None:
-    """``swiftformer export --model M --format F --output PATH [--precision P] [--image-size N] ...``"""
-    from .cli import add_hub_arguments
-
-    parser.add_argument("--model", required=True,
-                        help="model folder or hub id, or a variant name (xs, s, l1, l3) with random weights")
-    parser.add_argument("--format", required=True, choices=FORMATS, help="target format")
-    parser.add_argument("--output", required=True,
-                        help="file (.onnx, .pte, .pt2, .tflite) or directory (openvino, savedmodel; coreml .mlpackage)")
-    parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
-                        help="fp32 (default); fp16: onnx, openvino, coreml, tflite; bf16: openvino, aoti; "
-                             "int8: onnx, tflite (calibrated on --calibration)")
-    parser.add_argument("--calibration", metavar="DIR",
-                        help="folder of images (searched recursively) to calibrate int8 on, preprocessed as the model's")
-    parser.add_argument("--num-calibration", type=int, default=64, metavar="N",
-                        help="calibration images to use (default 64)")
-    parser.add_argument("--image-size", type=int, metavar="N",
-                        help="input size N x N (static formats; verification images); default: the model's")
-    parser.add_argument("--opset", type=int, default=20, help="ONNX opset (default 20: native Gelu)")
-    parser.add_argument("--num-verify", type=int, default=8, help="random verification images (default 8)")
-    parser.add_argument("--latency-runs", type=int, default=20, help="timed batch-1 runs (default 20; 0: skip)")
-    parser.add_argument("--tolerance", type=float, help="max relative logit difference (default: per format)")
-    parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
-    add_hub_arguments(parser)
-
-
-def _variant_name(ref: str) -> str | None:
-    """``"xs"``, ``"swiftformer-l3"``... → the variant key, unless a path of that name exists."""
-    from .configuration import VARIANTS
-
-    key = ref.lower().replace("swiftformer", "").strip("-_ ")
-    return key if key in VARIANTS and not Path(ref).exists() else None
-
-
-def load_model(ref: str, hub: dict[str, Any] | None = None) -> SwiftFormerForImageClassification:
-    """A classifier from a folder or hub id, or a variant name (random weights, seed 0, 1000 labels)."""
-    import torch
-
-    from .configuration import SwiftFormerConfig
-    from .modeling import SwiftFormerForImageClassification
-
-    key = _variant_name(ref)
-    if key is not None:
-        torch.manual_seed(0)
-        return SwiftFormerForImageClassification(SwiftFormerConfig.from_variant(key, num_labels=1000)).eval()
-    return SwiftFormerForImageClassification.from_pretrained(ref, **(hub or {})).eval()
-
-
-def load_calibration_images(folder: str | os.PathLike, size: tuple[int, int], limit: int, model_ref: str | None = None,
-                            hub: dict[str, Any] | None = None) -> torch.Tensor:
+def load_calibration_images(
+    folder: str | os.PathLike,
+    size: tuple[int, int],
+    limit: int,
+    model_ref: str | None = None,
+    hub: dict[str, Any] | None = None,
+) -> torch.Tensor:
     """Up to ``limit`` images found under ``folder`` (sorted, spread over the whole listing), resized to
     ``size`` and normalized with the model folder's image processor (mean/std), as (N, C, H, W) float32.
     Unreadable images are skipped; none readable is a ValueError."""
     import torch
 
-    from .data import IMAGE_EXTENSIONS
-    from .hub import PREPROCESSOR_NAME, resolve_file
-    from .image_processing import SwiftFormerImageProcessor, load_image
+    from ..configuration import variant_key
+    from ..image_processing import IMAGE_EXTENSIONS, SwiftFormerImageProcessor, load_image
+    from ..io.hub import PREPROCESSOR_NAME, resolve_file
 
     root = Path(folder)
     if not root.is_dir():
@@ -898,7 +936,11 @@ def load_calibration_images(folder: str | os.PathLike, size: tuple[int, int], li
         raise ValueError(f"--calibration {root} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
     paths = [paths[i * len(paths) // min(limit, len(paths))] for i in range(min(limit, len(paths)))]  # every class
     mean_std: dict[str, Any] = {}
-    if model_ref and _variant_name(model_ref) is None and resolve_file(model_ref, PREPROCESSOR_NAME, missing_ok=True, **(hub or {})) is not None:
+    if (
+        model_ref
+        and (Path(model_ref).exists() or variant_key(model_ref) is None)
+        and resolve_file(model_ref, PREPROCESSOR_NAME, missing_ok=True, **(hub or {})) is not None
+    ):
         own = SwiftFormerImageProcessor.from_pretrained(model_ref, **(hub or {}))
         mean_std = {"image_mean": own.image_mean, "image_std": own.image_std}
     processor = SwiftFormerImageProcessor(size={"height": size[0], "width": size[1]}, **mean_std)
@@ -913,42 +955,6 @@ def load_calibration_images(folder: str | os.PathLike, size: tuple[int, int], li
     return torch.cat(images)
 
 
-def run_export(args: argparse.Namespace) -> int:
-    """Load, export, verify, print the report; 0 on success, 1 when verification fails, 2 on errors."""
-    hub = {"revision": getattr(args, "revision", None), "cache_dir": getattr(args, "cache_dir", None),
-           "local_files_only": getattr(args, "local_files_only", False)}
-    if args.num_verify < 1:
-        print("swiftformer: error: --num-verify must be at least 1", file=sys.stderr)
-        return 2
-    try:
-        import torch
-
-        model = load_model(args.model, hub)
-        size = _image_size(model, args.image_size, None)
-        gen = torch.Generator().manual_seed(0)
-        inputs = torch.randn(args.num_verify, model.config.num_channels, *size, generator=gen)
-        calibration = None
-        if args.calibration:
-            calibration = load_calibration_images(args.calibration, size, args.num_calibration, args.model, hub)
-        # Converters print progress; with --json stdout must hold the JSON object only.
-        with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
-            report = export(model, args.output, args.format, precision=args.precision, image_size=size,
-                            verify_inputs=inputs, calibration=calibration, opset=args.opset, tolerance=args.tolerance,
-                            latency_runs=args.latency_runs)
-    except ExportVerificationError as err:
-        if args.json:
-            print(json.dumps(err.report.to_dict(), indent=2))
-        else:
-            print(err.report.summary())
-        print(f"swiftformer: error: {err}", file=sys.stderr)
-        return 1
-    except (ImportError, ExportError, ValueError, OSError) as err:
-        print(f"swiftformer: error: {err}", file=sys.stderr)
-        return 2
-    print(json.dumps(report.to_dict(), indent=2) if args.json else report.summary())
-    return 0
-
-
 __all__ = [
     "EXTENSIONS",
     "FORMATS",
@@ -957,9 +963,6 @@ __all__ = [
     "ExportError",
     "ExportReport",
     "ExportVerificationError",
-    "add_export_arguments",
     "export",
     "load_calibration_images",
-    "load_model",
-    "run_export",
 ]

@@ -1,0 +1,156 @@
+"""``swiftformer eval``: top-1/top-5, loss, per-class accuracy and a confusion matrix on an image folder."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .common import add_hub_arguments, hub_options, load_processor
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..training.evaluate import EvalResult
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``swiftformer eval``."""
+    parser.add_argument("--data-dir", required=True, help="image folder: DIR/CLASS/IMAGE")
+    parser.add_argument("--model", required=True, help="model folder or hub id, e.g. MBZUAI/swiftformer-xs")
+    parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
+    parser.add_argument(
+        "--workers", type=int, default=min(4, os.cpu_count() or 1), help="data loading processes (default min(4, CPUs))"
+    )
+    parser.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16"],
+        default="auto",
+        help="auto: bf16 where the hardware computes it natively, else fp32",
+    )
+    parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
+    parser.add_argument("--channels-last", action="store_true", help="channels-last memory format")
+    parser.add_argument("--output", help="folder for confusion_matrix.png, per_class.csv, eval.json")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--progress", action="store_true", help="show a progress bar")
+    add_hub_arguments(parser)
+
+
+def _precision(name: str, device: torch.device) -> torch.dtype | None:
+    import torch
+
+    from ..runtime import cpu_supports_bf16
+
+    if name == "auto":
+        native = {"cuda": torch.cuda.is_available() and torch.cuda.is_bf16_supported(), "cpu": cpu_supports_bf16()}.get(
+            device.type, False
+        )
+        name = "bf16" if native else "fp32"
+    return torch.bfloat16 if name == "bf16" else None
+
+
+def run(args: argparse.Namespace) -> int:
+    """``swiftformer eval``: evaluate, print the report (rank 0), write ``--output`` files."""
+    import torch
+    from torch.utils.data import DataLoader, Subset
+
+    from ..modeling import SwiftFormerForImageClassification
+    from ..runtime import tune_malloc
+    from ..training import distributed
+    from ..training.data import build_eval_transform, collate, open_dataset
+    from ..training.evaluate import evaluate, map_labels, shard_indices
+
+    if args.batch_size < 1 or args.workers < 0:
+        raise ValueError("--batch-size must be at least 1 and --workers at least 0")
+    tune_malloc()
+    device_name = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    distributed.check_device(device_name)
+    started_group = not torch.distributed.is_initialized()
+    info = distributed.init(device_name)
+    started_group = started_group and torch.distributed.is_initialized()
+    try:
+        device = torch.device(f"cuda:{info.local_rank}" if device_name == "cuda" and info.enabled else device_name)
+        hub = hub_options(args)
+        model = SwiftFormerForImageClassification.from_pretrained(args.model, **hub)
+        processor = load_processor(args.model, hub)
+        dataset = open_dataset(args.data_dir, None, build_eval_transform(processor))
+        class_names = list(dataset.classes)
+        label_map = map_labels(class_names, model.config, verbose=info.is_main)
+        if info.enabled:
+            dataset = Subset(dataset, shard_indices(len(dataset), info.rank, info.world_size))
+        loader = DataLoader(
+            dataset,
+            batch_size=args.batch_size,
+            shuffle=False,
+            num_workers=args.workers,
+            collate_fn=collate,
+            pin_memory=device.type == "cuda",
+        )
+        result = evaluate(
+            model,
+            loader,
+            device=device,
+            autocast_dtype=_precision(args.precision, device),
+            channels_last=args.channels_last,
+            class_names=class_names,
+            label_map=label_map,
+            progress=args.progress,
+        )
+        if result.images == 0:  # the same on every rank
+            raise ValueError(f"no readable images in {args.data_dir} ({len(result.unreadable)} unreadable)")
+        if info.is_main:  # torchrun stops the other ranks if this fails
+            _report(result, args, len(class_names))
+        distributed.barrier()  # the others wait for rank 0's report before tearing the group down
+        return 0
+    finally:
+        if started_group:
+            distributed.shutdown()
+
+
+def _report(result: EvalResult, args: argparse.Namespace, num_classes: int) -> None:
+    """Rank 0's part of ``eval``: print, and write the ``--output`` files."""
+    from ..io.files import atomic_write
+    from ..training.evaluate import save_confusion_matrix_png, save_per_class_csv
+
+    report = {"model": str(args.model), "data_dir": str(args.data_dir), **result.to_dict()}
+    if args.output:
+        out = Path(args.output)
+        save_confusion_matrix_png(result, out / "confusion_matrix.png")
+        save_per_class_csv(result, out / "per_class.csv")
+        with atomic_write(out / "eval.json", "w") as handle:
+            handle.write(json.dumps(report) + "\n")
+    if args.json:
+        print(json.dumps(report))
+    else:
+        _print_report(result, args, num_classes)
+
+
+def _print_report(result: EvalResult, args: argparse.Namespace, num_classes: int, rows: int = 20) -> None:
+    lines = [
+        ("model", str(args.model)),
+        ("data", f"{args.data_dir}  ({num_classes} classes)"),
+        ("top-1", f"{result.top1:.2f} %"),
+        ("top-5", f"{result.top5:.2f} %"),
+        ("loss", f"{result.loss:.4f}"),
+        ("images", str(result.images)),
+        ("throughput", f"{result.images_per_second:.1f} images/s  ({result.seconds:.1f} s)"),
+        ("unreadable", str(len(result.unreadable))),
+    ]
+    for name, value in lines:
+        print(f"{name + ':':13s}{value}")
+    for path in result.unreadable[:rows]:
+        print(f"  {path}")
+    if len(result.unreadable) > rows:
+        print(f"  ... and {len(result.unreadable) - rows} more")
+    table = sorted((r for r in result.per_class_rows() if r["images"]), key=lambda r: (r["accuracy"], r["class"]))
+    print(
+        "per-class accuracy (worst first):"
+        if len(table) <= rows
+        else f"per-class accuracy (worst {rows} of {len(table)}):"
+    )
+    for r in table[:rows]:
+        print(f"  {r['accuracy']:7.2f} %  {r['correct']:>6d}/{r['images']:<6d} {r['class']}")
+    if args.output:
+        print(f"wrote {Path(args.output) / 'confusion_matrix.png'}, per_class.csv, eval.json")

@@ -1,0 +1,100 @@
+"""``swiftformer export``: the fused model to ONNX, OpenVINO, ExecuTorch, CoreML, AOTInductor, TFLite or a
+SavedModel, verified in its runtime."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+
+from ..errors import ExportError, ExportVerificationError
+from ..export.pytorch import FORMATS, PRECISIONS
+from .common import add_hub_arguments, hub_options
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``swiftformer export --model M --format F --output PATH [--precision P] [--image-size N] ...``"""
+    parser.add_argument(
+        "--model", required=True, help="model folder or hub id, or a variant name (xs, s, l1, l3) with random weights"
+    )
+    parser.add_argument("--format", required=True, choices=FORMATS, help="target format")
+    parser.add_argument(
+        "--output",
+        required=True,
+        help="file (.onnx, .pte, .pt2, .tflite) or directory (openvino, savedmodel; coreml .mlpackage)",
+    )
+    parser.add_argument(
+        "--precision",
+        default="fp32",
+        choices=PRECISIONS,
+        help="fp32 (default); fp16: onnx, openvino, coreml, tflite; bf16: openvino, aoti; "
+        "int8: onnx, tflite (calibrated on --calibration)",
+    )
+    parser.add_argument(
+        "--calibration",
+        metavar="DIR",
+        help="folder of images (searched recursively) to calibrate int8 on, preprocessed as the model's",
+    )
+    parser.add_argument(
+        "--num-calibration", type=int, default=64, metavar="N", help="calibration images to use (default 64)"
+    )
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        metavar="N",
+        help="input size N x N (static formats; verification images); default: the model's",
+    )
+    parser.add_argument("--opset", type=int, default=20, help="ONNX opset (default 20: native Gelu)")
+    parser.add_argument("--num-verify", type=int, default=8, help="random verification images (default 8)")
+    parser.add_argument("--latency-runs", type=int, default=20, help="timed batch-1 runs (default 20; 0: skip)")
+    parser.add_argument("--tolerance", type=float, help="max relative logit difference (default: per format)")
+    parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    add_hub_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load, export, verify, print the report; 0 on success, 1 when verification fails, 2 on errors."""
+    hub = hub_options(args)
+    if args.num_verify < 1:
+        print("swiftformer: error: --num-verify must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        import torch
+
+        from ..export.pytorch import _image_size, export, load_calibration_images
+        from ..inference import load_model
+
+        model = load_model(args.model, hub)
+        size = _image_size(model, args.image_size, None)
+        gen = torch.Generator().manual_seed(0)
+        inputs = torch.randn(args.num_verify, model.config.num_channels, *size, generator=gen)
+        calibration = None
+        if args.calibration:
+            calibration = load_calibration_images(args.calibration, size, args.num_calibration, args.model, hub)
+        # Converters print progress; with --json stdout must hold the JSON object only.
+        with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+            report = export(
+                model,
+                args.output,
+                args.format,
+                precision=args.precision,
+                image_size=size,
+                verify_inputs=inputs,
+                calibration=calibration,
+                opset=args.opset,
+                tolerance=args.tolerance,
+                latency_runs=args.latency_runs,
+            )
+    except ExportVerificationError as err:
+        if args.json:
+            print(json.dumps(err.report.to_dict(), indent=2))
+        else:
+            print(err.report.summary())
+        print(f"swiftformer: error: {err}", file=sys.stderr)
+        return 1
+    except (ImportError, ExportError, ValueError, OSError) as err:
+        print(f"swiftformer: error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.summary())
+    return 0
