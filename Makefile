@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 TORCH_PIN := torch==2.14.1 torchvision==0.29.1
 PIP_INSTALL := $(PY) -m pip install -q --disable-pip-version-check
 
-.PHONY: install demo test fixtures clean
+.PHONY: install demo test lint fixtures clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,13 @@ install: $(VENV)/.installed
 demo: $(VENV)/.installed-demo
 	$(PY) scripts/demo_digits.py
 
-test: $(VENV)/.installed-test
+# ruff (lint + format) and import-linter's layer contract (pyproject.toml); `make test` runs it first.
+lint: $(VENV)/.installed-test
+	$(VENV)/bin/ruff check src tests benchmarks scripts examples
+	$(VENV)/bin/ruff format --check src tests benchmarks scripts examples
+	$(VENV)/bin/lint-imports
+
+test: lint
 	$(PY) -m pytest -q
 
 # Regenerate the golden fixtures in tests/fixtures from transformers (the reference).

@@ -38,7 +38,7 @@ def build(impl: str, variant: str):
 
     if impl == "ours":
         from swiftformer import SwiftFormerConfig
-        from swiftformer.keras.models import TFSwiftFormerForImageClassification
+        from swiftformer.keras import TFSwiftFormerForImageClassification
 
         return TFSwiftFormerForImageClassification(SwiftFormerConfig(**VARIANTS[variant], num_labels=1000))
     import transformers
@@ -70,11 +70,12 @@ def run_impl(impl: str, variants, modes, batch_sizes, image_size: int, repeats_1
     results = []
     for variant in variants:
         model = build(impl, variant)
+
+        def logits(x, model=model):
+            return model(x, training=False).logits
+
         for mode in modes:
-            if mode == "eager":
-                fn = lambda x, model=model: model(x, training=False).logits
-            else:
-                fn = tf.function(lambda x, model=model: model(x, training=False).logits, jit_compile=(mode == "xla"))
+            fn = logits if mode == "eager" else tf.function(logits, jit_compile=(mode == "xla"))
             for batch in batch_sizes:
                 x = tf.random.stateless_normal((batch, 3, image_size, image_size), seed=(0, batch))
                 repeats = repeats_1 if batch == 1 else repeats_32
@@ -95,7 +96,7 @@ def run_impl(impl: str, variants, modes, batch_sizes, image_size: int, repeats_1
 def run_tflite(image_size: int, runs: int) -> dict:
     from swiftformer import SwiftFormerConfig
     from swiftformer.export.keras import export_tflite
-    from swiftformer.keras.models import TFSwiftFormerForImageClassification
+    from swiftformer.keras import TFSwiftFormerForImageClassification
 
     model = TFSwiftFormerForImageClassification(SwiftFormerConfig.from_variant("xs", num_labels=1000))
     with tempfile.TemporaryDirectory() as tmp:

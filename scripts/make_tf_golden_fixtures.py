@@ -163,7 +163,7 @@ def compare(tensors: dict[str, np.ndarray], metadata: dict[str, str], label: str
     """This library's Keras model (weights by PyTorch name, and via the rebuilt tf_model.h5) vs the reference."""
     sys.path.insert(0, str(ROOT / "src"))
     from swiftformer import SwiftFormerConfig
-    from swiftformer.keras.models import TFSwiftFormerForImageClassification
+    from swiftformer.keras import TFSwiftFormerForImageClassification
 
     config = SwiftFormerConfig(**json.loads(metadata["config"]))
     failures = []

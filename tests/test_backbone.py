@@ -21,7 +21,7 @@ from swiftformer import (
     SwiftFormerConfig,
     SwiftFormerForImageClassification,
     SwiftFormerModel,
-    modeling,
+    modeling_utils,
 )
 from swiftformer.errors import CheckpointError
 
@@ -474,13 +474,13 @@ def test_gradient_checkpointing_gives_identical_training(overrides):
 
 def test_gradient_checkpointing_checkpoints_every_block_in_training_only(monkeypatch):
     calls = []
-    original = modeling.checkpoint
+    original = modeling_utils.checkpoint
 
     def counting(function, *args, **kwargs):
         calls.append(kwargs)
         return original(function, *args, **kwargs)
 
-    monkeypatch.setattr(modeling, "checkpoint", counting)
+    monkeypatch.setattr(modeling_utils, "checkpoint", counting)
     model = tiny_classifier()
     model.gradient_checkpointing_enable()
     x = torch.randn(2, 3, 32, 32)
@@ -504,7 +504,7 @@ def test_batch_norm_stats_would_update_twice_without_the_guard(monkeypatch):
     import contextlib
 
     monkeypatch.setattr(
-        modeling, "_checkpoint_contexts", lambda block: (contextlib.nullcontext(), contextlib.nullcontext())
+        modeling_utils, "_checkpoint_contexts", lambda block: (contextlib.nullcontext(), contextlib.nullcontext())
     )
     plain = tiny_classifier().train()
     checkpointed = copy.deepcopy(plain)

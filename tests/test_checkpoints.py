@@ -373,7 +373,7 @@ def test_malicious_pickle_is_refused_without_running(tmp_path: Path, kind, fmt):
     folder = tmp_path / "model"
     SwiftFormerConfig(**TINY).save_pretrained(folder)
     _write_malicious(folder / "pytorch_model.bin", _payloads(marker)[kind], fmt)
-    with pytest.raises(CheckpointError, match="[Rr]efused") as info:
+    with pytest.raises(CheckpointError, match=r"[Rr]efused") as info:
         SwiftFormerForImageClassification.from_pretrained(folder)
     assert str(folder / "pytorch_model.bin") in str(info.value)
     assert not marker.exists()
@@ -471,7 +471,7 @@ def test_hub_cache_without_weights_is_file_not_found(offline_hub: Path, tmp_path
     files = {"config.json": folder_files(model, tmp_path)["config.json"]}
     cache = tmp_path / "cache"
     make_hub_cache(cache, "owner/name", files)
-    with pytest.raises(FileNotFoundError, match="model.safetensors.*pytorch_model.bin"):
+    with pytest.raises(FileNotFoundError, match=r"model\.safetensors.*pytorch_model\.bin"):
         SwiftFormerForImageClassification.from_pretrained("owner/name", cache_dir=cache, local_files_only=True)
 
 
@@ -485,7 +485,7 @@ def test_nonexistent_local_path_is_file_not_found_naming_it(offline_hub: Path, m
 
 def test_local_folder_without_weights_is_file_not_found(tmp_path: Path):
     SwiftFormerConfig(**TINY).save_pretrained(tmp_path)
-    with pytest.raises(FileNotFoundError, match="model.safetensors.*pytorch_model.bin"):
+    with pytest.raises(FileNotFoundError, match=r"model\.safetensors.*pytorch_model\.bin"):
         SwiftFormerForImageClassification.from_pretrained(tmp_path)
 
 

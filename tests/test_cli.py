@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from PIL import Image
 from _helpers import perturb_
 from swiftformer import SwiftFormerConfig, SwiftFormerForImageClassification, SwiftFormerImageProcessor
 from swiftformer.cli import main
+from swiftformer.hardware import SlowPrecisionWarning, cpu_info
 
 LABELS = {0: "cat", 1: "dog", 2: "bird", 3: "fish"}
 
@@ -70,7 +72,7 @@ def test_predict_json_matches_python_api(capsys, model_dir, images):
 
 def test_predict_text_output_and_top_k_capped(capsys, model_dir, images):
     paths, _ = images
-    code, out, _ = run(capsys, "predict", paths[0], "--model", model_dir, "--top-k", 10)
+    code, out, _ = run(capsys, "predict", paths[0], "--model", model_dir, "--top-k", 10, "--backend", "inductor")
     assert code == 0
     lines = out.splitlines()
     assert lines[0] == paths[0]
@@ -80,7 +82,18 @@ def test_predict_text_output_and_top_k_capped(capsys, model_dir, images):
 
 def test_predict_reports_unreadable_image_and_runs_others(capsys, model_dir, images):
     paths, bad = images
-    code, out, _ = run(capsys, "predict", bad, paths[1], str(model_dir / "missing.png"), "--model", model_dir, "--json")
+    code, out, _ = run(
+        capsys,
+        "predict",
+        bad,
+        paths[1],
+        model_dir / "missing.png",
+        "--model",
+        model_dir,
+        "--json",
+        "--backend",
+        "inductor",
+    )
     assert code == 1
     rows = [json.loads(line) for line in out.splitlines()]
     assert [r["image"] for r in rows] == [bad, paths[1], str(model_dir / "missing.png")]
@@ -133,6 +146,14 @@ def test_info_folder_text(capsys, model_dir):
     assert "16 x 2 x 3" in out  # last stage at stride 32
 
 
+def test_info_stride_is_the_networks_not_a_rounded_ratio(capsys):
+    code, out, _ = run(capsys, "info", "--model", "xs", "--image-size", 97, 131, "--json")
+    assert code == 0
+    stages = json.loads(out)["stages"]
+    assert [(s["height"], s["width"]) for s in stages] == [(25, 33), (13, 17), (7, 9), (4, 5)]
+    assert [s["stride"] for s in stages] == [4, 8, 16, 32]  # 97 / 7 would round to 14, 97 / 4 to 24
+
+
 def test_module_entry_point():
     result = subprocess.run(
         [sys.executable, "-m", "swiftformer", "info", "--model", "s", "--json"],
@@ -159,19 +180,25 @@ def test_predict_images_of_different_preprocessed_sizes(capsys, model_dir, image
         (folder / name).write_bytes((model_dir / name).read_bytes())
     SwiftFormerImageProcessor(size={"shortest_edge": 48}).save_pretrained(folder)
     paths, _ = images
-    code, out, _ = run(capsys, "predict", *paths, "--model", folder, "--json")
+    code, out, _ = run(capsys, "predict", *paths, "--model", folder, "--json", "--backend", "inductor")
     assert code == 0
     assert [len(json.loads(line)["predictions"]) for line in out.splitlines()] == [4, 4]
 
 
 def test_predict_fast_path_equals_plain_model(capsys, model_dir, images):
+    """The default: precision and backend "auto" (on a CPU without native bf16 fp32, on a runtime if installed)."""
     paths, _ = images
-    _, fast, _ = run(capsys, "predict", *paths, "--model", model_dir, "--json")
+    _, fast, err = run(capsys, "predict", *paths, "--model", model_dir, "--json")
+    notes = [line for line in err.splitlines() if line.startswith("note: ")]
+    assert len(notes) == 1  # one line saying what runs and why, on stderr: stdout stays JSON lines
+    if not cpu_info().native_bf16:
+        assert "note: fp32: this CPU has no native bf16" in err
     _, plain, _ = run(capsys, "predict", *paths, "--model", model_dir, "--json", "--no-optimize")
     for a, b in zip(fast.splitlines(), plain.splitlines()):
         pa, pb = json.loads(a)["predictions"], json.loads(b)["predictions"]
         assert [p["index"] for p in pa] == [p["index"] for p in pb]
-        assert [p["score"] for p in pa] == pytest.approx([p["score"] for p in pb], rel=1e-5)
+        tolerance = {"abs": 0.05} if cpu_info().native_bf16 else {"rel": 1e-5}  # auto: bf16 where native
+        assert [p["score"] for p in pa] == pytest.approx([p["score"] for p in pb], **tolerance)
 
 
 def _top(out: str) -> list[list[tuple[int, float]]]:
@@ -180,9 +207,13 @@ def _top(out: str) -> list[list[tuple[int, float]]]:
 
 def test_predict_bf16_agrees_with_fp32(capsys, model_dir, images):
     paths, _ = images
-    _, fp32, _ = run(capsys, "predict", *paths, "--model", model_dir, "--json")
-    code, bf16, _ = run(capsys, "predict", *paths, "--model", model_dir, "--json", "--precision", "bf16")
+    inductor = ("--json", "--backend", "inductor")  # OpenVINO (bf16's small-batch runtime) only in a subprocess
+    _, fp32, _ = run(capsys, "predict", *paths, "--model", model_dir, *inductor, "--precision", "fp32")
+    emulated = not cpu_info().native_bf16
+    with pytest.warns(SlowPrecisionWarning, match="slower than fp32") if emulated else contextlib.nullcontext():
+        code, bf16, err = run(capsys, "predict", *paths, "--model", model_dir, *inductor, "--precision", "bf16")
     assert code == 0
+    assert "note: bf16 (requested" in err
     for a, b in zip(_top(fp32), _top(bf16)):
         assert a[0][0] == b[0][0]
         assert [s for _, s in b] == pytest.approx([s for _, s in a], abs=0.05)
@@ -192,7 +223,7 @@ def test_predict_openvino_backend_matches_fp32(capsys, model_dir, images):
     """In a fresh process: OpenVINO's CPU plugin left in the test process crashed later TensorFlow tests."""
     pytest.importorskip("openvino")
     paths, _ = images
-    _, fp32, _ = run(capsys, "predict", *paths, "--model", model_dir, "--json")
+    _, fp32, _ = run(capsys, "predict", *paths, "--model", model_dir, "--json", "--backend", "inductor")
     result = subprocess.run(
         [
             sys.executable,
@@ -222,10 +253,81 @@ def test_predict_openvino_backend_matches_fp32(capsys, model_dir, images):
     [
         (["--no-optimize", "--precision", "bf16"], "--no-optimize runs the model as loaded"),
         (["--no-optimize", "--backend", "openvino"], "--no-optimize runs the model as loaded"),
-        (["--backend", "openvino", "--compile"], "--compile is for the default backend"),
+        (["--no-optimize", "--precision", "fp32", "--compile"], "--no-optimize runs the model as loaded"),
+        (["--backend", "openvino", "--compile"], "--compile is for the inductor backend"),
+        (["--backend", "onnxruntime", "--compile"], "--compile is for the inductor backend"),
+        (["--backend", "onnxruntime", "--precision", "bf16"], "--backend onnxruntime runs fp32 only"),
     ],
 )
 def test_predict_rejects_conflicting_options(capsys, model_dir, images, flags, message):
     code, out, err = run(capsys, "predict", images[0][0], "--model", model_dir, *flags)
     assert code != 0 and out == ""
     assert message in err and "Traceback" not in err
+
+
+def _strict_json(line: str) -> dict:
+    """json.loads that rejects NaN and Infinity, as every JSON parser but Python's does."""
+
+    def reject(constant: str):
+        raise ValueError(f"invalid JSON constant {constant}")
+
+    return json.loads(line, parse_constant=reject)
+
+
+@pytest.mark.parametrize("flags", [["--backend", "inductor"], ["--no-optimize"]])
+def test_predict_non_finite_logits_are_an_error_not_nan_json(capsys, model_dir, images, tmp_path, flags):
+    folder = tmp_path / "nan-model"
+    model = SwiftFormerForImageClassification.from_pretrained(model_dir)
+    with torch.no_grad():
+        model.head.bias[1] = float("nan")
+    model.save_pretrained(folder)
+    SwiftFormerImageProcessor(size={"height": 64, "width": 64}).save_pretrained(folder)
+    paths, _ = images
+    code, out, _ = run(capsys, "predict", *paths, "--model", folder, "--json", *flags)
+    assert code == 1
+    rows = [_strict_json(line) for line in out.splitlines()]
+    assert [r["image"] for r in rows] == paths
+    assert all("predictions" not in r and "not finite" in r["error"] for r in rows)
+    code, out, err = run(capsys, "predict", paths[0], "--model", folder, *flags)
+    assert code == 1 and out == "" and "not finite" in err
+
+
+def test_info_hardware_json_needs_no_model(capsys):
+    code, out, _ = run(capsys, "info", "--hardware", "--json")
+    assert code == 0
+    report = json.loads(out)
+    assert {
+        "cpu",
+        "vendor",
+        "cores",
+        "torch_threads",
+        "isa",
+        "native_bf16",
+        "native_int8",
+        "auto_precision",
+        "auto_precision_reason",
+        "auto_backend_batch_1",
+        "auto_backend_batch_32",
+        "auto_small_batch_max",
+        "installed_backends",
+    } <= set(report)
+    cpu = cpu_info()
+    assert report["cpu"] == cpu.model and report["isa"] == list(cpu.isa_features) and report["cores"] == cpu.cores
+    assert report["native_bf16"] is cpu.native_bf16
+    assert report["auto_precision"] == ("bf16" if cpu.native_bf16 else "fp32")
+
+
+def test_info_hardware_text_and_with_a_model(capsys):
+    code, out, _ = run(capsys, "info", "--hardware")
+    assert code == 0
+    assert "hardware:" in out and cpu_info().model in out and "auto precision:" in out and "auto backend:" in out
+    code, out, _ = run(capsys, "info", "--model", "xs", "--hardware", "--json")
+    assert code == 0
+    report = json.loads(out)
+    assert report["variant"] == "xs" and report["hardware"]["cpu"] == cpu_info().model
+
+
+def test_info_without_model_or_hardware_is_a_usage_error(capsys):
+    code, out, err = run(capsys, "info")
+    assert code == 2 and out == ""
+    assert "--model is required" in err and "--hardware" in err

@@ -139,7 +139,7 @@ def test_validation_also_applies_to_loaded_files(tmp_path: Path):
     data = SwiftFormerConfig(**TINY).to_dict()
     data["hidden_act"] = "tanhh"
     (tmp_path / "config.json").write_text(json.dumps(data))
-    with pytest.raises(ValueError, match="hidden_act.*tanhh"):
+    with pytest.raises(ValueError, match=r"hidden_act.*tanhh"):
         SwiftFormerConfig.from_pretrained(tmp_path)
 
 
@@ -382,10 +382,10 @@ def test_truncated_config_json_is_a_checkpoint_error_naming_the_file(tmp_path: P
 @pytest.mark.parametrize("content", [b"", b"\xff\xfe\x00garbage", b"[1, 2, 3]"], ids=["empty", "binary", "not-object"])
 def test_other_corrupt_config_json_is_a_checkpoint_error(tmp_path: Path, content: bytes):
     (tmp_path / "config.json").write_bytes(content)
-    with pytest.raises(CheckpointError, match="config.json"):
+    with pytest.raises(CheckpointError, match=r"config\.json"):
         SwiftFormerConfig.from_pretrained(tmp_path)
 
 
 def test_missing_config_json_is_file_not_found(tmp_path: Path):
-    with pytest.raises(FileNotFoundError, match="config.json"):
+    with pytest.raises(FileNotFoundError, match=r"config\.json"):
         SwiftFormerConfig.from_pretrained(tmp_path)

@@ -424,7 +424,7 @@ def test_detect_format():
     assert detect_format(OriginalSwiftFormer(**TINY).state_dict()) == "original"
     assert detect_format(SwiftFormerForImageClassification(SwiftFormerConfig(**TINY)).state_dict()) == "transformers"
     assert detect_format({"stem.0.weight": torch.zeros(1), "stages.0.blocks.0.dwconv.weight": torch.zeros(1)}) == "timm"
-    with pytest.raises(CheckpointError, match="Not a SwiftFormer checkpoint.*conv1.weight"):
+    with pytest.raises(CheckpointError, match=r"Not a SwiftFormer checkpoint.*conv1\.weight"):
         detect_format({"conv1.weight": torch.zeros(1), "fc.weight": torch.zeros(1)})
 
 

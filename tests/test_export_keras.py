@@ -17,12 +17,9 @@ import tensorflow as tf
 import torch
 
 from _helpers import perturb_
-from swiftformer import (
-    SwiftFormerConfig,
-    SwiftFormerForImageClassification,
-    export_tf,
-)
-from swiftformer.errors import ExportError
+from swiftformer import SwiftFormerConfig, SwiftFormerForImageClassification
+from swiftformer.errors import ExportError, ExportVerificationError
+from swiftformer.export import keras as keras_export
 from swiftformer.export.keras import TFLiteRunner, export_model, export_saved_model, export_tflite
 from swiftformer.keras.models import TFSwiftFormerForImageClassification
 
@@ -47,12 +44,24 @@ def _leftovers(folder: Path) -> list[str]:
     return [p.name for p in folder.iterdir() if p.name.startswith(".")]
 
 
+def _clear_top1_share(logits: np.ndarray, max_abs_diff: float) -> float:
+    """The top-1 agreement an export within ``max_abs_diff`` of ``logits`` must reach: an input whose two
+    best logits are closer than 2 × max_abs_diff is a near-tie that other kernels may flip; no other may."""
+    best = np.sort(logits, axis=-1)[:, -2:]
+    return float(np.mean(best[:, 1] - best[:, 0] > 2 * max_abs_diff))
+
+
+def _keras_logits(model, x: np.ndarray) -> np.ndarray:
+    return np.asarray(model(x, training=False).logits)
+
+
 def test_saved_model_serving_signature_dynamic_shapes(pt_and_keras, tmp_path: Path):
     pt, model = pt_and_keras
     target = tmp_path / "saved"
     report = export_saved_model(model, target, latency_runs=3)
-    assert report.format == "saved_model" and report.rel_diff <= 1e-4 and report.top1_agreement == 1.0
-    assert report.size_bytes > 0 and report.latency_ms > 0 and (target / "saved_model.pb").exists()
+    assert report.format == "savedmodel" and report.precision == "fp32" and report.max_rel_diff <= 1e-4
+    assert report.reference == "Keras model (fp32)" and report.input_shape == ["batch", 3, "height", "width"]
+    assert report.size_mb > 0 and report.latency_ms > 0 and (target / "saved_model.pb").exists()
     assert _leftovers(tmp_path) == []
 
     serve = tf.saved_model.load(str(target)).signatures["serving_default"]
@@ -66,16 +75,17 @@ def test_saved_model_serving_signature_dynamic_shapes(pt_and_keras, tmp_path: Pa
         assert np.abs(got - expected).max() <= 1e-4 * np.abs(expected).max()
 
     again = export_saved_model(model, target, latency_runs=1)  # over an existing export: replaced whole
-    assert again.rel_diff <= 1e-4 and _leftovers(tmp_path) == []
+    assert again.max_rel_diff <= 1e-4 and _leftovers(tmp_path) == []
 
 
 def test_tflite_float32_matches_keras(pt_and_keras, images, tmp_path: Path):
     pt, model = pt_and_keras
     target = tmp_path / "model.tflite"
     report = export_tflite(model, target, verify_inputs=images, latency_runs=3)
-    assert report.quantization == "float32" and report.num_verify_inputs == 12
-    assert report.rel_diff <= 1e-4 and report.top1_agreement == 1.0 and report.size_bytes == target.stat().st_size
-    assert report.input_shape == (1, 3, 64, 64) and set(report.to_dict()) >= {"path", "max_abs_diff", "latency_ms"}
+    assert report.precision == "fp32" and report.num_verify_inputs == 12 and report.passed
+    assert report.max_rel_diff <= 1e-4 and report.tolerance == 1e-4 and report.size_mb == target.stat().st_size / 1e6
+    assert report.top1_agreement >= _clear_top1_share(_keras_logits(model, images), report.max_abs_diff)
+    assert report.input_shape == [1, 3, 64, 64] and set(report.to_dict()) >= {"path", "max_abs_diff", "latency_ms"}
     assert _leftovers(tmp_path) == []
     with torch.no_grad():  # independently of the report: run the file, compare with PyTorch
         expected = pt(torch.from_numpy(images[:4])).logits.numpy()
@@ -86,13 +96,13 @@ def test_tflite_float32_matches_keras(pt_and_keras, images, tmp_path: Path):
 def test_tflite_float16_weights(pt_and_keras, images, tmp_path: Path):
     _, model = pt_and_keras
     float32 = export_tflite(model, tmp_path / "f32.tflite", verify_inputs=images, latency_runs=0)
-    assert np.isnan(float32.latency_ms)  # latency_runs=0: not timed
+    assert float32.latency_ms is None and float32.latency_runs == 0  # not timed: None, as in every report
     assert json.loads(json.dumps(float32.to_dict()))["latency_ms"] is None  # valid JSON, null
-    assert "latency not timed" in float32.summary()
+    assert "latency (batch 1): not timed" in float32.summary()
     report = export_tflite(model, tmp_path / "f16.tflite", quantization="float16", verify_inputs=images, latency_runs=1)
-    assert report.quantization == "float16" and 0 < report.rel_diff < 2e-2
+    assert report.precision == "fp16" and report.max_rel_diff < 2e-2 and report.tolerance is None
     assert 0.0 <= report.top1_agreement <= 1.0
-    assert report.size_bytes < float32.size_bytes  # float16 weights are smaller
+    assert report.size_mb < float32.size_mb  # float16 weights are smaller
     interpreter = TFLiteRunner(tmp_path / "f16.tflite").interpreter
     assert any(t["dtype"] == np.float16 for t in interpreter.get_tensor_details())
 
@@ -102,15 +112,15 @@ def test_tflite_int8_full_integer(pt_and_keras, images, tmp_path: Path, form):
     _, model = pt_and_keras
     data = {
         "callable": lambda: ([images[i : i + 1]] for i in range(len(images))),
-        "list": [image for image in images],
+        "list": list(images),
         "array": images,
     }[form]
     report = export_tflite(
         model, tmp_path / "int8.tflite", quantization="int8", representative_data=data, latency_runs=1
     )
-    assert report.quantization == "int8" and report.num_verify_inputs == 8
+    assert report.precision == "int8" and report.num_verify_inputs == 8
     assert 0.0 <= report.top1_agreement <= 1.0 and np.isfinite(report.max_abs_diff)
-    assert report.rel_diff < 0.5  # quantized, but still the same function
+    assert report.max_rel_diff < 0.5  # quantized, but still the same function
     details = TFLiteRunner(tmp_path / "int8.tflite").interpreter.get_tensor_details()
     int8_tensors = [t for t in details if t["dtype"] == np.int8]
     assert len(int8_tensors) > len(details) // 2  # full-integer: the bulk of the graph is int8
@@ -129,19 +139,37 @@ def test_failed_verification_writes_nothing(pt_and_keras, tmp_path: Path, monkey
     _, model = pt_and_keras
     target = tmp_path / "model.tflite"
     target.write_bytes(b"previous good export")
-    monkeypatch.setattr(export_tf, "FLOAT32_REL_TOLERANCE", 0.0)  # nothing can pass
-    with pytest.raises(ExportError, match="disagrees"):
+    real = keras_export._keras_logits
+
+    def wrong_reference(model, inputs):  # off by 1 + M everywhere (M = max|logit|): relative diff >= (1+M)/(1+2M) > 0.5
+        logits = real(model, inputs)
+        return logits + 1.0 + np.abs(logits).max()
+
+    monkeypatch.setattr(keras_export, "_keras_logits", wrong_reference)
+    with pytest.raises(ExportVerificationError, match="disagrees with the Keras model") as info:
         export_tflite(model, target, num_verify=2, latency_runs=1)
+    assert info.value.report.max_rel_diff > 0.5 and not info.value.report.passed
     assert target.read_bytes() == b"previous good export" and _leftovers(tmp_path) == []
     with pytest.raises(ExportError, match="disagrees"):
         export_saved_model(model, tmp_path / "saved", num_verify=2, latency_runs=1)
     assert not (tmp_path / "saved").exists() and _leftovers(tmp_path) == []
 
 
+def test_never_replaces_what_is_not_an_earlier_export(pt_and_keras, tmp_path: Path):
+    _, model = pt_and_keras
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "notes.txt").write_text("keep")
+    with pytest.raises(ValueError, match="not an earlier savedmodel export"):
+        export_saved_model(model, tmp_path / "folder", latency_runs=0)
+    with pytest.raises(ValueError, match=r"not a \.tflite file"):
+        export_tflite(model, tmp_path / "folder" / "notes.txt", latency_runs=0)
+    assert (tmp_path / "folder" / "notes.txt").read_text() == "keep"
+
+
 def test_missing_litert_is_one_clear_error(pt_and_keras, tmp_path: Path, monkeypatch):
     _, model = pt_and_keras
     monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
-    with pytest.raises(ImportError, match=r"pip install '\.\[tf\]'"):
+    with pytest.raises(ImportError, match=r"pip install \.\[tf\]"):
         export_tflite(model, tmp_path / "model.tflite", latency_runs=1)
     assert not (tmp_path / "model.tflite").exists()
 
@@ -153,13 +181,13 @@ def test_export_model_from_a_pytorch_folder_and_image_files(tmp_path: Path):
     pt = perturb_(SwiftFormerForImageClassification(SwiftFormerConfig(**{**TINY, "image_size": 32}))).eval()
     pt.save_pretrained(tmp_path / "folder")
     report = export_model(tmp_path / "folder", tmp_path / "out.tflite", format="tflite", latency_runs=1)
-    assert report.input_shape == (1, 3, 32, 32) and report.rel_diff <= 1e-4
+    assert report.input_shape == [1, 3, 32, 32] and report.max_rel_diff <= 1e-4
 
-    photos = tmp_path / "photos"
-    photos.mkdir()
+    photos = tmp_path / "photos"  # class folders, as for `swiftformer export --calibration`: searched recursively
     rng = np.random.default_rng(0)
     for i in range(4):
-        Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(photos / f"{i}.png")
+        (photos / f"class{i % 2}").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(photos / f"class{i % 2}" / f"{i}.png")
     report = export_model(
         tmp_path / "folder",
         tmp_path / "int8.tflite",
@@ -169,5 +197,5 @@ def test_export_model_from_a_pytorch_folder_and_image_files(tmp_path: Path):
         latency_runs=1,
     )
     assert report.num_verify_inputs == 4 and 0.0 <= report.top1_agreement <= 1.0
-    with pytest.raises(ValueError, match="saved_model' or 'tflite"):
+    with pytest.raises(ValueError, match="'savedmodel' or 'tflite'"):
         export_model(tmp_path / "folder", tmp_path / "x.onnx", format="onnx")

@@ -7,7 +7,6 @@ not installed.
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import os
@@ -18,7 +17,8 @@ import torch
 
 from _helpers import assert_close_rel, perturb_
 from swiftformer import SwiftFormerConfig, SwiftFormerForImageClassification
-from swiftformer.export import ExportError, ExportVerificationError, export
+from swiftformer.cli import main
+from swiftformer.export import ExportError, ExportVerificationError, export, load_calibration_images
 from swiftformer.export import pytorch as export_mod
 from swiftformer.inference import fuse
 
@@ -54,12 +54,19 @@ def only_entries(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
 
 
-def check_report(report, fmt: str, path: Path, tolerance: float) -> None:
+def clear_top1_share(logits: torch.Tensor, max_abs_diff: float) -> float:
+    """The top-1 agreement an export within ``max_abs_diff`` of ``logits`` must reach: an input whose two
+    best logits are closer than 2 × max_abs_diff is a near-tie that other kernels may flip; no other may."""
+    best = logits.topk(2, dim=-1).values
+    return ((best[:, 0] - best[:, 1]) > 2 * max_abs_diff).double().mean().item()
+
+
+def check_report(report, fmt: str, path: Path, tolerance: float, model, inputs: torch.Tensor) -> None:
     assert report.format == fmt and report.precision == "fp32" and report.path == str(path)
-    assert report.size_mb > 0 and report.num_verify_inputs == 3
+    assert report.size_mb > 0 and report.num_verify_inputs == len(inputs) == 3
     assert report.max_rel_diff <= tolerance and report.passed
-    assert report.top1_agreement == 1.0
-    assert report.latency_ms is not None and report.latency_ms > 0
+    assert report.top1_agreement >= clear_top1_share(eager(model, inputs), report.max_abs_diff)
+    assert report.latency_ms is not None and report.latency_ms > 0 and report.latency_runs > 0
     assert json.loads(json.dumps(report.to_dict()))["passed"] is True
 
 
@@ -72,7 +79,7 @@ def test_onnx(model, inputs, tmp_path):
 
     path = tmp_path / "tiny.onnx"
     report = export(model, path, "onnx", verify_inputs=inputs, latency_runs=2)
-    check_report(report, "onnx", path, 1e-5)
+    check_report(report, "onnx", path, 1e-5, model, inputs)
     assert only_entries(tmp_path) == ["tiny.onnx"]  # no external data file, no leftovers
 
     proto = onnx.load(path, load_external_data=False)
@@ -93,7 +100,7 @@ def test_openvino(model, inputs, tmp_path):
 
     path = tmp_path / "tiny-openvino"
     report = export(model, path, "openvino", verify_inputs=inputs, latency_runs=2)
-    check_report(report, "openvino", path, 1e-5)
+    check_report(report, "openvino", path, 1e-5, model, inputs)
     assert only_entries(path) == ["model.bin", "model.xml"] and only_entries(tmp_path) == ["tiny-openvino"]
 
     core = ov.Core()
@@ -130,7 +137,7 @@ def test_executorch(inputs, tmp_path):
     model = perturb_(SwiftFormerForImageClassification(config)).eval()
     path = tmp_path / "tiny.pte"
     report = export(model, path, "executorch", verify_inputs=inputs, latency_runs=2)
-    check_report(report, "executorch", path, 1e-4)
+    check_report(report, "executorch", path, 1e-4, model, inputs)
     assert report.input_shape == [1, 3, SIZE, SIZE]
     assert any("in 1 graph(s)" in n for n in report.notes), report.notes  # XNNPACK takes the whole network
     method = Runtime.get().load_program(path).load_method("forward")
@@ -165,7 +172,7 @@ def test_coreml(model, inputs, tmp_path):
 def test_aoti(model, inputs, tmp_path):
     path = tmp_path / "tiny.pt2"
     report = export(model, path, "aoti", verify_inputs=inputs, latency_runs=2)
-    check_report(report, "aoti", path, 1e-5)
+    check_report(report, "aoti", path, 1e-5, model, inputs)
     assert any(n.startswith("load + first call:") for n in report.notes)
     runner = torch._inductor.aoti_load_package(str(path))
     gen = torch.Generator().manual_seed(3)
@@ -178,7 +185,7 @@ def test_tflite(model, inputs, tmp_path):
     need("swiftformer.export.keras", "tensorflow", "ai_edge_litert")
     path = tmp_path / "tiny.tflite"
     report = export(model, path, "tflite", verify_inputs=inputs, latency_runs=2)
-    check_report(report, "tflite", path, 1e-4)
+    check_report(report, "tflite", path, 1e-4, model, inputs)
     assert only_entries(tmp_path) == ["tiny.tflite"]
 
 
@@ -193,13 +200,34 @@ def test_onnx_below_the_dynamic_minimum_exports_static_height_width(tmp_path):
     ).eval()
     report = export(small, tmp_path / "s.onnx", "onnx", latency_runs=0)
     assert report.passed and report.max_rel_diff <= 1e-5 and report.input_shape == ["batch", 3, 32, 32]
+    assert "input pixel_values batchx3x32x32 float32" in report.summary()
+
+
+def test_openvino_below_the_dynamic_minimum_stays_dynamic(tmp_path):
+    """OpenVINO's IR of a 32x32 model is dynamic in height and width, and the report says so."""
+    need("openvino")
+    import openvino as ov
+
+    torch.manual_seed(0)
+    small = perturb_(
+        SwiftFormerForImageClassification(
+            SwiftFormerConfig(depths=[1, 1, 1, 1], embed_dims=[8, 8, 16, 16], num_labels=10, image_size=32)
+        )
+    ).eval()
+    report = export(small, tmp_path / "ov", "openvino", latency_runs=0)
+    assert report.passed and report.input_shape == ["batch", 3, "height", "width"]
+    assert "input pixel_values batchx3xheightxwidth float32" in report.summary()
+    core = ov.Core()
+    compiled = core.compile_model(tmp_path / "ov" / "model.xml", "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    x = torch.randn(2, 3, 64, 48, generator=torch.Generator().manual_seed(3))
+    assert_close_rel(torch.from_numpy(compiled({"pixel_values": x.numpy()})["logits"]), eager(small, x), 1e-5)
 
 
 def test_savedmodel(model, inputs, tmp_path):
     need("swiftformer.export.keras", "tensorflow")
     path = tmp_path / "tiny-saved"
     report = export(model, path, "savedmodel", verify_inputs=inputs, latency_runs=1)
-    check_report(report, "savedmodel", path, 1e-4)
+    check_report(report, "savedmodel", path, 1e-4, model, inputs)
     assert (path / "saved_model.pb").is_file() and only_entries(tmp_path) == ["tiny-saved"]
     assert report.input_shape == ["batch", 3, "height", "width"]
 
@@ -248,7 +276,7 @@ def test_bad_calibration(model, inputs, tmp_path):
     with pytest.raises(ValueError, match=r"calibration must have shape \(N, 3, 64, 64\)"):
         export(model, tmp_path / "q.onnx", "onnx", precision="int8", calibration=torch.randn(2, 3, 32, 32))
     with pytest.raises(ValueError, match="holds no images"):
-        export_mod.load_calibration_images(tmp_path, (SIZE, SIZE), 4)
+        load_calibration_images(tmp_path, (SIZE, SIZE), 4)
     assert only_entries(tmp_path) == []
 
 
@@ -318,7 +346,7 @@ def test_never_overwrites_what_is_not_an_earlier_export(model, inputs, tmp_path,
     monkeypatch.setattr(export_mod, "_require", lambda fmt: None)
     model.save_pretrained(tmp_path / "model")  # a model folder given as --output by mistake
     before = only_entries(tmp_path / "model")
-    with pytest.raises(ValueError, match="not an earlier openvino export .*no model.xml.*refusing to replace"):
+    with pytest.raises(ValueError, match=r"not an earlier openvino export .*no model.xml.*refusing to replace"):
         export(model, tmp_path / "model", "openvino", verify_inputs=inputs, latency_runs=0)
     with pytest.raises(ValueError, match=r"model.safetensors exists and is not a \.onnx file; refusing"):
         export(model, tmp_path / "model" / "model.safetensors", "onnx", verify_inputs=inputs, latency_runs=0)
@@ -326,11 +354,105 @@ def test_never_overwrites_what_is_not_an_earlier_export(model, inputs, tmp_path,
     assert SwiftFormerForImageClassification.from_pretrained(tmp_path / "model") is not None
 
 
+@pytest.mark.parametrize("existing", ["folder", "file"])
+def test_suffixless_output_gets_the_extension_unless_it_exists(model, inputs, tmp_path, monkeypatch, existing):
+    monkeypatch.setattr(export_mod, "_require", lambda fmt: None)
+    monkeypatch.setattr(export_mod, "_export_onnx", fake_exporter(model, write_dir=False, fail=None))
+    report = export(model, tmp_path / "new" / "digits", "onnx", verify_inputs=inputs, latency_runs=0)
+    assert report.path == str(tmp_path / "new" / "digits.onnx") and only_entries(tmp_path / "new") == ["digits.onnx"]
+
+    digits = tmp_path / "digits"  # `digits` itself exists and is not an export: refused, nothing written beside it
+    if existing == "folder":
+        digits.mkdir()
+    else:
+        digits.write_text("notes")
+    with pytest.raises(ValueError, match=r"digits exists and is not an earlier onnx export; refusing"):
+        export(model, digits, "onnx", verify_inputs=inputs, latency_runs=0)
+    assert only_entries(tmp_path) == ["digits", "new"]
+
+
+# ------------------------------------------------------------------------------------------- report
+def test_report_fields_json_and_old_names():
+    from swiftformer.export import ExportReport
+
+    report = ExportReport(
+        path="m.tflite",
+        format="tflite",
+        precision="fp16",
+        size_mb=1.234567,
+        input_shape=[1, 3, 32, 32],
+        num_verify_inputs=2,
+        reference="Keras model (fp32)",
+        max_abs_diff=float("nan"),
+        max_rel_diff=float("inf"),
+        top1_agreement=0.5,
+        tolerance=None,
+        latency_ms=None,
+        latency_runs=0,
+    )
+    data = json.loads(json.dumps(report.to_dict(), allow_nan=False))  # JSON-safe: no NaN / Infinity
+    assert data["max_abs_diff"] is None and data["max_rel_diff"] is None and data["latency_ms"] is None
+    assert data["passed"] is True and "not timed" in report.summary()  # no tolerance: nothing checked
+    with pytest.warns(DeprecationWarning, match="quantization is now precision"):
+        assert report.quantization == "float16"
+    with pytest.warns(DeprecationWarning, match="size_bytes is now size_mb"):
+        assert report.size_bytes == 1_234_567
+    with pytest.warns(DeprecationWarning, match="rel_diff is now max_rel_diff"):
+        assert report.rel_diff == float("inf")
+    assert not {"quantization", "size_bytes", "rel_diff"} & set(data)
+
+
+# ------------------------------------------------------------------------------------------- calibration
+def save_images(folder: Path, count: int, seed: int = 0) -> None:
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(folder / f"{i:03d}.png")
+
+
+def test_calibration_samples_every_class(tmp_path):
+    """An unbalanced set: every class folder contributes, the budget shared out evenly."""
+    from swiftformer.export.common import _sample_per_folder
+
+    root = tmp_path / "data"
+    counts = {"a": 30, "b": 1, "c": 5, "d/nested": 2}
+    for name, count in counts.items():
+        save_images(root / name, count)
+    paths = sorted(root.rglob("*.png"))
+    picked = _sample_per_folder(paths, 8)
+    per_class = {name: sum(p.parent == root / name for p in picked) for name in counts}
+    assert per_class == {"a": 3, "b": 1, "c": 2, "d/nested": 2} and picked == sorted(picked)
+    assert {p.parent for p in _sample_per_folder(paths, 3)} < {root / n for n in counts}  # fewer than classes
+    assert len(_sample_per_folder(paths, 3)) == 3 and _sample_per_folder(paths, 100) == paths
+    pixels = load_calibration_images(root, (16, 16), 8)
+    assert pixels.shape == (8, 3, 16, 16) and pixels.dtype == torch.float32
+
+
+def test_calibration_uses_the_models_mean_and_std(model, tmp_path):
+    from swiftformer import SwiftFormerImageProcessor
+
+    save_images(tmp_path / "data" / "cat", 2)
+    folder = tmp_path / "model"
+    model.save_pretrained(folder)
+    own = SwiftFormerImageProcessor(image_mean=[0.5, 0.5, 0.5], image_std=[0.25, 0.25, 0.25])
+    own.save_pretrained(folder)
+    pixels = load_calibration_images(tmp_path / "data", (16, 16), 4, str(folder))
+    expected = SwiftFormerImageProcessor(size={"height": 16, "width": 16}, image_mean=[0.5] * 3, image_std=[0.25] * 3)
+    assert torch.equal(
+        pixels, expected(sorted((tmp_path / "data").rglob("*.png")), return_tensors="pt")["pixel_values"]
+    )
+    imagenet = load_calibration_images(tmp_path / "data", (16, 16), 4, "xs")  # a variant: no folder, ImageNet's
+    assert not torch.equal(imagenet, pixels)
+
+
 # ------------------------------------------------------------------------------------------- errors
 def test_bad_format_and_precision(model, tmp_path):
     with pytest.raises(ValueError, match="onnx, openvino, executorch, coreml, aoti, tflite, savedmodel"):
         export(model, tmp_path / "m", "torchscript")
-    with pytest.raises(ValueError, match="fp32, fp16.*'int4'"):
+    with pytest.raises(ValueError, match=r"fp32, fp16.*'int4'"):
         export(model, tmp_path / "m.onnx", "onnx", precision="int4")
     with pytest.raises(ValueError, match="executorch must be one of fp32"):
         export(model, tmp_path / "m.pte", "executorch", precision="fp16")
@@ -353,10 +475,10 @@ def test_missing_package_is_one_clear_error(model, tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------------------------------------------- CLI
-def parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    export_mod.add_export_arguments(parser)
-    return parser.parse_args(argv)
+def cli(capsys, *argv) -> tuple[int, str, str]:
+    code = main(["export", *(str(a) for a in argv)])
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
 def test_cli_onnx_json(model, tmp_path, capsys):
@@ -364,27 +486,39 @@ def test_cli_onnx_json(model, tmp_path, capsys):
     folder = tmp_path / "model"
     model.save_pretrained(folder)
     out = tmp_path / "out" / "tiny"  # no suffix: .onnx is added; the folder is created
-    args = parse(
-        [
-            "--model",
-            str(folder),
-            "--format",
-            "onnx",
-            "--output",
-            str(out),
-            "--num-verify",
-            "2",
-            "--latency-runs",
-            "1",
-            "--json",
-        ]
+    code, stdout, _ = cli(
+        capsys,
+        *("--model", folder, "--format", "onnx", "--output", out),
+        *("--num-verify", 2, "--latency-runs", 1, "--json"),
     )
-    assert export_mod.run_export(args) == 0
-    report = json.loads(capsys.readouterr().out)  # stdout holds the JSON object only
+    assert code == 0
+    report = json.loads(stdout)  # stdout holds the JSON object only
     assert report["path"] == str(out) + ".onnx" and Path(report["path"]).is_file()
     assert report["format"] == "onnx" and report["passed"] and report["max_rel_diff"] <= 1e-5
-    assert report["top1_agreement"] == 1.0 and report["num_verify_inputs"] == 2
+    assert report["top1_agreement"] is not None and report["num_verify_inputs"] == 2
     assert report["input_shape"] == ["batch", 3, "height", "width"]
+
+
+def test_cli_onnx_and_tflite_report_the_same_fields(model, tmp_path, capsys):
+    """One report for every format: the same `swiftformer export --json` keys for ONNX and TFLite."""
+    need("onnx", "onnxruntime", "onnxscript", "swiftformer.export.keras", "tensorflow", "ai_edge_litert")
+    folder = tmp_path / "model"
+    model.save_pretrained(folder)
+    reports = {}
+    for fmt in ("onnx", "tflite"):
+        code, stdout, err = cli(
+            capsys,
+            *("--model", folder, "--format", fmt, "--output", tmp_path / f"m.{fmt}", "--image-size", 32),
+            *("--num-verify", 2, "--latency-runs", 0, "--json"),
+        )
+        assert code == 0, err
+        reports[fmt] = json.loads(stdout)
+    assert reports["onnx"].keys() == reports["tflite"].keys()
+    for report in reports.values():
+        assert report["latency_ms"] is None and report["latency_runs"] == 0 and report["passed"]
+        assert report["reference"] == "eager PyTorch model (fp32)" and report["precision"] == "fp32"
+    assert reports["tflite"]["input_shape"] == [1, 3, 32, 32]
+    assert reports["onnx"]["input_shape"] == ["batch", 3, 32, 32]  # below the dynamic minimum: static H, W
 
 
 def test_cli_int8_with_calibration_folder(model, tmp_path, capsys):
@@ -401,43 +535,19 @@ def test_cli_int8_with_calibration_folder(model, tmp_path, capsys):
         for i in range(3):
             Image.fromarray(rng.integers(0, 255, (80, 90, 3), dtype=np.uint8)).save(images / label / f"{i}.png")
     (images / "a" / "broken.png").write_bytes(b"not a png")
-    args = parse(
-        [
-            "--model",
-            str(folder),
-            "--format",
-            "onnx",
-            "--precision",
-            "int8",
-            "--calibration",
-            str(images),
-            "--output",
-            str(tmp_path / "q.onnx"),
-            "--num-verify",
-            "2",
-            "--latency-runs",
-            "0",
-        ]
+    code, out, _ = cli(
+        capsys,
+        *("--model", folder, "--format", "onnx", "--precision", "int8", "--calibration", images),
+        *("--output", tmp_path / "q.onnx", "--num-verify", 2, "--latency-runs", 0),
     )
-    assert export_mod.run_export(args) == 0
-    out = capsys.readouterr().out
+    assert code == 0
     assert "onnx (int8)" in out and "calibrated on 6 images" in out and "verification: passed" in out
-    args = parse(
-        [
-            "--model",
-            str(folder),
-            "--format",
-            "onnx",
-            "--precision",
-            "int8",
-            "--calibration",
-            str(tmp_path / "nowhere"),
-            "--output",
-            str(tmp_path / "r.onnx"),
-        ]
+    code, _, err = cli(
+        capsys,
+        *("--model", folder, "--format", "onnx", "--precision", "int8"),
+        *("--calibration", tmp_path / "nowhere", "--output", tmp_path / "r.onnx"),
     )
-    assert export_mod.run_export(args) == 2
-    assert "is not a folder of images" in capsys.readouterr().err
+    assert code == 2 and "is not a folder of images" in err
 
 
 def test_cli_verification_failure_exits_1(model, tmp_path, capsys, monkeypatch):
@@ -445,19 +555,17 @@ def test_cli_verification_failure_exits_1(model, tmp_path, capsys, monkeypatch):
     folder = tmp_path / "model"
     model.save_pretrained(folder)
     monkeypatch.setattr(export_mod, "_export_onnx", fake_exporter(model, write_dir=False, fail="wrong"))
-    args = parse(
-        ["--model", str(folder), "--format", "onnx", "--output", str(tmp_path / "m.onnx"), "--num-verify", "2"]
+    code, out, err = cli(
+        capsys, "--model", folder, "--format", "onnx", "--output", tmp_path / "m.onnx", "--num-verify", 2
     )
-    assert export_mod.run_export(args) == 1
-    captured = capsys.readouterr()
-    assert "verification: FAILED" in captured.out and "relative" in captured.err
+    assert code == 1
+    assert "verification: FAILED" in out and "relative" in err
     assert not (tmp_path / "m.onnx").exists()
 
 
 def test_cli_missing_package_exits_2(tmp_path, capsys, monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else real(name, *a))
-    args = parse(["--model", "xs", "--format", "openvino", "--output", str(tmp_path / "ov")])
-    assert export_mod.run_export(args) == 2
-    assert "pip install .[export]" in capsys.readouterr().err
+    code, _, err = cli(capsys, "--model", "xs", "--format", "openvino", "--output", tmp_path / "ov")
+    assert code == 2 and "pip install .[export]" in err
     assert not os.listdir(tmp_path)

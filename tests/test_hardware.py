@@ -11,6 +11,7 @@ import warnings
 import pytest
 
 from swiftformer.hardware import (
+    SMALL_BATCH_MAX,
     BackendChoice,
     CPUInfo,
     PrecisionChoice,
@@ -258,21 +259,62 @@ def test_auto_backend_small_batch_is_openvino_when_installed(batch_size: int, pr
     assert "latency" in choice.reason
 
 
-def test_auto_backend_small_batch_without_openvino_is_inductor() -> None:
-    choice = resolve_backend("auto", batch_size=1, precision="fp32", available=_with("onnxruntime"))
+def test_small_batch_max_is_four() -> None:
+    assert SMALL_BATCH_MAX == 4  # docs/performance.md and the docstrings say 4
+
+
+@pytest.mark.parametrize("batch_size", [1, 4])
+def test_auto_backend_small_fp32_batch_prefers_onnxruntime(batch_size: int) -> None:
+    # ONNX Runtime had the lowest fp32 batch-1 latency on the AVX2 EPYC (13.4 vs OpenVINO 17.1 ms) and tied on the Xeon
+    both = resolve_backend("auto", batch_size=batch_size, precision="fp32", available=_with("openvino", "onnxruntime"))
+    assert both.backend == "onnxruntime" and "latency" in both.reason
+    alone = resolve_backend("auto", batch_size=batch_size, precision="fp32", available=_with("onnxruntime"))
+    assert alone.backend == "onnxruntime"
+
+
+def test_auto_backend_small_bf16_batch_is_never_onnxruntime() -> None:
+    # ONNX Runtime's CPU provider has no bf16 kernels
+    choice = resolve_backend("auto", batch_size=1, precision="bf16", available=_with("onnxruntime"))
+    assert choice.backend == "inductor"
+    assert "openvino" in choice.reason and "not installed" in choice.reason
+
+
+def test_auto_backend_small_batch_without_runtimes_is_inductor() -> None:
+    choice = resolve_backend("auto", batch_size=1, precision="fp32", available=_with())
     assert choice.backend == "inductor"
     assert "not installed" in choice.reason
 
 
+@pytest.mark.parametrize("batch_size", [1, 32, None])
+def test_auto_backend_uncompiled_uses_the_runtime_at_every_batch_size(batch_size: int | None) -> None:
+    installed = _with("openvino", "onnxruntime")
+    fp32 = resolve_backend("auto", batch_size=batch_size, precision="fp32", available=installed, compiled=False)
+    assert fp32.backend == "onnxruntime"
+    bf16 = resolve_backend("auto", batch_size=batch_size, precision="bf16", available=installed, compiled=False)
+    assert bf16.backend == "openvino"
+    if batch_size != 1:
+        assert "uncompiled" in fp32.reason
+    none = resolve_backend("auto", batch_size=batch_size, precision="fp32", available=_with(), compiled=False)
+    assert none.backend == "inductor"
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:1", "mps"])
+def test_auto_backend_off_the_cpu_is_inductor(device: str) -> None:
+    installed = _with("openvino", "onnxruntime")
+    choice = resolve_backend("auto", batch_size=1, precision="fp32", available=installed, device=device)
+    assert choice.backend == "inductor" and device.split(":")[0] in choice.reason
+
+
 @pytest.mark.parametrize("batch_size", [5, 32, None])
 def test_auto_backend_large_or_unknown_batch_is_inductor(batch_size: int | None) -> None:
-    choice = resolve_backend("auto", batch_size=batch_size, precision="fp32", available=_with("openvino"))
+    installed = _with("openvino", "onnxruntime")
+    choice = resolve_backend("auto", batch_size=batch_size, precision="fp32", available=installed)
     assert choice.backend == "inductor"
     assert "throughput" in choice.reason
 
 
 def test_auto_backend_int8_is_inductor_even_at_batch_1() -> None:
-    choice = resolve_backend("auto", batch_size=1, precision="int8", available=_with("openvino"))
+    choice = resolve_backend("auto", batch_size=1, precision="int8", available=_with("openvino", "onnxruntime"))
     assert choice.backend == "inductor"
     assert "int8" in choice.reason
 
@@ -304,8 +346,12 @@ def test_describe_hardware_is_json_safe_and_consistent(cascade: CPUInfo) -> None
     assert info["auto_precision"] == "fp32" and "no native bf16" in info["auto_precision_reason"]
     assert info["auto_precision_with_calibration"] == "int8"
     assert info["auto_backend_batch_32"] == "inductor"
-    assert info["auto_backend_batch_1"] in ("openvino", "inductor")  # depends on whether openvino is installed
+    # fp32 at batch 1: a runtime if one is installed here
+    assert info["auto_backend_batch_1"] in ("onnxruntime", "openvino", "inductor")
     assert info["auto_backend_batch_1_reason"]
+    assert info["auto_small_batch_max"] == SMALL_BATCH_MAX
+    assert info["installed_backends"][0] == "inductor"
+    assert set(info["installed_backends"]) <= {"inductor", "onnxruntime", "openvino"}
     assert info["torch_threads"] is None or info["torch_threads"] >= 1
 
 
@@ -320,3 +366,13 @@ def test_hardware_line(zen3: CPUInfo, spr: CPUInfo) -> None:
     assert hardware_line(spr).startswith("Intel(R) Xeon(R) Platinum 8480+ (8 cores; AMX-BF16, AMX-INT8, ")
     assert hardware_line(detect_cpu(EPYC_ZEN3, None, cores=1)).endswith("(1 core; AVX2, FMA)")
     assert hardware_line().strip()
+
+
+def test_resolve_precision_stacklevel_points_at_the_caller(zen3: CPUInfo) -> None:
+    def library_call() -> None:  # a library function that wants the warning to name its own caller
+        resolve_precision("bf16", cpu=zen3, stacklevel=3)
+
+    with pytest.warns(SlowPrecisionWarning) as record:
+        library_call()
+    assert record[0].filename == __file__
+    assert record[0].lineno != library_call.__code__.co_firstlineno + 1  # not the line inside library_call

@@ -15,7 +15,8 @@ import pytest
 import torch._dynamo  # before TensorFlow: importing triton after TensorFlow segfaults
 
 pytest.importorskip("tensorflow")
-keras = pytest.importorskip("keras")
+pytest.importorskip("keras")
+import keras
 import tensorflow as tf
 import torch
 from safetensors import safe_open
@@ -28,13 +29,9 @@ from swiftformer import (
     SwiftFormerForImageClassification,
     SwiftFormerModel,
 )
-from swiftformer.keras.models import (
-    _LAYOUTS,
-    TFSwiftFormerForImageClassification,
-    TFSwiftFormerModel,
-    _DropPath,
-    read_reference_h5,
-)
+from swiftformer.keras.layers import _DropPath
+from swiftformer.keras.models import TFSwiftFormerForImageClassification, TFSwiftFormerModel
+from swiftformer.keras.weights import _LAYOUTS, read_reference_h5
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = sorted((ROOT / "tests" / "fixtures").glob("tf_golden_*.safetensors"))
@@ -105,12 +102,16 @@ def test_core_import_does_not_import_tensorflow():
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
 
 
-def test_missing_tensorflow_is_one_clear_error():
+@pytest.mark.parametrize(
+    "module", ["swiftformer.keras", "swiftformer.keras.ops", "swiftformer.keras.weights", "swiftformer.modeling_tf"]
+)
+def test_missing_tensorflow_is_one_clear_error(module):
     code = (
-        "import sys\n"
+        "import sys, warnings\n"
+        "warnings.simplefilter('ignore', DeprecationWarning)\n"
         "sys.modules['tensorflow'] = None; sys.modules['keras'] = None\n"
         "try:\n"
-        "    import swiftformer.keras\n"
+        f"    import {module}\n"
         "except ImportError as err:\n"
         "    print(err)\n"
     )
@@ -518,6 +519,22 @@ def test_keras_native_saving(tmp_path: Path):
     fresh = TFSwiftFormerForImageClassification(keras_model.config)
     fresh.load_weights(tmp_path / "model.weights.h5")
     np.testing.assert_array_equal(np.asarray(fresh(x).logits), np.asarray(keras_model(x).logits))
+
+
+def test_module_split_keeps_names_and_variable_paths(monkeypatch):
+    """keras/ is split by role (ops, layers, weights, models); the old path and the Keras names stay."""
+    import swiftformer.keras.models as models
+
+    monkeypatch.delitem(sys.modules, "swiftformer.modeling_tf", raising=False)  # so the alias warns again
+    with pytest.warns(DeprecationWarning, match=r"swiftformer\.keras\.models"):
+        legacy = importlib.import_module("swiftformer.modeling_tf")
+    assert legacy is models
+    for name in ("TFSwiftFormerForImageClassification", "TFSwiftFormerModel", "TFSwiftFormerPreTrainedModel"):
+        assert name in models.__all__
+    assert models.read_reference_h5 is read_reference_h5 and callable(models.read_weights_file)
+    model = TFSwiftFormerModel(SwiftFormerConfig(**TINY), name="m")
+    assert isinstance(model.swiftformer, models.TFSwiftFormerMainLayer) and model.swiftformer.name == "swiftformer"
+    assert model.state_items()[0][0] == "patch_embed.patch_embedding.0.weight"
 
 
 def test_checkpoint_errors(tmp_path: Path):

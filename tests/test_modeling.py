@@ -35,7 +35,7 @@ def test_golden_fixtures_exist():
 def test_golden_fixture(path: Path):
     with safe_open(path, "pt") as f:
         config = json.loads(f.metadata()["config"])
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
     model = SwiftFormerForImageClassification(SwiftFormerConfig(**config)).eval()
     model.load_state_dict({k.removeprefix("weights."): v for k, v in tensors.items() if k.startswith("weights.")})
     with torch.no_grad():
@@ -318,6 +318,44 @@ def test_default_init_like_reference():
     assert torch.all(state["norm.weight"] == 1.0) and torch.all(state["norm.running_var"] == 1.0)
     w_g = torch.cat([v.flatten() for k, v in state.items() if k.endswith("attn.w_g")])
     assert w_g.std().item() == pytest.approx(1.0, rel=0.2)
+
+
+def test_init_weights_resets_every_own_parameter():
+    """init_weights reaches the layers' own parameters through their reset_parameters()."""
+    model = tiny_model()  # perturbed: layer scales ~0.5
+    model.init_weights()
+    state = model.state_dict()
+    assert all(torch.all(v == 1.0) for k, v in state.items() if k.endswith(".layer_scale"))
+    assert all(torch.all(v == 1e-5) for k, v in state.items() if k.endswith((".layer_scale_1", ".layer_scale_2")))
+    assert all(torch.all(v == 1.0) for k, v in state.items() if k.endswith("running_var"))
+
+
+def test_layer_scale_off_has_no_keys_and_equals_unit_scales():
+    """use_layer_scale=False: no layer_scale_1/2 parameters (transformers' keys), branches added unscaled,
+    i.e. the same outputs as layer scales of exactly 1."""
+    with_scale = tiny_model()
+    without = SwiftFormerForImageClassification(SwiftFormerConfig(**TINY, use_layer_scale=False)).eval()
+    block = without.swiftformer.encoder.network[0].blocks[-1]
+    assert block.layer_scale_1 is None and block.layer_scale_2 is None
+    scaled_keys = {k for k in with_scale.state_dict() if k.endswith((".layer_scale_1", ".layer_scale_2"))}
+    assert len(scaled_keys) == 2 * len(TINY["depths"])
+    assert set(without.state_dict()) == set(with_scale.state_dict()) - scaled_keys
+    without.load_state_dict({k: v for k, v in with_scale.state_dict().items() if k not in scaled_keys})
+    with torch.no_grad():
+        for name, param in with_scale.named_parameters():
+            if name in scaled_keys:
+                param.fill_(1.0)
+        x = torch.randn(2, 3, 32, 32)
+        assert torch.equal(with_scale(x).logits, without(x).logits)
+
+
+def test_pretrained_base_class_has_one_home():
+    import swiftformer
+    from swiftformer import modeling, modeling_utils
+
+    assert swiftformer.SwiftFormerPreTrainedModel is modeling.SwiftFormerPreTrainedModel
+    assert modeling.SwiftFormerPreTrainedModel is modeling_utils.SwiftFormerPreTrainedModel
+    assert modeling.require_floating_pixels is modeling_utils.require_floating_pixels
 
 
 def test_jit_trace():

@@ -10,6 +10,7 @@ of ``python -m swiftformer``; the others call the CLI or the Trainer in-process.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import os
 import socket
@@ -165,6 +166,7 @@ def run_process(args: list, env: dict[str, str] | None = None, timeout: float = 
         text=True,
         capture_output=True,
         timeout=timeout,
+        check=False,  # callers assert on the status and print the output
     )
 
 
@@ -281,7 +283,7 @@ def test_sampler_is_deterministic_per_seed_and_epoch():
     assert len(a) == 10
     first = epoch_batches(a, 0)
     assert first == epoch_batches(b, 0) == epoch_batches(a, 0)  # same (seed, epoch): same order, every time
-    assert all(len(batch) == 4 for batch in first) and sorted(sum(first, [])) == list(range(40))
+    assert all(len(batch) == 4 for batch in first) and sorted(itertools.chain.from_iterable(first)) == list(range(40))
     assert epoch_batches(a, 1) != first and epoch_batches(b, 1) == epoch_batches(a, 1)
     assert epoch_batches(ShardedBatchSampler(40, 4, seed=2), 0) != first
     plain = ShardedBatchSampler(8, 2, shuffle=False, world_size=2, rank=1)
@@ -300,7 +302,7 @@ def test_two_ranks_see_the_micro_batches_of_one_process_with_accumulation():
             assert not set(r0[step]) & set(r1[step])  # disjoint shards
             assert set(r0[step]) | set(r1[step]) == set(one[step])
             assert one[step] == r0[step] + r1[step]  # micro-batch 0 is rank 0's batch, micro-batch 1 rank 1's
-        used = sum(r0, []) + sum(r1, [])
+        used = [*itertools.chain.from_iterable(r0), *itertools.chain.from_iterable(r1)]
         assert len(used) == len(set(used)) == 48  # no image twice in an epoch; the remainder is dropped
 
 
@@ -308,7 +310,11 @@ def test_two_ranks_see_the_micro_batches_of_one_process_with_accumulation():
 def test_repeated_augmentation_puts_repeats_in_different_shards(shards: int):
     n, repeats = 48, 3
     per_rank = [
-        sum(epoch_batches(ShardedBatchSampler(n, 2, rank=r, world_size=shards, repeats=repeats, seed=0), 2), [])
+        list(
+            itertools.chain.from_iterable(
+                epoch_batches(ShardedBatchSampler(n, 2, rank=r, world_size=shards, repeats=repeats, seed=0), 2)
+            )
+        )
         for r in range(shards)
     ]
     for indices in per_rank:
@@ -669,11 +675,13 @@ def test_cli_errors_are_one_line_with_exit_code_2(data_dir: Path, tmp_path: Path
     code, _, err = run_cli(capsys, "train", "--resume", tmp_path / "never_trained")
     assert code == 2 and "cannot resume" in one_line_error(err) and "train_config.json" in err
 
-    # A run folder with its config but no checkpoint (e.g. killed during its first epoch).
+    # A run folder with its config and metrics but no checkpoint: finished epochs whose checkpoint is gone.
+    # (Without metrics.jsonl, i.e. killed during its first epoch, --resume starts it again from epoch 1.)
     started = tmp_path / "started"
     started.mkdir()
     config = resolve_config("paper", data_dir=str(data_dir), output=str(started), epochs=2, **FAST_SETTINGS)
     (started / "train_config.json").write_text(json.dumps(dataclasses.asdict(config)))
+    (started / "metrics.jsonl").write_text('{"epoch": 1}\n')
     code, _, err = run_cli(capsys, "train", "--resume", started)
     line = one_line_error(err)
     assert code == 2 and "cannot resume" in line and "checkpoint.pt does not exist" in line

@@ -181,9 +181,9 @@ def test_dataloader_skips_unreadable_files(tmp_path: Path, num_workers: int):
 
 
 def test_missing_data_dir(tmp_path: Path):
-    with pytest.raises(FileNotFoundError, match="data folder not found: .*nowhere"):
+    with pytest.raises(FileNotFoundError, match=r"data folder not found: .*nowhere"):
         open_dataset(tmp_path / "nowhere", None)
-    with pytest.raises(FileNotFoundError, match="data folder not found: .*nowhere"):
+    with pytest.raises(FileNotFoundError, match=r"data folder not found: .*nowhere"):
         open_dataset(tmp_path / "nowhere", "val")
 
 
@@ -206,7 +206,7 @@ def test_validation_folder_serves_val(tmp_path: Path):
 
 def test_split_asked_of_a_folder_that_is_a_split(tmp_path: Path):
     write_image(tmp_path / "a" / "x.png")
-    with pytest.raises(FileNotFoundError, match="has no 'train' split.*itself holds class folders.*split=None"):
+    with pytest.raises(FileNotFoundError, match=r"has no 'train' split.*itself holds class folders.*split=None"):
         open_dataset(tmp_path, "train")
 
 
@@ -229,7 +229,7 @@ def test_folder_without_class_folders(tmp_path: Path):
 
 def test_data_dir_is_a_file(tmp_path: Path):
     (tmp_path / "data.txt").write_text("")
-    with pytest.raises(NotADirectoryError, match="data.txt is a file"):
+    with pytest.raises(NotADirectoryError, match=r"data\.txt is a file"):
         open_dataset(tmp_path / "data.txt", "train")
 
 

@@ -38,7 +38,7 @@ _EXPORTS = {
 }
 
 # `from swiftformer import *` stays free of TensorFlow.
-__all__ = [*(name for name, module in _EXPORTS.items() if not module.startswith("keras")), "__version__"]
+__all__ = [name for name, module in _EXPORTS.items() if not module.startswith("keras")] + ["__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -50,7 +50,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(_EXPORTS) + ["__version__"]
+    return [*sorted(_EXPORTS), "__version__"]
 
 
 if TYPE_CHECKING:

@@ -4,29 +4,31 @@
     swiftformer bench --model xs --reference --json      # + transformers' model, ratios against it
     swiftformer bench --model l3 --modes fp32 bf16 --image-size 256 --batch-size 64
     swiftformer bench --model xs --modes fp32 onnxruntime openvino openvino-bf16   # exported runtimes
+    swiftformer bench --model xs --modes auto                     # what optimize_for_inference() picks here
 
 Each mode runs in a fresh subprocess (so peak memory, compile caches and allocator state are its own)
 on the same weights and inputs: batch-1 latency (median and p90 over ``--iterations`` calls after
 ``--warmup``), batch-N throughput (median), peak resident memory, the first call's time (which holds
 compilation; for the runtime modes the export happens before, untimed), and agreement with the eager model (max |Δlogit| / max |logit|, top-1 agreement).
+Every row also says what ran (``precision``, ``backend``: what the module reports, e.g. OpenVINO's actual
+precision) and the malloc setting; the report names the CPU (:func:`swiftformer.hardware.describe_hardware`).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import resource
-import shutil
 import statistics
-import tempfile
 import time
 from typing import Any
 
-MODES = ("reference", "eager", "fused", "fp32", "bf16", "int8", "onnxruntime", "openvino", "openvino-bf16")
+MODES = ("reference", "eager", "fused", "fp32", "bf16", "int8", "onnxruntime", "openvino", "openvino-bf16", "auto")
 # Everything but the reference; modes whose package is missing are left out.
-DEFAULT_MODES = ("eager", "fused", "fp32", "bf16", "int8", "onnxruntime", "openvino", "openvino-bf16")
-# onnxruntime times the `swiftformer export` ONNX file; openvino / openvino-bf16 are
-# optimize_for_inference(backend="openvino"), the same OpenVINO model as `swiftformer export --format openvino`.
+DEFAULT_MODES = ("eager", "fused", "fp32", "bf16", "int8", "onnxruntime", "openvino", "openvino-bf16", "auto")
+# fp32 / bf16 / int8 are optimize_for_inference(backend="inductor"); onnxruntime, openvino and openvino-bf16 are
+# optimize_for_inference(backend=...): the graphs `swiftformer export --format onnx / openvino` write, run with
+# torch's thread count; auto is optimize_for_inference() with its defaults (precision and backend "auto": its
+# batch-1 latency and batch-N throughput may come from different backends, named in the row).
 
 
 def available(mode: str) -> bool:
@@ -43,21 +45,7 @@ def available(mode: str) -> bool:
     return need is None or importlib.util.find_spec(need) is not None
 
 
-def _onnxruntime(model: Any, folder: str):
-    """Export ``model`` to ONNX in ``folder`` (:func:`swiftformer.export.export`) and return a
-    ``pixel_values -> logits`` callable running it in onnxruntime (dynamic batch and size)."""
-    import onnxruntime as ort
-    import torch
-
-    from .export.pytorch import export
-
-    path = os.path.join(folder, "model.onnx")
-    export(model, path, "onnx", latency_runs=0)
-    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    return lambda x: torch.from_numpy(session.run(["logits"], {"pixel_values": x.numpy()})[0])
-
-
-def _build(mode: str, model: Any, calibration: Any, folder: str):
+def _build(mode: str, model: Any, calibration: Any):
     from .inference import fuse, optimize_for_inference
 
     if mode == "reference":
@@ -81,13 +69,17 @@ def _build(mode: str, model: Any, calibration: Any, folder: str):
         return lambda x: model(x).logits
     if mode == "fused":
         return fuse(model)
+    if mode == "auto":
+        return optimize_for_inference(model)
     if mode == "onnxruntime":
-        return _onnxruntime(model, folder)
+        return optimize_for_inference(model, precision="fp32", backend="onnxruntime")
     if mode in ("openvino", "openvino-bf16"):
         return optimize_for_inference(
             model, precision="bf16" if mode == "openvino-bf16" else "fp32", backend="openvino"
         )
-    return optimize_for_inference(model, precision=mode, calibration=calibration if mode == "int8" else None)
+    return optimize_for_inference(
+        model, precision=mode, backend="inductor", calibration=calibration if mode == "int8" else None
+    )
 
 
 def measure_mode(args: argparse.Namespace) -> dict[str, Any]:
@@ -105,15 +97,11 @@ def measure_mode(args: argparse.Namespace) -> dict[str, Any]:
     gen = torch.Generator().manual_seed(1)
     x1 = torch.randn(1, 3, size, size, generator=gen)
     xn = torch.randn(args.batch_size, 3, size, size, generator=gen)
-    folder = tempfile.mkdtemp(prefix="swiftformer-bench-")
     with torch.inference_mode():
         expected = model(xn).logits
         calibration = torch.randn(32, 3, size, size, generator=gen)
-    try:
-        run = _build(args.worker, model, calibration, folder)
-        return _measure(args, run, x1, xn, expected, tuned)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    run = _build(args.worker, model, calibration)
+    return _measure(args, run, x1, xn, expected, tuned)
 
 
 def _measure(args: argparse.Namespace, run: Any, x1: Any, xn: Any, expected: Any, tuned: bool) -> dict[str, Any]:
@@ -130,6 +118,12 @@ def _measure(args: argparse.Namespace, run: Any, x1: Any, xn: Any, expected: Any
         out = run(xn).float()  # also the first batch-N call (compiles that shape)
         thr = time_calls(lambda: run(xn), max(3, args.iterations // 10), warmup=max(1, args.warmup // 4))
     diff = ((out - expected).abs().max() / expected.abs().max()).item()
+    ran = {"precision": getattr(run, "precision", "fp32"), "backend": getattr(run, "backend", args.worker)}
+    if hasattr(run, "backend_for"):  # backend="auto": which backend each figure came from
+        ran["backend_batch_1"] = run.backend_for(1, tuple(x1.shape[2:]))
+        ran["backend_batch_n"] = run.backend_for(xn.shape[0], tuple(xn.shape[2:]))
+    if hasattr(run, "reason"):
+        ran["reason"] = run.reason
     return {
         "mode": args.worker,
         "image_size": x1.shape[-1],
@@ -143,4 +137,5 @@ def _measure(args: argparse.Namespace, run: Any, x1: Any, xn: Any, expected: Any
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "max_rel_diff": diff,
         "top1_agreement": (out.argmax(-1) == expected.argmax(-1)).float().mean().item(),
+        **ran,
     }

@@ -58,6 +58,21 @@ ATTENTION_VARIANTS = ("softmax", "l2")
 
 PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
 
+# What a config.json may ask for. A config file is input like any other: one from an untrusted folder
+# must not make `info` overflow or a model allocate terabytes. Each limit is far above the published
+# variants (at most 4 stages, depth 12, width 512, 1000 labels at 224x224, about 30 M parameters).
+LIMITS: dict[str, int] = {
+    "image_size": 8192,  # per side
+    "num_channels": 1024,
+    "stages": 16,  # len(depths)
+    "depth": 256,  # blocks per stage
+    "embed_dim": 8192,  # channels per stage
+    "mlp_ratio": 32,
+    "kernel": 64,  # down_patch_size, down_stride, down_pad
+    "num_labels": 100_000,
+    "parameters": 2_000_000_000,  # estimated from the fields above (8 GB of float32 weights)
+}
+
 # Keys that transformers writes into every config.json; they carry no architecture information.
 _TRANSFORMERS_BOOKKEEPING = {
     "architectures",
@@ -128,6 +143,33 @@ _TRANSFORMERS_BOOKKEEPING = {
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _index(value: Any) -> int:
+    """A label index from JSON: an int, or a string of one ("3"); not a bool or a float."""
+    if _is_int(value):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    raise ValueError("keys must be integer indices")
+
+
+def _name(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise ValueError("values must be label names (strings)")
+
+
+def _listed(value: Any) -> Any:
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
+def _kind(value: Any) -> str:
+    """``"a str ('abc')"``: a value's type and a short repr, for error messages."""
+    text = repr(value)
+    return f"{type(value).__name__} ({text[:40] + '...' if len(text) > 40 else text})"
 
 
 class SwiftFormerConfig:
@@ -203,16 +245,17 @@ class SwiftFormerConfig:
         backbone_norm: bool = False,
         **unknown: Any,
     ) -> None:
-        self.image_size = list(image_size) if isinstance(image_size, Sequence) else image_size
+        # Lists and tuples become lists; anything else is kept as given, for validate() to name it.
+        self.image_size = _listed(image_size)
         self.num_channels = num_channels
-        self.depths = list(depths)
-        self.embed_dims = list(embed_dims)
+        self.depths = _listed(depths)
+        self.embed_dims = _listed(embed_dims)
         self.mlp_ratio = mlp_ratio
-        self.downsamples = list(downsamples)
+        self.downsamples = _listed(downsamples)
         self.hidden_act = hidden_act
-        self.down_patch_size = list(down_patch_size) if isinstance(down_patch_size, Sequence) else down_patch_size
-        self.down_stride = list(down_stride) if isinstance(down_stride, Sequence) else down_stride
-        self.down_pad = list(down_pad) if isinstance(down_pad, Sequence) else down_pad
+        self.down_patch_size = _listed(down_patch_size)
+        self.down_stride = _listed(down_stride)
+        self.down_pad = _listed(down_pad)
         self.drop_path_rate = drop_path_rate
         self.drop_mlp_rate = drop_mlp_rate
         self.drop_conv_encoder_rate = drop_conv_encoder_rate
@@ -239,26 +282,54 @@ class SwiftFormerConfig:
     def _set_labels(
         self, num_labels: int | None, id2label: dict[Any, str] | None, label2id: dict[str, Any] | None
     ) -> None:
+        limit = LIMITS["num_labels"]
+        if num_labels is not None and (not _is_int(num_labels) or not 0 <= num_labels <= limit):
+            raise ValueError(
+                f"SwiftFormerConfig.num_labels must be an integer in [0, {limit}], got {_kind(num_labels)}"
+            )
+        if label2id is not None:
+            if not isinstance(label2id, dict):
+                raise ValueError(f"SwiftFormerConfig.label2id must be a dict of name -> index, got {_kind(label2id)}")
+            try:
+                label2id = {str(k): _index(v) for k, v in label2id.items()}
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"SwiftFormerConfig.label2id values must be integer indices, got {list(label2id.values())[:5]}"
+                ) from None
+            if id2label is None and num_labels in (None, len(label2id)) and label2id:
+                # label2id alone: it names the outputs (transformers would keep LABEL_i beside it).
+                id2label = {i: name for name, i in label2id.items()}
         if id2label is not None:
             if not isinstance(id2label, dict):
-                raise ValueError(f"id2label must be a dict of index -> name, got {type(id2label).__name__}")
+                raise ValueError(f"SwiftFormerConfig.id2label must be a dict of index -> name, got {_kind(id2label)}")
             try:
-                id2label = {int(k): str(v) for k, v in id2label.items()}
-            except (TypeError, ValueError):
-                raise ValueError(f"id2label keys must be integers, got {list(id2label)[:5]}") from None
+                id2label = {_index(k): _name(v) for k, v in id2label.items()}
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"SwiftFormerConfig.id2label {err}: got {list(id2label.items())[:5]}") from None
             if sorted(id2label) != list(range(len(id2label))):
                 raise ValueError(f"id2label keys must be 0..{len(id2label) - 1}, got {sorted(id2label)[:10]}")
+            if len(id2label) > limit:
+                raise ValueError(f"SwiftFormerConfig.id2label has {len(id2label)} labels, over the limit of {limit}")
             if num_labels is not None and num_labels != len(id2label):
                 raise ValueError(f"num_labels={num_labels} disagrees with id2label, which has {len(id2label)} entries")
         else:
             num_labels = 2 if num_labels is None else num_labels
-            if not _is_int(num_labels) or num_labels < 0:
-                raise ValueError(f"num_labels must be a non-negative integer, got {num_labels!r}")
             id2label = {i: f"LABEL_{i}" for i in range(num_labels)}
-        self.id2label: dict[int, str] = id2label
         if label2id is None:
             label2id = {name: i for i, name in id2label.items()}
-        self.label2id: dict[str, int] = {str(k): int(v) for k, v in label2id.items()}
+        # label2id must be id2label read backwards. A name that id2label repeats (ImageNet has two
+        # "crane") appears once in label2id, at any of its indices.
+        for name, index in label2id.items():
+            if id2label.get(index) != name:
+                found = f"id2label[{index}] = {id2label[index]!r}" if index in id2label else f"id2label has no {index}"
+                raise ValueError(
+                    f"SwiftFormerConfig.label2id disagrees with id2label: label2id[{name!r}] = {index} but {found}"
+                )
+        missing = [name for name in id2label.values() if name not in label2id]
+        if missing:
+            raise ValueError(f"SwiftFormerConfig.label2id disagrees with id2label: it lacks {missing[:5]}")
+        self.id2label: dict[int, str] = id2label
+        self.label2id: dict[str, int] = label2id
 
     @property
     def num_labels(self) -> int:
@@ -376,36 +447,63 @@ class SwiftFormerConfig:
         def fail(field: str, why: str) -> None:
             raise ValueError(f"SwiftFormerConfig.{field}={getattr(self, field)!r} is invalid: {why}")
 
-        def positive_ints(field: str, value: Any, length: int | None = None, minimum: int = 1) -> None:
-            items = value if isinstance(value, list) else [value]
-            if not items or not all(_is_int(v) and v >= minimum for v in items):
-                fail(field, f"expected {'integers' if isinstance(value, list) else 'an integer'} >= {minimum}")
-            if isinstance(value, list) and length is not None and len(value) != length:
-                fail(field, f"expected {length} values, got {len(value)}")
+        def ints(field: str, value: Any, *, length: int | None = None, minimum: int = 1, maximum: int) -> None:
+            """An integer in [minimum, maximum], or (when ``length``) a list of them; a ``length`` of 2 also
+            accepts a single integer (a square / the same for height and width)."""
+            rule = f"integers in [{minimum}, {maximum}]"
+            if isinstance(value, list):
+                if length is None and not value:
+                    fail(field, f"expected a non-empty list of {rule}")
+                if length is not None and len(value) != length:
+                    fail(field, f"expected {length} values, got {len(value)}")
+                items = value
+            elif length == 2 and _is_int(value):
+                items = [value]
+            else:
+                expected = f"a list of {rule}" if length != 2 else f"an integer or a pair of {rule}"
+                fail(field, f"expected {expected}, got {_kind(value)}")
+            for v in items:
+                if not _is_int(v):
+                    fail(field, f"expected {rule}, got {_kind(v)}")
+                if not minimum <= v <= maximum:
+                    fail(field, f"{v} is over the limit of {maximum}" if v > maximum else f"expected {rule}")
 
-        positive_ints("image_size", self.image_size, 2)
-        positive_ints("num_channels", self.num_channels)
-        positive_ints("depths", self.depths)
-        if not isinstance(self.depths, list):
-            fail("depths", "expected a list")
-        if isinstance(self.embed_dims, list) and len(self.embed_dims) != len(self.depths):
+        ints("image_size", self.image_size, length=2, maximum=LIMITS["image_size"])
+        if not _is_int(self.num_channels):
+            fail("num_channels", f"expected an integer, got {_kind(self.num_channels)}")
+        ints("num_channels", [self.num_channels], length=1, maximum=LIMITS["num_channels"])
+        ints("depths", self.depths, maximum=LIMITS["depth"])
+        if len(self.depths) > LIMITS["stages"]:
+            fail("depths", f"{len(self.depths)} stages is over the limit of {LIMITS['stages']}")
+        ints("embed_dims", self.embed_dims, maximum=LIMITS["embed_dim"])
+        if len(self.embed_dims) != len(self.depths):
             fail("embed_dims", f"expected one width per stage: depths={self.depths} has {len(self.depths)} stages")
-        positive_ints("embed_dims", self.embed_dims, len(self.depths))
         if self.embed_dims[0] < 2:
             fail("embed_dims", "the stem's first conv has embed_dims[0] // 2 channels, so embed_dims[0] must be >= 2")
+        if not isinstance(self.downsamples, list):
+            fail("downsamples", f"expected a list of booleans, got {_kind(self.downsamples)}")
         if not all(isinstance(v, bool) for v in self.downsamples):
             fail("downsamples", "expected a list of booleans")
         if len(self.downsamples) not in (len(self.depths), len(self.depths) - 1):
             fail("downsamples", f"expected {len(self.depths)} values (one per stage), got {len(self.downsamples)}")
         if isinstance(self.mlp_ratio, bool) or not isinstance(self.mlp_ratio, (int, float)):
-            fail("mlp_ratio", "expected a number")
+            fail("mlp_ratio", f"expected a number, got {_kind(self.mlp_ratio)}")
         if not math.isfinite(self.mlp_ratio) or int(self.mlp_ratio * min(self.embed_dims)) < 1:
             fail("mlp_ratio", "must be finite and give MLPs at least one hidden channel")
-        if self.hidden_act not in HIDDEN_ACTS:
+        if self.mlp_ratio > LIMITS["mlp_ratio"]:
+            fail("mlp_ratio", f"over the limit of {LIMITS['mlp_ratio']}")
+        if not isinstance(self.hidden_act, str) or self.hidden_act not in HIDDEN_ACTS:
             fail("hidden_act", f"expected one of {', '.join(HIDDEN_ACTS)}")
-        positive_ints("down_patch_size", self.down_patch_size, 2)
-        positive_ints("down_stride", self.down_stride, 2)
-        positive_ints("down_pad", self.down_pad, 2, minimum=0)
+        ints("down_patch_size", self.down_patch_size, length=2, maximum=LIMITS["kernel"])
+        ints("down_stride", self.down_stride, length=2, maximum=LIMITS["kernel"])
+        ints("down_pad", self.down_pad, length=2, minimum=0, maximum=LIMITS["kernel"])
+        parameters = self.estimated_parameters()
+        if parameters > LIMITS["parameters"]:
+            raise ValueError(
+                f"SwiftFormerConfig describes a model of about {parameters:.2g} parameters (depths={self.depths}, "
+                f"embed_dims={self.embed_dims}, mlp_ratio={self.mlp_ratio}, num_labels={self.num_labels}), over the "
+                f"limit of {LIMITS['parameters']:.2g}"
+            )
         for field in ("drop_path_rate", "drop_mlp_rate", "drop_conv_encoder_rate"):
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
@@ -418,9 +516,11 @@ class SwiftFormerConfig:
         value = self.batch_norm_eps
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
             fail("batch_norm_eps", "expected a positive number")
-        if self.attention_variant not in ATTENTION_VARIANTS:
+        if not isinstance(self.attention_variant, str) or self.attention_variant not in ATTENTION_VARIANTS:
             fail("attention_variant", f"expected one of {', '.join(ATTENTION_VARIANTS)}")
-        if self.problem_type is not None and self.problem_type not in PROBLEM_TYPES:
+        if self.problem_type is not None and (
+            not isinstance(self.problem_type, str) or self.problem_type not in PROBLEM_TYPES
+        ):
             fail("problem_type", f"expected None or one of {', '.join(PROBLEM_TYPES)}")
         if self.problem_type == "single_label_classification" and self.num_labels == 1:
             fail("problem_type", "single-label classification needs num_labels > 1 (use 'regression' for one output)")
@@ -428,6 +528,15 @@ class SwiftFormerConfig:
             if not isinstance(getattr(self, field), bool):
                 fail(field, "expected a boolean")
         self._set_out_features(self._out_features, self._out_indices)  # checks, and derives the missing one
+
+    def estimated_parameters(self) -> int:
+        """A close estimate of the classifier's parameter count from the fields (for the size limit):
+        per block about ``(2 * mlp_ratio + 4) * width**2``, the downsampling convolutions, two heads."""
+        ratio = float(self.mlp_ratio)
+        blocks = sum(n * (2 * ratio + 4) * d * d for n, d in zip(self.depths, self.embed_dims))
+        kernel = self.down_patch_size if _is_int(self.down_patch_size) else max(self.down_patch_size)
+        downs = sum(kernel * kernel * a * b for a, b in zip(self.embed_dims, self.embed_dims[1:]))
+        return int(blocks + downs + 2 * (self.num_labels + 1) * self.embed_dims[-1])
 
     # ------------------------------------------------------------ constructors
     @classmethod
@@ -457,11 +566,15 @@ class SwiftFormerConfig:
         model_type = data.pop("model_type", cls.model_type)
         if model_type != cls.model_type:
             raise CheckpointError(f"This config is for model_type {model_type!r}, not {cls.model_type!r}.")
-        if "num_labels" in overrides and "id2label" not in overrides:
-            # A new number of classes replaces the stored labels (fine-tuning to new classes).
-            if data.get("id2label") is not None and len(data["id2label"]) != overrides["num_labels"]:
-                data.pop("id2label")
-                data.pop("label2id", None)
+        # A new number of classes replaces the stored labels (fine-tuning to new classes).
+        if (
+            "num_labels" in overrides
+            and "id2label" not in overrides
+            and data.get("id2label") is not None
+            and len(data["id2label"]) != overrides["num_labels"]
+        ):
+            data.pop("id2label")
+            data.pop("label2id", None)
         if "id2label" in overrides and "label2id" not in overrides:
             data.pop("label2id", None)  # the stored label2id names the old labels; rebuild it from id2label
         if "use_return_dict" in data and "return_dict" not in data:
@@ -521,6 +634,8 @@ class SwiftFormerConfig:
         path = Path(save_directory) / CONFIG_NAME
         write_json(path, self.to_dict())
         return path
+
+    __hash__ = None  # mutable and compared by value: not hashable (what defining __eq__ implies anyway)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, SwiftFormerConfig) and self.to_dict() == other.to_dict()

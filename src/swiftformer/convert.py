@@ -21,6 +21,7 @@ from .errors import CheckpointError
 from .image_processing import SwiftFormerImageProcessor
 from .io.architecture import BASE_PREFIX, describe_architecture, imagenet_labels, infer_config, variant_of
 from .io.checkpoints import unwrap_checkpoint
+from .io.files import check_target, staging
 from .io.foreign import (
     DEFAULT_ATTENTION_VARIANTS,
     FORMAT_NAMES,
@@ -141,7 +142,9 @@ def convert_state_dict(
         if filled:
             notes.append(f"{len(filled)} conv-block layer scales absent from the source were set to 1")
 
-    optional = lambda key: key.endswith("num_batches_tracked")
+    def optional(key: str) -> bool:  # BatchNorm step counters: unused in eval, absent from some sources
+        return key.endswith("num_batches_tracked")
+
     unexpected = unmapped + [sources[k] for k in renamed if k not in expected and not optional(k)]
     missing = [k for k in expected if renamed.get(k) is None and not optional(k)]
     mismatched = [
@@ -171,6 +174,7 @@ def convert_checkpoint(
     *,
     ema: bool = False,
     safe_serialization: bool = True,
+    overwrite: bool = False,
 ) -> ConversionResult:
     """Convert a checkpoint of the original repository, timm or transformers into a model folder.
 
@@ -178,7 +182,8 @@ def convert_checkpoint(
         src: A ``.pth``/``.pt``/``.bin``/``.ckpt`` or ``.safetensors`` file (a bare state dict or a
             training checkpoint with a ``model``/``state_dict``/... entry), a folder, or a hub id.
         output_dir: Folder to write ``config.json``, ``model.safetensors`` and
-            ``preprocessor_config.json`` into (created if needed; each file is written atomically).
+            ``preprocessor_config.json`` into; it must not exist or be empty, unless ``overwrite``. The
+            folder is written beside it and moved into place complete.
         attention_variant: ``"softmax"`` or ``"l2"``. Default: ``"l2"`` for original-repository
             checkpoints (the current release; pass ``"softmax"`` for first-release files of March 2023)
             and timm; a native folder's ``config.json`` value, else ``"softmax"``.
@@ -186,6 +191,8 @@ def convert_checkpoint(
             read from the shapes).
         ema: Take the EMA weights (``model_ema`` / ``state_dict_ema``) of a training checkpoint.
         safe_serialization: Write ``model.safetensors`` (default) or ``pytorch_model.bin``.
+        overwrite: Replace what ``output_dir`` holds (atomically: the old folder goes only once the new
+            one is complete).
 
     Returns:
         A :class:`ConversionResult` (``output_dir``, detected format, variant, config, notes).
@@ -194,7 +201,14 @@ def convert_checkpoint(
         CheckpointError: unknown or partial state dicts (listing the keys that did not map and the
             missing ones), corrupt files, or an architecture other than ``variant``.
         FileNotFoundError / OSError: ``src`` cannot be found or read.
+        FileExistsError: ``output_dir`` holds something and ``overwrite`` is false (nothing is read or written).
     """
+    check_target(
+        output_dir,
+        "output folder",
+        overwrite,
+        hint="pass --overwrite (overwrite=True) to replace it, or choose another --to folder",
+    )
     state_dict, folder = load_checkpoint(src, ema=ema)
     fmt = detect_format(state_dict)
     folder_config, processor, notes = None, None, []
@@ -215,8 +229,9 @@ def convert_checkpoint(
         model = model_class(config)
     our_state_dict = {k: v.float() if v.is_floating_point() else v for k, v in our_state_dict.items()}
     model.load_state_dict(our_state_dict, strict=True, assign=True)
-    model.save_pretrained(output_dir, safe_serialization=safe_serialization)
-    processor.save_pretrained(output_dir)
+    with staging(output_dir) as staged:  # complete before it replaces anything
+        model.save_pretrained(staged, safe_serialization=safe_serialization)
+        processor.save_pretrained(staged)
     return ConversionResult(
         output_dir=Path(output_dir),
         source=os.fspath(src),

@@ -36,9 +36,11 @@ the output of ``img``. (transformers would truncate the [0, 1] case and rescale 
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
+import stat
 import sys
 import warnings
 from pathlib import Path
@@ -47,6 +49,7 @@ from typing import Any, Union
 import numpy as np
 from PIL import Image, ImageOps
 
+from .errors import CheckpointError
 from .io.files import read_json, write_json
 from .io.hub import PREPROCESSOR_NAME, resolve_file
 
@@ -58,6 +61,21 @@ IMAGENET_DEFAULT_STD = (0.229, 0.224, 0.225)
 
 # PIL's resampling filters under the names configs may use; the values are PIL's own integer codes.
 RESAMPLE_NAMES = {"nearest": 0, "lanczos": 1, "bilinear": 2, "bicubic": 3, "box": 4, "hamming": 5}
+
+# The largest height, width or shortest edge a preprocessor config may ask for (a hostile
+# preprocessor_config.json asking for 60000x60000 would otherwise allocate >10 GB per image); a
+# shortest-edge resize of a panorama may give at most MAX_IMAGE_SIDE**2 pixels.
+MAX_IMAGE_SIDE = 8192
+
+# The command line's override of PIL's decompression-bomb limit (pixels per image; 0: no limit).
+if os.environ.get("SWIFTFORMER_MAX_IMAGE_PIXELS"):
+    try:
+        _limit = int(os.environ["SWIFTFORMER_MAX_IMAGE_PIXELS"])
+    except ValueError:
+        raise ValueError(
+            f"SWIFTFORMER_MAX_IMAGE_PIXELS={os.environ['SWIFTFORMER_MAX_IMAGE_PIXELS']!r} is not a whole number"
+        ) from None
+    Image.MAX_IMAGE_PIXELS = _limit if _limit > 0 else None
 
 # From this shortest edge on, transformers' ConvNeXt processor warps to a square instead of cropping.
 CONVNEXT_WARP_FROM = 384
@@ -125,16 +143,91 @@ def load_image(path: str | os.PathLike) -> Image.Image:
     """Read an image file as an RGB PIL image, like the ``load_image`` transformers uses for paths.
 
     The EXIF orientation is applied (a photo taken upright comes out upright); alpha is dropped.
+    Only regular files are opened: a named pipe, a device or a folder is refused at once (checked with
+    ``os.stat``, so nothing blocks). An image of more than ``PIL.Image.MAX_IMAGE_PIXELS`` pixels (about
+    89 million; a decompression bomb) is refused with one line instead of PIL's warning; the
+    command line raises that limit with the environment variable ``SWIFTFORMER_MAX_IMAGE_PIXELS``.
     Raises FileNotFoundError or OSError: "cannot read image '<path>': <reason>".
     """
     name = os.fspath(path)
     try:
-        with Image.open(name) as image:
-            return _pil_to_rgb(ImageOps.exif_transpose(image))
+        info = os.stat(name)
     except FileNotFoundError:
         raise FileNotFoundError(f"cannot read image {name!r}: no such file") from None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+    except OSError as err:
+        raise OSError(f"cannot read image {name!r}: {err.strerror or err}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise OSError(f"cannot read image {name!r}: not a regular file ({_file_kind(info.st_mode)})")
+    with open(name, "rb") as handle:
+        return _decode_image(handle, name)
+
+
+def load_image_bytes(data: bytes, name: str = "<bytes>") -> Image.Image:
+    """Decode an encoded image (PNG, JPEG, ... bytes) as :func:`load_image` decodes a file, with the same
+    pixel limit; ``name`` is what error messages call it."""
+    return _decode_image(io.BytesIO(data), name)
+
+
+def _file_kind(mode: int) -> str:
+    for test, kind in (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a named pipe"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return kind
+    return "not a file"
+
+
+def _decode_image(handle: Any, name: str) -> Image.Image:
+    """Decode an open binary file as an RGB PIL image, fully (PIL is lazy: broken files fail here)."""
+    try:
+        with warnings.catch_warnings():  # PIL's two-line warning becomes our one-line error
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(handle) as image:
+                rgb = _pil_to_rgb(ImageOps.exif_transpose(image))
+                rgb.load()
+                return rgb
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as err:
+        raise OSError(
+            f"cannot read image {name!r}: refused as a possible decompression bomb ({err}); raise the limit "
+            "with SWIFTFORMER_MAX_IMAGE_PIXELS=N (command line) or PIL.Image.MAX_IMAGE_PIXELS"
+        ) from None
+    except (OSError, ValueError, SyntaxError) as err:
         raise OSError(f"cannot read image {name!r}: {err}") from err
+
+
+def check_finite_pixels(pixel_values: Any, *, allow_nonfinite: bool = False, what: str = "pixel_values") -> None:
+    """Raise ``ValueError`` when floating-point ``pixel_values`` (a numpy array or torch tensor) hold NaN
+    or infinite values: the model would return NaN logits without a word. ``allow_nonfinite`` lets
+    them through. Integer inputs pass (they cannot hold either). Costs one pass over the input."""
+    if allow_nonfinite:
+        return
+    array = pixel_values if isinstance(pixel_values, np.ndarray) else None
+    if array is not None:
+        if array.dtype.kind != "f":
+            return
+        bad = ~np.isfinite(array)
+        if bad.any():
+            nan = int(np.isnan(array).sum())
+            raise ValueError(_nonfinite_message(what, nan, int(bad.sum()) - nan, array.size))
+        return
+    torch = sys.modules.get("torch")
+    if torch is None or not isinstance(pixel_values, torch.Tensor) or not pixel_values.is_floating_point():
+        return
+    if not bool(torch.isfinite(pixel_values).all()):
+        nan = int(torch.isnan(pixel_values).sum())
+        total = int((~torch.isfinite(pixel_values)).sum())
+        raise ValueError(_nonfinite_message(what, nan, total - nan, pixel_values.numel()))
+
+
+def _nonfinite_message(what: str, nan: int, inf: int, size: int) -> str:
+    return (
+        f"{what} hold {nan} NaN and {inf} infinite value(s) out of {size}: the model would return NaN "
+        "logits; fix the input (or pass allow_nonfinite=True to let them through)"
+    )
 
 
 def _tensor_to_numpy(obj: Any) -> np.ndarray | None:
@@ -227,6 +320,11 @@ def _shortest_edge_size(image: Image.Image, edge: int) -> tuple[int, int]:
     width, height = image.size
     short, long = (width, height) if width <= height else (height, width)
     new_long = int(edge * long / short)
+    if new_long * edge > MAX_IMAGE_SIDE**2:
+        raise ValueError(
+            f"an image of {width}x{height} resized to a shortest edge of {edge} would be {edge}x{new_long}, "
+            f"over the limit of {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE} pixels"
+        )
     return (new_long, edge) if width <= height else (edge, new_long)
 
 
@@ -267,6 +365,8 @@ def _check_size(name: str, value: Any, int_means_shortest_edge: bool, allow_shor
     for key, number in value.items():
         if isinstance(number, bool) or not isinstance(number, (int, np.integer)) or number <= 0:
             raise ValueError(f"{name}[{key!r}] must be a positive integer, got {number!r}")
+        if number > MAX_IMAGE_SIDE:
+            raise ValueError(f"{name}[{key!r}]={number} is over the limit of {MAX_IMAGE_SIDE} pixels")
     return {key: int(number) for key, number in value.items()}
 
 
@@ -339,6 +439,12 @@ class SwiftFormerImageProcessor:
         self.size = _check_size("size", size, int_means_shortest_edge=self.crop_pct is not None)
         if self.crop_pct is not None and "shortest_edge" not in self.size:
             raise ValueError(f"crop_pct needs size={{'shortest_edge': s}} (ConvNeXt style), got size={self.size}")
+        edge = self.size.get("shortest_edge", 0)
+        if self.crop_pct is not None and edge < CONVNEXT_WARP_FROM and int(edge / self.crop_pct) > MAX_IMAGE_SIDE:
+            raise ValueError(
+                f"crop_pct={crop_pct!r} would resize the shortest edge to {int(edge / self.crop_pct)} pixels, "
+                f"over the limit of {MAX_IMAGE_SIDE}"
+            )
         self.resample = _check_resample(resample)
         self.do_center_crop = _check_bool("do_center_crop", do_center_crop)
         self.crop_size = None if crop_size is None else _check_size("crop_size", crop_size, False, False)
@@ -426,6 +532,8 @@ class SwiftFormerImageProcessor:
     def __repr__(self) -> str:
         return f"{type(self).__name__} {self.to_json_string()}"
 
+    __hash__ = None  # mutable and compared by value: not hashable (what defining __eq__ implies anyway)
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, SwiftFormerImageProcessor) and self.to_dict() == other.to_dict()
 
@@ -477,7 +585,12 @@ class SwiftFormerImageProcessor:
             local_files_only=local_files_only,
             token=token,
         )
-        return cls.from_dict(read_json(path))
+        try:
+            return cls.from_dict(read_json(path))
+        except (TypeError, ValueError) as err:
+            if isinstance(err, CheckpointError):
+                raise
+            raise CheckpointError(f"{path}: {err}") from None
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
         """Write ``preprocessor_config.json`` into ``save_directory`` (created if needed), atomically."""

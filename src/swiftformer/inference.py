@@ -16,12 +16,21 @@ computing the same function with fewer, larger operations:
 
 All of this is exact in real arithmetic; in float32 the logits stay within about 1e-6 relative of the
 eager model (the tests require 1e-5). On top of it: ``torch.compile`` with inductor and weight
-freezing, bf16 weights for AMX, or int8 through torchao's PT2E X86 quantizer with calibration images.
+freezing, bf16 weights for AMX, or int8 through torchao's PT2E X86 quantizer with calibration images;
+or the fused model exported in memory and run by ONNX Runtime or OpenVINO. By default (``"auto"``) the
+precision is the fastest one this CPU computes natively and the backend is chosen per batch size
+(:mod:`swiftformer.hardware` holds the policy; this module runs it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
+import logging
+import time
+import warnings
+from dataclasses import astuple
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,6 +39,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from .configuration import SwiftFormerConfig, variant_key
+from .hardware import (
+    BACKENDS,
+    PRECISIONS,
+    SMALL_BATCH_MAX,
+    PrecisionChoice,
+    PrecisionNotHonouredWarning,
+    SlowPrecisionWarning,
+    resolve_backend,
+    resolve_precision,
+)
 from .modeling import (
     SwiftFormerConvEncoder,
     SwiftFormerEmbeddings,
@@ -39,8 +58,17 @@ from .modeling import (
     require_floating_pixels,
 )
 
-PRECISIONS = ("fp32", "bf16", "int8")
-BACKENDS = ("inductor", "openvino")
+logger = logging.getLogger(__name__)
+
+# PRECISIONS ("auto", "fp32", "bf16", "int8") and BACKENDS ("auto", "inductor", "openvino", "onnxruntime") come
+# from swiftformer.hardware, with the policy behind "auto".
+# What each backend can compute; "auto" falls back to fp32 on the others, an explicit request is an error.
+BACKEND_PRECISIONS = {
+    "inductor": ("fp32", "bf16", "int8"),
+    "openvino": ("fp32", "bf16"),
+    "onnxruntime": ("fp32",),
+}
+ONNX_OPSET = 20  # the first opset with a native Gelu (onnxruntime runs it as one kernel)
 MAX_DIM = 4096  # the largest batch, height and width of the exported (dynamic) graphs
 # micro_batch="auto": the fastest first-stage micro-batch measured here at batch 32 (docs/performance.md)
 AUTO_MICRO_BATCH = {"fp32": 4, "bf16": 8, "int8": 4}
@@ -208,23 +236,33 @@ def fuse(model: SwiftFormerForImageClassification) -> FusedSwiftFormer:
 
 def optimize_for_inference(
     model: SwiftFormerForImageClassification,
-    precision: str = "fp32",
+    precision: str = "auto",
     compile: bool = True,
     calibration: torch.Tensor | list[torch.Tensor] | None = None,
     dynamic: bool | None = None,
     micro_batch: int | Literal["auto"] | None = "auto",
-    backend: str = "inductor",
+    backend: str = "auto",
 ) -> nn.Module:
     """A module computing ``pixel_values (B, 3, H, W) -> logits (B, num_labels)`` fast on a CPU.
 
+    The returned module says what it runs: ``.precision`` (what it actually computes: ``"fp32"``, ``"bf16"``
+    or ``"int8"``), ``.backend`` (``"inductor"``, ``"openvino"``, ``"onnxruntime"``, or ``"auto"`` for the
+    module that dispatches by batch size, whose ``.backend_for(batch_size)`` names the backend per call) and
+    ``.reason`` (one line, e.g. ``"fp32: this CPU has no native bf16 (...); onnxruntime up to batch 4, inductor
+    above"``), which is also logged once at INFO on the ``swiftformer.inference`` logger.
+
     Args:
         model: A classifier (its weights are copied; it is left unchanged).
-        precision: ``"fp32"`` (exact up to float round-off), ``"bf16"`` (bf16 weights and
-            activations; AMX on recent x86 CPUs) or ``"int8"`` (torchao's PT2E X86 quantizer,
-            static per-channel weights and per-tensor activations, calibrated on ``calibration``).
+        precision: ``"auto"`` (default: :func:`swiftformer.hardware.resolve_precision`: bf16 where the CPU
+            computes it natively (AVX512-BF16, AMX) or on CUDA, int8 where it has VNNI / AMX-INT8 and
+            ``calibration`` is given, fp32 otherwise), ``"fp32"`` (exact up to float round-off), ``"bf16"``
+            (bf16 weights and activations) or ``"int8"`` (torchao's PT2E X86 quantizer, static per-channel
+            weights and per-tensor activations, calibrated on ``calibration``). An explicit ``"bf16"`` or
+            ``"int8"`` on a CPU without instructions for it runs, slowly, with a
+            :class:`~swiftformer.hardware.SlowPrecisionWarning`.
         compile: ``torch.compile`` with inductor and weight freezing. The first call of each new
             input shape compiles (tens of seconds); later calls are fast. Without it, the fused
-            eager module is returned (already faster than the original).
+            eager module is used (already faster than the original).
         calibration: Calibration ``pixel_values`` for int8: a (N, 3, H, W) tensor or a list of them
             (the int8 model then takes that H × W; the batch size is free).
         dynamic: Passed to ``torch.compile``; ``None`` lets it specialize first and generalize later.
@@ -234,26 +272,99 @@ def optimize_for_inference(
             fit in cache, those of a few images do. 1.3–1.4× the fp32/bf16 batch-32 throughput here and
             1.15× int8 (see docs/performance.md); ``None`` turns it off. The result is the same (images
             are independent). ``"auto"``: :data:`AUTO_MICRO_BATCH` (4 fp32 and int8, 8 bf16).
-        backend: ``"inductor"`` (torch.compile; the best batch throughput here) or ``"openvino"``
-            (the fused model converted in memory and compiled by OpenVINO's CPU plugin with an explicit
-            fp32/bf16 precision hint: the lowest batch-1 latency here, no compile wait; needs
-            ``pip install .[export]``; ``compile``, ``dynamic`` and ``micro_batch`` do not apply).
+        backend: ``"auto"`` (default): a module that picks per call by batch size
+            (:func:`swiftformer.hardware.resolve_backend`): batches up to
+            :data:`~swiftformer.hardware.SMALL_BATCH_MAX` (4) on ONNX Runtime (fp32) or OpenVINO (fp32, bf16),
+            whichever is installed, larger ones on inductor (every batch size on the runtime when ``compile``
+            is off: the uncompiled path is slower than both); each backend is built on its first call (an ONNX
+            export or OpenVINO conversion takes seconds, a compile tens). int8 and models off the CPU always
+            use inductor. ``"inductor"``: torch.compile (the best batch throughput). ``"openvino"``: the fused
+            model converted in memory and compiled by OpenVINO's CPU plugin with an explicit fp32/bf16
+            precision hint; ``.precision`` is what the compiled model reports it runs (OpenVINO runs f32
+            where the CPU has no bf16, with a :class:`~swiftformer.hardware.PrecisionNotHonouredWarning`).
+            ``"onnxruntime"``: the fused model exported to ONNX in memory (dynamic batch, height, width) and
+            run by ONNX Runtime's CPU provider with torch's thread count, fp32 only. Both runtimes need
+            ``pip install .[export]``; ``compile``, ``dynamic`` and ``micro_batch`` do not apply to them.
+
+    Raises:
+        ValueError: an unknown precision or backend, a precision the backend does not run, a bad
+            ``micro_batch``, int8 without calibration.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    if backend == "openvino":
-        if precision == "int8":
-            raise ValueError("int8 is not offered with backend='openvino' (it needs NNCF); use backend='inductor'")
-        return OpenVINOClassifier(fuse(model), model.config, precision)
-    if micro_batch == "auto":
-        micro_batch = AUTO_MICRO_BATCH[precision]
-    if micro_batch is not None and (
-        isinstance(micro_batch, bool) or not isinstance(micro_batch, int) or micro_batch < 1
+    if backend != "auto" and precision not in ("auto", *BACKEND_PRECISIONS[backend]):
+        runs = ", ".join(BACKEND_PRECISIONS[backend])
+        hint = " (it needs NNCF)" if backend == "openvino" else ""
+        raise ValueError(
+            f"{precision} is not offered with backend={backend!r}{hint}: it runs {runs}; use backend='inductor'"
+        )
+    if (
+        micro_batch is not None
+        and micro_batch != "auto"
+        and (isinstance(micro_batch, bool) or not isinstance(micro_batch, int) or micro_batch < 1)
     ):
         raise ValueError(f"micro_batch must be a positive int, None or 'auto', got {micro_batch!r}")
+    device = next(model.parameters()).device.type if isinstance(model, nn.Module) else "cpu"
+    with warnings.catch_warnings():
+        if backend == "openvino":  # OpenVINO does not emulate bf16, it falls back to f32: checked after compiling
+            warnings.simplefilter("ignore", SlowPrecisionWarning)
+        choice = resolve_precision(precision, device=device, calibration_given=calibration is not None, stacklevel=3)
+    if backend != "auto" and choice.precision not in BACKEND_PRECISIONS[backend]:  # "auto" picked what it lacks
+        choice = PrecisionChoice("fp32", f"fp32: {backend} runs {', '.join(BACKEND_PRECISIONS[backend])} only")
     fused = fuse(model)
+    options = {"compile": compile, "dynamic": dynamic, "micro_batch": micro_batch, "calibration": calibration}
+    if backend == "auto" and choice.precision != "int8" and device == "cpu":
+        module: nn.Module = AutoBackend(fused, model.config, choice, **options)
+    else:
+        name, why = backend, None
+        if backend == "auto":  # int8, or off the CPU: inductor whatever the batch size
+            name, why = astuple(resolve_backend("auto", batch_size=None, precision=choice.precision, device=device))
+        module = _build_backend(name, fused, model.config, choice, **options, backend_reason=why, stacklevel=3)
+    logger.info("%s", module.reason)
+    return module
+
+
+def _build_backend(
+    name: str,
+    fused: FusedSwiftFormer,
+    config: SwiftFormerConfig,
+    choice: PrecisionChoice,
+    *,
+    compile: bool,
+    dynamic: bool | None,
+    micro_batch: int | Literal["auto"] | None,
+    calibration: Any,
+    stacklevel: int = 2,
+    backend_reason: str | None = None,
+) -> nn.Module:
+    """One backend's module for ``fused`` (used, not copied: pass a copy to keep ``fused`` fp32), with
+    ``.precision``, ``.backend`` and ``.reason`` set. ``stacklevel``: a warning's, as if issued here."""
+    backend_reason = backend_reason or f"{name} (requested)"
+    if name == "openvino":
+        return OpenVINOClassifier(
+            fused, config, choice.precision, reason=f"{choice.reason}; {backend_reason}", stacklevel=stacklevel + 1
+        )
+    if name == "onnxruntime":
+        module: nn.Module = ONNXRuntimeClassifier(fused, config)
+    else:
+        module = _inductor(fused, choice.precision, compile, dynamic, micro_batch, calibration)
+    module.reason = f"{choice.reason}; {backend_reason}"
+    return module
+
+
+def _inductor(
+    fused: FusedSwiftFormer,
+    precision: str,
+    compile: bool,
+    dynamic: bool | None,
+    micro_batch: int | Literal["auto"] | None,
+    calibration: Any,
+) -> MicroBatched:
+    """The micro-batched, optionally int8-quantized and compiled module of ``fused`` (cast in place for bf16)."""
+    if micro_batch == "auto":
+        micro_batch = AUTO_MICRO_BATCH[precision]
     if precision == "bf16":
         fused = fused.to(torch.bfloat16)
     module = MicroBatched(fused, torch.bfloat16 if precision == "bf16" else torch.float32, micro_batch)
@@ -267,7 +378,129 @@ def optimize_for_inference(
         inductor_config.freezing = True
         module.early = torch.compile(module.early, dynamic=dynamic)
         module.late = torch.compile(module.late, dynamic=dynamic)
+    module.precision, module.backend = precision, "inductor"
     return module
+
+
+class AutoBackend(nn.Module):
+    """``backend="auto"``: each call runs on the backend :func:`~swiftformer.hardware.resolve_backend` picks
+    for its batch size (an exported runtime up to :data:`~swiftformer.hardware.SMALL_BATCH_MAX` images,
+    inductor above), each built on its first call. The batch size is only known per call, hence per call.
+
+    A runtime that fails to build (a broken install, an export error) is reported with a ``RuntimeWarning``
+    and replaced by inductor for the rest of this module's life; inputs a runtime's graph cannot take
+    (smaller than :func:`min_spatial_size`) go to inductor too.
+    """
+
+    def __init__(
+        self,
+        fused: FusedSwiftFormer,
+        config: SwiftFormerConfig,
+        choice: PrecisionChoice,
+        *,
+        compile: bool,
+        dynamic: bool | None,
+        micro_batch: int | Literal["auto"] | None,
+        calibration: Any = None,
+        available: Any = None,
+    ) -> None:
+        super().__init__()
+        self.fused = fused  # float32; every backend is built from it (a copy where it would be cast)
+        self.config = config
+        self.choice = choice
+        self.options = {"compile": compile, "dynamic": dynamic, "micro_batch": micro_batch, "calibration": calibration}
+        self.available = available  # None: what importlib finds; tests inject a set
+        self.parts = nn.ModuleDict()  # backend name -> its module, once built
+        self.failed: dict[str, str] = {}  # runtime -> why it could not be built
+        self._by_batch: dict[int, Any] = {}
+        self.num_channels = config.num_channels
+        size = config.image_size if isinstance(config.image_size, int) else min(config.image_size)
+        self._low = min_spatial_size(config)
+        self._runtime_sizes_dynamic = size >= self._low
+        self._config_size = (config.image_size,) * 2 if isinstance(config.image_size, int) else tuple(config.image_size)
+        self.backend = "auto"
+        small, large = self.backend_for(1), self.backend_for(SMALL_BATCH_MAX + 1)
+        if small == large:
+            plan = f"{small} at every batch size"
+            if small != "inductor" and not compile:
+                plan += " (uncompiled inductor is slower)"
+            elif small == "inductor":
+                plan += f" ({self._choice(1).reason.split(': ', 1)[-1]})"
+        else:
+            plan = f"{small} up to batch {SMALL_BATCH_MAX} (lowest latency), {large} above (best throughput)"
+        self.reason = f"{choice.reason}; {plan}"
+
+    def _choice(self, batch_size: int):
+        if batch_size not in self._by_batch:
+            self._by_batch[batch_size] = resolve_backend(
+                "auto",
+                batch_size=batch_size,
+                precision=self.choice.precision,
+                available=self.available,
+                compiled=self.options["compile"],
+            )
+        return self._by_batch[batch_size]
+
+    def backend_for(self, batch_size: int, size: tuple[int, int] | None = None) -> str:
+        """The backend a call with ``batch_size`` images (of ``size`` = (H, W), if given) runs on."""
+        name = self._choice(batch_size).backend
+        if name == "inductor" or name in self.failed:
+            return "inductor"
+        if size is not None and not (
+            min(size) >= self._low if self._runtime_sizes_dynamic else tuple(size) == self._config_size
+        ):
+            return "inductor"
+        return name
+
+    @property
+    def precision(self) -> str:
+        """What the calls run at: the resolved precision, or what the built backends report if they differ
+        (e.g. ``"mixed: inductor bf16, openvino fp32"`` where OpenVINO could not honour bf16)."""
+        built = {name: part.precision for name, part in self.parts.items()}
+        if not built or set(built.values()) == {self.choice.precision}:
+            return self.choice.precision
+        if len(set(built.values())) == 1:
+            return next(iter(built.values()))
+        return "mixed: " + ", ".join(f"{name} {p}" for name, p in sorted(built.items()))
+
+    def _part(self, name: str) -> nn.Module:
+        if name in self.parts:
+            return self.parts[name]
+        start = time.perf_counter()
+        # Built on first use, possibly inside the caller's inference_mode: export and tracing need normal tensors.
+        with torch.inference_mode(False), torch.no_grad():
+            fused = copy.deepcopy(self.fused) if name == "inductor" and self.choice.precision == "bf16" else self.fused
+            try:
+                part = _build_backend(
+                    name,
+                    fused,
+                    self.config,
+                    self.choice,
+                    **self.options,
+                    backend_reason=self._choice(1).reason if name != "inductor" else "inductor",
+                    stacklevel=6,  # _build_backend < _part < forward < Module._call_impl < __call__ < the caller
+                )
+            except Exception as err:
+                if name == "inductor":
+                    raise
+                message = (str(err).strip().splitlines() or [""])[0][:300]
+                self.failed[name] = f"{type(err).__name__}: {message}"
+                warnings.warn(
+                    f"backend='auto' could not build {name} ({self.failed[name]}); running every batch on inductor",
+                    RuntimeWarning,
+                    stacklevel=5,
+                )
+                return self._part("inductor")
+        logger.debug("built %s for backend='auto' in %.1f s", name, time.perf_counter() - start)
+        if part.precision != self.choice.precision:  # OpenVINO without native bf16: say what it really runs
+            self.reason += f" ({name} runs {part.precision})"
+        self.parts[name] = part
+        return part
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        _check_pixel_values(pixel_values, self.num_channels)
+        size = (int(pixel_values.shape[2]), int(pixel_values.shape[3]))
+        return self._part(self.backend_for(int(pixel_values.shape[0]), size))(pixel_values)
 
 
 def _check_pixel_values(pixel_values: Any, channels: int) -> None:
@@ -369,11 +602,28 @@ def openvino_model(fused: FusedSwiftFormer, example: torch.Tensor, dims: dict[in
     return ov_model, notes
 
 
+_OPENVINO_PRECISIONS = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}
+
+
 class OpenVINOClassifier(nn.Module):
     """``pixel_values (B, 3, H, W) -> logits (B, num_labels)`` (float32 torch tensors) run by OpenVINO's
-    CPU plugin, with the precision hint made explicit (OpenVINO defaults to bf16 on AMX CPUs)."""
+    CPU plugin, with the precision hint made explicit (OpenVINO defaults to bf16 on AMX CPUs).
 
-    def __init__(self, fused: FusedSwiftFormer, config: SwiftFormerConfig, precision: str) -> None:
+    ``hint`` is what was asked (``"f32"`` or ``"bf16"``); ``inference_precision`` is what the compiled model
+    reports it runs (its ``INFERENCE_PRECISION_HINT`` property, read back after compiling: the CPU plugin
+    silently runs f32 where the CPU has no bf16), and ``precision`` the same in this library's names.
+    """
+
+    def __init__(
+        self,
+        fused: FusedSwiftFormer,
+        config: SwiftFormerConfig,
+        precision: str,
+        reason: str | None = None,
+        stacklevel: int = 2,
+    ) -> None:
+        """``reason``: the line to report when the precision was honoured (default: ``precision``);
+        ``stacklevel``: that of the :class:`PrecisionNotHonouredWarning`."""
         super().__init__()
         try:
             import openvino as ov
@@ -385,11 +635,90 @@ class OpenVINOClassifier(nn.Module):
         ov_model, _ = openvino_model(fused, example, export_dims(config, (size, size), spatial=True))
         self.hint = "bf16" if precision == "bf16" else "f32"
         self.compiled = ov.Core().compile_model(ov_model, "CPU", {"INFERENCE_PRECISION_HINT": self.hint})
+        self.inference_precision = openvino_inference_precision(self.compiled)
+        self.precision = _OPENVINO_PRECISIONS.get(self.inference_precision, self.inference_precision)
+        self.backend = "openvino"
+        self.reason = reason or f"{precision}; openvino"
+        requested = "fp32" if self.hint == "f32" else "bf16"
+        if self.precision != requested:
+            self.reason = (
+                f"{self.precision}: OpenVINO's CPU plugin runs {self.inference_precision} although {self.hint} was "
+                "requested" + (" (this CPU has no native bf16)" if requested == "bf16" else "") + "; openvino"
+            )
+            warnings.warn(
+                f"backend='openvino' was asked for {requested} but the compiled model runs "
+                f"{self.inference_precision} (its INFERENCE_PRECISION_HINT): results and speed are those of "
+                f"{self.precision}" + (": this CPU has no native bf16" if requested == "bf16" else ""),
+                PrecisionNotHonouredWarning,
+                stacklevel=stacklevel,
+            )
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         _check_pixel_values(pixel_values, self.num_channels)
         array = pixel_values.detach().float().cpu().contiguous().numpy()
         return torch.from_numpy(self.compiled(array)[0].copy())
+
+
+def openvino_inference_precision(compiled: Any) -> str:
+    """The element type an OpenVINO compiled model computes in (``"f32"``, ``"bf16"``, ``"f16"``): its
+    ``INFERENCE_PRECISION_HINT`` property as read back from the compiled model, not the hint passed in."""
+    value = compiled.get_property("INFERENCE_PRECISION_HINT")
+    name = value.get_type_name() if hasattr(value, "get_type_name") else str(value)
+    return {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}.get(name, name)
+
+
+def onnx_model(fused: nn.Module, example: torch.Tensor, dims: dict[int, Any], opset: int = ONNX_OPSET) -> Any:
+    """An ``onnx.ModelProto`` of ``fused`` (input ``pixel_values``, output ``logits``, the dynamic ``dims`` of
+    :func:`export_dims`), exported in memory by ``torch.onnx.export(dynamo=True)``; the exporter's progress
+    lines, INFO logs and warnings are kept off stdout and stderr."""
+    chatty = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript", "onnx_ir")]
+    levels = [log.level for log in chatty]
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), contextlib.ExitStack() as restore:
+        warnings.simplefilter("ignore")
+        for log, level in zip(chatty, levels):  # their INFO lines (one per rewrite) would drown the caller's log
+            log.setLevel(max(level, logging.WARNING))
+            restore.callback(log.setLevel, level)
+        program = torch.onnx.export(
+            fused,
+            (example,),
+            dynamo=True,
+            opset_version=opset,
+            input_names=["pixel_values"],
+            output_names=["logits"],
+            dynamic_shapes={"pixel_values": dims},
+            verbose=False,
+        )
+    return program.model_proto
+
+
+class ONNXRuntimeClassifier(nn.Module):
+    """``pixel_values (B, 3, H, W) -> logits (B, num_labels)`` (float32 torch tensors) of a
+    :class:`FusedSwiftFormer` exported to ONNX in memory (:func:`onnx_model`; the graph ``swiftformer export
+    --format onnx`` writes) and run by ONNX Runtime's CPU provider, all graph optimizations on, with as many
+    intra-op threads as torch uses (``torch.get_num_threads()``). fp32 only."""
+
+    def __init__(self, fused: FusedSwiftFormer, config: SwiftFormerConfig) -> None:
+        super().__init__()
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise ImportError("backend='onnxruntime' needs onnxruntime: pip install .[export]") from None
+        size = config.image_size if isinstance(config.image_size, int) else config.image_size[0]
+        self.num_channels = config.num_channels
+        example = torch.randn(2, self.num_channels, size, size, generator=torch.Generator().manual_seed(0))
+        proto = onnx_model(fused, example, export_dims(config, (size, size), spatial=True))
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = torch.get_num_threads()
+        options.inter_op_num_threads = 1  # one graph at a time: parallelism is within the ops
+        self.session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        self.threads = options.intra_op_num_threads
+        self.precision, self.backend = "fp32", "onnxruntime"
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        _check_pixel_values(pixel_values, self.num_channels)
+        array = pixel_values.detach().float().cpu().contiguous().numpy()
+        return torch.from_numpy(self.session.run(["logits"], {"pixel_values": array})[0])
 
 
 def _quantize_int8(module: MicroBatched, calibration: Any) -> None:

@@ -10,6 +10,11 @@ The network (Shaker et al., ICCV 2023, arXiv 2303.15446)::
     → last_hidden_state (B, C4, H/32, W/32)
     classifier: BN → global average pool → (head + dist_head) / 2 → logits (B, num_labels)
 
+The file reads top-down: the layers, the encoder, then the three models. Their common base
+:class:`~swiftformer.modeling_utils.SwiftFormerPreTrainedModel` (config, weight init, ``from_pretrained`` /
+``save_pretrained``, input checks, ``gradient_checkpointing_enable()``) lives in :mod:`swiftformer.modeling_utils`
+and is importable from here too.
+
 Module attributes carry the names of transformers' state-dict keys (``swiftformer.encoder.network.0
 .blocks.2.attn.to_query.weight`` ...), so transformers checkpoints load with ``strict=True`` and no
 renaming. Eval-mode outputs equal transformers' for every config it accepts (tested on perturbed
@@ -18,35 +23,38 @@ weights). Training-time differences, which follow the paper rather than the port
 
 :class:`SwiftFormerBackbone` returns multi-scale feature maps for detection and segmentation
 (transformers' backbone API); ``forward_features``/``forward_intermediates``/``feature_info`` follow
-timm's conventions; ``gradient_checkpointing_enable()`` trades compute for memory in training.
+timm's conventions.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import logging
-import os
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from .configuration import SwiftFormerConfig
-from .io.checkpoints import (
-    find_weights_file,
-    load_state_dict_file,
-    match_state_dict,
-    save_state_dict_file,
-    write_model_folder,
-)
+from .io.checkpoints import BACKBONE_NORMS
+from .modeling_utils import SwiftFormerPreTrainedModel, checkpoint_block, require_floating_pixels, take_stage_indices
 from .outputs import BackboneOutput, BaseModelOutputWithNoAttention, ImageClassifierOutputWithNoAttention
 
+__all__ = [
+    "SwiftFormerBackbone",
+    "SwiftFormerForImageClassification",
+    "SwiftFormerModel",
+    "SwiftFormerPreTrainedModel",
+    "require_floating_pixels",  # re-exported: inference checks raw pixels with it
+]
+
 logger = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Layers
+# ---------------------------------------------------------------------------------------------------
 
 
 def _pair(value: int | list[int]) -> tuple[int, int]:
@@ -68,6 +76,17 @@ def build_activation(name: str) -> nn.Module:
     raise ValueError(f"Unsupported hidden_act {name!r}")
 
 
+def layer_scale(x: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
+    """Per-channel layer scale: ``scale * x`` for ``x`` (B, C, H, W) and ``scale`` (C, 1, 1), or ``x``
+    itself when the block has none (``scale`` is None: ``use_layer_scale=False``).
+
+    A function rather than a LayerScale module, so that the scales stay parameters of the block itself,
+    under the checkpoints' keys (``layer_scale``, ``layer_scale_1``, ``layer_scale_2``; a module would
+    add ``.weight``), and a block without layer scale has no such keys, as in transformers.
+    """
+    return x if scale is None else scale * x
+
+
 class SwiftFormerDropPath(nn.Module):
     """Stochastic depth: in training, zero a residual branch for a random subset of samples.
 
@@ -79,10 +98,11 @@ class SwiftFormerDropPath(nn.Module):
         self.drop_prob = drop_prob
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, ...) → (B, ...): each sample kept (and rescaled) or zeroed as a whole."""
         if self.drop_prob == 0.0 or not self.training:
             return x
         keep_prob = 1.0 - self.drop_prob
-        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep_prob)
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep_prob)  # (B, 1, ..., 1)
         return x * mask / keep_prob
 
     def extra_repr(self) -> str:
@@ -106,11 +126,14 @@ class SwiftFormerPatchEmbedding(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.patch_embedding(x)
+        return self.patch_embedding(x)  # (B, C1, H/4, W/4)
 
 
 class SwiftFormerEmbeddings(nn.Module):
-    """Downsampling between stages i and i+1: conv(k=down_patch_size, s=down_stride) + BN."""
+    """Downsampling between stages i and i+1: conv(k=down_patch_size, s=down_stride) + BN.
+
+    (B, C_i, H, W) → (B, C_{i+1}, H', W'), H' = ⌊(H + 2·pad − k) / s⌋ + 1 (H/2 for the defaults).
+    """
 
     def __init__(self, config: SwiftFormerConfig, index: int) -> None:
         super().__init__()
@@ -125,7 +148,8 @@ class SwiftFormerEmbeddings(nn.Module):
         self.norm = nn.BatchNorm2d(out_chs, eps=config.batch_norm_eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.proj(x))  # (B, C_{i+1}, H', W')
+        x = self.proj(x)  # (B, C_{i+1}, H', W')
+        return self.norm(x)
 
 
 class SwiftFormerConvEncoder(nn.Module):
@@ -154,9 +178,20 @@ class SwiftFormerConvEncoder(nn.Module):
         self.drop_path = SwiftFormerDropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.layer_scale = nn.Parameter(torch.ones(dim, 1, 1))
 
+    def reset_parameters(self) -> None:
+        """The layer scale back to ones (the block's own parameter; the convolutions and the BatchNorm are
+        initialized by ``init_weights``)."""
+        nn.init.ones_(self.layer_scale)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        branch = self.point_wise_conv2(self.act(self.point_wise_conv1(self.norm(self.depth_wise_conv(x)))))
-        return x + self.drop_path(self.dropout(self.layer_scale * branch))
+        branch = self.depth_wise_conv(x)  # (B, C, H, W)
+        branch = self.norm(branch)
+        branch = self.point_wise_conv1(branch)  # (B, hidden_dim, H, W)
+        branch = self.act(branch)
+        branch = self.point_wise_conv2(branch)  # (B, C, H, W)
+        branch = layer_scale(branch, self.layer_scale)
+        branch = self.dropout(branch)
+        return x + self.drop_path(branch)
 
 
 class SwiftFormerMlp(nn.Module):
@@ -172,8 +207,12 @@ class SwiftFormerMlp(nn.Module):
         self.drop = nn.Dropout(config.drop_mlp_rate)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.act(self.fc1(self.norm1(x)))
-        return self.drop(self.fc2(self.drop(x)))
+        x = self.norm1(x)  # (B, C, H, W)
+        x = self.fc1(x)  # (B, hidden, H, W)
+        x = self.act(x)
+        x = self.drop(x)
+        x = self.fc2(x)  # (B, C, H, W)
+        return self.drop(x)
 
 
 class SwiftFormerEfficientAdditiveAttention(nn.Module):
@@ -200,6 +239,10 @@ class SwiftFormerEfficientAdditiveAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.final = nn.Linear(dim, dim)
 
+    def reset_parameters(self) -> None:
+        """``w_g`` back to a standard normal draw (the linear layers are initialized by ``init_weights``)."""
+        nn.init.normal_(self.w_g)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         query = F.normalize(self.to_query(x), dim=-1)  # (B, N, C)
         key = F.normalize(self.to_key(x), dim=-1)  # (B, N, C)
@@ -209,11 +252,17 @@ class SwiftFormerEfficientAdditiveAttention(nn.Module):
         else:
             weights = F.normalize(scores, dim=1)  # over tokens
         global_query = (weights * query).sum(dim=1, keepdim=True)  # (B, 1, C)
-        return self.final(self.proj(global_query * key) + query)  # (B, N, C)
+        out = self.proj(global_query * key) + query  # (B, N, C)
+        return self.final(out)  # (B, N, C)
 
 
 class SwiftFormerEncoderBlock(nn.Module):
-    """Local representation, then additive attention and MLP residual branches: (B, C, H, W) → same."""
+    """Local representation, then additive attention and MLP residual branches: (B, C, H, W) → same.
+
+    With ``config.use_layer_scale`` each branch is scaled per channel by ``layer_scale_1`` /
+    ``layer_scale_2`` (C, 1, 1), initialized to ``layer_scale_init_value``; without, both are None (no
+    parameters, no state-dict keys) and the branches are added unscaled.
+    """
 
     def __init__(self, config: SwiftFormerConfig, dim: int, drop_path: float = 0.0) -> None:
         super().__init__()
@@ -222,26 +271,35 @@ class SwiftFormerEncoderBlock(nn.Module):
         self.linear = SwiftFormerMlp(config, in_features=dim)
         self.drop_path = SwiftFormerDropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.use_layer_scale = config.use_layer_scale
-        if self.use_layer_scale:
-            self.layer_scale_1 = nn.Parameter(torch.full((dim, 1, 1), float(config.layer_scale_init_value)))
-            self.layer_scale_2 = nn.Parameter(torch.full((dim, 1, 1), float(config.layer_scale_init_value)))
+        self.layer_scale_init_value = float(config.layer_scale_init_value)
+        for name in ("layer_scale_1", "layer_scale_2"):  # on the block itself: the checkpoints' keys
+            scale = nn.Parameter(torch.full((dim, 1, 1), self.layer_scale_init_value)) if self.use_layer_scale else None
+            self.register_parameter(name, scale)
+
+    def reset_parameters(self) -> None:
+        """The layer scales back to ``layer_scale_init_value`` (the block's own parameters)."""
+        for scale in (self.layer_scale_1, self.layer_scale_2):
+            if scale is not None:
+                nn.init.constant_(scale, self.layer_scale_init_value)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.local_representation(x)
+        x = self.local_representation(x)  # (B, C, H, W)
         batch_size, channels, height, width = x.shape
-        tokens = x.permute(0, 2, 3, 1).reshape(batch_size, height * width, channels)  # (B, N, C)
-        attn = self.attn(tokens).reshape(batch_size, height, width, channels).permute(0, 3, 1, 2)
-        if self.use_layer_scale:
-            x = x + self.drop_path(self.layer_scale_1 * attn)
-            x = x + self.drop_path(self.layer_scale_2 * self.linear(x))
-        else:
-            x = x + self.drop_path(attn)
-            x = x + self.drop_path(self.linear(x))
+        tokens = x.permute(0, 2, 3, 1).reshape(batch_size, height * width, channels)  # (B, N, C), N = H·W
+        attn = self.attn(tokens)  # (B, N, C)
+        attn = attn.reshape(batch_size, height, width, channels).permute(0, 3, 1, 2)  # (B, C, H, W)
+        x = x + self.drop_path(layer_scale(attn, self.layer_scale_1))
+        mlp = self.linear(x)  # (B, C, H, W)
+        x = x + self.drop_path(layer_scale(mlp, self.layer_scale_2))
         return x
 
 
 class SwiftFormerStage(nn.Module):
-    """``depth - 1`` ConvEncoders then one EncoderBlock, all at one resolution and width."""
+    """``depth - 1`` ConvEncoders then one EncoderBlock, all at one resolution and width.
+
+    With gradient checkpointing on (set by ``SwiftFormerPreTrainedModel.gradient_checkpointing_enable``)
+    and in training, each block runs through :func:`~swiftformer.modeling_utils.checkpoint_block`.
+    """
 
     def __init__(self, config: SwiftFormerConfig, index: int) -> None:
         super().__init__()
@@ -261,47 +319,19 @@ class SwiftFormerStage(nn.Module):
                     )
                 )
         self.blocks = nn.ModuleList(blocks)
-        self.gradient_checkpointing = False  # set by SwiftFormerPreTrainedModel.gradient_checkpointing_enable
+        self.gradient_checkpointing = False
         self.checkpoint_kwargs: dict[str, Any] = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         checkpointing = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
         for block in self.blocks:
-            if checkpointing:
-                # Keep only the block's input; its activations are recomputed during backward.
-                if torch.compiler.is_compiling():
-                    # torch.compile accepts no plain context managers as context_fn; it traces the block
-                    # once and recomputes only pure ops, so running statistics are updated once anyway.
-                    x = checkpoint(block, x, **self.checkpoint_kwargs)
-                else:
-                    context_fn = functools.partial(_checkpoint_contexts, block)
-                    x = checkpoint(block, x, context_fn=context_fn, **self.checkpoint_kwargs)
-            else:
-                x = block(x)
+            x = checkpoint_block(block, x, **self.checkpoint_kwargs) if checkpointing else block(x)  # (B, C, H, W)
         return x
 
 
-@contextlib.contextmanager
-def _running_stats_kept(module: nn.Module) -> Iterator[None]:
-    """Undo, on exit, whatever the BatchNorms in ``module`` did to their running statistics and
-    ``num_batches_tracked`` inside the block (the computation itself is unchanged)."""
-    buffers = [buf for m in module.modules() if isinstance(m, nn.BatchNorm2d) for buf in m.buffers()]
-    saved = [buf.clone() for buf in buffers]
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            for buf, value in zip(buffers, saved):
-                buf.copy_(value)
-
-
-def _checkpoint_contexts(block: nn.Module) -> tuple[contextlib.AbstractContextManager, ...]:
-    """``context_fn`` of ``torch.utils.checkpoint``: (around the forward, around the recomputation in backward).
-
-    The recomputation runs the block's training-mode BatchNorms a second time on the same batch; this
-    keeps it from updating their running statistics a second time.
-    """
-    return contextlib.nullcontext(), _running_stats_kept(block)
+# ---------------------------------------------------------------------------------------------------
+# Encoder
+# ---------------------------------------------------------------------------------------------------
 
 
 class SwiftFormerEncoder(nn.Module):
@@ -321,12 +351,18 @@ class SwiftFormerEncoder(nn.Module):
         # Position of each stage in ``network``: stage i's output is ``hidden_states[1 + stage_indices[i]]``.
         self.stage_indices = [j for j, module in enumerate(network) if isinstance(module, SwiftFormerStage)]
 
-    def forward(self, x: torch.Tensor, output_hidden_states: bool = False) -> tuple[torch.Tensor, tuple | None]:
+    def forward(
+        self, x: torch.Tensor, output_hidden_states: bool = False
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
+        """(B, C1, H/4, W/4) → (last stage's output (B, C4, H/32, W/32), hidden_states or None).
+
+        ``hidden_states``: the input, then the output of every entry of ``network`` (stages and downsamplings).
+        """
         hidden_states = (x,) if output_hidden_states else None
         for module in self.network:
-            x = module(x)
+            x = module(x)  # (B, C_i, H_i, W_i)
             if hidden_states is not None:
-                hidden_states = hidden_states + (x,)
+                hidden_states = (*hidden_states, x)
         return x, hidden_states
 
 
@@ -351,238 +387,9 @@ def _stage_feature_info(config: SwiftFormerConfig, stage_indices: list[int], pre
     ]
 
 
-def _take_indices(num_stages: int, indices: int | Sequence[int] | None) -> list[int]:
-    """timm's ``indices`` rule: None → every stage, an int n → the last n, a sequence → those stages
-    (negative ones count from the end). Returned sorted: intermediates come in stage order."""
-    if indices is None:
-        return list(range(num_stages))
-    if isinstance(indices, int) and not isinstance(indices, bool):
-        if not 0 < indices <= num_stages:
-            raise ValueError(f"indices={indices} (the last n stages) must be in 1..{num_stages}")
-        return list(range(num_stages - indices, num_stages))
-    if not isinstance(indices, Sequence) or isinstance(indices, str) or not indices:
-        raise ValueError(f"indices must be None, an int or a non-empty list of stage indices, got {indices!r}")
-    for i in indices:
-        if isinstance(i, bool) or not isinstance(i, int) or not -num_stages <= i < num_stages:
-            raise ValueError(
-                f"indices={list(indices)!r}: {i!r} is not a stage index; valid are 0..{num_stages - 1} "
-                f"(or -{num_stages}..-1)"
-            )
-    return sorted({i % num_stages for i in indices})
-
-
 # ---------------------------------------------------------------------------------------------------
-# Models with config, weight init, checkpoint I/O
+# Models
 # ---------------------------------------------------------------------------------------------------
-
-
-def require_floating_pixels(pixel_values: torch.Tensor) -> None:
-    """Raw 0-255 integer pixels would give silent garbage: one clear error instead."""
-    if not pixel_values.is_floating_point():
-        raise ValueError(
-            f"pixel_values must be a floating-point tensor, got {pixel_values.dtype} "
-            f"(normalize images with SwiftFormerImageProcessor first)"
-        )
-
-
-class SwiftFormerPreTrainedModel(nn.Module):
-    """Common base: holds the config, initializes weights as transformers does, loads and saves folders."""
-
-    config_class = SwiftFormerConfig
-    base_model_prefix = "swiftformer"
-    main_input_name = "pixel_values"
-    supports_gradient_checkpointing = True
-
-    def __init__(self, config: SwiftFormerConfig) -> None:
-        super().__init__()
-        if not isinstance(config, SwiftFormerConfig):
-            raise TypeError(f"config must be a SwiftFormerConfig, got {type(config).__name__}")
-        self.config = config
-
-    # -------------------------------------------------------------- init
-    @torch.no_grad()
-    def _init_module(self, module: nn.Module) -> None:
-        if isinstance(module, (nn.Conv2d, nn.Linear)):
-            nn.init.trunc_normal_(module.weight, std=0.02)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.BatchNorm2d):
-            module.reset_parameters()
-        elif isinstance(module, SwiftFormerConvEncoder):
-            nn.init.ones_(module.layer_scale)
-        elif isinstance(module, SwiftFormerEncoderBlock) and module.use_layer_scale:
-            nn.init.constant_(module.layer_scale_1, self.config.layer_scale_init_value)
-            nn.init.constant_(module.layer_scale_2, self.config.layer_scale_init_value)
-        elif isinstance(module, SwiftFormerEfficientAdditiveAttention):
-            nn.init.normal_(module.w_g)
-
-    def init_weights(self) -> None:
-        """(Re-)initialize every parameter: truncated normal (std 0.02) for conv/linear weights, zero
-        biases, unit BatchNorms, layer scales of 1 (conv blocks) and ``layer_scale_init_value``."""
-        self.apply(self._init_module)
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """The dtype of the weights (as transformers' ``model.dtype``)."""
-        return next(p.dtype for p in self.parameters() if p.is_floating_point())
-
-    @property
-    def device(self) -> torch.device:
-        """The device of the weights (as transformers' ``model.device``)."""
-        return next(self.parameters()).device
-
-    # -------------------------------------------------------------- input checks
-    def _check_pixel_values(self, pixel_values: Any) -> None:
-        if not isinstance(pixel_values, torch.Tensor):
-            raise TypeError(
-                f"pixel_values must be a torch.Tensor of shape (batch, {self.config.num_channels}, height, width), "
-                f"got {type(pixel_values).__name__} (use SwiftFormerImageProcessor to turn images into tensors)"
-            )
-        if pixel_values.ndim != 4 or pixel_values.shape[1] != self.config.num_channels:
-            raise ValueError(
-                f"pixel_values must have shape (batch, {self.config.num_channels}, height, width), "
-                f"got {tuple(pixel_values.shape)}"
-            )
-        require_floating_pixels(pixel_values)
-        weight_dtype = self.dtype
-        if pixel_values.dtype != weight_dtype and not torch.is_autocast_enabled(pixel_values.device.type):
-            raise ValueError(
-                f"pixel_values are {pixel_values.dtype} but the model's weights are {weight_dtype}: "
-                f"pass pixel_values.to(model.dtype), or run under torch.autocast"
-            )
-        height, width = pixel_values.shape[-2:]
-        if min(self.stage_shapes(height, width)[-1]) < 1:
-            raise ValueError(f"pixel_values of {height}x{width} is too small for this model's downsampling")
-
-    def stage_shapes(self, height: int, width: int) -> list[tuple[int, int]]:
-        """Spatial size (h, w) of each stage's output for an input of ``height`` × ``width``."""
-        return self.config.stage_shapes(height, width)
-
-    def num_parameters(self, only_trainable: bool = False) -> int:
-        return sum(p.numel() for p in self.parameters() if p.requires_grad or not only_trainable)
-
-    # -------------------------------------------------------------- gradient checkpointing
-    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict[str, Any] | None = None) -> None:
-        """Trade compute for memory in training: keep only each encoder block's input in the forward pass
-        and recompute the block in the backward pass (``torch.utils.checkpoint``, non-reentrant).
-
-        Results are unchanged: the RNG state is restored for the recomputation, so drop path and dropout
-        drop the same elements, and BatchNorm running statistics are updated once per step, as without
-        checkpointing. Only active in training mode with gradients enabled; the stem and the
-        downsampling layers are not checkpointed. See docs/backbone.md for measured memory.
-
-        Args:
-            gradient_checkpointing_kwargs: Keyword arguments for ``torch.utils.checkpoint.checkpoint``
-                (transformers' argument): ``preserve_rng_state`` (default True), ``determinism_check``,
-                ``debug``. ``use_reentrant`` must stay False.
-        """
-        kwargs = {"use_reentrant": False, "preserve_rng_state": True, **(gradient_checkpointing_kwargs or {})}
-        unknown = set(kwargs) - {"use_reentrant", "preserve_rng_state", "determinism_check", "debug"}
-        if unknown:
-            raise ValueError(
-                f"unsupported gradient_checkpointing_kwargs {sorted(unknown)}; "
-                "valid are use_reentrant (False), preserve_rng_state, determinism_check, debug"
-            )
-        if kwargs["use_reentrant"]:
-            raise ValueError(
-                "use_reentrant=True is not supported: only non-reentrant checkpointing can keep "
-                "BatchNorm running statistics from being updated twice"
-            )
-        for module in self.modules():
-            if isinstance(module, SwiftFormerStage):
-                module.gradient_checkpointing, module.checkpoint_kwargs = True, kwargs
-
-    def gradient_checkpointing_disable(self) -> None:
-        """Store every activation again (the default)."""
-        for module in self.modules():
-            if isinstance(module, SwiftFormerStage):
-                module.gradient_checkpointing = False
-
-    @property
-    def is_gradient_checkpointing(self) -> bool:
-        """Whether :meth:`gradient_checkpointing_enable` is in effect (it acts in training mode only)."""
-        return any(isinstance(m, SwiftFormerStage) and m.gradient_checkpointing for m in self.modules())
-
-    # -------------------------------------------------------------- saving
-    def save_pretrained(self, save_directory: str | os.PathLike, safe_serialization: bool = True) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` (or ``pytorch_model.bin``), each atomically.
-
-        The folder loads with :meth:`from_pretrained` here and with transformers'
-        ``SwiftFormerForImageClassification.from_pretrained``.
-        """
-        state = self.state_dict()
-        return write_model_folder(
-            save_directory,
-            self.config,
-            type(self).__name__,
-            lambda path: save_state_dict_file(state, path),
-            safe_serialization,
-        )
-
-    # -------------------------------------------------------------- loading
-    @classmethod
-    def from_pretrained(
-        cls,
-        name_or_path: str | os.PathLike,
-        *,
-        config: SwiftFormerConfig | None = None,
-        revision: str | None = None,
-        cache_dir: str | os.PathLike | None = None,
-        local_files_only: bool = False,
-        token: str | bool | None = None,
-        ignore_mismatched_sizes: bool = False,
-        **config_overrides: Any,
-    ):
-        """Load a model folder or hub id (``"MBZUAI/swiftformer-xs"``) saved here or by transformers.
-
-        Args:
-            name_or_path: Local folder with ``config.json`` and ``model.safetensors`` (or a legacy
-                ``pytorch_model.bin``), or a hub repository id.
-            config: Use this config instead of the folder's ``config.json``.
-            revision, cache_dir, local_files_only, token: hub download options (huggingface_hub).
-                ``HF_HUB_OFFLINE=1`` is honoured.
-            ignore_mismatched_sizes: Re-initialize weights whose shape differs from the checkpoint's
-                (e.g. the heads, after ``num_labels=`` changed) instead of raising.
-            **config_overrides: Config fields to change, e.g. ``num_labels=10``, ``id2label=...``.
-
-        Raises:
-            CheckpointError: corrupt files, or keys missing / unexpected / of the wrong shape (all
-                listed in one message).
-            OSError: the folder or hub repository cannot be found or reached.
-        """
-        hub = {"revision": revision, "cache_dir": cache_dir, "local_files_only": local_files_only, "token": token}
-        if config is None:
-            config = SwiftFormerConfig.from_pretrained(name_or_path, **hub, **config_overrides)
-        elif config_overrides:
-            config = SwiftFormerConfig.from_dict(config.to_dict(), **config_overrides)
-        weights_path = find_weights_file(name_or_path, **hub)
-        model = cls(config)
-        model.load_checkpoint_state_dict(
-            load_state_dict_file(weights_path),
-            source=str(weights_path),
-            ignore_mismatched_sizes=ignore_mismatched_sizes,
-        )
-        return model.eval()
-
-    def load_checkpoint_state_dict(
-        self, state_dict: dict[str, torch.Tensor], source: str = "state dict", ignore_mismatched_sizes: bool = False
-    ) -> None:
-        """Load a transformers-layout state dict of either class (base model or classifier).
-
-        A classifier checkpoint loads into the base model (heads dropped); a base-model checkpoint
-        loads into a classifier, whose heads stay freshly initialized (logged as a warning). Anything
-        else that does not match raises one :class:`CheckpointError` listing every problem.
-        """
-        expected = {k: tuple(v.shape) for k, v in self.state_dict().items()}
-        state_dict = match_state_dict(
-            state_dict,
-            expected,
-            base_prefix=self.base_model_prefix,
-            owner=type(self).__name__,
-            source=source,
-            ignore_mismatched_sizes=ignore_mismatched_sizes,
-        )
-        self.load_state_dict(state_dict, strict=False)
 
 
 class SwiftFormerModel(SwiftFormerPreTrainedModel):
@@ -605,6 +412,8 @@ class SwiftFormerModel(SwiftFormerPreTrainedModel):
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
     ) -> BaseModelOutputWithNoAttention | tuple[torch.Tensor, ...]:
+        """(B, C, H, W) → ``last_hidden_state`` (B, C4, H/32, W/32), plus ``hidden_states`` (the stem's output,
+        then every entry of ``encoder.network``'s) with ``output_hidden_states``; a tuple with ``return_dict=False``."""
         output_hidden_states = (
             self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
         )
@@ -627,7 +436,9 @@ class SwiftFormerModel(SwiftFormerPreTrainedModel):
     def forward_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) → the last stage's output (B, C_N, h_N, w_N), i.e. ``last_hidden_state``."""
         self._check_pixel_values(pixel_values)
-        return self.encoder(self.patch_embed(pixel_values))[0]
+        x = self.patch_embed(pixel_values)  # (B, C1, H/4, W/4)
+        last_hidden_state, _ = self.encoder(x)  # (B, C4, H/32, W/32)
+        return last_hidden_state
 
     def forward_intermediates(
         self,
@@ -662,14 +473,14 @@ class SwiftFormerModel(SwiftFormerPreTrainedModel):
             )
         if output_fmt != "NCHW":
             raise ValueError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
-        take = _take_indices(self.config.num_stages, indices)
+        take = take_stage_indices(self.config.num_stages, indices)
         self._check_pixel_values(pixel_values)
-        x = self.patch_embed(pixel_values)
+        x = self.patch_embed(pixel_values)  # (B, C1, H/4, W/4)
         intermediates, stage = [], -1
         for module in self.encoder.network:
             if stop_early and stage == take[-1]:
                 break
-            x = module(x)
+            x = module(x)  # (B, C_i, h_i, w_i)
             if isinstance(module, SwiftFormerStage):
                 stage += 1
                 if stage in take:
@@ -703,8 +514,9 @@ class SwiftFormerForImageClassification(SwiftFormerPreTrainedModel):
 
     def forward_head(self, last_hidden_state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, C4, h, w) → (cls_logits, distillation_logits), each (B, num_labels)."""
-        pooled = self.norm(last_hidden_state).flatten(2).mean(-1)  # (B, C4)
-        return self.head(pooled), self.dist_head(pooled)
+        x = self.norm(last_hidden_state)  # (B, C4, h, w)
+        pooled = x.flatten(2).mean(-1)  # (B, C4)
+        return self.head(pooled), self.dist_head(pooled)  # (B, num_labels) each
 
     @property
     def feature_info(self) -> list[dict[str, Any]]:
@@ -731,7 +543,7 @@ class SwiftFormerForImageClassification(SwiftFormerPreTrainedModel):
         final, intermediates = self.swiftformer.forward_intermediates(
             pixel_values, indices, stop_early=stop_early, output_fmt=output_fmt
         )
-        if norm and self.config.num_stages - 1 in _take_indices(self.config.num_stages, indices):
+        if norm and self.config.num_stages - 1 in take_stage_indices(self.config.num_stages, indices):
             intermediates[-1] = self.norm(intermediates[-1])
         return intermediates if intermediates_only else (final, intermediates)
 
@@ -742,6 +554,8 @@ class SwiftFormerForImageClassification(SwiftFormerPreTrainedModel):
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
     ) -> ImageClassifierOutputWithNoAttention | tuple[torch.Tensor, ...]:
+        """(B, C, H, W) → ``logits`` (B, num_labels) and both heads' logits; with ``labels`` ((B,) class
+        indices, (B, num_labels) multi-hot or regression targets), also ``loss`` (see :meth:`loss`)."""
         return_dict = self.config.return_dict if return_dict is None else return_dict
         outputs = self.swiftformer(pixel_values, output_hidden_states=output_hidden_states, return_dict=True)
         cls_logits, distillation_logits = self.forward_head(outputs.last_hidden_state)
@@ -749,8 +563,8 @@ class SwiftFormerForImageClassification(SwiftFormerPreTrainedModel):
         loss = self.loss(logits, labels) if labels is not None else None
 
         if not return_dict:  # the reference's tuple: (loss?, logits, hidden_states?)
-            output = (logits,) + ((outputs.hidden_states,) if outputs.hidden_states is not None else ())
-            return ((loss,) + output) if loss is not None else output
+            output = (logits,) if outputs.hidden_states is None else (logits, outputs.hidden_states)
+            return output if loss is None else (loss, *output)
         return ImageClassifierOutputWithNoAttention(
             loss=loss,
             logits=logits,
@@ -878,7 +692,7 @@ class SwiftFormerBackbone(SwiftFormerPreTrainedModel):
         info = []
         for i, name in zip(self._out_indices, self._out_features):
             normed = not isinstance(self.hidden_states_norms[name], nn.Identity)
-            module = f"hidden_states_norms.{name}" if normed else f"swiftformer.{every[i]['module']}"
+            module = f"{BACKBONE_NORMS}{name}" if normed else f"swiftformer.{every[i]['module']}"
             info.append({**every[i], "module": module})
         return info
 
@@ -920,26 +734,19 @@ class SwiftFormerBackbone(SwiftFormerPreTrainedModel):
         otherwise stay freshly initialized (a logged warning); saved norms of maps this backbone does not
         return are ignored. Anything else that does not match raises one :class:`CheckpointError`.
         """
-        prefix, norms = self.base_model_prefix + ".", "hidden_states_norms."
+        prefix = self.base_model_prefix + "."
         if not any(k.startswith(prefix) for k in state_dict):  # a base-model checkpoint
-            state_dict = {k if k.startswith(norms) else prefix + k: v for k, v in state_dict.items()}
+            state_dict = {k if k.startswith(BACKBONE_NORMS) else prefix + k: v for k, v in state_dict.items()}
         expected = {k: tuple(v.shape) for k, v in self.state_dict().items()}
         state_dict = {
             k: v
             for k, v in state_dict.items()
-            if not k.startswith(("norm.", "head.", "dist_head.")) and (k in expected or not k.startswith(norms))
+            if not k.startswith(("norm.", "head.", "dist_head."))
+            and (k in expected or not k.startswith(BACKBONE_NORMS))
         }
-        fresh = [k for k in expected if k.startswith(norms) and k not in state_dict]
+        fresh = [k for k in expected if k.startswith(BACKBONE_NORMS) and k not in state_dict]
         if any(not k.endswith("num_batches_tracked") for k in fresh):
-            names = sorted({k.split(".")[1] for k in fresh})
+            names = sorted({k.removeprefix(BACKBONE_NORMS).split(".")[0] for k in fresh})
             logger.warning("%s holds no output norms for %s; they are newly initialized.", source, names)
         expected = {k: shape for k, shape in expected.items() if k not in fresh}
-        state_dict = match_state_dict(
-            state_dict,
-            expected,
-            base_prefix=self.base_model_prefix,
-            owner=type(self).__name__,
-            source=source,
-            ignore_mismatched_sizes=ignore_mismatched_sizes,
-        )
-        self.load_state_dict(state_dict, strict=False)
+        self._load_matching(state_dict, expected, source, ignore_mismatched_sizes)

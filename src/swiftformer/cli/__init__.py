@@ -20,7 +20,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from . import bench, convert, export, info, predict, train
+from . import bench, convert, export, info, predict, serve, train
 from . import eval as eval_command
 from .common import add_hub_arguments, fail, hub_options, load_processor
 
@@ -56,6 +56,7 @@ COMMANDS = (
         "Convert a checkpoint of the original repository (Amshaker/SwiftFormer), timm or transformers into a model "
         "folder; the architecture is read from the tensor shapes (docs/checkpoints.md).",
     ),
+    ("serve", serve, "serve a model over HTTP", "An HTTP inference server with dynamic batching (docs/serving.md)."),
 )
 
 

@@ -2,6 +2,8 @@
 
 Each mode runs in a fresh subprocess (``swiftformer bench --worker MODE``) so that peak memory, compile
 caches and allocator state are its own; :mod:`swiftformer.bench` measures, this module runs and reports.
+Every report names the CPU and its ISA features (figures only compare between machines with the same ones)
+and the malloc setting.
 """
 
 from __future__ import annotations
@@ -74,29 +76,46 @@ def run(args: argparse.Namespace) -> int:
         if base and "error" not in r:
             r["latency_speedup"] = base["latency_ms_median"] / r["latency_ms_median"]
             r["throughput_speedup"] = r["throughput_img_s"] / base["throughput_img_s"]
-    if args.json:
-        print(json.dumps({"model": args.model, "rows": rows}, indent=2))
-        return 0
+    from ..hardware import describe_hardware, hardware_line
+
     ok = [r for r in rows if "error" not in r]
+    tuned = {r["malloc_tuned"] for r in ok}
+    if args.no_tune_malloc:
+        malloc = "glibc defaults (--no-tune-malloc)"
+    elif tuned == {True}:
+        malloc = "tuned (no trimming, mmap threshold 32 MB)"
+    elif tuned == {False}:
+        malloc = "defaults (not glibc: nothing to tune)"
+    else:
+        malloc = "unknown (no mode ran)" if not ok else "mixed"
+    if args.json:
+        report = {"model": args.model, "cpu": hardware_line(), "hardware": describe_hardware(), "malloc": malloc}
+        print(json.dumps({**report, "rows": rows}, indent=2))
+        return 0
+    print(f"CPU: {hardware_line()}; malloc: {malloc}")
     if ok:
         r0 = ok[0]
         print(
-            f"model {args.model}, {r0['image_size']}x{r0['image_size']}, {r0['threads']} threads, "
-            f"malloc tuned: {r0['malloc_tuned']}; batch-1 latency over {args.iterations} calls, throughput at batch {args.batch_size}"
+            f"model {args.model}, {r0['image_size']}x{r0['image_size']}, {r0['threads']} threads; "
+            f"batch-1 latency over {args.iterations} calls, throughput at batch {args.batch_size}"
         )
     print(
-        f"{'mode':10s} {'lat ms':>8s} {'p90 ms':>8s} {'img/s':>8s} {'first s':>8s} {'peak MB':>8s} {'rel diff':>9s} {'top1':>6s}"
+        f"{'mode':13s} {'lat ms':>8s} {'p90 ms':>8s} {'img/s':>8s} {'first s':>8s} {'peak MB':>8s} {'rel diff':>9s} {'top1':>6s}"
         + (f" {'lat x':>6s} {'thr x':>6s}" if base else "")
+        + "  ran as"
     )
     for r in rows:
         if "error" in r:
-            print(f"{r['mode']:10s} error: {r['error']}")
+            print(f"{r['mode']:13s} error: {r['error']}")
             continue
         line = (
-            f"{r['mode']:10s} {r['latency_ms_median']:8.2f} {r['latency_ms_p90']:8.2f} {r['throughput_img_s']:8.1f} "
+            f"{r['mode']:13s} {r['latency_ms_median']:8.2f} {r['latency_ms_p90']:8.2f} {r['throughput_img_s']:8.1f} "
             f"{r['first_call_s']:8.1f} {r['peak_rss_mb']:8.0f} {r['max_rel_diff']:9.1e} {100 * r['top1_agreement']:5.1f}%"
         )
         if base:
             line += f" {r['latency_speedup']:5.2f}x {r['throughput_speedup']:5.2f}x"
-        print(line)
+        backend = r["backend"]
+        if "backend_batch_1" in r:  # backend="auto": latency and throughput may come from different backends
+            backend = f"{r['backend_batch_1']} (batch 1) / {r['backend_batch_n']} (batch {r['batch_size']})"
+        print(f"{line}  {r['precision']} {backend}")
     return 0

@@ -9,7 +9,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from ..configuration import ATTENTION_VARIANTS, VARIANTS  # torch-free
 
     p.add_argument("src", help=".pth/.pt/.bin/.safetensors file, model folder or hub id")
-    p.add_argument("--to", required=True, metavar="DIR", help="output model folder")
+    p.add_argument("--to", required=True, metavar="DIR", help="output model folder (must be new or empty)")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --to folder")
     p.add_argument(
         "--attention-variant",
         choices=ATTENTION_VARIANTS,
@@ -23,9 +24,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..convert import FORMAT_NAMES, convert_checkpoint, describe_architecture
+    from ..io.files import display_path
 
     result = convert_checkpoint(
-        args.src, args.to, attention_variant=args.attention_variant, variant=args.variant, ema=args.ema
+        args.src,
+        args.to,
+        attention_variant=args.attention_variant,
+        variant=args.variant,
+        ema=args.ema,
+        overwrite=args.overwrite,
     )
     attention = result.attention_variant
     if result.attention_source == "override":
@@ -42,14 +49,14 @@ def run(args: argparse.Namespace) -> int:
     else:
         attention += " (transformers' attention; no config.json)"
     rows = [
-        ("source", result.source + ("  (EMA weights)" if args.ema else "")),
+        ("source", display_path(result.source) + ("  (EMA weights)" if args.ema else "")),
         ("format", FORMAT_NAMES[result.source_format]),
         ("variant", describe_architecture(result.config)),
         ("attention variant", attention),
         ("num_labels", f"{result.num_labels} ({result.labels})" if result.num_labels else "0 (no heads)"),
         ("class", result.architecture),
         *(("note", note) for note in result.notes),
-        ("output", str(result.output_dir)),
+        ("output", display_path(result.output_dir)),
     ]
     for name, value in rows:
         print(f"{name + ':':20s}{value}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,7 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
     parser.add_argument("--channels-last", action="store_true", help="channels-last memory format")
-    parser.add_argument("--output", help="folder for confusion_matrix.png, per_class.csv, eval.json")
+    parser.add_argument(
+        "--output", help="folder for confusion_matrix.png, per_class.csv, eval.json (must be new or empty)"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --output folder")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--progress", action="store_true", help="show a progress bar")
     add_hub_arguments(parser)
@@ -56,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from torch.utils.data import DataLoader, Subset
 
+    from ..io.files import check_target
     from ..modeling import SwiftFormerForImageClassification
     from ..runtime import tune_malloc
     from ..training import distributed
@@ -64,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1 or args.workers < 0:
         raise ValueError("--batch-size must be at least 1 and --workers at least 0")
+    if args.output:  # before any work: refuse to replace an earlier report
+        check_target(args.output, "output folder", args.overwrite)
     tune_malloc()
     device_name = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     distributed.check_device(device_name)
@@ -102,8 +109,14 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"no readable images in {args.data_dir} ({len(result.unreadable)} unreadable)")
         if info.is_main:  # torchrun stops the other ranks if this fails
             _report(result, args, len(class_names))
+            if result.unreadable:  # as predict: the others were evaluated, but the figures miss images
+                print(
+                    f"swiftformer: {len(result.unreadable)} image(s) could not be read and were left out "
+                    "(listed in the report)",
+                    file=sys.stderr,
+                )
         distributed.barrier()  # the others wait for rank 0's report before tearing the group down
-        return 0
+        return 1 if result.unreadable else 0
     finally:
         if started_group:
             distributed.shutdown()
@@ -111,16 +124,16 @@ def run(args: argparse.Namespace) -> int:
 
 def _report(result: EvalResult, args: argparse.Namespace, num_classes: int) -> None:
     """Rank 0's part of ``eval``: print, and write the ``--output`` files."""
-    from ..io.files import atomic_write
+    from ..io.files import atomic_write, staging
     from ..training.evaluate import save_confusion_matrix_png, save_per_class_csv
 
     report = {"model": str(args.model), "data_dir": str(args.data_dir), **result.to_dict()}
-    if args.output:
-        out = Path(args.output)
-        save_confusion_matrix_png(result, out / "confusion_matrix.png")
-        save_per_class_csv(result, out / "per_class.csv")
-        with atomic_write(out / "eval.json", "w") as handle:
-            handle.write(json.dumps(report) + "\n")
+    if args.output:  # written beside, then moved in whole: an earlier report (--overwrite) goes only then
+        with staging(args.output) as out:
+            save_confusion_matrix_png(result, out / "confusion_matrix.png")
+            save_per_class_csv(result, out / "per_class.csv")
+            with atomic_write(out / "eval.json", "w") as handle:
+                handle.write(json.dumps(report) + "\n")
     if args.json:
         print(json.dumps(report))
     else:
@@ -128,9 +141,11 @@ def _report(result: EvalResult, args: argparse.Namespace, num_classes: int) -> N
 
 
 def _print_report(result: EvalResult, args: argparse.Namespace, num_classes: int, rows: int = 20) -> None:
+    from ..io.files import display_path
+
     lines = [
-        ("model", str(args.model)),
-        ("data", f"{args.data_dir}  ({num_classes} classes)"),
+        ("model", display_path(args.model)),
+        ("data", f"{display_path(args.data_dir)}  ({num_classes} classes)"),
         ("top-1", f"{result.top1:.2f} %"),
         ("top-5", f"{result.top5:.2f} %"),
         ("loss", f"{result.loss:.4f}"),
@@ -141,7 +156,7 @@ def _print_report(result: EvalResult, args: argparse.Namespace, num_classes: int
     for name, value in lines:
         print(f"{name + ':':13s}{value}")
     for path in result.unreadable[:rows]:
-        print(f"  {path}")
+        print(f"  {display_path(path)}")
     if len(result.unreadable) > rows:
         print(f"  ... and {len(result.unreadable) - rows} more")
     table = sorted((r for r in result.per_class_rows() if r["images"]), key=lambda r: (r["accuracy"], r["class"]))
@@ -151,6 +166,6 @@ def _print_report(result: EvalResult, args: argparse.Namespace, num_classes: int
         else f"per-class accuracy (worst {rows} of {len(table)}):"
     )
     for r in table[:rows]:
-        print(f"  {r['accuracy']:7.2f} %  {r['correct']:>6d}/{r['images']:<6d} {r['class']}")
+        print(f"  {r['accuracy']:7.2f} %  {r['correct']:>6d}/{r['images']:<6d} {display_path(r['class'])}")
     if args.output:
-        print(f"wrote {Path(args.output) / 'confusion_matrix.png'}, per_class.csv, eval.json")
+        print(f"wrote {display_path(Path(args.output) / 'confusion_matrix.png')}, per_class.csv, eval.json")

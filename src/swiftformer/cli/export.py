@@ -9,7 +9,7 @@ import json
 import sys
 
 from ..errors import ExportError, ExportVerificationError
-from ..export.pytorch import FORMATS, PRECISIONS
+from ..export.common import FORMATS, NUM_CALIBRATION, PRECISIONS
 from .common import add_hub_arguments, hub_options
 
 
@@ -22,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--output",
         required=True,
-        help="file (.onnx, .pte, .pt2, .tflite) or directory (openvino, savedmodel; coreml .mlpackage)",
+        help="file (.onnx, .pte, .pt2, .tflite; added to a new path without a suffix) or directory (openvino, "
+        "savedmodel; coreml .mlpackage); only an earlier export of the format is replaced",
     )
     parser.add_argument(
         "--precision",
@@ -34,10 +35,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--calibration",
         metavar="DIR",
-        help="folder of images (searched recursively) to calibrate int8 on, preprocessed as the model's",
+        help="folder of images to calibrate int8 on (searched recursively, every class folder sampled), "
+        "normalized with the model's mean/std",
     )
     parser.add_argument(
-        "--num-calibration", type=int, default=64, metavar="N", help="calibration images to use (default 64)"
+        "--num-calibration",
+        type=int,
+        default=NUM_CALIBRATION,
+        metavar="N",
+        help=f"calibration images to use (default {NUM_CALIBRATION})",
     )
     parser.add_argument(
         "--image-size",
@@ -62,11 +68,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         import torch
 
-        from ..export.pytorch import _image_size, export, load_calibration_images
+        from ..export import export, load_calibration_images
+        from ..export.common import _image_size
         from ..inference import load_model
 
         model = load_model(args.model, hub)
-        size = _image_size(model, args.image_size, None)
+        size = _image_size(model, args.image_size)
         gen = torch.Generator().manual_seed(0)
         inputs = torch.randn(args.num_verify, model.config.num_channels, *size, generator=gen)
         calibration = None

@@ -1,4 +1,5 @@
-"""``swiftformer info``: parameters, MACs, stage shapes and attention variant of a model."""
+"""``swiftformer info``: parameters, MACs, stage shapes and attention variant of a model; ``--hardware``: the CPU
+and what ``precision="auto"`` / ``backend="auto"`` pick on it."""
 
 from __future__ import annotations
 
@@ -8,12 +9,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .common import add_hub_arguments, hub_options
+from .common import add_hub_arguments, fail, hub_options
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="variant (xs, s, l1, l3), model folder or hub id")
+    p.add_argument("--model", help="variant (xs, s, l1, l3), model folder or hub id (required without --hardware)")
     p.add_argument("--image-size", type=int, nargs="+", metavar="SIZE", help="input size: one value or height width")
+    p.add_argument(
+        "--hardware",
+        action="store_true",
+        help="the CPU (model, ISA features, threads) and what precision/backend 'auto' picks on it",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     add_hub_arguments(p)
 
@@ -44,9 +50,13 @@ def describe(model_ref: str, hub: dict[str, Any], image_size: Sequence[int] | No
         with counter, torch.no_grad():
             model(torch.empty(1, config.num_channels, height, width))
     backbone = model.swiftformer.num_parameters()
+    # The stride is the network's (stem 4, x down_stride per downsampling), not H / h: 97 px make 25 at stride 4.
+    strides = [info["reduction"] for info in model.feature_info]
     stages = [
-        {"stage": i, "depth": d, "channels": c, "height": h, "width": w, "stride": round(height / h) if h else None}
-        for i, (d, c, (h, w)) in enumerate(zip(config.depths, config.embed_dims, model.stage_shapes(height, width)))
+        {"stage": i, "depth": d, "channels": c, "height": h, "width": w, "stride": stride}
+        for i, (d, c, (h, w), stride) in enumerate(
+            zip(config.depths, config.embed_dims, model.stage_shapes(height, width), strides)
+        )
     ]
     return {
         "model": model_ref,
@@ -64,7 +74,20 @@ def describe(model_ref: str, hub: dict[str, Any], image_size: Sequence[int] | No
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.model and not args.hardware:
+        return fail("--model is required (or --hardware for this machine's CPU alone)")
+    from ..hardware import describe_hardware
+
+    hardware = describe_hardware() if args.hardware else None
+    if not args.model:
+        if args.json:
+            print(json.dumps(hardware, indent=2))
+        else:
+            _print_hardware(hardware)
+        return 0
     report = describe(args.model, hub_options(args), args.image_size)
+    if hardware is not None:
+        report["hardware"] = hardware
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -88,4 +111,26 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"  {s['stage']}: {s['depth']:2d} blocks  {s['channels']:4d} x {s['height']} x {s['width']}  (stride {s['stride']})"
         )
+    if hardware is not None:
+        _print_hardware(hardware)
     return 0
+
+
+def _print_hardware(hw: dict[str, Any]) -> None:
+    """The ``--hardware`` report as aligned lines."""
+    threads = hw["torch_threads"] if hw["torch_threads"] is not None else "unknown (no torch)"
+    rows = [
+        ("cpu", f"{hw['cpu']} ({hw['vendor']})"),
+        ("isa", ", ".join(hw["isa"]) or "no AVX2/AVX-512"),
+        ("cores", f"{hw['cores']} usable by this process; torch threads {threads}"),
+        ("torch capability", hw["torch_capability"] or "unknown"),
+        ("native bf16 / int8", f"{'yes' if hw['native_bf16'] else 'no'} / {'yes' if hw['native_int8'] else 'no'}"),
+        ("auto precision", hw["auto_precision_reason"]),
+        ("  with calibration", hw["auto_precision_with_calibration_reason"]),
+        ("auto backend", f"batch 1: {hw['auto_backend_batch_1_reason']}"),
+        ("", f"batch 32: {hw['auto_backend_batch_32_reason']}"),
+        ("installed backends", ", ".join(hw["installed_backends"])),
+    ]
+    print("hardware:")
+    for name, value in rows:
+        print(f"  {name + ':' if name else '':20s}{value}")

@@ -9,6 +9,9 @@ from typing import Any
 
 from .common import add_hub_arguments, fail, hub_options, load_processor
 
+PRECISION_CHOICES = ("auto", "fp32", "bf16")
+BACKEND_CHOICES = ("auto", "inductor", "openvino", "onnxruntime")
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", help="image files")
@@ -17,30 +20,38 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
     p.add_argument("--json", action="store_true", help="one JSON object per image")
     p.add_argument("--no-optimize", action="store_true", help="run the model as loaded, not the fused fast path")
-    p.add_argument("--compile", action="store_true", help="also torch.compile the fast path (pays off for many images)")
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="also torch.compile the inductor path (pays off for many images; with --backend auto, batches "
+        "above 4 then run on it)",
+    )
     p.add_argument(
         "--precision",
-        choices=("fp32", "bf16"),
-        default="fp32",
-        help="fp32 (default; the model's own results) or bf16 (on CPUs with AMX 1.5x faster, 2x with --compile; "
-        "logits within ~1e-2 relative)",
+        choices=PRECISION_CHOICES,
+        default="auto",
+        help="auto (default): bf16 where the CPU computes it natively (AVX512-BF16, AMX), else fp32; fp32: the "
+        "model's own results; bf16: logits within ~1e-2 relative, and slow (with a warning) without native bf16",
     )
     p.add_argument(
         "--backend",
-        choices=("inductor", "openvino"),
-        default="inductor",
-        help="openvino: run the fast path in OpenVINO's CPU plugin (lowest latency per image, no compile "
-        "wait; pip install .[export])",
+        choices=BACKEND_CHOICES,
+        default="auto",
+        help="auto (default): per batch size from what is installed (ONNX Runtime or OpenVINO for small "
+        "batches, and for all without --compile; inductor for large ones with --compile); inductor: the "
+        "fused PyTorch model; openvino / onnxruntime: exported in memory and run there (pip install .[export])",
     )
     add_hub_arguments(p)
 
 
 def check(args: argparse.Namespace) -> str | None:
     """The conflicting-options message, or None."""
-    if args.no_optimize and (args.precision != "fp32" or args.backend != "inductor" or args.compile):
+    if args.no_optimize and (args.precision not in ("auto", "fp32") or args.backend != "auto" or args.compile):
         return "--no-optimize runs the model as loaded (fp32, eager): drop --precision, --backend and --compile"
-    if args.backend == "openvino" and args.compile:
-        return "--compile is for the default backend; --backend openvino compiles the model itself"
+    if args.backend in ("openvino", "onnxruntime") and args.compile:
+        return f"--compile is for the inductor backend; --backend {args.backend} compiles the model itself"
+    if args.backend == "onnxruntime" and args.precision == "bf16":
+        return "--backend onnxruntime runs fp32 only: use --backend openvino or inductor for bf16"
     return None
 
 
@@ -77,9 +88,16 @@ def run(args: argparse.Namespace) -> int:
         batch = ready[start:end]
         start = end
         with torch.inference_mode():
-            probs = classify(torch.stack([pixels for _, pixels in batch])).float().softmax(dim=-1)
-        scores, indices = probs.topk(top_k, dim=-1)
-        for (path, _), row_scores, row_indices in zip(batch, scores.tolist(), indices.tolist()):
+            logits = classify(torch.stack([pixels for _, pixels in batch])).float()
+        finite = torch.isfinite(logits).all(dim=-1).tolist()
+        scores, indices = logits.softmax(dim=-1).topk(top_k, dim=-1)
+        for (path, _), ok, row_scores, row_indices in zip(batch, finite, scores.tolist(), indices.tolist()):
+            if not ok:  # NaN scores would be invalid JSON and meaningless rankings
+                results[path] = {
+                    "image": path,
+                    "error": "the model's logits for this image are not finite (NaN or inf)",
+                }
+                continue
             results[path] = {
                 "image": path,
                 "predictions": [
@@ -91,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     for path in args.images:  # in the order given
         result = results[path]
         if args.json:
-            print(json.dumps(result))
+            print(json.dumps(result, allow_nan=False))
         elif "error" in result:
             print(f"{path}: error: {result['error']}", file=sys.stderr)
         else:
@@ -102,10 +120,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _fast_classifier(model, args: argparse.Namespace):
-    """The reparameterized, micro-batched model in ``--precision`` (no warm-up), optionally compiled
-    (worth it for many images), or OpenVINO's CPU plugin with ``--backend openvino``."""
+    """The reparameterized model at ``--precision`` on ``--backend`` (each backend built on its first batch),
+    optionally compiled; says on stderr (never stdout: --json) which precision and backend, and why."""
     from ..inference import optimize_for_inference
 
-    if args.backend == "openvino":
-        return optimize_for_inference(model, args.precision, backend="openvino")
-    return optimize_for_inference(model, args.precision, compile=args.compile)
+    fast = optimize_for_inference(model, args.precision, compile=args.compile, backend=args.backend)
+    print(f"note: {fast.reason}", file=sys.stderr)
+    return fast

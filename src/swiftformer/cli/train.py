@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 from pathlib import Path
 
-from ..training.config import RECIPES, TRAIN_CONFIG_NAME, TrainConfig, resolve_config
+from ..io.files import display_path, read_json
+from ..training.config import RECIPES, TRAIN_CONFIG_NAME, TrainConfig, overwrite_staging_path, resolve_config
+
+# Flags of this command that are not settings of the run (not saved in train_config.json).
+_RUN_FLAGS = ("func", "command", "resume", "config_file", "recipe", "overwrite", "allow_data_change")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,6 +20,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", dest="config_file", help="YAML or JSON file of settings (flags override it)")
     parser.add_argument("--resume", metavar="OUTPUT", help="continue the run in OUTPUT from its last checkpoint")
     parser.add_argument("--recipe", choices=sorted(RECIPES), help="paper (ImageNet, 300 epochs) or finetune")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a non-empty --output (the old run stays until the new one ends); with --resume: "
+        "continue an interrupted --overwrite run",
+    )
+    parser.add_argument(
+        "--allow-data-change",
+        action="store_true",
+        help="with --resume: continue on another --data-dir or changed image counts (the classes must stay)",
+    )
     for f in dataclasses.fields(TrainConfig):
         if f.name in ("recipe", "config_file"):
             continue
@@ -46,23 +60,40 @@ def _optional(base: type):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..training.trainer import train  # torch: only when a run starts
+    from ..training.trainer import TrainingInterrupted, train  # torch: only when a run starts
 
-    given = {k: v for k, v in vars(args).items() if k not in ("func", "command", "resume", "config_file", "recipe")}
-    if args.resume:
-        saved = Path(args.resume) / TRAIN_CONFIG_NAME
-        if not saved.is_file():
-            raise FileNotFoundError(f"cannot resume: {saved} does not exist (is {args.resume} a training output?)")
-        stored = json.loads(saved.read_text(encoding="utf-8"))
-        config_file = stored.pop("config_file", None)  # provenance only: its values are already in `stored`
-        config = resolve_config(None, None, **{**stored, **given, "output": args.resume})
-        config.config_file = config_file
-        result = train(config, resume=True)
-    else:
-        if not given.get("output"):
-            raise ValueError("--output is required (the run's folder)")
-        config = resolve_config("paper", args.config_file, recipe=args.recipe, **given)
-        result = train(config)
+    given = {k: v for k, v in vars(args).items() if k not in _RUN_FLAGS}
+    options = {"overwrite": args.overwrite, "allow_data_change": args.allow_data_change}
+    try:
+        if args.resume:
+            folder = overwrite_staging_path(args.resume) if args.overwrite else Path(args.resume)
+            saved = folder / TRAIN_CONFIG_NAME
+            if not saved.is_file():
+                if args.overwrite:
+                    raise FileNotFoundError(
+                        f"cannot resume: there is no interrupted --overwrite run of {display_path(args.resume)} "
+                        f"(no {display_path(saved)}); drop --overwrite to resume the run itself"
+                    )
+                raise FileNotFoundError(
+                    f"cannot resume: {display_path(saved)} does not exist (is {display_path(args.resume)} a "
+                    "training output?)"
+                )
+            stored = read_json(saved)
+            config_file = stored.pop("config_file", None)  # provenance only: its values are already in `stored`
+            config = resolve_config(None, None, **{**stored, **given, "output": args.resume})
+            config.config_file = config_file
+            result = train(config, resume=True, **options)
+        else:
+            if args.allow_data_change:
+                raise ValueError("--allow-data-change applies to --resume only")
+            if not given.get("output"):
+                raise ValueError("--output is required (the run's folder)")
+            config = resolve_config("paper", args.config_file, recipe=args.recipe, **given)
+            result = train(config, **options)
+    except TrainingInterrupted as stop:
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(f"swiftformer: {stop.message}", file=sys.stderr)
+        return 130
     if int(os.environ.get("RANK", "0")) == 0:  # train() has left the process group: ask torchrun's env
-        print(f"best top-1 {result.best_top1:.2f}%  →  {result.output / 'best'}", file=sys.stderr)
+        print(f"best top-1 {result.best_top1:.2f}%  →  {display_path(result.output / 'best')}", file=sys.stderr)
     return 0

@@ -1,12 +1,15 @@
-"""Exports to the mobile and server runtimes, each verified in its runtime against the PyTorch model.
+"""Exports to the mobile and server runtimes, each verified in its runtime before it is written.
 
-- :mod:`.pytorch` — :func:`export`: ONNX, OpenVINO, ExecuTorch, CoreML, AOTInductor (and TFLite /
-  SavedModel through the Keras classes)
-- :mod:`.keras` — SavedModel and TFLite from the Keras 3 classes, checked in LiteRT
+- :mod:`.pytorch` — :func:`export`: a PyTorch classifier to ONNX, OpenVINO, ExecuTorch, Core ML,
+  AOTInductor, and (through the Keras classes) TFLite and SavedModel, compared with the eager model
+- :mod:`.keras` — SavedModel and TFLite from the Keras 3 classes, compared with the Keras model
+- :mod:`.common` — what both share: :class:`ExportReport`, the output-path rules, staging and atomic
+  placement, the comparison, the export size, :func:`load_calibration_images`
 """
 
 from ..errors import ExportError, ExportVerificationError
-from .pytorch import EXTENSIONS, FORMAT_PRECISIONS, FORMATS, PRECISIONS, ExportReport, export, load_calibration_images
+from .common import EXTENSIONS, FORMAT_PRECISIONS, FORMATS, PRECISIONS, ExportReport, load_calibration_images
+from .pytorch import export
 
 __all__ = [
     "EXTENSIONS",

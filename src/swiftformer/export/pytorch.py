@@ -1,4 +1,4 @@
-"""Export a SwiftFormer classifier to deployment formats, verified against the PyTorch model.
+"""Export a PyTorch SwiftFormer classifier to deployment formats, verified against the eager model.
 
     swiftformer export --model MBZUAI/swiftformer-xs --format onnx --output xs.onnx
     swiftformer export --model runs/xs/best --format openvino --output xs-openvino --precision fp16
@@ -13,21 +13,25 @@ single output ``logits`` (B, num_labels) float32.
 ========== ========================= ============================== =============================
 format     artifact                  shapes                         verified in
 ========== ========================= ============================== =============================
-onnx       one ``.onnx`` file        dynamic batch, height, width   onnxruntime (CPU)
+onnx       one ``.onnx`` file        dynamic batch, height, width*  onnxruntime (CPU)
 openvino   ``DIR/model.xml`` + .bin  dynamic batch, height, width   OpenVINO (CPU, explicit hint)
 executorch ``.pte`` (XNNPACK)        static (1, 3, size, size)      ExecuTorch Python runtime
 coreml     ``.mlpackage``            static (1, 3, size, size)      spec reload (predict: macOS)
 aoti       ``.pt2`` (AOTInductor)    dynamic batch, static H×W      ``aoti_load_package``
-tflite     ``.tflite``               static (1, 3, size, size)      LiteRT (via ``export_tf``)
-savedmodel ``DIR/`` (TF SavedModel)  dynamic batch, height, width   TensorFlow (reloaded)
+tflite     ``.tflite``               static (1, 3, size, size)      LiteRT (via :mod:`.keras`)
+savedmodel ``DIR/`` (TF SavedModel)  dynamic batch, height, width   TensorFlow (via :mod:`.keras`)
 ========== ========================= ============================== =============================
+
+(*) ONNX fixes height and width for an export size below :func:`~swiftformer.inference.min_spatial_size`
+(33 px with four stages: a 1×1 last stage specializes the graph); OpenVINO's IR stays dynamic. The
+report's ``input_shape`` is read from the artifact.
 
 ``int8`` (ONNX: onnxruntime's static QDQ quantization, per-channel weights; TFLite: full-integer ops)
 is calibrated on ``calibration`` images; without them, on the verification inputs (random unless
 given), which is only good for checking the pipeline.
 
 Each artifact is written to a temporary path beside the target, verified there against the logits of
-the *original* eager model on ``verify_inputs``, and only then moved into place (``os.replace``; a
+the *original* eager model on ``verify_inputs``, and only then moved into place (:mod:`.common`: a
 directory is swapped with the old one, which is then deleted): a failed export or a failed verification
 never leaves a partial artifact behind, nor replaces a good one.
 
@@ -41,20 +45,31 @@ import copy
 import importlib
 import importlib.util
 import logging
-import math
 import os
-import shutil
 import sys
-import tempfile
-import time
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ExportError, ExportVerificationError
-from ..runtime import median_ms
+from ..runtime import time_calls
+from .common import (
+    FORMAT_PRECISIONS,
+    FORMATS,
+    FP32_TOLERANCE,
+    PRECISIONS,
+    REDUCED_TOLERANCE,
+    TF_INSTALL_HINT,
+    ExportReport,
+    _image_size,
+    checked_report,
+    compare,
+    place,
+    staging,
+    target_path,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -62,45 +77,7 @@ if TYPE_CHECKING:
 
     from ..modeling import SwiftFormerForImageClassification
 
-FORMATS = ("onnx", "openvino", "executorch", "coreml", "aoti", "tflite", "savedmodel")
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
-# Precisions each format can produce (fp16/bf16: weights and arithmetic; int8: static quantization
-# calibrated on images; input and output stay float32).
-FORMAT_PRECISIONS: dict[str, tuple[str, ...]] = {
-    "onnx": ("fp32", "fp16", "int8"),
-    "openvino": ("fp32", "fp16", "bf16"),
-    "executorch": ("fp32",),
-    "coreml": ("fp32", "fp16"),
-    "aoti": ("fp32", "bf16"),
-    "tflite": ("fp32", "fp16", "int8"),
-    "savedmodel": ("fp32",),
-}
-# What the output path gets when it has no suffix ("" = a directory).
-EXTENSIONS = {
-    "onnx": ".onnx",
-    "openvino": "",
-    "executorch": ".pte",
-    "coreml": ".mlpackage",
-    "aoti": ".pt2",
-    "tflite": ".tflite",
-    "savedmodel": "",
-}
-DIRECTORY_FORMATS = ("openvino", "coreml", "savedmodel")
-# Default tolerance on max|Δlogit| / max|logit| against the eager float32 model. float32 runtimes that
-# compute the same graph agree to ~1e-6; ExecuTorch's XNNPACK and TFLite use other kernels (1e-4).
-# Reduced precisions are only checked for gross errors (layout, NaN): read their top-1 agreement.
-FP32_TOLERANCE = {
-    "onnx": 1e-5,
-    "openvino": 1e-5,
-    "aoti": 1e-5,
-    "executorch": 1e-4,
-    "coreml": 1e-4,
-    "tflite": 1e-4,
-    "savedmodel": 1e-4,
-}
-REDUCED_TOLERANCE = {"fp16": 5e-2, "bf16": 1e-1, "int8": 2.5e-1}
 INSTALL_HINT = "pip install .[export]  (or: pip install 'swiftformer[export]')"
-TF_INSTALL_HINT = "pip install .[tf]  (or: pip install 'swiftformer[tf]')"
 # The package each format needs (import name, pip name).
 _REQUIREMENTS = {
     "onnx": [("onnx", "onnx"), ("onnxscript", "onnxscript"), ("onnxruntime", "onnxruntime")],
@@ -111,60 +88,8 @@ _REQUIREMENTS = {
     "tflite": [],
     "savedmodel": [],
 }
-
-
-@dataclass
-class ExportReport:
-    """What an export wrote and how it compares with the eager PyTorch model.
-
-    ``max_abs_diff`` is max |exported − eager| over the logits of the verification inputs (eager: the
-    original, unfused float32 model), ``max_rel_diff`` that divided by max |eager logit|,
-    ``top1_agreement`` the fraction of inputs whose arg-max class agrees, ``latency_ms`` the median
-    batch-1 time in the target runtime (``None`` where it cannot run here, e.g. Core ML off macOS).
-    The diffs are ``None`` when the artifact cannot be executed here.
-    """
-
-    path: str
-    format: str
-    precision: str
-    size_mb: float
-    max_abs_diff: float | None
-    max_rel_diff: float | None
-    top1_agreement: float | None
-    latency_ms: float | None
-    notes: list[str] = field(default_factory=list)
-    tolerance: float | None = None
-    input_shape: list[Any] = field(default_factory=list)
-    num_verify_inputs: int = 0
-
-    @property
-    def passed(self) -> bool:
-        """Within tolerance (NaN fails), or not executable here (nothing to compare)."""
-        if self.max_rel_diff is None or self.tolerance is None:
-            return True
-        return self.max_rel_diff <= self.tolerance
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["passed"] = self.passed
-        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in data.items()}
-
-    def summary(self) -> str:
-        def num(value: float | None, fmt: str) -> str:
-            return "n/a" if value is None else format(value, fmt)
-
-        shape = "x".join(str(d) for d in self.input_shape)
-        lines = [
-            f"{self.format} ({self.precision}) -> {self.path}  [{self.size_mb:.2f} MB]",
-            f"  input pixel_values {shape} float32 -> logits",
-            f"  vs eager PyTorch fp32 on {self.num_verify_inputs} inputs: max|diff| {num(self.max_abs_diff, '.3g')}, "
-            f"relative {num(self.max_rel_diff, '.3g')} (tolerance {num(self.tolerance, 'g')}), "
-            "top-1 agreement " + ("n/a" if self.top1_agreement is None else f"{100 * self.top1_agreement:.1f}%"),
-            f"  latency (batch 1, median): {num(self.latency_ms, '.2f')} ms",
-        ]
-        lines += [f"  note: {n}" for n in self.notes]
-        lines.append("  verification: " + ("passed" if self.passed else "FAILED"))
-        return "\n".join(lines)
+STATIC_FORMATS = ("executorch", "coreml", "tflite", "aoti")  # fixed height and width
+REFERENCE = "eager PyTorch model (fp32)"
 
 
 # ------------------------------------------------------------------------------------------- helpers
@@ -180,93 +105,6 @@ def _import(module: str, fmt: str) -> Any:
         return importlib.import_module(module)
     except ImportError as err:
         raise ImportError(f"exporting to {fmt} needs {module.split('.')[0]} ({err}): {INSTALL_HINT}") from None
-
-
-def _image_size(model: Any, image_size: Any, verify_inputs: Any) -> tuple[int, int]:
-    if image_size is None and verify_inputs is not None:
-        return int(verify_inputs.shape[-2]), int(verify_inputs.shape[-1])
-    size = model.config.image_size if image_size is None else image_size
-    if isinstance(size, int):
-        return size, size
-    size = tuple(int(s) for s in size)
-    if len(size) == 1:
-        return size[0], size[0]
-    if len(size) != 2:
-        raise ValueError(f"image_size must be an int or (height, width), got {image_size!r}")
-    return size  # type: ignore[return-value]
-
-
-def _size_mb(path: Path) -> float:
-    if path.is_dir():
-        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 1e6
-    return path.stat().st_size / 1e6
-
-
-@contextlib.contextmanager
-def _staging(target: Path, name: str) -> Iterator[Path]:
-    """A fresh temporary folder beside ``target`` holding the path ``name`` to write the artifact to.
-
-    The folder (and whatever is left in it) is deleted when the block exits; :func:`_place` moves the
-    artifact out of it first on success.
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    try:
-        yield folder / name
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-# The file that marks a directory as an earlier export of that format (anything else is never replaced).
-DIRECTORY_MARKERS = {"openvino": "model.xml", "coreml": "Manifest.json", "savedmodel": "saved_model.pb"}
-
-
-def _check_replaceable(target: Path, format: str) -> None:
-    """Refuse to overwrite anything but an earlier export of ``format``: a typo in ``--output`` must not
-    replace a model folder, a folder of other files, or a weights file."""
-    if not target.exists():
-        return
-    if format in DIRECTORY_FORMATS:
-        if not (target / DIRECTORY_MARKERS[format]).is_file():
-            raise ValueError(
-                f"{target} exists and is not an earlier {format} export (it has no "
-                f"{DIRECTORY_MARKERS[format]}); refusing to replace it: delete it or choose another output"
-            )
-    elif target.suffix.lower() != EXTENSIONS[format]:
-        raise ValueError(
-            f"{target} exists and is not a {EXTENSIONS[format]} file; refusing to overwrite it with the "
-            f"{format} export: delete it or choose another output"
-        )
-
-
-def _fsync_tree(path: Path) -> None:
-    files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]
-    for file in files:
-        with open(file, "rb") as handle:
-            os.fsync(handle.fileno())
-
-
-def _place(staged: Path, target: Path) -> None:
-    """Move a verified artifact over ``target`` atomically (a file by ``os.replace``; a directory by
-    renaming the old one away, renaming the new one in, then deleting the old one)."""
-    from ..io.files import replace_path
-
-    _fsync_tree(staged)
-    replace_path(staged, target)
-
-
-def _compare(expected: torch.Tensor, actual: Any) -> tuple[float, float, float]:
-    import numpy as np
-    import torch
-
-    actual = torch.as_tensor(np.asarray(actual, dtype=np.float32)).reshape(expected.shape).double()
-    expected = expected.double()
-    max_abs = (actual - expected).abs().max().item()
-    if math.isnan(max_abs):
-        max_abs = math.inf
-    rel = max_abs / max(expected.abs().max().item(), 1e-30)
-    top1 = (actual.argmax(-1) == expected.argmax(-1)).double().mean().item()
-    return max_abs, rel, top1
 
 
 def _batched(run: Callable[[np.ndarray], Any], inputs: np.ndarray, batch: int | None) -> np.ndarray:
@@ -332,9 +170,10 @@ class _Context:
         return export_dims(self.model.config, self.size, spatial)  # static H, W below the minimum size
 
 
-def _dynamic_shape(ctx: _Context) -> list[Any]:
-    """The input shape of a dynamic export as reported: named dims, or the size when it had to be static."""
-    return ["batch", ctx.channels, *(("height", "width") if 2 in ctx.dims(spatial=True) else ctx.size)]
+def _named_shape(dims: list[int | None]) -> list[Any]:
+    """An artifact's input shape as reported: each dynamic dimension (``None``) by its name."""
+    names = ("batch", "channels", "height", "width")
+    return [names[i] if d is None else int(d) for i, d in enumerate(dims)]
 
 
 def _static(ctx: _Context) -> str:
@@ -386,7 +225,9 @@ def _export_onnx(ctx: _Context) -> tuple[Callable, int | None, list[str], list[A
             f"int8: onnxruntime static quantization (QDQ, per-channel int8 weights, uint8 activations), "
             f"calibrated on {len(ctx.calibration)} images"
         )
-    return (lambda x: session.run(["logits"], {"pixel_values": x})[0]), None, notes, _dynamic_shape(ctx)
+    # The shape as exported: height and width are static below the dynamic minimum size (inference.export_dims).
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in proto.graph.input[0].type.tensor_type.shape.dim]
+    return (lambda x: session.run(["logits"], {"pixel_values": x})[0]), None, notes, _named_shape(dims)
 
 
 def _quantize_onnx(ctx: _Context) -> None:
@@ -440,9 +281,10 @@ def _export_openvino(ctx: _Context) -> tuple[Callable, int | None, list[str], li
     default_hint = core.get_property("CPU", "INFERENCE_PRECISION_HINT")
     default_hint = default_hint.get_type_name() if hasattr(default_hint, "get_type_name") else str(default_hint)
     hint = "bf16" if ctx.precision == "bf16" else "f32"
-    compiled = core.compile_model(
-        core.read_model(os.fspath(ctx.staged / "model.xml")), "CPU", {"INFERENCE_PRECISION_HINT": hint}
-    )
+    saved = core.read_model(os.fspath(ctx.staged / "model.xml"))
+    compiled = core.compile_model(saved, "CPU", {"INFERENCE_PRECISION_HINT": hint})
+    # The IR's own shape: OpenVINO keeps height and width dynamic even where torch.export fixed them.
+    dims = [None if d.is_dynamic else d.get_length() for d in saved.inputs[0].get_partial_shape()]
     request = compiled.create_infer_request()
     notes.append(
         f"OpenVINO {ov.get_version().split('-')[0]} CPU, compiled with INFERENCE_PRECISION_HINT={hint} "
@@ -456,7 +298,7 @@ def _export_openvino(ctx: _Context) -> tuple[Callable, int | None, list[str], li
     def run(x: np.ndarray) -> np.ndarray:
         return request.infer({0: x})[0].copy()
 
-    return run, None, notes, _dynamic_shape(ctx)
+    return run, None, notes, _named_shape(dims)
 
 
 def _sum_spatial(x: torch.Tensor) -> torch.Tensor:
@@ -637,12 +479,16 @@ def _export_aoti(ctx: _Context) -> tuple[Callable, int | None, list[str], list[A
             exported, package_path=os.fspath(ctx.staged), inductor_configs={"freezing": True}
         )
     # The point of AOTInductor: nothing compiles at load time. Measure load + first call.
-    first = torch.from_numpy(ctx.example(1).numpy())
-    start = time.perf_counter()
-    runner = torch._inductor.aoti_load_package(os.fspath(ctx.staged))
-    with torch.inference_mode():
-        runner(first)
-    cold = time.perf_counter() - start
+    first = ctx.example(1)
+    loaded = []
+
+    def load_and_call() -> None:
+        loaded.append(torch._inductor.aoti_load_package(os.fspath(ctx.staged)))
+        with torch.inference_mode():
+            loaded[-1](first)
+
+    (cold,) = time_calls(load_and_call, 1)
+    runner = loaded[0]
     notes = [
         f"load + first call: {1e3 * cold:.0f} ms (no compilation at load)",
         f"dynamic batch; height and width fixed at {ctx.size[0]}x{ctx.size[1]}; needs this torch version and CPU type",
@@ -658,75 +504,79 @@ def _export_aoti(ctx: _Context) -> tuple[Callable, int | None, list[str], list[A
 
 
 def _keras_model(ctx: _Context, fmt: str) -> tuple[Any, Any]:
-    """(swiftformer.export.keras, the Keras classifier holding ``ctx.model``'s weights)."""
+    """(:mod:`swiftformer.export.keras`, the Keras classifier holding ``ctx.model``'s weights)."""
     if importlib.util.find_spec("swiftformer.export.keras") is None:
         raise ImportError(f"exporting to {fmt} needs the TensorFlow exporter and TensorFlow: {TF_INSTALL_HINT}")
     import torch._dynamo  # noqa: F401 - before TensorFlow (see _import_coremltools)
 
     try:
-        export_tf = importlib.import_module(".keras", __package__)
-        modeling_tf = importlib.import_module("..keras.models", __package__)
-        export_tf._require_tf()
+        keras_export = importlib.import_module(".keras", __package__)
+        keras_models = importlib.import_module("..keras.models", __package__)
+        keras_export._require_tf()
     except ImportError as err:
         raise ImportError(
             f"exporting to {fmt} needs TensorFlow, Keras 3 and LiteRT ({err}): {TF_INSTALL_HINT}"
         ) from None
-    tf_model = modeling_tf.TFSwiftFormerForImageClassification(ctx.model.config)
+    tf_model = keras_models.TFSwiftFormerForImageClassification(ctx.model.config)
     tf_model.load_state_dict(ctx.model.state_dict(), source="the PyTorch model")
-    return export_tf, tf_model
+    return keras_export, tf_model
+
+
+def _via_keras(ctx: _Context, fmt: str, write: Callable[[Any, Any], ExportReport]) -> tuple[Any, ExportReport]:
+    """Write ``ctx.staged`` with ``write(keras_export, tf_model)`` (an exporter of :mod:`.keras`, which
+    checks the artifact against the Keras model); its disagreement is a conversion failure here."""
+    keras_export, tf_model = _keras_model(ctx, fmt)
+    with _quiet():
+        try:
+            return keras_export, write(keras_export, tf_model)
+        except ExportVerificationError as err:  # its report describes a staged file that is gone
+            raise ExportError(
+                f"the {fmt} artifact disagrees with the Keras model it was converted from: relative "
+                f"{err.report.max_rel_diff:.3g} > {err.report.tolerance:g}"
+            ) from err
 
 
 def _export_tflite(ctx: _Context, inputs: torch.Tensor) -> tuple[Callable, int | None, list[str], list[Any]]:
-    export_tf, tf_model = _keras_model(ctx, "tflite")
-    quantization = {"fp32": "float32", "fp16": "float16", "int8": "int8"}[ctx.precision]
     calibration = ctx.calibration.numpy() if ctx.precision == "int8" else None
-    with _quiet():
-        try:
-            report = export_tf.export_tflite(
-                tf_model,
-                ctx.staged,
-                quantization=quantization,
-                image_size=ctx.size,
-                representative_data=calibration,
-                verify_inputs=inputs.numpy(),
-                latency_runs=0,
-            )
-        except export_tf.ExportError as err:  # LiteRT disagrees with the Keras model
-            raise ExportError(str(err)) from err
-    runner = export_tf.TFLiteRunner(ctx.staged)
+    keras_export, report = _via_keras(
+        ctx,
+        "tflite",
+        lambda keras_export, tf_model: keras_export.export_tflite(
+            tf_model,
+            ctx.staged,
+            quantization=ctx.precision,
+            image_size=ctx.size,
+            representative_data=calibration,
+            verify_inputs=inputs.numpy(),
+            latency_runs=0,
+        ),
+    )
     notes = [
-        f"converted from the Keras model (swiftformer.modeling_tf); LiteRT vs Keras: relative {report.rel_diff:.3g}",
+        f"converted from the Keras model (swiftformer.keras.models); LiteRT vs Keras: relative {report.max_rel_diff:.3g}",
         f"static input shape {_static(ctx)}",
     ]
     if calibration is not None:
         notes.append(f"int8: full-integer ops (float32 input and output), calibrated on {len(calibration)} images")
-    return runner, 1, notes, [1, ctx.channels, *ctx.size]
+    return keras_export.TFLiteRunner(ctx.staged), 1, notes, report.input_shape
 
 
 def _export_savedmodel(ctx: _Context, inputs: torch.Tensor) -> tuple[Callable, int | None, list[str], list[Any]]:
-    export_tf, tf_model = _keras_model(ctx, "savedmodel")
+    _, report = _via_keras(
+        ctx,
+        "savedmodel",
+        lambda keras_export, tf_model: keras_export.export_saved_model(
+            tf_model, ctx.staged, image_size=ctx.size, verify_inputs=inputs.numpy(), latency_runs=0
+        ),
+    )
     import tensorflow as tf
 
-    with _quiet():
-        try:
-            export_tf.export_saved_model(
-                tf_model, ctx.staged, image_size=ctx.size, verify_inputs=inputs.numpy(), latency_runs=0
-            )
-        except export_tf.ExportError as err:
-            raise ExportError(str(err)) from err
     serve = tf.saved_model.load(os.fspath(ctx.staged)).signatures["serving_default"]
     notes = [
-        (
-            "converted from the Keras model (swiftformer.modeling_tf); signature serving_default: "
-            "pixel_values [None, C, None, None] float32 -> {'logits'}"
-        )
+        "converted from the Keras model (swiftformer.keras.models); signature serving_default: "
+        "pixel_values [None, C, None, None] float32 -> {'logits'}",
+        f"reloaded SavedModel vs Keras, at two input sizes: relative {report.max_rel_diff:.3g}",
     ]
-    return (
-        (lambda x: serve(pixel_values=tf.constant(x))["logits"].numpy()),
-        None,
-        notes,
-        ["batch", ctx.channels, "height", "width"],
-    )
+    return (lambda x: serve(pixel_values=tf.constant(x))["logits"].numpy()), None, notes, report.input_shape
 
 
 def _convert(
@@ -753,18 +603,6 @@ def _convert(
         raise ExportError(f"exporting to {format} failed: {type(err).__name__}: {message}") from err
 
 
-def _verify(
-    run: Callable | None, batch: int | None, verify_inputs: torch.Tensor, expected: torch.Tensor, latency_runs: int
-) -> tuple[float | None, float | None, float | None, float | None]:
-    """(max_abs_diff, max_rel_diff, top1_agreement, latency_ms), all None when ``run`` is None."""
-    if run is None:
-        return None, None, None, None
-    inputs = verify_inputs.numpy()
-    max_abs, rel, top1 = _compare(expected, _batched(run, inputs, batch))
-    one = inputs[:1].copy()
-    return max_abs, rel, top1, median_ms(lambda: run(one), latency_runs)
-
-
 # ------------------------------------------------------------------------------------------- the API
 def export(
     model: SwiftFormerForImageClassification,
@@ -784,22 +622,24 @@ def export(
     Args:
         model: A classifier (left unchanged; its weights are copied).
         output: The file (``.onnx``, ``.pte``, ``.pt2``, ``.tflite``) or directory (OpenVINO: holds
-            ``model.xml`` and ``model.bin``; Core ML: the ``.mlpackage``). Without a suffix, the
-            format's usual one is added.
+            ``model.xml`` and ``model.bin``; Core ML: the ``.mlpackage``). A path without a suffix gets
+            the format's (``digits`` → ``digits.onnx``), unless ``digits`` exists. Only an earlier
+            export of ``format`` is ever replaced (:func:`~swiftformer.export.common.target_path`).
         format: One of :data:`FORMATS`.
         precision: ``"fp32"``, or per :data:`FORMAT_PRECISIONS` ``"fp16"`` / ``"bf16"`` / ``"int8"``.
         image_size: The export's input size (static formats) and the size of the default verification
             images: an int or (height, width); default the size of ``verify_inputs``, else the config's.
         verify_inputs: (N, C, H, W) float32 pixel values to compare on; default 8 seeded random images.
         calibration: (N, C, H, W) float32 pixel values of real images to calibrate ``int8`` on (a few
-            dozen to a few hundred); default the verification inputs, with a note in the report.
+            dozen to a few hundred; a folder's: :func:`~swiftformer.export.load_calibration_images`);
+            default the verification inputs, with a note in the report.
         opset: ONNX opset (at least 18; 20 and later have a native ``Gelu``).
         tolerance: Largest allowed max|Δlogit| / max|logit|; default per format and precision
             (:data:`FP32_TOLERANCE`, :data:`REDUCED_TOLERANCE`).
         latency_runs: Timed batch-1 runs for ``latency_ms`` (0: skip).
 
     Raises:
-        ValueError: Unknown format or precision, or bad sizes.
+        ValueError: Unknown format or precision, bad sizes, or ``output`` is not an earlier export.
         ImportError: The format's package is missing (names ``pip install .[export]``).
         ExportError: The conversion failed; :class:`ExportVerificationError` (with ``.report``) when
             the exported model disagrees beyond ``tolerance`` — in both cases nothing is written.
@@ -823,17 +663,7 @@ def export(
             f"opset must be at least 18 (torch.onnx's exporter; 20 and later have a native Gelu), got {opset}"
         )
     _require(format)
-    target = Path(output)
-    if EXTENSIONS[format] and not target.suffix:
-        target = target.with_name(target.name + EXTENSIONS[format])
-    if format == "openvino" and target.suffix == ".xml":
-        raise ValueError(f"the OpenVINO export is a directory (holding model.xml and model.bin), got {target}")
-    if target.exists() and target.is_dir() != (format in DIRECTORY_FORMATS):
-        raise ValueError(
-            f"{target} exists and is a {'directory' if target.is_dir() else 'file'}; {format} writes a "
-            f"{'directory' if format in DIRECTORY_FORMATS else 'file'}"
-        )
-    _check_replaceable(target, format)
+    target = target_path(output, format)
 
     # A float32 CPU copy in eval mode (the caller's model keeps its mode, dtype and device).
     if any(p.dtype != torch.float32 or p.device.type != "cpu" for p in model.parameters()) or model.training:
@@ -850,8 +680,7 @@ def export(
         verify_inputs = verify_inputs[None]
     if verify_inputs.ndim != 4 or verify_inputs.shape[1] != channels or len(verify_inputs) == 0:
         raise ValueError(f"verify_inputs must have shape (N, {channels}, H, W), got {tuple(verify_inputs.shape)}")
-    static = format in ("executorch", "coreml", "tflite", "aoti")  # fixed height and width
-    if static and tuple(verify_inputs.shape[2:]) != size:
+    if format in STATIC_FORMATS and tuple(verify_inputs.shape[2:]) != size:
         raise ValueError(
             f"{format} has a fixed input size {size[0]}x{size[1]}; verify_inputs are "
             f"{verify_inputs.shape[2]}x{verify_inputs.shape[3]}"
@@ -877,92 +706,29 @@ def export(
     if tolerance is None:
         tolerance = FP32_TOLERANCE[format] if precision == "fp32" else REDUCED_TOLERANCE[precision]
 
-    staged_name = "artifact" + (EXTENSIONS[format] or ".dir")
-    with _staging(target, staged_name) as staged:
+    with staging(target, format) as staged:
         ctx = _Context(model, fused, precision, size, opset, staged, channels, calibration)
+        inputs = verify_inputs.numpy()
+        one = inputs[:1].copy()
         with torch.no_grad():
             run, batch, format_notes, shape = _convert(format, ctx, verify_inputs)
-            notes = format_notes + notes
-            max_abs, rel, top1, latency = _verify(run, batch, verify_inputs, expected, latency_runs)
-            run = None  # release the runtime's handles on the staged artifact before moving it
-        report = ExportReport(
-            path=str(target),
-            format=format,
-            precision=precision,
-            size_mb=_size_mb(staged),
-            max_abs_diff=max_abs,
-            max_rel_diff=rel,
-            top1_agreement=top1,
-            latency_ms=latency,
-            notes=notes,
-            tolerance=tolerance,
-            input_shape=shape,
-            num_verify_inputs=len(verify_inputs),
-        )
-        if not report.passed:
-            raise ExportVerificationError(
-                f"the {format} ({precision}) export disagrees with the PyTorch model: max|diff| {max_abs:.3g}, "
-                f"relative {rel:.3g} > tolerance {tolerance:g} (top-1 agreement {100 * top1:.1f}%); "
-                f"nothing written to {target}",
-                report,
+            report = checked_report(
+                staged,
+                target,
+                None if run is None else compare(expected, _batched(run, inputs, batch)),
+                None if run is None else (lambda: run(one)),
+                latency_runs,
+                format=format,
+                precision=precision,
+                input_shape=shape,
+                num_verify_inputs=len(inputs),
+                reference=REFERENCE,
+                tolerance=tolerance,
+                notes=format_notes + notes,
             )
-        _place(staged, target)
+            run = None  # release the runtime's handles on the staged artifact before moving it
+        place(staged, target)
     return report
 
 
-def load_calibration_images(
-    folder: str | os.PathLike,
-    size: tuple[int, int],
-    limit: int,
-    model_ref: str | None = None,
-    hub: dict[str, Any] | None = None,
-) -> torch.Tensor:
-    """Up to ``limit`` images found under ``folder`` (sorted, spread over the whole listing), resized to
-    ``size`` and normalized with the model folder's image processor (mean/std), as (N, C, H, W) float32.
-    Unreadable images are skipped; none readable is a ValueError."""
-    import torch
-
-    from ..configuration import variant_key
-    from ..image_processing import IMAGE_EXTENSIONS, SwiftFormerImageProcessor, load_image
-    from ..io.hub import PREPROCESSOR_NAME, resolve_file
-
-    root = Path(folder)
-    if not root.is_dir():
-        raise ValueError(f"--calibration {root} is not a folder of images")
-    if limit < 1:
-        raise ValueError(f"the number of calibration images must be at least 1, got {limit}")
-    paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
-    if not paths:
-        raise ValueError(f"--calibration {root} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
-    paths = [paths[i * len(paths) // min(limit, len(paths))] for i in range(min(limit, len(paths)))]  # every class
-    mean_std: dict[str, Any] = {}
-    if (
-        model_ref
-        and (Path(model_ref).exists() or variant_key(model_ref) is None)
-        and resolve_file(model_ref, PREPROCESSOR_NAME, missing_ok=True, **(hub or {})) is not None
-    ):
-        own = SwiftFormerImageProcessor.from_pretrained(model_ref, **(hub or {}))
-        mean_std = {"image_mean": own.image_mean, "image_std": own.image_std}
-    processor = SwiftFormerImageProcessor(size={"height": size[0], "width": size[1]}, **mean_std)
-    images = []
-    for path in paths:
-        try:
-            images.append(processor(load_image(path), return_tensors="pt")["pixel_values"])
-        except (OSError, ValueError):
-            continue
-    if not images:
-        raise ValueError(f"none of the {len(paths)} calibration images under {root} could be read")
-    return torch.cat(images)
-
-
-__all__ = [
-    "EXTENSIONS",
-    "FORMATS",
-    "FORMAT_PRECISIONS",
-    "PRECISIONS",
-    "ExportError",
-    "ExportReport",
-    "ExportVerificationError",
-    "export",
-    "load_calibration_images",
-]
+__all__ = ["export"]

@@ -82,3 +82,96 @@ def read_json(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise CheckpointError(f"{path} must hold a JSON object, found {type(data).__name__}.")
     return data
+
+
+# ------------------------------------------------------------------------------------------ targets
+def display_path(path: str | os.PathLike | bytes) -> str:
+    """``path`` as printable text, whatever its bytes: a name that is not valid UTF-8 (``b"caf\\xe9.jpg"``,
+    read by Python as ``"caf\\udce9.jpg"``) comes out with the bad bytes escaped (``caf\\xe9.jpg``)
+    instead of raising ``UnicodeEncodeError`` in a print or a log."""
+    text = os.fsdecode(path) if isinstance(path, bytes) else os.fspath(path)
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        try:
+            return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:  # a lone surrogate that no file system produced
+            return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def path_bytes(path: str | os.PathLike | bytes) -> bytes:
+    """The bytes of ``path`` as the file system has them (:func:`os.fsencode`), for files that list
+    paths: exact for any name, UTF-8 or not."""
+    try:
+        return os.fsencode(path)
+    except UnicodeEncodeError:
+        return os.fspath(path).encode("utf-8", "backslashreplace")
+
+
+def _contents(folder: Path, limit: int = 3) -> str:
+    """``"best/, checkpoint.pt, metrics.jsonl and 4 more"``: what a folder holds, for a refusal."""
+    names: list[str] = []
+    count = 0
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            count += 1
+            if count <= 1000:
+                names.append(display_path(entry.name) + ("/" if entry.is_dir(follow_symlinks=False) else ""))
+    names.sort()
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {count - limit} more" if count > limit else "")
+
+
+def check_target(path: str | os.PathLike, what: str, overwrite: bool = False, *, hint: str | None = None) -> bool:
+    """Refuse to write over anything that is already at ``path``, unless ``overwrite``.
+
+    The one check of every command that writes (train ``--output``, convert ``--to``, eval ``--output``):
+    a missing path or an empty folder is free; a file or a non-empty folder is refused with one line
+    saying what is there and how to proceed, unless ``overwrite`` (then the caller must replace it
+    atomically: write the new content into :func:`staging` beside it, which moves it over the old
+    only once complete).
+
+    Args:
+        path: The target file or folder.
+        what: What the target is for, e.g. ``"output folder"`` (the message starts with it).
+        overwrite: Allow replacing existing content.
+        hint: How to proceed, replacing the default "pass --overwrite to replace it, or choose another path".
+
+    Returns:
+        True when ``path`` holds something that will be replaced (``overwrite``), False when it is free.
+
+    Raises:
+        FileExistsError: ``path`` holds something and ``overwrite`` is false.
+    """
+    path = Path(path)
+    if not (path.exists() or path.is_symlink()):
+        return False
+    if path.is_dir():
+        with os.scandir(path) as entries:
+            if next(entries, None) is None:
+                return False
+        held = f"holds {_contents(path)}"
+    else:
+        held = "is a file"
+    if overwrite:
+        return True
+    hint = hint or "pass --overwrite to replace it, or choose another path"
+    raise FileExistsError(f"{what} {display_path(path)} already exists and {held}; {hint}")
+
+
+@contextlib.contextmanager
+def staging(target: str | os.PathLike) -> Iterator[Path]:
+    """A fresh folder beside ``target`` to write a whole new folder into; when the block succeeds it
+    replaces ``target`` (:func:`replace_path`: the new folder is complete before the old one goes),
+    when it fails it is deleted and ``target`` is untouched."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staged = target.parent / f".{target.name}.staging-{secrets.token_hex(4)}"
+    staged.mkdir()
+    try:
+        yield staged
+        replace_path(staged, target)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise

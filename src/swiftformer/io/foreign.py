@@ -211,7 +211,10 @@ def rename_keys(
     """
     if fmt == "timm":
         indices = _timm_network_indices(list(state_dict))
-        to_ours = lambda key: _timm_key(key, *indices)
+
+        def to_ours(key: str) -> str | None:
+            return _timm_key(key, *indices)
+
     elif fmt == "original":
         to_ours = _original_key
     elif fmt == "transformers":

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from ..configuration import ATTENTION_VARIANTS, VARIANTS, variant_key
 
 CHECKPOINT_NAME = "checkpoint.pt"
 TRAIN_CONFIG_NAME = "train_config.json"  # a run's settings (a model folder's is config.json)
@@ -150,11 +153,11 @@ def resolve_config(
         file_values = _read_config_file(config_file)
     recipe = overrides.get("recipe") or file_values.get("recipe") or default_recipe
     if recipe is not None:
-        if recipe not in RECIPES:
+        if not isinstance(recipe, str) or recipe not in RECIPES:
             raise ValueError(f"unknown recipe {recipe!r}; expected one of {', '.join(RECIPES)}")
         values.update(RECIPES[recipe])
         variant = overrides.get("variant") or file_values.get("variant") or TrainConfig.variant
-        if recipe == "paper" and variant.lower() in _NO_MIXUP_VARIANTS:
+        if recipe == "paper" and variant_key(str(variant)) in _NO_MIXUP_VARIANTS:
             values.update(mixup=0.0, cutmix=0.0)
     values.update(file_values)
     # An override of None is an explicit "no value" (``--auto-augment none``), not "unset": the CLI passes
@@ -167,8 +170,11 @@ def resolve_config(
     unknown = sorted(set(values) - known)
     if unknown:
         raise ValueError(f"unknown training settings: {', '.join(unknown)}")
+    for key, value in values.items():
+        if isinstance(value, os.PathLike):  # Path objects for data_dir, output, init, ...
+            values[key] = os.fspath(value)
     for key in ("betas", "scale"):
-        if key in values and values[key] is not None:
+        if isinstance(values.get(key), list):
             values[key] = tuple(values[key])
     config = TrainConfig(**values)
     _validate(config)
@@ -176,41 +182,141 @@ def resolve_config(
 
 
 def _read_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """The settings of a YAML or JSON file; a syntax error or an unsafe YAML tag is one ``ValueError``
+    naming the file and the line (YAML is read with ``safe_load``: tags such as ``!!python/object``
+    are refused, never run)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"config file {path} is not UTF-8 text ({err.reason} at byte {err.start})") from None
     except OSError as err:
-        raise FileNotFoundError(f"cannot read config file {path}: {err}") from None
+        raise FileNotFoundError(f"cannot read config file {path}: {err.strerror or err}") from None
     if path.suffix in (".yaml", ".yml"):
         import yaml
 
-        data = yaml.safe_load(text)
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise ValueError(f"config file {path} is not valid YAML: {_yaml_problem(err)}") from None
     else:
-        data = json.loads(text)
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(
+                f"config file {path} is not valid JSON: {err.msg} (line {err.lineno}, column {err.colno})"
+            ) from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path} must hold a mapping of setting names to values")
+        raise ValueError(f"{path} must hold a mapping of setting names to values, found {type(data).__name__}")
+    bad = [k for k in data if not isinstance(k, str)]
+    if bad:
+        raise ValueError(f"{path}: setting names must be text, found {bad[0]!r}")
     return {k.replace("-", "_"): v for k, v in data.items()}
 
 
-def _validate(config: TrainConfig) -> None:
-    def fail(name: str, why: str) -> None:
-        raise ValueError(f"training setting {name}={getattr(config, name)!r} is invalid: {why}")
+def _yaml_problem(err: Exception) -> str:
+    """One line from a PyYAML error: what went wrong and where (its own text spans several lines)."""
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    problem = getattr(err, "problem", None) or getattr(err, "context", None) or str(err)
+    if problem.startswith("could not determine a constructor for the tag"):
+        problem = problem.replace("could not determine a constructor for the tag", "unsupported tag") + (
+            " (only plain values are allowed)"
+        )
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    return " ".join(problem.split()) + where
 
-    for name in ("epochs", "batch_size", "grad_accum_steps", "image_size", "repeated_aug", "eval_every"):
-        if not isinstance(getattr(config, name), int) or getattr(config, name) < 1:
+
+def overwrite_staging_path(output: str | os.PathLike) -> Path:
+    """Where ``train --overwrite`` builds the new run beside ``output``, which it replaces when the run ends
+    (an interrupted one is continued with ``--resume OUTPUT --overwrite``)."""
+    output = Path(output)
+    return output.parent / f".{output.name}.overwrite"
+
+
+# Interpolation names timm's RandomResizedCropAndInterpolation accepts.
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "box", "hamming", "lanczos", "random")
+MAX_IMAGE_SIZE = 8192  # the limit of image sizes, as for preprocessor configs
+
+
+def _kind(value: Any) -> str:
+    return f"{type(value).__name__}"
+
+
+def _validate(config: TrainConfig) -> None:
+    """Check every setting's type and range; one ``ValueError`` naming the first bad one."""
+
+    def fail(name: str, why: str) -> None:
+        value = getattr(config, name)
+        got = "" if value is None or isinstance(value, (int, float, str, tuple)) else f", got a {_kind(value)}"
+        raise ValueError(f"training setting {name}={value!r} is invalid: {why}{got}")
+
+    def number(value: Any) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+    def integer(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    for name in (
+        "epochs",
+        "batch_size",
+        "grad_accum_steps",
+        "image_size",
+        "repeated_aug",
+        "eval_every",
+        "lr_base_batch",
+    ):
+        if not integer(getattr(config, name)) or getattr(config, name) < 1:
             fail(name, "expected a positive integer")
+    if config.image_size > MAX_IMAGE_SIZE:
+        fail("image_size", f"over the limit of {MAX_IMAGE_SIZE}")
+    for name in ("workers", "seed"):
+        if not integer(getattr(config, name)) or getattr(config, name) < 0:
+            fail(name, "expected a non-negative integer")
     for name in ("smoothing", "re_prob", "drop_path_rate"):
-        if not 0 <= getattr(config, name) < 1:
-            fail(name, "expected a value in [0, 1)")
-    if not 0 <= config.distillation_alpha <= 1:
-        fail("distillation_alpha", "expected a value in [0, 1]")
+        if not number(getattr(config, name)) or not 0 <= getattr(config, name) < 1:
+            fail(name, "expected a number in [0, 1)")
+    for name in ("distillation_alpha", "hflip"):
+        if not number(getattr(config, name)) or not 0 <= getattr(config, name) <= 1:
+            fail(name, "expected a probability in [0, 1]")
+    if not number(config.ema_decay) or not 0 <= config.ema_decay < 1:
+        fail("ema_decay", "expected a number in [0, 1)")
+    for name in ("base_lr",):
+        if not number(getattr(config, name)) or not getattr(config, name) > 0:
+            fail(name, "expected a positive number")
+    for name in ("min_lr", "warmup_lr", "warmup_epochs", "weight_decay", "mixup", "cutmix"):
+        if not number(getattr(config, name)) or getattr(config, name) < 0:
+            fail(name, "expected a non-negative number")
+    for name in ("lr", "clip_grad", "color_jitter"):
+        value = getattr(config, name)
+        if value is not None and (not number(value) or value < 0 or (name == "lr" and value == 0)):
+            fail(name, f"expected a {'positive' if name == 'lr' else 'non-negative'} number or none")
+    if not (isinstance(config.betas, tuple) and len(config.betas) == 2 and all(number(b) for b in config.betas)):
+        fail("betas", "expected two numbers")
+    if not all(0 <= b < 1 for b in config.betas):
+        fail("betas", "expected two numbers in [0, 1)")
+    if not (isinstance(config.scale, tuple) and len(config.scale) == 2 and all(number(v) for v in config.scale)):
+        fail("scale", "expected two numbers MIN MAX")
+    if not 0 < config.scale[0] <= config.scale[1] <= 1:
+        fail("scale", "expected 0 < MIN <= MAX <= 1 (fractions of the image area)")
+    if not number(config.eval_crop_pct) or not 0 < config.eval_crop_pct <= 1:
+        fail("eval_crop_pct", "expected a number in (0, 1]")
+    for f in dataclasses.fields(TrainConfig):
+        value = getattr(config, f.name)
+        if str(f.type) == "bool" and not isinstance(value, bool):
+            fail(f.name, "expected true or false")
+        if (
+            str(f.type).startswith("str")
+            and not (value is None and "None" in str(f.type))
+            and not isinstance(value, str)
+        ):
+            fail(f.name, "expected text" + (" or none" if "None" in str(f.type) else ""))
     if config.precision not in ("auto", "fp32", "bf16"):
         fail("precision", "expected auto, fp32 or bf16")
-    if not 0 < config.eval_crop_pct <= 1:
-        fail("eval_crop_pct", "expected a value in (0, 1]")
-    if config.lr is not None and not config.lr > 0:
-        fail("lr", "expected a positive number")
-    if config.warmup_epochs < 0:
-        fail("warmup_epochs", "expected a non-negative number")
+    if variant_key(config.variant) is None:
+        fail("variant", f"expected one of {', '.join(VARIANTS)}")
+    if config.attention_variant is not None and config.attention_variant not in ATTENTION_VARIANTS:
+        fail("attention_variant", f"expected one of {', '.join(ATTENTION_VARIANTS)} or none")
+    if config.interpolation not in INTERPOLATIONS:
+        fail("interpolation", f"expected one of {', '.join(INTERPOLATIONS)}")
     if config.sync_bn and not config.device.startswith("cuda"):
         fail("sync_bn", "SyncBatchNorm needs CUDA devices; on CPU each process keeps its own statistics")

@@ -10,7 +10,6 @@ image processor (:func:`build_eval_transform`), i.e. its ``preprocessor_config.j
 
 from __future__ import annotations
 
-import io
 import os
 import re
 from collections import Counter
@@ -20,7 +19,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 
 from ..image_processing import (
     IMAGE_EXTENSIONS,
@@ -28,6 +27,7 @@ from ..image_processing import (
     IMAGENET_DEFAULT_STD,
     SwiftFormerImageProcessor,
     _to_rgb_image,
+    load_image_bytes,
 )
 
 # What PIL raises for files it cannot decode (load_image turns all of them into OSError).
@@ -60,8 +60,7 @@ def _decode(value: Any) -> Image.Image | None:
         if isinstance(value, list):  # an array column read without a format: nested lists
             value = np.asarray(value)
         if isinstance(value, (bytes, bytearray)):
-            with Image.open(io.BytesIO(value)) as image:  # as load_image does for files
-                return ImageOps.exif_transpose(image).convert("RGB")
+            return load_image_bytes(bytes(value))  # as load_image does for files, with the same pixel limit
         image = _to_rgb_image(value)  # paths go through load_image
         image.load()  # PIL decodes lazily: make a broken file fail here, not in the transform
         return image

@@ -24,9 +24,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import json
 import os
 import random
+import re
+import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -39,13 +42,28 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..configuration import SwiftFormerConfig
+from ..configuration import SwiftFormerConfig, variant_key
 from ..image_processing import SwiftFormerImageProcessor
-from ..io.files import atomic_write, write_json
+from ..io.checkpoints import read_checkpoint
+from ..io.files import atomic_write, check_target, display_path, path_bytes, replace_path, write_json
 from ..modeling import SwiftFormerForImageClassification
 from ..runtime import cpu_supports_bf16, tune_malloc
 from . import distributed
-from .config import CHECKPOINT_NAME, METRICS_NAME, RECIPES, TRAIN_CONFIG_NAME, TrainConfig, resolve_config  # noqa: F401 - the training API in one place
+from .config import (  # noqa: F401 - the training API in one place
+    CHECKPOINT_NAME,
+    METRICS_NAME,
+    RECIPES,
+    TRAIN_CONFIG_NAME,
+    TrainConfig,
+    overwrite_staging_path,
+    resolve_config,
+)
+
+UNREADABLE_NAME = "unreadable.txt"
+# Settings a resumed run may not change: they define the model the checkpoint holds.
+_MODEL_SETTINGS = ("variant", "init", "attention_variant")
+# Settings that are not part of a run's recipe (where it is, where it came from).
+_PROVENANCE = ("output", "config_file", "recipe", "data_dir")
 
 
 # ------------------------------------------------------------------------------------------ sampler
@@ -185,30 +203,63 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-class Trainer:
-    """Owns the model, data, optimizer, schedule, EMA, checkpoints and logs of one run."""
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) during :func:`train`; ``message`` says where the run stopped and how to resume it."""
 
-    def __init__(self, config: TrainConfig, resume: bool = False) -> None:
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class Trainer:
+    """Owns the model, data, optimizer, schedule, EMA, checkpoints and logs of one run.
+
+    ``overwrite``: a new run may replace a non-empty ``config.output`` (else refused); it is built in
+    :func:`~swiftformer.training.config.overwrite_staging_path` beside it and moved over it when it
+    ends. With ``resume`` it continues such an interrupted replacement run. ``allow_data_change``: a
+    resumed run may continue on other data (another ``data_dir`` or other image counts; never other classes).
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        resume: bool = False,
+        *,
+        overwrite: bool = False,
+        allow_data_change: bool = False,
+    ) -> None:
         from . import data
 
         self.config = config
+        if not config.output:
+            raise ValueError("--output is required (the run's folder)")
+        if config.data_dir is None:
+            raise ValueError("--data-dir is required")
         distributed.check_device(config.device)
         self.dist = distributed.init(config.device)
         self.device = torch.device(
             config.device if not config.device.startswith("cuda") else f"cuda:{self.dist.local_rank}"
         )
-        self.output = Path(config.output)
+        self.final_output = Path(config.output)
+        self.output = self._claim_output(resume, overwrite)  # the staging folder of an --overwrite run
         self.amp_dtype = autocast_dtype(config.precision, config.device)
+        self.epoch: int | None = None  # the epoch being trained (0-based), for the interruption message
+        self.checkpointed_epochs = 0
+        self.started = False  # whether fit() has written anything
 
         # -- data
-        if config.data_dir is None:
-            raise ValueError("--data-dir is required")
         self.processor = self._eval_processor()
         self.train_set = data.open_dataset(config.data_dir, "train", self._train_transform())
         self.classes = list(self.train_set.classes)
+        if len(self.classes) < 2:
+            raise ValueError(
+                f"the training data in {display_path(config.data_dir)} has {len(self.classes)} class "
+                f"{self.classes}: a classifier needs at least two (one folder per class)"
+            )
         self.val_set = data.open_dataset(
             config.data_dir, "val", data.build_eval_transform(self.processor), classes=self.classes
         )
+        state = self._read_checkpoint(allow_data_change) if resume else None
         self.sampler = ShardedBatchSampler(
             len(self.train_set),
             config.batch_size,
@@ -242,8 +293,9 @@ class Trainer:
         self.scheduler = self._build_scheduler()
         self.mixup = self._build_mixup()
         self.start_epoch, self.best_top1, self.history = 0, -1.0, []
-        if resume:
-            self._load_checkpoint()
+        if state is not None:
+            self._restore(state)
+        self.checkpointed_epochs = self.start_epoch
 
         self.train_model: nn.Module = self.model
         if self.dist.enabled:
@@ -254,6 +306,53 @@ class Trainer:
             self.train_model = torch.compile(self.train_model)
 
     # ------------------------------------------------------------------ construction
+    def _claim_output(self, resume: bool, overwrite: bool) -> Path:
+        """The folder this run writes to. Rank 0 decides (the only writer), every rank gets its answer.
+
+        A new run refuses a non-empty output unless ``overwrite`` (then it runs in the staging folder);
+        ``resume`` with ``overwrite`` continues an interrupted replacement run in the staging folder.
+        """
+        final, staged = self.final_output, overwrite_staging_path(self.final_output)
+        decision: tuple[str | None, Exception | None] = (None, None)
+        if self.dist.is_main:
+            try:
+                if resume and overwrite:
+                    if not (staged / TRAIN_CONFIG_NAME).is_file():
+                        raise FileNotFoundError(
+                            f"cannot resume: there is no interrupted --overwrite run of {display_path(final)} "
+                            f"(no {display_path(staged / TRAIN_CONFIG_NAME)}); drop --overwrite to resume the run itself"
+                        )
+                    decision = (str(staged), None)
+                elif resume:
+                    if (staged / TRAIN_CONFIG_NAME).is_file():
+                        print(
+                            f"note: an interrupted --overwrite run of {display_path(final)} waits in "
+                            f"{display_path(staged)}; this resumes {display_path(final)} itself (add --overwrite "
+                            "to continue that one instead)",
+                            file=sys.stderr,
+                        )
+                    decision = (str(final), None)
+                else:
+                    run = (final / TRAIN_CONFIG_NAME).is_file()
+                    hint = (
+                        f"continue that run with --resume {display_path(final)}, replace it with --overwrite, "
+                        "or choose another --output"
+                        if run
+                        else "replace it with --overwrite, or choose another --output"
+                    )
+                    what = "output folder" + (" (a training run)" if run else "")
+                    if check_target(final, what, overwrite, hint=hint):
+                        shutil.rmtree(staged, ignore_errors=True)  # an earlier, interrupted replacement run
+                        decision = (str(staged), None)
+                    else:
+                        decision = (str(final), None)
+            except (OSError, ValueError) as err:
+                decision = (None, err)
+        path, error = distributed.all_gather_objects(decision)[0]
+        if error is not None:
+            raise error
+        return Path(path)
+
     def _eval_processor(self) -> SwiftFormerImageProcessor:
         size, crop = self.config.image_size, self.config.eval_crop_pct
         if crop >= 1.0:
@@ -264,17 +363,24 @@ class Trainer:
         from .data import build_train_transform
 
         c = self.config
-        return build_train_transform(
-            c.image_size,
-            auto_augment=c.auto_augment,
-            color_jitter=c.color_jitter,
-            re_prob=c.re_prob,
-            interpolation=c.interpolation,
-            scale=c.scale,
-            hflip=c.hflip,
-            mean=tuple(self.processor.image_mean),
-            std=tuple(self.processor.image_std),
-        )
+        try:
+            return build_train_transform(
+                c.image_size,
+                auto_augment=c.auto_augment,
+                color_jitter=c.color_jitter,
+                re_prob=c.re_prob,
+                interpolation=c.interpolation,
+                scale=c.scale,
+                hflip=c.hflip,
+                mean=tuple(self.processor.image_mean),
+                std=tuple(self.processor.image_std),
+            )
+        except (AssertionError, KeyError, ValueError, TypeError, IndexError) as err:
+            # The other settings were checked by resolve_config; the policy string is timm's to parse.
+            raise ValueError(
+                f"training setting auto_augment={c.auto_augment!r} is invalid: timm cannot parse it ({err}); "
+                "e.g. rand-m9-mstd0.5-inc1, augmix-m5-w4-d2, original, v0, 3a, or none"
+            ) from None
 
     def _build_model(self) -> SwiftFormerForImageClassification:
         c = self.config
@@ -376,7 +482,7 @@ class Trainer:
         loss_sum, seen, unreadable, start = 0.0, 0, [], time.perf_counter()
         for step, batch in enumerate(bar):
             unreadable.extend(batch.unreadable)
-            if batch.pixel_values is not None:
+            if self._all_ranks_have_images(batch.pixel_values is not None):
                 loss_sum += self._optimizer_step(batch.pixel_values, batch.labels) * len(batch.labels)
                 seen += len(batch.labels)
             self.scheduler.step_update(epoch * steps + step + 1)
@@ -397,14 +503,26 @@ class Trainer:
             "unreadable": bad,
         }
 
+    def _all_ranks_have_images(self, here: bool) -> bool:
+        """Whether every process has a readable image in this step's batch. Processes must step together
+        (DDP reduces gradients in the backward pass): a batch with no readable image skips the step on all."""
+        if not self.dist.enabled:
+            return here
+        missing = torch.tensor([0.0 if here else 1.0], device=self.device)
+        return distributed.all_reduce_sum(missing).item() == 0
+
     def _optimizer_step(self, images: torch.Tensor, labels: torch.Tensor) -> float:
         c = self.config
         if c.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         images, labels = images.to(self.device), labels.to(self.device)
+        if len(labels) == 1 and c.batch_size > 1:
+            images, labels = _paired(images, labels)  # the rest of its batch was unreadable
         if self.mixup is not None and len(labels) % 2:  # timm's Mixup pairs images: needs an even batch
             images, labels = images[:-1], labels[:-1]
         chunks = list(zip(images.chunk(c.grad_accum_steps), labels.chunk(c.grad_accum_steps)))
+        if c.batch_size > 1:  # a micro-batch left with one image by unreadable ones
+            chunks = [_paired(x, y) if len(y) == 1 else (x, y) for x, y in chunks]
         total = 0.0
         for i, (x, y) in enumerate(chunks):
             last = i == len(chunks) - 1
@@ -447,6 +565,16 @@ class Trainer:
         return {"val_top1": result.top1, "val_top5": result.top5, "val_loss": result.loss}
 
     # ------------------------------------------------------------------ checkpoints
+    def _data_fingerprint(self) -> dict[str, Any]:
+        """What a resumed run compares: the data folder (absolute), the classes, the image counts."""
+        where = Path(os.fspath(self.config.data_dir)).expanduser()
+        return {
+            "data_dir": os.path.abspath(where) if where.exists() else os.fspath(self.config.data_dir),
+            "classes": list(self.classes),
+            "train_images": len(self.train_set),
+            "val_images": len(self.val_set),
+        }
+
     def _save_checkpoint(self, epoch: int) -> None:
         state = {
             "epoch": epoch + 1,
@@ -458,25 +586,116 @@ class Trainer:
             "history": self.history,
             "rng": _rng_state(),
             "config": dataclasses.asdict(self.config),
+            "data": self._data_fingerprint(),
         }
+        point = f"checkpoint:{epoch + 1}"
         with atomic_write(self.output / CHECKPOINT_NAME) as handle:
-            torch.save(state, handle)
+            if _fault_requested(point):  # testing aid: stop half-way through the file
+                buffer = io.BytesIO()
+                torch.save(state, buffer)
+                data = buffer.getvalue()
+                handle.write(data[: len(data) // 2])
+                handle.flush()
+                _fault_point(point)
+                handle.write(data[len(data) // 2 :])
+            else:
+                torch.save(state, handle)
+        self.checkpointed_epochs = epoch + 1
 
-    def _load_checkpoint(self) -> None:
+    def _read_checkpoint(self, allow_data_change: bool) -> dict[str, Any] | None:
+        """The checkpoint of the run being resumed, checked against this run's settings and data; None
+        when the run never finished an epoch (it starts from epoch 1: nothing is lost)."""
         path = self.output / CHECKPOINT_NAME
+        where = display_path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"cannot resume: {path} does not exist")
+            if (self.output / METRICS_NAME).is_file():
+                raise FileNotFoundError(
+                    f"cannot resume: {where} does not exist, though {METRICS_NAME} records finished epochs"
+                )
+            self._log(f"note: {display_path(self.output)} has no finished epoch yet: the run starts from epoch 1")
+            return None
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:
+            state = read_checkpoint(path)
+            if not isinstance(state, dict) or not {"epoch", "model", "optimizer"} <= set(state):
+                raise ValueError("not a checkpoint written by swiftformer train")
+        except (ValueError, OSError) as err:
+            reason = " ".join(str(err).split())
+            raise ValueError(f"cannot resume from {where}: unreadable checkpoint ({reason})") from None
+        self._check_resume(state, allow_data_change)
+        return state
+
+    def _check_resume(self, state: dict[str, Any], allow_data_change: bool) -> None:
+        """Refuse a resume whose model or data differs from the checkpoint's, saying what differs."""
+        run, saved = display_path(self.final_output), state.get("config") or {}
+        now = dataclasses.asdict(self.config)
+        for name in _MODEL_SETTINGS:
+            if name not in saved or (name == "variant" and (saved.get("init") or now.get("init"))):
+                continue
+            old, new = saved[name], now[name]
+            same = variant_key(str(old)) == variant_key(str(new)) if name == "variant" else old == new
+            if not same:
+                raise ValueError(
+                    f"cannot resume {run}: it was trained with {name}={old!r}, not {new!r}; a run's model "
+                    f"cannot change (start a new run with another --output, e.g. --init {run}/last)"
+                )
+        fingerprint, before = self._data_fingerprint(), state.get("data")
+        changes = []
+        if before is not None:
+            if before["classes"] != fingerprint["classes"]:
+                gone = [c for c in before["classes"] if c not in fingerprint["classes"]]
+                new = [c for c in fingerprint["classes"] if c not in before["classes"]]
+                detail = "; ".join(
+                    part
+                    for part in (
+                        f"missing {gone[:5]}" if gone else "",
+                        f"new {new[:5]}" if new else "",
+                        "" if gone or new else "another order",
+                    )
+                    if part
+                )
+                raise ValueError(
+                    f"cannot resume {run}: the classes of the data changed ({len(before['classes'])} → "
+                    f"{len(fingerprint['classes'])}: {detail}); a run's classes cannot change (fine-tune "
+                    f"{run}/last with --init into a new --output instead)"
+                )
+            if before["data_dir"] != fingerprint["data_dir"]:
+                changes.append(
+                    f"--data-dir {display_path(before['data_dir'])} → {display_path(fingerprint['data_dir'])}"
+                )
+            for key in ("train_images", "val_images"):
+                if before[key] != fingerprint[key]:
+                    changes.append(f"{key.replace('_', ' ')} {before[key]} → {fingerprint[key]}")
+        elif saved.get("data_dir") not in (None, now["data_dir"]):
+            changes.append(f"--data-dir {display_path(saved['data_dir'])} → {display_path(now['data_dir'])}")
+        if changes and not allow_data_change:
             raise ValueError(
-                f"cannot resume from {path}: unreadable checkpoint ({type(err).__name__}: {err})"
+                f"cannot resume {run}: its data changed ({'; '.join(changes)}); pass --allow-data-change to "
+                "continue on this data"
+            )
+        settings = [
+            f"{name} {saved[name]!r} → {now[name]!r}"
+            for name in now
+            if name in saved and name not in _PROVENANCE and _plain(saved[name]) != _plain(now[name])
+        ]
+        for what, items in (("data", changes), ("settings", settings)):
+            if items:
+                self._log(f"note: resuming {run} with changed {what}: {'; '.join(items)}")
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        where = display_path(self.output / CHECKPOINT_NAME)
+        try:
+            self.model.load_state_dict(state["model"])
+            if self.ema is not None and state.get("ema") is not None:
+                self.ema.load_state_dict(state["ema"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+        except (RuntimeError, ValueError, KeyError) as err:
+            lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+            detail = lines[1] if len(lines) > 1 else (lines[0] if lines else type(err).__name__)
+            more = f" (and {len(lines) - 2} more)" if len(lines) > 2 else ""
+            raise ValueError(
+                f"cannot resume from {where}: it holds another model than these settings build ({detail}{more})"
             ) from None
-        self.model.load_state_dict(state["model"])
-        if self.ema is not None and state.get("ema") is not None:
-            self.ema.load_state_dict(state["ema"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
         self.start_epoch, self.best_top1, self.history = state["epoch"], state["best_top1"], list(state["history"])
         _set_rng_state(state["rng"])
 
@@ -490,7 +709,9 @@ class Trainer:
         c = self.config
         main = self.dist.is_main
         if main:
+            self.started = True
             self.output.mkdir(parents=True, exist_ok=True)
+            _remove_stale_temporaries(self.output)
             write_json(self.output / TRAIN_CONFIG_NAME, dataclasses.asdict(self.config))
             self._log(
                 f"training {len(self.train_set)} images in {len(self.classes)} classes, validating on "
@@ -501,6 +722,7 @@ class Trainer:
         writer = _tensorboard(self.output) if main else None
         last_top1 = None
         for epoch in range(self.start_epoch, c.epochs):
+            self.epoch = epoch
             metrics: dict[str, Any] = {
                 "epoch": epoch + 1,
                 **self.train_epoch(epoch),
@@ -520,25 +742,48 @@ class Trainer:
                     if main:
                         self._save_model_folder(best_model, "best")
             self.history.append({**metrics, "unreadable": len(metrics["unreadable"])})
+            # The checkpoint commits the epoch: what is written before it (last/, unreadable.txt) is
+            # rewritten when a resumed run replays the epoch, what is written after it (metrics.jsonl)
+            # is derived from the checkpointed history.
             if main:
                 self._save_model_folder(self.model, "last")
+                self._write_unreadable(metrics["epoch"], metrics["unreadable"])
                 self._save_checkpoint(epoch)
                 self._write_metrics(metrics, writer)
+            else:
+                self.checkpointed_epochs = epoch + 1
             distributed.barrier()
+        self.epoch = None
         if main:
             from .plots import plot_training_curves
 
-            plot_training_curves(self.output / METRICS_NAME, self.output)
             if writer is not None:
                 writer.close()
+            if self.history:
+                plot_training_curves(self.output / METRICS_NAME, self.output)
+            if self.output != self.final_output:  # --overwrite: the new run is complete; now the old one goes
+                replace_path(self.output, self.final_output)
+        distributed.barrier()
+        self.output = self.final_output
         return TrainResult(self.output, self.best_top1, last_top1, c.epochs - self.start_epoch, self.history)
+
+    def _write_unreadable(self, epoch: int, paths: list[str]) -> None:
+        """Rewrite unreadable.txt (atomically) with this epoch's unreadable images, one ``epoch N: PATH``
+        line each. Paths are written as the file system's bytes (any name, UTF-8 or not; a line break in
+        a name is escaped); lines of this or later epochs (from an interrupted run) are replaced."""
+        path = self.output / UNREADABLE_NAME
+        old = path.read_bytes().splitlines(keepends=True) if path.is_file() else []
+        kept = [line for line in old if _epoch_of(line) < epoch]
+        new = [
+            b"epoch %d: " % epoch + path_bytes(p).replace(b"\n", b"\\n").replace(b"\r", b"\\r") + b"\n" for p in paths
+        ]
+        if new or len(kept) != len(old):
+            with atomic_write(path, "wb") as handle:
+                handle.writelines(kept + new)
 
     def _write_metrics(self, metrics: dict[str, Any], writer: Any) -> None:
         """Log one epoch. metrics.jsonl is rewritten from the checkpointed history, so a resumed run
         never holds a duplicate or missing line."""
-        if metrics["unreadable"]:
-            with open(self.output / "unreadable.txt", "a", encoding="utf-8") as handle:
-                handle.writelines(f"epoch {metrics['epoch']}: {p}\n" for p in metrics["unreadable"])
         record = self.history[-1]
         with atomic_write(self.output / METRICS_NAME, "w") as handle:
             handle.writelines(json.dumps(r) + "\n" for r in self.history)
@@ -548,7 +793,7 @@ class Trainer:
                     writer.add_scalar(key, value, record["epoch"])
         val = f"  val top-1 {metrics['val_top1']:.2f}  top-5 {metrics['val_top5']:.2f}" if "val_top1" in metrics else ""
         ema = f"  ema top-1 {metrics['ema_val_top1']:.2f}" if "ema_val_top1" in metrics else ""
-        bad = f"  {record['unreadable']} unreadable (see unreadable.txt)" if record["unreadable"] else ""
+        bad = f"  {record['unreadable']} unreadable (see {UNREADABLE_NAME})" if record["unreadable"] else ""
         self._log(
             f"epoch {metrics['epoch']}/{self.config.epochs}  loss {metrics['train_loss']:.4f}{val}{ema}  "
             f"lr {metrics['lr']:.2e}  {metrics['train_images_per_second']:.0f} img/s  "
@@ -572,19 +817,101 @@ def _tensorboard(output: Path) -> Any:
     return SummaryWriter(str(output / "tensorboard"))
 
 
-def _fault_injection(epoch: int, step: int) -> None:
-    """Testing aid: ``SWIFTFORMER_KILL_AT=EPOCH:STEP`` kills this process (SIGKILL) after that step."""
-    target = os.environ.get("SWIFTFORMER_KILL_AT")
-    if target and target == f"{epoch}:{step}":
+def _paired(images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A lone image twice: BatchNorm in training mode needs more than one value per channel (at small
+    sizes the last stage is 1x1). The mean loss, the gradients and the batch statistics are those of the
+    image alone."""
+    return images.repeat(2, *([1] * (images.ndim - 1))), labels.repeat(2)
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists, so that saved (JSON-like) and current settings compare equal."""
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _epoch_of(line: bytes) -> int:
+    match = re.match(rb"epoch (\d+): ", line)
+    return int(match.group(1)) if match else -1
+
+
+_TEMPORARY = re.compile(r"^\..+\.[0-9a-f]{16}\.tmp$")  # io.files.atomic_write's temporary files
+
+
+def _remove_stale_temporaries(output: Path) -> None:
+    """Delete the temporary files of writes a killed run left half-done (its checkpoint, metrics ...)."""
+    for folder in (output, output / "last", output / "best"):
+        if folder.is_dir():
+            for entry in folder.iterdir():
+                if _TEMPORARY.match(entry.name) and entry.is_file():
+                    entry.unlink(missing_ok=True)
+
+
+def _fault_requested(point: str) -> bool:
+    return point in (os.environ.get("SWIFTFORMER_KILL_AT"), os.environ.get("SWIFTFORMER_PAUSE_AT"))
+
+
+def _fault_point(point: str) -> None:
+    """Testing aid for crashes at a chosen point: ``SWIFTFORMER_KILL_AT=POINT`` kills this process
+    (SIGKILL); ``SWIFTFORMER_PAUSE_AT=POINT`` writes its pid to ``SWIFTFORMER_PAUSE_FILE`` (if set) and
+    sleeps (up to 10 minutes), for a test to kill or interrupt it there. Points: ``EPOCH:STEP`` after
+    that optimizer step (both 0-based), ``checkpoint:N`` half-way through writing the checkpoint of
+    epoch N (1-based)."""
+    if os.environ.get("SWIFTFORMER_KILL_AT") == point:
         import signal
 
         os.kill(os.getpid(), signal.SIGKILL)
+    if os.environ.get("SWIFTFORMER_PAUSE_AT") == point:
+        flag = os.environ.get("SWIFTFORMER_PAUSE_FILE")
+        if flag:
+            with atomic_write(flag, "w") as handle:
+                handle.write(str(os.getpid()))
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
 
 
-def train(config: TrainConfig, resume: bool = False) -> TrainResult:
-    """Run (or resume) training with ``config``; see :class:`TrainConfig` and :data:`RECIPES`."""
+def _fault_injection(epoch: int, step: int) -> None:
+    """Testing aid: ``SWIFTFORMER_KILL_AT=EPOCH:STEP`` kills this process (SIGKILL) after that step;
+    ``SWIFTFORMER_PAUSE_AT=EPOCH:STEP`` pauses it there (see :func:`_fault_point`)."""
+    if _fault_requested(f"{epoch}:{step}"):
+        _fault_point(f"{epoch}:{step}")
+
+
+def _interruption(config: TrainConfig, trainer: Trainer | None) -> str:
+    """Where a run interrupted by Ctrl-C stopped, and how to continue it."""
+    final = display_path(config.output or "")
+    if trainer is None or not trainer.started:
+        return f"interrupted before training started; nothing was written to {final}"
+    staged = trainer.output != trainer.final_output and trainer.output.exists()
+    command = f"swiftformer train --resume {final}" + (" --overwrite" if staged else "")
+    done = trainer.checkpointed_epochs
+    where = (
+        f"interrupted in epoch {trainer.epoch + 1}/{config.epochs}"
+        if trainer.epoch is not None
+        else "interrupted after the last epoch"
+    )
+    saved = f"{CHECKPOINT_NAME} holds {done} finished epoch(s)" if done else "no epoch had finished"
+    kept = f"; {final} is unchanged, the new run is in {display_path(trainer.output)}" if staged else ""
+    return f"{where}; {saved}{kept}; continue with: {command}"
+
+
+def train(
+    config: TrainConfig, resume: bool = False, *, overwrite: bool = False, allow_data_change: bool = False
+) -> TrainResult:
+    """Run (or resume) training with ``config``; see :class:`TrainConfig`, :data:`RECIPES` and :class:`Trainer`
+    for ``overwrite`` and ``allow_data_change``.
+
+    Raises:
+        FileExistsError: ``config.output`` holds something and neither ``resume`` nor ``overwrite`` is set.
+        ValueError: invalid data, or a checkpoint whose model or data differs from the settings.
+        TrainingInterrupted: Ctrl-C; its ``message`` says where the run stopped and how to continue it.
+    """
     tune_malloc()
+    trainer = None
     try:
-        return Trainer(config, resume=resume).fit()
+        trainer = Trainer(config, resume=resume, overwrite=overwrite, allow_data_change=allow_data_change)
+        return trainer.fit()
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(_interruption(config, trainer)) from None
     finally:
         distributed.shutdown()

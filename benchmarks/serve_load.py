@@ -1,0 +1,303 @@
+"""Load test of ``swiftformer serve``: closed-loop clients on loopback, batching on vs off vs a
+transformers ``pipeline`` behind a minimal FastAPI endpoint.
+
+Each configuration runs as its own server process on 127.0.0.1 (a free port). ``--clients`` threads
+each send ``POST /predict`` with one JPEG and send the next as soon as the answer is in, until
+``--requests`` requests have been answered in all; the first ``--warmup`` are not timed. Printed per
+configuration: requests/s, latency p50/p90/p99, the mean batch size (from /metrics) and errors.
+
+    .venv/bin/python benchmarks/serve_load.py --model xs --clients 16 --requests 400
+    .venv/bin/python benchmarks/serve_load.py --model runs/xs/best --configs batching no-batching
+
+``--model`` is a folder, a hub id or a variant name (random weights, written to a temporary folder so
+that the transformers baseline can load it too). Needs ``pip install .[serve]`` and, for the
+baseline, transformers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from queue import Empty, Queue
+
+from fastapi import Request  # at module level: FastAPI resolves the endpoint's annotation here
+
+CONFIGS = ("batching", "no-batching", "pipeline")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="xs", help="model folder, hub id or variant name (default xs)")
+    p.add_argument("--configs", nargs="+", choices=CONFIGS, default=list(CONFIGS))
+    p.add_argument("--clients", type=int, default=16, help="concurrent closed-loop clients (default 16)")
+    p.add_argument("--requests", type=int, default=400, help="timed requests per configuration (default 400)")
+    p.add_argument("--warmup", type=int, default=20, help="untimed requests first (default 20)")
+    p.add_argument("--max-batch-size", type=int, default=8)
+    p.add_argument("--max-wait-ms", type=float, default=5.0)
+    p.add_argument("--precision", default="auto")
+    p.add_argument("--backend", default="auto")
+    p.add_argument("--image-size", type=int, default=480, help="side of the random JPEG sent (default 480)")
+    p.add_argument("--timeout", type=float, default=600, help="seconds for a server to start (default 600)")
+    p.add_argument("--json", action="store_true", help="one JSON object per configuration")
+    p.add_argument("--baseline-server", action="store_true", help=argparse.SUPPRESS)  # internal: run the baseline
+    p.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+# ------------------------------------------------------------------------------ the baseline server
+def baseline_server(model: str, port: int) -> None:
+    """transformers' image-classification pipeline behind one FastAPI endpoint, one image per call."""
+    import uvicorn
+    from fastapi import FastAPI
+    from PIL import Image
+    from transformers import pipeline
+
+    classify = pipeline("image-classification", model=model, device="cpu")
+    lock = threading.Lock()  # a pipeline is not meant for concurrent calls
+    app = FastAPI()
+
+    @app.post("/predict")
+    async def predict(request: Request) -> list:
+        data = await request.body()
+
+        def run() -> list:
+            image = Image.open(io.BytesIO(data)).convert("RGB")
+            with lock:
+                return classify(image, top_k=5)
+
+        return [{"image": "body", "predictions": await asyncio.to_thread(run)}]
+
+    @app.get("/v2/health/ready")
+    def ready() -> dict:
+        return {"ready": True}
+
+    print("baseline ready", flush=True)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+
+
+# ------------------------------------------------------------------------------ driving a server
+class Server:
+    """A server subprocess on 127.0.0.1; its port read from its log."""
+
+    def __init__(self, command: list[str], timeout: float) -> None:
+        self.process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.lines: Queue = Queue()
+        for stream in (self.process.stderr, self.process.stdout):
+            threading.Thread(target=lambda s=stream: [self.lines.put(line) for line in s], daemon=True).start()
+        self.port = self._port(timeout)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def _port(self, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        seen = []
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=1)
+            except Empty:
+                if self.process.poll() is not None:
+                    break
+                continue
+            seen.append(line)
+            match = re.search(r"running on http://127\.0\.0\.1:(\d+)", line)
+            if match:
+                return int(match.group(1))
+        self.stop()
+        raise RuntimeError("the server did not start:\n" + "".join(seen[-20:]))
+
+    def wait_ready(self, timeout: float) -> None:
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/v2/health/ready", timeout=5).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if self.process.poll() is not None:
+                raise RuntimeError("the server exited before it was ready")
+            time.sleep(0.2)
+        raise RuntimeError(f"the server was not ready within {timeout} s")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+
+def load(url: str, body: bytes, clients: int, total: int, warmup: int) -> dict:
+    """Closed-loop clients until ``total`` timed requests are answered; latencies in ms."""
+    import httpx
+
+    lock = threading.Lock()
+    counter = {"sent": 0}
+    latencies: list[float] = []
+    errors: list[str] = []
+    start_gate = threading.Barrier(clients + 1)
+
+    def client() -> None:
+        with httpx.Client(timeout=120) as session:
+            start_gate.wait()
+            while True:
+                with lock:
+                    if counter["sent"] >= warmup + total:
+                        return
+                    counter["sent"] += 1
+                    timed = counter["sent"] > warmup
+                t0 = time.perf_counter()
+                try:
+                    response = session.post(f"{url}/predict", content=body)
+                    ok = response.status_code == 200
+                    if not ok:
+                        errors.append(f"{response.status_code}")
+                except httpx.HTTPError as err:
+                    ok = False
+                    errors.append(type(err).__name__)
+                if ok and timed:
+                    with lock:
+                        latencies.append((time.perf_counter() - t0) * 1000)
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    start_gate.wait()
+    wall_start = time.perf_counter()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - wall_start
+    latencies.sort()
+
+    def pct(q: float) -> float:
+        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else float("nan")
+
+    return {
+        "requests_per_s": len(latencies) / wall if wall else float("nan"),
+        "p50_ms": pct(0.5),
+        "p90_ms": pct(0.9),
+        "p99_ms": pct(0.99),
+        "mean_ms": statistics.fmean(latencies) if latencies else float("nan"),
+        "answered": len(latencies),
+        "errors": len(errors),
+    }
+
+
+def mean_batch_size(url: str) -> float | None:
+    import httpx
+
+    try:
+        text = httpx.get(f"{url}/metrics", timeout=10).text
+    except httpx.HTTPError:
+        return None
+    values = dict(re.findall(r"^swiftformer_batch_size_(sum|count) ([0-9.e+]+)$", text, flags=re.MULTILINE))
+    if not values or float(values.get("count", 0)) == 0:
+        return None
+    return float(values["sum"]) / float(values["count"])
+
+
+def model_folder(ref: str, scratch: Path) -> str:
+    """A folder for ``ref`` that both servers load: ``ref`` itself, or a variant saved with random weights."""
+    from swiftformer.configuration import variant_key
+
+    if Path(ref).exists() or variant_key(ref) is None:
+        return ref
+    from swiftformer import SwiftFormerImageProcessor
+    from swiftformer.inference import load_model
+
+    folder = scratch / ref
+    load_model(ref).save_pretrained(folder)
+    SwiftFormerImageProcessor().save_pretrained(folder)
+    return str(folder)
+
+
+def jpeg(size: int) -> bytes:
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.baseline_server:
+        baseline_server(args.model, args.port)
+        return 0
+    body = jpeg(args.image_size)
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        model = model_folder(args.model, Path(scratch))
+        serve = [sys.executable, "-m", "swiftformer", "serve", "--model", model, "--port", "0", "--host", "127.0.0.1"]
+        serve += ["--precision", args.precision, "--backend", args.backend, "--max-queue", str(4 * args.clients + 64)]
+        commands = {
+            "batching": [*serve, "--max-batch-size", str(args.max_batch_size), "--max-wait-ms", str(args.max_wait_ms)],
+            "no-batching": [*serve, "--max-batch-size", "1", "--max-wait-ms", "0"],
+            "pipeline": [sys.executable, os.path.abspath(__file__), "--baseline-server", "--model", model],
+        }
+        for name in args.configs:
+            command = commands[name]
+            if name == "pipeline":
+                port = _free_port()
+                command = [*command, "--port", str(port)]
+                server = _BaselineServer(command, port, args.timeout)
+            else:
+                server = Server(command, args.timeout)
+            try:
+                server.wait_ready(args.timeout)
+                result = load(server.url, body, args.clients, args.requests, args.warmup)
+                result["mean_batch_size"] = mean_batch_size(server.url)
+            finally:
+                server.stop()
+            row = {"config": name, "clients": args.clients, **result}
+            rows.append(row)
+            if args.json:
+                print(json.dumps(row), flush=True)
+    if not args.json:
+        print(f"{'config':<12} {'req/s':>8} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'batch':>6} {'errors':>6}")
+        for r in rows:
+            batch = f"{r['mean_batch_size']:.2f}" if r["mean_batch_size"] else "-"
+            print(
+                f"{r['config']:<12} {r['requests_per_s']:8.1f} {r['p50_ms']:8.1f} {r['p90_ms']:8.1f} "
+                f"{r['p99_ms']:8.1f} {batch:>6} {r['errors']:6d}"
+            )
+    return 0
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class _BaselineServer(Server):
+    """The baseline prints no uvicorn line at warning level; its port is chosen here."""
+
+    def __init__(self, command: list[str], port: int, timeout: float) -> None:
+        self.process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.lines = Queue()
+        for stream in (self.process.stderr, self.process.stdout):
+            threading.Thread(target=lambda s=stream: [self.lines.put(line) for line in s], daemon=True).start()
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

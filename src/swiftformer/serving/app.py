@@ -1,0 +1,416 @@
+"""The FastAPI application: the endpoints, the request-size guard, errors as JSON, metrics.
+
+:func:`create_app` takes a *backend*: the object that runs the model. ``swiftformer serve`` passes a
+:class:`~swiftformer.serving.batching.BatchingBackend` (a model worker thread with dynamic batching);
+``swiftformer serve --ray`` passes each Ray Serve replica (``@serve.batch``). Both have:
+
+* ``classifier`` — the :class:`~swiftformer.serving.model.Classifier` (labels, input size, name);
+* ``metrics`` — the :class:`~swiftformer.serving.metrics.ServeMetrics`;
+* ``ready`` — whether requests are taken (warmed up, not stopping);
+* ``admission(n)`` — a context manager reserving ``n`` images or raising ServeError 503;
+* ``async classify(pixel_values_list) -> logits_list`` — one (C, H, W) tensor in, one (num_labels,) out;
+* ``start()`` / ``stop()`` — called on the app's startup and shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from functools import partial
+from typing import Any
+
+import torch
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.exceptions import HTTPException
+
+from .errors import ServeError
+from .images import FORMATS, prepare
+from .page import render_page
+from .protocol import (
+    ErrorResponse,
+    HealthStatus,
+    ImagePrediction,
+    InferRequest,
+    InferResponse,
+    ModelMetadata,
+    Prediction,
+    ServerMetadata,
+    TensorMetadata,
+)
+from .settings import ServeSettings
+from .v2 import HEADER_LENGTH, IMAGES, PIXELS, encode_infer_response, parse_infer_request
+
+logger = logging.getLogger("swiftformer.serving")
+
+ERRORS = {status: {"model": ErrorResponse} for status in (400, 404, 413, 503)}
+NOT_FOUND = {404: {"model": ErrorResponse}}
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("swiftformer")
+    except Exception:
+        return "0"
+
+
+class _Guard:
+    """Pure ASGI middleware: refuse bodies over the upload limit (413; from Content-Length before
+    reading, else while reading), time every request, count it by route and status."""
+
+    def __init__(self, app: Any, *, limit: int, metrics: Any) -> None:
+        self.app, self.limit, self.metrics = app, limit, metrics
+
+    async def __call__(self, scope: dict, receive: Callable[[], Awaitable[dict]], send: Callable) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start = time.perf_counter()
+        status = 500
+
+        async def timed_send(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                elapsed = f"{(time.perf_counter() - start) * 1000:.2f}".encode()
+                message = {**message, "headers": [*message.get("headers", []), (b"x-process-time-ms", elapsed)]}
+            await send(message)
+
+        received = 0
+
+        async def limited_receive() -> dict:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise _too_large(self.limit)
+            return message
+
+        try:
+            declared = _content_length(scope)
+            if declared is not None and declared > self.limit:
+                # Read and drop a moderately larger body, so that the client (still sending) sees the 413
+                # and not a reset connection; a much larger one is answered at once and the connection closed.
+                if declared <= 4 * self.limit + (1 << 20):
+                    while (await receive()).get("more_body", False):
+                        pass
+                error = _too_large(self.limit)
+                self.metrics.errors.labels(error.kind).inc()
+                await _error_response(error)(scope, receive, timed_send)
+                return
+            await self.app(scope, limited_receive, timed_send)
+        finally:
+            route = scope.get("route")
+            endpoint = getattr(route, "path", None) or "unmatched"
+            self.metrics.requests.labels(endpoint, str(status)).inc()
+            self.metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
+
+
+def _content_length(scope: dict) -> int | None:
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def _too_large(limit: int) -> ServeError:
+    return ServeError(
+        413, "too_large", f"the request body is over the upload limit of {limit / 1024 / 1024:g} MB (--max-upload-mb)"
+    )
+
+
+def _error_response(error: ServeError) -> JSONResponse:
+    return JSONResponse({"error": error.message, "kind": error.kind}, status_code=error.status, headers=error.headers)
+
+
+def create_app(backend: Any, settings: ServeSettings) -> FastAPI:
+    """The FastAPI app serving ``backend``'s model with the limits of ``settings``."""
+    classifier, metrics = backend.classifier, backend.metrics
+    name = classifier.name
+    executor = ThreadPoolExecutor(max_workers=settings.decode_threads, thread_name_prefix="swiftformer-decode")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        backend.start()
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(backend.stop)  # queued images are answered first
+            executor.shutdown(wait=False)
+
+    app = FastAPI(
+        title="SwiftFormer inference server",
+        version=_version(),
+        description=f"Model `{name}`: `POST /predict` for image files, the Open Inference Protocol v2 under "
+        "`/v2`, Prometheus metrics at `/metrics`, a demo page at `/`. See docs/serving.md.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(_Guard, limit=settings.max_upload_bytes, metrics=metrics)
+    app.state.backend = backend
+
+    # ---------------------------------------------------------------- errors: JSON, counted by kind
+    def error(err: ServeError) -> JSONResponse:
+        metrics.errors.labels(err.kind).inc()
+        return _error_response(err)
+
+    @app.exception_handler(ServeError)
+    async def serve_error(request: Request, err: ServeError) -> JSONResponse:
+        return error(err)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, err: HTTPException) -> JSONResponse:
+        kind = {404: "not_found", 405: "method_not_allowed"}.get(err.status_code, "bad_request")
+        return error(ServeError(err.status_code, kind, str(err.detail), dict(err.headers or {})))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, err: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in err.errors()[:5])
+        return error(ServeError(400, "bad_request", problems or "invalid request"))
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, err: Exception) -> JSONResponse:
+        logger.error("%s %s failed", request.method, request.url.path, exc_info=err)
+        return error(ServeError(500, "internal", f"internal error: {type(err).__name__}: {err}"))
+
+    # ---------------------------------------------------------------- shared steps
+    async def decode(uploads: list[tuple[str, bytes]]) -> list[torch.Tensor]:
+        """Decode and preprocess in the thread pool (in parallel with the model's forward pass)."""
+        loop = asyncio.get_running_loop()
+        jobs = [
+            loop.run_in_executor(
+                executor, partial(prepare, data, classifier.processor, settings.max_image_pixels, label)
+            )
+            for label, data in uploads
+        ]
+        results = await asyncio.gather(*jobs, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return results
+
+    def check_model(model_name: str, version: str | None = None) -> None:
+        if model_name != name:
+            raise ServeError(404, "not_found", f"unknown model '{model_name}'; this server serves '{name}'")
+        if version not in (None, "", "1"):
+            raise ServeError(404, "not_found", f"model '{name}' has version 1 only, not '{version}'")
+
+    # ---------------------------------------------------------------- /predict
+    predict_body = {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "file": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                    },
+                    "required": ["file"],
+                }
+            },
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+            "image/*": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+
+    @app.post(
+        "/predict",
+        response_model=list[ImagePrediction],
+        responses=ERRORS,
+        openapi_extra={"requestBody": predict_body},
+        summary="Classify images",
+        description="One or more `file` fields of a multipart form, or one image as the raw body "
+        f"({', '.join(FORMATS)}). One result per image, in order: the schema of `swiftformer predict --json`.",
+    )
+    async def predict(
+        request: Request, top_k: int | None = Query(None, ge=1, description="labels per image (default 5)")
+    ) -> list[ImagePrediction]:
+        k = min(top_k or settings.default_top_k, classifier.num_labels)
+        uploads = await _read_uploads(request, settings.max_queue)
+        with backend.admission(len(uploads)):
+            pixels = await decode(uploads)
+            logits = await backend.classify(pixels)
+        probs = torch.stack(logits).float().softmax(dim=-1)
+        scores, indices = probs.topk(k, dim=-1)
+        return [
+            ImagePrediction(
+                image=label,
+                predictions=[
+                    Prediction(label=classifier.labels[i], index=i, score=s) for s, i in zip(row_scores, row_indices)
+                ],
+            )
+            for (label, _), row_scores, row_indices in zip(uploads, scores.tolist(), indices.tolist())
+        ]
+
+    # ---------------------------------------------------------------- Open Inference Protocol v2
+    @app.get("/v2", response_model=ServerMetadata, summary="Server metadata")
+    async def server_metadata() -> ServerMetadata:
+        return ServerMetadata(
+            name="swiftformer", version=app.version, extensions=["binary_tensor_data", "classification"]
+        )
+
+    @app.get("/v2/health/live", response_model=HealthStatus, summary="Liveness")
+    async def live() -> HealthStatus:
+        return HealthStatus(live=True)
+
+    def readiness() -> JSONResponse:  # 200 when ready, 400 otherwise (the v2 protocol asks for a 4xx)
+        ready = bool(backend.ready)
+        return JSONResponse({"ready": ready}, status_code=200 if ready else 400)
+
+    @app.get("/v2/health/ready", response_model=HealthStatus, summary="Readiness (warmed up)")
+    async def ready() -> JSONResponse:
+        return readiness()
+
+    def model_metadata() -> ModelMetadata:
+        h, w = classifier.input_size or (-1, -1)
+        labels = classifier.num_labels
+        return ModelMetadata(
+            name=name,
+            versions=["1"],
+            platform="pytorch_swiftformer",
+            inputs=[
+                TensorMetadata(name=PIXELS, datatype="FP32", shape=[-1, classifier.num_channels, h, w]),
+                TensorMetadata(name=IMAGES, datatype="BYTES", shape=[-1]),
+            ],
+            outputs=[
+                TensorMetadata(name="logits", datatype="FP32", shape=[-1, labels]),
+                TensorMetadata(name="probabilities", datatype="FP32", shape=[-1, labels]),
+                TensorMetadata(name="labels", datatype="BYTES", shape=[-1, -1]),
+            ],
+            parameters=classifier.metadata(),
+        )
+
+    @app.get("/v2/models/{model_name}", response_model=ModelMetadata, responses=NOT_FOUND, summary="Model metadata")
+    async def metadata(model_name: str) -> ModelMetadata:
+        check_model(model_name)
+        return model_metadata()
+
+    @app.get("/v2/models/{model_name}/versions/{version}", response_model=ModelMetadata, responses=NOT_FOUND)
+    async def metadata_version(model_name: str, version: str) -> ModelMetadata:
+        check_model(model_name, version)
+        return model_metadata()
+
+    @app.get("/v2/models/{model_name}/ready", response_model=HealthStatus, responses=NOT_FOUND)
+    async def model_ready(model_name: str) -> JSONResponse:
+        check_model(model_name)
+        return readiness()
+
+    @app.get("/v2/models/{model_name}/versions/{version}/ready", response_model=HealthStatus, responses=NOT_FOUND)
+    async def model_ready_version(model_name: str, version: str) -> JSONResponse:
+        check_model(model_name, version)
+        return readiness()
+
+    infer_body = {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/InferRequest"}},
+            "application/octet-stream": {
+                "schema": {"type": "string", "format": "binary"},
+                "description": f"binary tensor data extension: a JSON header of {HEADER_LENGTH} bytes, then the tensors",
+            },
+        },
+    }
+
+    async def infer(request: Request, model_name: str, version: str | None) -> Response:
+        check_model(model_name, version)
+        body = await request.body()
+        parsed = parse_infer_request(
+            body,
+            request.headers.get(HEADER_LENGTH),
+            num_channels=classifier.num_channels,
+            input_size=classifier.input_size,
+            default_top_k=settings.default_top_k,
+        )
+        with backend.admission(parsed.count):
+            if parsed.images is not None:
+                pixels = await decode([(f"{IMAGES}[{i}]", data) for i, data in enumerate(parsed.images)])
+            else:
+                pixels = list(torch.from_numpy(parsed.pixels))
+            logits = torch.stack(await backend.classify(pixels)).float()
+        probabilities = logits.softmax(dim=-1)
+        content, headers = encode_infer_response(
+            name, parsed.id, parsed.outputs, logits.numpy(), probabilities.numpy(), classifier.labels
+        )
+        return Response(content, headers=headers)
+
+    infer_doc = dict(
+        response_model=InferResponse,
+        responses=ERRORS,
+        openapi_extra={"requestBody": infer_body},
+        summary="Inference (v2)",
+        description=f"Input `{PIXELS}` (FP32 [N, 3, H, W], preprocessed) or `{IMAGES}` (BYTES [N], encoded "
+        "image files; base64 in JSON). Outputs `logits`, `probabilities`, `labels` (top-k as "
+        "'score:index:label'). JSON, or the binary tensor data extension.",
+    )
+
+    @app.post("/v2/models/{model_name}/infer", **infer_doc)
+    async def infer_latest(request: Request, model_name: str) -> Response:
+        return await infer(request, model_name, None)
+
+    @app.post("/v2/models/{model_name}/versions/{version}/infer", **infer_doc)
+    async def infer_version(request: Request, model_name: str, version: str) -> Response:
+        return await infer(request, model_name, version)
+
+    # ---------------------------------------------------------------- metrics and the page
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    async def prometheus() -> Response:
+        return Response(metrics.render(), media_type=metrics.content_type)
+
+    page = render_page(name, classifier.num_labels, settings.max_upload_mb)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def index() -> HTMLResponse:
+        return HTMLResponse(page)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            extra = InferRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.update(extra.pop("$defs", {}))
+            components["InferRequest"] = extra
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi
+    return app
+
+
+async def _read_uploads(request: Request, max_files: int) -> list[tuple[str, bytes]]:
+    """(name, bytes) of each ``file`` field of a multipart form, or of the raw body ('body')."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        try:
+            form = await request.form(max_files=max_files + 1, max_fields=max_files + 16)
+        except HTTPException as err:  # malformed multipart, too many parts
+            if "too many" in str(err.detail).lower():
+                raise ServeError(
+                    413, "too_many_images", f"too many files in one request; this server takes at most {max_files}"
+                ) from None
+            raise ServeError(400, "bad_request", f"cannot read the multipart form: {err.detail}") from None
+        try:
+            fields = form.getlist("file")
+            if not fields:
+                raise ServeError(
+                    400, "bad_request", f"the multipart form has no 'file' field (fields: {sorted(set(form.keys()))})"
+                )
+            uploads = []
+            for i, field in enumerate(fields):
+                if isinstance(field, str):
+                    raise ServeError(400, "bad_request", f"form field 'file' #{i + 1} is text, not a file")
+                uploads.append((field.filename or f"file[{i}]", await field.read()))
+            return uploads
+        finally:
+            await form.close()
+    # any other type is the image itself (curl --data-binary says application/x-www-form-urlencoded)
+    return [("body", await request.body())]

@@ -1,0 +1,147 @@
+"""The model side of the server: load, optimize, pad batches to warmed-up sizes, warm up."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ..configuration import variant_key
+from ..image_processing import SwiftFormerImageProcessor
+from ..inference import load_model, optimize_for_inference
+from ..io.hub import PREPROCESSOR_NAME, resolve_file
+from .images import output_size
+
+if TYPE_CHECKING:
+    from ..modeling import SwiftFormerForImageClassification
+    from .settings import ServeSettings
+
+logger = logging.getLogger("swiftformer.serving")
+
+
+def batch_sizes(max_batch_size: int) -> list[int]:
+    """The batch sizes the model runs at: the powers of two below ``max_batch_size``, and it.
+
+    A batch of n images is padded with zero images to the smallest of these ≥ n, so the model sees
+    (and is warmed up on) log2(max) + 1 shapes instead of max: one compiled graph each with
+    ``--compile``, and whole micro-batches of 4. Padding costs compute only when batches are not full,
+    i.e. when the server is not busy.
+    """
+    sizes, size = [], 1
+    while size < max_batch_size:
+        sizes.append(size)
+        size *= 2
+    return [*sizes, max_batch_size]
+
+
+class Classifier:
+    """A classifier for the server: ``forward(pixel_values (n, 3, H, W)) -> logits (n, num_labels)``
+    float32, with n padded up to one of :func:`batch_sizes`; labels; the processor's fixed input size.
+
+    ``forward`` is meant for one thread at a time (the server's model worker)."""
+
+    def __init__(
+        self,
+        model: SwiftFormerForImageClassification,
+        processor: SwiftFormerImageProcessor,
+        *,
+        name: str,
+        precision: str = "fp32",
+        backend: str = "inductor",
+        compile: bool = False,
+        max_batch_size: int = 8,
+    ) -> None:
+        config = model.config
+        self.name = name
+        self.precision, self.backend, self.compile = precision, backend, compile
+        self.processor = processor
+        self.num_labels = config.num_labels
+        self.num_channels = config.num_channels
+        self.labels = [config.id2label.get(i, str(i)) for i in range(config.num_labels)]
+        self.input_size = output_size(processor)  # None: images keep their own sizes
+        image_size = config.image_size if isinstance(config.image_size, int) else config.image_size[0]
+        self.warm_up_size = self.input_size or (image_size, image_size)
+        self.batch_sizes = batch_sizes(max_batch_size)
+        self.module = optimize_for_inference(model, precision=precision, backend=backend, compile=compile)
+        self.backends: dict[int, str] = {}  # batch size -> the backend that ran it (after the warm-up)
+
+    def padded_size(self, n: int) -> int:
+        """The batch size ``n`` images run at (n itself past the largest size)."""
+        return next((size for size in self.batch_sizes if size >= n), n)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Logits (n, num_labels) float32 of ``pixel_values`` (n, C, H, W) float32."""
+        n = pixel_values.shape[0]
+        padded = self.padded_size(n)
+        if padded > n:
+            filler = pixel_values.new_zeros((padded - n, *pixel_values.shape[1:]))
+            pixel_values = torch.cat([pixel_values, filler])
+        with torch.inference_mode():
+            return self.module(pixel_values)[:n].float()
+
+    def warm_up(self) -> float:
+        """Run every batch size once at the processor's output size; the seconds it took."""
+        start = time.perf_counter()
+        height, width = self.warm_up_size
+        for size in self.batch_sizes:
+            self.forward(torch.zeros(size, self.num_channels, height, width))
+        seconds = time.perf_counter() - start
+        backend_for = getattr(self.module, "backend_for", None)  # backend="auto" picks per batch size
+        self.backends = {
+            size: backend_for(size) if backend_for else getattr(self.module, "backend", self.backend)
+            for size in self.batch_sizes
+        }
+        logger.info(
+            "warmed up on batch sizes %s at %d×%d in %.1f s (%s)",
+            self.batch_sizes,
+            height,
+            width,
+            seconds,
+            getattr(self.module, "reason", f"{self.precision} on {self.backend}"),
+        )
+        return seconds
+
+    def metadata(self) -> dict[str, Any]:
+        """Facts about the model for the v2 model-metadata endpoint and the page."""
+        return {
+            "precision": getattr(self.module, "precision", self.precision),
+            "backend": getattr(self.module, "backend", self.backend),
+            "backends_by_batch_size": {str(size): name for size, name in self.backends.items()},
+            "reason": getattr(self.module, "reason", ""),
+            "compile": self.compile,
+            "num_labels": self.num_labels,
+            "input_size": list(self.input_size) if self.input_size else None,
+            "batch_sizes": self.batch_sizes,
+        }
+
+
+def load_processor(ref: str, hub: dict[str, Any]) -> SwiftFormerImageProcessor:
+    """The model's ``preprocessor_config.json``, or ImageNet defaults (with a warning) without one."""
+    if resolve_file(ref, PREPROCESSOR_NAME, missing_ok=True, **hub) is None:
+        logger.warning("%s has no %s; using the ImageNet defaults", ref, PREPROCESSOR_NAME)
+        return SwiftFormerImageProcessor()
+    return SwiftFormerImageProcessor.from_pretrained(ref, **hub)
+
+
+def load_classifier(settings: ServeSettings) -> Classifier:
+    """The model of ``settings`` loaded and optimized, not yet warmed up (that is the model worker's).
+
+    ``settings.model`` is a folder, a hub id, or a variant name (``"xs"``: random weights, ImageNet
+    preprocessing; for trying the server out)."""
+    model = load_model(settings.model, settings.hub)
+    if not Path(settings.model).exists() and variant_key(settings.model) is not None:
+        processor = SwiftFormerImageProcessor()
+    else:
+        processor = load_processor(settings.model, settings.hub)
+    return Classifier(
+        model,
+        processor,
+        name=settings.name,
+        precision=settings.precision,
+        backend=settings.backend,
+        compile=settings.compile,
+        max_batch_size=settings.max_batch_size,
+    )

@@ -1,0 +1,128 @@
+"""The demo page at ``GET /``: one self-contained HTML file (no CDN, no external requests) to pick or
+drop an image and see the top 5 as bars, the model's name and the time taken."""
+
+from __future__ import annotations
+
+import html
+import json
+
+_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>SwiftFormer · __TITLE__</title>
+<style>
+  :root { color-scheme: light dark; --accent: #2f6fdf; --muted: #888; }
+  body { font: 16px/1.4 system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 46rem; margin: 2rem auto; padding: 0 1rem; }
+  h1 { font-size: 1.4rem; margin-bottom: .2rem; }
+  .sub { color: var(--muted); margin-top: 0; }
+  #drop { border: 2px dashed var(--muted); border-radius: 12px; padding: 1.5rem; text-align: center; cursor: pointer; }
+  #drop.over { border-color: var(--accent); background: rgba(47, 111, 223, .08); }
+  #result { display: flex; gap: 1.5rem; margin-top: 1.5rem; align-items: flex-start; flex-wrap: wrap; }
+  #preview { max-width: 14rem; max-height: 14rem; border-radius: 8px; display: none; }
+  #bars { flex: 1; min-width: 16rem; }
+  .row { margin-bottom: .6rem; }
+  .label { display: flex; justify-content: space-between; font-size: .95rem; }
+  .track { background: rgba(127, 127, 127, .2); border-radius: 4px; height: .9rem; overflow: hidden; }
+  .bar { background: var(--accent); height: 100%; width: 0; transition: width .3s; }
+  #status { color: var(--muted); min-height: 1.4em; margin-top: 1rem; }
+  #status.error { color: #d33; }
+</style>
+</head>
+<body>
+<h1>SwiftFormer image classification</h1>
+<p class="sub">model <b id="model">__NAME__</b> · __LABELS__ classes</p>
+<div id="drop" tabindex="0">
+  <p><b>Drop an image here</b> or click to choose one (up to __MAX_MB__ MB)</p>
+  <input id="file" type="file" accept="image/*" hidden>
+</div>
+<div id="status" role="status"></div>
+<div id="result">
+  <img id="preview" alt="the image sent">
+  <div id="bars"></div>
+</div>
+<script>
+"use strict";
+const MODEL = __MODEL_JSON__;
+const drop = document.getElementById("drop");
+const input = document.getElementById("file");
+const statusLine = document.getElementById("status");
+const bars = document.getElementById("bars");
+const preview = document.getElementById("preview");
+
+function say(text, isError) {
+  statusLine.textContent = text;
+  statusLine.className = isError ? "error" : "";
+}
+
+function show(predictions) {
+  bars.replaceChildren();
+  for (const p of predictions) {
+    const row = document.createElement("div");
+    row.className = "row";
+    const label = document.createElement("div");
+    label.className = "label";
+    const name = document.createElement("span");
+    name.textContent = p.label + " (" + p.index + ")";
+    const score = document.createElement("span");
+    score.textContent = (100 * p.score).toFixed(1) + " %";
+    label.append(name, score);
+    const track = document.createElement("div");
+    track.className = "track";
+    const bar = document.createElement("div");
+    bar.className = "bar";
+    track.append(bar);
+    row.append(label, track);
+    bars.append(row);
+    requestAnimationFrame(() => { bar.style.width = (100 * p.score).toFixed(2) + "%"; });
+  }
+}
+
+async function classify(file) {
+  if (!file) return;
+  preview.src = URL.createObjectURL(file);
+  preview.style.display = "block";
+  bars.replaceChildren();
+  say("classifying " + file.name + " …");
+  const form = new FormData();
+  form.append("file", file, file.name);
+  const start = performance.now();
+  try {
+    const response = await fetch("predict?top_k=5", { method: "POST", body: form });
+    const total = performance.now() - start;
+    const body = await response.json();
+    if (!response.ok) { say("error " + response.status + ": " + (body.error || JSON.stringify(body)), true); return; }
+    show(body[0].predictions);
+    const server = response.headers.get("x-process-time-ms");
+    say(MODEL + ": " + total.toFixed(0) + " ms" + (server ? " (" + Number(server).toFixed(1) + " ms in the server)" : ""));
+  } catch (err) {
+    say("request failed: " + err, true);
+  }
+}
+
+drop.addEventListener("click", () => input.click());
+drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") input.click(); });
+input.addEventListener("change", () => classify(input.files[0]));
+drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+drop.addEventListener("drop", (e) => {
+  e.preventDefault();
+  drop.classList.remove("over");
+  classify(e.dataTransfer.files[0]);
+});
+</script>
+</body>
+</html>
+"""
+
+
+def render_page(model_name: str, num_labels: int, max_upload_mb: float) -> str:
+    """The page for one model (its name escaped for HTML and for the script)."""
+    return (
+        _PAGE.replace("__TITLE__", html.escape(model_name))
+        .replace("__NAME__", html.escape(model_name))
+        .replace("__LABELS__", str(num_labels))
+        .replace("__MAX_MB__", f"{max_upload_mb:g}")
+        .replace("__MODEL_JSON__", json.dumps(model_name).replace("<", "\\u003c"))
+    )

@@ -1,0 +1,166 @@
+"""``swiftformer serve --ray``: the same FastAPI app on Ray Serve replicas (``pip install .[ray]``).
+
+Each replica loads the model, optimizes it and warms it up in its constructor (Ray routes to a replica
+only once that returns), then builds the app of :mod:`swiftformer.serving.app` around itself
+(``__serve_build_asgi_app__``). Batching is Ray's: ``@serve.batch`` collects the images of the
+concurrent requests a replica receives, up to ``max_batch_size`` or ``max_wait_ms``, and one forward
+pass runs them on a worker thread. Ray's proxy refuses requests past ``max_queued_requests``
+(= ``--max-queue``) with 503.
+
+Differences from the single-process server: ``/metrics`` is the answering replica's own (Ray Serve's
+metrics cover the whole application); ``swiftformer_queue_depth`` stays 0 (Ray holds the queue).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from ray import serve
+
+from .errors import ServeError
+from .settings import ServeSettings
+
+logger = logging.getLogger("swiftformer.serving")
+
+APP_NAME = "swiftformer"
+
+
+@serve.ingress()
+class SwiftFormerReplica:
+    """One Ray Serve replica: the model, its metrics, the app's backend interface (see ``app.py``)."""
+
+    def __init__(self, settings: ServeSettings, num_threads: int = 1) -> None:
+        from .metrics import ServeMetrics
+        from .model import load_classifier
+
+        torch.set_num_threads(max(1, num_threads))
+        self.settings = settings
+        self.metrics = ServeMetrics(settings.max_batch_size, settings.name)
+        self.classifier = load_classifier(settings)
+        self.classifier.warm_up()  # before Ray reports the replica healthy
+        self._classify_one.set_max_batch_size(settings.max_batch_size)
+        self._classify_one.set_batch_wait_timeout_s(settings.max_wait_ms / 1000)
+        self.ready = True
+
+    def __serve_build_asgi_app__(self) -> Any:
+        from .app import create_app
+
+        return create_app(self, self.settings)
+
+    def check_health(self) -> None:  # Ray Serve's health check
+        if not self.ready:
+            raise RuntimeError("not ready")
+
+    # ------------------------------------------------------------------ the app's backend interface
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        self.ready = False
+
+    @contextmanager
+    def admission(self, n: int) -> Iterator[None]:
+        if n > self.settings.max_queue:
+            raise ServeError(
+                413,
+                "too_many_images",
+                f"{n} images in one request; this server takes at most {self.settings.max_queue}",
+            )
+        self.metrics.in_flight.inc(n)
+        try:
+            yield
+        finally:
+            self.metrics.in_flight.dec(n)
+
+    async def classify(self, pixels: list[torch.Tensor]) -> list[torch.Tensor]:
+        return list(await asyncio.gather(*(self._classify_one(p) for p in pixels)))
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.005)  # both set from the settings in __init__
+    async def _classify_one(self, pixels: list[torch.Tensor]) -> list[torch.Tensor]:
+        start = time.perf_counter()
+        logits = await asyncio.to_thread(self._forward, pixels)
+        self.metrics.observe_batch(len(pixels), time.perf_counter() - start)
+        return logits
+
+    def _forward(self, pixels: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Logits per image; images of one size run as one batch (sizes differ only without a fixed
+        processor output size)."""
+        out: list[torch.Tensor | None] = [None] * len(pixels)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, p in enumerate(pixels):
+            groups.setdefault(tuple(p.shape), []).append(i)
+        for indices in groups.values():
+            logits = self.classifier.forward(torch.stack([pixels[i] for i in indices]))
+            for i, row in zip(indices, logits):
+                out[i] = row.clone()
+        return out  # type: ignore[return-value]
+
+
+def application(settings: ServeSettings, replicas: int = 1, num_cpus_per_replica: float = 1.0) -> Any:
+    """The Ray Serve application (``serve.run`` it)."""
+    deployment = serve.deployment(
+        SwiftFormerReplica,
+        name="SwiftFormer",
+        num_replicas=replicas,
+        ray_actor_options={"num_cpus": num_cpus_per_replica},
+        max_ongoing_requests=max(settings.max_batch_size * 2, 8),
+        max_queued_requests=settings.max_queue,
+        health_check_period_s=5,
+    )
+    return deployment.bind(settings, max(1, int(num_cpus_per_replica)))
+
+
+def run_on_ray(
+    settings: ServeSettings, replicas: int = 1, num_cpus_per_replica: float = 1.0, blocking: bool = False
+) -> Any:
+    """Start Serve's HTTP proxy on ``settings.host``/``port`` in the connected Ray cluster and deploy;
+    returns once every replica is warmed up (``ray.init`` first)."""
+    serve.start(http_options={"host": settings.host, "port": settings.port})
+    return serve.run(
+        application(settings, replicas, num_cpus_per_replica), name=APP_NAME, route_prefix="/", blocking=blocking
+    )
+
+
+def serve_on_ray(
+    settings: ServeSettings, *, address: str | None = None, replicas: int = 1, num_cpus_per_replica: float = 1.0
+) -> int:
+    """``swiftformer serve --ray``: connect to (or start) Ray, deploy, serve until SIGTERM / Ctrl-C."""
+    import ray
+
+    from .server import _log_to_stderr
+
+    _log_to_stderr("info")
+    stop = threading.Event()
+    previous: dict = {}
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=True)
+        # after ray.init, which installs its own SIGTERM handler in the driver; a signal during the
+        # deployment below stops the server once it is up
+        previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+        run_on_ray(settings, replicas, num_cpus_per_replica)
+        logger.info(
+            "model %s on http://%s:%d with %d Ray Serve replica(s)",
+            settings.name,
+            settings.host,
+            settings.port,
+            replicas,
+        )
+        while not stop.wait(1.0):  # a timeout, so that the signal handler runs promptly
+            pass
+        logger.info("shutting down: Ray Serve drains the requests in flight")
+        serve.delete(APP_NAME)  # replicas finish their requests (graceful_shutdown_timeout_s)
+        serve.shutdown()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if ray.is_initialized():
+            ray.shutdown()
+    return 0

@@ -1,0 +1,112 @@
+"""Run the app with uvicorn: load and optimize the model, listen, warm up, serve until SIGTERM/Ctrl-C.
+
+On SIGTERM or SIGINT uvicorn stops accepting connections and waits for the requests in flight; then
+the app's shutdown answers whatever is still queued and ends the model worker; then :func:`serve`
+returns 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from typing import Any
+
+from .settings import ServeSettings
+
+logger = logging.getLogger("swiftformer.serving")
+
+GRACEFUL_SHUTDOWN_SECONDS = 30
+
+
+def build_app(settings: ServeSettings) -> Any:
+    """The FastAPI app of ``settings``, its model loaded and optimized; it warms up when it starts."""
+    from .app import create_app
+    from .batching import BatchingBackend
+    from .metrics import ServeMetrics
+    from .model import load_classifier
+
+    classifier = load_classifier(settings)
+    backend = BatchingBackend(
+        classifier,
+        max_batch_size=settings.max_batch_size,
+        max_wait_ms=settings.max_wait_ms,
+        max_queue=settings.max_queue,
+        metrics=ServeMetrics(settings.max_batch_size, settings.name),
+    )
+    return create_app(backend, settings)
+
+
+def uvicorn_server(app: Any, settings: ServeSettings, log_level: str = "info") -> Any:
+    """A ``uvicorn.Server`` for ``app`` (``run()`` it, or ``serve()`` it in a thread; :func:`shut_down`
+    stops it as SIGTERM does)."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            # Requests in flight may wait for a batch to fill (--max-wait-ms); uvicorn waits for them
+            # before the app's shutdown, so the batcher must stop waiting now.
+            drain = getattr(getattr(app.state, "backend", None), "drain", None)
+            if drain is not None:
+                drain()
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=log_level,
+        lifespan="on",
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        access_log=False,
+    )
+    return Server(config)
+
+
+def shut_down(server: Any) -> None:
+    """Stop a server started by :func:`uvicorn_server` from another thread, as SIGTERM would."""
+    import signal as signals
+
+    server.handle_exit(signals.SIGTERM, None)
+
+
+def serve(settings: ServeSettings, log_level: str = "info") -> int:
+    """Serve until SIGTERM or Ctrl-C; 0 after a clean shutdown."""
+    try:
+        import fastapi  # noqa: F401
+        import prometheus_client  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as err:
+        raise ImportError(
+            f"swiftformer serve needs the serve extra ({err.name} is missing): pip install .[serve]"
+        ) from None
+    _log_to_stderr(log_level)
+    app = build_app(settings)
+    server = uvicorn_server(app, settings, log_level)
+    logger.info("model %s on http://%s:%d (ready after warm-up)", settings.name, settings.host, settings.port)
+    # uvicorn re-raises the signal that stopped it once it is done; ours turns that into a return.
+    previous = {sig: signal.signal(sig, _stopped) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        server.run()
+    except _Stopped:
+        pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0 if server.started else 1
+
+
+class _Stopped(Exception):
+    pass
+
+
+def _stopped(signum: int, frame: Any) -> None:
+    raise _Stopped
+
+
+def _log_to_stderr(level: str) -> None:
+    log = logging.getLogger("swiftformer.serving")
+    log.setLevel(level.upper())
+    if not any(isinstance(h, logging.StreamHandler) for h in log.handlers + logging.getLogger("swiftformer").handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        log.addHandler(handler)

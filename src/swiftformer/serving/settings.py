@@ -1,0 +1,81 @@
+"""What a server is started with: the model, where to listen, batching and input limits."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any
+
+# What `swiftformer predict` offers; optimize_for_inference checks the combination (e.g. no bf16 on onnxruntime).
+PRECISIONS = ("auto", "fp32", "bf16")
+BACKENDS = ("auto", "inductor", "openvino", "onnxruntime")
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """The options of ``swiftformer serve`` (docs/cli.md, docs/serving.md).
+
+    Attributes:
+        model: A model folder or hub id (or a variant name such as ``"xs"``: random weights).
+        model_name: The name in ``/v2/models/{name}``; default the last part of ``model``.
+        hub: ``from_pretrained`` hub options (revision, cache_dir, local_files_only).
+        precision, backend, compile: Passed to :func:`swiftformer.inference.optimize_for_inference`.
+        max_batch_size: The most images in one forward pass. Batches are padded to the next power of
+            two (or to ``max_batch_size``), the sizes warmed up before the server reports ready.
+        max_wait_ms: How long the first image of a batch waits for more to arrive.
+        max_queue: The most images admitted and not yet answered; past it requests get 503.
+        max_upload_mb: The largest request body (all files of a request together); past it 413.
+        max_image_pixels: The largest width × height an image header may claim; past it 413, before
+            decoding.
+        decode_threads: Threads that decode and preprocess uploads, beside the one model thread.
+        default_top_k: Labels per image when the request does not say.
+    """
+
+    model: str
+    model_name: str | None = None
+    hub: dict[str, Any] = field(default_factory=dict)
+    host: str = "127.0.0.1"
+    port: int = 8000
+    precision: str = "auto"
+    backend: str = "auto"
+    compile: bool = False
+    max_batch_size: int = 8
+    max_wait_ms: float = 5.0
+    max_queue: int = 64
+    max_upload_mb: float = 20.0
+    max_image_pixels: int = 50_000_000
+    decode_threads: int = field(default_factory=lambda: max(1, min(4, os.cpu_count() or 1)))
+    default_top_k: int = 5
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"),
+            (self.backend in BACKENDS, f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}"),
+            (
+                not (self.compile and self.backend in ("openvino", "onnxruntime")),
+                f"compile is for the inductor backend; {self.backend} compiles the model itself",
+            ),
+            (self.max_batch_size >= 1, f"max_batch_size must be at least 1, got {self.max_batch_size}"),
+            (self.max_wait_ms >= 0, f"max_wait_ms must be at least 0, got {self.max_wait_ms}"),
+            (self.max_queue >= 1, f"max_queue must be at least 1, got {self.max_queue}"),
+            (self.max_upload_mb > 0, f"max_upload_mb must be positive, got {self.max_upload_mb}"),
+            (self.max_image_pixels >= 1, f"max_image_pixels must be at least 1, got {self.max_image_pixels}"),
+            (self.decode_threads >= 1, f"decode_threads must be at least 1, got {self.decode_threads}"),
+            (self.default_top_k >= 1, f"default_top_k must be at least 1, got {self.default_top_k}"),
+            (0 <= self.port <= 65535, f"port must be in 0..65535, got {self.port}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+    @property
+    def name(self) -> str:
+        """The model's name in the v2 protocol: ``model_name``, or the last part of ``model``."""
+        if self.model_name:
+            return self.model_name
+        return PurePosixPath(self.model.replace("\\", "/").rstrip("/")).name or "model"
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)

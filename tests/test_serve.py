@@ -1,0 +1,661 @@
+"""``swiftformer serve``: the real server on a free loopback port, a tiny random model at 64×64.
+
+Servers run in threads (uvicorn on a socket bound to 127.0.0.1:0), except the SIGTERM test, which
+runs ``python -m swiftformer serve`` as a user does. Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import re
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from queue import Empty, Queue
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+pytest.importorskip("prometheus_client")
+httpx = pytest.importorskip("httpx")
+
+from _helpers import assert_close_rel, perturb_  # noqa: E402
+from swiftformer import SwiftFormerConfig, SwiftFormerForImageClassification, SwiftFormerImageProcessor  # noqa: E402
+from swiftformer.cli import main  # noqa: E402
+from swiftformer.serving import ServeSettings  # noqa: E402
+from swiftformer.serving.server import build_app, shut_down, uvicorn_server  # noqa: E402
+
+LABELS = {0: "cat", 1: "dog", 2: "bird", 3: "fish"}
+NAME = "tiny"
+TIMEOUT = 60  # seconds, for any one wait
+
+
+# ------------------------------------------------------------------------------ shared with test_serve_ray.py
+def make_model_dir(path: Path) -> Path:
+    torch.manual_seed(0)
+    config = SwiftFormerConfig(depths=[1, 1, 1, 1], embed_dims=[8, 8, 16, 16], id2label=LABELS)
+    perturb_(SwiftFormerForImageClassification(config)).save_pretrained(path)
+    SwiftFormerImageProcessor(size={"height": 64, "width": 64}).save_pretrained(path)
+    return path
+
+
+def make_images(folder: Path) -> list[Path]:
+    """Four small images of different sizes, formats and modes (they all preprocess to 64×64)."""
+    rng = np.random.default_rng(0)
+    specs = [("a.png", (80, 60, 3)), ("b.jpg", (50, 90, 3)), ("c.png", (64, 64, 4)), ("d.bmp", (30, 40))]
+    paths = []
+    for name, shape in specs:
+        path = folder / name
+        Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(path)
+        paths.append(path)
+    return paths
+
+
+def predict_cli(capsys, model_dir: Path, files: list[Path], top_k: int = 4) -> dict[str, dict]:
+    """``swiftformer predict --json`` at the precision and backend the servers here use."""
+    options = ["--json", "--top-k", str(top_k), "--precision", "fp32", "--backend", "inductor"]
+    code = main(["predict", *map(str, files), "--model", str(model_dir), *options])
+    out, _ = capsys.readouterr()
+    assert code == 0
+    return {Path(row["image"]).name: row for row in map(json.loads, out.splitlines())}
+
+
+def assert_same_predictions(served: dict, expected: dict) -> None:
+    """Same classes in the same order, scores within 1e-5."""
+    got = [(p["index"], p["label"]) for p in served["predictions"]]
+    want = [(p["index"], p["label"]) for p in expected["predictions"]]
+    assert got == want, (served, expected)
+    for a, b in zip(served["predictions"], expected["predictions"]):
+        assert a["score"] == pytest.approx(b["score"], abs=1e-5)
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The value of one sample of a Prometheus text exposition (0 when absent)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    return 0.0
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG of a few bytes whose header claims ``width`` × ``height`` (a decompression bomb's header)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def check_good_request(base_url: str, image: Path) -> None:
+    """The server still answers a good request (after a bad one)."""
+    response = httpx.post(f"{base_url}/predict", content=image.read_bytes(), timeout=TIMEOUT)
+    assert response.status_code == 200, response.text
+    assert response.json()[0]["predictions"][0]["label"] in LABELS.values()
+
+
+def check_v2_endpoints(base_url: str, name: str, images: list[Path]) -> None:
+    """Server and model metadata, health, and a JSON infer with base64 images (httpx)."""
+    assert httpx.get(f"{base_url}/v2/health/live", timeout=TIMEOUT).status_code == 200
+    assert httpx.get(f"{base_url}/v2/health/ready", timeout=TIMEOUT).json() == {"ready": True}
+    assert httpx.get(f"{base_url}/v2/models/{name}/ready", timeout=TIMEOUT).status_code == 200
+    server = httpx.get(f"{base_url}/v2", timeout=TIMEOUT).json()
+    assert server["name"] == "swiftformer" and "binary_tensor_data" in server["extensions"]
+    meta = httpx.get(f"{base_url}/v2/models/{name}", timeout=TIMEOUT).json()
+    assert meta["name"] == name
+    assert {i["name"]: i["shape"] for i in meta["inputs"]} == {"pixel_values": [-1, 3, 64, 64], "images": [-1]}
+    assert [o["name"] for o in meta["outputs"]] == ["logits", "probabilities", "labels"]
+    body = {
+        "id": "42",
+        "inputs": [
+            {
+                "name": "images",
+                "datatype": "BYTES",
+                "shape": [len(images)],
+                "data": [base64.b64encode(p.read_bytes()).decode() for p in images],
+            }
+        ],
+        "outputs": [{"name": "probabilities"}, {"name": "labels", "parameters": {"classification": 2}}],
+    }
+    response = httpx.post(f"{base_url}/v2/models/{name}/infer", json=body, timeout=TIMEOUT)
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["model_name"] == name and result["id"] == "42"
+    probs, labels = result["outputs"]
+    assert probs["shape"] == [len(images), 4] and labels["shape"] == [len(images), 2]
+    probs = np.array(probs["data"]).reshape(len(images), 4)
+    np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
+    for row, pair in zip(probs, np.array(labels["data"]).reshape(len(images), 2)):
+        score, index, label = pair[0].split(":")
+        assert int(index) == row.argmax() and label == LABELS[int(index)]
+        assert float(score) == pytest.approx(row.max(), abs=1e-6)
+
+
+# ------------------------------------------------------------------------------ servers in threads
+@dataclass
+class RunningServer:
+    app: Any
+    server: Any
+    thread: threading.Thread
+    port: int
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def batcher(self):
+        return self.app.state.backend.batcher
+
+    def metrics(self) -> str:
+        return httpx.get(f"{self.base_url}/metrics", timeout=TIMEOUT).text
+
+    def close(self) -> None:
+        shut_down(self.server)
+        self.thread.join(TIMEOUT)
+        assert not self.thread.is_alive(), "the server did not stop"
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
+    """Wait until ``condition()`` holds (it is state, not time, that is waited for), at most ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.01)
+
+
+def start_server(
+    settings: ServeSettings, prepare: Callable[[Any], None] | None = None, wait_ready: bool = True
+) -> RunningServer:
+    app = build_app(settings)
+    if prepare is not None:
+        prepare(app.state.backend)
+    server = uvicorn_server(app, settings, log_level="warning")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))  # loopback only; a free port chosen by the kernel
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True)
+    thread.start()
+    running = RunningServer(app, server, thread, sock.getsockname()[1])
+    wait_for(lambda: server.started or not thread.is_alive(), "uvicorn to start")
+    assert thread.is_alive(), "uvicorn failed to start"
+    if wait_ready:
+        assert app.state.backend.batcher.ready.wait(TIMEOUT), "the model did not warm up"
+    return running
+
+
+def settings_for(model_dir: Path, **options: Any) -> ServeSettings:
+    defaults = dict(
+        model=str(model_dir),
+        model_name=NAME,
+        precision="fp32",
+        backend="inductor",  # what predict_cli runs: the same numbers
+        decode_threads=2,
+        max_upload_mb=1,
+        max_image_pixels=10**6,
+    )
+    return ServeSettings(**{**defaults, **options})
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    return make_model_dir(tmp_path_factory.mktemp("model"))
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> list[Path]:
+    return make_images(tmp_path_factory.mktemp("images"))
+
+
+@pytest.fixture(scope="module")
+def server(model_dir) -> Iterator[RunningServer]:
+    running = start_server(settings_for(model_dir, max_batch_size=4, max_wait_ms=2, max_queue=16))
+    yield running
+    running.close()
+
+
+# ------------------------------------------------------------------------------ /predict
+def test_predict_multipart_matches_predict_command(server, model_dir, images, capsys):
+    files = [("file", (p.name, p.read_bytes(), "application/octet-stream")) for p in images]
+    response = httpx.post(f"{server.base_url}/predict", params={"top_k": 4}, files=files, timeout=TIMEOUT)
+    assert response.status_code == 200, response.text
+    assert float(response.headers["x-process-time-ms"]) > 0
+    rows = response.json()
+    assert [r["image"] for r in rows] == [p.name for p in images]
+    expected = predict_cli(capsys, model_dir, images)
+    for row in rows:
+        assert_same_predictions(row, expected[row["image"]])
+
+
+def test_predict_raw_body_and_top_k(server, images):
+    response = httpx.post(f"{server.base_url}/predict?top_k=2", content=images[1].read_bytes(), timeout=TIMEOUT)
+    assert response.status_code == 200
+    (row,) = response.json()
+    assert row["image"] == "body" and len(row["predictions"]) == 2
+    default = httpx.post(f"{server.base_url}/predict", content=images[1].read_bytes(), timeout=TIMEOUT).json()
+    assert len(default[0]["predictions"]) == 4  # the default 5, capped at the 4 labels
+
+
+@pytest.fixture(scope="module")
+def batching_server(model_dir) -> Iterator[RunningServer]:
+    # A batch waits up to 30 s to fill, so requests released together always batch: deterministic.
+    running = start_server(settings_for(model_dir, max_batch_size=4, max_wait_ms=30_000, max_queue=16))
+    yield running
+    running.close()
+
+
+def test_concurrent_requests_batch_and_match_predict(batching_server, model_dir, images, capsys):
+    requests = [images[i % len(images)] for i in range(8)]  # 8 requests: exactly 2 full batches of 4
+    barrier = threading.Barrier(len(requests), timeout=TIMEOUT)
+    results: list[Any] = [None] * len(requests)
+
+    def send(i: int, path: Path) -> None:
+        with httpx.Client(timeout=TIMEOUT) as client:
+            barrier.wait()
+            files = {"file": (path.name, path.read_bytes())}
+            results[i] = client.post(f"{batching_server.base_url}/predict", params={"top_k": 4}, files=files)
+
+    threads = [threading.Thread(target=send, args=(i, p)) for i, p in enumerate(requests)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(TIMEOUT)
+    assert all(r is not None and r.status_code == 200 for r in results), results
+
+    text = batching_server.metrics()
+    assert metric(text, "swiftformer_batch_size_count") == 2
+    assert metric(text, "swiftformer_batch_size_bucket", le="3.0") == 0  # both batches held 4 images
+    assert metric(text, "swiftformer_images_total") == 8
+    expected = predict_cli(capsys, model_dir, images)
+    for path, response in zip(requests, results):
+        (row,) = response.json()
+        assert row["image"] == path.name
+        assert_same_predictions(row, expected[path.name])
+
+
+# ------------------------------------------------------------------------------ bad input
+def _jpeg(size: tuple[int, int] = (96, 96)) -> bytes:
+    buffer = io.BytesIO()
+    pixels = np.random.default_rng(1).integers(0, 256, (*size, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=95)
+    return buffer.getvalue()
+
+
+BAD_BODIES = {
+    "not an image": (b"hello, this is text", 400, "bad_image"),
+    "truncated jpeg": (_jpeg()[: len(_jpeg()) // 2], 400, "bad_image"),
+    "0 bytes": (b"", 400, "empty"),
+    "60000x60000 header": (png_header(60000, 60000), 413, "image_too_large"),
+    "over --max-image-pixels": (png_header(2000, 1000), 413, "image_too_large"),
+    "over --max-upload-mb": (b"\xff" * (3 * 1024 * 1024 // 2), 413, "too_large"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_BODIES))
+def test_bad_raw_body(server, images, case):
+    body, status, kind = BAD_BODIES[case]
+    response = httpx.post(f"{server.base_url}/predict", content=body, timeout=TIMEOUT)
+    assert response.status_code == status, response.text
+    assert response.json()["kind"] == kind
+    check_good_request(server.base_url, images[0])
+
+
+def test_bad_multipart_uploads(server, images):
+    url = f"{server.base_url}/predict"
+    empty = httpx.post(url, files={"file": ("empty.jpg", b"")}, timeout=TIMEOUT)
+    assert empty.status_code == 400 and empty.json()["kind"] == "empty"
+    assert "empty.jpg" in empty.json()["error"]
+    # one bad file among good ones: the whole request is refused, naming it
+    files = [("file", (images[0].name, images[0].read_bytes())), ("file", ("junk.png", b"junk"))]
+    mixed = httpx.post(url, files=files, timeout=TIMEOUT)
+    assert mixed.status_code == 400 and "junk.png" in mixed.json()["error"]
+    wrong_field = httpx.post(url, files={"image": ("a.png", images[0].read_bytes())}, timeout=TIMEOUT)
+    assert wrong_field.status_code == 400 and "'file'" in wrong_field.json()["error"]
+    bad_k = httpx.post(url, params={"top_k": 0}, content=images[0].read_bytes(), timeout=TIMEOUT)
+    assert bad_k.status_code == 400 and bad_k.json()["kind"] == "bad_request"
+    check_good_request(server.base_url, images[0])
+
+
+def test_upload_limit_without_content_length(server, images):
+    def chunks() -> Iterator[bytes]:  # a chunked body: the limit is enforced while reading
+        for _ in range(24):
+            yield b"\0" * 65536
+
+    response = httpx.post(f"{server.base_url}/predict", content=chunks(), timeout=TIMEOUT)
+    assert response.status_code == 413 and response.json()["kind"] == "too_large"
+    check_good_request(server.base_url, images[0])
+
+
+def test_unknown_route_and_method(server, images):
+    assert httpx.get(f"{server.base_url}/nope", timeout=TIMEOUT).json()["kind"] == "not_found"
+    assert httpx.get(f"{server.base_url}/predict", timeout=TIMEOUT).status_code == 405
+    check_good_request(server.base_url, images[0])
+
+
+def test_errors_are_counted_by_kind(server):
+    httpx.post(f"{server.base_url}/predict", content=b"not an image", timeout=TIMEOUT)
+    text = server.metrics()
+    assert metric(text, "swiftformer_errors_total", kind="bad_image") >= 1
+    assert metric(text, "swiftformer_requests_total", endpoint="/predict", status="400") >= 1
+    assert metric(text, "swiftformer_request_latency_seconds_count", endpoint="/predict") >= 1
+    assert "swiftformer_queue_depth" in text and "swiftformer_images_in_flight" in text
+
+
+# ------------------------------------------------------------------------------ Open Inference Protocol v2
+def test_v2_json(server, images):
+    check_v2_endpoints(server.base_url, NAME, images)
+
+
+def _pixels(model_dir: Path, images: list[Path]) -> np.ndarray:
+    return SwiftFormerImageProcessor.from_pretrained(model_dir)([str(p) for p in images])["pixel_values"]
+
+
+def _eager_logits(model_dir: Path, pixels: np.ndarray) -> torch.Tensor:
+    model = SwiftFormerForImageClassification.from_pretrained(model_dir).eval()
+    with torch.no_grad():
+        return model(torch.from_numpy(pixels)).logits
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
+def test_tritonclient_pixel_values(server, model_dir, images, binary):
+    http = pytest.importorskip("tritonclient.http")
+    client = http.InferenceServerClient(url=f"127.0.0.1:{server.port}", network_timeout=TIMEOUT)
+    try:
+        assert client.is_server_live() and client.is_server_ready() and client.is_model_ready(NAME)
+        assert client.get_model_metadata(NAME)["name"] == NAME
+        pixels = _pixels(model_dir, images)
+        inputs = [http.InferInput("pixel_values", list(pixels.shape), "FP32")]
+        inputs[0].set_data_from_numpy(pixels, binary_data=binary)
+        outputs = [
+            http.InferRequestedOutput("logits", binary_data=binary),
+            http.InferRequestedOutput("probabilities", binary_data=binary),
+            http.InferRequestedOutput("labels", binary_data=binary, class_count=3),
+        ]
+        result = client.infer(NAME, inputs, outputs=outputs)
+        logits = torch.from_numpy(result.as_numpy("logits").copy())
+        assert_close_rel(logits, _eager_logits(model_dir, pixels), rel=1e-5, what="served logits")
+        probs = result.as_numpy("probabilities")
+        np.testing.assert_allclose(probs, logits.softmax(-1).numpy(), atol=1e-6)
+        labels = result.as_numpy("labels")
+        assert labels.shape == (len(images), 3)
+        for row, top in zip(probs, labels):
+            parts = [(item.decode() if isinstance(item, bytes) else item).split(":") for item in top]
+            assert [int(p[1]) for p in parts] == list(np.argsort(-row)[:3])
+            assert [p[2] for p in parts] == [LABELS[int(p[1])] for p in parts]
+    finally:
+        client.close()
+
+
+def test_tritonclient_encoded_images(server, images):
+    http = pytest.importorskip("tritonclient.http")
+    client = http.InferenceServerClient(url=f"127.0.0.1:{server.port}", network_timeout=TIMEOUT)
+    try:
+        data = np.array([p.read_bytes() for p in images], dtype=np.object_)
+        inputs = [http.InferInput("images", [len(images)], "BYTES")]
+        inputs[0].set_data_from_numpy(data)
+        result = client.infer(NAME, inputs, outputs=[http.InferRequestedOutput("probabilities")])
+        probs = result.as_numpy("probabilities")
+    finally:
+        client.close()
+    files = [("file", (p.name, p.read_bytes())) for p in images]
+    served = httpx.post(f"{server.base_url}/predict", params={"top_k": 4}, files=files, timeout=TIMEOUT).json()
+    for row, expected in zip(probs, served):
+        for p in expected["predictions"]:
+            assert row[p["index"]] == pytest.approx(p["score"], abs=1e-6)
+
+
+def test_tritonclient_errors(server, model_dir, images):
+    http = pytest.importorskip("tritonclient.http")
+    from tritonclient.utils import InferenceServerException
+
+    pixels = _pixels(model_dir, images[:1])
+    client = http.InferenceServerClient(url=f"127.0.0.1:{server.port}", network_timeout=TIMEOUT)
+
+    def infer(name: str, datatype: str, array: np.ndarray, model: str = NAME) -> InferenceServerException:
+        inputs = [http.InferInput(name, list(array.shape), datatype)]
+        inputs[0].set_data_from_numpy(array)
+        with pytest.raises(InferenceServerException) as caught:
+            client.infer(model, inputs)
+        return caught.value
+
+    try:
+        assert infer("pixels", "FP32", pixels).status() == "400"  # wrong input name
+        err = infer("pixel_values", "FP64", pixels.astype(np.float64))
+        assert err.status() == "400" and "FP32" in err.message()
+        err = infer("pixel_values", "FP32", pixels[:, :, :32, :32].copy())
+        assert err.status() == "400" and "[N, 3, 64, 64]" in err.message()
+        assert infer("pixel_values", "FP32", pixels, model="other").status() == "404"
+        assert infer("images", "BYTES", np.array([b"not an image"], dtype=np.object_)).status() == "400"
+        assert not client.is_model_ready("other")
+    finally:
+        client.close()
+    check_good_request(server.base_url, images[0])
+
+
+V2_BAD = {
+    "not json": (b"{nope", {}, 400),
+    "two inputs": (
+        json.dumps({"inputs": [{"name": "images", "datatype": "BYTES", "shape": [1], "data": ["aGk="]}] * 2}).encode(),
+        {},
+        400,
+    ),
+    "shape and data disagree": (
+        json.dumps(
+            {"inputs": [{"name": "pixel_values", "datatype": "FP32", "shape": [1, 3, 64, 64], "data": [0.0]}]}
+        ).encode(),
+        {},
+        400,
+    ),
+    "binary size past the body": (
+        json.dumps(
+            {
+                "inputs": [
+                    {
+                        "name": "pixel_values",
+                        "datatype": "FP32",
+                        "shape": [1, 3, 64, 64],
+                        "parameters": {"binary_data_size": 49152},
+                    }
+                ]
+            }
+        ).encode(),
+        {},
+        400,
+    ),
+    "bad header length": (b'{"inputs": []}', {"Inference-Header-Content-Length": "999"}, 400),
+    "unknown output": (
+        json.dumps(
+            {
+                "inputs": [{"name": "images", "datatype": "BYTES", "shape": [1], "data": ["aGk="]}],
+                "outputs": [{"name": "embeddings"}],
+            }
+        ).encode(),
+        {},
+        400,
+    ),
+    "not base64": (
+        json.dumps({"inputs": [{"name": "images", "datatype": "BYTES", "shape": [1], "data": ["@@@"]}]}).encode(),
+        {},
+        400,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(V2_BAD))
+def test_v2_bad_requests(server, images, case):
+    body, headers, status = V2_BAD[case]
+    response = httpx.post(f"{server.base_url}/v2/models/{NAME}/infer", content=body, headers=headers, timeout=TIMEOUT)
+    assert response.status_code == status, response.text
+    assert "error" in response.json()
+    check_good_request(server.base_url, images[0])
+
+
+def test_v2_versions(server):
+    assert httpx.get(f"{server.base_url}/v2/models/{NAME}/versions/1", timeout=TIMEOUT).status_code == 200
+    assert httpx.get(f"{server.base_url}/v2/models/{NAME}/versions/2", timeout=TIMEOUT).status_code == 404
+    assert httpx.get(f"{server.base_url}/v2/models/other/ready", timeout=TIMEOUT).status_code == 404
+
+
+# ------------------------------------------------------------------------------ page, OpenAPI
+def test_page_is_self_contained(server):
+    response = httpx.get(f"{server.base_url}/", timeout=TIMEOUT)
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
+    page = response.text
+    assert NAME in page and "predict?top_k=5" in page and "drop" in page.lower()
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page), "the page loads something from outside"
+
+
+def test_openapi_documents_typed_models(server):
+    schema = httpx.get(f"{server.base_url}/openapi.json", timeout=TIMEOUT).json()
+    components = schema["components"]["schemas"]
+    for model in ("ImagePrediction", "Prediction", "ErrorResponse", "InferRequest", "InferResponse", "ModelMetadata"):
+        assert model in components, model
+    assert "multipart/form-data" in schema["paths"]["/predict"]["post"]["requestBody"]["content"]
+    assert httpx.get(f"{server.base_url}/docs", timeout=TIMEOUT).status_code == 200
+
+
+# ------------------------------------------------------------------------------ readiness, queue full
+def test_not_ready_until_warm_then_queue_full(model_dir, images):
+    warm_gate, forward_gate, in_forward = threading.Event(), threading.Event(), threading.Event()
+
+    def prepare(backend) -> None:
+        classifier = backend.classifier
+        warm_up, forward = classifier.warm_up, classifier.forward
+
+        def gated_warm_up():
+            assert warm_gate.wait(TIMEOUT)
+            return warm_up()
+
+        def gated_forward(pixels):
+            if backend.batcher.ready.is_set():  # requests, not the warm-up
+                in_forward.set()
+                assert forward_gate.wait(TIMEOUT)
+            return forward(pixels)
+
+        classifier.warm_up, classifier.forward = gated_warm_up, gated_forward
+
+    running = start_server(settings_for(model_dir, max_batch_size=1, max_queue=2), prepare, wait_ready=False)
+    url = running.base_url
+    try:
+        assert httpx.get(f"{url}/v2/health/live", timeout=TIMEOUT).status_code == 200
+        assert httpx.get(f"{url}/v2/health/ready", timeout=TIMEOUT).status_code == 400
+        early = httpx.post(f"{url}/predict", content=images[0].read_bytes(), timeout=TIMEOUT)
+        assert early.status_code == 503 and early.json()["kind"] == "not_ready" and "Retry-After" in early.headers
+        warm_gate.set()
+        assert running.batcher.ready.wait(TIMEOUT)
+        assert httpx.get(f"{url}/v2/health/ready", timeout=TIMEOUT).status_code == 200
+
+        too_many = httpx.post(
+            f"{url}/predict", files=[("file", (p.name, p.read_bytes())) for p in images[:3]], timeout=TIMEOUT
+        )
+        assert too_many.status_code == 413 and too_many.json()["kind"] == "too_many_images"
+
+        # one image held in the forward pass, one queued: the queue (2) is full
+        answers: Queue = Queue()
+        senders = [
+            threading.Thread(
+                target=lambda: answers.put(
+                    httpx.post(f"{url}/predict", content=images[0].read_bytes(), timeout=TIMEOUT)
+                )
+            )
+            for _ in range(2)
+        ]
+        senders[0].start()
+        assert in_forward.wait(TIMEOUT)
+        senders[1].start()
+        wait_for(lambda: running.batcher.admitted == 2, "the second request to be admitted")
+        full = httpx.post(f"{url}/predict", content=images[0].read_bytes(), timeout=TIMEOUT)
+        assert full.status_code == 503 and full.json()["kind"] == "queue_full"
+        assert full.headers["Retry-After"] == "1"
+        assert metric(running.metrics(), "swiftformer_images_in_flight") == 2
+        forward_gate.set()
+        for sender in senders:
+            sender.join(TIMEOUT)
+        assert [answers.get(timeout=TIMEOUT).status_code for _ in senders] == [200, 200]
+        check_good_request(url, images[0])
+    finally:
+        warm_gate.set()
+        forward_gate.set()
+        running.close()
+
+
+# ------------------------------------------------------------------------------ the command
+def test_serve_command_sigterm_finishes_in_flight_requests(model_dir, images):
+    """``python -m swiftformer serve``: ready after warm-up; on SIGTERM a request waiting for its batch
+    is answered, then the process exits 0."""
+    command = [sys.executable, "-m", "swiftformer", "serve", "--model", str(model_dir), "--port", "0"]
+    command += ["--max-batch-size", "4", "--max-wait-ms", "60000", "--model-name", NAME]
+    command += ["--precision", "fp32", "--backend", "inductor"]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    lines: Queue = Queue()
+    log: list[str] = []
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in process.stderr], daemon=True)
+    reader.start()
+    try:
+        port = None
+        deadline = time.monotonic() + TIMEOUT
+        while port is None:
+            try:
+                line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+            except Empty:
+                raise AssertionError(f"no 'Uvicorn running on' line: {log}") from None
+            log.append(line)
+            match = re.search(r"Uvicorn running on http://127\.0\.0\.1:(\d+)", line)
+            port = int(match.group(1)) if match else None
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: httpx.get(f"{url}/v2/health/ready", timeout=TIMEOUT).status_code == 200, "ready")
+
+        answer: Queue = Queue()
+        sender = threading.Thread(
+            target=lambda: answer.put(httpx.post(f"{url}/predict", content=images[0].read_bytes(), timeout=TIMEOUT))
+        )
+        sender.start()  # one image: it waits up to 60 s for 3 more to fill the batch
+
+        def queued() -> bool:
+            return metric(httpx.get(f"{url}/metrics", timeout=TIMEOUT).text, "swiftformer_queue_depth") == 1
+
+        wait_for(queued, "the request to wait in the queue")
+        process.send_signal(signal.SIGTERM)
+        response = answer.get(timeout=TIMEOUT)
+        assert response.status_code == 200 and response.json()[0]["image"] == "body"
+        assert process.wait(TIMEOUT) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(TIMEOUT)
+
+
+def test_serve_options_are_checked(capsys):
+    for argv in (
+        ["--max-batch-size", "0"],
+        ["--max-upload-mb", "0"],
+        ["--replicas", "2"],
+        ["--compile", "--backend", "openvino"],
+    ):
+        assert main(["serve", "--model", "m", *argv]) == 2
+        assert "error" in capsys.readouterr().err
+
+
+def test_import_stays_light():
+    code = "import sys, swiftformer, swiftformer.serving; assert 'fastapi' not in sys.modules and 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=TIMEOUT)

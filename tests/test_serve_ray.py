@@ -1,0 +1,156 @@
+"""``swiftformer serve --ray``: the same endpoints on a local Ray instance with 2 replicas.
+
+Opt-in (``SWIFTFORMER_RAY_TESTS=1``): starting Ray and two replicas takes a minute, and a local Ray
+instance's own services (GCS, raylet, agents) listen on all interfaces, whatever ``--host`` says. Run
+them where nothing else can reach, e.g. in a private network namespace that has only loopback:
+
+    unshare -n sh -c 'ip link set lo up && SWIFTFORMER_RAY_TESTS=1 .venv/bin/python -m pytest -q tests/test_serve_ray.py'
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+if os.environ.get("SWIFTFORMER_RAY_TESTS") != "1":
+    pytest.skip("Ray tests are opt-in: SWIFTFORMER_RAY_TESTS=1 (see the module docstring)", allow_module_level=True)
+ray = pytest.importorskip("ray")
+pytest.importorskip("ray.serve")
+httpx = pytest.importorskip("httpx")
+
+from swiftformer.serving import ServeSettings  # noqa: E402
+from test_serve import (  # noqa: E402
+    BAD_BODIES,
+    NAME,
+    TIMEOUT,
+    assert_same_predictions,
+    check_good_request,
+    check_v2_endpoints,
+    make_images,
+    make_model_dir,
+    predict_cli,
+)
+
+REPLICAS = 2
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    return make_model_dir(tmp_path_factory.mktemp("model"))
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> list[Path]:
+    return make_images(tmp_path_factory.mktemp("images"))
+
+
+@pytest.fixture(scope="module")
+def base_url(model_dir) -> Iterator[str]:
+    from ray import serve
+
+    from swiftformer.serving.ray_serve import run_on_ray
+
+    settings = ServeSettings(
+        model=str(model_dir),
+        model_name=NAME,
+        host="127.0.0.1",
+        port=_free_port(),
+        precision="fp32",
+        backend="inductor",
+        max_batch_size=4,
+        max_wait_ms=3000,  # concurrent requests released together always batch
+        max_queue=16,
+        max_upload_mb=1,
+        max_image_pixels=10**6,
+    )
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        run_on_ray(settings, replicas=REPLICAS, num_cpus_per_replica=0.5)  # returns once both are warm
+        yield f"http://127.0.0.1:{settings.port}"
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+def test_v2_endpoints(base_url, images):
+    check_v2_endpoints(base_url, NAME, images)
+
+
+def test_concurrent_requests_batch_on_both_replicas_and_match_predict(base_url, model_dir, images, capsys):
+    before = scrape_replicas(base_url)
+    requests = [images[i % len(images)] for i in range(8)]
+    barrier = threading.Barrier(len(requests), timeout=TIMEOUT)
+    results: list[Any] = [None] * len(requests)
+
+    def send(i: int, path: Path) -> None:
+        with httpx.Client(timeout=TIMEOUT) as client:
+            barrier.wait()
+            files = {"file": (path.name, path.read_bytes())}
+            results[i] = client.post(f"{base_url}/predict", params={"top_k": 4}, files=files)
+
+    threads = [threading.Thread(target=send, args=(i, p)) for i, p in enumerate(requests)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(TIMEOUT)
+    assert all(r is not None and r.status_code == 200 for r in results), results
+    expected = predict_cli(capsys, model_dir, images)
+    for path, response in zip(requests, results):
+        assert_same_predictions(response.json()[0], expected[path.name])
+
+    after = scrape_replicas(base_url)
+    images_run = {pid: after[pid]["images"] - before[pid]["images"] for pid in after}
+    batches_run = {pid: after[pid]["batches"] - before[pid]["batches"] for pid in after}
+    assert sum(images_run.values()) == len(requests)
+    # 8 requests on 2 replicas: one got at least 4, released together within 3 s: a batch > 1
+    assert any(images_run[pid] > batches_run[pid] for pid in after), (images_run, batches_run)
+
+
+def scrape_replicas(base_url: str) -> dict[str, dict[str, float]]:
+    """pid -> {"batches", "images"} of each replica. /metrics is the answering replica's: scrape until
+    both have answered (bounded)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    replicas: dict[str, dict[str, float]] = {}
+    for _ in range(60):
+        sample = {"batches": 0.0, "images": 0.0}
+        for family in text_string_to_metric_families(httpx.get(f"{base_url}/metrics", timeout=TIMEOUT).text):
+            for s in family.samples:
+                if s.name == "swiftformer_server_info":
+                    sample["pid"] = s.labels["pid"]
+                elif s.name == "swiftformer_batch_size_count":
+                    sample["batches"] = s.value
+                elif s.name == "swiftformer_batch_size_sum":
+                    sample["images"] = s.value
+        replicas[sample.pop("pid")] = sample
+        if len(replicas) == REPLICAS:
+            return replicas
+    raise AssertionError(f"saw only replicas {list(replicas)}")
+
+
+@pytest.mark.parametrize("case", ["not an image", "truncated jpeg", "0 bytes", "60000x60000 header"])
+def test_bad_input(base_url, images, case):
+    body, status, kind = BAD_BODIES[case]
+    response = httpx.post(f"{base_url}/predict", content=body, timeout=TIMEOUT)
+    assert response.status_code == status, response.text
+    assert response.json()["kind"] == kind
+    check_good_request(base_url, images[0])
+
+
+def test_unknown_model(base_url, images):
+    body = {"inputs": [{"name": "images", "datatype": "BYTES", "shape": [1], "data": ["aGk="]}]}
+    response = httpx.post(f"{base_url}/v2/models/other/infer", json=body, timeout=TIMEOUT)
+    assert response.status_code == 404
+    check_good_request(base_url, images[0])
