@@ -2,6 +2,9 @@
 
 Every ``save_pretrained``, checkpoint, report and export goes through :func:`atomic_write` or
 :func:`staging` + :func:`replace_path`: readers see the old file or the complete new one, never a mix.
+Commands that write check their target first with :func:`check_target`: nothing they did not write is
+replaced unless asked (``--overwrite``). :func:`display_path` and :func:`path_bytes` print and record
+file names that are not valid UTF-8.
 """
 
 from __future__ import annotations

@@ -15,18 +15,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import torch
-from ray import serve
 
 from .errors import ServeError
 from .settings import ServeSettings
+
+with warnings.catch_warnings():  # Ray Serve's config models warn of pydantic 2 deprecations, a page of them
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from ray import serve
 
 logger = logging.getLogger("swiftformer.serving")
 
@@ -141,7 +146,12 @@ def serve_on_ray(
     stop = threading.Event()
     previous: dict = {}
     try:
-        ray.init(address=address, include_dashboard=False, log_to_driver=True)
+        if address is None and not os.environ.get("RAY_ADDRESS"):
+            # a new local instance (not one found by `ray start`'s file), node address loopback, no
+            # dashboard; Ray's own services still listen on all interfaces (docs/serving.md#ray-serve)
+            ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=True)
+        else:
+            ray.init(address=address, log_to_driver=True)
         # after ray.init, which installs its own SIGTERM handler in the driver; a signal during the
         # deployment below stops the server once it is up
         previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}

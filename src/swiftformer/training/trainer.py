@@ -342,7 +342,12 @@ class Trainer:
                     )
                     what = "output folder" + (" (a training run)" if run else "")
                     if check_target(final, what, overwrite, hint=hint):
-                        shutil.rmtree(staged, ignore_errors=True)  # an earlier, interrupted replacement run
+                        if staged.exists():  # an earlier, interrupted replacement run: this one replaces it
+                            print(
+                                f"note: removing {display_path(staged)}, an interrupted --overwrite run",
+                                file=sys.stderr,
+                            )
+                            shutil.rmtree(staged, ignore_errors=True)
                         decision = (str(staged), None)
                     else:
                         decision = (str(final), None)
