@@ -69,11 +69,11 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         from ..export import export, load_calibration_images
-        from ..export.common import _image_size
+        from ..export.common import export_image_size
         from ..inference import load_model
 
         model = load_model(args.model, hub)
-        size = _image_size(model, args.image_size)
+        size = export_image_size(model, args.image_size)
         gen = torch.Generator().manual_seed(0)
         inputs = torch.randn(args.num_verify, model.config.num_channels, *size, generator=gen)
         calibration = None

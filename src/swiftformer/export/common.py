@@ -215,7 +215,7 @@ def compare(expected: Any, actual: Any) -> tuple[float, float, float]:
     return max_abs, rel, top1
 
 
-def _image_size(model: Any, image_size: Any = None, verify_inputs: Any = None) -> tuple[int, int]:
+def export_image_size(model: Any, image_size: Any = None, verify_inputs: Any = None) -> tuple[int, int]:
     """The export's (height, width): ``image_size`` (an int or a pair), else the size of
     ``verify_inputs`` (an array or tensor), else the model config's ``image_size``."""
     if image_size is None and verify_inputs is not None and hasattr(verify_inputs, "shape"):

@@ -32,7 +32,7 @@ from .common import (
     FP32_TOLERANCE,
     TF_INSTALL_HINT,
     ExportReport,
-    _image_size,
+    export_image_size,
     calibration_processor,
     checked_report,
     compare,
@@ -206,7 +206,7 @@ def export_saved_model(
     """
     tf = _require_tf()
     target = target_path(export_dir, "savedmodel")
-    size = _image_size(model, image_size)
+    size = export_image_size(model, image_size)
     channels = model.config.num_channels
     inputs = _verification_inputs(model, size, verify_inputs, None, num_verify, seed)
     expected = _keras_logits(model, inputs)
@@ -263,7 +263,7 @@ def convert_tflite(
     logits); ``quantization`` and ``representative_data`` as in :func:`export_tflite`."""
     tf = _require_tf()
     precision = _precision(quantization)
-    size = _image_size(model, image_size)
+    size = export_image_size(model, image_size)
     channels = model.config.num_channels
     module = _serving_module(model, [batch_size, channels, *size])
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
@@ -358,7 +358,7 @@ def export_tflite(
     """
     _require_litert()  # fail before the (slow) conversion
     precision = _precision(quantization)
-    size = _image_size(model, image_size)
+    size = export_image_size(model, image_size)
     target = target_path(path, "tflite")
     if isinstance(representative_data, (str, os.PathLike)):  # read once, for the converter and the verification
         representative_data = load_calibration_images(

@@ -63,7 +63,7 @@ from .common import (
     REDUCED_TOLERANCE,
     TF_INSTALL_HINT,
     ExportReport,
-    _image_size,
+    export_image_size,
     checked_report,
     compare,
     place,
@@ -669,7 +669,7 @@ def export(
     if any(p.dtype != torch.float32 or p.device.type != "cpu" for p in model.parameters()) or model.training:
         model = copy.deepcopy(model).float().cpu().eval()
     channels = model.config.num_channels
-    size = _image_size(model, image_size, verify_inputs)
+    size = export_image_size(model, image_size, verify_inputs)
     if min(model.stage_shapes(*size)[-1]) < 1:
         raise ValueError(f"an input of {size[0]}x{size[1]} is too small for this model's downsampling")
     if verify_inputs is None:
