@@ -582,3 +582,13 @@ def test_bad_override_is_not_blamed_on_the_file(tmp_path: Path):
     with pytest.raises(ValueError, match="num_labels") as info:
         SwiftFormerConfig.from_pretrained(tmp_path, num_labels=-1)
     assert not isinstance(info.value, CheckpointError)
+
+
+def test_integer_weights_are_refused_not_loaded_as_whole_numbers(tmp_path):
+    model = SwiftFormerForImageClassification(SwiftFormerConfig(**TINY))
+    model.save_pretrained(tmp_path)
+    state = load_state_dict_file(tmp_path / "model.safetensors")
+    state["head.weight"] = state["head.weight"].round().to(torch.int32)
+    safetensors.torch.save_file(state, tmp_path / "model.safetensors")
+    with pytest.raises(CheckpointError, match=r"integer tensors .* head\.weight"):
+        SwiftFormerForImageClassification.from_pretrained(tmp_path)

@@ -32,12 +32,8 @@ from safetensors.torch import load_file
 from swiftformer import SwiftFormerConfig, SwiftFormerForImageClassification
 from swiftformer.cli import main
 from swiftformer.errors import CheckpointError
-from swiftformer.image_processing import (
-    SwiftFormerImageProcessor,
-    check_finite_pixels,
-    load_image,
-    load_image_bytes,
-)
+from swiftformer.image_processing import SwiftFormerImageProcessor, load_image, load_image_bytes
+from swiftformer.modeling_utils import check_finite_pixels
 from swiftformer.io.files import check_target, display_path
 from swiftformer.training.config import resolve_config
 
@@ -517,3 +513,14 @@ def test_ctrl_c_during_an_overwrite_leaves_the_old_run_and_says_how_to_resume(wo
     assert "epoch 2/2" in out and not (old / "best" / "marker.txt").exists()
     assert len((old / "metrics.jsonl").read_text().splitlines()) == 2
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "staging left behind"
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_the_model_refuses_non_finite_pixels(bad):
+    model = SwiftFormerForImageClassification(SwiftFormerConfig(depths=[1] * 4, embed_dims=[8, 8, 16, 16])).eval()
+    pixels = torch.zeros(2, 3, 32, 32)
+    pixels[1, 0, 5, 5] = bad
+    with pytest.raises(ValueError, match=r"pixel_values hold [01] NaN and [01] infinite value\(s\) out of 6144"):
+        model(pixels)
+    assert torch.isfinite(model(pixels[:1]).logits).all()  # the finite image alone is fine
+

@@ -199,37 +199,6 @@ def _decode_image(handle: Any, name: str) -> Image.Image:
         raise OSError(f"cannot read image {name!r}: {err}") from err
 
 
-def check_finite_pixels(pixel_values: Any, *, allow_nonfinite: bool = False, what: str = "pixel_values") -> None:
-    """Raise ``ValueError`` when floating-point ``pixel_values`` (a numpy array or torch tensor) hold NaN
-    or infinite values: the model would return NaN logits without a word. ``allow_nonfinite`` lets
-    them through. Integer inputs pass (they cannot hold either). Costs one pass over the input."""
-    if allow_nonfinite:
-        return
-    array = pixel_values if isinstance(pixel_values, np.ndarray) else None
-    if array is not None:
-        if array.dtype.kind != "f":
-            return
-        bad = ~np.isfinite(array)
-        if bad.any():
-            nan = int(np.isnan(array).sum())
-            raise ValueError(_nonfinite_message(what, nan, int(bad.sum()) - nan, array.size))
-        return
-    torch = sys.modules.get("torch")
-    if torch is None or not isinstance(pixel_values, torch.Tensor) or not pixel_values.is_floating_point():
-        return
-    if not bool(torch.isfinite(pixel_values).all()):
-        nan = int(torch.isnan(pixel_values).sum())
-        total = int((~torch.isfinite(pixel_values)).sum())
-        raise ValueError(_nonfinite_message(what, nan, total - nan, pixel_values.numel()))
-
-
-def _nonfinite_message(what: str, nan: int, inf: int, size: int) -> str:
-    return (
-        f"{what} hold {nan} NaN and {inf} infinite value(s) out of {size}: the model would return NaN "
-        "logits; fix the input (or pass allow_nonfinite=True to let them through)"
-    )
-
-
 def _tensor_to_numpy(obj: Any) -> np.ndarray | None:
     """The numpy array of a torch tensor, or None if ``obj`` is not one (never imports torch)."""
     torch = sys.modules.get("torch")  # a tensor can only exist if torch was imported already

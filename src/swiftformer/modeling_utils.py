@@ -20,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
@@ -48,6 +49,36 @@ def require_floating_pixels(pixel_values: torch.Tensor) -> None:
             f"pixel_values must be a floating-point tensor, got {pixel_values.dtype} "
             f"(normalize images with SwiftFormerImageProcessor first)"
         )
+
+
+def check_finite_pixels(pixel_values: Any, *, allow_nonfinite: bool = False, what: str = "pixel_values") -> None:
+    """Raise ``ValueError`` when floating-point ``pixel_values`` (a numpy array or torch tensor) hold NaN
+    or infinite values: the model would return NaN logits without a word. ``allow_nonfinite`` lets
+    them through. Integer inputs pass (they cannot hold either). Costs one pass over the input."""
+    if allow_nonfinite:
+        return
+    array = pixel_values if isinstance(pixel_values, np.ndarray) else None
+    if array is not None:
+        if array.dtype.kind != "f":
+            return
+        bad = ~np.isfinite(array)
+        if bad.any():
+            nan = int(np.isnan(array).sum())
+            raise ValueError(_nonfinite_message(what, nan, int(bad.sum()) - nan, array.size))
+        return
+    if not isinstance(pixel_values, torch.Tensor) or not pixel_values.is_floating_point():
+        return
+    if not bool(torch.isfinite(pixel_values).all()):
+        nan = int(torch.isnan(pixel_values).sum())
+        total = int((~torch.isfinite(pixel_values)).sum())
+        raise ValueError(_nonfinite_message(what, nan, total - nan, pixel_values.numel()))
+
+
+def _nonfinite_message(what: str, nan: int, inf: int, size: int) -> str:
+    return (
+        f"{what} hold {nan} NaN and {inf} infinite value(s) out of {size}: the model would return NaN "
+        "logits; fix the input (or pass allow_nonfinite=True to let them through)"
+    )
 
 
 def take_stage_indices(num_stages: int, indices: int | Sequence[int] | None) -> list[int]:
@@ -175,6 +206,8 @@ class SwiftFormerPreTrainedModel(nn.Module):
                 f"got {tuple(pixel_values.shape)}"
             )
         require_floating_pixels(pixel_values)
+        if not torch.compiler.is_compiling():  # a data-dependent check: eager calls only, not traced graphs
+            check_finite_pixels(pixel_values)
         weight_dtype = self.dtype
         if pixel_values.dtype != weight_dtype and not torch.is_autocast_enabled(pixel_values.device.type):
             raise ValueError(

@@ -84,7 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `swiftformer info ... | head`
         sys.stderr.close()
         return 0
-    except (OSError, ValueError, TypeError, ImportError) as err:  # clear one-line errors, no stack trace
+    # Clear one-line errors, no stack trace. FloatingPointError: a training loss that diverged.
+    except (OSError, ValueError, TypeError, ImportError, FloatingPointError) as err:
         return fail(str(err))
     except KeyboardInterrupt:
         return 130

@@ -224,6 +224,12 @@ def _architecture_of(state_dict: dict[str, Any], prefix: str) -> str:
     return f" (the file holds depths {found.depths}, widths {found.embed_dims}{labels})"
 
 
+def _is_integer(value: Any) -> bool:
+    """Whether a tensor or array holds integers or booleans (torch and numpy dtypes alike)."""
+    dtype = str(getattr(value, "dtype", ""))
+    return "int" in dtype or "bool" in dtype
+
+
 def match_state_dict(
     state_dict: dict[str, Any],
     expected_shapes: dict[str, tuple[int, ...]],
@@ -261,6 +267,12 @@ def match_state_dict(
     elif wants_prefix and not has_prefix:  # base checkpoint → classifier
         state_dict = {prefix + k: v for k, v in state_dict.items()}
 
+    integer = [k for k, v in state_dict.items() if not optional(k) and _is_integer(v)]
+    if integer:  # copied into float parameters they would load silently as whole numbers
+        raise CheckpointError(
+            f"{source} holds integer tensors where {owner} has floating-point weights: "
+            f"{', '.join(integer[:10])}{' ...' if len(integer) > 10 else ''} (a quantized or corrupt checkpoint?)"
+        )
     head_keys = {k for k in expected_shapes if wants_prefix and not k.startswith(prefix) and not optional(k)}
     missing = [k for k in expected_shapes if k not in state_dict and not optional(k)]
     unexpected = [k for k in state_dict if k not in expected_shapes and not optional(k)]
