@@ -124,7 +124,9 @@ def main() -> None:
         what = f"{args.model} on {len(pixels)} images of {args.data_dir}, calibrated on {len(calibration)} images"
 
     paths = {
-        p: optimize_for_inference(model, precision=p, calibration=calibration[:BATCH] if p == "int8" else None)
+        p: optimize_for_inference(
+            model, precision=p, backend="inductor", calibration=calibration[:BATCH] if p == "int8" else None
+        )
         for p in ("fp32", "bf16", "int8")
     }
     with tempfile.TemporaryDirectory() as folder:

@@ -113,7 +113,9 @@ def main() -> None:
             in_stem = index < fused.first_stage_end and isinstance(block, nn.Conv2d)
             rows.append((name_of(block, x, in_stem), tuple(x.shape), ms, calls * gflop(part, x)))
             x = compiled(x)
-        fast = optimize_for_inference(model, precision=args.precision, micro_batch=args.micro_batch or None)
+        fast = optimize_for_inference(
+            model, precision=args.precision, backend="inductor", micro_batch=args.micro_batch or None
+        )
         pixels = torch.randn(args.batch_size, 3, args.image_size, args.image_size)
         whole = median_ms(lambda: fast(pixels), args.runs)
 

@@ -64,7 +64,7 @@ def main() -> None:
     tune_malloc()
     torch.manual_seed(0)
     model = SwiftFormerForImageClassification(SwiftFormerConfig.from_variant(args.model)).eval()
-    fast = optimize_for_inference(model, precision=args.precision)
+    fast = optimize_for_inference(model, precision=args.precision, backend="inductor")
     x = torch.randn(args.batch_size, 3, args.image_size, args.image_size)
     with torch.inference_mode():
         for _ in range(5):
