@@ -592,3 +592,16 @@ def test_integer_weights_are_refused_not_loaded_as_whole_numbers(tmp_path):
     safetensors.torch.save_file(state, tmp_path / "model.safetensors")
     with pytest.raises(CheckpointError, match=r"integer tensors .* head\.weight"):
         SwiftFormerForImageClassification.from_pretrained(tmp_path)
+
+
+def test_save_pretrained_refuses_a_folder_holding_another_model(tmp_path):
+    first = SwiftFormerForImageClassification(SwiftFormerConfig(**TINY))
+    first.save_pretrained(tmp_path)
+    first.save_pretrained(tmp_path)  # the same model again (another epoch): replaced in place
+    before = (tmp_path / "model.safetensors").read_bytes()
+    other = SwiftFormerForImageClassification(SwiftFormerConfig(**{**TINY, "num_labels": 7}))
+    with pytest.raises(FileExistsError, match=r"already holds another model \(num_labels 3\).*overwrite=True"):
+        other.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").read_bytes() == before  # untouched
+    other.save_pretrained(tmp_path, overwrite=True)
+    assert SwiftFormerForImageClassification.from_pretrained(tmp_path).config.num_labels == 7

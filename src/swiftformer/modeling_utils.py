@@ -269,11 +269,14 @@ class SwiftFormerPreTrainedModel(nn.Module):
         return any(getattr(m, "gradient_checkpointing", False) for m in self.modules())
 
     # -------------------------------------------------------------- saving
-    def save_pretrained(self, save_directory: str | os.PathLike, safe_serialization: bool = True) -> Path:
+    def save_pretrained(
+        self, save_directory: str | os.PathLike, safe_serialization: bool = True, *, overwrite: bool = False
+    ) -> Path:
         """Write ``config.json`` and ``model.safetensors`` (or ``pytorch_model.bin``), each atomically.
 
         The folder loads with :meth:`from_pretrained` here and with transformers'
-        ``SwiftFormerForImageClassification.from_pretrained``.
+        ``SwiftFormerForImageClassification.from_pretrained``. A folder holding a different model (other
+        architecture or labels) is refused with a ``FileExistsError`` unless ``overwrite=True``.
         """
         state = self.state_dict()
         return write_model_folder(
@@ -282,6 +285,7 @@ class SwiftFormerPreTrainedModel(nn.Module):
             type(self).__name__,
             lambda path: save_state_dict_file(state, path),
             safe_serialization,
+            overwrite,
         )
 
     # -------------------------------------------------------------- loading

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import CheckpointError
 from .architecture import infer_config
-from .files import atomic_write, write_json
+from .files import atomic_write, read_json, write_json
 from .hub import CONFIG_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_NAME, resolve_file
 
 if TYPE_CHECKING:
@@ -166,22 +166,54 @@ def save_state_dict_file(state_dict: dict[str, torch.Tensor], path: str | os.Pat
     return path
 
 
+# What makes two saved models different models (not two saves of one model, e.g. epochs of a run).
+_IDENTITY_FIELDS = ("model_type", "num_channels", "depths", "embed_dims", "mlp_ratio", "downsamples", "num_labels")
+
+
+def _different_model(directory: Path, config: Any) -> str | None:
+    """How the model already saved in ``directory`` differs from ``config``, or None (none there, or the same)."""
+    path = directory / CONFIG_NAME
+    if not path.is_file():
+        return None
+    try:
+        saved = read_json(path)
+    except CheckpointError:
+        return "an unreadable config.json"
+    def identity(data: dict[str, Any]) -> dict[str, Any]:  # config.json stores labels as id2label only
+        labels = data.get("num_labels", len(data["id2label"]) if isinstance(data.get("id2label"), dict) else None)
+        return {**{key: data.get(key) for key in _IDENTITY_FIELDS}, "num_labels": labels}
+
+    theirs, ours = identity(saved), identity(config.to_dict())
+    differ = [f"{key} {theirs[key]!r}" for key in _IDENTITY_FIELDS if theirs[key] is not None and theirs[key] != ours[key]]
+    return f"another model ({', '.join(differ)})" if differ else None
+
+
 def write_model_folder(
     save_directory: str | os.PathLike,
     config: Any,
     architecture: str,
     write_weights: Callable[[Path], None],
     safe_serialization: bool = True,
+    overwrite: bool = False,
 ) -> Path:
     """The folder layout of ``save_pretrained``, for either framework: weights, then ``config.json``.
 
     ``write_weights(path)`` writes ``model.safetensors`` (or ``pytorch_model.bin`` without
     ``safe_serialization``) atomically. A stale weights file of the other format is removed, so loaders
     never pick an older one; ``config.json`` records ``architecture`` (the PyTorch class name).
+
+    Saving the same model again (another epoch, the same architecture and labels) replaces it; a folder
+    holding a *different* model is refused unless ``overwrite`` (:class:`FileExistsError`), so a typo in
+    a path never replaces someone's model with another.
     """
     directory = Path(save_directory)
     if directory.exists() and not directory.is_dir():
         raise NotADirectoryError(f"{directory} exists and is not a folder")
+    other = None if overwrite else _different_model(directory, config)
+    if other is not None:
+        raise FileExistsError(
+            f"{directory} already holds {other}; pass overwrite=True to replace it, or save to another folder"
+        )
     directory.mkdir(parents=True, exist_ok=True)
     write_weights(directory / (SAFE_WEIGHTS_NAME if safe_serialization else WEIGHTS_NAME))
     stale = directory / (WEIGHTS_NAME if safe_serialization else SAFE_WEIGHTS_NAME)

@@ -269,15 +269,20 @@ class TFSwiftFormerPreTrainedModel(keras.Model):
         )
 
     # -------------------------------------------------------------- saving
-    def save_pretrained(self, save_directory: str | os.PathLike, safe_serialization: bool = True) -> Path:
+    def save_pretrained(
+        self, save_directory: str | os.PathLike, safe_serialization: bool = True, *, overwrite: bool = False
+    ) -> Path:
         """Write ``config.json`` and ``model.safetensors`` (or ``pytorch_model.bin``) in PyTorch layout.
 
         The folder loads with :meth:`from_pretrained` here, with the PyTorch classes'
         ``from_pretrained`` (``SwiftFormerForImageClassification`` for a classifier) and with
-        transformers. Each file is written atomically.
+        transformers. Each file is written atomically; a folder holding a different model is refused
+        unless ``overwrite=True``.
         """
         architecture = type(self).__name__.removeprefix("TF")  # the PyTorch class the file is laid out for
-        return save_model_folder(save_directory, self.config, architecture, self.state_dict(), safe_serialization)
+        return save_model_folder(
+            save_directory, self.config, architecture, self.state_dict(), safe_serialization, overwrite
+        )
 
     # -------------------------------------------------------------- loading
     @classmethod

@@ -113,6 +113,7 @@ def save_model_folder(
     architecture: str,
     state: dict[str, np.ndarray],
     safe_serialization: bool,
+    overwrite: bool = False,
 ) -> Path:
     """Write ``config.json`` and ``model.safetensors`` (or ``pytorch_model.bin``, needs torch) atomically,
     through the same folder writer as the PyTorch models; ``architecture`` is the PyTorch class name."""
@@ -130,7 +131,7 @@ def save_model_folder(
 
             save_state_dict_file({k: torch.from_numpy(v) for k, v in state.items()}, target)
 
-    return write_model_folder(save_directory, config, architecture, write_weights, safe_serialization)
+    return write_model_folder(save_directory, config, architecture, write_weights, safe_serialization, overwrite)
 
 
 def find_weights_file(name_or_path: str | os.PathLike, **hub: Any) -> Path:
