@@ -33,8 +33,8 @@ from swiftformer import SwiftFormerConfig, SwiftFormerForImageClassification
 from swiftformer.cli import main
 from swiftformer.errors import CheckpointError
 from swiftformer.image_processing import SwiftFormerImageProcessor, load_image, load_image_bytes
-from swiftformer.modeling_utils import check_finite_pixels
 from swiftformer.io.files import check_target, display_path
+from swiftformer.modeling_utils import check_finite_pixels
 from swiftformer.training.config import resolve_config
 
 SIZE = 32
@@ -523,4 +523,3 @@ def test_the_model_refuses_non_finite_pixels(bad):
     with pytest.raises(ValueError, match=r"pixel_values hold [01] NaN and [01] infinite value\(s\) out of 6144"):
         model(pixels)
     assert torch.isfinite(model(pixels[:1]).logits).all()  # the finite image alone is fine
-

@@ -699,7 +699,7 @@ def onnx_model(fused: nn.Module, example: torch.Tensor, dims: dict[int, Any], op
                 dynamic_axes={"pixel_values": {i: names[i] for i in dims}, "logits": {0: "batch"}},
             )
             return onnx.load_from_string(buffer.getvalue())
-        except Exception:  # noqa: BLE001 - the legacy exporter is gone or refused the graph: the new one
+        except Exception:  # the legacy exporter is gone or refused the graph: the new one
             program = torch.onnx.export(
                 fused,
                 (example,),

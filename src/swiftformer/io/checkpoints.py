@@ -179,12 +179,15 @@ def _different_model(directory: Path, config: Any) -> str | None:
         saved = read_json(path)
     except CheckpointError:
         return "an unreadable config.json"
+
     def identity(data: dict[str, Any]) -> dict[str, Any]:  # config.json stores labels as id2label only
         labels = data.get("num_labels", len(data["id2label"]) if isinstance(data.get("id2label"), dict) else None)
         return {**{key: data.get(key) for key in _IDENTITY_FIELDS}, "num_labels": labels}
 
     theirs, ours = identity(saved), identity(config.to_dict())
-    differ = [f"{key} {theirs[key]!r}" for key in _IDENTITY_FIELDS if theirs[key] is not None and theirs[key] != ours[key]]
+    differ = [
+        f"{key} {theirs[key]!r}" for key in _IDENTITY_FIELDS if theirs[key] is not None and theirs[key] != ours[key]
+    ]
     return f"another model ({', '.join(differ)})" if differ else None
 
 
