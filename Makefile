@@ -41,14 +41,15 @@ lint: $(VENV)/.installed-test
 test: lint
 	$(PY) -m pytest -q
 	@if [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory test-ray; else \
-	  echo "make test: the Ray Serve tests (tests/test_serve_ray.py) were not run: they need root to make a"; \
+	  echo "make test: the Ray tests (tests/test_serve_ray.py, test_batch_ray.py) were not run: they need root to make a"; \
 	  echo "  loopback-only network namespace, since a local Ray instance listens on all interfaces (sudo make test-ray)"; fi
 
-# tests/test_serve_ray.py in a network namespace of its own where only loopback exists (a local Ray instance's
-# services listen on all interfaces): root, unshare (util-linux) and ip (iproute2). About 1.5 min on 2 cores.
+# tests/test_serve_ray.py and tests/test_batch_ray.py in a network namespace of its own where only loopback
+# exists (a local Ray instance's services listen on all interfaces): root, unshare (util-linux) and ip
+# (iproute2). About 3 min on 2 cores.
 test-ray: $(VENV)/.installed-test
 	PATH="$$PATH:/usr/sbin:/sbin" unshare --net sh -c \
-	  'ip link set lo up && SWIFTFORMER_RAY_TESTS=1 exec $(PY) -m pytest -q tests/test_serve_ray.py'
+	  'ip link set lo up && SWIFTFORMER_RAY_TESTS=1 exec $(PY) -m pytest -q tests/test_serve_ray.py tests/test_batch_ray.py'
 
 # Regenerate the golden fixtures in tests/fixtures from transformers (the reference).
 fixtures: $(VENV)/.installed-test

@@ -516,6 +516,53 @@ def test_v2_versions(server):
     assert httpx.get(f"{server.base_url}/v2/models/other/ready", timeout=TIMEOUT).status_code == 404
 
 
+# ------------------------------------------------------------------------------ /explain
+def test_explain_returns_the_overlay_of_the_top_class(server, images):
+    pytest.importorskip("pytorch_grad_cam")
+    from urllib.parse import unquote
+
+    predicted = httpx.post(f"{server.base_url}/predict", content=images[0].read_bytes(), timeout=TIMEOUT).json()
+    top = predicted[0]["predictions"][0]
+    response = httpx.post(f"{server.base_url}/explain", content=images[0].read_bytes(), timeout=TIMEOUT)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "image/png"
+    headers = response.headers
+    assert (headers["x-explain-method"], headers["x-explain-layer"]) == ("gradcam", "stage2")
+    assert int(headers["x-explain-index"]) == top["index"] and unquote(headers["x-explain-label"]) == top["label"]
+    assert float(headers["x-explain-score"]) == pytest.approx(top["score"], abs=1e-4)  # eager vs fused fp32
+    with Image.open(io.BytesIO(response.content)) as picture:
+        assert picture.format == "PNG" and picture.width == 256 and picture.height > 256  # the 64² input, enlarged
+
+    files = [("file", (images[1].name, images[1].read_bytes(), "image/jpeg"))]
+    params = {"target": "fish", "method": "gradcam++", "layer": "stage3"}
+    response = httpx.post(f"{server.base_url}/explain", params=params, files=files, timeout=TIMEOUT)
+    assert response.status_code == 200, response.text
+    assert response.headers["x-explain-index"] == "3" and response.headers["x-explain-layer"] == "stage3"
+
+
+@pytest.mark.parametrize(
+    ("params", "files", "kind", "message"),
+    [
+        ({"target": "zebra"}, 1, "bad_request", "target 'zebra' is not among this model's 4 labels"),
+        ({"layer": "stage9"}, 1, "bad_request", "layer 'stage9' is not a stage of this model"),
+        ({"method": "scorecam"}, 1, "bad_request", "method 'scorecam' is not served"),
+        ({"method": "attention"}, 1, "bad_request", "method 'attention' needs an 'l2' attention model"),
+        ({}, 2, "bad_request", "/explain takes one image per request, got 2"),
+        ({}, 0, "bad_image", "not an image"),
+    ],
+)
+def test_explain_bad_requests(server, images, params, files, kind, message):
+    pytest.importorskip("pytorch_grad_cam")
+    uploads = [("file", (p.name, p.read_bytes(), "application/octet-stream")) for p in images[:files]]
+    if not files:
+        uploads = [("file", ("x.png", b"not an image", "image/png"))]
+    response = httpx.post(f"{server.base_url}/explain", params=params, files=uploads, timeout=TIMEOUT)
+    assert response.status_code == 400
+    body = response.json()
+    assert body["kind"] == kind and message in body["error"], body
+    check_good_request(server.base_url, images[0])
+
+
 # ------------------------------------------------------------------------------ page, OpenAPI
 def test_page_is_self_contained(server):
     response = httpx.get(f"{server.base_url}/", timeout=TIMEOUT)
@@ -531,6 +578,7 @@ def test_openapi_documents_typed_models(server):
     for model in ("ImagePrediction", "Prediction", "ErrorResponse", "InferRequest", "InferResponse", "ModelMetadata"):
         assert model in components, model
     assert "multipart/form-data" in schema["paths"]["/predict"]["post"]["requestBody"]["content"]
+    assert "image/png" in schema["paths"]["/explain"]["post"]["responses"]["200"]["content"]
     assert httpx.get(f"{server.base_url}/docs", timeout=TIMEOUT).status_code == 200
 
 

@@ -13,6 +13,7 @@ Skipped, with the reason, where chromium or Playwright is missing; with
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -35,6 +36,7 @@ except ImportError as error:  # the `test` extra has it
 else:
     PLAYWRIGHT_MISSING = None
 
+GRAD_CAM = importlib.util.find_spec("pytorch_grad_cam") is not None  # the explain extra, for the overlay
 CHROMIUM = shutil.which("chromium")  # Debian's package; /usr/bin/chromium
 REQUIRE_BROWSER = os.environ.get("SWIFTFORMER_REQUIRE_BROWSER") == "1"
 SCREENSHOT = Path(__file__).parents[1] / "docs" / "serving_page.png"
@@ -106,6 +108,16 @@ def test_page_classifies_a_picked_image(tmp_path, browser):
         labels = [re.sub(r"\s+", " ", text) for text in rows.locator(".label").all_inner_texts()]
         for label, p in zip(labels, predictions):
             assert label.startswith(f"{p['label']} ({p['index']})") and f"{100 * p['score']:.1f} %" in label
+
+        # beside the bars, the Grad-CAM overlay of POST /explain replaces the preview once it arrives
+        note = page.locator("#heat-note")
+        if GRAD_CAM:
+            expect(page.locator("#overlay")).to_be_visible(timeout=TIMEOUT * 1000)  # the first one imports grad-cam
+            expect(note).to_have_text(f"Grad-CAM at stage2: where the model looks for {top['label']}")
+            assert page.evaluate("document.getElementById('overlay').naturalWidth") == 256
+            expect(page.locator("#preview")).to_be_hidden()
+        else:  # without the explain extra the page says so, and the preview stays
+            expect(note).to_have_text(re.compile(r"^no heatmap: .*pip install \.\[explain\]"))
 
         # each bar's width is set on the next animation frame: wait for that, then the screenshot
         # fast-forwards the 0.3 s width transition (animations="disabled")

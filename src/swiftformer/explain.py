@@ -68,6 +68,7 @@ __all__ = [
     "METHODS",
     "Explanation",
     "attention_maps",
+    "caption_for",
     "explain",
     "explain_with_scores",
     "label_of",
@@ -150,7 +151,9 @@ def _base_model(model: Any) -> SwiftFormerModel:
         return model.swiftformer
     if isinstance(model, SwiftFormerModel):
         return model
-    raise TypeError(f"expected a SwiftFormer model (classifier, SwiftFormerModel or backbone), got {type(model).__name__}")
+    raise TypeError(
+        f"expected a SwiftFormer model (classifier, SwiftFormerModel or backbone), got {type(model).__name__}"
+    )
 
 
 def stage_modules(model: Any) -> dict[str, nn.Module]:
@@ -280,7 +283,9 @@ def _prepared(model: nn.Module, pixel_values: torch.Tensor) -> tuple[nn.Module, 
     if pixel_values.ndim == 3:
         pixel_values = pixel_values[None]
     if pixel_values.ndim != 4:
-        raise ValueError(f"pixel_values must have shape (batch, channels, height, width), got {tuple(pixel_values.shape)}")
+        raise ValueError(
+            f"pixel_values must have shape (batch, channels, height, width), got {tuple(pixel_values.shape)}"
+        )
     if not pixel_values.is_floating_point():
         raise ValueError(
             f"pixel_values must be a floating-point tensor, got {pixel_values.dtype} "
@@ -374,24 +379,10 @@ def _normalize(maps: torch.Tensor) -> torch.Tensor:
     return (maps - low) / (high - low).clamp_min(1e-12)
 
 
-def attention_maps(
-    model: Any, pixel_values: torch.Tensor, layers: str | Sequence[str] | None = None, *, upsample: bool = True
-) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
-    """The additive-attention token weights of each stage in ``layers`` (default: every stage).
-
-    Each stage's attention block pools its queries into one global query with weights α over the
-    tokens (one per position of the stage's h × w map); in the ``"l2"`` variant α is L2-normalized
-    over the tokens, so its sign is the arbitrary sign of the learned ``w_g`` and ``|α|`` is how much
-    each position contributes. They are captured by forward hooks on the blocks' ``to_query`` layers
-    (the model's own computation, unchanged), then ``|α|`` is normalized to [0, 1] per image.
-
-    Returns:
-        ``({stage name: (B, H, W) float32 on the CPU}, logits (B, num_labels) or None for a model
-        without a classifier)``; maps at the stage's h × w with ``upsample=False``.
-
-    Raises:
-        ValueError: A ``"softmax"`` model (every weight is exactly 1), or an unknown stage.
-    """
+def _attention_weights(
+    model: Any, pixel_values: torch.Tensor, layers: str | Sequence[str] | None = None
+) -> tuple[dict[str, torch.Tensor], Any, tuple[int, int]]:
+    """``({stage: α (B, h, w) as the block computed it}, the model's output, the input's (H, W))``."""
     base = _base_model(model)
     config = base.config
     if config.attention_variant != "l2":
@@ -399,9 +390,7 @@ def attention_maps(
             f"method 'attention' needs a model with attention_variant 'l2'; this one is {config.attention_variant!r}, "
             "where every token weight is exactly 1 (nothing to show): use a CAM method such as gradcam"
         )
-    names = (
-        list(config.stage_names[1:]) if layers is None else resolve_layers(model, layers, method="attention")
-    )
+    names = list(config.stage_names[1:]) if layers is None else resolve_layers(model, layers, method="attention")
     module, x = _prepared(_unwrap(model), pixel_values)
     stages = stage_modules(module)
     flat: dict[str, torch.Tensor] = {}
@@ -410,9 +399,9 @@ def attention_maps(
 
     def weights_hook(name: str, attention: SwiftFormerEfficientAdditiveAttention) -> Any:
         def hook(_module: nn.Module, _inputs: Any, projected: torch.Tensor) -> None:
-            query = F.normalize(projected, dim=-1)  # (B, N, C): as the block computes it
+            query = F.normalize(projected, dim=-1)  # (B, N, C): as the block computes it from to_query's output
             scores = (query @ attention.w_g) * attention.scale_factor  # (B, N, 1)
-            flat[name] = F.normalize(scores, dim=1)[..., 0].detach()  # α, (B, N)
+            flat[name] = F.normalize(scores, dim=1)[..., 0].detach()  # α (B, N), L2-normalized over the tokens
 
         return hook
 
@@ -422,6 +411,7 @@ def attention_maps(
 
         return hook
 
+    was_training = module.training
     try:
         for name in names:
             blocks = [m for m in stages[name].modules() if isinstance(m, SwiftFormerEfficientAdditiveAttention)]
@@ -429,23 +419,49 @@ def attention_maps(
                 raise ValueError(f"stage {name} has no attention block")
             handles.append(blocks[-1].to_query.register_forward_hook(weights_hook(name, blocks[-1])))
             handles.append(stages[name].register_forward_hook(shape_hook(name)))
+        module.eval()
         with torch.no_grad():
-            was_training = module.training
-            module.eval()
-            try:
-                output = module(x, return_dict=True)
-            finally:
-                module.train(was_training)
+            output = module(x, return_dict=True)
     finally:
+        module.train(was_training)
         for handle in handles:
             handle.remove()
-    height, width = x.shape[-2:]
+    alphas = {name: flat[name].reshape(x.shape[0], *shapes[name]).float() for name in names}
+    return alphas, output, (x.shape[-2], x.shape[-1])
+
+
+def attention_maps(
+    model: Any, pixel_values: torch.Tensor, layers: str | Sequence[str] | None = None, *, upsample: bool = True
+) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+    """The additive-attention token weights of each stage in ``layers`` (default: every stage).
+
+    Each stage's attention block pools its queries into one global query with weights α over the
+    tokens (one per position of the stage's h × w map); in the ``"l2"`` variant α is L2-normalized
+    over the tokens, so its sign is the arbitrary sign of the learned ``w_g`` and ``|α|`` is how much
+    each position contributes. They are captured by a forward hook on each block's ``to_query`` layer
+    (the model's own computation, unchanged), then ``|α|`` is upsampled bilinearly to the input and
+    normalized to [0, 1] per image.
+
+    Args:
+        model: A SwiftFormer classifier, base model or backbone with ``attention_variant="l2"``.
+        pixel_values: (B, 3, H, W).
+        layers: A stage name or several (``"stage1"`` ...); default every stage.
+        upsample: False keeps each map at its stage's h × w.
+
+    Returns:
+        ``({stage name: (B, H, W) float32 on the CPU}, logits (B, num_labels) or None for a model
+        without a classifier)``.
+
+    Raises:
+        ValueError: A ``"softmax"`` model (every weight is exactly 1), or an unknown stage.
+    """
+    alphas, output, size = _attention_weights(model, pixel_values, layers)
     maps = {}
-    for name in names:
-        alpha = flat[name].abs().reshape(x.shape[0], 1, *shapes[name]).float()
+    for name, alpha in alphas.items():
+        magnitude = alpha.abs()[:, None]  # (B, 1, h, w)
         if upsample:
-            alpha = F.interpolate(alpha, size=(height, width), mode="bilinear", align_corners=False)
-        maps[name] = _normalize(alpha[:, 0]).cpu()
+            magnitude = F.interpolate(magnitude, size=size, mode="bilinear", align_corners=False)
+        maps[name] = _normalize(magnitude[:, 0]).cpu()
     logits = getattr(output, "logits", None)
     return maps, None if logits is None else logits.detach().float().cpu()
 
@@ -523,9 +539,13 @@ _TURBO_ANCHORS = np.array(
     dtype=np.float64,
 )  # fmt: skip
 _STEPS = np.linspace(0.0, 1.0, 256)
-COLORMAP = np.stack(
-    [np.interp(_STEPS, np.linspace(0.0, 1.0, len(_TURBO_ANCHORS)), _TURBO_ANCHORS[:, c]) for c in range(3)], axis=-1
-).round().astype(np.uint8)  # (256, 3)
+COLORMAP = (
+    np.stack(
+        [np.interp(_STEPS, np.linspace(0.0, 1.0, len(_TURBO_ANCHORS)), _TURBO_ANCHORS[:, c]) for c in range(3)], axis=-1
+    )
+    .round()
+    .astype(np.uint8)
+)  # (256, 3)
 
 
 def colorize(heatmap: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -551,6 +571,12 @@ def model_view(pixel_values: torch.Tensor, processor: SwiftFormerImageProcessor 
     return Image.fromarray(np.ascontiguousarray(pixels), "RGB")
 
 
+def caption_for(label: str, index: int, score: float, method: str, layers: str | Sequence[str]) -> str:
+    """The two caption lines of an overlay: ``"tabby, tabby cat (281)  81.2 %"`` and ``"Grad-CAM at stage2"``."""
+    where = layers if isinstance(layers, str) else " + ".join(layers)
+    return f"{label} ({index})  {100 * score:.1f} %\n{METHOD_TITLES[method]} at {where}"
+
+
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     try:
         return ImageFont.load_default(size=size)
@@ -567,7 +593,7 @@ def overlay(
     min_side: int = 256,
 ) -> Image.Image:
     """``heatmap`` (H, W) in [0, 1] in :data:`COLORMAP` colors over ``image``, blended with ``alpha``,
-    and ``caption`` written in a band under it. ``image`` is resized to the heatmap's size (it is
+    and ``caption`` (one or more lines) written in a band under it. ``image`` is resized to the heatmap's size (it is
     usually :func:`model_view` of the same input); pictures smaller than ``min_side`` are enlarged."""
     heat = heatmap.numpy() if isinstance(heatmap, torch.Tensor) else np.asarray(heatmap)
     if heat.ndim != 2:
@@ -585,18 +611,22 @@ def overlay(
         return picture
     font = _font(max(12, size[0] // 22))
     draw = ImageDraw.Draw(picture)
-    left, top, right, bottom = draw.textbbox((0, 0), caption, font=font)
-    pad = max(4, (bottom - top) // 3)
-    band = bottom - top + 2 * pad
+    _, top, _, bottom = draw.textbbox((0, 0), "Ag", font=font)
+    line_height = bottom - top
+    pad = max(4, line_height // 3)
+    lines = caption.splitlines()
+    band = len(lines) * line_height + (len(lines) - 1) * pad + 2 * pad
     framed = Image.new("RGB", (size[0], size[1] + band), (20, 20, 20))
     framed.paste(picture, (0, 0))
     draw = ImageDraw.Draw(framed)
-    text, room = caption, size[0] - 2 * pad
-    if draw.textlength(text, font=font) > room:  # shortened to fit the width
-        while text and draw.textlength(text + "…", font=font) > room:
-            text = text[:-1]
-        text = text.rstrip() + "…"
-    draw.text((pad, size[1] + pad - top), text, fill=(255, 255, 255), font=font)
+    room = size[0] - 2 * pad
+    for row, text in enumerate(lines):
+        if draw.textlength(text, font=font) > room:  # shortened to fit the width
+            while text and draw.textlength(text + "…", font=font) > room:
+                text = text[:-1]
+            text = text.rstrip() + "…"
+        y = size[1] + pad + row * (line_height + pad) - top
+        draw.text((pad, y), text, fill=(255, 255, 255), font=font)
     return framed
 
 

@@ -20,7 +20,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from . import bench, convert, export, info, predict, serve, train
+from . import bench, convert, embed, explain, export, info, predict, serve, train
 from . import eval as eval_command
 from .common import add_hub_arguments, fail, hub_options, load_processor
 
@@ -29,6 +29,7 @@ __all__ = ["add_hub_arguments", "build_parser", "hub_options", "load_processor",
 # name, module, help, description
 COMMANDS = (
     ("predict", predict, "classify images", "Classify images; prints the top-k labels."),
+    ("embed", embed, "pooled features of images", "Pooled last-stage features per image (docs/batch-inference.md)."),
     ("info", info, "describe a model", "Parameters, MACs, stage shapes, attention variant."),
     ("train", train, "train or fine-tune", "Train or fine-tune a SwiftFormer (see docs/training.md)."),
     (
@@ -57,6 +58,7 @@ COMMANDS = (
         "folder; the architecture is read from the tensor shapes (docs/checkpoints.md).",
     ),
     ("serve", serve, "serve a model over HTTP", "An HTTP inference server with dynamic batching (docs/serving.md)."),
+    ("explain", explain, "heatmaps of where the model looks", "CAM or attention overlay PNGs (docs/explain.md)."),
 )
 
 

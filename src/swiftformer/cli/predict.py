@@ -1,4 +1,5 @@
-"""``swiftformer predict``: classify images, print the top-k labels (or JSON lines)."""
+"""``swiftformer predict``: classify images, print the top-k labels (or JSON lines), or write any number of
+them to a file (``--output``: JSON lines, CSV or Parquet, resumable; docs/batch-inference.md)."""
 
 from __future__ import annotations
 
@@ -7,18 +8,20 @@ import json
 import sys
 from typing import Any
 
-from .common import add_hub_arguments, fail, hub_options, load_processor
+from .common import add_hub_arguments, fail, hub_options
 
 PRECISION_CHOICES = ("auto", "fp32", "bf16")
 BACKEND_CHOICES = ("auto", "inductor", "openvino", "onnxruntime")
+INPUTS_HELP = "image files, folders (searched recursively for images), glob patterns, or @LIST files (one path a line)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("images", nargs="+", help=INPUTS_HELP)
     p.add_argument("--model", required=True, help="model folder or hub id, e.g. MBZUAI/swiftformer-xs")
     p.add_argument("--top-k", type=int, default=5, help="labels per image (default 5)")
     p.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
-    p.add_argument("--json", action="store_true", help="one JSON object per image")
+    p.add_argument("--json", action="store_true", help="one JSON object per image (without --output)")
+    p.add_argument("--logits", action="store_true", help="add each image's raw logits (a `logits` column / key)")
     p.add_argument("--no-optimize", action="store_true", help="run the model as loaded, not the fused fast path")
     p.add_argument(
         "--compile",
@@ -41,7 +44,53 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "batches, and for all without --compile; inductor for large ones with --compile); inductor: the "
         "fused PyTorch model; openvino / onnxruntime: exported in memory and run there (pip install .[export])",
     )
+    add_batch_arguments(p)
     add_hub_arguments(p)
+
+
+def add_batch_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of a large job, shared by ``predict`` and ``embed``."""
+    p.add_argument(
+        "--output",
+        help="write one row per image to this file as they are done: .jsonl, .csv or .parquet (by extension)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="with --output: skip the images the output already holds and append the rest (after a crash or kill)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="with --output: replace an existing output when done")
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="processes decoding images (default: half the CPUs, at most 8; 0 for fewer than 32 images); 0: none",
+    )
+    p.add_argument(
+        "--chunk-rows",
+        type=int,
+        default=4096,
+        help="Parquet: rows per part file committed during the run (default 4096; also one every 60 s)",
+    )
+    p.add_argument("--ray", action="store_true", help="run as a Ray Data pipeline (pip install 'ray[data]')")
+    p.add_argument("--address", help="with --ray: the Ray cluster to join (default: a new local instance)")
+    p.add_argument("--replicas", type=int, default=1, help="with --ray: model actors (default 1)")
+
+
+def check_batch(args: argparse.Namespace) -> str | None:
+    """The conflicting-options message of the large-job options, or None."""
+    if args.output is None:
+        for flag in ("resume", "overwrite", "ray"):
+            if getattr(args, flag):
+                return f"--{flag} needs --output"
+    if not args.ray and (args.address is not None or args.replicas != 1):
+        return "--address and --replicas are for --ray"
+    if args.workers is not None and args.workers < 0:
+        return f"--workers must be at least 0, got {args.workers}"
+    if args.replicas < 1:
+        return f"--replicas must be at least 1, got {args.replicas}"
+    if args.chunk_rows < 1:
+        return f"--chunk-rows must be at least 1, got {args.chunk_rows}"
+    return None
 
 
 def check(args: argparse.Namespace) -> str | None:
@@ -52,78 +101,102 @@ def check(args: argparse.Namespace) -> str | None:
         return f"--compile is for the inductor backend; --backend {args.backend} compiles the model itself"
     if args.backend == "onnxruntime" and args.precision == "bf16":
         return "--backend onnxruntime runs fp32 only: use --backend openvino or inductor for bf16"
-    return None
+    if args.json and args.output is not None:
+        return "--json prints to stdout; with --output the rows go to the file (JSON lines: --output FILE.jsonl)"
+    return check_batch(args)
 
 
 def run(args: argparse.Namespace) -> int:
     problem = check(args)
     if problem:
         return fail(problem)
-    import torch
+    from ..batch import JobSpec
 
-    from ..image_processing import load_image
-    from ..modeling import SwiftFormerForImageClassification
+    spec = JobSpec(
+        "predict",
+        args.model,
+        hub_options(args),
+        top_k=args.top_k,
+        logits=args.logits,
+        optimize=not args.no_optimize,
+        precision=args.precision,
+        backend=args.backend,
+        compile=args.compile,
+    )
+    return run_job(args, spec, print_row=None if args.output else _printer(args.json))
 
-    hub = hub_options(args)
-    model = SwiftFormerForImageClassification.from_pretrained(args.model, **hub).eval()
-    processor = load_processor(args.model, hub)
-    classify = (lambda x: model(x).logits) if args.no_optimize else _fast_classifier(model, args)
-    top_k = max(1, min(args.top_k, model.config.num_labels))
 
-    results: dict[str, dict[str, Any]] = {}
-    ready: list[tuple[str, Any]] = []  # (path, pixel_values (3, H, W))
-    for path in args.images:
-        try:
-            ready.append((path, processor(load_image(path), return_tensors="pt")["pixel_values"][0]))
-        except (OSError, ValueError) as err:
-            results[path] = {"image": path, "error": str(err)}
+def _printer(as_json: bool):
+    """Rows to stdout as predict has always printed them: text blocks, or one JSON object a line."""
 
-    # Batches of consecutive images with equal preprocessed sizes (a shortest-edge resize without a
-    # crop keeps each image's aspect ratio, so sizes may differ).
-    start = 0
-    while start < len(ready):
-        end = start + 1
-        while end < len(ready) and end - start < args.batch_size and ready[end][1].shape == ready[start][1].shape:
-            end += 1
-        batch = ready[start:end]
-        start = end
-        with torch.inference_mode():
-            logits = classify(torch.stack([pixels for _, pixels in batch])).float()
-        finite = torch.isfinite(logits).all(dim=-1).tolist()
-        scores, indices = logits.softmax(dim=-1).topk(top_k, dim=-1)
-        for (path, _), ok, row_scores, row_indices in zip(batch, finite, scores.tolist(), indices.tolist()):
-            if not ok:  # NaN scores would be invalid JSON and meaningless rankings
-                results[path] = {
-                    "image": path,
-                    "error": "the model's logits for this image are not finite (NaN or inf)",
-                }
-                continue
-            results[path] = {
-                "image": path,
-                "predictions": [
-                    {"label": model.config.id2label.get(i, str(i)), "index": i, "score": s}
-                    for s, i in zip(row_scores, row_indices)
-                ],
-            }
-
-    for path in args.images:  # in the order given
-        result = results[path]
-        if args.json:
+    def print_row(path: str, row: dict[str, Any]) -> None:
+        if row["error"] is not None:
+            if as_json:
+                print(json.dumps({"image": row["image"], "error": row["error"]}, allow_nan=False))
+            else:
+                print(f"{row['image']}: error: {row['error']}", file=sys.stderr)
+            return
+        predictions = [
+            {"label": label, "index": index, "score": score}
+            for label, index, score in zip(row["labels"], row["indices"], row["scores"])
+        ]
+        if as_json:
+            result: dict[str, Any] = {"image": row["image"], "predictions": predictions}
+            if "logits" in row:
+                result["logits"] = row["logits"]
             print(json.dumps(result, allow_nan=False))
-        elif "error" in result:
-            print(f"{path}: error: {result['error']}", file=sys.stderr)
         else:
-            print(path)
-            for p in result["predictions"]:
+            print(row["image"])
+            for p in predictions:
                 print(f"  {p['score']:8.4f}  {p['label']} ({p['index']})")
-    return 1 if any("error" in r for r in results.values()) else 0
+
+    return print_row
 
 
-def _fast_classifier(model, args: argparse.Namespace):
-    """The reparameterized model at ``--precision`` on ``--backend`` (each backend built on its first batch),
-    optionally compiled; says on stderr (never stdout: --json) which precision and backend, and why."""
-    from ..inference import optimize_for_inference
+def run_job(args: argparse.Namespace, spec: Any, print_row: Any) -> int:
+    """Run a predict / embed job from its parsed options; notes and the summary on stderr. Exit status: 0, 1
+    when some images could not be used, 130 when interrupted."""
+    from ..batch import check_output, run_batch
+    from ..batch.inputs import check_inputs
 
-    fast = optimize_for_inference(model, args.precision, compile=args.compile, backend=args.backend)
-    print(f"note: {fast.reason}", file=sys.stderr)
-    return fast
+    check_inputs(args.images)  # refusals before any work (loading the model, starting Ray)
+    if args.output is not None:
+        check_output(args.output, resume=args.resume, overwrite=args.overwrite)
+    if args.ray:
+        from ..batch.ray_data import run_batch_ray
+
+        summary = run_batch_ray(
+            args.images,
+            spec,
+            output=args.output,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            batch_size=args.batch_size,
+            replicas=args.replicas,
+            address=args.address,
+            chunk_rows=args.chunk_rows,
+            on_note=lambda note: print(f"note: {note}", file=sys.stderr),
+        )
+    else:
+        task, processor, notes = spec.build()
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
+        summary = run_batch(
+            args.images,
+            task,
+            processor,
+            output=args.output,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            batch_size=args.batch_size,
+            workers=args.workers,
+            chunk_rows=args.chunk_rows,
+            on_row=print_row,
+        )
+    if summary.interrupted:
+        kept = "; they are kept: continue with the same command and --resume" if args.output else ""
+        print(f"swiftformer: interrupted after {summary.images} images{kept}", file=sys.stderr)
+        return 130
+    if args.output:
+        print(f"swiftformer {spec.kind}: {summary.line()}", file=sys.stderr)
+    return 1 if summary.errors else 0

@@ -31,6 +31,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from .errors import ServeError
+from .explain import SERVED_METHODS, Explainer
 from .images import FORMATS, prepare
 from .page import render_page
 from .protocol import (
@@ -139,6 +140,8 @@ def create_app(backend: Any, settings: ServeSettings) -> FastAPI:
     classifier, metrics = backend.classifier, backend.metrics
     name = classifier.name
     executor = ThreadPoolExecutor(max_workers=settings.decode_threads, thread_name_prefix="swiftformer-decode")
+    explainer = Explainer(classifier)
+    explain_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="swiftformer-explain")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -148,12 +151,14 @@ def create_app(backend: Any, settings: ServeSettings) -> FastAPI:
         finally:
             await asyncio.to_thread(backend.stop)  # queued images are answered first
             executor.shutdown(wait=False)
+            explain_executor.shutdown(wait=False)
 
     app = FastAPI(
         title="SwiftFormer inference server",
         version=_version(),
-        description=f"Model `{name}`: `POST /predict` for image files, the Open Inference Protocol v2 under "
-        "`/v2`, Prometheus metrics at `/metrics`, a demo page at `/`. See docs/serving.md.",
+        description=f"Model `{name}`: `POST /predict` for image files, `POST /explain` for a heatmap of where the "
+        "model looks, the Open Inference Protocol v2 under `/v2`, Prometheus metrics at `/metrics`, a demo page at "
+        "`/`. See docs/serving.md and docs/explain.md.",
         lifespan=lifespan,
     )
     app.add_middleware(_Guard, limit=settings.max_upload_bytes, metrics=metrics)
@@ -251,6 +256,38 @@ def create_app(backend: Any, settings: ServeSettings) -> FastAPI:
             )
             for (label, _), row_scores, row_indices in zip(uploads, scores.tolist(), indices.tolist())
         ]
+
+    # ---------------------------------------------------------------- /explain
+    @app.post(
+        "/explain",
+        response_class=Response,
+        responses={
+            200: {"content": {"image/png": {}}, "description": "the overlay PNG"},
+            **ERRORS,
+            501: {"model": ErrorResponse},
+        },
+        openapi_extra={"requestBody": predict_body},
+        summary="Where the model looks",
+        description="One image, as for `/predict`. Returns a PNG: the heatmap over the image as the model saw it, "
+        "with the class, its probability, the method and the stage written under it; the headers "
+        "`X-Explain-Index`, `X-Explain-Label` (percent-encoded), `X-Explain-Score`, `X-Explain-Method` and "
+        "`X-Explain-Layer` say the same. See docs/explain.md.",
+    )
+    async def explain(
+        request: Request,
+        method: str = Query("gradcam", description=f"one of {', '.join(SERVED_METHODS)}"),
+        layer: str | None = Query(None, description="stage: stem, stage1 .. stage4 (default stage2)"),
+        target: str | None = Query(None, description="class to explain, label or index (default: the top class)"),
+    ) -> Response:
+        checked = explainer.check(method, layer, target)
+        uploads = await _read_uploads(request, settings.max_queue)
+        if len(uploads) != 1:
+            raise ServeError(400, "bad_request", f"/explain takes one image per request, got {len(uploads)}")
+        with backend.admission(1):
+            (pixels,) = await decode(uploads)
+            loop = asyncio.get_running_loop()
+            png, headers = await loop.run_in_executor(explain_executor, partial(explainer.render, pixels, *checked))
+        return Response(png, media_type="image/png", headers=headers)
 
     # ---------------------------------------------------------------- Open Inference Protocol v2
     @app.get("/v2", response_model=ServerMetadata, summary="Server metadata")

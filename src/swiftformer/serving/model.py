@@ -39,7 +39,8 @@ def batch_sizes(max_batch_size: int) -> list[int]:
 
 class Classifier:
     """A classifier for the server: ``forward(pixel_values (n, 3, H, W)) -> logits (n, num_labels)``
-    float32, with n padded up to one of :func:`batch_sizes`; labels; the processor's fixed input size.
+    float32, with n padded up to one of :func:`batch_sizes`; labels; the processor's fixed input size;
+    ``model``, the eager model, for ``POST /explain``.
 
     ``forward`` is meant for one thread at a time (the server's model worker)."""
 
@@ -66,6 +67,7 @@ class Classifier:
         self.warm_up_size = self.input_size or (image_size, image_size)
         self.batch_sizes = batch_sizes(max_batch_size)
         self.module = optimize_for_inference(model, precision=precision, backend=backend, compile=compile)
+        self.model = model  # the eager model (optimize_for_inference copies it): /explain hooks and back-propagates
         self.backends: dict[int, str] = {}  # batch size -> the backend that ran it (after the warm-up)
 
     def padded_size(self, n: int) -> int:

@@ -1,5 +1,6 @@
 """The demo page at ``GET /``: one self-contained HTML file (no CDN, no external requests) to pick or
-drop an image and see the top 5 as bars, the model's name and the time taken."""
+drop an image and see the top 5 as bars, the model's name and the time taken, and beside them the
+Grad-CAM overlay of ``POST /explain`` (where the model looks for its top class)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ _PAGE = """<!doctype html>
   #drop { border: 2px dashed var(--muted); border-radius: 12px; padding: 1.5rem; text-align: center; cursor: pointer; }
   #drop.over { border-color: var(--accent); background: rgba(47, 111, 223, .08); }
   #result { display: flex; gap: 1.5rem; margin-top: 1.5rem; align-items: flex-start; flex-wrap: wrap; }
-  #preview { max-width: 14rem; max-height: 14rem; border-radius: 8px; display: none; }
+  #views { margin: 0; max-width: 16rem; }
+  #preview, #overlay { max-width: 16rem; max-height: 16rem; border-radius: 8px; display: none; }
+  #heat-note { color: var(--muted); font-size: .85rem; margin-top: .3rem; }
   #bars { flex: 1; min-width: 16rem; }
   .row { margin-bottom: .6rem; }
   .label { display: flex; justify-content: space-between; font-size: .95rem; }
@@ -39,7 +42,11 @@ _PAGE = """<!doctype html>
 </div>
 <div id="status" role="status"></div>
 <div id="result">
-  <img id="preview" alt="the image sent">
+  <figure id="views">
+    <img id="preview" alt="the image sent">
+    <img id="overlay" alt="where the model looks">
+    <figcaption id="heat-note"></figcaption>
+  </figure>
   <div id="bars"></div>
 </div>
 <script>
@@ -50,6 +57,8 @@ const input = document.getElementById("file");
 const statusLine = document.getElementById("status");
 const bars = document.getElementById("bars");
 const preview = document.getElementById("preview");
+const overlay = document.getElementById("overlay");
+const heatNote = document.getElementById("heat-note");
 
 function say(text, isError) {
   statusLine.textContent = text;
@@ -79,10 +88,35 @@ function show(predictions) {
   }
 }
 
+// The heatmap of POST /explain (Grad-CAM of the top class) replaces the preview when it arrives.
+async function explain(file) {
+  const form = new FormData();
+  form.append("file", file, file.name);
+  heatNote.textContent = "computing where the model looks …";
+  try {
+    const response = await fetch("explain", { method: "POST", body: form });
+    if (!response.ok) {
+      const body = await response.json().catch(() => ({}));
+      heatNote.textContent = "no heatmap: " + (body.error || "error " + response.status);
+      return;
+    }
+    const label = decodeURIComponent(response.headers.get("x-explain-label") || "");
+    overlay.src = URL.createObjectURL(await response.blob());
+    overlay.alt = "where the model looks for " + label;
+    overlay.style.display = "block";
+    preview.style.display = "none";
+    heatNote.textContent = "Grad-CAM at " + response.headers.get("x-explain-layer") + ": where the model looks for " + label;
+  } catch (err) {
+    heatNote.textContent = "no heatmap: " + err;
+  }
+}
+
 async function classify(file) {
   if (!file) return;
   preview.src = URL.createObjectURL(file);
   preview.style.display = "block";
+  overlay.style.display = "none";
+  heatNote.textContent = "";
   bars.replaceChildren();
   say("classifying " + file.name + " …");
   const form = new FormData();
@@ -96,6 +130,7 @@ async function classify(file) {
     show(body[0].predictions);
     const server = response.headers.get("x-process-time-ms");
     say(MODEL + ": " + total.toFixed(0) + " ms" + (server ? " (" + Number(server).toFixed(1) + " ms in the server)" : ""));
+    explain(file);
   } catch (err) {
     say("request failed: " + err, true);
   }

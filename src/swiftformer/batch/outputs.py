@@ -1,0 +1,566 @@
+"""Where a batch job's rows go: JSON lines, CSV or Parquet, written in complete chunks, resumable.
+
+The format follows the extension of the output (:data:`FORMATS`). Every format is written so that a run
+killed at any moment leaves an output that ``--resume`` continues, with every input exactly once at the end:
+
+* **JSON lines, CSV**: each batch's rows are appended in one write. A kill can only tear the last line
+  (record); :class:`OutputWriter` cuts such a tail off when it resumes, so what remains is whole rows.
+* **Parquet** cannot be appended to. Rows are written as *part files* (``part-000000.parquet``, ...) in a hidden
+  folder beside the output, ``.NAME.parts/``, each one complete (a temporary file renamed into place) every
+  ``chunk_rows`` rows or ``chunk_seconds`` seconds. When the run ends, the existing output (when resuming) and
+  the parts are copied, one row group at a time, into the finished file, written atomically; its metadata
+  records the last part it holds (``swiftformer.merged_parts``), so a kill between that rename and the removal
+  of the parts never counts a row twice.
+
+Replacing (``overwrite``) never touches the old output before the new one is complete: JSON lines and CSV are
+written to ``.NAME.overwrite`` beside it and renamed over it at the end, Parquet parts go to
+``.NAME.overwrite.parts/``. An interrupted replacement continues with ``resume`` *and* ``overwrite``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..io.files import atomic_write, check_target, display_path, replace_path
+
+# extension -> format
+FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
+
+# Every column a batch job writes, with its kind: how CSV cells and Parquet types encode it. Lists are JSON
+# arrays in CSV cells.
+COLUMN_KINDS = {
+    "image": "string",
+    "label": "string",
+    "index": "int",
+    "score": "float",
+    "labels": "list<string>",
+    "indices": "list<int>",
+    "scores": "list<float>",
+    "logits": "list<float>",
+    "embedding": "list<float>",
+    "error": "string",
+}
+
+MERGED_PARTS_KEY = b"swiftformer.merged_parts"
+_PART = re.compile(r"^part-(\d{6,})\.parquet$")
+_TEMPORARY = re.compile(r"^\..+\.[0-9a-f]{16}\.tmp$")  # io.files.atomic_write's temporary files
+RESUME_HINT = "continue that run with --resume, replace it with --overwrite, or choose another --output"
+
+
+def output_format(path: str | os.PathLike) -> str:
+    """``"jsonl"``, ``"csv"`` or ``"parquet"`` from the extension; ValueError for any other."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        raise ValueError(
+            f"--output {display_path(path)}: unknown format {suffix or '(no extension)'!r}; use one of "
+            + ", ".join(FORMATS)
+        )
+    return FORMATS[suffix]
+
+
+def fault_point(point: str) -> None:
+    """Testing aid: ``SWIFTFORMER_KILL_AT=POINT`` kills this process (SIGKILL) at that point. Points:
+    ``chunk:N`` right after the N-th chunk (1-based) of this run is committed, ``merged`` after a Parquet
+    output's finished file is in place but before its part files are removed."""
+    if os.environ.get("SWIFTFORMER_KILL_AT") == point:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _arrow():
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:  # an optional dependency: only Parquet outputs need it
+        raise ImportError("Parquet outputs need pyarrow: pip install 'swiftformer[batch]' (or pyarrow)") from None
+    return pa, pq
+
+
+def arrow_schema(columns: Sequence[str]) -> Any:
+    """The pyarrow schema of ``columns`` (names of :data:`COLUMN_KINDS`); floats are float32, as computed."""
+    pa, _ = _arrow()
+    types = {
+        "string": pa.string(),
+        "int": pa.int64(),
+        "float": pa.float32(),
+        "list<string>": pa.list_(pa.string()),
+        "list<int>": pa.list_(pa.int64()),
+        "list<float>": pa.list_(pa.float32()),
+    }
+    return pa.schema([(name, types[COLUMN_KINDS[name]]) for name in columns])
+
+
+def _columns_differ(path: Path, found: Sequence[str], expected: Sequence[str]) -> ValueError:
+    return ValueError(
+        f"{display_path(path)} holds the columns {', '.join(found) or '(none)'}, but this run writes "
+        f"{', '.join(expected)} (another command, or another --logits): resume with the same options, or choose "
+        "another --output"
+    )
+
+
+# ---------------------------------------------------------------------------------------------- writers
+class OutputWriter:
+    """Appends rows (dicts of :data:`COLUMN_KINDS` columns) to an output in complete chunks.
+
+    Open one with :func:`open_output`. ``done_count`` and :meth:`done_keys` describe the rows already there
+    when resuming (as they were when it was opened); :meth:`write` commits rows; :meth:`finish` completes the
+    output; :meth:`interrupt` commits what is buffered and leaves the output resumable.
+    """
+
+    format = ""
+
+    def __init__(
+        self,
+        target: Path,
+        columns: Sequence[str],
+        *,
+        resume: bool,
+        overwrite: bool,
+        chunk_rows: int = 4096,
+        chunk_seconds: float = 60.0,
+    ) -> None:
+        self.target = target
+        self.columns = list(columns)
+        self.resume, self.overwrite = resume, overwrite
+        self.chunk_rows, self.chunk_seconds = max(1, chunk_rows), chunk_seconds
+        self.done_count = 0
+        self.chunks = 0  # committed by this run
+        self._remove_stale_temporaries(target.parent, target.name)
+
+    @staticmethod
+    def _remove_stale_temporaries(folder: Path, name: str) -> None:
+        """Temporary files of atomic writes (of ``name``) that a killed run left behind."""
+        if not folder.is_dir():
+            return
+        prefix = f".{name}."
+        for entry in folder.iterdir():
+            if entry.name.startswith(prefix) and _TEMPORARY.match(entry.name) and entry.is_file():
+                entry.unlink(missing_ok=True)
+
+    def done_keys(self) -> Iterator[str]:
+        """The ``image`` column of the rows the output held when opened, in order."""
+        return iter(())
+
+    def write(self, rows: list[dict[str, Any]]) -> None:
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        raise NotImplementedError
+
+    def interrupt(self) -> None:
+        """Commit buffered rows, keep the output resumable (nothing is renamed or merged)."""
+
+    def _committed(self) -> None:
+        self.chunks += 1
+        fault_point(f"chunk:{self.chunks}")
+
+
+class _LineWriter(OutputWriter):
+    """JSON lines and CSV: appended in place (or to ``.NAME.overwrite``, renamed over the output at the end)."""
+
+    def __init__(self, target: Path, columns: Sequence[str], **options: Any) -> None:
+        super().__init__(target, columns, **options)
+        self.work = target.parent / f".{target.name}.overwrite" if self.overwrite else target
+        if self.overwrite and not self.resume:
+            self.work.unlink(missing_ok=True)  # an earlier, interrupted replacement: ours, started over
+        if self.work.exists() and not self.work.is_file():
+            raise ValueError(f"output {display_path(self.work)} is not a file")
+        self.work.parent.mkdir(parents=True, exist_ok=True)
+        self.size = 0  # bytes of complete rows when opened
+        if self.work.exists():
+            self.size, self.done_count = self._repair()
+        self.handle = open(self.work, "ab")  # noqa: SIM115 - closed in finish / interrupt
+        if self.size == 0:
+            self.handle.truncate(0)
+            self._start()
+
+    def _repair(self) -> tuple[int, int]:
+        """Cut a torn last row off; check the columns; (size of the whole rows, their number)."""
+        raise NotImplementedError
+
+    def _start(self) -> None:
+        """Write what starts an empty file (CSV: the header)."""
+
+    def _encode(self, rows: list[dict[str, Any]]) -> bytes:
+        raise NotImplementedError
+
+    def write(self, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        self.handle.write(self._encode(rows))
+        self.handle.flush()
+        self._committed()
+
+    def interrupt(self) -> None:
+        self.handle.close()
+
+    def finish(self) -> None:
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+        self.handle.close()
+        if self.work != self.target:
+            replace_path(self.work, self.target)
+
+    def _read_range(self) -> Iterator[bytes]:
+        """The lines of the work file up to ``self.size`` (what it held when opened), with their ends."""
+        remaining = self.size
+        with open(self.work, "rb") as handle:
+            while remaining > 0:
+                line = handle.readline(remaining)
+                if not line:
+                    return
+                remaining -= len(line)
+                yield line
+
+
+def _tail_start(path: Path) -> int:
+    """The size of ``path`` up to and including its last line break (0 without any)."""
+    with open(path, "rb") as handle:
+        end = handle.seek(0, os.SEEK_END)
+        position = end
+        while position > 0:
+            step = min(1 << 16, position)
+            position -= step
+            handle.seek(position)
+            block = handle.read(step)
+            cut = block.rfind(b"\n")
+            if cut >= 0:
+                return position + cut + 1
+    return 0
+
+
+class JsonLinesWriter(_LineWriter):
+    format = "jsonl"
+
+    def _repair(self) -> tuple[int, int]:
+        size = _tail_start(self.work)
+        with open(self.work, "r+b") as handle:
+            if handle.seek(0, os.SEEK_END) != size:
+                handle.truncate(size)  # a torn last line: the row is written again
+            handle.seek(0)
+            first = handle.readline() if size else b""
+            count = 0
+            if size:
+                handle.seek(0)
+                while block := handle.read(1 << 20):
+                    count += block.count(b"\n")
+        if first:
+            try:
+                found = list(json.loads(first))
+            except (ValueError, TypeError):
+                raise ValueError(
+                    f"{display_path(self.work)} is not a JSON lines output of swiftformer (its first line is not a "
+                    "JSON object); choose another --output"
+                ) from None
+            if found != self.columns:
+                raise _columns_differ(self.work, found, self.columns)
+        return size, count
+
+    def _encode(self, rows: list[dict[str, Any]]) -> bytes:
+        text = "".join(json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n" for row in rows)
+        return text.encode("utf-8", "backslashreplace")
+
+    def done_keys(self) -> Iterator[str]:
+        for number, line in enumerate(self._read_range(), 1):
+            try:
+                yield json.loads(line)["image"]
+            except (ValueError, TypeError, KeyError):
+                raise ValueError(
+                    f"{display_path(self.work)}, line {number}: not a row of swiftformer (a JSON object with an "
+                    "'image'); the file is damaged or was written by something else"
+                ) from None
+
+
+def _csv_cell(kind: str, value: Any) -> str:
+    if value is None:
+        return ""
+    if kind.startswith("list"):
+        return json.dumps(value, ensure_ascii=False, allow_nan=False)
+    if kind == "float":
+        return repr(float(value))
+    return str(value)
+
+
+def _csv_value(kind: str, cell: str) -> Any:
+    if cell == "":  # None was written (no string column holds an empty string: paths, labels, messages)
+        return None
+    if kind.startswith("list"):
+        return json.loads(cell)
+    if kind == "int":
+        return int(cell)
+    if kind == "float":
+        return float(cell)
+    return cell
+
+
+def _allow_long_fields() -> None:
+    """Embeddings and logits make long CSV cells (csv's default limit is 128 KiB per field)."""
+    if csv.field_size_limit() < 1 << 30:
+        csv.field_size_limit(1 << 30)
+
+
+def csv_records(lines: Iterator[bytes]) -> Iterator[tuple[list[str], int, bool]]:
+    """CSV records of binary ``lines`` as ``(fields, bytes consumed so far, complete)``; a record is complete
+    when its last line ends with a line break and its quotes are closed (a record may span lines: a quoted
+    field can hold a line break)."""
+    _allow_long_fields()
+    consumed = 0
+    last_line_complete = True
+
+    def text_lines() -> Iterator[str]:
+        nonlocal consumed, last_line_complete
+        for line in lines:
+            consumed += len(line)
+            last_line_complete = line.endswith(b"\n")
+            yield line.decode("utf-8", "surrogateescape")
+
+    reader = csv.reader(text_lines(), strict=True)
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error:  # a quote left open at the end: a torn record
+            yield [], consumed, False
+            return
+        yield fields, consumed, last_line_complete
+
+
+class CsvWriter(_LineWriter):
+    format = "csv"
+
+    def _repair(self) -> tuple[int, int]:
+        with open(self.work, "rb") as handle:
+            good, count, header = 0, -1, None
+            for fields, consumed, complete in csv_records(iter(handle.readline, b"")):
+                if not complete or (header is not None and len(fields) != len(header)):
+                    break
+                if header is None:
+                    header = fields
+                good, count = consumed, count + 1
+        if header is not None and header != self.columns:
+            raise _columns_differ(self.work, header, self.columns)
+        if os.path.getsize(self.work) != good:
+            with open(self.work, "r+b") as handle:
+                handle.truncate(good)  # a torn last record (or a torn header): written again
+        return good, max(count, 0)
+
+    def _start(self) -> None:
+        self.handle.write(self._encode_records([self.columns]))
+        self.handle.flush()
+
+    @staticmethod
+    def _encode_records(records: list[list[str]]) -> bytes:
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerows(records)
+        return buffer.getvalue().encode("utf-8", "backslashreplace")
+
+    def _encode(self, rows: list[dict[str, Any]]) -> bytes:
+        kinds = [COLUMN_KINDS[c] for c in self.columns]
+        return self._encode_records(
+            [[_csv_cell(kind, row.get(c)) for c, kind in zip(self.columns, kinds)] for row in rows]
+        )
+
+    def done_keys(self) -> Iterator[str]:
+        records = csv_records(self._read_range())
+        next(records, None)  # the header
+        for fields, _, _ in records:
+            yield fields[0]
+
+
+class ParquetWriter(OutputWriter):
+    format = "parquet"
+
+    def __init__(self, target: Path, columns: Sequence[str], **options: Any) -> None:
+        super().__init__(target, columns, **options)
+        pa, pq = _arrow()
+        self.schema = arrow_schema(self.columns)
+        suffix = ".overwrite.parts" if self.overwrite else ".parts"
+        self.parts = target.parent / f".{target.name}{suffix}"
+        if self.overwrite and not self.resume:
+            shutil.rmtree(self.parts, ignore_errors=True)
+        self.base = target if (not self.overwrite and target.is_file()) else None
+        merged = -1
+        if self.base is not None:
+            try:
+                schema = pq.read_schema(self.base)
+            except (OSError, pa.ArrowException) as err:
+                raise ValueError(f"{display_path(self.base)} is not a readable Parquet file ({err})") from None
+            if schema.names != self.columns:
+                raise _columns_differ(self.base, schema.names, self.columns)
+            merged = int((schema.metadata or {}).get(MERGED_PARTS_KEY, b"-1"))
+            self.done_count += pq.ParquetFile(self.base).metadata.num_rows
+        self.part_files: list[Path] = []
+        self.next_part = merged + 1
+        if self.parts.is_dir():
+            self._adopt_parts(merged)
+        self.buffer: list[dict[str, Any]] = []
+        self.last_commit = time.monotonic()
+
+    def _adopt_parts(self, merged: int) -> None:
+        """Keep the complete part files a killed run left (in order), drop those the output already holds."""
+        pa, pq = _arrow()
+        for entry in self.parts.iterdir():
+            if _TEMPORARY.match(entry.name):
+                entry.unlink(missing_ok=True)
+        numbered = []
+        for entry in self.parts.iterdir():
+            match = _PART.match(entry.name)
+            if match is None:
+                continue
+            number = int(match.group(1))
+            if number <= merged:  # merged into the output before the kill, not yet removed
+                entry.unlink(missing_ok=True)
+                continue
+            numbered.append((number, entry))
+        for number, entry in sorted(numbered):
+            try:
+                meta = pq.read_metadata(entry)
+                names = pq.read_schema(entry).names
+            except (OSError, pa.ArrowException):
+                entry.unlink(missing_ok=True)  # cannot happen with renamed parts; a torn copy from elsewhere
+                continue
+            if names != self.columns:
+                raise _columns_differ(entry, names, self.columns)
+            self.part_files.append(entry)
+            self.done_count += meta.num_rows
+            self.next_part = max(self.next_part, number + 1)
+
+    def done_keys(self) -> Iterator[str]:
+        _, pq = _arrow()
+        for path in ([self.base] if self.base is not None else []) + list(self.part_files):
+            for batch in pq.ParquetFile(path).iter_batches(columns=["image"], batch_size=65536):
+                yield from batch.column(0).to_pylist()
+
+    def write(self, rows: list[dict[str, Any]]) -> None:
+        self.buffer.extend(rows)
+        if len(self.buffer) >= self.chunk_rows or time.monotonic() - self.last_commit >= self.chunk_seconds:
+            self._commit()
+
+    def _commit(self) -> None:
+        self.last_commit = time.monotonic()
+        if not self.buffer:
+            return
+        pa, pq = _arrow()
+        table = pa.Table.from_pylist(self.buffer, schema=self.schema)
+        path = self.parts / f"part-{self.next_part:06d}.parquet"
+        self.parts.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path) as handle:
+            pq.write_table(table, handle)
+        self.part_files.append(path)
+        self.next_part += 1
+        self.buffer = []
+        self._committed()
+
+    def interrupt(self) -> None:
+        self._commit()
+
+    def finish(self) -> None:
+        self._commit()
+        _, pq = _arrow()
+        if self.base is not None and not self.part_files:
+            shutil.rmtree(self.parts, ignore_errors=True)  # nothing new: the output is complete as it is
+            return
+        schema = self.schema.with_metadata({MERGED_PARTS_KEY: str(self.next_part - 1).encode()})
+        with atomic_write(self.target) as handle, pq.ParquetWriter(handle, schema) as out:
+            for path in ([self.base] if self.base is not None else []) + self.part_files:
+                source = pq.ParquetFile(path)
+                for group in range(source.num_row_groups):  # one row group in memory at a time
+                    out.write_table(source.read_row_group(group).cast(self.schema))
+        fault_point("merged")
+        shutil.rmtree(self.parts, ignore_errors=True)
+        if self.overwrite:  # the replaced output's unfinished parts, if any, went with it
+            shutil.rmtree(self.target.parent / f".{self.target.name}.parts", ignore_errors=True)
+
+
+def _pending(target: Path) -> str | None:
+    """What an interrupted run left beside ``target`` for ``--resume`` to continue, described, or None."""
+    parts = target.parent / f".{target.name}.parts"
+    if parts.is_dir():
+        count = sum(1 for entry in parts.iterdir() if _PART.match(entry.name))
+        if count:
+            return f"an interrupted run left {count} part file(s) in {display_path(parts)}"
+    return None
+
+
+def check_output(path: str | os.PathLike, *, resume: bool = False, overwrite: bool = False) -> str:
+    """Refuse an output :func:`open_output` would refuse, before any work; returns its format.
+
+    Without ``resume`` an existing output is refused (:func:`~swiftformer.io.files.check_target`), and so are
+    the part files of an interrupted Parquet run, unless ``overwrite``. With ``resume`` the output may be
+    missing (the run starts), but not a folder.
+
+    Raises:
+        FileExistsError: an output, or an interrupted run's parts, without ``resume`` or ``overwrite``.
+        ValueError: an unknown extension; a folder to resume.
+    """
+    target = Path(path)
+    kind = output_format(target)
+    if not resume:
+        check_target(target, "output", overwrite, hint=RESUME_HINT)
+        pending = _pending(target)
+        if pending and not overwrite:
+            raise FileExistsError(
+                f"output {display_path(target)} is unfinished: {pending}; continue it with --resume, or start over "
+                "with --overwrite"
+            )
+    elif target.exists() and not target.is_file():
+        raise ValueError(f"output {display_path(target)} is a folder, not a {kind} file")
+    return kind
+
+
+def open_output(
+    path: str | os.PathLike,
+    columns: Sequence[str],
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    chunk_rows: int = 4096,
+    chunk_seconds: float = 60.0,
+) -> OutputWriter:
+    """The writer of ``path`` (format by extension) for rows of ``columns``, after :func:`check_output`.
+
+    Without ``resume`` the output starts empty; with ``overwrite`` it replaces the existing one when
+    complete. With ``resume`` the rows already there are kept (a torn last row cut off) and the run appends.
+
+    Raises:
+        FileExistsError: an output, or an interrupted run's parts, without ``resume`` or ``overwrite``.
+        ValueError: an unknown extension; an output to resume with other columns, or that is not one.
+    """
+    kind = check_output(path, resume=resume, overwrite=overwrite)
+    cls = {"jsonl": JsonLinesWriter, "csv": CsvWriter, "parquet": ParquetWriter}[kind]
+    return cls(
+        Path(path), columns, resume=resume, overwrite=overwrite, chunk_rows=chunk_rows, chunk_seconds=chunk_seconds
+    )
+
+
+# ---------------------------------------------------------------------------------------------- reading
+def read_output(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
+    """The rows of a finished output as dicts, whatever its format (CSV cells decoded to the columns' types:
+    lists from their JSON, numbers, empty cells as None)."""
+    path = Path(path)
+    kind = output_format(path)
+    if kind == "parquet":
+        _, pq = _arrow()
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=4096):
+            yield from batch.to_pylist()
+    elif kind == "jsonl":
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                yield json.loads(line)
+    else:
+        _allow_long_fields()
+        with open(path, encoding="utf-8", newline="") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, [])
+            for record in reader:
+                yield {c: _csv_value(COLUMN_KINDS.get(c, "string"), v) for c, v in zip(header, record)}
