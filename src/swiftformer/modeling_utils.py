@@ -206,7 +206,8 @@ class SwiftFormerPreTrainedModel(nn.Module):
                 f"got {tuple(pixel_values.shape)}"
             )
         require_floating_pixels(pixel_values)
-        if not torch.compiler.is_compiling():  # a data-dependent check: eager calls only, not traced graphs
+        # A data-dependent check: eager calls on real tensors only (not traced graphs, not meta shape runs).
+        if pixel_values.device.type != "meta" and not torch.compiler.is_compiling():
             check_finite_pixels(pixel_values)
         weight_dtype = self.dtype
         if pixel_values.dtype != weight_dtype and not torch.is_autocast_enabled(pixel_values.device.type):
