@@ -605,6 +605,14 @@ def openvino_model(fused: FusedSwiftFormer, example: torch.Tensor, dims: dict[in
 _OPENVINO_PRECISIONS = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}
 
 
+def _runtime_example(config: SwiftFormerConfig) -> tuple[torch.Tensor, dict[int, Any]]:
+    """The example input (batch 2 at the config's image size: a batch of 1 would be exported as a constant)
+    and the dynamic dims with which the fused model is converted for a runtime backend."""
+    size = config.image_size if isinstance(config.image_size, int) else config.image_size[0]
+    example = torch.randn(2, config.num_channels, size, size, generator=torch.Generator().manual_seed(0))
+    return example, export_dims(config, (size, size), spatial=True)
+
+
 class OpenVINOClassifier(nn.Module):
     """``pixel_values (B, 3, H, W) -> logits (B, num_labels)`` (float32 torch tensors) run by OpenVINO's
     CPU plugin, with the precision hint made explicit (OpenVINO defaults to bf16 on AMX CPUs).
@@ -629,10 +637,9 @@ class OpenVINOClassifier(nn.Module):
             import openvino as ov
         except ImportError:
             raise ImportError("backend='openvino' needs openvino: pip install .[export]") from None
-        size = config.image_size if isinstance(config.image_size, int) else config.image_size[0]
         self.num_channels = config.num_channels
-        example = torch.randn(2, self.num_channels, size, size, generator=torch.Generator().manual_seed(0))
-        ov_model, _ = openvino_model(fused, example, export_dims(config, (size, size), spatial=True))
+        example, dims = _runtime_example(config)
+        ov_model, _ = openvino_model(fused, example, dims)
         self.hint = "bf16" if precision == "bf16" else "f32"
         self.compiled = ov.Core().compile_model(ov_model, "CPU", {"INFERENCE_PRECISION_HINT": self.hint})
         self.inference_precision = openvino_inference_precision(self.compiled)
@@ -725,10 +732,9 @@ class ONNXRuntimeClassifier(nn.Module):
             import onnxruntime as ort
         except ImportError:
             raise ImportError("backend='onnxruntime' needs onnxruntime: pip install .[export]") from None
-        size = config.image_size if isinstance(config.image_size, int) else config.image_size[0]
         self.num_channels = config.num_channels
-        example = torch.randn(2, self.num_channels, size, size, generator=torch.Generator().manual_seed(0))
-        proto = onnx_model(fused, example, export_dims(config, (size, size), spatial=True))
+        example, dims = _runtime_example(config)
+        proto = onnx_model(fused, example, dims)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = torch.get_num_threads()
