@@ -133,14 +133,6 @@ def test_gradcam_points_at_the_pattern(trained, variant):
     assert hits >= 0.9 * total, f"Grad-CAM at {DEFAULT_LAYER}: {hits}/{total} in the right quadrant"
 
 
-def test_attention_points_at_the_pattern(trained):
-    model = _trained(trained, "l2")
-    hits, total, accuracy = pointing_game(model, "attention", layer=None)
-    assert accuracy >= 0.9
-    assert hits >= 0.9 * total, f"attention at {DEFAULT_LAYER}: {hits}/{total} in the right quadrant"
-
-
-# ------------------------------------------------------------------------------ exactness
 def tiny_model(variant: str = "softmax", seed: int = 0) -> SwiftFormerForImageClassification:
     torch.manual_seed(seed)
     config = SwiftFormerConfig(
