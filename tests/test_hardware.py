@@ -22,6 +22,7 @@ from swiftformer.hardware import (
     hardware_line,
     resolve_backend,
     resolve_precision,
+    small_batch_max,
 )
 
 _BASE = "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr sse sse2 ht syscall nx lm pni ssse3 sse4_1 sse4_2 popcnt"
@@ -52,6 +53,9 @@ CASCADE_LAKE = _cpuinfo(
 @pytest.fixture
 def spr() -> CPUInfo:
     return detect_cpu(SAPPHIRE_RAPIDS, "AVX512", cores=8)
+
+
+SPR = detect_cpu(SAPPHIRE_RAPIDS, "AVX512", cores=8)  # the backend tests decide for an AVX-512 CPU unless stated
 
 
 @pytest.fixture
@@ -253,34 +257,52 @@ def _with(*installed: str):
 @pytest.mark.parametrize("batch_size", [1, 4])
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_auto_backend_small_batch_is_openvino_when_installed(batch_size: int, precision: str) -> None:
-    choice = resolve_backend("auto", batch_size=batch_size, precision=precision, available=_with("openvino"))
+    choice = resolve_backend("auto", cpu=SPR, batch_size=batch_size, precision=precision, available=_with("openvino"))
     assert isinstance(choice, BackendChoice)
     assert choice.backend == "openvino"
     assert "latency" in choice.reason
 
 
-def test_small_batch_max_is_four() -> None:
+def test_small_batch_max_is_four_with_avx512_and_unbounded_at_fp32_without(zen3: CPUInfo, cascade: CPUInfo) -> None:
     assert SMALL_BATCH_MAX == 4  # docs/performance.md and the docstrings say 4
+    assert small_batch_max("fp32", SPR) == small_batch_max("fp32", cascade) == SMALL_BATCH_MAX
+    assert small_batch_max("bf16", SPR) == SMALL_BATCH_MAX
+    assert small_batch_max("fp32", zen3) is None  # AVX2 only: the runtimes were level or ahead at every batch
+    assert small_batch_max("bf16", zen3) == SMALL_BATCH_MAX  # emulated bf16 was not measured that way
+
+
+@pytest.mark.parametrize("batch_size", [1, 4, 5, 32, None])
+def test_auto_backend_on_avx2_only_is_the_runtime_at_every_fp32_batch(zen3: CPUInfo, batch_size: int | None) -> None:
+    installed = _with("openvino", "onnxruntime")
+    choice = resolve_backend("auto", cpu=zen3, batch_size=batch_size, precision="fp32", available=installed)
+    assert choice.backend == "onnxruntime" and "AVX-512" in choice.reason
+    assert resolve_backend("auto", cpu=zen3, batch_size=batch_size, precision="fp32", available=_with()).backend == (
+        "inductor"
+    )
+    bf16 = resolve_backend("auto", cpu=zen3, batch_size=batch_size, precision="bf16", available=installed)
+    assert bf16.backend == ("openvino" if batch_size is not None and batch_size <= SMALL_BATCH_MAX else "inductor")
 
 
 @pytest.mark.parametrize("batch_size", [1, 4])
 def test_auto_backend_small_fp32_batch_prefers_onnxruntime(batch_size: int) -> None:
     # ONNX Runtime had the lowest fp32 batch-1 latency on the AVX2 EPYC (13.4 vs OpenVINO 17.1 ms) and tied on the Xeon
-    both = resolve_backend("auto", batch_size=batch_size, precision="fp32", available=_with("openvino", "onnxruntime"))
+    both = resolve_backend(
+        "auto", cpu=SPR, batch_size=batch_size, precision="fp32", available=_with("openvino", "onnxruntime")
+    )
     assert both.backend == "onnxruntime" and "latency" in both.reason
-    alone = resolve_backend("auto", batch_size=batch_size, precision="fp32", available=_with("onnxruntime"))
+    alone = resolve_backend("auto", cpu=SPR, batch_size=batch_size, precision="fp32", available=_with("onnxruntime"))
     assert alone.backend == "onnxruntime"
 
 
 def test_auto_backend_small_bf16_batch_is_never_onnxruntime() -> None:
     # ONNX Runtime's CPU provider has no bf16 kernels
-    choice = resolve_backend("auto", batch_size=1, precision="bf16", available=_with("onnxruntime"))
+    choice = resolve_backend("auto", cpu=SPR, batch_size=1, precision="bf16", available=_with("onnxruntime"))
     assert choice.backend == "inductor"
     assert "openvino" in choice.reason and "not installed" in choice.reason
 
 
 def test_auto_backend_small_batch_without_runtimes_is_inductor() -> None:
-    choice = resolve_backend("auto", batch_size=1, precision="fp32", available=_with())
+    choice = resolve_backend("auto", cpu=SPR, batch_size=1, precision="fp32", available=_with())
     assert choice.backend == "inductor"
     assert "not installed" in choice.reason
 
@@ -288,33 +310,39 @@ def test_auto_backend_small_batch_without_runtimes_is_inductor() -> None:
 @pytest.mark.parametrize("batch_size", [1, 32, None])
 def test_auto_backend_uncompiled_uses_the_runtime_at_every_batch_size(batch_size: int | None) -> None:
     installed = _with("openvino", "onnxruntime")
-    fp32 = resolve_backend("auto", batch_size=batch_size, precision="fp32", available=installed, compiled=False)
+    fp32 = resolve_backend(
+        "auto", cpu=SPR, batch_size=batch_size, precision="fp32", available=installed, compiled=False
+    )
     assert fp32.backend == "onnxruntime"
-    bf16 = resolve_backend("auto", batch_size=batch_size, precision="bf16", available=installed, compiled=False)
+    bf16 = resolve_backend(
+        "auto", cpu=SPR, batch_size=batch_size, precision="bf16", available=installed, compiled=False
+    )
     assert bf16.backend == "openvino"
     if batch_size != 1:
         assert "uncompiled" in fp32.reason
-    none = resolve_backend("auto", batch_size=batch_size, precision="fp32", available=_with(), compiled=False)
+    none = resolve_backend("auto", cpu=SPR, batch_size=batch_size, precision="fp32", available=_with(), compiled=False)
     assert none.backend == "inductor"
 
 
 @pytest.mark.parametrize("device", ["cuda", "cuda:1", "mps"])
 def test_auto_backend_off_the_cpu_is_inductor(device: str) -> None:
     installed = _with("openvino", "onnxruntime")
-    choice = resolve_backend("auto", batch_size=1, precision="fp32", available=installed, device=device)
+    choice = resolve_backend("auto", cpu=SPR, batch_size=1, precision="fp32", available=installed, device=device)
     assert choice.backend == "inductor" and device.split(":")[0] in choice.reason
 
 
 @pytest.mark.parametrize("batch_size", [5, 32, None])
 def test_auto_backend_large_or_unknown_batch_is_inductor(batch_size: int | None) -> None:
     installed = _with("openvino", "onnxruntime")
-    choice = resolve_backend("auto", batch_size=batch_size, precision="fp32", available=installed)
+    choice = resolve_backend("auto", cpu=SPR, batch_size=batch_size, precision="fp32", available=installed)
     assert choice.backend == "inductor"
     assert "throughput" in choice.reason
 
 
 def test_auto_backend_int8_is_inductor_even_at_batch_1() -> None:
-    choice = resolve_backend("auto", batch_size=1, precision="int8", available=_with("openvino", "onnxruntime"))
+    choice = resolve_backend(
+        "auto", cpu=SPR, batch_size=1, precision="int8", available=_with("openvino", "onnxruntime")
+    )
     assert choice.backend == "inductor"
     assert "int8" in choice.reason
 
@@ -329,9 +357,9 @@ def test_bad_backend_arguments_raise() -> None:
     with pytest.raises(ValueError, match="inductor, openvino, onnxruntime"):
         resolve_backend("tensorrt", batch_size=1, precision="fp32", available=_with())
     with pytest.raises(ValueError, match="resolved"):
-        resolve_backend("auto", batch_size=1, precision="auto", available=_with())
+        resolve_backend("auto", cpu=SPR, batch_size=1, precision="auto", available=_with())
     with pytest.raises(ValueError, match="batch_size"):
-        resolve_backend("auto", batch_size=0, precision="fp32", available=_with())
+        resolve_backend("auto", cpu=SPR, batch_size=0, precision="fp32", available=_with())
 
 
 # --- summaries ---------------------------------------------------------------------------------------------
@@ -349,7 +377,7 @@ def test_describe_hardware_is_json_safe_and_consistent(cascade: CPUInfo) -> None
     # fp32 at batch 1: a runtime if one is installed here
     assert info["auto_backend_batch_1"] in ("onnxruntime", "openvino", "inductor")
     assert info["auto_backend_batch_1_reason"]
-    assert info["auto_small_batch_max"] == SMALL_BATCH_MAX
+    assert info["auto_small_batch_max"] == SMALL_BATCH_MAX  # AVX-512
     assert info["installed_backends"][0] == "inductor"
     assert set(info["installed_backends"]) <= {"inductor", "onnxruntime", "openvino"}
     assert info["torch_threads"] is None or info["torch_threads"] >= 1

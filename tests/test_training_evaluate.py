@@ -193,10 +193,17 @@ def evaluate_module():
     return swiftformer.training.evaluate
 
 
-def test_cpu_supports_bf16_reads_flags():
-    from swiftformer.runtime import cpu_supports_bf16  # eval's --precision auto asks it
+def test_eval_auto_precision_follows_the_cpu_flags(monkeypatch):
+    import torch
 
-    assert isinstance(cpu_supports_bf16(), bool)
+    from swiftformer import hardware
+    from swiftformer.cli.eval import _precision
+
+    for flags, expected in ((frozenset({"avx2", "amx_bf16"}), torch.bfloat16), (frozenset({"avx2"}), None)):
+        cpu = hardware.CPUInfo("test CPU", "Intel", 2, flags, None)
+        monkeypatch.setattr(hardware, "cpu_info", lambda cpu=cpu: cpu)
+        assert _precision("auto", torch.device("cpu")) is expected
+    assert _precision("fp32", torch.device("cpu")) is None
 
 
 # ------------------------------------------------------------------------------------ distributed

@@ -25,12 +25,11 @@ from typing import Any
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
 BACKENDS = ("auto", "inductor", "openvino", "onnxruntime")
 # backend="auto" sends batches up to this size to an exported runtime (ONNX Runtime or OpenVINO), larger ones to
-# compiled inductor. Measured at batch 1 the runtimes were 1.4-1.9x faster than inductor (AMD EPYC AVX2: ONNX
-# Runtime 13.4, OpenVINO 17.1, inductor 25.8 ms; Xeon AMX: 7.3 / 7.1 / 9.9 ms fp32), at batch 32 inductor was
-# ahead or level (Xeon: 168 vs 133-147 img/s; EPYC: 59 vs 62, within run-to-run noise). Between 1 and 32 nothing
-# was measured; 4 is where inductor's own advantage starts: its first stage runs in micro-batches of 4 (fp32)
-# while later stages see the whole batch, so up to 4 images it runs the same small kernels as at batch 1 and only
-# adds per-call overhead.
+# compiled inductor, on CPUs with AVX-512 (see small_batch_max for the others). Measured on a Xeon with AMX: at
+# batch 1 the runtimes were faster (7.3 / 7.1 vs 9.9 ms fp32), at batch 32 inductor was ahead (168 vs 133-147
+# img/s). 4 is where inductor's own advantage starts: its first stage runs in micro-batches of 4 (fp32) while
+# later stages see the whole batch, so up to 4 images it runs the same small kernels as at batch 1 and only adds
+# per-call overhead. (Batches 2-16 measured on the AVX2 EPYC only: docs/performance.md.)
 SMALL_BATCH_MAX = 4
 # Runtimes auto considers at small batches, best first (ONNX Runtime's CPU provider has no bf16 kernels).
 _RUNTIMES = {"fp32": ("onnxruntime", "openvino"), "bf16": ("openvino",)}
@@ -312,6 +311,19 @@ def _importable(name: str) -> bool:
         return False
 
 
+def small_batch_max(precision: str = "fp32", cpu: CPUInfo | None = None) -> int | None:
+    """The largest batch ``backend="auto"`` sends to an exported runtime at ``precision``; ``None``: every batch.
+
+    :data:`SMALL_BATCH_MAX` on CPUs with AVX-512, where inductor has the best batch throughput. On AVX2-only
+    CPUs (no AVX-512) ONNX Runtime and OpenVINO were as fast as or faster than compiled inductor at every batch
+    size measured, in fp32: batch 2-32 on a Zen 1 EPYC (e.g. 43.5 vs 33.3 img/s at batch 2, 39.4-41.5 vs
+    26.9-40.4 at 32), batch 32 on a Zen 3 EPYC (62 vs 59), and they need no compile: so the runtime takes every
+    fp32 batch there. bf16 on such a CPU is emulated (and OpenVINO runs f32), so it keeps the threshold.
+    """
+    cpu = cpu if cpu is not None else cpu_info()
+    return None if precision == "fp32" and not cpu.avx512 else SMALL_BATCH_MAX
+
+
 def resolve_backend(
     requested: str,
     *,
@@ -320,11 +332,12 @@ def resolve_backend(
     available: Callable[[str], bool] | None = None,
     compiled: bool = True,
     device: str = "cpu",
+    cpu: CPUInfo | None = None,
 ) -> BackendChoice:
     """The backend to run on: ``requested``, or for ``"auto"`` the one measured fastest for this batch size.
 
-    ``"auto"``, on the CPU: an exported runtime for small batches (``batch_size <= SMALL_BATCH_MAX``, see
-    :data:`SMALL_BATCH_MAX`): ONNX Runtime, else OpenVINO, at fp32; OpenVINO at bf16 (ONNX Runtime's CPU
+    ``"auto"``, on the CPU: an exported runtime for small batches (``batch_size <= small_batch_max(...)``, see
+    :func:`small_batch_max`: every fp32 batch on AVX2-only CPUs): ONNX Runtime, else OpenVINO, at fp32; OpenVINO at bf16 (ONNX Runtime's CPU
     provider has no bf16 kernels); whichever is installed. Larger batches (and an unknown batch size) run on
     inductor, the best batch throughput, when it is ``compiled``; uncompiled, the fused eager module was slower
     than both runtimes at batch 32 too (90 vs 133-147 img/s on the Xeon), so the runtime is used at every batch
@@ -336,6 +349,7 @@ def resolve_backend(
             by tests.
         compiled: Whether the inductor path would be ``torch.compile``-d.
         device: Where the model is (``"cpu"``, ``"cuda:0"``, ...); the runtimes here run on the CPU only.
+        cpu: The CPU to decide for; default this machine's (:func:`cpu_info`).
 
     Raises:
         ValueError: an unknown backend or precision, or a batch size below 1.
@@ -353,15 +367,18 @@ def resolve_backend(
         return BackendChoice("inductor", f"inductor: on {kind} (onnxruntime and openvino run here on the CPU only)")
     if precision == "int8":
         return BackendChoice("inductor", "inductor: int8 runs through torch.compile (OpenVINO int8 needs NNCF)")
-    small = batch_size is not None and batch_size <= SMALL_BATCH_MAX
+    limit = small_batch_max(precision, cpu)
+    small = limit is None or (batch_size is not None and batch_size <= limit)
     size = "unknown batch size" if batch_size is None else f"batch {batch_size}"
     if compiled and not small:
-        reason = f"inductor: best throughput at {size} (runtimes only up to batch {SMALL_BATCH_MAX})"
+        reason = f"inductor: best throughput at {size} (runtimes only up to batch {limit})"
         return BackendChoice("inductor", reason)
     is_available = available or _importable
     for runtime in _RUNTIMES[precision]:
         if is_available(runtime):
-            if small:
+            if limit is None:
+                why = f"level with inductor or faster at every {precision} batch without AVX-512 (no compile)"
+            elif small:
                 why = f"lowest {precision} latency at {size}"
             else:
                 why = f"faster than the uncompiled inductor path at {size}"
@@ -386,7 +403,7 @@ def describe_hardware(cpu: CPUInfo | None = None) -> dict[str, Any]:
     cpu = cpu or cpu_info()
     auto = resolve_precision("auto", cpu=cpu)
     auto_calibrated = resolve_precision("auto", cpu=cpu, calibration_given=True)
-    backends = {b: resolve_backend("auto", batch_size=b, precision=auto.precision) for b in (1, 32)}
+    backends = {b: resolve_backend("auto", batch_size=b, precision=auto.precision, cpu=cpu) for b in (1, 32)}
     return {
         "cpu": cpu.model,
         "vendor": cpu.vendor,
@@ -404,7 +421,7 @@ def describe_hardware(cpu: CPUInfo | None = None) -> dict[str, Any]:
         "auto_backend_batch_1_reason": backends[1].reason,
         "auto_backend_batch_32": backends[32].backend,
         "auto_backend_batch_32_reason": backends[32].reason,
-        "auto_small_batch_max": SMALL_BATCH_MAX,
+        "auto_small_batch_max": small_batch_max(auto.precision, cpu),  # None: the runtime takes every batch
         "installed_backends": ["inductor", *(name for name in ("onnxruntime", "openvino") if _importable(name))],
     }
 

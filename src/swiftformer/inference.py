@@ -42,12 +42,12 @@ from .configuration import SwiftFormerConfig, variant_key
 from .hardware import (
     BACKENDS,
     PRECISIONS,
-    SMALL_BATCH_MAX,
     PrecisionChoice,
     PrecisionNotHonouredWarning,
     SlowPrecisionWarning,
     resolve_backend,
     resolve_precision,
+    small_batch_max,
 )
 from .modeling import (
     SwiftFormerConvEncoder,
@@ -276,7 +276,8 @@ def optimize_for_inference(
             (:func:`swiftformer.hardware.resolve_backend`): batches up to
             :data:`~swiftformer.hardware.SMALL_BATCH_MAX` (4) on ONNX Runtime (fp32) or OpenVINO (fp32, bf16),
             whichever is installed, larger ones on inductor (every batch size on the runtime when ``compile``
-            is off: the uncompiled path is slower than both); each backend is built on its first call (an ONNX
+            is off, the uncompiled path being slower than both, and at fp32 on CPUs without AVX-512, where the
+            runtimes were level with inductor or ahead at every batch size); each backend is built on its first call (an ONNX
             export or OpenVINO conversion takes seconds, a compile tens). int8 and models off the CPU always
             use inductor. ``"inductor"``: torch.compile (the best batch throughput). ``"openvino"``: the fused
             model converted in memory and compiled by OpenVINO's CPU plugin with an explicit fp32/bf16
@@ -384,8 +385,9 @@ def _inductor(
 
 class AutoBackend(nn.Module):
     """``backend="auto"``: each call runs on the backend :func:`~swiftformer.hardware.resolve_backend` picks
-    for its batch size (an exported runtime up to :data:`~swiftformer.hardware.SMALL_BATCH_MAX` images,
-    inductor above), each built on its first call. The batch size is only known per call, hence per call.
+    for its batch size (an exported runtime up to :func:`~swiftformer.hardware.small_batch_max` images,
+    inductor above; on AVX2-only CPUs the runtime at every fp32 batch), each built on its first call. The
+    batch size is only known per call, hence per call.
 
     A runtime that fails to build (a broken install, an export error) is reported with a ``RuntimeWarning``
     and replaced by inductor for the rest of this module's life; inputs a runtime's graph cannot take
@@ -419,15 +421,16 @@ class AutoBackend(nn.Module):
         self._runtime_sizes_dynamic = size >= self._low
         self._config_size = (config.image_size,) * 2 if isinstance(config.image_size, int) else tuple(config.image_size)
         self.backend = "auto"
-        small, large = self.backend_for(1), self.backend_for(SMALL_BATCH_MAX + 1)
+        limit = small_batch_max(choice.precision)  # None on AVX2-only CPUs at fp32: the runtime takes every batch
+        small, large = self.backend_for(1), self.backend_for(limit + 1 if limit is not None else 1)
         if small == large:
             plan = f"{small} at every batch size"
-            if small != "inductor" and not compile:
-                plan += " (uncompiled inductor is slower)"
-            elif small == "inductor":
+            if small == "inductor" or limit is None:
                 plan += f" ({self._choice(1).reason.split(': ', 1)[-1]})"
+            elif not compile:
+                plan += " (uncompiled inductor is slower)"
         else:
-            plan = f"{small} up to batch {SMALL_BATCH_MAX} (lowest latency), {large} above (best throughput)"
+            plan = f"{small} up to batch {limit} (lowest latency), {large} above (best throughput)"
         self.reason = f"{choice.reason}; {plan}"
 
     def _choice(self, batch_size: int):

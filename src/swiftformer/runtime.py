@@ -1,28 +1,15 @@
-"""Facts about the machine and process settings that make SwiftFormer fast on a CPU, and how to time it."""
+"""Process settings that make SwiftFormer fast on a CPU (malloc tuning), and how to time it. What the CPU
+can do is in :mod:`swiftformer.hardware`."""
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import functools
 import statistics
 import sys
 import time
 from collections.abc import Callable
 from typing import Any
-
-
-@functools.cache
-def cpu_supports_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX-BF16, from /proc/cpuinfo)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                if line.startswith("flags"):
-                    return bool({"avx512_bf16", "amx_bf16"} & set(line.split(":", 1)[-1].split()))
-    except OSError:
-        pass
-    return False
 
 
 def tune_malloc() -> bool:

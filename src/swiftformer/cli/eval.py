@@ -45,12 +45,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _precision(name: str, device: torch.device) -> torch.dtype | None:
     import torch
 
-    from ..runtime import cpu_supports_bf16
+    from ..hardware import cpu_info
 
     if name == "auto":
-        native = {"cuda": torch.cuda.is_available() and torch.cuda.is_bf16_supported(), "cpu": cpu_supports_bf16()}.get(
-            device.type, False
-        )
+        native = {
+            "cuda": torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
+            "cpu": cpu_info().native_bf16,
+        }.get(device.type, False)
         name = "bf16" if native else "fp32"
     return torch.bfloat16 if name == "bf16" else None
 

@@ -43,11 +43,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..configuration import SwiftFormerConfig, variant_key
+from ..hardware import cpu_info
 from ..image_processing import SwiftFormerImageProcessor
 from ..io.checkpoints import read_checkpoint
 from ..io.files import atomic_write, check_target, display_path, path_bytes, replace_path, write_json
 from ..modeling import SwiftFormerForImageClassification
-from ..runtime import cpu_supports_bf16, tune_malloc
+from ..runtime import tune_malloc
 from . import distributed
 from .config import (  # noqa: F401 - the training API in one place
     CHECKPOINT_NAME,
@@ -119,7 +120,7 @@ class ShardedBatchSampler(torch.utils.data.Sampler[list[int]]):
 
 # ------------------------------------------------------------------------------------------ helpers
 def autocast_dtype(precision: str, device: str) -> torch.dtype | None:
-    if precision == "bf16" or (precision == "auto" and (device.startswith("cuda") or cpu_supports_bf16())):
+    if precision == "bf16" or (precision == "auto" and (device.startswith("cuda") or cpu_info().native_bf16)):
         return torch.bfloat16
     return None
 
