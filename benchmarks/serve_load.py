@@ -1,17 +1,24 @@
-"""Load test of ``swiftformer serve``: closed-loop clients on loopback, batching on vs off vs a
+"""Load test of ``swiftformer serve``: closed-loop clients on loopback, batching on vs off vs Ray Serve vs a
 transformers ``pipeline`` behind a minimal FastAPI endpoint.
 
-Each configuration runs as its own server process on 127.0.0.1 (a free port). ``--clients`` threads
-each send ``POST /predict`` with one JPEG and send the next as soon as the answer is in, until
-``--requests`` requests have been answered in all; the first ``--warmup`` are not timed. Printed per
-configuration: requests/s, latency p50/p90/p99, the mean batch size (from /metrics) and errors.
+Each configuration runs as its own server process on 127.0.0.1 (a free port) and is driven in turn by each
+number of ``--clients``: that many threads each send ``POST /predict`` with one 224² JPEG and send the next
+as soon as the answer is in, until ``--requests`` requests have been answered (the first ``--warmup`` are
+not timed). Printed per configuration and client count: requests/s, latency p50/p90/p99, the mean batch
+size (from /metrics; under Ray, that of the replica that answered the scrape), 503s (overload, with
+Retry-After), other errors, and the server's resident memory (its process tree) before and after.
 
-    .venv/bin/python benchmarks/serve_load.py --model xs --clients 16 --requests 400
-    .venv/bin/python benchmarks/serve_load.py --model runs/xs/best --configs batching no-batching
+    .venv/bin/python benchmarks/serve_load.py --model xs                     # 1, 8, 32, 128 clients, all configs
+    .venv/bin/python benchmarks/serve_load.py --model runs/xs/best --configs batching no-batching --clients 32
+
+The ``ray-1`` / ``ray-2`` configurations start a local Ray instance, whose services listen on every
+interface: run the benchmark in a loopback-only network namespace, as the Ray tests do (root)::
+
+    unshare --net sh -c 'ip link set lo up && .venv/bin/python benchmarks/serve_load.py'
 
 ``--model`` is a folder, a hub id or a variant name (random weights, written to a temporary folder so
-that the transformers baseline can load it too). Needs ``pip install .[serve]`` and, for the
-baseline, transformers.
+that the transformers baseline can load it too). Needs ``pip install .[serve]``, ``.[ray]`` for the Ray
+configurations and, for the baseline, transformers; a configuration whose package is missing is left out.
 """
 
 from __future__ import annotations
@@ -33,21 +40,28 @@ from queue import Empty, Queue
 
 from fastapi import Request  # at module level: FastAPI resolves the endpoint's annotation here
 
-CONFIGS = ("batching", "no-batching", "pipeline")
+CONFIGS = ("batching", "no-batching", "ray-1", "ray-2", "pipeline")
+NEEDS = {"ray-1": "ray", "ray-2": "ray", "pipeline": "transformers"}  # configurations that need a package
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="xs", help="model folder, hub id or variant name (default xs)")
     p.add_argument("--configs", nargs="+", choices=CONFIGS, default=list(CONFIGS))
-    p.add_argument("--clients", type=int, default=16, help="concurrent closed-loop clients (default 16)")
-    p.add_argument("--requests", type=int, default=400, help="timed requests per configuration (default 400)")
+    p.add_argument(
+        "--clients",
+        type=int,
+        nargs="+",
+        default=[1, 8, 32, 128],
+        help="concurrent closed-loop clients (default 1 8 32 128)",
+    )
+    p.add_argument("--requests", type=int, default=320, help="timed requests per client count (default 320)")
     p.add_argument("--warmup", type=int, default=20, help="untimed requests first (default 20)")
-    p.add_argument("--max-batch-size", type=int, default=8)
+    p.add_argument("--max-batch-size", type=int, default=32)
     p.add_argument("--max-wait-ms", type=float, default=5.0)
     p.add_argument("--precision", default="auto")
     p.add_argument("--backend", default="auto")
-    p.add_argument("--image-size", type=int, default=480, help="side of the random JPEG sent (default 480)")
+    p.add_argument("--image-size", type=int, default=224, help="side of the random JPEG sent (default 224)")
     p.add_argument("--timeout", type=float, default=600, help="seconds for a server to start (default 600)")
     p.add_argument("--json", action="store_true", help="one JSON object per configuration")
     p.add_argument("--baseline-server", action="store_true", help=argparse.SUPPRESS)  # internal: run the baseline
@@ -148,6 +162,7 @@ def load(url: str, body: bytes, clients: int, total: int, warmup: int) -> dict:
     counter = {"sent": 0}
     latencies: list[float] = []
     errors: list[str] = []
+    overloaded = {"count": 0}
     start_gate = threading.Barrier(clients + 1)
 
     def client() -> None:
@@ -163,7 +178,9 @@ def load(url: str, body: bytes, clients: int, total: int, warmup: int) -> dict:
                 try:
                     response = session.post(f"{url}/predict", content=body)
                     ok = response.status_code == 200
-                    if not ok:
+                    if response.status_code == 503:  # the queue was full: the documented overload answer
+                        overloaded["count"] += 1
+                    elif not ok:
                         errors.append(f"{response.status_code}")
                 except httpx.HTTPError as err:
                     ok = False
@@ -192,6 +209,7 @@ def load(url: str, body: bytes, clients: int, total: int, warmup: int) -> dict:
         "p99_ms": pct(0.99),
         "mean_ms": statistics.fmean(latencies) if latencies else float("nan"),
         "answered": len(latencies),
+        "overloaded_503": overloaded["count"],
         "errors": len(errors),
     }
 
@@ -234,6 +252,26 @@ def jpeg(size: int) -> bytes:
     return buffer.getvalue()
 
 
+def server_memory_mb(server: Server) -> float | None:
+    """Resident memory of the server process and its children (Ray's replicas are not its children), MB."""
+    try:
+        import psutil
+    except ImportError:
+        return None
+    try:
+        root = psutil.Process(server.process.pid)
+        return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)]) / 2**20
+    except psutil.Error:
+        return None
+
+
+def _available(name: str) -> bool:
+    import importlib.util
+
+    needed = NEEDS.get(name)
+    return needed is None or importlib.util.find_spec(needed) is not None
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.baseline_server:
@@ -241,40 +279,55 @@ def main(argv=None) -> int:
         return 0
     body = jpeg(args.image_size)
     rows = []
+    queue = 4 * max(args.clients) + 64
+    configs = [name for name in args.configs if _available(name)]
+    for name in sorted(set(args.configs) - set(configs)):
+        print(f"# {name}: left out, {NEEDS[name]} is not installed", file=sys.stderr)
     with tempfile.TemporaryDirectory() as scratch:
         model = model_folder(args.model, Path(scratch))
-        serve = [sys.executable, "-m", "swiftformer", "serve", "--model", model, "--port", "0", "--host", "127.0.0.1"]
-        serve += ["--precision", args.precision, "--backend", args.backend, "--max-queue", str(4 * args.clients + 64)]
+        serve = [sys.executable, "-m", "swiftformer", "serve", "--model", model, "--host", "127.0.0.1"]
+        serve += ["--precision", args.precision, "--backend", args.backend, "--max-queue", str(queue)]
+        batching = ["--max-batch-size", str(args.max_batch_size), "--max-wait-ms", str(args.max_wait_ms)]
         commands = {
-            "batching": [*serve, "--max-batch-size", str(args.max_batch_size), "--max-wait-ms", str(args.max_wait_ms)],
-            "no-batching": [*serve, "--max-batch-size", "1", "--max-wait-ms", "0"],
+            "batching": [*serve, "--port", "0", *batching],
+            "no-batching": [*serve, "--port", "0", "--max-batch-size", "1", "--max-wait-ms", "0"],
+            # one replica per core at most: 2 replicas on 2 cores get one thread each
+            "ray-1": [*serve, *batching, "--ray", "--replicas", "1", "--num-cpus-per-replica", "2"],
+            "ray-2": [*serve, *batching, "--ray", "--replicas", "2", "--num-cpus-per-replica", "1"],
             "pipeline": [sys.executable, os.path.abspath(__file__), "--baseline-server", "--model", model],
         }
-        for name in args.configs:
+        for name in configs:
             command = commands[name]
-            if name == "pipeline":
+            if name == "pipeline" or name.startswith("ray"):
                 port = _free_port()
-                command = [*command, "--port", str(port)]
-                server = _BaselineServer(command, port, args.timeout)
+                server: Server = _PortServer([*command, "--port", str(port)], port, args.timeout)
             else:
                 server = Server(command, args.timeout)
             try:
                 server.wait_ready(args.timeout)
-                result = load(server.url, body, args.clients, args.requests, args.warmup)
-                result["mean_batch_size"] = mean_batch_size(server.url)
+                for clients in args.clients:
+                    before = server_memory_mb(server)
+                    result = load(server.url, body, clients, args.requests, args.warmup)
+                    row = {"config": name, "clients": clients, **result, "mean_batch_size": mean_batch_size(server.url)}
+                    row.update(rss_before_mb=before, rss_after_mb=server_memory_mb(server))
+                    rows.append(row)
+                    if args.json:
+                        print(json.dumps(row), flush=True)
             finally:
                 server.stop()
-            row = {"config": name, "clients": args.clients, **result}
-            rows.append(row)
-            if args.json:
-                print(json.dumps(row), flush=True)
     if not args.json:
-        print(f"{'config':<12} {'req/s':>8} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'batch':>6} {'errors':>6}")
+        print(
+            f"{'config':<12} {'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'batch':>6} "
+            f"{'503s':>5} {'errors':>6} {'RSS MB before/after':>20}"
+        )
         for r in rows:
             batch = f"{r['mean_batch_size']:.2f}" if r["mean_batch_size"] else "-"
+            memory = "-"
+            if r["rss_before_mb"] is not None and r["rss_after_mb"] is not None:
+                memory = f"{r['rss_before_mb']:.0f}/{r['rss_after_mb']:.0f}"
             print(
-                f"{r['config']:<12} {r['requests_per_s']:8.1f} {r['p50_ms']:8.1f} {r['p90_ms']:8.1f} "
-                f"{r['p99_ms']:8.1f} {batch:>6} {r['errors']:6d}"
+                f"{r['config']:<12} {r['clients']:7d} {r['requests_per_s']:8.1f} {r['p50_ms']:8.1f} {r['p90_ms']:8.1f} "
+                f"{r['p99_ms']:8.1f} {batch:>6} {r['overloaded_503']:5d} {r['errors']:6d} {memory:>20}"
             )
     return 0
 
@@ -287,8 +340,9 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-class _BaselineServer(Server):
-    """The baseline prints no uvicorn line at warning level; its port is chosen here."""
+class _PortServer(Server):
+    """A server whose port is chosen here (the baseline prints no uvicorn line at warning level; Ray's
+    proxy logs its own lines)."""
 
     def __init__(self, command: list[str], port: int, timeout: float) -> None:
         self.process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)

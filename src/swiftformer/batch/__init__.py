@@ -12,7 +12,7 @@
   :class:`EmbedTask`, :func:`image_features`);
 * :mod:`~swiftformer.batch.outputs`: JSON lines, CSV and Parquet outputs written in complete chunks, resumable;
 * :mod:`~swiftformer.batch.runner`: one process, decoding in ``DataLoader`` workers, bounded memory;
-* :mod:`~swiftformer.batch.ray_data`: the same job as a Ray Data pipeline (``pip install ray[data]``).
+* :mod:`~swiftformer.batch.ray_data`: the same job as a Ray Data pipeline (``pip install 'swiftformer[ray]'``).
 
 See docs/batch-inference.md.
 """

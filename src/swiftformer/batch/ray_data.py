@@ -1,4 +1,4 @@
-"""A batch job as a Ray Data pipeline (``predict --ray``, ``embed --ray``): ``pip install 'ray[data]'``.
+"""A batch job as a Ray Data pipeline (``predict --ray``, ``embed --ray``): ``pip install 'swiftformer[ray]'``.
 
 The paths still to do (the inputs minus what the output holds) become a dataset; Ray tasks decode and
 preprocess them (:class:`~swiftformer.batch.runner.DecodeImages`, any number in parallel), a pool of
@@ -34,7 +34,7 @@ def _import_ray():
         import ray
         import ray.data  # ray without the data extra lacks its dependencies
     except ImportError as err:
-        raise ImportError(f"--ray needs Ray Data: pip install 'ray[data]' ({err})") from None
+        raise ImportError(f"--ray needs Ray Data: pip install 'swiftformer[ray]' ({err})") from None
     return ray
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
@@ -44,6 +45,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "batches, and for all without --compile; inductor for large ones with --compile); inductor: the "
         "fused PyTorch model; openvino / onnxruntime: exported in memory and run there (pip install .[export])",
     )
+    p.add_argument(
+        "--explain",
+        metavar="DIR",
+        help="also write into DIR an overlay PNG of where the model looked for each image's top class (Grad-CAM "
+        "on the eager model at its default stage; pip install .[explain]; docs/explain.md)",
+    )
     add_batch_arguments(p)
     add_hub_arguments(p)
 
@@ -59,7 +66,11 @@ def add_batch_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="with --output: skip the images the output already holds and append the rest (after a crash or kill)",
     )
-    p.add_argument("--overwrite", action="store_true", help="with --output: replace an existing output when done")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="with --output: replace an existing output when done (predict --explain: also existing overlays)",
+    )
     p.add_argument(
         "--workers",
         type=int,
@@ -71,7 +82,7 @@ def add_batch_arguments(p: argparse.ArgumentParser) -> None:
         default=4096,
         help="Parquet: rows per part file committed during the run (default 4096; also one every 60 s)",
     )
-    p.add_argument("--ray", action="store_true", help="run as a Ray Data pipeline (pip install 'ray[data]')")
+    p.add_argument("--ray", action="store_true", help="run as a Ray Data pipeline (pip install 'swiftformer[ray]')")
     p.add_argument("--address", help="with --ray: the Ray cluster to join (default: a new local instance)")
     p.add_argument("--replicas", type=int, default=1, help="with --ray: model actors (default 1)")
 
@@ -80,7 +91,7 @@ def check_batch(args: argparse.Namespace) -> str | None:
     """The conflicting-options message of the large-job options, or None."""
     if args.output is None:
         for flag in ("resume", "overwrite", "ray"):
-            if getattr(args, flag):
+            if getattr(args, flag) and not (flag == "overwrite" and getattr(args, "explain", None)):
                 return f"--{flag} needs --output"
     if not args.ray and (args.address is not None or args.replicas != 1):
         return "--address and --replicas are for --ray"
@@ -103,7 +114,30 @@ def check(args: argparse.Namespace) -> str | None:
         return "--backend onnxruntime runs fp32 only: use --backend openvino or inductor for bf16"
     if args.json and args.output is not None:
         return "--json prints to stdout; with --output the rows go to the file (JSON lines: --output FILE.jsonl)"
+    if args.explain is not None:
+        problem = check_explain(args)
+        if problem:
+            return problem
     return check_batch(args)
+
+
+def check_explain(args: argparse.Namespace) -> str | None:
+    """What stops ``--explain DIR`` before any work: a file of that name, a folder the inputs search (the
+    overlays would be read back as images), or --ray (the overlays are drawn in this process, from the eager model)."""
+    from ..io.files import display_path
+
+    if args.ray:
+        return "--explain draws the overlays in this process: drop --ray"
+    folder = os.path.abspath(args.explain)
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        return f"--explain {display_path(args.explain)} is a file, not a folder"
+    for spec in args.images:
+        if os.path.isdir(spec) and os.path.commonpath([folder, os.path.abspath(spec)]) == os.path.abspath(spec):
+            return (
+                f"--explain {display_path(args.explain)} is inside the input folder {display_path(spec)}: its "
+                "overlays would be read as images; choose a folder outside it"
+            )
+    return None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -155,13 +189,16 @@ def _printer(as_json: bool):
 
 def run_job(args: argparse.Namespace, spec: Any, print_row: Any) -> int:
     """Run a predict / embed job from its parsed options; notes and the summary on stderr. Exit status: 0, 1
-    when some images could not be used, 130 when interrupted."""
+    when some images could not be used (or, with ``--explain``, some overlays not written), 130 when
+    interrupted."""
     from ..batch import check_output, run_batch
     from ..batch.inputs import check_inputs
+    from ..io.files import display_path
 
     check_inputs(args.images)  # refusals before any work (loading the model, starting Ray)
     if args.output is not None:
         check_output(args.output, resume=args.resume, overwrite=args.overwrite)
+    overlays = None
     if args.ray:
         from ..batch.ray_data import run_batch_ray
 
@@ -178,7 +215,13 @@ def run_job(args: argparse.Namespace, spec: Any, print_row: Any) -> int:
             on_note=lambda note: print(f"note: {note}", file=sys.stderr),
         )
     else:
-        task, processor, notes = spec.build()
+        if getattr(args, "explain", None) is not None:
+            overlays = _overlays(args, spec)
+            if isinstance(overlays, int):
+                return overlays
+            task, processor, notes = spec.build(overlays.model)  # the fast path for the predictions
+        else:
+            task, processor, notes = spec.build()
         for note in notes:
             print(f"note: {note}", file=sys.stderr)
         summary = run_batch(
@@ -192,6 +235,13 @@ def run_job(args: argparse.Namespace, spec: Any, print_row: Any) -> int:
             workers=args.workers,
             chunk_rows=args.chunk_rows,
             on_row=print_row,
+            on_results=overlays,
+        )
+    if overlays is not None:
+        missing = f" ({overlays.problems} not written)" if overlays.problems else ""
+        print(
+            f"swiftformer {spec.kind}: {len(overlays.written)} overlays{missing} -> {display_path(args.explain)}",
+            file=sys.stderr,
         )
     if summary.interrupted:
         kept = "; they are kept: continue with the same command and --resume" if args.output else ""
@@ -199,4 +249,25 @@ def run_job(args: argparse.Namespace, spec: Any, print_row: Any) -> int:
         return 130
     if args.output:
         print(f"swiftformer {spec.kind}: {summary.line()}", file=sys.stderr)
-    return 1 if summary.errors else 0
+    return 1 if summary.errors or (overlays is not None and overlays.problems) else 0
+
+
+def _overlays(args: argparse.Namespace, spec: Any) -> Any:
+    """``--explain``'s :class:`~swiftformer.batch.overlays.ExplainOverlays` on the eager model of ``spec``, or
+    the exit status of a one-line error (the grad-cam package missing)."""
+    from .. import explain as ex
+    from ..batch.overlays import ExplainOverlays
+
+    try:
+        ex.check_available("gradcam")
+    except ImportError as err:
+        return fail(f"--explain: {err}")
+    model, processor, _ = spec.load()  # its notes come again from spec.build(model)
+
+    def problem(path: str, message: str) -> None:
+        print(f"{path}: error: {message}", file=sys.stderr)
+
+    named = [path for path in args.images if os.path.isfile(path)]  # never written over, even with --overwrite
+    return ExplainOverlays(
+        model, processor, args.explain, replace=args.overwrite or args.resume, protect=named, on_problem=problem
+    )
