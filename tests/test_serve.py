@@ -647,10 +647,133 @@ def test_not_ready_until_warm_then_queue_full(model_dir, images):
         running.close()
 
 
+class _RecordingClassifier:
+    """A stand-in model for the batcher alone: logits are the first 3 pixel values; batch sizes recorded."""
+
+    def __init__(self) -> None:
+        self.batch_sizes: list[int] = []
+
+    def warm_up(self) -> None:
+        pass
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        self.batch_sizes.append(len(pixels))
+        return pixels.flatten(1)[:, :3]
+
+
+def _started_batcher(max_wait_ms: float):
+    from swiftformer.serving.batching import DynamicBatcher
+
+    classifier = _RecordingClassifier()
+    batcher = DynamicBatcher(classifier, max_batch_size=8, max_wait_ms=max_wait_ms, max_queue=8)
+    batcher.start()
+    assert batcher.ready.wait(TIMEOUT)
+    return batcher, classifier
+
+
+@pytest.mark.parametrize(
+    ("backend", "compile", "padded"),
+    [
+        ("inductor", True, [1, 2, 4, 4, 8, 9]),
+        ("inductor", False, [1, 2, 3, 4, 5, 9]),
+        ("onnxruntime", False, [1, 2, 3, 4, 5, 9]),
+    ],
+)
+def test_batches_are_padded_only_for_compiled_inductor(model_dir, backend, compile, padded):
+    """Compiled inductor builds a graph per shape: batches are padded to the warmed-up sizes 1, 2, 4, 8;
+    the other backends take any batch size, and padding would only add compute."""
+    if backend == "onnxruntime":
+        pytest.importorskip("onnxruntime")
+    from swiftformer.serving.model import Classifier
+
+    model = SwiftFormerForImageClassification.from_pretrained(model_dir)
+    classifier = Classifier(
+        model, SwiftFormerImageProcessor(), name=NAME, backend=backend, compile=compile, max_batch_size=8
+    )
+    assert classifier.batch_sizes == [1, 2, 4, 8]
+    assert [classifier.padded_size(n) for n in (1, 2, 3, 4, 5, 9)] == padded
+    x = torch.randn(3, 3, 64, 64)
+    assert classifier.forward(x).shape == (3, len(LABELS))
+
+
+def test_a_lone_request_does_not_wait_for_a_batch_to_fill():
+    batcher, classifier = _started_batcher(max_wait_ms=600_000)  # ten minutes: only "nothing else is coming" ends it
+    try:
+        with batcher.admission(1):
+            (future,) = batcher.submit([torch.full((3, 2, 2), 7.0)])
+            assert future.result(timeout=TIMEOUT).tolist() == [7.0, 7.0, 7.0]
+        assert classifier.batch_sizes == [1]
+    finally:
+        batcher.stop()
+
+
+def test_the_batcher_waits_for_images_still_being_decoded():
+    batcher, classifier = _started_batcher(max_wait_ms=600_000)
+    decoded, results = threading.Event(), Queue()
+
+    def second_request() -> None:  # admitted first, "decodes" until told, then submits
+        with batcher.admission(1):
+            assert decoded.wait(TIMEOUT)
+            results.put(batcher.submit([torch.full((3, 2, 2), 2.0)])[0].result(timeout=TIMEOUT))
+
+    sender = threading.Thread(target=second_request)
+    try:
+        sender.start()
+        wait_for(lambda: batcher.admitted == 1, "the second request to be admitted")
+        with batcher.admission(1):
+            (first,) = batcher.submit([torch.full((3, 2, 2), 1.0)])
+            wait_for(lambda: batcher.queued == 1, "the first image to be queued")
+            assert not first.done()  # held: one more image is on its way
+            decoded.set()
+            assert first.result(timeout=TIMEOUT).tolist() == [1.0] * 3
+        sender.join(TIMEOUT)
+        assert results.get(timeout=TIMEOUT).tolist() == [2.0] * 3
+        assert classifier.batch_sizes == [2]  # one forward pass for both
+    finally:
+        decoded.set()
+        batcher.stop()
+
+
 # ------------------------------------------------------------------------------ the command
-def test_serve_command_sigterm_finishes_in_flight_requests(model_dir, images):
-    """``python -m swiftformer serve``: ready after warm-up; on SIGTERM a request waiting for its batch
-    is answered, then the process exits 0."""
+def test_shutdown_finishes_the_request_in_the_forward_pass(model_dir, images):
+    """uvicorn's SIGTERM handler (``shut_down``) while a request is inside the forward pass: that request is
+    still answered, and the server thread then ends."""
+    forward_gate, in_forward = threading.Event(), threading.Event()
+
+    def prepare(backend) -> None:
+        forward = backend.classifier.forward
+
+        def gated_forward(pixels):
+            if backend.batcher.ready.is_set():  # requests, not the warm-up
+                in_forward.set()
+                assert forward_gate.wait(TIMEOUT)
+            return forward(pixels)
+
+        backend.classifier.forward = gated_forward
+
+    running = start_server(settings_for(model_dir, max_batch_size=4), prepare)
+    answer: Queue = Queue()
+    url = running.base_url
+    sender = threading.Thread(
+        target=lambda: answer.put(httpx.post(f"{url}/predict", content=images[0].read_bytes(), timeout=TIMEOUT))
+    )
+    try:
+        sender.start()
+        assert in_forward.wait(TIMEOUT)
+        shut_down(running.server)  # as SIGTERM: stop accepting, finish what is in flight
+        forward_gate.set()
+        response = answer.get(timeout=TIMEOUT)
+        assert response.status_code == 200 and response.json()[0]["image"] == "body"
+        running.thread.join(TIMEOUT)
+        assert not running.thread.is_alive(), "the server did not stop"
+    finally:
+        forward_gate.set()
+        if running.thread.is_alive():
+            running.close()
+
+
+def test_serve_command_answers_then_exits_0_on_sigterm(model_dir, images):
+    """``python -m swiftformer serve``: ready after warm-up, answers, and exits 0 on a real SIGTERM."""
     command = [sys.executable, "-m", "swiftformer", "serve", "--model", str(model_dir), "--port", "0"]
     command += ["--max-batch-size", "4", "--max-wait-ms", "60000", "--model-name", NAME]
     command += ["--precision", "fp32", "--backend", "inductor"]
@@ -672,20 +795,10 @@ def test_serve_command_sigterm_finishes_in_flight_requests(model_dir, images):
             port = int(match.group(1)) if match else None
         url = f"http://127.0.0.1:{port}"
         wait_for(lambda: httpx.get(f"{url}/v2/health/ready", timeout=TIMEOUT).status_code == 200, "ready")
-
-        answer: Queue = Queue()
-        sender = threading.Thread(
-            target=lambda: answer.put(httpx.post(f"{url}/predict", content=images[0].read_bytes(), timeout=TIMEOUT))
-        )
-        sender.start()  # one image: it waits up to 60 s for 3 more to fill the batch
-
-        def queued() -> bool:
-            return metric(httpx.get(f"{url}/metrics", timeout=TIMEOUT).text, "swiftformer_queue_depth") == 1
-
-        wait_for(queued, "the request to wait in the queue")
-        process.send_signal(signal.SIGTERM)
-        response = answer.get(timeout=TIMEOUT)
+        # a lone request does not wait --max-wait-ms (60 s) for a batch to fill: nothing else is on its way
+        response = httpx.post(f"{url}/predict", content=images[0].read_bytes(), timeout=TIMEOUT)
         assert response.status_code == 200 and response.json()[0]["image"] == "body"
+        process.send_signal(signal.SIGTERM)
         assert process.wait(TIMEOUT) == 0
     finally:
         if process.poll() is None:

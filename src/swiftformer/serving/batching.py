@@ -3,7 +3,9 @@
 Requests (on the event loop) put one item per image into a deque and await a
 :class:`concurrent.futures.Future` each. One model worker thread takes the first waiting image, waits
 until ``max_batch_size`` images are there or ``max_wait_ms`` has passed since that first image
-arrived, whichever comes first, and runs them as one batch (images of one input size only; others
+arrived, whichever comes first, and runs them as one batch. It waits only while more images are on
+their way (admitted, still being decoded): a lone request runs at once instead of paying
+``max_wait_ms`` (images of one input size only; others
 wait for the next batch). Decoding and preprocessing happen before, in the server's decode thread
 pool, so they overlap with the forward pass of the batch before.
 
@@ -20,6 +22,7 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -34,6 +37,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger("swiftformer.serving")
 
 RETRY_AFTER_SECONDS = 1
+
+# Images the current request has submitted, set by ``admission`` (requests run as asyncio tasks, each in its
+# own context): what admission must not count as still on its way when the request ends.
+_submitted_by_request: ContextVar[list[int] | None] = ContextVar("swiftformer_submitted", default=None)
 
 
 @dataclass
@@ -63,6 +70,7 @@ class DynamicBatcher:
         self._items: deque[_Item] = deque()
         self._cond = threading.Condition()
         self._admitted = 0
+        self._on_the_way = 0  # admitted images not submitted yet (being decoded): worth waiting for
         self._draining = False  # no new requests, no waiting for full batches
         self._stopping = False  # the worker ends once the queue is empty
         self._thread: threading.Thread | None = None
@@ -95,13 +103,19 @@ class DynamicBatcher:
                     retry,
                 )
             self._admitted += n
+            self._on_the_way += n
             self._gauge()
+        submitted = [0]
+        token = _submitted_by_request.set(submitted)
         try:
             yield
         finally:
+            _submitted_by_request.reset(token)
             with self._cond:
                 self._admitted -= n
+                self._on_the_way = max(0, self._on_the_way - (n - min(submitted[0], n)))  # never came (bad image)
                 self._gauge()
+                self._cond.notify_all()
 
     def submit(self, pixels: list[torch.Tensor]) -> list[Future]:
         """Queue images (each (C, H, W) float32); a future of its logits (num_labels,) per image."""
@@ -110,6 +124,11 @@ class DynamicBatcher:
             if self._thread is None or not self._thread.is_alive():
                 raise ServeError(503, "shutting_down", "the model worker is not running")
             self._items.extend(items)
+            submitted = _submitted_by_request.get()
+            if submitted is not None:  # under admission: these are no longer on their way
+                arrived = min(len(items), self._on_the_way)
+                submitted[0] += arrived
+                self._on_the_way -= arrived
             self._gauge()
             self._cond.notify_all()
         return [item.future for item in items]
@@ -175,7 +194,7 @@ class DynamicBatcher:
             if not self._items:
                 return None  # stopping, nothing left
             deadline = self._items[0].arrived + self.max_wait
-            while len(self._items) < self.max_batch_size and not self._draining:
+            while len(self._items) < self.max_batch_size and self._on_the_way > 0 and not self._draining:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break

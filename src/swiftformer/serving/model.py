@@ -25,10 +25,10 @@ logger = logging.getLogger("swiftformer.serving")
 def batch_sizes(max_batch_size: int) -> list[int]:
     """The batch sizes the model runs at: the powers of two below ``max_batch_size``, and it.
 
-    A batch of n images is padded with zero images to the smallest of these ≥ n, so the model sees
-    (and is warmed up on) log2(max) + 1 shapes instead of max: one compiled graph each with
-    ``--compile``, and whole micro-batches of 4. Padding costs compute only when batches are not full,
-    i.e. when the server is not busy.
+    On compiled inductor (``--compile``) a batch of n images is padded with zero images to the smallest of
+    these ≥ n, so the model sees (and is warmed up on) log2(max) + 1 shapes instead of max: one compiled
+    graph each. Padding costs compute only when batches are not full, i.e. when the server is not busy.
+    Other backends take any batch size and are not padded (:meth:`Classifier.padded_size`).
     """
     sizes, size = [], 1
     while size < max_batch_size:
@@ -39,7 +39,7 @@ def batch_sizes(max_batch_size: int) -> list[int]:
 
 class Classifier:
     """A classifier for the server: ``forward(pixel_values (n, 3, H, W)) -> logits (n, num_labels)``
-    float32, with n padded up to one of :func:`batch_sizes`; labels; the processor's fixed input size;
+    float32, with n padded up to one of :func:`batch_sizes` on compiled inductor; labels; the processor's fixed input size;
     ``model``, the eager model, for ``POST /explain``.
 
     ``forward`` is meant for one thread at a time (the server's model worker)."""
@@ -70,8 +70,18 @@ class Classifier:
         self.model = model  # the eager model (optimize_for_inference copies it): /explain hooks and back-propagates
         self.backends: dict[int, str] = {}  # batch size -> the backend that ran it (after the warm-up)
 
+    def backend_for(self, n: int) -> str:
+        """The backend a batch of ``n`` images runs on (``backend="auto"`` picks per batch size)."""
+        backend_for = getattr(self.module, "backend_for", None)
+        return backend_for(n) if backend_for else getattr(self.module, "backend", self.backend)
+
     def padded_size(self, n: int) -> int:
-        """The batch size ``n`` images run at (n itself past the largest size)."""
+        """The batch size ``n`` images run at: padded up to one of :attr:`batch_sizes` (n itself past the
+        largest) only where the backend is compiled inductor, which builds a graph per input shape. ONNX
+        Runtime, OpenVINO and the uncompiled path take any batch size as it is: padding would only add
+        compute (a batch of 3 run as 4)."""
+        if not (self.compile and self.backend_for(n) == "inductor"):
+            return n
         return next((size for size in self.batch_sizes if size >= n), n)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -91,11 +101,7 @@ class Classifier:
         for size in self.batch_sizes:
             self.forward(torch.zeros(size, self.num_channels, height, width))
         seconds = time.perf_counter() - start
-        backend_for = getattr(self.module, "backend_for", None)  # backend="auto" picks per batch size
-        self.backends = {
-            size: backend_for(size) if backend_for else getattr(self.module, "backend", self.backend)
-            for size in self.batch_sizes
-        }
+        self.backends = {size: self.backend_for(size) for size in self.batch_sizes}
         logger.info(
             "warmed up on batch sizes %s at %d×%d in %.1f s (%s)",
             self.batch_sizes,
