@@ -734,6 +734,31 @@ def test_the_batcher_waits_for_images_still_being_decoded():
         batcher.stop()
 
 
+def test_ray_serve_config_file_is_valid_and_builds_the_application(model_dir):
+    """examples/serve_config.yaml passes Ray Serve's own schema (what `serve run` / `serve deploy` check) and its
+    import path builds the application (without starting Ray); bad args are named."""
+    pytest.importorskip("ray.serve")
+    import importlib
+
+    import yaml
+    from ray import serve
+    from ray.serve.schema import ServeDeploySchema
+
+    config = yaml.safe_load((Path(__file__).parents[1] / "examples" / "serve_config.yaml").read_text())
+    (app,) = ServeDeploySchema.model_validate(config).applications
+    module, name = app.import_path.split(":")
+    builder = getattr(importlib.import_module(module), name)
+    assert isinstance(builder({**app.args, "model": str(model_dir)}), serve.Application)
+    for bad, message in [
+        ({"model": str(model_dir), "replica": 2}, "unknown keys \\['replica'\\]"),
+        ({"model": str(model_dir), "replicas": 0}, "replicas must be a positive integer"),
+        ({"replicas": 2}, "'model' .* is required"),
+        ({"model": str(model_dir), "max_batch_size": 0}, "max_batch_size"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            builder(bad)
+
+
 # ------------------------------------------------------------------------------ the command
 def test_shutdown_finishes_the_request_in_the_forward_pass(model_dir, images):
     """uvicorn's SIGTERM handler (``shut_down``) while a request is inside the forward pass: that request is

@@ -32,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--max-wait-ms",
         type=float,
         default=5.0,
-        help="how long the first image of a batch waits for others (default 5)",
+        help="how long the first image of a batch waits for others still being decoded (default 5)",
     )
     p.add_argument(
         "--max-queue", type=int, default=64, help="most images admitted and not yet answered; then 503 (default 64)"

@@ -123,6 +123,32 @@ def application(settings: ServeSettings, replicas: int = 1, num_cpus_per_replica
     return deployment.bind(settings, max(1, int(num_cpus_per_replica)))
 
 
+def app_builder(args: dict[str, Any]) -> Any:
+    """Ray Serve's application builder, for the config file that ``serve run``, ``serve deploy`` and KubeRay's
+    ``RayService`` take (``import_path: swiftformer.serving.ray_serve:app_builder``; example in
+    ``examples/serve_config.yaml``).
+
+    ``args``: the fields of :class:`ServeSettings` (``model`` required; host and port come from the file's
+    ``http_options``, not from here), plus ``replicas`` and ``num_cpus_per_replica``.
+
+    Raises:
+        ValueError: an unknown key or a bad value, named.
+    """
+    args = dict(args or {})
+    replicas, cpus = args.pop("replicas", 1), args.pop("num_cpus_per_replica", 1.0)
+    if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
+        raise ValueError(f"swiftformer serve config: replicas must be a positive integer, got {replicas!r}")
+    if isinstance(cpus, bool) or not isinstance(cpus, (int, float)) or cpus <= 0:
+        raise ValueError(f"swiftformer serve config: num_cpus_per_replica must be positive, got {cpus!r}")
+    fields = set(ServeSettings.__dataclass_fields__) - {"host", "port"}
+    unknown = sorted(set(args) - fields)
+    if unknown:
+        raise ValueError(f"swiftformer serve config: unknown keys {unknown}; known: {sorted(fields)}")
+    if "model" not in args:
+        raise ValueError("swiftformer serve config: 'model' (a folder or hub id) is required")
+    return application(ServeSettings(**args), replicas, float(cpus))
+
+
 def run_on_ray(
     settings: ServeSettings, replicas: int = 1, num_cpus_per_replica: float = 1.0, blocking: bool = False
 ) -> Any:

@@ -21,9 +21,10 @@ class ServeSettings:
         model_name: The name in ``/v2/models/{name}``; default the last part of ``model``.
         hub: ``from_pretrained`` hub options (revision, cache_dir, local_files_only).
         precision, backend, compile: Passed to :func:`swiftformer.inference.optimize_for_inference`.
-        max_batch_size: The most images in one forward pass. Batches are padded to the next power of
-            two (or to ``max_batch_size``), the sizes warmed up before the server reports ready.
-        max_wait_ms: How long the first image of a batch waits for more to arrive.
+        max_batch_size: The most images in one forward pass. With ``compile``, batches are padded to the
+            next power of two (or to ``max_batch_size``); those sizes are warmed up before the server reports ready.
+        max_wait_ms: How long the first image of a batch waits for more to arrive (only while more admitted
+            images are still being decoded).
         max_queue: The most images admitted and not yet answered; past it requests get 503.
         max_upload_mb: The largest request body (all files of a request together); past it 413.
         max_image_pixels: The largest width × height an image header may claim; past it 413, before
