@@ -103,11 +103,7 @@ def pointing_game(model, method: str, layer: str | None, n: int = 128, seed: int
     x, y, quadrants = canvases(n, seed)
     with torch.no_grad():
         correct = (model(x).logits.argmax(-1) == y).numpy()
-    if method == "attention":
-        maps, _ = attention_maps(model, x[correct], layer)
-        (heat,) = maps.values()
-    else:
-        heat = explain_with_scores(model, x[correct], target=y[correct].tolist(), method=method, layer=layer).maps
+    heat = explain_with_scores(model, x[correct], target=y[correct].tolist(), method=method, layer=layer).maps
     hits = int((quadrant_of_max(heat) == quadrants[correct]).sum())
     return hits, int(correct.sum()), float(correct.mean())
 
@@ -133,6 +129,14 @@ def test_gradcam_points_at_the_pattern(trained, variant):
     assert hits >= 0.9 * total, f"Grad-CAM at {DEFAULT_LAYER}: {hits}/{total} in the right quadrant"
 
 
+# No such test for the attention weights: they do not pass it. The issue asks for >= 90 % on an l2 model;
+# measured on models trained with seeds 0, 1, 2 (200 canvases each), the default map (every stage's
+# |α - mean α| averaged) points at the pattern in 181, 87 and 148 of 200 correctly classified canvases
+# (69 %), |α| of the best single stage in 43 % (docs/explain.md; rerun: python tests/test_explain.py l2).
+# Seed 0 alone would pass, so a test on it would only say which seed was picked.
+
+
+# ------------------------------------------------------------------------------ exactness
 def tiny_model(variant: str = "softmax", seed: int = 0) -> SwiftFormerForImageClassification:
     torch.manual_seed(seed)
     config = SwiftFormerConfig(
@@ -212,7 +216,7 @@ def test_attention_weights_are_the_ones_the_model_uses():
             rebuilt = module.final(module.proj((alpha * query).sum(1, keepdim=True) * key) + query)
         torch.testing.assert_close(rebuilt, output, atol=1e-5, rtol=1e-5)
         assert torch.allclose(alpha.square().sum(1), torch.ones(2, 1))  # L2-normalized over the tokens
-        expected = alphas[name].abs()
+        expected = (alphas[name] - alphas[name].mean((1, 2), keepdim=True)).abs()  # the departure from averaging
         expected = (expected - expected.amin((1, 2), keepdim=True)) / (
             expected.amax((1, 2), keepdim=True) - expected.amin((1, 2), keepdim=True)
         )
@@ -375,11 +379,29 @@ def test_command_attention_on_an_l2_model(tmp_path, capsys):
     model_dir = make_model_dir(tmp_path / "l2", variant="l2")
     (image, _) = make_images(tmp_path / "in")
     out = tmp_path / "out"
+    code, _, _ = run_cli(capsys, image, "--model", model_dir, "--output", out, "--method", "attention", "--save-raw")
+    assert code == 0  # the default: every stage's map, averaged into one
+    assert sorted(p.name for p in out.iterdir()) == [
+        "a_attention_stage1+stage2+stage3+stage4.npy",
+        "a_attention_stage1+stage2+stage3+stage4.png",
+    ]
+    model = SwiftFormerForImageClassification.from_pretrained(model_dir)
+    pixels = SwiftFormerImageProcessor.from_pretrained(model_dir)(Image.open(image), return_tensors="pt")[
+        "pixel_values"
+    ]
+    by_stage, _ = attention_maps(model, pixels)
+    expected = torch.stack(list(by_stage.values())).mean(0)[0]
+    expected = (expected - expected.min()) / (expected.max() - expected.min())
+    np.testing.assert_allclose(
+        np.load(out / "a_attention_stage1+stage2+stage3+stage4.npy"), expected.numpy(), atol=1e-6
+    )
     code, _, _ = run_cli(
         capsys, image, "--model", model_dir, "--output", out, "--method", "attention", "--layer", "all"
     )
-    assert code == 0
-    assert sorted(p.name for p in out.iterdir()) == [f"a_attention_stage{i}.png" for i in range(1, 5)]
+    assert code == 0  # --layer all: one file per stage
+    assert sorted(p.name for p in out.iterdir() if "+" not in p.name) == [
+        f"a_attention_stage{i}.png" for i in range(1, 5)
+    ]
 
 
 @pytest.mark.parametrize(
@@ -423,27 +445,114 @@ def test_command_unreadable_image(tmp_path, model_dir, capsys):
     assert (tmp_path / "out" / "a_gradcam_stage2.png").exists()
 
 
+# ------------------------------------------------------------------------------ predict --explain
+def run_predict(capsys, *argv) -> tuple[int, str, str]:
+    code = main(["predict", *map(str, argv)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_predict_explain_writes_the_overlays_of_the_predictions(tmp_path, model_dir, capsys):
+    images = make_images(tmp_path / "in")
+    heatmaps = tmp_path / "heatmaps"
+    code, stdout, stderr = run_predict(capsys, *images, "--model", model_dir, "--json", "--explain", heatmaps)
+    assert code == 0, stderr
+    rows = [json.loads(line) for line in stdout.splitlines()]  # stdout stays JSON lines
+    assert [row["image"] for row in rows] == [str(p) for p in images]
+    assert sorted(p.name for p in heatmaps.iterdir()) == ["a_gradcam_stage2.png", "b_gradcam_stage2.png"]
+    assert f"2 overlays -> {heatmaps}" in stderr
+
+    # On the eager model (--no-optimize) predict's overlay is, pixel for pixel, the explain command's one of
+    # the top class: the same map, image and caption.
+    again = tmp_path / "again"
+    code, _, _ = run_predict(capsys, *images, "--model", model_dir, "--no-optimize", "--explain", again)
+    assert code == 0
+    code, _, _ = run_cli(capsys, *images, "--model", model_dir, "--output", tmp_path / "explained")
+    assert code == 0
+    for name in ("a_gradcam_stage2.png", "b_gradcam_stage2.png"):
+        with Image.open(again / name) as mine, Image.open(tmp_path / "explained" / name) as theirs:
+            assert np.array_equal(np.asarray(mine), np.asarray(theirs)), name
+
+    # Existing overlays are kept (the predictions are still printed; status 1), replaced with --overwrite.
+    before = (heatmaps / "a_gradcam_stage2.png").stat().st_mtime_ns
+    code, stdout, stderr = run_predict(capsys, *images, "--model", model_dir, "--explain", heatmaps)
+    assert code == 1 and stdout.count(str(images[0])) == 1
+    assert f"{images[0]}: error: no overlay: {heatmaps / 'a_gradcam_stage2.png'} already exists" in stderr
+    assert "0 overlays (2 not written)" in stderr
+    assert (heatmaps / "a_gradcam_stage2.png").stat().st_mtime_ns == before
+    code, _, stderr = run_predict(capsys, *images, "--model", model_dir, "--explain", heatmaps, "--overwrite")
+    assert code == 0 and "2 overlays ->" in stderr
+
+
+def test_predict_explain_images_of_the_same_name(tmp_path, model_dir, capsys):
+    for sub in ("d1", "d2"):
+        (tmp_path / "in" / sub).mkdir(parents=True)
+        Image.new("RGB", (40, 40), (200, 10, 10)).save(tmp_path / "in" / sub / "x.png")
+    (tmp_path / "in" / "d2" / "broken.png").write_bytes(b"not an image")
+    heatmaps = tmp_path / "heatmaps"
+    code, stdout, stderr = run_predict(capsys, tmp_path / "in", "--model", model_dir, "--explain", heatmaps)
+    assert code == 1  # the unreadable image, and the second x.png's overlay
+    assert stdout.count("x.png") == 2  # both predicted
+    second = tmp_path / "in" / "d2" / "x.png"
+    assert f"{second}: error: no overlay: {heatmaps / 'x_gradcam_stage2.png'} is the overlay of " in stderr
+    assert sorted(p.name for p in heatmaps.iterdir()) == ["x_gradcam_stage2.png"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--explain", "{in}/heatmaps"], "is inside the input folder"),
+        (["--explain", "{in}/a.png"], "is a file, not a folder"),
+        (
+            ["--explain", "{tmp}/h", "--output", "{tmp}/p.jsonl", "--ray"],
+            "--explain draws the overlays in this process",
+        ),
+        (["--overwrite"], "--overwrite needs --output"),  # it replaces overlays with --explain, else outputs
+    ],
+)
+def test_predict_explain_bad_input_is_one_line(tmp_path, model_dir, capsys, argv, message):
+    make_images(tmp_path / "in")
+    argv = [a.format(tmp=tmp_path, **{"in": tmp_path / "in"}) for a in argv]
+    code, stdout, stderr = run_predict(capsys, tmp_path / "in", "--model", model_dir, *argv)
+    assert code == 2 and stdout == ""
+    assert stderr.startswith("swiftformer: error: --") and message in stderr, stderr
+    assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr
+    assert not (tmp_path / "in" / "heatmaps").exists()
+
+
 # ------------------------------------------------------------------------------ the measurement of docs/explain.md
-def measure(seeds: tuple[int, ...] = (0, 1), canvases_per_seed: int = 200) -> dict:
-    """Every method at every stage, summed over models trained with ``seeds`` (both attention variants)."""
+GRADIENT_FREE = ("scorecam", "ablationcam")  # one forward pass per channel: measured on fewer canvases
+
+
+def measure(
+    variants: tuple[str, ...] = ("softmax", "l2"), seeds: tuple[int, ...] = (0, 1), canvases: int = 200
+) -> dict:
+    """Every method at every stage: [hits, correctly classified canvases] summed over the models trained
+    with ``seeds``, per attention variant (Score-CAM and Ablation-CAM on a quarter of the canvases). Each
+    model's rows go to stderr as JSON lines as they come."""
     from swiftformer.explain import CAM_METHODS
 
     table: dict = {}
-    for variant in ("softmax", "l2"):
+    for variant in variants:
         for seed in seeds:
             start = time.perf_counter()
             model = train_on_canvases(variant, seed=seed)
-            print(f"{variant} seed {seed}: trained in {time.perf_counter() - start:.0f} s", file=sys.stderr)
+            print(f"# {variant} seed {seed}: trained in {time.perf_counter() - start:.0f} s", file=sys.stderr)
             methods = [*CAM_METHODS, "attention"] if variant == "l2" else CAM_METHODS
             for method in methods:
                 stages = model.config.stage_names[1:] if method == "attention" else model.config.stage_names
-                for stage in stages:
-                    hits, total, _ = pointing_game(model, method, stage, n=canvases_per_seed, seed=100 + seed)
+                n = canvases // 4 if method in GRADIENT_FREE else canvases
+                for stage in [*stages, None] if method == "attention" else stages:  # None: the default (all)
+                    hits, total, accuracy = pointing_game(model, method, stage, n=n, seed=100 + seed)
+                    row = dict(variant=variant, seed=seed, method=method, stage=stage, hits=hits, total=total)
+                    print(json.dumps({**row, "accuracy": accuracy}), file=sys.stderr, flush=True)
                     key = f"{variant} {method} {stage}"
                     table[key] = [a + b for a, b in zip(table.get(key, [0, 0]), [hits, total])]
-                    print(key, table[key], file=sys.stderr, flush=True)
     return table
 
 
-if __name__ == "__main__":
-    print(json.dumps(measure(), indent=1))
+if __name__ == "__main__":  # python tests/test_explain.py [softmax|l2 ...] [--seeds 0 1 2]: docs/explain.md
+    words = sys.argv[1:]
+    cut = words.index("--seeds") if "--seeds" in words else len(words)
+    seeds = tuple(int(seed) for seed in words[cut + 1 :]) or (0, 1)
+    print(json.dumps(measure(variants=tuple(words[:cut]) or ("softmax", "l2"), seeds=seeds), indent=1))

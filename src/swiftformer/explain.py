@@ -15,8 +15,10 @@
   the last stage localizes poorly; the default was chosen by the pointing game in docs/explain.md.
   Eigen-CAM is class-agnostic (the first principal component of the activations); Score-CAM and
   Ablation-CAM need no gradients but one forward pass per channel of the layer.
-* ``"attention"``: the token weights α of the stage's additive attention (``|α|``, one weight per
-  spatial position), captured with forward hooks and upsampled to the image. Only ``"l2"`` attention
+* ``"attention"``: the token weights α of the stage's additive attention (one per spatial position;
+  the map is ``|α - mean(α)|``, their departure from average pooling), captured with forward hooks
+  and upsampled to the image; by default the mean over every stage. They localize far less well than
+  Grad-CAM (docs/explain.md). Only ``"l2"`` attention
   models have them: in the ``"softmax"`` variant (transformers, the hub checkpoints) every weight is
   exactly 1, which is refused with one line rather than shown as a flat map.
 
@@ -39,10 +41,12 @@ from __future__ import annotations
 import contextlib
 import copy
 import difflib
+import os
 import sys
 import types
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -51,6 +55,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 from torch import nn
 
+from .io.files import atomic_write
 from .modeling import (
     SwiftFormerBackbone,
     SwiftFormerEfficientAdditiveAttention,
@@ -69,6 +74,7 @@ __all__ = [
     "Explanation",
     "attention_maps",
     "caption_for",
+    "check_available",
     "explain",
     "explain_with_scores",
     "label_of",
@@ -76,6 +82,7 @@ __all__ = [
     "overlay",
     "resolve_layers",
     "resolve_target",
+    "save_overlay",
     "stage_modules",
 ]
 
@@ -91,9 +98,9 @@ METHOD_TITLES = {
     "attention": "attention",
 }
 
-# The stage whose output the CAMs are computed on, and whose attention weights "attention" shows, when
-# ``layer`` is not given: the best of the pointing game in docs/explain.md (the heatmap's maximum in the
-# quadrant that holds the object, on models trained in the test). A model with fewer stages uses its last.
+# The stage whose output the CAMs are computed on when ``layer`` is not given: the best of the pointing
+# game in docs/explain.md (the heatmap's maximum in the quadrant that holds the object, on models trained
+# in the test). A model with fewer stages uses its last.
 DEFAULT_LAYER = "stage2"
 
 # Score-CAM / Ablation-CAM: images per forward pass over the masked or ablated copies of one image.
@@ -166,7 +173,8 @@ def stage_modules(model: Any) -> dict[str, nn.Module]:
 
 def resolve_layers(model: Any, layer: str | Sequence[str] | None, method: str = "gradcam") -> list[str]:
     """The stage names ``layer`` selects (one name or several), checked against the model's stages;
-    ``None`` → :data:`DEFAULT_LAYER` (the last stage on a model with fewer stages).
+    ``None`` → :data:`DEFAULT_LAYER` (the last stage on a model with fewer stages); for ``"attention"``,
+    every stage (their maps are averaged).
 
     Raises:
         ValueError: A name that is not a stage of this model, or the stem for ``"attention"`` (it has
@@ -174,6 +182,10 @@ def resolve_layers(model: Any, layer: str | Sequence[str] | None, method: str = 
     """
     names = list(_base_model(model).config.stage_names)
     choices = names[1:] if method == "attention" else names
+    if layer is None and method == "attention":
+        # The mean of every stage's map: the best of the same measurement, though far from Grad-CAM's
+        # (no single stage came close; docs/explain.md).
+        return choices
     if layer is None:
         return [DEFAULT_LAYER if DEFAULT_LAYER in names else names[-1]]
     layers = [layer] if isinstance(layer, str) else list(layer)
@@ -322,6 +334,13 @@ def _grad_cam() -> Any:
     return pytorch_grad_cam, AblationLayer, ClassifierOutputTarget
 
 
+def check_available(method: str) -> None:
+    """Raise the one-line ImportError of :func:`explain` now if ``method`` needs the grad-cam package and it
+    is not installed (for callers that check everything before starting a long job)."""
+    if method in CAM_METHODS:
+        _grad_cam()
+
+
 def _cam(
     model: SwiftFormerForImageClassification, x: torch.Tensor, targets: list[int] | None, method: str, layers: list[str]
 ) -> tuple[np.ndarray, torch.Tensor]:
@@ -329,9 +348,9 @@ def _cam(
     gc, AblationLayer, ClassifierOutputTarget = _grad_cam()
 
     class ZeroAblation(AblationLayer):
-        """Ablation-CAM as its paper defines it: a channel ablated is set to zero. (The package's layer
-        sets it to min - 1e7 when the activations can be negative, as SwiftFormer's stage outputs are;
-        such values swamp the BatchNorms and the attention that follow.)"""
+        """Ablation-CAM as its paper defines it (Desai & Ramaswamy, WACV 2020): an ablated channel is set
+        to zero. The package's own layer sets it to (minimum - 1e7) whenever the activations can be
+        negative, as SwiftFormer's stage outputs (residual sums, no final ReLU) always are."""
 
         def __call__(self, x: torch.Tensor) -> torch.Tensor:
             output = self.activations
@@ -437,10 +456,10 @@ def attention_maps(
 
     Each stage's attention block pools its queries into one global query with weights α over the
     tokens (one per position of the stage's h × w map); in the ``"l2"`` variant α is L2-normalized
-    over the tokens, so its sign is the arbitrary sign of the learned ``w_g`` and ``|α|`` is how much
-    each position contributes. They are captured by a forward hook on each block's ``to_query`` layer
-    (the model's own computation, unchanged), then ``|α|`` is upsampled bilinearly to the input and
-    normalized to [0, 1] per image.
+    over the tokens. They are captured by a forward hook on each block's ``to_query`` layer (the
+    model's own computation, unchanged). The map is ``|α - mean(α)|``, how far each position's weight
+    departs from plain average pooling (the sign of α is that of the learned ``w_g``, arbitrary),
+    upsampled bilinearly to the input and normalized to [0, 1] per image.
 
     Args:
         model: A SwiftFormer classifier, base model or backbone with ``attention_variant="l2"``.
@@ -458,7 +477,10 @@ def attention_maps(
     alphas, output, size = _attention_weights(model, pixel_values, layers)
     maps = {}
     for name, alpha in alphas.items():
-        magnitude = alpha.abs()[:, None]  # (B, 1, h, w)
+        # g = mean(α) Σ q_n + Σ (α_n - mean(α)) q_n: the first term is plain average pooling, the same for
+        # every position; where the attention singles positions out is the second. |α| itself points at the
+        # object far less often (docs/explain.md).
+        magnitude = (alpha - alpha.mean(dim=(1, 2), keepdim=True)).abs()[:, None]  # (B, 1, h, w)
         if upsample:
             magnitude = F.interpolate(magnitude, size=size, mode="bilinear", align_corners=False)
         maps[name] = _normalize(magnitude[:, 0]).cpu()
@@ -514,7 +536,7 @@ def explain(
             (:func:`resolve_target`), or a sequence with one of those per image.
         method: One of :data:`METHODS` (module docstring).
         layer: A stage name (``"stem"``, ``"stage1"`` ...) or several (their maps are averaged);
-            default :data:`DEFAULT_LAYER`.
+            default :data:`DEFAULT_LAYER` (``"attention"``: every stage).
 
     Raises:
         ValueError: An unknown method, layer or target; ``"attention"`` on a ``"softmax"`` model.
@@ -628,6 +650,27 @@ def overlay(
         y = size[1] + pad + row * (line_height + pad) - top
         draw.text((pad, y), text, fill=(255, 255, 255), font=font)
     return framed
+
+
+def save_overlay(
+    base: str | os.PathLike, picture: Image.Image, heatmap: np.ndarray | torch.Tensor | None = None
+) -> list[Path]:
+    """Write ``picture`` (an :func:`overlay`) to ``base`` + ``.png`` and, when ``heatmap`` is given, the map
+    itself to ``base`` + ``.npy`` ((H, W) float32); each atomically (a reader never sees half a file), the
+    folder created if missing. Returns the files written. What the ``explain`` command and ``predict
+    --explain`` write."""
+    base = Path(base)
+    png = base.with_name(base.name + ".png")
+    with atomic_write(png) as handle:
+        picture.save(handle, format="PNG")
+    written = [png]
+    if heatmap is not None:
+        values = heatmap.numpy() if isinstance(heatmap, torch.Tensor) else np.asarray(heatmap)
+        raw = base.with_name(base.name + ".npy")
+        with atomic_write(raw) as handle:
+            np.save(handle, values.astype(np.float32, copy=False))
+        written.append(raw)
+    return written
 
 
 # ``from swiftformer import explain`` gives this module (the package has no attribute of that name to

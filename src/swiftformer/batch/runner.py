@@ -172,6 +172,7 @@ def run_batch(
     chunk_seconds: float = 60.0,
     progress: bool | None = None,
     on_row: Callable[[str, dict[str, Any]], None] | None = None,
+    on_results: Callable[[list[str], torch.Tensor, list[Any]], None] | None = None,
 ) -> Summary:
     """Run ``task`` (a :class:`~swiftformer.batch.tasks.ClassifyTask` or ``EmbedTask``) over every image of
     ``inputs`` (:func:`~swiftformer.batch.inputs.expand_inputs`), writing rows to ``output`` (format by
@@ -188,6 +189,8 @@ def run_batch(
         chunk_rows, chunk_seconds: Parquet: a part file every ``chunk_rows`` rows or ``chunk_seconds`` seconds
             (JSON lines and CSV commit every batch).
         progress: A tqdm bar on stderr; None: when stderr is a terminal.
+        on_results: Called with each group of images the task ran on, ``(paths, pixel_values, results)``,
+            before their rows are written (``predict --explain``: :class:`~swiftformer.batch.overlays.ExplainOverlays`).
 
     Returns:
         A :class:`Summary`; ``interrupted`` when Ctrl-C stopped the run (what was done is committed: continue
@@ -215,12 +218,16 @@ def run_batch(
         collate_fn=collate,
         prefetch_factor=prefetch if workers > 0 else None,
     )
+    batches = iter(loader)  # starts the workers: before the progress bar's counting thread (fork and threads)
     bar = progress_bar(progress, inputs, writer.done_count if writer is not None else 0)
     try:
-        for batch_paths, errors, groups in loader:
+        for batch_paths, errors, groups in batches:
             results: list[Any] = list(errors)
             for positions, pixel_values in groups:
-                for position, result in zip(positions, task(pixel_values)):
+                group_results = task(pixel_values)
+                if on_results is not None:
+                    on_results([batch_paths[p] for p in positions], pixel_values, group_results)
+                for position, result in zip(positions, group_results):
                     results[position] = result
             rows = [make_row(columns, path, result) for path, result in zip(batch_paths, results)]
             if writer is not None:

@@ -38,7 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         nargs="+",
         metavar="STAGE",
         help="stage(s) to explain at, by the backbone's names: stem, stage1 .. stage4, or 'all' (one file "
-        "each). Default: stage2 (measured, docs/explain.md)",
+        "each). Default (measured, docs/explain.md): stage2; with --method attention the mean of every stage",
     )
     p.add_argument("--save-raw", action="store_true", help="also write each map as .npy (H, W) float32 in [0, 1]")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
@@ -52,13 +52,12 @@ def _slug(text: str, limit: int = 40) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
     import torch
 
     from .. import explain as ex
     from ..image_processing import load_image
     from ..inference import load_model
-    from ..io.files import atomic_write, display_path
+    from ..io.files import display_path
 
     hub = hub_options(args)
     model = load_model(args.model, hub)
@@ -72,11 +71,12 @@ def run(args: argparse.Namespace) -> int:
         )
     stages = list(config.stage_names)
     choices = stages[1:] if args.method == "attention" else stages
-    requested = args.layer or [None]
-    if "all" in requested:
-        requested = choices
     try:
-        layers = list(dict.fromkeys(ex.resolve_layers(model, layer, args.method)[0] for layer in requested))
+        if args.layer is None:  # the default: one stage, or for attention every stage's map averaged into one
+            groups = [tuple(ex.resolve_layers(model, None, args.method))]
+        else:
+            requested = choices if "all" in args.layer else args.layer
+            groups = list(dict.fromkeys((ex.resolve_layers(model, layer, args.method)[0],) for layer in requested))
     except ValueError as err:
         return fail(f"--{err}")
     try:
@@ -94,11 +94,11 @@ def run(args: argparse.Namespace) -> int:
     images = list(dict.fromkeys(args.images))
     inputs = {Path(os.path.abspath(path)) for path in images}
     planned: dict[Path, str] = {}  # output file -> the image it is for
-    jobs: dict[tuple[str, str, int | None], Path] = {}  # (image, layer, target) -> output file without suffix
+    jobs: dict[tuple[str, tuple[str, ...], int | None], Path] = {}  # (image, stages, target) -> file, no suffix
     for path in images:
-        for layer in layers:
+        for layer in groups:
             for target in targets:
-                name = f"{Path(path).stem}_{args.method.replace('++', 'pp')}_{layer}"
+                name = f"{Path(path).stem}_{args.method.replace('++', 'pp')}_{'+'.join(layer)}"
                 if target is not None:
                     name += f"_{target}-{_slug(ex.label_of(config, target))}"
                 base = output / name
@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     readable = [path for path in images if path in pixels]
     output.mkdir(parents=True, exist_ok=True)
 
-    for layer in layers:
+    for layer in groups:
         for target in targets:
             # Batches of consecutive images of equal preprocessed size (a shortest-edge resize keeps aspect ratios).
             start = 0
@@ -146,21 +146,13 @@ def run(args: argparse.Namespace) -> int:
                 batch = readable[start:end]
                 start = end
                 x = torch.stack([pixels[path] for path in batch])
-                result = ex.explain_with_scores(model, x, target=target, method=args.method, layer=layer)
+                result = ex.explain_with_scores(model, x, target=target, method=args.method, layer=list(layer))
                 for i, path in enumerate(batch):
                     base = jobs[path, layer, target]
                     cls = result.targets[i]
                     label = ex.label_of(config, cls)
                     caption = ex.caption_for(label, cls, result.scores[i], args.method, layer)
                     picture = ex.overlay(ex.model_view(pixels[path], processor), result.maps[i], caption)
-                    png = base.with_name(base.name + ".png")
-                    with atomic_write(png) as handle:
-                        picture.save(handle, format="PNG")
-                    written = [display_path(png)]
-                    if args.save_raw:
-                        raw = base.with_name(base.name + ".npy")
-                        with atomic_write(raw) as handle:
-                            np.save(handle, result.maps[i].numpy())
-                        written.append(display_path(raw))
-                    print(f"{path}: {label} ({cls}) {result.scores[i]:.4f} -> {', '.join(written)}")
+                    written = ex.save_overlay(base, picture, result.maps[i] if args.save_raw else None)
+                    print(f"{path}: {label} ({cls}) {result.scores[i]:.4f} -> {', '.join(map(display_path, written))}")
     return 1 if failed else 0

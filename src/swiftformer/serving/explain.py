@@ -34,8 +34,9 @@ class Explainer:
         self.classifier = classifier
         self._lock = threading.Lock()
 
-    def check(self, method: str, layer: str | None, target: str | None) -> tuple[str, str, int | None]:
-        """``(method, layer, target index or None)`` of a request, or ServeError 400 with one line."""
+    def check(self, method: str, layer: str | None, target: str | None) -> tuple[str, list[str], int | None]:
+        """``(method, stages, target index or None)`` of a request, or ServeError 400 with one line. Without
+        ``layer`` the stages are the method's default (for ``attention`` every stage, averaged)."""
         model = self.classifier.model
         config = model.config
         if method not in SERVED_METHODS:
@@ -51,14 +52,14 @@ class Explainer:
                 "token weight is exactly 1: use gradcam",
             )
         try:
-            (stage,) = ex.resolve_layers(model, layer, method)
+            stages = ex.resolve_layers(model, layer, method)
             index = None if target in (None, "") else ex.resolve_target(config, target)
         except ValueError as err:
             raise ServeError(400, "bad_request", str(err)) from None
-        return method, stage, index
+        return method, stages, index
 
     def render(
-        self, pixel_values: torch.Tensor, method: str, layer: str, target: int | None
+        self, pixel_values: torch.Tensor, method: str, layer: list[str], target: int | None
     ) -> tuple[bytes, dict[str, str]]:
         """The overlay PNG of ``pixel_values`` (C, H, W) and response headers saying what it shows."""
         with self._lock:
@@ -76,7 +77,7 @@ class Explainer:
         picture.save(buffer, format="PNG")
         headers = {
             "X-Explain-Method": method,
-            "X-Explain-Layer": layer,
+            "X-Explain-Layer": "+".join(layer),
             "X-Explain-Index": str(index),
             "X-Explain-Label": quote(label),  # percent-encoded UTF-8: headers are Latin-1
             "X-Explain-Score": f"{score:.6f}",
