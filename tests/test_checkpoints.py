@@ -198,16 +198,22 @@ def test_classifier_loads_base_model_folder_with_fresh_heads(tmp_path: Path, cap
 # ------------------------------------------------------------------------------------------------
 
 
-def test_missing_key_is_listed(tmp_path: Path):
+def test_missing_key_is_listed(tmp_path: Path, caplog):
     model = tiny_classifier()
     state = model.state_dict()
     del state["swiftformer.encoder.network.0.blocks.0.attn.w_g"]
     del state["head.bias"]
     write_folder(tmp_path, model.config, state)
+    # the strict loader refuses it, naming both ...
     with pytest.raises(CheckpointError, match="missing") as info:
-        SwiftFormerForImageClassification.from_pretrained(tmp_path)
+        SwiftFormerForImageClassification(model.config).load_checkpoint_state_dict(state)
     assert "swiftformer.encoder.network.0.blocks.0.attn.w_g" in str(info.value)
     assert "head.bias" in str(info.value)
+    # ... from_pretrained loads it as a partial checkpoint (transformers' rule), naming both in a warning
+    with caplog.at_level(logging.WARNING, logger="swiftformer"):
+        SwiftFormerForImageClassification.from_pretrained(tmp_path)
+    warning = " ".join(r.getMessage() for r in caplog.records)
+    assert "swiftformer.encoder.network.0.blocks.0.attn.w_g" in warning and "head.bias" in warning
 
 
 def test_unexpected_key_is_listed(tmp_path: Path):
@@ -267,8 +273,9 @@ def test_headless_classifier_to_new_classes(tmp_path: Path, caplog):
     heads: new classes with ignore_mismatched_sizes start fresh heads, as for mis-shaped ones."""
     saved = tiny_classifier(seed=12, num_labels=0)
     saved.save_pretrained(tmp_path)
-    with pytest.raises(CheckpointError, match="missing keys"):
-        SwiftFormerForImageClassification.from_pretrained(tmp_path, num_labels=7)
+    # without ignore_mismatched_sizes it is a partial checkpoint: the heads start fresh and are listed
+    _, info = SwiftFormerForImageClassification.from_pretrained(tmp_path, num_labels=7, output_loading_info=True)
+    assert {"head.weight", "head.bias", "dist_head.weight", "dist_head.bias"} == info["missing_keys"]
     with caplog.at_level(logging.WARNING, logger="swiftformer"):
         model = SwiftFormerForImageClassification.from_pretrained(tmp_path, num_labels=7, ignore_mismatched_sizes=True)
     assert any("head.weight" in r.getMessage() for r in caplog.records)

@@ -8,13 +8,16 @@ published variants by name (:data:`VARIANTS`).
 from __future__ import annotations
 
 import copy
+import difflib
+import inspect
 import json
 import math
 import os
+import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from .errors import CheckpointError
 from .io.files import read_json, write_json
@@ -73,72 +76,32 @@ LIMITS: dict[str, int] = {
     "parameters": 2_000_000_000,  # estimated from the fields above (8 GB of float32 weights)
 }
 
-# Keys that transformers writes into every config.json; they carry no architecture information.
-_TRANSFORMERS_BOOKKEEPING = {
-    "architectures",
-    "model_type",
+# Keys that carry nothing of their own here: derived from other fields, or rewritten when saving. A config.json or
+# keyword argument holding them is accepted and they are dropped.
+_DERIVED_KEYS = {
+    "model_type",  # checked by from_dict, a class attribute
     "transformers_version",
-    "torch_dtype",
-    "dtype",
-    "_name_or_path",
-    "_commit_hash",
-    "_attn_implementation_autoset",
-    "_attn_implementation",
-    "use_return_dict",
-    "torchscript",
-    "pruned_heads",
-    "tie_word_embeddings",
-    "chunk_size_feed_forward",
-    "is_encoder_decoder",
-    "is_decoder",
-    "cross_attention_hidden_size",
-    "add_cross_attention",
-    "tie_encoder_decoder",
-    "finetuning_task",
-    "tokenizer_class",
-    "prefix",
-    "bos_token_id",
-    "pad_token_id",
-    "eos_token_id",
-    "sep_token_id",
-    "decoder_start_token_id",
-    "task_specific_params",
-    "output_attentions",
-    "return_dict_in_generate",
-    "max_length",
-    "min_length",
-    "do_sample",
-    "early_stopping",
-    "num_beams",
-    "num_beam_groups",
-    "diversity_penalty",
-    "temperature",
-    "top_k",
-    "top_p",
-    "typical_p",
-    "repetition_penalty",
-    "length_penalty",
-    "no_repeat_ngram_size",
-    "encoder_no_repeat_ngram_size",
-    "bad_words_ids",
-    "num_return_sequences",
-    "output_scores",
-    "forced_bos_token_id",
-    "forced_eos_token_id",
-    "remove_invalid_values",
-    "exponential_decay_length_penalty",
-    "suppress_tokens",
-    "begin_suppress_tokens",
-    "tf_legacy_loss",
-    "use_bfloat16",
-    "auto_map",
-    "label_smoothing",
-    "output_router_logits",
-    "transformers_weights",
-    "base_model_tp_plan",
-    "base_model_pp_plan",
-    "chunk_size",
+    "use_return_dict",  # = return_dict
+    "num_stages",  # = len(depths)
+    "stage_names",
+    "experts_implementation",
 }
+
+# What transformers' configs hold besides a model's own fields (PreTrainedConfig's common attributes, and the
+# generation settings older versions kept there). Kept as attributes like any other extra key, but never
+# suspected of being a misspelled field.
+_TRANSFORMERS_COMMON_KEYS = {
+    "architectures", "chunk_size_feed_forward", "is_encoder_decoder", "is_decoder", "add_cross_attention",
+    "cross_attention_hidden_size", "tie_encoder_decoder", "tie_word_embeddings", "finetuning_task",
+    "tokenizer_class", "prefix", "bos_token_id", "pad_token_id", "eos_token_id", "sep_token_id",
+    "decoder_start_token_id", "task_specific_params", "torchscript", "pruned_heads", "tf_legacy_loss",
+    "use_bfloat16", "auto_map", "label_smoothing", "max_length", "min_length", "do_sample", "early_stopping",
+    "num_beams", "num_beam_groups", "diversity_penalty", "temperature", "top_k", "top_p", "typical_p",
+    "repetition_penalty", "length_penalty", "no_repeat_ngram_size", "encoder_no_repeat_ngram_size",
+    "bad_words_ids", "num_return_sequences", "output_scores", "return_dict_in_generate", "forced_bos_token_id",
+    "forced_eos_token_id", "remove_invalid_values", "exponential_decay_length_penalty", "suppress_tokens",
+    "begin_suppress_tokens", "gradient_checkpointing",
+}  # fmt: skip
 
 
 def _is_int(value: Any) -> bool:
@@ -243,7 +206,8 @@ class SwiftFormerConfig:
         out_features: Sequence[str] | None = None,
         out_indices: Sequence[int] | None = None,
         backbone_norm: bool = False,
-        **unknown: Any,
+        output_attentions: bool = False,
+        **extra: Any,
     ) -> None:
         # Lists and tuples become lists; anything else is kept as given, for validate() to name it.
         self.image_size = _listed(image_size)
@@ -269,14 +233,52 @@ class SwiftFormerConfig:
         self.backbone_norm = backbone_norm
         self._out_features = list(out_features) if isinstance(out_features, (list, tuple)) else out_features
         self._out_indices = list(out_indices) if isinstance(out_indices, (list, tuple)) else out_indices
+        self.output_attentions = output_attentions
         self._set_labels(num_labels, id2label, label2id)
-
-        unknown = {k: v for k, v in unknown.items() if k not in _TRANSFORMERS_BOOKKEEPING}
-        if unknown:
-            warnings.warn(
-                f"SwiftFormerConfig ignores unknown keys: {', '.join(sorted(unknown))}", UserWarning, stacklevel=2
-            )
+        self._keep_extra(extra)
         self.validate()
+
+    def _keep_extra(self, extra: dict[str, Any]) -> None:
+        """transformers' rule for keys that are no field: each becomes an attribute, saved with the config.
+
+        ``dtype`` / ``torch_dtype`` become :attr:`dtype`; ``name_or_path`` and ``_commit_hash`` are kept but
+        not saved; :data:`_DERIVED_KEYS` and other private (``_``-prefixed) keys are dropped. A key that
+        names a method or property of the class is ignored with a warning; one that looks like a
+        misspelled field (``embed_dim``) is kept, with a warning naming the field.
+        """
+        extra = dict(extra)
+        dtype, torch_dtype = extra.pop("dtype", None), extra.pop("torch_dtype", None)
+        self.dtype = dtype if dtype is not None else torch_dtype
+        self.name_or_path = extra.pop("name_or_path", extra.pop("_name_or_path", ""))
+        self._commit_hash = extra.pop("_commit_hash", None)
+        # transformers' attention-implementation switch: recorded (SwiftFormer has one implementation), not saved.
+        self._attn_implementation = extra.pop("attn_implementation", extra.pop("_attn_implementation", None))
+        ignored, misspelled = [], []
+        for key, value in extra.items():
+            if not isinstance(key, str) or not key.isidentifier():
+                raise ValueError(f"SwiftFormerConfig: {key!r} is not a valid attribute name for a config key")
+            if key in _DERIVED_KEYS or key.startswith("_"):
+                continue
+            attribute = getattr(type(self), key, None)
+            if callable(attribute) or isinstance(attribute, property):  # setting it would break the config
+                ignored.append(key)
+                continue
+            setattr(self, key, value)
+            if key not in _TRANSFORMERS_COMMON_KEYS:
+                close = difflib.get_close_matches(key, _FIELD_NAMES, n=1, cutoff=0.8)
+                misspelled += [f"{key} (did you mean {close[0]}?)"] if close else []
+        if ignored:
+            warnings.warn(
+                f"SwiftFormerConfig ignores keys that name its methods or properties: {', '.join(sorted(ignored))}",
+                UserWarning,
+                stacklevel=3,
+            )
+        if misspelled:
+            warnings.warn(
+                f"SwiftFormerConfig keeps keys that are not fields as attributes: {', '.join(misspelled)}",
+                UserWarning,
+                stacklevel=3,
+            )
 
     # ------------------------------------------------------------------ labels
     def _set_labels(
@@ -287,9 +289,12 @@ class SwiftFormerConfig:
             raise ValueError(
                 f"SwiftFormerConfig.num_labels must be an integer in [0, {limit}], got {_kind(num_labels)}"
             )
+        given_label2id = None
         if label2id is not None:
             if not isinstance(label2id, dict):
                 raise ValueError(f"SwiftFormerConfig.label2id must be a dict of name -> index, got {_kind(label2id)}")
+            if all(isinstance(k, str) for k in label2id):
+                given_label2id = dict(label2id)  # stored as given once checked, as transformers stores it
             try:
                 label2id = {str(k): _index(v) for k, v in label2id.items()}
             except (TypeError, ValueError):
@@ -329,7 +334,8 @@ class SwiftFormerConfig:
         if missing:
             raise ValueError(f"SwiftFormerConfig.label2id disagrees with id2label: it lacks {missing[:5]}")
         self.id2label: dict[int, str] = id2label
-        self.label2id: dict[str, int] = label2id
+        # As given (an index may be a digit string, "0", as transformers keeps it), else derived from id2label.
+        self.label2id: dict[str, int | str] = label2id if given_label2id is None else given_label2id
 
     @property
     def num_labels(self) -> int:
@@ -345,6 +351,65 @@ class SwiftFormerConfig:
     def use_return_dict(self) -> bool:
         """Alias of ``return_dict`` (transformers 4.x name)."""
         return self.return_dict
+
+    # ------------------------------------------------------------ transformers' config API
+    sub_configs: ClassVar[dict[str, type]] = {}  # no nested configs (transformers' class attribute)
+    _commit_hash: str | None = None  # the hub revision a config was read from (transformers' attribute)
+    is_encoder_decoder = False  # transformers' common attributes, for its tools that read them
+    base_model_tp_plan = None  # no tensor-parallel plan
+    has_no_defaults_at_init = False  # SwiftFormerConfig() is a valid config (transformers 4.x attribute)
+
+    @property
+    def dtype(self) -> Any:
+        """The weights' dtype recorded in the config (transformers' ``dtype``, formerly ``torch_dtype``), or None.
+
+        A ``torch.dtype`` once torch is imported (as transformers gives it), else its name (``"float16"``);
+        saved as the name. It is a record only: the models keep the dtype their weights are in.
+        """
+        if self._dtype is None:
+            return None
+        torch = sys.modules.get("torch")
+        value = getattr(torch, self._dtype, None) if torch is not None else None
+        return value if value is not None and type(value).__name__ == "dtype" else self._dtype
+
+    @dtype.setter
+    def dtype(self, value: Any) -> None:
+        name = None if value is None else str(value).removeprefix("torch.")
+        if name is not None and not name.isidentifier():
+            raise ValueError(f"SwiftFormerConfig.dtype={value!r} is invalid: expected a dtype name such as 'float32'")
+        self._dtype = name
+
+    @property
+    def torch_dtype(self) -> Any:
+        """:attr:`dtype` under its transformers 4.x name."""
+        return self.dtype
+
+    @torch_dtype.setter
+    def torch_dtype(self, value: Any) -> None:
+        self.dtype = value
+
+    @property
+    def name_or_path(self) -> str:
+        """The folder or hub id the config was loaded from (``""`` for a new one); not saved."""
+        return self._name_or_path
+
+    @name_or_path.setter
+    def name_or_path(self, value: Any) -> None:
+        self._name_or_path = str(value)
+
+    def get_text_config(self, decoder: bool | None = None, encoder: bool | None = None) -> SwiftFormerConfig:
+        """The config itself: SwiftFormer has no text sub-config (transformers' API)."""
+        return self
+
+    def update(self, config_dict: dict[str, Any]) -> None:
+        """Set each key of ``config_dict`` as an attribute (transformers' ``update``), then validate."""
+        for key, value in config_dict.items():
+            setattr(self, key, value)
+        self.validate()
+
+    def __iter__(self):
+        """The keys of :meth:`to_dict` (transformers' configs iterate over their attribute names)."""
+        return iter(self.to_dict())
 
     @property
     def num_stages(self) -> int:
@@ -441,8 +506,9 @@ class SwiftFormerConfig:
         return shapes
 
     # -------------------------------------------------------------- validation
-    def validate(self) -> None:
-        """Check every field; raise ``ValueError`` naming the first bad one."""
+    def validate(self, *, architecture_only: bool = False) -> None:
+        """Check every field; raise ``ValueError`` naming the first bad one. ``architecture_only`` skips the
+        loss settings (``problem_type`` against ``num_labels``), which a model checks when it computes a loss."""
 
         def fail(field: str, why: str) -> None:
             raise ValueError(f"SwiftFormerConfig.{field}={getattr(self, field)!r} is invalid: {why}")
@@ -522,9 +588,9 @@ class SwiftFormerConfig:
             not isinstance(self.problem_type, str) or self.problem_type not in PROBLEM_TYPES
         ):
             fail("problem_type", f"expected None or one of {', '.join(PROBLEM_TYPES)}")
-        if self.problem_type == "single_label_classification" and self.num_labels == 1:
+        if not architecture_only and self.problem_type == "single_label_classification" and self.num_labels == 1:
             fail("problem_type", "single-label classification needs num_labels > 1 (use 'regression' for one output)")
-        for field in ("output_hidden_states", "return_dict", "backbone_norm"):
+        for field in ("output_hidden_states", "return_dict", "backbone_norm", "output_attentions"):
             if not isinstance(getattr(self, field), bool):
                 fail(field, "expected a boolean")
         self._set_out_features(self._out_features, self._out_indices)  # checks, and derives the missing one
@@ -597,12 +663,14 @@ class SwiftFormerConfig:
         cache_dir: str | os.PathLike | None = None,
         local_files_only: bool = False,
         token: str | bool | None = None,
+        subfolder: str = "",
         **overrides: Any,
     ) -> SwiftFormerConfig:
-        """Read ``config.json`` of a local folder or hub id; keyword ``overrides`` replace fields."""
+        """Read ``config.json`` of a local folder or hub id (in its ``subfolder``, if given); keyword
+        ``overrides`` replace fields."""
         path = resolve_file(
             name_or_path,
-            CONFIG_NAME,
+            f"{subfolder.strip('/')}/{CONFIG_NAME}" if subfolder else CONFIG_NAME,
             revision=revision,
             cache_dir=cache_dir,
             local_files_only=local_files_only,
@@ -615,22 +683,46 @@ class SwiftFormerConfig:
                 raise
             raise CheckpointError(f"{path}: {err}") from None
         # The caller's overrides are validated separately, so their errors are not blamed on the file.
-        return cls.from_dict(config.to_dict(), **overrides) if overrides else config
+        config = cls.from_dict(config.to_dict(), **overrides) if overrides else config
+        config.name_or_path = name_or_path
+        return config
 
     # ------------------------------------------------------------- serializing
     def to_dict(self) -> dict[str, Any]:
-        """Every field, JSON-ready, with ``model_type`` (as transformers writes it)."""
+        """Every field and kept extra key, JSON-ready, with ``model_type`` (as transformers writes it)."""
         data = {k: copy.deepcopy(v) for k, v in vars(self).items() if not k.startswith("_")}
         data["id2label"] = {str(k): v for k, v in self.id2label.items()}
         data["out_features"], data["out_indices"] = self.out_features, self.out_indices
+        if self._dtype is not None:
+            data["dtype"] = self._dtype
         data["model_type"] = self.model_type
         return data
 
-    def to_json_string(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+    def to_diff_dict(self) -> dict[str, Any]:
+        """The entries of :meth:`to_dict` that differ from a default config's, and ``model_type`` (transformers' API)."""
+        default = type(self)().to_dict()
+        return {k: v for k, v in self.to_dict().items() if k == "model_type" or default.get(k, k) != v}
 
-    def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
-        """Write ``config.json`` into ``save_directory`` (created if needed), atomically."""
+    def to_json_string(self, use_diff: bool = False) -> str:
+        """:meth:`to_dict` as JSON, keys sorted (``use_diff``: only :meth:`to_diff_dict`)."""
+        return json.dumps(self.to_diff_dict() if use_diff else self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    def to_json_file(self, json_file_path: str | os.PathLike, use_diff: bool = False) -> Path:
+        """Write :meth:`to_json_string` to ``json_file_path``, atomically (transformers' API)."""
+        path = Path(json_file_path)
+        write_json(path, self.to_diff_dict() if use_diff else self.to_dict())
+        return path
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> Path:
+        """Write ``config.json`` into ``save_directory`` (created if needed), atomically.
+
+        Keyword arguments of transformers' signature (``push_to_hub`` ...) are refused except a false
+        ``push_to_hub``: this library does not upload.
+        """
+        if kwargs.pop("push_to_hub", False) or kwargs:
+            raise TypeError(
+                f"SwiftFormerConfig.save_pretrained does not upload or take {sorted(kwargs) or ['push_to_hub']}"
+            )
         path = Path(save_directory) / CONFIG_NAME
         write_json(path, self.to_dict())
         return path
@@ -638,7 +730,16 @@ class SwiftFormerConfig:
     __hash__ = None  # mutable and compared by value: not hashable (what defining __eq__ implies anyway)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, SwiftFormerConfig) and self.to_dict() == other.to_dict()
+        """Equal fields and extra keys; ``architectures`` (which class saved a folder) is not compared."""
+        if not isinstance(other, SwiftFormerConfig):
+            return False
+        mine, theirs = self.to_dict(), other.to_dict()
+        mine.pop("architectures", None), theirs.pop("architectures", None)
+        return mine == theirs
 
     def __repr__(self) -> str:
         return f"{type(self).__name__} {self.to_json_string()}"
+
+
+# The config's fields (its constructor's named arguments), which extra keys are checked against for typos.
+_FIELD_NAMES = tuple(name for name in inspect.signature(SwiftFormerConfig).parameters if name != "extra")

@@ -138,6 +138,25 @@ class BatchFeature(dict):
         except KeyError:
             raise AttributeError(name) from None
 
+    def to(self, *args: Any, **kwargs: Any) -> BatchFeature:
+        """A copy with each torch tensor passed through ``tensor.to(*args, **kwargs)`` (a device, a dtype or
+        both), which transformers' pipelines call on a processor's output. A dtype changes floating-point
+        tensors only; integer tensors are only moved. Values that are not torch tensors are refused."""
+        torch = sys.modules.get("torch")  # a torch tensor can only be here if torch was imported already
+        converted = {}
+        for key, value in self.items():
+            if torch is None or not isinstance(value, torch.Tensor):
+                raise TypeError(
+                    f"BatchFeature.to needs torch tensors; {key!r} is {type(value).__name__} "
+                    "(call the processor with return_tensors='pt')"
+                )
+            if value.is_floating_point():
+                converted[key] = value.to(*args, **kwargs)
+            else:  # keep integer dtypes: only the device of a .to(device, dtype) call applies
+                device = kwargs.get("device", next((a for a in args if isinstance(a, (str, int, torch.device))), None))
+                converted[key] = value if device is None else value.to(device)
+        return BatchFeature(converted)
+
 
 def load_image(path: str | os.PathLike) -> Image.Image:
     """Read an image file as an RGB PIL image, like the ``load_image`` transformers uses for paths.

@@ -404,7 +404,7 @@ class SwiftFormerModel(SwiftFormerPreTrainedModel):
         super().__init__(config)
         self.patch_embed = SwiftFormerPatchEmbedding(config)
         self.encoder = SwiftFormerEncoder(config)
-        self.init_weights()
+        self.post_init()
 
     def forward(
         self,
@@ -506,7 +506,7 @@ class SwiftFormerForImageClassification(SwiftFormerPreTrainedModel):
         self.norm = nn.BatchNorm2d(dim, eps=config.batch_norm_eps)
         self.head = nn.Linear(dim, config.num_labels) if config.num_labels > 0 else nn.Identity()
         self.dist_head = nn.Linear(dim, config.num_labels) if config.num_labels > 0 else nn.Identity()
-        self.init_weights()
+        self.post_init()
 
     @property
     def num_labels(self) -> int:
@@ -655,7 +655,7 @@ class SwiftFormerBackbone(SwiftFormerPreTrainedModel):
                 for name, channels in zip(self._out_features, self.channels)
             }
         )
-        self.init_weights()
+        self.post_init()
 
     # -------------------------------------------------------------- transformers' backbone attributes
     @property
@@ -725,7 +725,13 @@ class SwiftFormerBackbone(SwiftFormerPreTrainedModel):
 
     # -------------------------------------------------------------- loading
     def load_checkpoint_state_dict(
-        self, state_dict: dict[str, torch.Tensor], source: str = "state dict", ignore_mismatched_sizes: bool = False
+        self,
+        state_dict: dict[str, torch.Tensor],
+        source: str = "state dict",
+        ignore_mismatched_sizes: bool = False,
+        *,
+        strict: bool = True,
+        info: dict[str, Any] | None = None,
     ) -> None:
         """Load a backbone, classifier or base-model checkpoint (transformers layout).
 
@@ -749,4 +755,6 @@ class SwiftFormerBackbone(SwiftFormerPreTrainedModel):
             names = sorted({k.removeprefix(BACKBONE_NORMS).split(".")[0] for k in fresh})
             logger.warning("%s holds no output norms for %s; they are newly initialized.", source, names)
         expected = {k: shape for k, shape in expected.items() if k not in fresh}
-        self._load_matching(state_dict, expected, source, ignore_mismatched_sizes)
+        self._load_matching(state_dict, expected, source, ignore_mismatched_sizes, strict=strict, info=info)
+        if info is not None:
+            info["missing_keys"] |= set(fresh)

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch
@@ -33,8 +34,51 @@ from .io.checkpoints import (
     save_state_dict_file,
     write_model_folder,
 )
+from .outputs import BackboneOutput, BaseModelOutputWithNoAttention, ImageClassifierOutputWithNoAttention, ModelOutput
 
 ModelT = TypeVar("ModelT", bound="SwiftFormerPreTrainedModel")
+
+logger = logging.getLogger("swiftformer.modeling")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Output classes as pytree nodes
+# ---------------------------------------------------------------------------------------------------
+
+
+def _register_outputs_as_pytree_nodes() -> None:
+    """Make the output dataclasses pytree nodes (their fields that are not None, by name), so that
+    ``torch.export`` (strict and non-strict), ``torch.compile`` and ``torch.func`` accept models that return
+    them, as transformers registers its ``ModelOutput`` classes. Exported programs keep the output class."""
+    import torch.utils._pytree as pytree
+
+    def flatten(out: ModelOutput) -> tuple[list[Any], tuple[str, ...]]:
+        names = tuple(out.keys())
+        return [getattr(out, name) for name in names], names
+
+    def flatten_with_keys(out: ModelOutput) -> tuple[list[tuple[Any, Any]], tuple[str, ...]]:
+        names = tuple(out.keys())
+        return [(pytree.GetAttrKey(name), getattr(out, name)) for name in names], names
+
+    for cls in (BaseModelOutputWithNoAttention, ImageClassifierOutputWithNoAttention, BackboneOutput):
+        if cls in pytree.SUPPORTED_NODES:
+            continue
+
+        def unflatten(values: list[Any], names: tuple[str, ...], cls: type = cls) -> ModelOutput:
+            return cls(**dict(zip(names, values)))
+
+        pytree.register_pytree_node(
+            cls,
+            flatten,
+            unflatten,
+            serialized_type_name=f"{cls.__module__}.{cls.__qualname__}",
+            flatten_with_keys_fn=flatten_with_keys,
+            to_dumpable_context=list,  # JSON (torch.export.save) has no tuples
+            from_dumpable_context=tuple,
+        )
+
+
+_register_outputs_as_pytree_nodes()
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -152,18 +196,103 @@ def checkpoint_block(block: nn.Module, x: torch.Tensor, **checkpoint_kwargs: Any
 
 
 class SwiftFormerPreTrainedModel(nn.Module):
-    """Common base: holds the config, initializes weights as transformers does, loads and saves folders."""
+    """Common base: holds the config, initializes weights as transformers does, loads and saves folders.
+
+    Besides ``from_pretrained`` / ``save_pretrained`` it carries the parts of transformers'
+    ``PreTrainedModel`` interface that its tools (``Trainer``, ``pipeline``, PEFT) read: ``base_model``,
+    ``can_generate()``, ``get_input_embeddings()`` / ``get_output_embeddings()`` (None: an image model has
+    no token embeddings), ``enable_input_require_grads()``, ``num_parameters()``, and the class attributes
+    below, declared empty.
+    """
 
     config_class = SwiftFormerConfig
     base_model_prefix = "swiftformer"
     main_input_name = "pixel_values"
     supports_gradient_checkpointing = True
+    # transformers' declarative class attributes, read by its Trainer, pipelines and loaders: nothing to declare.
+    _no_split_modules: ClassVar[list[str]] = []
+    _keep_in_fp32_modules: frozenset[str] = frozenset()
+    _keep_in_fp32_modules_strict: frozenset[str] = frozenset()
+    _keys_to_ignore_on_load_missing: list[str] | None = None
+    _keys_to_ignore_on_load_unexpected: list[str] | None = None
+    _keys_to_ignore_on_save: list[str] | None = None
+    _tied_weights_keys: list[str] | None = None
+    _supports_sdpa = _supports_flash_attn = _supports_flex_attn = False
+    is_parallelizable = False
 
     def __init__(self, config: SwiftFormerConfig) -> None:
         super().__init__()
         if not isinstance(config, self.config_class):
             raise TypeError(f"config must be a {self.config_class.__name__}, got {type(config).__name__}")
+        config.validate(architecture_only=True)  # a config edited after construction (use_layer_scale=0.5) is checked
         self.config = config
+
+    def post_init(self) -> None:
+        """Called at the end of each model's ``__init__`` (transformers' name): initialize the weights, and
+        honour the legacy ``config.gradient_checkpointing = True`` flag of older transformers configs."""
+        self.init_weights()
+        if getattr(self.config, "gradient_checkpointing", False) is True:
+            self.gradient_checkpointing_enable()
+            # Consumed, as transformers does: a folder saved from this model must not switch it on again.
+            del self.config.gradient_checkpointing
+
+    # -------------------------------------------------------------- transformers' model API
+    @property
+    def base_model(self) -> nn.Module:
+        """The backbone (``self.swiftformer``) of a model with heads, the model itself otherwise."""
+        return getattr(self, self.base_model_prefix, self)
+
+    @classmethod
+    def can_generate(cls) -> bool:
+        """False: SwiftFormer does not generate sequences (transformers' pipelines and Trainer ask)."""
+        return False
+
+    @classmethod
+    def _can_set_attn_implementation(cls) -> bool:
+        """False: the additive attention has one implementation (transformers' hook)."""
+        return False
+
+    @classmethod
+    def _can_set_experts_implementation(cls) -> bool:
+        """False: no mixture-of-experts layers (transformers' hook)."""
+        return False
+
+    def get_input_embeddings(self) -> nn.Module | None:
+        """None: an image model has no token embeddings to return or resize."""
+        return None
+
+    def get_output_embeddings(self) -> nn.Module | None:
+        """None: no output embeddings tied to input embeddings."""
+        return None
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        raise NotImplementedError(f"{type(self).__name__} has no input embeddings to replace")
+
+    def enable_input_require_grads(self) -> None:
+        """Make the stem's output require gradients, so that gradient checkpointing still back-propagates into
+        trainable blocks when the stem is frozen (transformers' method, for PEFT adapters)."""
+        self.disable_input_require_grads()
+        stem = self.base_model.patch_embed if hasattr(self.base_model, "patch_embed") else None
+        if stem is not None:
+            self._require_grads_hook = stem.register_forward_hook(lambda module, inputs, out: out.requires_grad_(True))
+
+    def disable_input_require_grads(self) -> None:
+        """Undo :meth:`enable_input_require_grads`."""
+        hook = self.__dict__.pop("_require_grads_hook", None)
+        if hook is not None:
+            hook.remove()
+
+    @classmethod
+    def _from_config(
+        cls: type[ModelT], config: SwiftFormerConfig, dtype: torch.dtype | None = None, **kwargs: Any
+    ) -> ModelT:
+        """A freshly initialized model (transformers' ``_from_config``); ``attn_implementation`` is accepted
+        as ``"eager"`` only: SwiftFormer has a single attention implementation."""
+        _check_attn_implementation(kwargs.pop("attn_implementation", None))
+        if kwargs:
+            raise TypeError(f"_from_config got unexpected arguments {sorted(kwargs)}")
+        model = cls(config)
+        return model.to(dtype) if dtype is not None else model
 
     # -------------------------------------------------------------- init
     @torch.no_grad()
@@ -223,8 +352,9 @@ class SwiftFormerPreTrainedModel(nn.Module):
         """Spatial size (h, w) of each stage's output for an input of ``height`` × ``width``."""
         return self.config.stage_shapes(height, width)
 
-    def num_parameters(self, only_trainable: bool = False) -> int:
-        """The number of parameters (only those with ``requires_grad``, with ``only_trainable``)."""
+    def num_parameters(self, only_trainable: bool = False, exclude_embeddings: bool = False) -> int:
+        """The number of parameters (only those with ``requires_grad``, with ``only_trainable``; there are no
+        embeddings to exclude)."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not only_trainable)
 
     # -------------------------------------------------------------- gradient checkpointing
@@ -269,17 +399,51 @@ class SwiftFormerPreTrainedModel(nn.Module):
         """Whether :meth:`gradient_checkpointing_enable` is in effect (it acts in training mode only)."""
         return any(getattr(m, "gradient_checkpointing", False) for m in self.modules())
 
+    # transformers 5's names for the same switches
+    def activation_checkpointing_enable(self, activation_checkpointing_kwargs: dict[str, Any] | None = None) -> None:
+        """:meth:`gradient_checkpointing_enable` (transformers 5 name)."""
+        self.gradient_checkpointing_enable(activation_checkpointing_kwargs)
+
+    def activation_checkpointing_disable(self) -> None:
+        """:meth:`gradient_checkpointing_disable` (transformers 5 name)."""
+        self.gradient_checkpointing_disable()
+
+    @property
+    def is_activation_checkpointing(self) -> bool:
+        """:attr:`is_gradient_checkpointing` (transformers 5 name)."""
+        return self.is_gradient_checkpointing
+
     # -------------------------------------------------------------- saving
     def save_pretrained(
-        self, save_directory: str | os.PathLike, safe_serialization: bool = True, *, overwrite: bool = False
-    ) -> Path:
+        self,
+        save_directory: str | os.PathLike,
+        safe_serialization: bool = True,
+        *,
+        overwrite: bool = False,
+        state_dict: dict[str, torch.Tensor] | None = None,
+        is_main_process: bool = True,
+        push_to_hub: bool = False,
+        **kwargs: Any,
+    ) -> Path | None:
         """Write ``config.json`` and ``model.safetensors`` (or ``pytorch_model.bin``), each atomically.
 
         The folder loads with :meth:`from_pretrained` here and with transformers'
         ``SwiftFormerForImageClassification.from_pretrained``. A folder holding a different model (other
         architecture or labels) is refused with a ``FileExistsError`` unless ``overwrite=True``.
+
+        transformers' arguments: ``state_dict`` saves those tensors instead of the model's own;
+        ``is_main_process=False`` writes nothing (distributed training); ``max_shard_size`` is accepted and
+        ignored (the models are small: one file). Uploading (``push_to_hub=True``) is not supported.
         """
-        state = self.state_dict()
+        kwargs.pop("max_shard_size", None)
+        if push_to_hub or kwargs:
+            raise TypeError(
+                f"save_pretrained does not support {['push_to_hub'] if push_to_hub else sorted(kwargs)}: this "
+                "library writes local folders (upload one with huggingface_hub's upload_folder)"
+            )
+        if not is_main_process:
+            return None
+        state = self.state_dict() if state_dict is None else state_dict
         return write_model_folder(
             save_directory,
             self.config,
@@ -293,61 +457,124 @@ class SwiftFormerPreTrainedModel(nn.Module):
     @classmethod
     def from_pretrained(
         cls: type[ModelT],
-        name_or_path: str | os.PathLike,
-        *,
+        pretrained_model_name_or_path: str | os.PathLike | None,
+        *model_args: Any,
         config: SwiftFormerConfig | None = None,
+        state_dict: dict[str, torch.Tensor] | None = None,
+        subfolder: str = "",
         revision: str | None = None,
         cache_dir: str | os.PathLike | None = None,
         local_files_only: bool = False,
         token: str | bool | None = None,
         ignore_mismatched_sizes: bool = False,
+        output_loading_info: bool = False,
+        dtype: torch.dtype | str | None = None,
+        device_map: str | int | torch.device | None = None,
         **config_overrides: Any,
-    ) -> ModelT:
+    ) -> ModelT | tuple[ModelT, dict[str, Any]]:
         """Load a model folder or hub id (``"MBZUAI/swiftformer-xs"``) saved here or by transformers.
 
+        A *partial* checkpoint loads as in transformers: the weights it lacks stay as initialized, listed in a
+        logged warning and in the loading info. A file holding none of the model's weights, weights the model
+        does not have (another architecture, a renamed layout) or weights of the wrong shape are an error.
+
         Args:
-            name_or_path: Local folder with ``config.json`` and ``model.safetensors`` (or a legacy
-                ``pytorch_model.bin``), or a hub repository id.
+            pretrained_model_name_or_path: Local folder with ``config.json`` and ``model.safetensors`` (or a
+                legacy ``pytorch_model.bin``), or a hub repository id; None with ``config`` and
+                ``state_dict``.
             config: Use this config instead of the folder's ``config.json``.
+            state_dict: Load these weights instead of the folder's weights file.
+            subfolder: The model's folder inside the folder or hub repository.
             revision, cache_dir, local_files_only, token: hub download options (huggingface_hub).
                 ``HF_HUB_OFFLINE=1`` is honoured.
             ignore_mismatched_sizes: Re-initialize weights whose shape differs from the checkpoint's
                 (e.g. the heads, after ``num_labels=`` changed) instead of raising.
+            output_loading_info: Also return transformers' loading info, ``{"missing_keys",
+                "unexpected_keys", "mismatched_keys", "error_msgs"}``.
+            dtype: Cast the loaded model to this dtype (``"auto"``: the checkpoint's floating dtype).
+                ``torch_dtype`` is the older name.
+            device_map: A single device to move the model to (``"cpu"``, ``"cuda:0"``, ``0``); "auto" and
+                per-module maps are not supported.
             **config_overrides: Config fields to change, e.g. ``num_labels=10``, ``id2label=...``.
+                transformers' loading options that do not apply here (``trust_remote_code``,
+                ``use_safetensors``, ``low_cpu_mem_usage``, ``force_download`` ...) are accepted and ignored;
+                ``attn_implementation`` may only be ``"eager"``.
 
         Returns:
-            The model in eval mode.
+            The model in eval mode, and with ``output_loading_info`` the loading info.
 
         Raises:
-            CheckpointError: corrupt files, or keys missing / unexpected / of the wrong shape (all
-                listed in one message).
+            CheckpointError: corrupt files, a file holding none of the model's weights, weights the model does
+                not have or of the wrong shape (all listed in one message).
             OSError: the folder or hub repository cannot be found or reached.
+            RuntimeError: called under ``torch.device("meta")`` (as transformers refuses it).
         """
+        if model_args:
+            raise TypeError(f"from_pretrained takes no extra positional arguments, got {len(model_args)}")
+        if _default_device().type == "meta":
+            # The message opens as transformers' does, so that code and tests matching that error match ours.
+            raise RuntimeError(
+                "You are using `from_pretrained` with a meta device context manager or "
+                "`torch.set_default_device('meta')`: from_pretrained loads existing weights, which a meta model "
+                "cannot hold. To build an empty model on the meta device, use `ModelClass(config)` there."
+            )
+        torch_dtype = config_overrides.pop("torch_dtype", None)
+        dtype = dtype if dtype is not None else torch_dtype
+        _check_attn_implementation(config_overrides.pop("attn_implementation", None))
+        for ignored in _IGNORED_LOADING_KWARGS:
+            config_overrides.pop(ignored, None)
+        refused = sorted(set(config_overrides) & _UNSUPPORTED_LOADING_KWARGS)
+        if refused:
+            raise TypeError(f"from_pretrained does not support {refused} (transformers loading options)")
+        if device_map is not None and (
+            isinstance(device_map, dict) or device_map in ("auto", "balanced", "sequential")
+        ):
+            raise TypeError(f"device_map={device_map!r} is not supported: pass a single device, e.g. 'cpu' or 'cuda:0'")
+
+        name = pretrained_model_name_or_path
         hub = {"revision": revision, "cache_dir": cache_dir, "local_files_only": local_files_only, "token": token}
+        if name is None and (config is None or state_dict is None):
+            raise ValueError("from_pretrained(None, ...) needs both config= and state_dict=")
         if config is None:
-            config = cls.config_class.from_pretrained(name_or_path, **hub, **config_overrides)
+            config = cls.config_class.from_pretrained(name, subfolder=subfolder, **hub, **config_overrides)
         elif config_overrides:
             config = cls.config_class.from_dict(config.to_dict(), **config_overrides)
-        weights_path = find_weights_file(name_or_path, **hub)
+        if state_dict is None:
+            weights_path = find_weights_file(name, subfolder=subfolder, **hub)
+            state_dict, source = load_state_dict_file(weights_path), str(weights_path)
+        else:
+            source = "the given state_dict"
         model = cls(config)
+        info: dict[str, Any] = {}
         model.load_checkpoint_state_dict(
-            load_state_dict_file(weights_path),
-            source=str(weights_path),
-            ignore_mismatched_sizes=ignore_mismatched_sizes,
+            state_dict, source=source, ignore_mismatched_sizes=ignore_mismatched_sizes, strict=False, info=info
         )
-        return model.eval()
+        if dtype is not None:
+            model = model.to(_floating_dtype(state_dict) if dtype == "auto" else _as_dtype(dtype))
+        if device_map is not None:
+            model = model.to(f"cuda:{device_map}" if isinstance(device_map, int) else device_map)
+        model.eval()
+        return (model, info) if output_loading_info else model
 
     def load_checkpoint_state_dict(
-        self, state_dict: dict[str, torch.Tensor], source: str = "state dict", ignore_mismatched_sizes: bool = False
+        self,
+        state_dict: dict[str, torch.Tensor],
+        source: str = "state dict",
+        ignore_mismatched_sizes: bool = False,
+        *,
+        strict: bool = True,
+        info: dict[str, Any] | None = None,
     ) -> None:
         """Load a transformers-layout state dict of either class (base model or classifier).
 
-        A classifier checkpoint loads into the base model (heads dropped); a base-model checkpoint
-        loads into a classifier, whose heads stay freshly initialized (logged as a warning). Anything
-        else that does not match raises one :class:`CheckpointError` listing every problem.
+        A classifier checkpoint loads into the base model (heads dropped); a base-model checkpoint loads
+        into a classifier, whose heads stay freshly initialized (logged as a warning). Anything else that
+        does not match raises one :class:`CheckpointError` listing every problem; with ``strict=False``
+        (``from_pretrained``'s rule) missing weights are only listed in a warning and in ``info`` (see
+        :func:`~swiftformer.io.checkpoints.match_state_dict`).
         """
         expected = {k: tuple(v.shape) for k, v in self.state_dict().items()}
-        self._load_matching(state_dict, expected, source, ignore_mismatched_sizes)
+        self._load_matching(state_dict, expected, source, ignore_mismatched_sizes, strict=strict, info=info)
 
     def _load_matching(
         self,
@@ -355,6 +582,9 @@ class SwiftFormerPreTrainedModel(nn.Module):
         expected: dict[str, tuple[int, ...]],
         source: str,
         ignore_mismatched_sizes: bool,
+        *,
+        strict: bool = True,
+        info: dict[str, Any] | None = None,
     ) -> None:
         """Check ``state_dict`` against ``expected`` (key → shape, a subset of this model's state dict)
         with :func:`~swiftformer.io.checkpoints.match_state_dict`, then load what matches."""
@@ -365,5 +595,70 @@ class SwiftFormerPreTrainedModel(nn.Module):
             owner=type(self).__name__,
             source=source,
             ignore_mismatched_sizes=ignore_mismatched_sizes,
+            strict=strict,
+            info=info,
         )
         self.load_state_dict(state_dict, strict=False)
+
+
+# transformers' from_pretrained options with nothing to do here (no remote code, always safe loading, ...).
+_IGNORED_LOADING_KWARGS = (
+    "trust_remote_code",
+    "use_safetensors",
+    "weights_only",
+    "low_cpu_mem_usage",
+    "force_download",
+    "resume_download",
+    "proxies",
+    "_fast_init",
+    "_from_auto",
+    "_from_pipeline",
+    "mirror",
+)
+# ... and those this library does not implement: refused rather than stored in the config.
+_UNSUPPORTED_LOADING_KWARGS = {
+    "max_memory",
+    "offload_folder",
+    "offload_state_dict",
+    "offload_buffers",
+    "quantization_config",
+    "load_in_8bit",
+    "load_in_4bit",
+    "tp_plan",
+    "tp_size",
+    "from_tf",
+    "from_flax",
+    "variant",
+    "key_mapping",
+    "adapter_name",
+    "adapter_kwargs",
+    "use_kernels",
+    "generation_config",
+}
+
+
+def _check_attn_implementation(value: str | None) -> None:
+    if value not in (None, "eager"):
+        raise ValueError(
+            f"attn_implementation={value!r} is not supported: SwiftFormer's additive attention has one "
+            "implementation, 'eager'"
+        )
+
+
+def _default_device() -> torch.device:
+    """The device new tensors go to: a ``with torch.device(...)`` context's, else the global default."""
+    return torch.empty(0).device
+
+
+def _as_dtype(value: torch.dtype | str) -> torch.dtype:
+    dtype = getattr(torch, value.removeprefix("torch."), None) if isinstance(value, str) else value
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(
+            f"dtype={value!r} is not a floating-point torch dtype (e.g. torch.float16, 'bfloat16', 'auto')"
+        )
+    return dtype
+
+
+def _floating_dtype(state_dict: dict[str, torch.Tensor]) -> torch.dtype:
+    """``dtype="auto"``: the first floating dtype of the checkpoint (float32 if it has none)."""
+    return next((v.dtype for v in state_dict.values() if v.is_floating_point()), torch.float32)

@@ -233,14 +233,18 @@ def find_weights_file(
     cache_dir: str | os.PathLike | None = None,
     local_files_only: bool = False,
     token: str | bool | None = None,
+    subfolder: str = "",
 ) -> Path:
-    """Locate ``model.safetensors``, else the legacy ``pytorch_model.bin``, in a folder or hub repo."""
+    """Locate ``model.safetensors``, else the legacy ``pytorch_model.bin``, in a folder or hub repo (in its
+    ``subfolder``, if given)."""
     kwargs = dict(revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token)
+    prefix = f"{subfolder.strip('/')}/" if subfolder else ""
     for filename in (SAFE_WEIGHTS_NAME, WEIGHTS_NAME):
-        found = resolve_file(name_or_path, filename, missing_ok=True, **kwargs)
+        found = resolve_file(name_or_path, prefix + filename, missing_ok=True, **kwargs)
         if found is not None:
             return found
-    raise FileNotFoundError(f"{os.fspath(name_or_path)!r} has neither {SAFE_WEIGHTS_NAME} nor {WEIGHTS_NAME}.")
+    where = f"{os.fspath(name_or_path)!r}" + (f" (subfolder {subfolder!r})" if subfolder else "")
+    raise FileNotFoundError(f"{where} has neither {SAFE_WEIGHTS_NAME} nor {WEIGHTS_NAME}.")
 
 
 # The per-output norms of SwiftFormerBackbone (backbone_norm=True): dropped when other models load it.
@@ -274,6 +278,8 @@ def match_state_dict(
     source: str,
     ignore_mismatched_sizes: bool = False,
     optional: Callable[[str], bool] = lambda key: key.endswith("num_batches_tracked"),
+    strict: bool = True,
+    info: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Check a transformers-layout state dict against a model's keys and shapes; return what to load.
 
@@ -283,8 +289,17 @@ def match_state_dict(
     into a classifier, whose heads then stay freshly initialized (a logged warning). With
     ``ignore_mismatched_sizes`` mis-shaped tensors are skipped (re-initialized) with a warning.
 
+    ``strict=False`` is ``from_pretrained``'s rule, transformers' own for a *partial* checkpoint: the weights
+    it lacks are left as initialized and listed in a logged warning. Weights the model does not have (another
+    architecture, a renamed layout) are still an error, and so is a file holding none of the model's weights.
+    ``info``, when given, is filled with transformers' loading info: ``missing_keys``, ``unexpected_keys``
+    (sets of names), ``mismatched_keys`` (a set of (name, checkpoint shape, model shape), re-initialized
+    with ``ignore_mismatched_sizes``; as in transformers they are not also listed as missing) and
+    ``error_msgs`` (a list).
+
     Raises:
-        CheckpointError: listing every missing, unexpected and mis-shaped key at once.
+        CheckpointError: listing every missing, unexpected and mis-shaped key at once (with ``strict=False``,
+            missing keys alone are no error).
     """
     prefix = base_prefix + "."
     original = state_dict
@@ -302,6 +317,11 @@ def match_state_dict(
     elif wants_prefix and not has_prefix:  # base checkpoint → classifier
         state_dict = {prefix + k: v for k, v in state_dict.items()}
 
+    if not strict and not any(k in expected_shapes and not optional(k) for k in state_dict):
+        raise CheckpointError(
+            f"{source} holds none of the weights of {owner}{_architecture_of(original, prefix)}: its "
+            f"{len(original)} keys start {', '.join(sorted(map(str, original))[:5])}; is it the right file?"
+        )
     integer = [k for k, v in state_dict.items() if not optional(k) and _is_integer(v)]
     if integer:  # copied into float parameters they would load silently as whole numbers
         raise CheckpointError(
@@ -318,12 +338,18 @@ def match_state_dict(
     ]
     # A base-model checkpoint, or a backbone's (prefixed, no heads): the classifier's heads start fresh.
     fresh_heads = wants_prefix and bool(head_keys) and set(missing) == head_keys
+    initialized = set(missing)  # left as initialized: for the loading info
     if fresh_heads:
         missing = []
     elif ignore_mismatched_sizes and missing and set(missing) <= head_keys:
         # A headless classifier (num_labels=0) → new classes: the heads start fresh, as mis-shaped ones would.
         logger.warning("Newly initialized weights absent from %s:\n  %s", source, "\n  ".join(missing))
         missing = []
+    mismatched_info = {
+        (k, tuple(v.shape), tuple(expected_shapes[k]))
+        for k, v in state_dict.items()
+        if k in expected_shapes and tuple(v.shape) != tuple(expected_shapes[k])
+    }
     if mismatched and ignore_mismatched_sizes:
         logger.warning("Re-initialized weights whose shapes differ from %s:\n  %s", source, "\n  ".join(mismatched))
         state_dict = {
@@ -332,7 +358,16 @@ def match_state_dict(
             if k not in expected_shapes or tuple(v.shape) == tuple(expected_shapes[k])
         }
         mismatched = []
-    if missing or unexpected or mismatched:
+    if not strict and missing and not unexpected and not mismatched:
+        logger.warning(
+            "%s is a partial checkpoint for %s: newly initialized weights, missing from it (%d): %s%s",
+            source,
+            owner,
+            len(missing),
+            ", ".join(missing[:20]),
+            " ..." if len(missing) > 20 else "",
+        )
+    elif missing or unexpected or mismatched:
 
         def listed(what: str, keys: list[str], sep: str = ", ") -> str:
             return f"{what} ({len(keys)}): {sep.join(keys[:20])}" + (" ..." if len(keys) > 20 else "")
@@ -350,4 +385,11 @@ def match_state_dict(
         )
     if fresh_heads:
         logger.warning("%s holds no classification heads; %s are newly initialized.", source, sorted(head_keys))
+    if info is not None:
+        info.update(
+            missing_keys=initialized,
+            unexpected_keys=set(unexpected),
+            mismatched_keys=mismatched_info,
+            error_msgs=[],
+        )
     return {k: v for k, v in state_dict.items() if k in expected_shapes}

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import os
 import weakref
 from collections.abc import Mapping
@@ -45,7 +46,7 @@ from .layers import (
     _init,
     _StateMixin,
 )
-from .ops import BACKEND, Tensor, _bias_add, _nchw, keras, ops
+from .ops import BACKEND, Tensor, _bias_add, _nchw, _pair, keras, ops
 from .weights import (
     StateItem,
     find_weights_file,
@@ -163,9 +164,129 @@ class TFSwiftFormerPreTrainedModel(keras.Model):
         return {"config": self.config.to_dict(), "name": self.name}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], custom_objects: Any = None) -> TFSwiftFormerPreTrainedModel:
+    def from_config(
+        cls, config: dict[str, Any] | SwiftFormerConfig, custom_objects: Any = None
+    ) -> TFSwiftFormerPreTrainedModel:
+        """From :meth:`get_config`'s dict (Keras), or, as transformers' TF classes accept, a
+        :class:`~swiftformer.SwiftFormerConfig` or its ``to_dict()``."""
+        if isinstance(config, SwiftFormerConfig):
+            return cls(config)
         config = dict(config)
+        if "config" not in config:  # a SwiftFormerConfig.to_dict()
+            return cls(SwiftFormerConfig.from_dict(config))
         return cls(SwiftFormerConfig.from_dict(config.pop("config")), **config)
+
+    # -------------------------------------------------------------- transformers' TF model API
+    def get_input_embeddings(self) -> None:
+        """None: an image model has no token embeddings."""
+        return None
+
+    def get_output_embeddings(self) -> None:
+        """None: no output embeddings tied to input embeddings."""
+        return None
+
+    @classmethod
+    def can_generate(cls) -> bool:
+        """False: SwiftFormer does not generate sequences."""
+        return False
+
+    @property
+    def input_signature(self) -> dict[str, Any]:
+        """``{"pixel_values": tf.TensorSpec((None, num_channels, None, None), float32)}``: the serving input
+        (any batch size, height and width), as transformers' TF models declare it."""
+        import tensorflow as tf  # the tf extra; the signature is a TensorFlow type on every backend
+
+        shape = (None, self.config.num_channels, None, None)
+        return {"pixel_values": tf.TensorSpec(shape, tf.float32, name="pixel_values")}
+
+    @property
+    def dummy_inputs(self) -> dict[str, Tensor]:
+        """A small batch of random ``pixel_values`` at ``config.image_size`` (transformers' ``dummy_inputs``)."""
+        height, width = _pair(self.config.image_size)
+        pixels = np.random.default_rng(0).uniform(size=(2, self.config.num_channels, height, width))
+        return {"pixel_values": ops.convert_to_tensor(pixels.astype("float32"))}
+
+    def serving_output(self, output: ModelOutput) -> ModelOutput:
+        """The output as the serving signature returns it (transformers' hook; tensors already)."""
+        return output
+
+    def prepare_tf_dataset(
+        self,
+        dataset: Any,
+        batch_size: int = 8,
+        shuffle: bool = True,
+        drop_remainder: bool | None = None,
+        seed: int | None = None,
+    ) -> Any:
+        """A batched ``tf.data.Dataset`` for ``fit`` / ``evaluate`` from a Hugging Face ``datasets.Dataset``
+        (transformers' TF helper): the columns :meth:`call` takes, as dicts, and with a ``labels`` column
+        ``(inputs, labels)`` pairs; other columns (file names, raw images) are dropped. The columns are
+        read whole into memory, so this suits datasets of preprocessed arrays that fit there."""
+        import tensorflow as tf  # the tf extra: a tf.data pipeline on every backend
+
+        takes = {"pixel_values", *inspect.signature(self.call).parameters} - {
+            "training",
+            "output_hidden_states",
+            "return_dict",
+        }
+        columns = [name for name in dataset.column_names if name in takes]
+        if "pixel_values" not in columns:
+            raise ValueError(
+                f"prepare_tf_dataset needs a 'pixel_values' column; the dataset has {dataset.column_names}"
+            )
+        # Plain Python values (no datasets formatter, which may import optional frameworks), then arrays.
+        rows = dataset.select_columns(columns).with_format(None)[:]  # {column: list of values}
+        data = {name: np.asarray(rows[name]) for name in columns}
+        # Python floats come back as float64: float32, the model's dtype, at half the memory.
+        data = {name: a.astype(np.float32) if a.dtype == np.float64 else a for name, a in data.items()}
+        labels = data.pop("labels", None)
+        tf_dataset = tf.data.Dataset.from_tensor_slices(data if labels is None else (data, labels))
+        if shuffle:
+            tf_dataset = tf_dataset.shuffle(len(dataset), seed=seed)
+        return tf_dataset.batch(batch_size, drop_remainder=bool(drop_remainder))
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if args and _holds_tf_keras_symbols(args[0]):
+            return _call_in_tf_keras_graph(self, args, kwargs)
+        # Keras takes only tensors positionally: flags in an inputs dict ({"pixel_values": x,
+        # "output_hidden_states": True}) become keyword arguments before Keras sees them.
+        if args and isinstance(args[0], Mapping):
+            flags = {k: v for k, v in args[0].items() if v is None or isinstance(v, (bool, int, float, str))}
+            twice = sorted(set(flags) & set(kwargs))
+            if twice:
+                raise ValueError(f"{twice} given both in the inputs dict and as arguments")
+            if flags:
+                args = ({k: v for k, v in args[0].items() if k not in flags}, *args[1:])
+                kwargs = {**kwargs, **flags}
+        return super().__call__(*args, **kwargs)
+
+    def _call_arguments(self, pixel_values: Any, given: dict[str, Any]) -> dict[str, Any]:
+        """transformers' TF input conventions for ``call``'s first argument: a dict (or ``BatchFeature``) of
+        named inputs, ``{"pixel_values": ..., "labels": ...}``, or a list/tuple of them in ``call``'s
+        argument order; a tensor is just ``pixel_values``. Returns all of ``call``'s arguments by name."""
+        names = [n for n in inspect.signature(self.call).parameters if n != "pixel_values"]
+        if isinstance(pixel_values, Mapping):
+            inputs = dict(pixel_values)
+            unknown = sorted(set(inputs) - {"pixel_values", *names})
+            if unknown:
+                raise ValueError(
+                    f"{type(self).__name__} got unexpected inputs {unknown}; it takes pixel_values, {', '.join(names)}"
+                )
+        elif isinstance(pixel_values, (list, tuple)) and pixel_values and hasattr(pixel_values[0], "shape"):
+            if len(pixel_values) > 1 + len(names):
+                raise ValueError(
+                    f"{type(self).__name__} takes at most {1 + len(names)} inputs, got {len(pixel_values)}"
+                )
+            inputs = dict(zip(["pixel_values", *names], pixel_values))
+        else:
+            inputs = {"pixel_values": pixel_values}
+        twice = sorted(k for k, v in given.items() if v is not None and inputs.get(k) is not None)
+        if twice:
+            raise ValueError(f"{twice} given both in the inputs dict and as arguments")
+        merged = {**given, **{k: v for k, v in inputs.items() if v is not None}}
+        if merged.get("pixel_values") is None:
+            raise ValueError(f"{type(self).__name__} needs pixel_values")
+        return merged
 
     def build(self, input_shape: Any = None) -> None:  # every layer is built at construction
         self.built = True
@@ -250,14 +371,21 @@ class TFSwiftFormerPreTrainedModel(keras.Model):
         return state_dict_from_items(self.state_items())
 
     def load_state_dict(
-        self, state_dict: Mapping[str, Any], source: str = "state dict", ignore_mismatched_sizes: bool = False
+        self,
+        state_dict: Mapping[str, Any],
+        source: str = "state dict",
+        ignore_mismatched_sizes: bool = False,
+        *,
+        strict: bool = True,
+        info: dict[str, Any] | None = None,
     ) -> None:
         """Load a PyTorch-layout state dict (numpy arrays or torch tensors) of either class.
 
         The same rules as the PyTorch models' ``load_checkpoint_state_dict``: a classifier checkpoint
         loads into the base model (heads dropped); a base-model checkpoint into a classifier keeps fresh
         heads (logged); ``num_batches_tracked`` is ignored; anything else that does not match raises one
-        :class:`~swiftformer.CheckpointError` listing every problem.
+        :class:`~swiftformer.CheckpointError` listing every problem; with ``strict=False``
+        (``from_pretrained``'s rule) missing weights are only listed in a warning and in ``info``.
         """
         load_state_dict_into(
             self.state_items(),
@@ -266,11 +394,21 @@ class TFSwiftFormerPreTrainedModel(keras.Model):
             owner=type(self).__name__,
             source=source,
             ignore_mismatched_sizes=ignore_mismatched_sizes,
+            strict=strict,
+            info=info,
         )
 
     # -------------------------------------------------------------- saving
     def save_pretrained(
-        self, save_directory: str | os.PathLike, safe_serialization: bool = True, *, overwrite: bool = False
+        self,
+        save_directory: str | os.PathLike,
+        safe_serialization: bool = True,
+        *,
+        overwrite: bool = False,
+        saved_model: bool = False,
+        version: int = 1,
+        push_to_hub: bool = False,
+        **kwargs: Any,
     ) -> Path:
         """Write ``config.json`` and ``model.safetensors`` (or ``pytorch_model.bin``) in PyTorch layout.
 
@@ -278,48 +416,91 @@ class TFSwiftFormerPreTrainedModel(keras.Model):
         ``from_pretrained`` (``SwiftFormerForImageClassification`` for a classifier) and with
         transformers. Each file is written atomically; a folder holding a different model is refused
         unless ``overwrite=True``.
+
+        ``saved_model=True`` also writes a TensorFlow SavedModel beside the weights, in
+        ``saved_model/<version>``, as transformers' TF models do: its ``serving_default`` signature takes
+        :attr:`input_signature` (``pixel_values``, NCHW, any batch and size) and returns the output fields
+        as a dict (needs TensorFlow; with the JAX backend it goes through jax2tf). ``max_shard_size`` is
+        accepted and ignored; uploading (``push_to_hub=True``) is not supported.
         """
+        kwargs.pop("max_shard_size", None)
+        kwargs.pop("signatures", None) if not saved_model else None
+        if push_to_hub or kwargs:
+            raise TypeError(
+                f"save_pretrained does not support {['push_to_hub'] if push_to_hub else sorted(kwargs)}: this "
+                "library writes local folders"
+            )
         architecture = type(self).__name__.removeprefix("TF")  # the PyTorch class the file is laid out for
-        return save_model_folder(
+        directory = save_model_folder(
             save_directory, self.config, architecture, self.state_dict(), safe_serialization, overwrite
         )
+        if saved_model:
+            self.export_saved_model(Path(directory) / "saved_model" / str(version))
+        return directory
+
+    def export_saved_model(self, path: str | os.PathLike) -> Path:
+        """Write a TensorFlow SavedModel of the inference pass to ``path``: one ``serving_default`` signature,
+        ``pixel_values`` (float32, NCHW, any batch size, height and width) → a dict of the output tensors
+        (``logits``, ``cls_logits``, ``distillation_logits``, or ``last_hidden_state``)."""
+        spec = self.input_signature["pixel_values"]
+
+        def serve(pixel_values: Tensor) -> dict[str, Tensor]:
+            return dict(self(pixel_values, training=False, return_dict=True).items())
+
+        archive = keras.export.ExportArchive()
+        archive.track(self)
+        archive.add_endpoint(name="serving_default", fn=serve, input_signature=[spec])
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        archive.write_out(str(path), verbose=False)
+        return path
 
     # -------------------------------------------------------------- loading
     @classmethod
     def from_pretrained(
         cls,
-        name_or_path: str | os.PathLike,
+        pretrained_model_name_or_path: str | os.PathLike,
         *,
         config: SwiftFormerConfig | None = None,
+        subfolder: str = "",
         revision: str | None = None,
         cache_dir: str | os.PathLike | None = None,
         local_files_only: bool = False,
         token: str | bool | None = None,
         ignore_mismatched_sizes: bool = False,
+        output_loading_info: bool = False,
         **config_overrides: Any,
-    ) -> TFSwiftFormerPreTrainedModel:
+    ) -> TFSwiftFormerPreTrainedModel | tuple[TFSwiftFormerPreTrainedModel, dict[str, Any]]:
         """Load a model folder or hub id saved by this library (either framework) or by transformers.
 
         Weights are read from ``model.safetensors``, else ``pytorch_model.bin`` (PyTorch layout, via
         :func:`swiftformer.io.checkpoints.load_state_dict_file`), else the reference TF port's
-        ``tf_model.h5``. Arguments as the PyTorch ``from_pretrained``.
+        ``tf_model.h5``. Arguments as the PyTorch ``from_pretrained``; a partial checkpoint loads the same
+        way (missing weights stay as initialized, listed in a warning and, with ``output_loading_info``,
+        in the returned loading info).
 
         Raises:
-            CheckpointError: corrupt files, or keys missing / unexpected / of the wrong shape (all
-                listed in one message).
+            CheckpointError: corrupt files, a file holding none of the model's weights, weights the model
+                does not have or of the wrong shape (all listed in one message).
             OSError: the folder or hub repository cannot be found or reached.
         """
+        name = pretrained_model_name_or_path
         hub = {"revision": revision, "cache_dir": cache_dir, "local_files_only": local_files_only, "token": token}
         if config is None:
-            config = SwiftFormerConfig.from_pretrained(name_or_path, **hub, **config_overrides)
+            config = SwiftFormerConfig.from_pretrained(name, subfolder=subfolder, **hub, **config_overrides)
         elif config_overrides:
             config = SwiftFormerConfig.from_dict(config.to_dict(), **config_overrides)
-        path = find_weights_file(name_or_path, **hub)
+        path = find_weights_file(name, subfolder=subfolder, **hub)
         model = cls(config)
+        info: dict[str, Any] = {}
         model.load_state_dict(
-            read_weights_file(path), source=str(path), ignore_mismatched_sizes=ignore_mismatched_sizes
+            read_weights_file(path),
+            source=str(path),
+            ignore_mismatched_sizes=ignore_mismatched_sizes,
+            strict=False,
+            info=info,
         )
-        return model
+        return (model, info) if output_loading_info else model
 
     # -------------------------------------------------------------- Keras training hooks
     def _primary_output(self, y_pred: Any) -> Tensor:
@@ -357,13 +538,21 @@ class TFSwiftFormerModel(TFSwiftFormerPreTrainedModel):
 
     def call(
         self,
-        pixel_values: Any,
+        pixel_values: Any = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         training: bool | None = None,
     ) -> BaseModelOutputWithNoAttention | tuple[Tensor, ...]:
-        # pixel_values (B, C, H, W) → last_hidden_state (B, C4, h, w), hidden_states: tuple of NCHW maps
-        output_hidden_states, return_dict = self._output_flags(output_hidden_states, return_dict)
+        # pixel_values (B, C, H, W), or a dict / list of the arguments → last_hidden_state (B, C4, h, w),
+        # hidden_states: tuple of NCHW maps
+        args = self._call_arguments(
+            pixel_values,
+            {"output_hidden_states": output_hidden_states, "return_dict": return_dict, "training": training},
+        )
+        pixel_values, training = args["pixel_values"], args.get("training")
+        output_hidden_states, return_dict = self._output_flags(
+            args.get("output_hidden_states"), args.get("return_dict")
+        )
         x = self._prepare_pixel_values(pixel_values)
         last, hidden = self._run_forward(x, output_hidden_states, bool(training))
         hidden = hidden if output_hidden_states else None
@@ -438,19 +627,25 @@ class TFSwiftFormerForImageClassification(TFSwiftFormerPreTrainedModel):
 
     def call(
         self,
-        pixel_values: Any,
+        pixel_values: Any = None,
         labels: Any = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         training: bool | None = None,
     ) -> ImageClassifierOutputWithNoAttention | tuple[Tensor, ...]:
-        # pixel_values (B, C, H, W) → logits (B, num_labels), loss () with labels, hidden_states NCHW
-        output_hidden_states, return_dict = self._output_flags(output_hidden_states, return_dict)
+        # pixel_values (B, C, H, W), or a dict / list of the arguments ({"pixel_values": ..., "labels": ...})
+        # → logits (B, num_labels), loss (1,) with labels (transformers' TF shape), hidden_states NCHW
+        given = {"labels": labels, "output_hidden_states": output_hidden_states, "return_dict": return_dict}
+        args = self._call_arguments(pixel_values, {**given, "training": training})
+        pixel_values, labels, training = args["pixel_values"], args.get("labels"), args.get("training")
+        output_hidden_states, return_dict = self._output_flags(
+            args.get("output_hidden_states"), args.get("return_dict")
+        )
         x = self._prepare_pixel_values(pixel_values)
         cls_logits, distillation_logits, hidden = self._run_forward(x, output_hidden_states, bool(training))
         hidden = hidden if output_hidden_states else None
         logits = (cls_logits + distillation_logits) / 2
-        loss = self.loss_for(logits, labels) if labels is not None else None
+        loss = ops.reshape(self.loss_for(logits, labels), (1,)) if labels is not None else None
         if not return_dict:  # the reference's tuple: (loss?, logits, hidden_states?)
             output = (logits,) + ((hidden,) if hidden is not None else ())
             return (loss, *output) if loss is not None else output
@@ -489,19 +684,23 @@ class TFSwiftFormerForImageClassification(TFSwiftFormerPreTrainedModel):
             return "single_label_classification"
         return "multi_label_classification"
 
-    def loss_for(self, logits: Tensor, labels: Any) -> Tensor:
-        """The loss of ``logits`` (B, num_labels) against ``labels`` by :meth:`problem_type_for`."""
+    def loss_for(self, logits: Tensor, labels: Any, sample_weight: Any = None) -> Tensor:
+        """The loss of ``logits`` (B, num_labels) against ``labels`` by :meth:`problem_type_for`: the mean of
+        the per-sample losses, each times its ``sample_weight`` (B,) when given (Keras' convention)."""
         if not hasattr(labels, "shape") or not hasattr(labels, "dtype"):
             labels = np.asarray(labels)
         batch = logits.shape[0]
         if len(labels.shape) == 0 or (batch is not None and labels.shape[0] is not None and labels.shape[0] != batch):
             raise ValueError(f"labels {tuple(labels.shape)} must have the batch size {batch} first")
+        weight = None if sample_weight is None else ops.reshape(ops.cast(sample_weight, logits.dtype), (-1,))
         problem_type = self.problem_type_for(labels)
         if problem_type == "regression":
             labels = ops.cast(labels, logits.dtype)
             if self.num_labels == 1:
-                return ops.mean(ops.square(ops.reshape(logits, (-1,)) - ops.reshape(labels, (-1,))))
-            return ops.mean(ops.square(logits - labels))
+                per_sample = ops.square(ops.reshape(logits, (-1,)) - ops.reshape(labels, (-1,)))
+            else:
+                per_sample = ops.mean(ops.square(logits - labels), axis=-1)
+            return ops.mean(per_sample if weight is None else per_sample * weight)
         if problem_type == "single_label_classification":
             if "int" not in keras.backend.standardize_dtype(labels.dtype):
                 raise ValueError(f"single-label classification needs integer class indices, got {labels.dtype} labels")
@@ -519,14 +718,16 @@ class TFSwiftFormerForImageClassification(TFSwiftFormerPreTrainedModel):
             keep = ops.not_equal(flat, -100)
             per_sample = ops.sparse_categorical_crossentropy(ops.where(keep, flat, 0), logits, from_logits=True)
             keep = ops.cast(keep, logits.dtype)
-            return ops.sum(per_sample * keep) / ops.sum(keep)  # the mean over non-ignored samples (NaN if none)
+            weighted = per_sample * keep if weight is None else per_sample * keep * weight
+            return ops.sum(weighted) / ops.sum(keep)  # the mean over non-ignored samples (NaN if none)
         if tuple(labels.shape) != tuple(logits.shape) and None not in tuple(labels.shape) + tuple(logits.shape):
             raise ValueError(
                 f"multi-label classification needs multi-hot labels of shape {tuple(logits.shape)}, got {tuple(labels.shape)}"
             )
         labels = ops.cast(labels, logits.dtype)
         # BCE with logits, stable: max(z, 0) - z y + log(1 + exp(-|z|))
-        return ops.mean(ops.relu(logits) - logits * labels + ops.log1p(ops.exp(-ops.abs(logits))))
+        per_sample = ops.mean(ops.relu(logits) - logits * labels + ops.log1p(ops.exp(-ops.abs(logits))), axis=-1)
+        return ops.mean(per_sample if weight is None else per_sample * weight)
 
     # -------------------------------------------------------------- Keras training hooks
     def _primary_output(self, y_pred: Any) -> Tensor:
@@ -535,18 +736,71 @@ class TFSwiftFormerForImageClassification(TFSwiftFormerPreTrainedModel):
     def compute_loss(
         self, x: Any = None, y: Any = None, y_pred: Any = None, sample_weight: Any = None, training: bool = True
     ) -> Tensor:
-        """With a ``loss`` given to ``compile``, that loss on ``logits``; otherwise the built-in loss."""
+        """With a ``loss`` given to ``compile``, that loss on ``logits``; otherwise the built-in loss, on the
+        labels ``fit`` was given, or (transformers' TF convention) the ``"labels"`` of the input dict;
+        ``sample_weight`` weights each sample's loss."""
         logits = self._primary_output(y_pred)
+        y = _labels_of(x, y)
         if self._compile_loss is not None:
             return super().compute_loss(x, y, logits, sample_weight, training)
         if y is None:
-            raise ValueError("fit()/evaluate() without a compiled loss need labels: yield (pixel_values, labels) pairs")
-        if sample_weight is not None:
-            raise ValueError("sample_weight needs an explicit loss: compile(loss=...) with a Keras loss")
-        loss = self.loss_for(logits, y)
+            raise ValueError(
+                "fit()/evaluate() without a compiled loss need labels: yield (pixel_values, labels) pairs or "
+                "{'pixel_values': ..., 'labels': ...} dicts"
+            )
+        loss = self.loss_for(logits, y, sample_weight=sample_weight)
         for extra in self.losses:
             loss = loss + ops.cast(ops.sum(extra), loss.dtype)
         return loss
+
+    def compute_metrics(self, x: Any, y: Any, y_pred: Any, sample_weight: Any = None) -> dict[str, Any]:
+        return super().compute_metrics(x, _labels_of(x, y), y_pred, sample_weight)
+
+
+def _holds_tf_keras_symbols(inputs: Any) -> bool:
+    """Whether ``inputs`` (a tensor, or a dict / list of them) holds symbolic tensors of tf_keras (Keras 2),
+    with which transformers 4.x's TF tools build functional models (``tf_keras.Input``)."""
+    values = (
+        inputs.values() if isinstance(inputs, Mapping) else inputs if isinstance(inputs, (list, tuple)) else [inputs]
+    )
+    return any(type(v).__name__ == "KerasTensor" and type(v).__module__.startswith("tf_keras.") for v in values)
+
+
+def _call_in_tf_keras_graph(model: TFSwiftFormerPreTrainedModel, args: tuple, kwargs: dict[str, Any]) -> Any:
+    """Call ``model`` on tf_keras symbolic inputs, so that it can sit in a tf_keras functional model
+    (``tf_keras.Model(inputs, model(inputs)[0])``, transformers' ``test_compile_tf_model``).
+
+    Keras 3 cannot take Keras 2's symbolic tensors, so the call is wrapped in a tf_keras layer, whose ``call``
+    runs the model on the concrete (or graph) tensors tf_keras passes it. The layer holds the model as an
+    attribute: tf_keras saving reaches its variables through that. Returns the outputs as a tuple (tf_keras
+    layers return plain nests): ``[0]`` is ``logits`` or ``last_hidden_state``, as with the output class.
+    """
+    import tf_keras  # present: the inputs are its tensors
+
+    if len(args) > 1:
+        raise ValueError("with tf_keras symbolic inputs, give every input but the first as a keyword argument")
+
+    class SwiftFormerInTFKeras(tf_keras.layers.Layer):
+        def __init__(self, wrapped: TFSwiftFormerPreTrainedModel, call_kwargs: dict[str, Any]) -> None:
+            super().__init__(name=wrapped.name)
+            self.wrapped = wrapped  # tracked: its variables are saved with the functional model
+            self.call_kwargs = tuple(call_kwargs.items())  # a tuple: tf_keras would wrap a dict for tracking
+
+        def call(self, inputs: Any) -> Any:
+            out = self.wrapped(inputs, **dict(self.call_kwargs))
+            return out.to_tuple() if isinstance(out, ModelOutput) else out
+
+    return SwiftFormerInTFKeras(model, kwargs)(args[0])
+
+
+def _labels_of(x: Any, y: Any) -> Any:
+    """The labels of a batch: ``y``, or its ``"labels"`` entry when it is a dict, or else the ``"labels"`` entry
+    of dict inputs (transformers' TF datasets carry them in either place)."""
+    if isinstance(y, Mapping):
+        y = y.get("labels")
+    if y is None and isinstance(x, Mapping):
+        y = x.get("labels")
+    return y
 
 
 def _concrete(value: Any) -> np.ndarray | None:

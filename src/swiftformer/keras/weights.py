@@ -76,6 +76,8 @@ def load_state_dict_into(
     owner: str,
     source: str,
     ignore_mismatched_sizes: bool,
+    strict: bool = True,
+    info: dict[str, Any] | None = None,
 ) -> None:
     """Assign a PyTorch-layout state dict (numpy arrays or torch tensors) to the variables of ``items``.
 
@@ -94,6 +96,8 @@ def load_state_dict_into(
         source=source,
         ignore_mismatched_sizes=ignore_mismatched_sizes,
         optional=lambda key: key.endswith("num_batches_tracked") or key in ignored,
+        strict=strict,
+        info=info,
     )
     for name, value in state_dict.items():
         if name in own:
@@ -134,14 +138,16 @@ def save_model_folder(
     return write_model_folder(save_directory, config, architecture, write_weights, safe_serialization, overwrite)
 
 
-def find_weights_file(name_or_path: str | os.PathLike, **hub: Any) -> Path:
-    """The first of ``model.safetensors``, ``pytorch_model.bin``, ``tf_model.h5`` in a folder or hub repository.
+def find_weights_file(name_or_path: str | os.PathLike, subfolder: str = "", **hub: Any) -> Path:
+    """The first of ``model.safetensors``, ``pytorch_model.bin``, ``tf_model.h5`` in a folder or hub repository
+    (in its ``subfolder``, if given).
 
     Raises:
         FileNotFoundError: none of them is there.
     """
+    prefix = f"{subfolder.strip('/')}/" if subfolder else ""
     for filename in (SAFE_WEIGHTS_NAME, WEIGHTS_NAME, TF_WEIGHTS_NAME):
-        path = resolve_file(name_or_path, filename, missing_ok=True, **hub)
+        path = resolve_file(name_or_path, prefix + filename, missing_ok=True, **hub)
         if path is not None:
             return path
     raise FileNotFoundError(
