@@ -28,11 +28,7 @@ EMBED_COLUMNS = ("image", "embedding")
 
 def image_features(model: SwiftFormerForImageClassification, pixel_values: torch.Tensor) -> torch.Tensor:
     """The classifier's head input, (B, embed_dims[-1]): the last stage's map through the final norm, then
-    averaged over H × W. ``model.get_image_features`` where the model has it; the same computation here
-    otherwise."""
-    method = getattr(model, "get_image_features", None)
-    if method is not None:
-        return method(pixel_values)
+    averaged over H × W."""
     hidden = model.swiftformer(pixel_values, return_dict=True).last_hidden_state  # (B, C, h, w)
     return model.norm(hidden).flatten(2).mean(-1)
 

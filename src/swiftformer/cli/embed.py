@@ -18,7 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--no-optimize",
         action="store_true",
-        help="run the model as loaded (get_image_features), not the fused fast path (same values within 1e-5)",
+        help="run the model as loaded (eager fp32), not the fused fast path (same values within 1e-5)",
     )
     add_batch_arguments(p)
     add_hub_arguments(p)
