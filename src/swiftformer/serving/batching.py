@@ -3,11 +3,11 @@
 Requests (on the event loop) put one item per image into a deque and await a
 :class:`concurrent.futures.Future` each. One model worker thread takes the first waiting image, waits
 until ``max_batch_size`` images are there or ``max_wait_ms`` has passed since that first image
-arrived, whichever comes first, and runs them as one batch. It waits only while more images are on
-their way (admitted, still being decoded): a lone request runs at once instead of paying
-``max_wait_ms`` (images of one input size only; others
-wait for the next batch). Decoding and preprocessing happen before, in the server's decode thread
-pool, so they overlap with the forward pass of the batch before.
+arrived, whichever comes first, and runs them as one batch (images of one input size only; others
+wait for the next batch). It waits only while more images are on their way (admitted, still being
+decoded): a lone request runs at once instead of paying ``max_wait_ms``. Decoding and preprocessing
+happen before, in the server's decode thread pool, so they overlap with the forward pass of the batch
+before.
 
 Admission is separate from queueing: a request first reserves its images against ``max_queue``
 (images admitted and not yet answered), so a full server refuses it before decoding anything.
