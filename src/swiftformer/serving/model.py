@@ -39,8 +39,8 @@ def batch_sizes(max_batch_size: int) -> list[int]:
 
 class Classifier:
     """A classifier for the server: ``forward(pixel_values (n, 3, H, W)) -> logits (n, num_labels)``
-    float32, with n padded up to one of :func:`batch_sizes` on compiled inductor; labels; the processor's fixed input size;
-    ``model``, the eager model, for ``POST /explain``.
+    float32, with n padded up to one of :func:`batch_sizes` on compiled inductor; labels; the processor's
+    fixed input size; ``model``, the eager model, for ``POST /explain``.
 
     ``forward`` is meant for one thread at a time (the server's model worker)."""
 
