@@ -278,8 +278,8 @@ def optimize_for_inference(
             whichever is installed, larger ones on inductor (every batch size on the runtime when ``compile``
             is off, the uncompiled path being slower than both, and at fp32 on CPUs without AVX-512, where the
             runtimes were level with inductor or ahead at every batch size); each backend is built on its
-            first call (an ONNX export or OpenVINO conversion takes seconds, a compile tens). int8 and models off the CPU always
-            use inductor. ``"inductor"``: torch.compile (the best batch throughput). ``"openvino"``: the fused
+            first call (an ONNX export or OpenVINO conversion takes seconds, a compile tens). int8 and models
+            off the CPU always use inductor. ``"inductor"``: torch.compile (the best batch throughput). ``"openvino"``: the fused
             model converted in memory and compiled by OpenVINO's CPU plugin with an explicit fp32/bf16
             precision hint; ``.precision`` is what the compiled model reports it runs (OpenVINO runs f32
             where the CPU has no bf16, with a :class:`~swiftformer.hardware.PrecisionNotHonouredWarning`).
