@@ -336,12 +336,13 @@ def resolve_backend(
 ) -> BackendChoice:
     """The backend to run on: ``requested``, or for ``"auto"`` the one measured fastest for this batch size.
 
-    ``"auto"``, on the CPU: an exported runtime for small batches (``batch_size <= small_batch_max(...)``,
-    see :func:`small_batch_max`: every fp32 batch on AVX2-only CPUs): ONNX Runtime, else OpenVINO, at fp32;
-    OpenVINO at bf16 (ONNX Runtime's CPU provider has no bf16 kernels); whichever is installed. Larger batches
-    (and an unknown batch size) run on inductor, the best batch throughput, when it is ``compiled``;
-    uncompiled, the fused eager module was slower than both runtimes at batch 32 too (90 vs 133-147 img/s on the Xeon), so the runtime is used at every batch
-    size. int8 and other devices than the CPU always run on inductor. Without an installed runtime: inductor.
+    ``"auto"``, on the CPU: an exported runtime for small batches (``batch_size <= small_batch_max(...)``, see
+    :func:`small_batch_max`: every fp32 batch on AVX2-only CPUs): ONNX Runtime, else OpenVINO, at fp32; OpenVINO at
+    bf16 (ONNX Runtime's CPU provider has no bf16 kernels); whichever is installed. Larger batches (and an unknown
+    batch size) run on inductor, the best batch throughput, when it is ``compiled``; uncompiled, the fused eager
+    module was slower than both runtimes at batch 32 too (90 vs 133-147 img/s on the Xeon), so the runtime is used
+    at every batch size. int8 and other devices than the CPU always run on inductor. Without an installed runtime:
+    inductor.
 
     Args:
         precision: The resolved precision (``"fp32"``, ``"bf16"`` or ``"int8"``), not ``"auto"``.

@@ -275,17 +275,17 @@ def optimize_for_inference(
         backend: ``"auto"`` (default): a module that picks per call by batch size
             (:func:`swiftformer.hardware.resolve_backend`): batches up to
             :data:`~swiftformer.hardware.SMALL_BATCH_MAX` (4) on ONNX Runtime (fp32) or OpenVINO (fp32, bf16),
-            whichever is installed, larger ones on inductor (every batch size on the runtime when ``compile``
-            is off, the uncompiled path being slower than both, and at fp32 on CPUs without AVX-512, where the
-            runtimes were level with inductor or ahead at every batch size); each backend is built on its
-            first call (an ONNX export or OpenVINO conversion takes seconds, a compile tens). int8 and models
-            off the CPU always use inductor. ``"inductor"``: torch.compile (the best batch throughput). ``"openvino"``: the fused
-            model converted in memory and compiled by OpenVINO's CPU plugin with an explicit fp32/bf16
-            precision hint; ``.precision`` is what the compiled model reports it runs (OpenVINO runs f32
-            where the CPU has no bf16, with a :class:`~swiftformer.hardware.PrecisionNotHonouredWarning`).
-            ``"onnxruntime"``: the fused model exported to ONNX in memory (dynamic batch, height, width) and
-            run by ONNX Runtime's CPU provider with torch's thread count, fp32 only. Both runtimes need
-            ``pip install .[export]``; ``compile``, ``dynamic`` and ``micro_batch`` do not apply to them.
+            whichever is installed, larger ones on inductor (every batch size on the runtime when ``compile`` is
+            off, the uncompiled path being slower than both, and at fp32 on CPUs without AVX-512, where the runtimes
+            were level with inductor or ahead at every batch size); each backend is built on its first call (an ONNX
+            export or OpenVINO conversion takes seconds, a compile tens). int8 and models off the CPU always use
+            inductor. ``"inductor"``: torch.compile (the best batch throughput). ``"openvino"``: the fused model
+            converted in memory and compiled by OpenVINO's CPU plugin with an explicit fp32/bf16 precision hint;
+            ``.precision`` is what the compiled model reports it runs (OpenVINO runs f32 where the CPU has no bf16,
+            with a :class:`~swiftformer.hardware.PrecisionNotHonouredWarning`). ``"onnxruntime"``: the fused model
+            exported to ONNX in memory (dynamic batch, height, width) and run by ONNX Runtime's CPU provider with
+            torch's thread count, fp32 only. Both runtimes need ``pip install .[export]``; ``compile``, ``dynamic``
+            and ``micro_batch`` do not apply to them.
 
     Raises:
         ValueError: an unknown precision or backend, a precision the backend does not run, a bad
