@@ -15,7 +15,7 @@ import torch
 
 from _helpers import perturb_
 from swiftformer import SwiftFormerConfig, SwiftFormerForImageClassification, SwiftFormerModel
-from swiftformer.errors import CheckpointError
+from swiftformer.errors import CheckpointError, CheckpointShapeError
 from swiftformer.io.checkpoints import load_state_dict_file
 from swiftformer.io.hub import resolve_file
 
@@ -238,9 +238,19 @@ def test_wrong_shape_is_listed(tmp_path: Path):
 
 def test_num_labels_override_requires_ignore_mismatched_sizes(tmp_path: Path):
     tiny_classifier().save_pretrained(tmp_path)
-    with pytest.raises(CheckpointError, match="ignore_mismatched_sizes") as info:
+    with pytest.raises(CheckpointShapeError, match="ignore_mismatched_sizes") as info:
         SwiftFormerForImageClassification.from_pretrained(tmp_path, num_labels=7)
     assert "head.weight" in str(info.value) and "dist_head.weight" in str(info.value)
+    # caught the way torch's load_state_dict and transformers' size errors are, and as a bad checkpoint
+    assert isinstance(info.value, RuntimeError) and isinstance(info.value, CheckpointError)
+
+
+def test_missing_or_unexpected_keys_are_not_shape_errors(tmp_path: Path):
+    state = tiny_classifier().state_dict()
+    state["extra.weight"] = torch.zeros(2)
+    with pytest.raises(CheckpointError, match="unexpected keys") as info:
+        tiny_classifier().load_checkpoint_state_dict(state)
+    assert not isinstance(info.value, RuntimeError)
 
 
 def test_num_labels_override_reinitializes_heads(tmp_path: Path, caplog):

@@ -28,6 +28,7 @@ _EXPORTS = {
     "BackboneOutput": "outputs",
     "SwiftFormerImageProcessor": "image_processing",
     "CheckpointError": "errors",
+    "CheckpointShapeError": "errors",
     "ExportError": "errors",
     "optimize_for_inference": "inference",
     "convert_checkpoint": "convert",
@@ -56,7 +57,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from .configuration import ATTENTION_VARIANTS, VARIANTS, SwiftFormerConfig
     from .convert import ConversionResult, convert_checkpoint
-    from .errors import CheckpointError
+    from .errors import CheckpointError, CheckpointShapeError
     from .image_processing import SwiftFormerImageProcessor
     from .inference import optimize_for_inference
     from .keras.models import TFSwiftFormerForImageClassification, TFSwiftFormerModel

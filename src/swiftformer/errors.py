@@ -14,6 +14,14 @@ class CheckpointError(ValueError):
     """A checkpoint or config file exists but cannot be used (corrupt, truncated, mismatched)."""
 
 
+class CheckpointShapeError(CheckpointError, RuntimeError):
+    """Weights whose shapes differ from the model's (e.g. another ``num_labels``).
+
+    Also a ``RuntimeError``, which is what torch's ``load_state_dict`` and transformers' ``from_pretrained``
+    raise for size mismatches, so code written against either keeps catching it.
+    """
+
+
 class ExportError(RuntimeError):
     """An export could not be produced: a converter failed or an optional runtime is missing."""
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, CheckpointShapeError
 from .architecture import infer_config
 from .files import atomic_write, read_json, write_json
 from .hub import CONFIG_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_NAME, resolve_file
@@ -379,7 +379,9 @@ def match_state_dict(
                 listed("shape mismatches", mismatched, "; ")
                 + " (from Python, ignore_mismatched_sizes=True re-initializes them, e.g. for new num_labels)"
             )
-        raise CheckpointError(
+        # Only mis-shaped weights: also a RuntimeError, as torch and transformers raise for them.
+        error = CheckpointShapeError if mismatched and not missing and not unexpected else CheckpointError
+        raise error(
             f"{source} does not match {owner} with this config{_architecture_of(original, prefix)}:"
             "\n  " + "\n  ".join(problems)
         )
