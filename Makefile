@@ -39,7 +39,7 @@ lint: $(VENV)/.installed-test
 
 # The suite, then the Ray Serve tests apart (test-ray) where they can be confined: as root.
 test: lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 	@if [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory test-ray; else \
 	  echo "make test: the Ray tests (tests/test_serve_ray.py, test_batch_ray.py) were not run: they need root to make a"; \
 	  echo "  loopback-only network namespace, since a local Ray instance listens on all interfaces (sudo make test-ray)"; fi

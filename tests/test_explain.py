@@ -1,9 +1,10 @@
 """swiftformer.explain and ``swiftformer explain``: heatmaps that point at the object, equal a direct
 computation, leave the model as it was; the command's files and its one-line errors.
 
-The pointing game: canvases of noise with one pattern (its class) in a random quadrant; a tiny SwiftFormer
-is trained on them here, on the CPU, for a few hundred steps; the heatmap's maximum must fall in the
-pattern's quadrant for at least 90 % of the canvases it classifies correctly. ``python
+The pointing game: canvases with one pattern (its class) in a random quadrant and noise of a random
+strength, from none to strong, elsewhere; a tiny SwiftFormer is trained on them here, on the CPU, for a few
+hundred steps; the heatmap's maximum must fall in the pattern's quadrant for at least 90 % of the canvases
+it classifies correctly. ``python
 tests/test_explain.py`` runs the longer measurement of docs/explain.md (every method, every stage).
 """
 
@@ -42,7 +43,8 @@ from swiftformer.modeling import SwiftFormerEfficientAdditiveAttention
 # ------------------------------------------------------------------------------ the pointing game
 SIZE = 96  # canvas side; the pattern is a quarter of it
 PATCH = SIZE // 4
-STEPS = 200  # training steps of 32 canvases
+STEPS = 400  # training steps of 32 canvases
+NOISE = 0.8  # the strongest background noise (the patterns are ±1)
 TRAIN_CONFIG = dict(depths=[1, 1, 1, 1], embed_dims=[16, 24, 48, 64], num_labels=4)
 
 
@@ -61,11 +63,15 @@ def _pattern(cls: int, rng: np.random.Generator) -> np.ndarray:
     return on.astype(np.float32) * 2 - 1
 
 
-def canvases(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-    """(pixel_values (n, 3, SIZE, SIZE) noise in ±0.8 with one pattern each, labels (n,), quadrants (n,):
-    0 top left, 1 top right, 2 bottom left, 3 bottom right)."""
+def canvases(
+    n: int, seed: int, noise: tuple[float, float] = (0.0, NOISE)
+) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """(pixel_values (n, 3, SIZE, SIZE) with one pattern each, labels (n,), quadrants (n,): 0 top left, 1 top
+    right, 2 bottom left, 3 bottom right). The background is uniform noise in ±a, a drawn per canvas in
+    ``noise`` (default: from blank to strong noise; (0, 0): blank)."""
     rng = np.random.default_rng(seed)
-    pixels = rng.uniform(-0.8, 0.8, (n, 3, SIZE, SIZE)).astype(np.float32)
+    amplitude = rng.uniform(*noise, (n, 1, 1, 1))
+    pixels = (rng.uniform(-1, 1, (n, 3, SIZE, SIZE)) * amplitude).astype(np.float32)
     labels, quadrants = rng.integers(0, 4, n), rng.integers(0, 4, n)
     half = SIZE // 2
     for i in range(n):
@@ -77,16 +83,20 @@ def canvases(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]
 
 
 def train_on_canvases(attention_variant: str, steps: int = STEPS, seed: int = 0) -> SwiftFormerForImageClassification:
+    """A tiny SwiftFormer trained on :func:`canvases` (one-cycle AdamW; about a minute on 2 cores)."""
     torch.manual_seed(seed)
     config = SwiftFormerConfig(**TRAIN_CONFIG, attention_variant=attention_variant)
     model = SwiftFormerForImageClassification(config).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
+    # Decayed to the end: at a constant rate the models' maps varied far more from seed to seed.
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=steps, pct_start=0.15)
     for step in range(steps):
         x, y, _ = canvases(32, seed=1000 * (seed + 1) + step)
         loss = model(x, labels=y).loss
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        schedule.step()
     return model.eval()
 
 
@@ -98,9 +108,11 @@ def quadrant_of_max(maps: torch.Tensor) -> np.ndarray:
     return ((row >= height // 2).long() * 2 + (col >= width // 2).long()).numpy()
 
 
-def pointing_game(model, method: str, layer: str | None, n: int = 128, seed: int = 7) -> tuple[int, int, float]:
+def pointing_game(
+    model, method: str, layer: str | None, n: int = 128, seed: int = 7, noise: tuple[float, float] = (0.0, NOISE)
+) -> tuple[int, int, float]:
     """(hits, correctly classified canvases, accuracy): the map of the true class points at its quadrant."""
-    x, y, quadrants = canvases(n, seed)
+    x, y, quadrants = canvases(n, seed, noise)
     with torch.no_grad():
         correct = (model(x).logits.argmax(-1) == y).numpy()
     heat = explain_with_scores(model, x[correct], target=y[correct].tolist(), method=method, layer=layer).maps
@@ -129,11 +141,14 @@ def test_gradcam_points_at_the_pattern(trained, variant):
     assert hits >= 0.9 * total, f"Grad-CAM at {DEFAULT_LAYER}: {hits}/{total} in the right quadrant"
 
 
-# No such test for the attention weights: they do not pass it. The issue asks for >= 90 % on an l2 model;
-# measured on models trained with seeds 0, 1, 2 (200 canvases each), the default map (every stage's
-# |α - mean α| averaged) points at the pattern in 181, 87 and 148 of 200 correctly classified canvases
-# (69 %), |α| of the best single stage in 43 % (docs/explain.md; rerun: python tests/test_explain.py l2).
-# Seed 0 alone would pass, so a test on it would only say which seed was picked.
+def test_attention_points_at_the_pattern(trained):
+    """The l2 model's own token weights (every stage's |α - mean α|, averaged: the default map) point at the
+    pattern on blank canvases. With noise behind the pattern they point at it less often (docs/explain.md:
+    the attention is not what finds the pattern), so the test is on blanks, the issue's other choice."""
+    model = _trained(trained, "l2")
+    hits, total, accuracy = pointing_game(model, "attention", layer=None, noise=(0.0, 0.0))
+    assert accuracy >= 0.9, f"the l2 model did not learn the canvases (accuracy {accuracy:.2f})"
+    assert hits >= 0.9 * total, f"attention (mean of the stages): {hits}/{total} in the right quadrant"
 
 
 # ------------------------------------------------------------------------------ exactness
@@ -328,8 +343,9 @@ def model_dir(tmp_path_factory) -> Path:
     return make_model_dir(tmp_path_factory.mktemp("model"))
 
 
-def run_cli(capsys, *argv) -> tuple[int, str, str]:
-    code = main(["explain", *map(str, argv)])
+def run_command(capsys, command: str, *argv) -> tuple[int, str, str]:
+    """``swiftformer COMMAND ARGV...`` in process: (status, stdout, stderr)."""
+    code = main([command, *map(str, argv)])
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -337,34 +353,36 @@ def run_cli(capsys, *argv) -> tuple[int, str, str]:
 def test_command_writes_overlays_and_raw_maps(tmp_path, model_dir, capsys):
     images = make_images(tmp_path / "in")
     out = tmp_path / "heatmaps"
-    code, stdout, _ = run_cli(capsys, *images, "--model", model_dir, "--output", out, "--save-raw")
+    code, stdout, _ = run_command(capsys, "explain", *images, "--model", model_dir, "--output", out, "--save-raw")
     assert code == 0
     assert sorted(p.name for p in out.iterdir()) == [
-        "a_gradcam_stage2.npy",
-        "a_gradcam_stage2.png",
-        "b_gradcam_stage2.npy",
-        "b_gradcam_stage2.png",
+        "a_gradcam_stage3.npy",
+        "a_gradcam_stage3.png",
+        "b_gradcam_stage3.npy",
+        "b_gradcam_stage3.png",
     ]
-    raw = np.load(out / "a_gradcam_stage2.npy")
+    raw = np.load(out / "a_gradcam_stage3.npy")
     assert raw.shape == (64, 64) and raw.dtype == np.float32 and raw.min() >= 0 and raw.max() <= 1
-    with Image.open(out / "a_gradcam_stage2.png") as picture:
+    with Image.open(out / "a_gradcam_stage3.png") as picture:
         assert picture.format == "PNG" and picture.width == 256 and picture.height > 256
     lines = stdout.splitlines()
-    assert len(lines) == 2 and lines[0].startswith(f"{images[0]}: ") and "a_gradcam_stage2.png" in lines[0]
+    assert len(lines) == 2 and lines[0].startswith(f"{images[0]}: ") and "a_gradcam_stage3.png" in lines[0]
 
     # the same files again: refused before anything is computed; --overwrite replaces them
-    code, stdout, stderr = run_cli(capsys, *images, "--model", model_dir, "--output", out)
+    code, stdout, stderr = run_command(capsys, "explain", *images, "--model", model_dir, "--output", out)
     assert code == 2 and stdout == "" and "already exists" in stderr and "--overwrite" in stderr
     assert len(stderr.strip().splitlines()) == 1
-    code, _, _ = run_cli(capsys, *images, "--model", model_dir, "--output", out, "--overwrite", "--method", "eigencam")
-    assert code == 0 and (out / "a_eigencam_stage2.png").exists()
+    code, _, _ = run_command(
+        capsys, "explain", *images, "--model", model_dir, "--output", out, "--overwrite", "--method", "eigencam"
+    )
+    assert code == 0 and (out / "a_eigencam_stage3.png").exists()
 
 
 def test_command_targets_layers_and_methods(tmp_path, model_dir, capsys):
     (image, _) = make_images(tmp_path / "in")
     out = tmp_path / "out"
     argv = [image, "--model", model_dir, "--output", out, "--target", "dog", "--target", "3", "--layer", "stage1"]
-    code, stdout, _ = run_cli(capsys, *argv, "stage3", "--method", "gradcam++")
+    code, stdout, _ = run_command(capsys, "explain", *argv, "stage3", "--method", "gradcam++")
     assert code == 0
     assert sorted(p.name for p in out.iterdir()) == [
         "a_gradcampp_stage1_1-dog.png",
@@ -379,7 +397,9 @@ def test_command_attention_on_an_l2_model(tmp_path, capsys):
     model_dir = make_model_dir(tmp_path / "l2", variant="l2")
     (image, _) = make_images(tmp_path / "in")
     out = tmp_path / "out"
-    code, _, _ = run_cli(capsys, image, "--model", model_dir, "--output", out, "--method", "attention", "--save-raw")
+    code, _, _ = run_command(
+        capsys, "explain", image, "--model", model_dir, "--output", out, "--method", "attention", "--save-raw"
+    )
     assert code == 0  # the default: every stage's map, averaged into one
     assert sorted(p.name for p in out.iterdir()) == [
         "a_attention_stage1+stage2+stage3+stage4.npy",
@@ -395,8 +415,8 @@ def test_command_attention_on_an_l2_model(tmp_path, capsys):
     np.testing.assert_allclose(
         np.load(out / "a_attention_stage1+stage2+stage3+stage4.npy"), expected.numpy(), atol=1e-6
     )
-    code, _, _ = run_cli(
-        capsys, image, "--model", model_dir, "--output", out, "--method", "attention", "--layer", "all"
+    code, _, _ = run_command(
+        capsys, "explain", image, "--model", model_dir, "--output", out, "--method", "attention", "--layer", "all"
     )
     assert code == 0  # --layer all: one file per stage
     assert sorted(p.name for p in out.iterdir() if "+" not in p.name) == [
@@ -416,7 +436,9 @@ def test_command_attention_on_an_l2_model(tmp_path, capsys):
 )
 def test_command_bad_input_is_one_line(tmp_path, model_dir, capsys, argv, message):
     (image, _) = make_images(tmp_path / "in")
-    code, stdout, stderr = run_cli(capsys, image, "--model", model_dir, "--output", tmp_path / "out", *argv)
+    code, stdout, stderr = run_command(
+        capsys, "explain", image, "--model", model_dir, "--output", tmp_path / "out", *argv
+    )
     assert code == 2 and stdout == ""
     assert stderr.startswith(f"swiftformer: error: {message}"), stderr
     assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr
@@ -427,12 +449,12 @@ def test_command_never_writes_over_an_input(tmp_path, model_dir, capsys):
     folder = tmp_path / "in"
     folder.mkdir()
     Image.new("RGB", (40, 40)).save(folder / "x.png")
-    Image.new("RGB", (40, 40)).save(folder / "x_gradcam_stage2.png")  # an input named like x's overlay
-    argv = [folder / "x.png", folder / "x_gradcam_stage2.png", "--model", model_dir, "--output", folder, "--overwrite"]
-    code, _, stderr = run_cli(capsys, *argv)
+    Image.new("RGB", (40, 40)).save(folder / "x_gradcam_stage3.png")  # an input named like x's overlay
+    argv = [folder / "x.png", folder / "x_gradcam_stage3.png", "--model", model_dir, "--output", folder, "--overwrite"]
+    code, _, stderr = run_command(capsys, "explain", *argv)
     assert code == 2 and "is one of the input images" in stderr
     argv = [folder / "x.png", tmp_path / "x.jpg", "--model", model_dir, "--output", folder, "--overwrite"]
-    code, _, stderr = run_cli(capsys, *argv)
+    code, _, stderr = run_command(capsys, "explain", *argv)
     assert code == 2 and "would both be explained into" in stderr
 
 
@@ -440,47 +462,45 @@ def test_command_unreadable_image(tmp_path, model_dir, capsys):
     (image, _) = make_images(tmp_path / "in")
     broken = tmp_path / "in" / "broken.png"
     broken.write_bytes(b"not an image")
-    code, _, stderr = run_cli(capsys, broken, image, "--model", model_dir, "--output", tmp_path / "out")
+    code, _, stderr = run_command(capsys, "explain", broken, image, "--model", model_dir, "--output", tmp_path / "out")
     assert code == 1 and "broken.png: error:" in stderr
-    assert (tmp_path / "out" / "a_gradcam_stage2.png").exists()
+    assert (tmp_path / "out" / "a_gradcam_stage3.png").exists()
 
 
 # ------------------------------------------------------------------------------ predict --explain
-def run_predict(capsys, *argv) -> tuple[int, str, str]:
-    code = main(["predict", *map(str, argv)])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_predict_explain_writes_the_overlays_of_the_predictions(tmp_path, model_dir, capsys):
     images = make_images(tmp_path / "in")
     heatmaps = tmp_path / "heatmaps"
-    code, stdout, stderr = run_predict(capsys, *images, "--model", model_dir, "--json", "--explain", heatmaps)
+    code, stdout, stderr = run_command(
+        capsys, "predict", *images, "--model", model_dir, "--json", "--explain", heatmaps
+    )
     assert code == 0, stderr
     rows = [json.loads(line) for line in stdout.splitlines()]  # stdout stays JSON lines
     assert [row["image"] for row in rows] == [str(p) for p in images]
-    assert sorted(p.name for p in heatmaps.iterdir()) == ["a_gradcam_stage2.png", "b_gradcam_stage2.png"]
+    assert sorted(p.name for p in heatmaps.iterdir()) == ["a_gradcam_stage3.png", "b_gradcam_stage3.png"]
     assert f"2 overlays -> {heatmaps}" in stderr
 
     # On the eager model (--no-optimize) predict's overlay is, pixel for pixel, the explain command's one of
     # the top class: the same map, image and caption.
     again = tmp_path / "again"
-    code, _, _ = run_predict(capsys, *images, "--model", model_dir, "--no-optimize", "--explain", again)
+    code, _, _ = run_command(capsys, "predict", *images, "--model", model_dir, "--no-optimize", "--explain", again)
     assert code == 0
-    code, _, _ = run_cli(capsys, *images, "--model", model_dir, "--output", tmp_path / "explained")
+    code, _, _ = run_command(capsys, "explain", *images, "--model", model_dir, "--output", tmp_path / "explained")
     assert code == 0
-    for name in ("a_gradcam_stage2.png", "b_gradcam_stage2.png"):
+    for name in ("a_gradcam_stage3.png", "b_gradcam_stage3.png"):
         with Image.open(again / name) as mine, Image.open(tmp_path / "explained" / name) as theirs:
             assert np.array_equal(np.asarray(mine), np.asarray(theirs)), name
 
     # Existing overlays are kept (the predictions are still printed; status 1), replaced with --overwrite.
-    before = (heatmaps / "a_gradcam_stage2.png").stat().st_mtime_ns
-    code, stdout, stderr = run_predict(capsys, *images, "--model", model_dir, "--explain", heatmaps)
+    before = (heatmaps / "a_gradcam_stage3.png").stat().st_mtime_ns
+    code, stdout, stderr = run_command(capsys, "predict", *images, "--model", model_dir, "--explain", heatmaps)
     assert code == 1 and stdout.count(str(images[0])) == 1
-    assert f"{images[0]}: error: no overlay: {heatmaps / 'a_gradcam_stage2.png'} already exists" in stderr
+    assert f"{images[0]}: error: no overlay: {heatmaps / 'a_gradcam_stage3.png'} already exists" in stderr
     assert "0 overlays (2 not written)" in stderr
-    assert (heatmaps / "a_gradcam_stage2.png").stat().st_mtime_ns == before
-    code, _, stderr = run_predict(capsys, *images, "--model", model_dir, "--explain", heatmaps, "--overwrite")
+    assert (heatmaps / "a_gradcam_stage3.png").stat().st_mtime_ns == before
+    code, _, stderr = run_command(
+        capsys, "predict", *images, "--model", model_dir, "--explain", heatmaps, "--overwrite"
+    )
     assert code == 0 and "2 overlays ->" in stderr
 
 
@@ -490,12 +510,12 @@ def test_predict_explain_images_of_the_same_name(tmp_path, model_dir, capsys):
         Image.new("RGB", (40, 40), (200, 10, 10)).save(tmp_path / "in" / sub / "x.png")
     (tmp_path / "in" / "d2" / "broken.png").write_bytes(b"not an image")
     heatmaps = tmp_path / "heatmaps"
-    code, stdout, stderr = run_predict(capsys, tmp_path / "in", "--model", model_dir, "--explain", heatmaps)
+    code, stdout, stderr = run_command(capsys, "predict", tmp_path / "in", "--model", model_dir, "--explain", heatmaps)
     assert code == 1  # the unreadable image, and the second x.png's overlay
     assert stdout.count("x.png") == 2  # both predicted
     second = tmp_path / "in" / "d2" / "x.png"
-    assert f"{second}: error: no overlay: {heatmaps / 'x_gradcam_stage2.png'} is the overlay of " in stderr
-    assert sorted(p.name for p in heatmaps.iterdir()) == ["x_gradcam_stage2.png"]
+    assert f"{second}: error: no overlay: {heatmaps / 'x_gradcam_stage3.png'} is the overlay of " in stderr
+    assert sorted(p.name for p in heatmaps.iterdir()) == ["x_gradcam_stage3.png"]
 
 
 @pytest.mark.parametrize(
@@ -513,7 +533,7 @@ def test_predict_explain_images_of_the_same_name(tmp_path, model_dir, capsys):
 def test_predict_explain_bad_input_is_one_line(tmp_path, model_dir, capsys, argv, message):
     make_images(tmp_path / "in")
     argv = [a.format(tmp=tmp_path, **{"in": tmp_path / "in"}) for a in argv]
-    code, stdout, stderr = run_predict(capsys, tmp_path / "in", "--model", model_dir, *argv)
+    code, stdout, stderr = run_command(capsys, "predict", tmp_path / "in", "--model", model_dir, *argv)
     assert code == 2 and stdout == ""
     assert stderr.startswith("swiftformer: error: --") and message in stderr, stderr
     assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr
@@ -524,12 +544,20 @@ def test_predict_explain_bad_input_is_one_line(tmp_path, model_dir, capsys, argv
 GRADIENT_FREE = ("scorecam", "ablationcam")  # one forward pass per channel: measured on fewer canvases
 
 
+BACKGROUNDS = {"blank": (0.0, 0.0), "mixed": (0.0, NOISE), "strong": (NOISE, NOISE)}  # noise amplitude range
+
+
 def measure(
-    variants: tuple[str, ...] = ("softmax", "l2"), seeds: tuple[int, ...] = (0, 1), canvases: int = 200
+    variants: tuple[str, ...] = ("softmax", "l2"),
+    seeds: tuple[int, ...] = (0, 1),
+    canvases: int = 200,
+    methods: tuple[str, ...] | None = None,
+    backgrounds: tuple[str, ...] = tuple(BACKGROUNDS),
 ) -> dict:
-    """Every method at every stage: [hits, correctly classified canvases] summed over the models trained
-    with ``seeds``, per attention variant (Score-CAM and Ablation-CAM on a quarter of the canvases). Each
-    model's rows go to stderr as JSON lines as they come."""
+    """Every method (or those of ``methods``) at every stage, on each background of ``backgrounds``:
+    [hits, correctly classified canvases] summed over the models trained with ``seeds``, per attention
+    variant (Score-CAM and Ablation-CAM on a quarter of the canvases). Each model's rows go to stderr as
+    JSON lines as they come."""
     from swiftformer.explain import CAM_METHODS
 
     table: dict = {}
@@ -538,21 +566,30 @@ def measure(
             start = time.perf_counter()
             model = train_on_canvases(variant, seed=seed)
             print(f"# {variant} seed {seed}: trained in {time.perf_counter() - start:.0f} s", file=sys.stderr)
-            methods = [*CAM_METHODS, "attention"] if variant == "l2" else CAM_METHODS
-            for method in methods:
-                stages = model.config.stage_names[1:] if method == "attention" else model.config.stage_names
-                n = canvases // 4 if method in GRADIENT_FREE else canvases
-                for stage in [*stages, None] if method == "attention" else stages:  # None: the default (all)
-                    hits, total, accuracy = pointing_game(model, method, stage, n=n, seed=100 + seed)
-                    row = dict(variant=variant, seed=seed, method=method, stage=stage, hits=hits, total=total)
-                    print(json.dumps({**row, "accuracy": accuracy}), file=sys.stderr, flush=True)
-                    key = f"{variant} {method} {stage}"
-                    table[key] = [a + b for a, b in zip(table.get(key, [0, 0]), [hits, total])]
+            available = [*CAM_METHODS, "attention"] if variant == "l2" else CAM_METHODS
+            for background in backgrounds:
+                for method in [m for m in available if methods is None or m in methods]:
+                    stages = model.config.stage_names[1:] if method == "attention" else model.config.stage_names
+                    n = canvases // 4 if method in GRADIENT_FREE else canvases
+                    for stage in [*stages, None] if method == "attention" else stages:  # None: the default (all)
+                        hits, total, accuracy = pointing_game(
+                            model, method, stage, n=n, seed=100 + seed, noise=BACKGROUNDS[background]
+                        )
+                        row = dict(variant=variant, seed=seed, background=background, method=method, stage=stage)
+                        print(json.dumps({**row, "hits": hits, "total": total, "accuracy": accuracy}), file=sys.stderr)
+                        key = f"{variant} {background} {method} {stage}"
+                        table[key] = [a + b for a, b in zip(table.get(key, [0, 0]), [hits, total])]
     return table
 
 
-if __name__ == "__main__":  # python tests/test_explain.py [softmax|l2 ...] [--seeds 0 1 2]: docs/explain.md
-    words = sys.argv[1:]
-    cut = words.index("--seeds") if "--seeds" in words else len(words)
-    seeds = tuple(int(seed) for seed in words[cut + 1 :]) or (0, 1)
-    print(json.dumps(measure(variants=tuple(words[:cut]) or ("softmax", "l2"), seeds=seeds), indent=1))
+if __name__ == "__main__":  # docs/explain.md: python tests/test_explain.py [l2] [--seeds 0 1 2] [--methods gradcam]
+    import argparse
+
+    parser = argparse.ArgumentParser(description="The pointing game of docs/explain.md, on models trained here.")
+    parser.add_argument("variants", nargs="*", choices=["softmax", "l2"], default=["softmax", "l2"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    parser.add_argument("--methods", nargs="+", default=None)
+    parser.add_argument("--backgrounds", nargs="+", choices=list(BACKGROUNDS), default=list(BACKGROUNDS))
+    args = parser.parse_args()
+    methods = None if args.methods is None else tuple(args.methods)
+    print(json.dumps(measure(tuple(args.variants), tuple(args.seeds), 200, methods, tuple(args.backgrounds)), indent=1))

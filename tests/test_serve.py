@@ -527,7 +527,7 @@ def test_explain_returns_the_overlay_of_the_top_class(server, images):
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "image/png"
     headers = response.headers
-    assert (headers["x-explain-method"], headers["x-explain-layer"]) == ("gradcam", "stage2")
+    assert (headers["x-explain-method"], headers["x-explain-layer"]) == ("gradcam", "stage3")
     assert int(headers["x-explain-index"]) == top["index"] and unquote(headers["x-explain-label"]) == top["label"]
     assert float(headers["x-explain-score"]) == pytest.approx(top["score"], abs=1e-4)  # eager vs fused fp32
     with Image.open(io.BytesIO(response.content)) as picture:

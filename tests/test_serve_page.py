@@ -113,7 +113,7 @@ def test_page_classifies_a_picked_image(tmp_path, browser):
         note = page.locator("#heat-note")
         if GRAD_CAM:
             expect(page.locator("#overlay")).to_be_visible(timeout=TIMEOUT * 1000)  # the first one imports grad-cam
-            expect(note).to_have_text(f"Grad-CAM at stage2: where the model looks for {top['label']}")
+            expect(note).to_have_text(f"Grad-CAM at stage3: where the model looks for {top['label']}")
             assert page.evaluate("document.getElementById('overlay').naturalWidth") == 256
             expect(page.locator("#preview")).to_be_hidden()
         else:  # without the explain extra the page says so, and the preview stays

@@ -17,8 +17,8 @@
   Ablation-CAM need no gradients but one forward pass per channel of the layer.
 * ``"attention"``: the token weights α of the stage's additive attention (one per spatial position;
   the map is ``|α - mean(α)|``, their departure from average pooling), captured with forward hooks
-  and upsampled to the image; by default the mean over every stage. They localize far less well than
-  Grad-CAM (docs/explain.md). Only ``"l2"`` attention
+  and upsampled to the image; by default the mean over every stage. On a plain background they single
+  the object out; behind clutter far less reliably than Grad-CAM (docs/explain.md). Only ``"l2"`` attention
   models have them: in the ``"softmax"`` variant (transformers, the hub checkpoints) every weight is
   exactly 1, which is refused with one line rather than shown as a flat map.
 
@@ -99,9 +99,10 @@ METHOD_TITLES = {
 }
 
 # The stage whose output the CAMs are computed on when ``layer`` is not given: the best of the pointing
-# game in docs/explain.md (the heatmap's maximum in the quadrant that holds the object, on models trained
-# in the test). A model with fewer stages uses its last.
-DEFAULT_LAYER = "stage2"
+# game in docs/explain.md (the heatmap's maximum in the quadrant that holds the object, on 12 models trained
+# as in the test): stage 3 was at least 92.5 % on every model and background, stage 2 fell to 79 % on some
+# l2 models and the last stage is far worse. A model with fewer stages uses its last.
+DEFAULT_LAYER = "stage3"
 
 # Score-CAM / Ablation-CAM: images per forward pass over the masked or ablated copies of one image.
 GRADIENT_FREE_BATCH = 16
@@ -594,7 +595,7 @@ def model_view(pixel_values: torch.Tensor, processor: SwiftFormerImageProcessor 
 
 
 def caption_for(label: str, index: int, score: float, method: str, layers: str | Sequence[str]) -> str:
-    """The two caption lines of an overlay: ``"tabby, tabby cat (281)  81.2 %"`` and ``"Grad-CAM at stage2"``."""
+    """The two caption lines of an overlay: ``"tabby, tabby cat (281)  81.2 %"`` and ``"Grad-CAM at stage3"``."""
     where = layers if isinstance(layers, str) else " + ".join(layers)
     return f"{label} ({index})  {100 * score:.1f} %\n{METHOD_TITLES[method]} at {where}"
 
