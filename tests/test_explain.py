@@ -4,8 +4,8 @@ computation, leave the model as it was; the command's files and its one-line err
 The pointing game: canvases with one pattern (its class) in a random quadrant and noise of a random
 strength, from none to strong, elsewhere; a tiny SwiftFormer is trained on them here, on the CPU, for a few
 hundred steps; the heatmap's maximum must fall in the pattern's quadrant for at least 90 % of the canvases
-it classifies correctly. ``python
-tests/test_explain.py`` runs the longer measurement of docs/explain.md (every method, every stage).
+it classifies correctly. ``python tests/test_explain.py`` runs the longer measurement of docs/explain.md
+(every method, every stage, three backgrounds).
 """
 
 from __future__ import annotations
