@@ -35,6 +35,7 @@ from swiftformer.explain import (
     attention_maps,
     explain_with_scores,
     overlay,
+    resolve_layers,
     resolve_target,
     stage_modules,
 )
@@ -289,6 +290,17 @@ def test_attention_on_a_softmax_model_is_refused():
         explain_with_scores(tiny_model("softmax"), torch.randn(1, 3, 64, 64), method="attention")
 
 
+def test_default_stages_are_the_measured_ones():
+    model = tiny_model("l2")
+    assert resolve_layers(model, None, "gradcam") == ["stage3"] == resolve_layers(model, None, "scorecam")
+    assert resolve_layers(model, None, "eigencam") == ["stage2"]  # stage 3 points below chance (docs/explain.md)
+    assert resolve_layers(model, None, "attention") == ["stage1", "stage2", "stage3", "stage4"]
+    torch.manual_seed(0)
+    config = SwiftFormerConfig(depths=[1, 1], embed_dims=[8, 16], downsamples=[True, True])
+    shallow = SwiftFormerForImageClassification(config)
+    assert resolve_layers(shallow, None, "gradcam") == ["stage2"]  # fewer stages: the last
+
+
 def test_targets_by_name_and_index():
     config = tiny_model().config
     assert resolve_target(config, "cat") == 0
@@ -375,7 +387,7 @@ def test_command_writes_overlays_and_raw_maps(tmp_path, model_dir, capsys):
     code, _, _ = run_command(
         capsys, "explain", *images, "--model", model_dir, "--output", out, "--overwrite", "--method", "eigencam"
     )
-    assert code == 0 and (out / "a_eigencam_stage3.png").exists()
+    assert code == 0 and (out / "a_eigencam_stage2.png").exists()  # its own measured default stage
 
 
 def test_command_targets_layers_and_methods(tmp_path, model_dir, capsys):

@@ -38,7 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         nargs="+",
         metavar="STAGE",
         help="stage(s) to explain at, by the backbone's names: stem, stage1 .. stage4, or 'all' (one file "
-        "each). Default (measured, docs/explain.md): stage3; with --method attention the mean of every stage",
+        "each). Default (measured, docs/explain.md): stage3 (eigencam: stage2); with --method attention the mean "
+        "of every stage",
     )
     p.add_argument("--save-raw", action="store_true", help="also write each map as .npy (H, W) float32 in [0, 1]")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")

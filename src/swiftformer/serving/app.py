@@ -276,7 +276,7 @@ def create_app(backend: Any, settings: ServeSettings) -> FastAPI:
     async def explain(
         request: Request,
         method: str = Query("gradcam", description=f"one of {', '.join(SERVED_METHODS)}"),
-        layer: str | None = Query(None, description="stage: stem, stage1 .. stage4 (default stage3)"),
+        layer: str | None = Query(None, description="stage: stem, stage1 .. stage4 (default stage3; eigencam stage2)"),
         target: str | None = Query(None, description="class to explain, label or index (default: the top class)"),
     ) -> Response:
         checked = explainer.check(method, layer, target)
