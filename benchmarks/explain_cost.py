@@ -13,11 +13,9 @@ import argparse
 import torch
 
 from swiftformer import SwiftFormerConfig, SwiftFormerForImageClassification
-from swiftformer.explain import DEFAULT_LAYER, METHODS, explain_with_scores
+from swiftformer.explain import DEFAULT_LAYER, METHODS, PER_CHANNEL_METHODS, explain_with_scores
 from swiftformer.hardware import hardware_line
 from swiftformer.runtime import median_ms
-
-GRADIENT_FREE = ("scorecam", "ablationcam")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -50,9 +48,9 @@ def main(argv=None) -> int:
         (method, lambda x, method=method: explain_with_scores(model, x, method=method)) for method in args.methods
     ]
     for name, run in rows:
-        runs = max(1, args.runs // 3) if name in GRADIENT_FREE else args.runs
+        runs = max(1, args.runs // 3) if name in PER_CHANNEL_METHODS else args.runs
         one = median_ms(lambda run=run: run(x1), runs, warmup=1)
-        many = None if name in GRADIENT_FREE else median_ms(lambda run=run: run(xn), max(1, runs // 2), warmup=1)
+        many = None if name in PER_CHANNEL_METHODS else median_ms(lambda run=run: run(xn), max(1, runs // 2), warmup=1)
         cell = "—" if many is None else f"{many / args.batch_size:9.1f}"
         print(f"{name:<12} {one:9.1f} {cell:>9}", flush=True)
     return 0

@@ -553,7 +553,6 @@ def test_predict_explain_bad_input_is_one_line(tmp_path, model_dir, capsys, argv
 
 
 # ------------------------------------------------------------------------------ the measurement of docs/explain.md
-GRADIENT_FREE = ("scorecam", "ablationcam")  # one forward pass per channel: measured on fewer canvases
 
 
 BACKGROUNDS = {"blank": (0.0, 0.0), "mixed": (0.0, NOISE), "strong": (NOISE, NOISE)}  # noise amplitude range
@@ -570,7 +569,7 @@ def measure(
     [hits, correctly classified canvases] summed over the models trained with ``seeds``, per attention
     variant (Score-CAM and Ablation-CAM on a quarter of the canvases). Each model's rows go to stderr as
     JSON lines as they come."""
-    from swiftformer.explain import CAM_METHODS
+    from swiftformer.explain import CAM_METHODS, PER_CHANNEL_METHODS
 
     table: dict = {}
     for variant in variants:
@@ -582,7 +581,7 @@ def measure(
             for background in backgrounds:
                 for method in [m for m in available if methods is None or m in methods]:
                     stages = model.config.stage_names[1:] if method == "attention" else model.config.stage_names
-                    n = canvases // 4 if method in GRADIENT_FREE else canvases
+                    n = canvases // 4 if method in PER_CHANNEL_METHODS else canvases  # seconds per canvas
                     for stage in [*stages, None] if method == "attention" else stages:  # None: the default (all)
                         hits, total, accuracy = pointing_game(
                             model, method, stage, n=n, seed=100 + seed, noise=BACKGROUNDS[background]

@@ -72,6 +72,7 @@ __all__ = [
     "DEFAULT_LAYER",
     "METHODS",
     "METHOD_DEFAULT_LAYERS",
+    "PER_CHANNEL_METHODS",
     "Explanation",
     "attention_maps",
     "caption_for",
@@ -90,6 +91,8 @@ __all__ = [
 CAM_METHODS = ("gradcam", "gradcam++", "eigencam", "scorecam", "ablationcam")
 METHODS = (*CAM_METHODS, "attention")
 GRADIENT_METHODS = ("gradcam", "gradcam++")
+# One forward pass per channel of the stage (seconds per image): run image by image, not served over HTTP.
+PER_CHANNEL_METHODS = ("scorecam", "ablationcam")
 METHOD_TITLES = {
     "gradcam": "Grad-CAM",
     "gradcam++": "Grad-CAM++",
@@ -377,7 +380,7 @@ def _cam(
     else:
         cam = gc.AblationCAM(wrapper, modules, ablation_layer=ZeroAblation(), batch_size=GRADIENT_FREE_BATCH)
     try:
-        if method in GRADIENT_METHODS or method == "eigencam":  # one pass (forward + backward) for the batch
+        if method not in PER_CHANNEL_METHODS:  # one pass (forward, + backward for gradients) for the batch
             if method in GRADIENT_METHODS:
                 x = x.requires_grad_(True)
             wanted = None if targets is None else [ClassifierOutputTarget(t) for t in targets]

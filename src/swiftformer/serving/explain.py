@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from .model import Classifier
 
 # What a request may ask for (the others cost one forward pass per channel: see the module docstring).
-SERVED_METHODS = ("gradcam", "gradcam++", "eigencam", "attention")
+SERVED_METHODS = tuple(m for m in ex.METHODS if m not in ex.PER_CHANNEL_METHODS)
 
 
 class Explainer:
