@@ -13,7 +13,7 @@ import os
 import pickle
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..errors import CheckpointError, CheckpointShapeError
 from .architecture import infer_config
@@ -269,6 +269,89 @@ def _is_integer(value: Any) -> bool:
     return "int" in dtype or "bool" in dtype
 
 
+def _align_prefix(
+    state_dict: dict[str, Any], expected_shapes: dict[str, tuple[int, ...]], prefix: str
+) -> tuple[dict[str, Any], bool]:
+    """``state_dict`` with its keys named as the model names them, and whether the model is a classifier (its
+    base model's keys under ``prefix``, its heads outside).
+
+    A backbone's output norms are dropped unless the model has them; a classifier checkpoint loses its heads
+    in a base model; a base-model checkpoint gains the prefix in a classifier.
+    """
+    if not any(k.startswith(BACKBONE_NORMS) for k in expected_shapes):  # a backbone's output norms: not ours
+        state_dict = {k: v for k, v in state_dict.items() if not k.startswith(BACKBONE_NORMS)}
+    has_prefix = any(k.startswith(prefix) for k in state_dict)
+    wants_prefix = any(k.startswith(prefix) for k in expected_shapes)
+    if has_prefix and not wants_prefix:  # classifier checkpoint → base model: drop the heads only
+        heads = ("norm.", "head.", "dist_head.")
+        state_dict = {
+            k.removeprefix(prefix) if k.startswith(prefix) else k: v
+            for k, v in state_dict.items()
+            if k.startswith(prefix) or not k.startswith(heads)
+        }
+    elif wants_prefix and not has_prefix:  # base checkpoint → classifier
+        state_dict = {prefix + k: v for k, v in state_dict.items()}
+    return state_dict, wants_prefix
+
+
+def _refuse_foreign(
+    state_dict: dict[str, Any],
+    expected_shapes: dict[str, tuple[int, ...]],
+    original: dict[str, Any],
+    *,
+    prefix: str,
+    owner: str,
+    source: str,
+    optional: Callable[[str], bool],
+    strict: bool,
+) -> None:
+    """Refuse a file that is no weights of this model at all, whatever else is asked: one holding none of them
+    (checked for ``strict=False``, where missing keys alone are no error), or integer tensors."""
+    if not strict and not any(k in expected_shapes and not optional(k) for k in state_dict):
+        raise CheckpointError(
+            f"{source} holds none of the weights of {owner}{_architecture_of(original, prefix)}: its "
+            f"{len(original)} keys start {', '.join(sorted(map(str, original))[:5])}; is it the right file?"
+        )
+    integer = [k for k, v in state_dict.items() if not optional(k) and _is_integer(v)]
+    if integer:  # copied into float parameters they would load silently as whole numbers
+        raise CheckpointError(
+            f"{source} holds integer tensors where {owner} has floating-point weights: "
+            f"{', '.join(integer[:10])}{' ...' if len(integer) > 10 else ''} (a quantized or corrupt checkpoint?)"
+        )
+
+
+def _shape_mismatches(
+    state_dict: dict[str, Any], expected_shapes: dict[str, tuple[int, ...]]
+) -> list[tuple[str, tuple[int, ...], tuple[int, ...]]]:
+    """(key, checkpoint shape, model shape) of each tensor whose shape is not the model's, in the file's order."""
+    return [
+        (k, tuple(v.shape), tuple(expected_shapes[k]))
+        for k, v in state_dict.items()
+        if k in expected_shapes and tuple(v.shape) != tuple(expected_shapes[k])
+    ]
+
+
+def _listed(what: str, keys: list[str], sep: str = ", ") -> str:
+    """``"what (N): a, b, ..."``, the first 20 keys."""
+    return f"{what} ({len(keys)}): {sep.join(keys[:20])}" + (" ..." if len(keys) > 20 else "")
+
+
+def _raise_mismatch(
+    source: str, owner: str, architecture: str, missing: list[str], unexpected: list[str], mismatched: list[str]
+) -> NoReturn:
+    """Raise the error listing every missing, unexpected and mis-shaped key at once."""
+    problems = [_listed("missing keys", missing)] if missing else []
+    problems += [_listed("unexpected keys", unexpected)] if unexpected else []
+    if mismatched:
+        problems.append(
+            _listed("shape mismatches", mismatched, "; ")
+            + " (from Python, ignore_mismatched_sizes=True re-initializes them, e.g. for new num_labels)"
+        )
+    # Only mis-shaped weights: also a RuntimeError, as torch and transformers raise for them.
+    error = CheckpointShapeError if mismatched and not missing and not unexpected else CheckpointError
+    raise error(f"{source} does not match {owner} with this config{architecture}:\n  " + "\n  ".join(problems))
+
+
 def match_state_dict(
     state_dict: dict[str, Any],
     expected_shapes: dict[str, tuple[int, ...]],
@@ -303,39 +386,22 @@ def match_state_dict(
     """
     prefix = base_prefix + "."
     original = state_dict
-    if not any(k.startswith(BACKBONE_NORMS) for k in expected_shapes):  # a backbone's output norms: not ours
-        state_dict = {k: v for k, v in state_dict.items() if not k.startswith(BACKBONE_NORMS)}
-    has_prefix = any(k.startswith(prefix) for k in state_dict)
-    wants_prefix = any(k.startswith(prefix) for k in expected_shapes)
-    if has_prefix and not wants_prefix:  # classifier checkpoint → base model: drop the heads only
-        heads = ("norm.", "head.", "dist_head.")
-        state_dict = {
-            k.removeprefix(prefix) if k.startswith(prefix) else k: v
-            for k, v in state_dict.items()
-            if k.startswith(prefix) or not k.startswith(heads)
-        }
-    elif wants_prefix and not has_prefix:  # base checkpoint → classifier
-        state_dict = {prefix + k: v for k, v in state_dict.items()}
-
-    if not strict and not any(k in expected_shapes and not optional(k) for k in state_dict):
-        raise CheckpointError(
-            f"{source} holds none of the weights of {owner}{_architecture_of(original, prefix)}: its "
-            f"{len(original)} keys start {', '.join(sorted(map(str, original))[:5])}; is it the right file?"
-        )
-    integer = [k for k, v in state_dict.items() if not optional(k) and _is_integer(v)]
-    if integer:  # copied into float parameters they would load silently as whole numbers
-        raise CheckpointError(
-            f"{source} holds integer tensors where {owner} has floating-point weights: "
-            f"{', '.join(integer[:10])}{' ...' if len(integer) > 10 else ''} (a quantized or corrupt checkpoint?)"
-        )
+    state_dict, wants_prefix = _align_prefix(state_dict, expected_shapes, prefix)
+    _refuse_foreign(
+        state_dict,
+        expected_shapes,
+        original,
+        prefix=prefix,
+        owner=owner,
+        source=source,
+        optional=optional,
+        strict=strict,
+    )
     head_keys = {k for k in expected_shapes if wants_prefix and not k.startswith(prefix) and not optional(k)}
     missing = [k for k in expected_shapes if k not in state_dict and not optional(k)]
     unexpected = [k for k in state_dict if k not in expected_shapes and not optional(k)]
-    mismatched = [
-        f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(expected_shapes[k])}"
-        for k, v in state_dict.items()
-        if k in expected_shapes and tuple(v.shape) != tuple(expected_shapes[k])
-    ]
+    shapes = _shape_mismatches(state_dict, expected_shapes)
+    mismatched = [f"{k}: checkpoint {theirs} vs model {ours}" for k, theirs, ours in shapes]
     # A base-model checkpoint, or a backbone's (prefixed, no heads): the classifier's heads start fresh.
     fresh_heads = wants_prefix and bool(head_keys) and set(missing) == head_keys
     initialized = set(missing)  # left as initialized: for the loading info
@@ -345,18 +411,10 @@ def match_state_dict(
         # A headless classifier (num_labels=0) → new classes: the heads start fresh, as mis-shaped ones would.
         logger.warning("Newly initialized weights absent from %s:\n  %s", source, "\n  ".join(missing))
         missing = []
-    mismatched_info = {
-        (k, tuple(v.shape), tuple(expected_shapes[k]))
-        for k, v in state_dict.items()
-        if k in expected_shapes and tuple(v.shape) != tuple(expected_shapes[k])
-    }
     if mismatched and ignore_mismatched_sizes:
         logger.warning("Re-initialized weights whose shapes differ from %s:\n  %s", source, "\n  ".join(mismatched))
-        state_dict = {
-            k: v
-            for k, v in state_dict.items()
-            if k not in expected_shapes or tuple(v.shape) == tuple(expected_shapes[k])
-        }
+        skipped = {k for k, _, _ in shapes}
+        state_dict = {k: v for k, v in state_dict.items() if k not in skipped}
         mismatched = []
     if not strict and missing and not unexpected and not mismatched:
         logger.warning(
@@ -368,30 +426,11 @@ def match_state_dict(
             " ..." if len(missing) > 20 else "",
         )
     elif missing or unexpected or mismatched:
-
-        def listed(what: str, keys: list[str], sep: str = ", ") -> str:
-            return f"{what} ({len(keys)}): {sep.join(keys[:20])}" + (" ..." if len(keys) > 20 else "")
-
-        problems = [listed("missing keys", missing)] if missing else []
-        problems += [listed("unexpected keys", unexpected)] if unexpected else []
-        if mismatched:
-            problems.append(
-                listed("shape mismatches", mismatched, "; ")
-                + " (from Python, ignore_mismatched_sizes=True re-initializes them, e.g. for new num_labels)"
-            )
-        # Only mis-shaped weights: also a RuntimeError, as torch and transformers raise for them.
-        error = CheckpointShapeError if mismatched and not missing and not unexpected else CheckpointError
-        raise error(
-            f"{source} does not match {owner} with this config{_architecture_of(original, prefix)}:"
-            "\n  " + "\n  ".join(problems)
-        )
+        _raise_mismatch(source, owner, _architecture_of(original, prefix), missing, unexpected, mismatched)
     if fresh_heads:
         logger.warning("%s holds no classification heads; %s are newly initialized.", source, sorted(head_keys))
     if info is not None:
         info.update(
-            missing_keys=initialized,
-            unexpected_keys=set(unexpected),
-            mismatched_keys=mismatched_info,
-            error_msgs=[],
+            missing_keys=initialized, unexpected_keys=set(unexpected), mismatched_keys=set(shapes), error_msgs=[]
         )
     return {k: v for k, v in state_dict.items() if k in expected_shapes}
