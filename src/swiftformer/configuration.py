@@ -17,7 +17,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 from .errors import CheckpointError
 from .io.files import read_json, write_json
@@ -133,6 +133,93 @@ def _kind(value: Any) -> str:
     """``"a str ('abc')"``: a value's type and a short repr, for error messages."""
     text = repr(value)
     return f"{type(value).__name__} ({text[:40] + '...' if len(text) > 40 else text})"
+
+
+def _is_number(value: Any) -> bool:
+    """An int or a float, not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _invalid(field: str, value: Any, why: str) -> NoReturn:
+    raise ValueError(f"SwiftFormerConfig.{field}={value!r} is invalid: {why}")
+
+
+# ---------------------------------------------------------------- labels
+def _read_label2id(label2id: Any) -> tuple[dict[str, int], dict[str, Any] | None]:
+    """``label2id`` with integer indices, and as given when its names are strings (stored so, as transformers
+    stores it), else None."""
+    if not isinstance(label2id, dict):
+        raise ValueError(f"SwiftFormerConfig.label2id must be a dict of name -> index, got {_kind(label2id)}")
+    given = dict(label2id) if all(isinstance(k, str) for k in label2id) else None
+    try:
+        return {str(k): _index(v) for k, v in label2id.items()}, given
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"SwiftFormerConfig.label2id values must be integer indices, got {list(label2id.values())[:5]}"
+        ) from None
+
+
+def _read_id2label(id2label: Any, num_labels: int | None) -> dict[int, str]:
+    """``id2label`` with integer keys 0..N-1 and string names, checked against the limit and ``num_labels``."""
+    if not isinstance(id2label, dict):
+        raise ValueError(f"SwiftFormerConfig.id2label must be a dict of index -> name, got {_kind(id2label)}")
+    try:
+        id2label = {_index(k): _name(v) for k, v in id2label.items()}
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"SwiftFormerConfig.id2label {err}: got {list(id2label.items())[:5]}") from None
+    if sorted(id2label) != list(range(len(id2label))):
+        raise ValueError(f"id2label keys must be 0..{len(id2label) - 1}, got {sorted(id2label)[:10]}")
+    limit = LIMITS["num_labels"]
+    if len(id2label) > limit:
+        raise ValueError(f"SwiftFormerConfig.id2label has {len(id2label)} labels, over the limit of {limit}")
+    if num_labels is not None and num_labels != len(id2label):
+        raise ValueError(f"num_labels={num_labels} disagrees with id2label, which has {len(id2label)} entries")
+    return id2label
+
+
+def _check_inverse(id2label: dict[int, str], label2id: dict[str, int]) -> None:
+    """label2id must be id2label read backwards. A name that id2label repeats (ImageNet has two "crane")
+    appears once in label2id, at any of its indices."""
+    for name, index in label2id.items():
+        if id2label.get(index) != name:
+            found = f"id2label[{index}] = {id2label[index]!r}" if index in id2label else f"id2label has no {index}"
+            raise ValueError(
+                f"SwiftFormerConfig.label2id disagrees with id2label: label2id[{name!r}] = {index} but {found}"
+            )
+    missing = [name for name in id2label.values() if name not in label2id]
+    if missing:
+        raise ValueError(f"SwiftFormerConfig.label2id disagrees with id2label: it lacks {missing[:5]}")
+
+
+# ---------------------------------------------------------------- backbone outputs
+def _check_out_features(out_features: Any, names: list[str]) -> list[str]:
+    """``out_features`` as a list, once checked against ``names`` (:attr:`SwiftFormerConfig.stage_names`)."""
+    if not isinstance(out_features, (list, tuple)) or not out_features:
+        _invalid("out_features", out_features, f"expected a non-empty list of names from {names}")
+    for name in out_features:
+        if name not in names:
+            _invalid("out_features", out_features, f"{name!r} is not a stage name; valid names are {names}")
+    if len(set(out_features)) != len(out_features):
+        _invalid("out_features", out_features, "contains duplicates")
+    if list(out_features) != [n for n in names if n in out_features]:
+        _invalid("out_features", out_features, f"must follow the order of {names}")
+    return list(out_features)
+
+
+def _check_out_indices(out_indices: Any, names: list[str]) -> list[int]:
+    """``out_indices`` as non-negative indices into ``names``, once checked."""
+    if not isinstance(out_indices, (list, tuple)) or not out_indices:
+        _invalid("out_indices", out_indices, f"expected a non-empty list of indices into {names}")
+    for index in out_indices:
+        if not _is_int(index) or not -len(names) <= index < len(names):
+            valid = f"valid indices are 0..{len(names) - 1} (or -{len(names)}..-1)"
+            _invalid("out_indices", out_indices, f"{index!r} is not an index of stage_names {names}; {valid}")
+    positive = [i % len(names) for i in out_indices]
+    if len(set(positive)) != len(positive):
+        _invalid("out_indices", out_indices, f"contains duplicates (as non-negative indices: {positive})")
+    if positive != sorted(positive):
+        _invalid("out_indices", out_indices, f"must be increasing (the order of {names})")
+    return positive
 
 
 class SwiftFormerConfig:
@@ -291,48 +378,18 @@ class SwiftFormerConfig:
             )
         given_label2id = None
         if label2id is not None:
-            if not isinstance(label2id, dict):
-                raise ValueError(f"SwiftFormerConfig.label2id must be a dict of name -> index, got {_kind(label2id)}")
-            if all(isinstance(k, str) for k in label2id):
-                given_label2id = dict(label2id)  # stored as given once checked, as transformers stores it
-            try:
-                label2id = {str(k): _index(v) for k, v in label2id.items()}
-            except (TypeError, ValueError):
-                raise ValueError(
-                    f"SwiftFormerConfig.label2id values must be integer indices, got {list(label2id.values())[:5]}"
-                ) from None
+            label2id, given_label2id = _read_label2id(label2id)
             if id2label is None and num_labels in (None, len(label2id)) and label2id:
                 # label2id alone: it names the outputs (transformers would keep LABEL_i beside it).
                 id2label = {i: name for name, i in label2id.items()}
         if id2label is not None:
-            if not isinstance(id2label, dict):
-                raise ValueError(f"SwiftFormerConfig.id2label must be a dict of index -> name, got {_kind(id2label)}")
-            try:
-                id2label = {_index(k): _name(v) for k, v in id2label.items()}
-            except (TypeError, ValueError) as err:
-                raise ValueError(f"SwiftFormerConfig.id2label {err}: got {list(id2label.items())[:5]}") from None
-            if sorted(id2label) != list(range(len(id2label))):
-                raise ValueError(f"id2label keys must be 0..{len(id2label) - 1}, got {sorted(id2label)[:10]}")
-            if len(id2label) > limit:
-                raise ValueError(f"SwiftFormerConfig.id2label has {len(id2label)} labels, over the limit of {limit}")
-            if num_labels is not None and num_labels != len(id2label):
-                raise ValueError(f"num_labels={num_labels} disagrees with id2label, which has {len(id2label)} entries")
+            id2label = _read_id2label(id2label, num_labels)
         else:
             num_labels = 2 if num_labels is None else num_labels
             id2label = {i: f"LABEL_{i}" for i in range(num_labels)}
         if label2id is None:
             label2id = {name: i for i, name in id2label.items()}
-        # label2id must be id2label read backwards. A name that id2label repeats (ImageNet has two
-        # "crane") appears once in label2id, at any of its indices.
-        for name, index in label2id.items():
-            if id2label.get(index) != name:
-                found = f"id2label[{index}] = {id2label[index]!r}" if index in id2label else f"id2label has no {index}"
-                raise ValueError(
-                    f"SwiftFormerConfig.label2id disagrees with id2label: label2id[{name!r}] = {index} but {found}"
-                )
-        missing = [name for name in id2label.values() if name not in label2id]
-        if missing:
-            raise ValueError(f"SwiftFormerConfig.label2id disagrees with id2label: it lacks {missing[:5]}")
+        _check_inverse(id2label, label2id)
         self.id2label: dict[int, str] = id2label
         # As given (an index may be a digit string, "0", as transformers keeps it), else derived from id2label.
         self.label2id: dict[str, int | str] = label2id if given_label2id is None else given_label2id
@@ -442,39 +499,15 @@ class SwiftFormerConfig:
     def _set_out_features(self, out_features: Any, out_indices: Any) -> None:
         """Check ``out_features``/``out_indices`` against :attr:`stage_names` and store both, aligned."""
         names = self.stage_names
-
-        def fail(field: str, value: Any, why: str) -> None:
-            raise ValueError(f"SwiftFormerConfig.{field}={value!r} is invalid: {why}")
-
         if out_features is not None:
-            if not isinstance(out_features, (list, tuple)) or not out_features:
-                fail("out_features", out_features, f"expected a non-empty list of names from {names}")
-            for name in out_features:
-                if name not in names:
-                    fail("out_features", out_features, f"{name!r} is not a stage name; valid names are {names}")
-            if len(set(out_features)) != len(out_features):
-                fail("out_features", out_features, "contains duplicates")
-            if list(out_features) != [n for n in names if n in out_features]:
-                fail("out_features", out_features, f"must follow the order of {names}")
-            out_features = list(out_features)
+            out_features = _check_out_features(out_features, names)
         if out_indices is not None:
-            if not isinstance(out_indices, (list, tuple)) or not out_indices:
-                fail("out_indices", out_indices, f"expected a non-empty list of indices into {names}")
-            for index in out_indices:
-                if not _is_int(index) or not -len(names) <= index < len(names):
-                    valid = f"valid indices are 0..{len(names) - 1} (or -{len(names)}..-1)"
-                    fail("out_indices", out_indices, f"{index!r} is not an index of stage_names {names}; {valid}")
-            positive = [i % len(names) for i in out_indices]
-            if len(set(positive)) != len(positive):
-                fail("out_indices", out_indices, f"contains duplicates (as non-negative indices: {positive})")
-            if positive != sorted(positive):
-                fail("out_indices", out_indices, f"must be increasing (the order of {names})")
-            out_indices = positive
+            out_indices = _check_out_indices(out_indices, names)
         if out_features is not None and out_indices is not None:
             selected = [names[i] for i in out_indices]
             if out_features != selected:
                 why = f"selects {selected} but out_features={out_features}; give one, or both for the same stages"
-                fail("out_indices", out_indices, why)
+                _invalid("out_indices", out_indices, why)
         elif out_features is not None:
             out_indices = [names.index(n) for n in out_features]
         elif out_indices is not None:
@@ -509,60 +542,76 @@ class SwiftFormerConfig:
     def validate(self, *, architecture_only: bool = False) -> None:
         """Check every field; raise ``ValueError`` naming the first bad one. ``architecture_only`` skips the
         loss settings (``problem_type`` against ``num_labels``), which a model checks when it computes a loss."""
+        self._check_stages()
+        self._check_layers()
+        self._check_block_settings()
+        self._check_outputs(architecture_only)
+        self._set_out_features(self._out_features, self._out_indices)  # checks, and derives the missing one
 
-        def fail(field: str, why: str) -> None:
-            raise ValueError(f"SwiftFormerConfig.{field}={getattr(self, field)!r} is invalid: {why}")
+    def _fail(self, field: str, why: str) -> NoReturn:
+        _invalid(field, getattr(self, field), why)
 
-        def ints(field: str, value: Any, *, length: int | None = None, minimum: int = 1, maximum: int) -> None:
-            """An integer in [minimum, maximum], or (when ``length``) a list of them; a ``length`` of 2 also
-            accepts a single integer (a square / the same for height and width)."""
-            rule = f"integers in [{minimum}, {maximum}]"
-            if isinstance(value, list):
-                if length is None and not value:
-                    fail(field, f"expected a non-empty list of {rule}")
-                if length is not None and len(value) != length:
-                    fail(field, f"expected {length} values, got {len(value)}")
-                items = value
-            elif length == 2 and _is_int(value):
-                items = [value]
-            else:
-                expected = f"a list of {rule}" if length != 2 else f"an integer or a pair of {rule}"
-                fail(field, f"expected {expected}, got {_kind(value)}")
-            for v in items:
-                if not _is_int(v):
-                    fail(field, f"expected {rule}, got {_kind(v)}")
-                if not minimum <= v <= maximum:
-                    fail(field, f"{v} is over the limit of {maximum}" if v > maximum else f"expected {rule}")
+    def _check_ints(self, field: str, value: Any, *, length: int | None = None, minimum: int = 1, maximum: int) -> None:
+        """An integer in [minimum, maximum], or (when ``length``) a list of them; a ``length`` of 2 also
+        accepts a single integer (a square / the same for height and width)."""
+        rule = f"integers in [{minimum}, {maximum}]"
+        if isinstance(value, list):
+            if length is None and not value:
+                self._fail(field, f"expected a non-empty list of {rule}")
+            if length is not None and len(value) != length:
+                self._fail(field, f"expected {length} values, got {len(value)}")
+            items = value
+        elif length == 2 and _is_int(value):
+            items = [value]
+        else:
+            expected = f"a list of {rule}" if length != 2 else f"an integer or a pair of {rule}"
+            self._fail(field, f"expected {expected}, got {_kind(value)}")
+        for v in items:
+            if not _is_int(v):
+                self._fail(field, f"expected {rule}, got {_kind(v)}")
+            if not minimum <= v <= maximum:
+                self._fail(field, f"{v} is over the limit of {maximum}" if v > maximum else f"expected {rule}")
 
-        ints("image_size", self.image_size, length=2, maximum=LIMITS["image_size"])
+    def _check_stages(self) -> None:
+        """The input (``image_size``, ``num_channels``) and the stages: ``depths``, ``embed_dims``, ``downsamples``."""
+        self._check_ints("image_size", self.image_size, length=2, maximum=LIMITS["image_size"])
         if not _is_int(self.num_channels):
-            fail("num_channels", f"expected an integer, got {_kind(self.num_channels)}")
-        ints("num_channels", [self.num_channels], length=1, maximum=LIMITS["num_channels"])
-        ints("depths", self.depths, maximum=LIMITS["depth"])
+            self._fail("num_channels", f"expected an integer, got {_kind(self.num_channels)}")
+        self._check_ints("num_channels", [self.num_channels], length=1, maximum=LIMITS["num_channels"])
+        self._check_ints("depths", self.depths, maximum=LIMITS["depth"])
         if len(self.depths) > LIMITS["stages"]:
-            fail("depths", f"{len(self.depths)} stages is over the limit of {LIMITS['stages']}")
-        ints("embed_dims", self.embed_dims, maximum=LIMITS["embed_dim"])
+            self._fail("depths", f"{len(self.depths)} stages is over the limit of {LIMITS['stages']}")
+        self._check_ints("embed_dims", self.embed_dims, maximum=LIMITS["embed_dim"])
         if len(self.embed_dims) != len(self.depths):
-            fail("embed_dims", f"expected one width per stage: depths={self.depths} has {len(self.depths)} stages")
+            self._fail(
+                "embed_dims", f"expected one width per stage: depths={self.depths} has {len(self.depths)} stages"
+            )
         if self.embed_dims[0] < 2:
-            fail("embed_dims", "the stem's first conv has embed_dims[0] // 2 channels, so embed_dims[0] must be >= 2")
+            self._fail(
+                "embed_dims", "the stem's first conv has embed_dims[0] // 2 channels, so embed_dims[0] must be >= 2"
+            )
         if not isinstance(self.downsamples, list):
-            fail("downsamples", f"expected a list of booleans, got {_kind(self.downsamples)}")
+            self._fail("downsamples", f"expected a list of booleans, got {_kind(self.downsamples)}")
         if not all(isinstance(v, bool) for v in self.downsamples):
-            fail("downsamples", "expected a list of booleans")
+            self._fail("downsamples", "expected a list of booleans")
         if len(self.downsamples) not in (len(self.depths), len(self.depths) - 1):
-            fail("downsamples", f"expected {len(self.depths)} values (one per stage), got {len(self.downsamples)}")
-        if isinstance(self.mlp_ratio, bool) or not isinstance(self.mlp_ratio, (int, float)):
-            fail("mlp_ratio", f"expected a number, got {_kind(self.mlp_ratio)}")
+            self._fail(
+                "downsamples", f"expected {len(self.depths)} values (one per stage), got {len(self.downsamples)}"
+            )
+
+    def _check_layers(self) -> None:
+        """The MLPs (``mlp_ratio``, ``hidden_act``), the downsampling convolutions, and the model's size."""
+        if not _is_number(self.mlp_ratio):
+            self._fail("mlp_ratio", f"expected a number, got {_kind(self.mlp_ratio)}")
         if not math.isfinite(self.mlp_ratio) or int(self.mlp_ratio * min(self.embed_dims)) < 1:
-            fail("mlp_ratio", "must be finite and give MLPs at least one hidden channel")
+            self._fail("mlp_ratio", "must be finite and give MLPs at least one hidden channel")
         if self.mlp_ratio > LIMITS["mlp_ratio"]:
-            fail("mlp_ratio", f"over the limit of {LIMITS['mlp_ratio']}")
+            self._fail("mlp_ratio", f"over the limit of {LIMITS['mlp_ratio']}")
         if not isinstance(self.hidden_act, str) or self.hidden_act not in HIDDEN_ACTS:
-            fail("hidden_act", f"expected one of {', '.join(HIDDEN_ACTS)}")
-        ints("down_patch_size", self.down_patch_size, length=2, maximum=LIMITS["kernel"])
-        ints("down_stride", self.down_stride, length=2, maximum=LIMITS["kernel"])
-        ints("down_pad", self.down_pad, length=2, minimum=0, maximum=LIMITS["kernel"])
+            self._fail("hidden_act", f"expected one of {', '.join(HIDDEN_ACTS)}")
+        self._check_ints("down_patch_size", self.down_patch_size, length=2, maximum=LIMITS["kernel"])
+        self._check_ints("down_stride", self.down_stride, length=2, maximum=LIMITS["kernel"])
+        self._check_ints("down_pad", self.down_pad, length=2, minimum=0, maximum=LIMITS["kernel"])
         parameters = self.estimated_parameters()
         if parameters > LIMITS["parameters"]:
             raise ValueError(
@@ -570,30 +619,35 @@ class SwiftFormerConfig:
                 f"embed_dims={self.embed_dims}, mlp_ratio={self.mlp_ratio}, num_labels={self.num_labels}), over the "
                 f"limit of {LIMITS['parameters']:.2g}"
             )
+
+    def _check_block_settings(self) -> None:
+        """The encoder blocks' dropout rates, layer scale, BatchNorm epsilon and attention variant."""
         for field in ("drop_path_rate", "drop_mlp_rate", "drop_conv_encoder_rate"):
             value = getattr(self, field)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-                fail(field, "expected a rate in [0, 1)")
+            if not _is_number(value) or not 0.0 <= value < 1.0:
+                self._fail(field, "expected a rate in [0, 1)")
         if not isinstance(self.use_layer_scale, bool):
-            fail("use_layer_scale", "expected a boolean")
-        value = self.layer_scale_init_value
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            fail("layer_scale_init_value", "expected a finite number")
-        value = self.batch_norm_eps
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            fail("batch_norm_eps", "expected a positive number")
+            self._fail("use_layer_scale", "expected a boolean")
+        if not _is_number(self.layer_scale_init_value) or not math.isfinite(self.layer_scale_init_value):
+            self._fail("layer_scale_init_value", "expected a finite number")
+        if not _is_number(self.batch_norm_eps) or not self.batch_norm_eps > 0:
+            self._fail("batch_norm_eps", "expected a positive number")
         if not isinstance(self.attention_variant, str) or self.attention_variant not in ATTENTION_VARIANTS:
-            fail("attention_variant", f"expected one of {', '.join(ATTENTION_VARIANTS)}")
+            self._fail("attention_variant", f"expected one of {', '.join(ATTENTION_VARIANTS)}")
+
+    def _check_outputs(self, architecture_only: bool) -> None:
+        """The loss (``problem_type``, unless ``architecture_only``) and the output switches."""
         if self.problem_type is not None and (
             not isinstance(self.problem_type, str) or self.problem_type not in PROBLEM_TYPES
         ):
-            fail("problem_type", f"expected None or one of {', '.join(PROBLEM_TYPES)}")
+            self._fail("problem_type", f"expected None or one of {', '.join(PROBLEM_TYPES)}")
         if not architecture_only and self.problem_type == "single_label_classification" and self.num_labels == 1:
-            fail("problem_type", "single-label classification needs num_labels > 1 (use 'regression' for one output)")
+            self._fail(
+                "problem_type", "single-label classification needs num_labels > 1 (use 'regression' for one output)"
+            )
         for field in ("output_hidden_states", "return_dict", "backbone_norm", "output_attentions"):
             if not isinstance(getattr(self, field), bool):
-                fail(field, "expected a boolean")
-        self._set_out_features(self._out_features, self._out_indices)  # checks, and derives the missing one
+                self._fail(field, "expected a boolean")
 
     def estimated_parameters(self) -> int:
         """A close estimate of the classifier's parameter count from the fields (for the size limit):
