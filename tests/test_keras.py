@@ -102,9 +102,7 @@ def test_core_import_does_not_import_tensorflow():
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
 
 
-@pytest.mark.parametrize(
-    "module", ["swiftformer.keras", "swiftformer.keras.ops", "swiftformer.keras.weights", "swiftformer.modeling_tf"]
-)
+@pytest.mark.parametrize("module", ["swiftformer.keras", "swiftformer.keras.ops", "swiftformer.keras.weights"])
 def test_missing_tensorflow_is_one_clear_error(module):
     code = (
         "import sys, warnings\n"
@@ -526,14 +524,10 @@ def test_keras_native_saving(tmp_path: Path):
     np.testing.assert_array_equal(np.asarray(fresh(x).logits), np.asarray(keras_model(x).logits))
 
 
-def test_module_split_keeps_names_and_variable_paths(monkeypatch):
-    """keras/ is split by role (ops, layers, weights, models); the old path and the Keras names stay."""
+def test_module_split_keeps_names_and_variable_paths():
+    """keras/ is split by role (ops, layers, weights, models); the Keras names stay."""
     import swiftformer.keras.models as models
 
-    monkeypatch.delitem(sys.modules, "swiftformer.modeling_tf", raising=False)  # so the alias warns again
-    with pytest.warns(DeprecationWarning, match=r"swiftformer\.keras\.models"):
-        legacy = importlib.import_module("swiftformer.modeling_tf")
-    assert legacy is models
     for name in ("TFSwiftFormerForImageClassification", "TFSwiftFormerModel", "TFSwiftFormerPreTrainedModel"):
         assert name in models.__all__
     assert models.read_reference_h5 is read_reference_h5 and callable(models.read_weights_file)

@@ -9,10 +9,6 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from . import _legacy
-
-_legacy.install()  # swiftformer 0.1's module paths (swiftformer.hub, .train, ...) keep importing
-
 __version__ = "0.1.0"
 
 _EXPORTS = {
