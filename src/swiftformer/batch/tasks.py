@@ -14,9 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..image_processing import SwiftFormerImageProcessor
+from ..image_processing import SwiftFormerImageProcessor, load_processor
 from ..inference import fuse, optimize_for_inference
-from ..io.hub import PREPROCESSOR_NAME, resolve_file
 from ..modeling import SwiftFormerForImageClassification
 
 NON_FINITE_LOGITS = "the model's logits for this image are not finite (NaN or inf)"
@@ -104,13 +103,6 @@ class EmbedTask:
         return [{"embedding": row} if ok else NON_FINITE_FEATURES for ok, row in zip(finite, features.tolist())]
 
 
-def load_processor(model_ref: str, hub: dict[str, Any]) -> tuple[SwiftFormerImageProcessor, str | None]:
-    """The model's preprocessor, or ImageNet defaults with a note (the second value) when it has none."""
-    if resolve_file(model_ref, PREPROCESSOR_NAME, missing_ok=True, **hub) is None:
-        return SwiftFormerImageProcessor(), f"{model_ref} has no {PREPROCESSOR_NAME}; using the ImageNet defaults"
-    return SwiftFormerImageProcessor.from_pretrained(model_ref, **hub), None
-
-
 @dataclass(frozen=True)
 class JobSpec:
     """A ``predict`` or ``embed`` job: the model and how to run it (plain data: picklable, for Ray actors).
@@ -146,7 +138,7 @@ class JobSpec:
     def load(self) -> tuple[SwiftFormerForImageClassification, SwiftFormerImageProcessor, list[str]]:
         """(model in eval mode, processor, notes to show the user)."""
         model = SwiftFormerForImageClassification.from_pretrained(self.model, **self.hub).eval()
-        processor, note = load_processor(self.model, self.hub)
+        processor, note = load_processor(self.model, **self.hub)
         return model, processor, [note] if note else []
 
     def build(self, model: SwiftFormerForImageClassification | None = None) -> tuple[Any, Any, list[str]]:
@@ -157,7 +149,7 @@ class JobSpec:
         if model is None:
             model, processor, notes = self.load()
         else:
-            processor, note = load_processor(self.model, self.hub)
+            processor, note = load_processor(self.model, **self.hub)
             notes = [note] if note else []
         if self.kind == "embed":
             return EmbedTask(self.embedder(model), self.normalize), processor, notes

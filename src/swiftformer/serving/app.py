@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from functools import partial
@@ -29,6 +29,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import ServeError
 from .explain import SERVED_METHODS, Explainer
@@ -50,8 +51,8 @@ from .v2 import HEADER_LENGTH, IMAGES, PIXELS, encode_infer_response, parse_infe
 
 logger = logging.getLogger("swiftformer.serving")
 
-ERRORS = {status: {"model": ErrorResponse} for status in (400, 404, 413, 503)}
-NOT_FOUND = {404: {"model": ErrorResponse}}
+ERRORS: dict[int | str, dict[str, Any]] = {status: {"model": ErrorResponse} for status in (400, 404, 413, 503)}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse}}
 
 
 def _version() -> str:
@@ -67,16 +68,16 @@ class _Guard:
     """Pure ASGI middleware: refuse bodies over the upload limit (413; from Content-Length before
     reading, else while reading), time every request, count it by route and status."""
 
-    def __init__(self, app: Any, *, limit: int, metrics: Any) -> None:
+    def __init__(self, app: ASGIApp, *, limit: int, metrics: Any) -> None:
         self.app, self.limit, self.metrics = app, limit, metrics
 
-    async def __call__(self, scope: dict, receive: Callable[[], Awaitable[dict]], send: Callable) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         start = time.perf_counter()
         status = 500
 
-        async def timed_send(message: dict) -> None:
+        async def timed_send(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
@@ -86,7 +87,7 @@ class _Guard:
 
         received = 0
 
-        async def limited_receive() -> dict:
+        async def limited_receive() -> Message:
             nonlocal received
             message = await receive()
             if message["type"] == "http.request":
@@ -115,7 +116,7 @@ class _Guard:
             self.metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
 
 
-def _content_length(scope: dict) -> int | None:
+def _content_length(scope: Scope) -> int | None:
     for name, value in scope.get("headers", []):
         if name == b"content-length":
             try:
@@ -135,36 +136,190 @@ def _error_response(error: ServeError) -> JSONResponse:
     return JSONResponse({"error": error.message, "kind": error.kind}, status_code=error.status, headers=error.headers)
 
 
-def create_app(backend: Any, settings: ServeSettings) -> FastAPI:
-    """The FastAPI app serving ``backend``'s model with the limits of ``settings``."""
-    classifier, metrics = backend.classifier, backend.metrics
-    name = classifier.name
-    executor = ThreadPoolExecutor(max_workers=settings.decode_threads, thread_name_prefix="swiftformer-decode")
-    explainer = Explainer(classifier)
-    explain_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="swiftformer-explain")
+# The request bodies the OpenAPI schema documents (FastAPI cannot infer them: the endpoints read the request).
+_IMAGES_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "file": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                },
+                "required": ["file"],
+            }
+        },
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        "image/*": {"schema": {"type": "string", "format": "binary"}},
+    },
+}
+_INFER_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": {"$ref": "#/components/schemas/InferRequest"}},
+        "application/octet-stream": {
+            "schema": {"type": "string", "format": "binary"},
+            "description": f"binary tensor data extension: a JSON header of {HEADER_LENGTH} bytes, then the tensors",
+        },
+    },
+}
+_INFER_DOC: dict[str, Any] = dict(
+    response_model=InferResponse,
+    responses=ERRORS,
+    openapi_extra={"requestBody": _INFER_BODY},
+    summary="Inference (v2)",
+    description=f"Input `{PIXELS}` (FP32 [N, 3, H, W], preprocessed) or `{IMAGES}` (BYTES [N], encoded "
+    "image files; base64 in JSON). Outputs `logits`, `probabilities`, `labels` (top-k as "
+    "'score:index:label'). JSON, or the binary tensor data extension.",
+)
+
+
+class _Service:
+    """What the endpoints share: the backend and its model, the limits, the decoding and explaining threads.
+    The endpoints themselves only translate HTTP to these methods."""
+
+    def __init__(self, backend: Any, settings: ServeSettings) -> None:
+        self.backend, self.settings = backend, settings
+        self.classifier = backend.classifier
+        self.name: str = self.classifier.name
+        self.executor = ThreadPoolExecutor(max_workers=settings.decode_threads, thread_name_prefix="swiftformer-decode")
+        self.explainer = Explainer(self.classifier)
+        self.explain_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="swiftformer-explain")
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
-        backend.start()
+    async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
+        self.backend.start()
         try:
             yield
         finally:
-            await asyncio.to_thread(backend.stop)  # queued images are answered first
-            executor.shutdown(wait=False)
-            explain_executor.shutdown(wait=False)
+            await asyncio.to_thread(self.backend.stop)  # queued images are answered first
+            self.executor.shutdown(wait=False)
+            self.explain_executor.shutdown(wait=False)
 
+    async def decode(self, uploads: list[tuple[str, bytes]]) -> list[torch.Tensor]:
+        """Decode and preprocess in the thread pool (in parallel with the model's forward pass)."""
+        loop = asyncio.get_running_loop()
+        processor, max_pixels = self.classifier.processor, self.settings.max_image_pixels
+        jobs = [
+            loop.run_in_executor(self.executor, partial(prepare, data, processor, max_pixels, label))
+            for label, data in uploads
+        ]
+        pixels = []
+        for result in await asyncio.gather(*jobs, return_exceptions=True):
+            if isinstance(result, BaseException):
+                raise result
+            pixels.append(result)
+        return pixels
+
+    def check_model(self, model_name: str, version: str | None = None) -> None:
+        if model_name != self.name:
+            raise ServeError(404, "not_found", f"unknown model '{model_name}'; this server serves '{self.name}'")
+        if version not in (None, "", "1"):
+            raise ServeError(404, "not_found", f"model '{self.name}' has version 1 only, not '{version}'")
+
+    async def predict(self, request: Request, top_k: int | None) -> list[ImagePrediction]:
+        """The ``top_k`` classes of each uploaded image (``swiftformer predict --json``'s schema)."""
+        k = min(top_k or self.settings.default_top_k, self.classifier.num_labels)
+        uploads = await _read_uploads(request, self.settings.max_queue)
+        with self.backend.admission(len(uploads)):
+            pixels = await self.decode(uploads)
+            logits = await self.backend.classify(pixels)
+        probs = torch.stack(logits).float().softmax(dim=-1)
+        scores, indices = probs.topk(k, dim=-1)
+        labels = self.classifier.labels
+        return [
+            ImagePrediction(
+                image=label,
+                predictions=[Prediction(label=labels[i], index=i, score=s) for s, i in zip(row_scores, row_indices)],
+            )
+            for (label, _), row_scores, row_indices in zip(uploads, scores.tolist(), indices.tolist())
+        ]
+
+    async def explain(self, request: Request, method: str, layer: str | None, target: str | None) -> Response:
+        """The overlay PNG of the one uploaded image, and the headers that describe it."""
+        checked = self.explainer.check(method, layer, target)
+        uploads = await _read_uploads(request, self.settings.max_queue)
+        if len(uploads) != 1:
+            raise ServeError(400, "bad_request", f"/explain takes one image per request, got {len(uploads)}")
+        with self.backend.admission(1):
+            (pixels,) = await self.decode(uploads)
+            loop = asyncio.get_running_loop()
+            render = partial(self.explainer.render, pixels, *checked)
+            png, headers = await loop.run_in_executor(self.explain_executor, render)
+        return Response(png, media_type="image/png", headers=headers)
+
+    def readiness(self) -> JSONResponse:  # 200 when ready, 400 otherwise (the v2 protocol asks for a 4xx)
+        ready = bool(self.backend.ready)
+        return JSONResponse({"ready": ready}, status_code=200 if ready else 400)
+
+    def model_metadata(self) -> ModelMetadata:
+        classifier = self.classifier
+        h, w = classifier.input_size or (-1, -1)
+        labels = classifier.num_labels
+        return ModelMetadata(
+            name=self.name,
+            versions=["1"],
+            platform="pytorch_swiftformer",
+            inputs=[
+                TensorMetadata(name=PIXELS, datatype="FP32", shape=[-1, classifier.num_channels, h, w]),
+                TensorMetadata(name=IMAGES, datatype="BYTES", shape=[-1]),
+            ],
+            outputs=[
+                TensorMetadata(name="logits", datatype="FP32", shape=[-1, labels]),
+                TensorMetadata(name="probabilities", datatype="FP32", shape=[-1, labels]),
+                TensorMetadata(name="labels", datatype="BYTES", shape=[-1, -1]),
+            ],
+            parameters=classifier.metadata(),
+        )
+
+    async def infer(self, request: Request, model_name: str, version: str | None) -> Response:
+        """A v2 inference request, in JSON or the binary tensor data extension, answered in the same."""
+        self.check_model(model_name, version)
+        classifier = self.classifier
+        parsed = parse_infer_request(
+            await request.body(),
+            request.headers.get(HEADER_LENGTH),
+            num_channels=classifier.num_channels,
+            input_size=classifier.input_size,
+            default_top_k=self.settings.default_top_k,
+        )
+        with self.backend.admission(parsed.count):
+            if parsed.images is not None:
+                pixels = await self.decode([(f"{IMAGES}[{i}]", data) for i, data in enumerate(parsed.images)])
+            else:
+                pixels = list(torch.from_numpy(parsed.pixels))
+            logits = torch.stack(await self.backend.classify(pixels)).float()
+        probabilities = logits.softmax(dim=-1)
+        content, headers = encode_infer_response(
+            self.name, parsed.id, parsed.outputs, logits.numpy(), probabilities.numpy(), classifier.labels
+        )
+        return Response(content, headers=headers)
+
+
+def create_app(backend: Any, settings: ServeSettings) -> FastAPI:
+    """The FastAPI app serving ``backend``'s model with the limits of ``settings``."""
+    service = _Service(backend, settings)
     app = FastAPI(
         title="SwiftFormer inference server",
         version=_version(),
-        description=f"Model `{name}`: `POST /predict` for image files, `POST /explain` for a heatmap of where the "
-        "model looks, the Open Inference Protocol v2 under `/v2`, Prometheus metrics at `/metrics`, a demo page at "
-        "`/`. See docs/serving.md and docs/explain.md.",
-        lifespan=lifespan,
+        description=f"Model `{service.name}`: `POST /predict` for image files, `POST /explain` for a heatmap of "
+        "where the model looks, the Open Inference Protocol v2 under `/v2`, Prometheus metrics at `/metrics`, a demo "
+        "page at `/`. See docs/serving.md and docs/explain.md.",
+        lifespan=service.lifespan,
     )
-    app.add_middleware(_Guard, limit=settings.max_upload_bytes, metrics=metrics)
+    app.add_middleware(_Guard, limit=settings.max_upload_bytes, metrics=backend.metrics)
     app.state.backend = backend
+    _add_error_handlers(app, backend.metrics)
+    _add_image_routes(app, service)
+    _add_v2_routes(app, service)
+    _add_metrics_and_page(app, service)
+    app.openapi = partial(_openapi, app)  # type: ignore[method-assign]  # FastAPI's documented way to extend it
+    return app
 
-    # ---------------------------------------------------------------- errors: JSON, counted by kind
+
+def _add_error_handlers(app: FastAPI, metrics: Any) -> None:
+    """Every error as JSON (``{"error", "kind"}``, :func:`_error_response`), counted by kind."""
+
     def error(err: ServeError) -> JSONResponse:
         metrics.errors.labels(err.kind).inc()
         return _error_response(err)
@@ -188,51 +343,15 @@ def create_app(backend: Any, settings: ServeSettings) -> FastAPI:
         logger.error("%s %s failed", request.method, request.url.path, exc_info=err)
         return error(ServeError(500, "internal", f"internal error: {type(err).__name__}: {err}"))
 
-    # ---------------------------------------------------------------- shared steps
-    async def decode(uploads: list[tuple[str, bytes]]) -> list[torch.Tensor]:
-        """Decode and preprocess in the thread pool (in parallel with the model's forward pass)."""
-        loop = asyncio.get_running_loop()
-        jobs = [
-            loop.run_in_executor(
-                executor, partial(prepare, data, classifier.processor, settings.max_image_pixels, label)
-            )
-            for label, data in uploads
-        ]
-        results = await asyncio.gather(*jobs, return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
-        return results
 
-    def check_model(model_name: str, version: str | None = None) -> None:
-        if model_name != name:
-            raise ServeError(404, "not_found", f"unknown model '{model_name}'; this server serves '{name}'")
-        if version not in (None, "", "1"):
-            raise ServeError(404, "not_found", f"model '{name}' has version 1 only, not '{version}'")
-
-    # ---------------------------------------------------------------- /predict
-    predict_body = {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "file": {"type": "array", "items": {"type": "string", "format": "binary"}},
-                    },
-                    "required": ["file"],
-                }
-            },
-            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-            "image/*": {"schema": {"type": "string", "format": "binary"}},
-        },
-    }
+def _add_image_routes(app: FastAPI, service: _Service) -> None:
+    """``POST /predict`` and ``POST /explain``: image files in."""
 
     @app.post(
         "/predict",
         response_model=list[ImagePrediction],
         responses=ERRORS,
-        openapi_extra={"requestBody": predict_body},
+        openapi_extra={"requestBody": _IMAGES_BODY},
         summary="Classify images",
         description="One or more `file` fields of a multipart form, or one image as the raw body "
         f"({', '.join(FORMATS)}). One result per image, in order: the schema of `swiftformer predict --json`.",
@@ -240,24 +359,8 @@ def create_app(backend: Any, settings: ServeSettings) -> FastAPI:
     async def predict(
         request: Request, top_k: int | None = Query(None, ge=1, description="labels per image (default 5)")
     ) -> list[ImagePrediction]:
-        k = min(top_k or settings.default_top_k, classifier.num_labels)
-        uploads = await _read_uploads(request, settings.max_queue)
-        with backend.admission(len(uploads)):
-            pixels = await decode(uploads)
-            logits = await backend.classify(pixels)
-        probs = torch.stack(logits).float().softmax(dim=-1)
-        scores, indices = probs.topk(k, dim=-1)
-        return [
-            ImagePrediction(
-                image=label,
-                predictions=[
-                    Prediction(label=classifier.labels[i], index=i, score=s) for s, i in zip(row_scores, row_indices)
-                ],
-            )
-            for (label, _), row_scores, row_indices in zip(uploads, scores.tolist(), indices.tolist())
-        ]
+        return await service.predict(request, top_k)
 
-    # ---------------------------------------------------------------- /explain
     @app.post(
         "/explain",
         response_class=Response,
@@ -266,7 +369,7 @@ def create_app(backend: Any, settings: ServeSettings) -> FastAPI:
             **ERRORS,
             501: {"model": ErrorResponse},
         },
-        openapi_extra={"requestBody": predict_body},
+        openapi_extra={"requestBody": _IMAGES_BODY},
         summary="Where the model looks",
         description="One image, as for `/predict`. Returns a PNG: the heatmap over the image as the model saw it, "
         "with the class, its probability, the method and the stage written under it; the headers "
@@ -279,17 +382,12 @@ def create_app(backend: Any, settings: ServeSettings) -> FastAPI:
         layer: str | None = Query(None, description="stage: stem, stage1 .. stage4 (default stage3; eigencam stage2)"),
         target: str | None = Query(None, description="class to explain, label or index (default: the top class)"),
     ) -> Response:
-        checked = explainer.check(method, layer, target)
-        uploads = await _read_uploads(request, settings.max_queue)
-        if len(uploads) != 1:
-            raise ServeError(400, "bad_request", f"/explain takes one image per request, got {len(uploads)}")
-        with backend.admission(1):
-            (pixels,) = await decode(uploads)
-            loop = asyncio.get_running_loop()
-            png, headers = await loop.run_in_executor(explain_executor, partial(explainer.render, pixels, *checked))
-        return Response(png, media_type="image/png", headers=headers)
+        return await service.explain(request, method, layer, target)
 
-    # ---------------------------------------------------------------- Open Inference Protocol v2
+
+def _add_v2_routes(app: FastAPI, service: _Service) -> None:
+    """The Open Inference Protocol v2 under ``/v2``: metadata, health, inference."""
+
     @app.get("/v2", response_model=ServerMetadata, summary="Server metadata")
     async def server_metadata() -> ServerMetadata:
         return ServerMetadata(
@@ -300,127 +398,64 @@ def create_app(backend: Any, settings: ServeSettings) -> FastAPI:
     async def live() -> HealthStatus:
         return HealthStatus(live=True)
 
-    def readiness() -> JSONResponse:  # 200 when ready, 400 otherwise (the v2 protocol asks for a 4xx)
-        ready = bool(backend.ready)
-        return JSONResponse({"ready": ready}, status_code=200 if ready else 400)
-
     @app.get("/v2/health/ready", response_model=HealthStatus, summary="Readiness (warmed up)")
     async def ready() -> JSONResponse:
-        return readiness()
-
-    def model_metadata() -> ModelMetadata:
-        h, w = classifier.input_size or (-1, -1)
-        labels = classifier.num_labels
-        return ModelMetadata(
-            name=name,
-            versions=["1"],
-            platform="pytorch_swiftformer",
-            inputs=[
-                TensorMetadata(name=PIXELS, datatype="FP32", shape=[-1, classifier.num_channels, h, w]),
-                TensorMetadata(name=IMAGES, datatype="BYTES", shape=[-1]),
-            ],
-            outputs=[
-                TensorMetadata(name="logits", datatype="FP32", shape=[-1, labels]),
-                TensorMetadata(name="probabilities", datatype="FP32", shape=[-1, labels]),
-                TensorMetadata(name="labels", datatype="BYTES", shape=[-1, -1]),
-            ],
-            parameters=classifier.metadata(),
-        )
+        return service.readiness()
 
     @app.get("/v2/models/{model_name}", response_model=ModelMetadata, responses=NOT_FOUND, summary="Model metadata")
     async def metadata(model_name: str) -> ModelMetadata:
-        check_model(model_name)
-        return model_metadata()
+        service.check_model(model_name)
+        return service.model_metadata()
 
     @app.get("/v2/models/{model_name}/versions/{version}", response_model=ModelMetadata, responses=NOT_FOUND)
     async def metadata_version(model_name: str, version: str) -> ModelMetadata:
-        check_model(model_name, version)
-        return model_metadata()
+        service.check_model(model_name, version)
+        return service.model_metadata()
 
     @app.get("/v2/models/{model_name}/ready", response_model=HealthStatus, responses=NOT_FOUND)
     async def model_ready(model_name: str) -> JSONResponse:
-        check_model(model_name)
-        return readiness()
+        service.check_model(model_name)
+        return service.readiness()
 
     @app.get("/v2/models/{model_name}/versions/{version}/ready", response_model=HealthStatus, responses=NOT_FOUND)
     async def model_ready_version(model_name: str, version: str) -> JSONResponse:
-        check_model(model_name, version)
-        return readiness()
+        service.check_model(model_name, version)
+        return service.readiness()
 
-    infer_body = {
-        "required": True,
-        "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/InferRequest"}},
-            "application/octet-stream": {
-                "schema": {"type": "string", "format": "binary"},
-                "description": f"binary tensor data extension: a JSON header of {HEADER_LENGTH} bytes, then the tensors",
-            },
-        },
-    }
-
-    async def infer(request: Request, model_name: str, version: str | None) -> Response:
-        check_model(model_name, version)
-        body = await request.body()
-        parsed = parse_infer_request(
-            body,
-            request.headers.get(HEADER_LENGTH),
-            num_channels=classifier.num_channels,
-            input_size=classifier.input_size,
-            default_top_k=settings.default_top_k,
-        )
-        with backend.admission(parsed.count):
-            if parsed.images is not None:
-                pixels = await decode([(f"{IMAGES}[{i}]", data) for i, data in enumerate(parsed.images)])
-            else:
-                pixels = list(torch.from_numpy(parsed.pixels))
-            logits = torch.stack(await backend.classify(pixels)).float()
-        probabilities = logits.softmax(dim=-1)
-        content, headers = encode_infer_response(
-            name, parsed.id, parsed.outputs, logits.numpy(), probabilities.numpy(), classifier.labels
-        )
-        return Response(content, headers=headers)
-
-    infer_doc = dict(
-        response_model=InferResponse,
-        responses=ERRORS,
-        openapi_extra={"requestBody": infer_body},
-        summary="Inference (v2)",
-        description=f"Input `{PIXELS}` (FP32 [N, 3, H, W], preprocessed) or `{IMAGES}` (BYTES [N], encoded "
-        "image files; base64 in JSON). Outputs `logits`, `probabilities`, `labels` (top-k as "
-        "'score:index:label'). JSON, or the binary tensor data extension.",
-    )
-
-    @app.post("/v2/models/{model_name}/infer", **infer_doc)
+    @app.post("/v2/models/{model_name}/infer", **_INFER_DOC)
     async def infer_latest(request: Request, model_name: str) -> Response:
-        return await infer(request, model_name, None)
+        return await service.infer(request, model_name, None)
 
-    @app.post("/v2/models/{model_name}/versions/{version}/infer", **infer_doc)
+    @app.post("/v2/models/{model_name}/versions/{version}/infer", **_INFER_DOC)
     async def infer_version(request: Request, model_name: str, version: str) -> Response:
-        return await infer(request, model_name, version)
+        return await service.infer(request, model_name, version)
 
-    # ---------------------------------------------------------------- metrics and the page
+
+def _add_metrics_and_page(app: FastAPI, service: _Service) -> None:
+    """``GET /metrics`` (Prometheus) and the demo page at ``/``."""
+    metrics = service.backend.metrics
+
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def prometheus() -> Response:
         return Response(metrics.render(), media_type=metrics.content_type)
 
-    page = render_page(name, classifier.num_labels, settings.max_upload_mb)
+    page = render_page(service.name, service.classifier.num_labels, service.settings.max_upload_mb)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:
         return HTMLResponse(page)
 
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-            extra = InferRequest.model_json_schema(ref_template="#/components/schemas/{model}")
-            components = schema.setdefault("components", {}).setdefault("schemas", {})
-            components.update(extra.pop("$defs", {}))
-            components["InferRequest"] = extra
-            app.openapi_schema = schema
-        return app.openapi_schema
 
-    app.openapi = openapi
-    return app
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema, with the v2 ``InferRequest`` (whose endpoints read the raw request) among its components."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        extra = InferRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.update(extra.pop("$defs", {}))
+        components["InferRequest"] = extra
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 async def _read_uploads(request: Request, max_files: int) -> list[tuple[str, bytes]]:
