@@ -15,7 +15,7 @@ import torch
 from swiftformer import SwiftFormerConfig, SwiftFormerForImageClassification
 from swiftformer.explain import DEFAULT_LAYER, METHODS, PER_CHANNEL_METHODS, explain_with_scores
 from swiftformer.hardware import hardware_line
-from swiftformer.runtime import median_ms
+from swiftformer.perf import median_ms
 
 
 def parse_args(argv=None) -> argparse.Namespace:

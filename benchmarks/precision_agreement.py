@@ -23,7 +23,7 @@ import torch
 
 from swiftformer import SwiftFormerConfig, SwiftFormerForImageClassification, optimize_for_inference
 from swiftformer.export import export, load_calibration_images
-from swiftformer.runtime import tune_malloc
+from swiftformer.perf import tune_malloc
 
 BATCH = 40
 

@@ -29,7 +29,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from swiftformer import optimize_for_inference
 from swiftformer.inference import AUTO_MICRO_BATCH, fuse, load_model
-from swiftformer.runtime import median_ms, tune_malloc
+from swiftformer.perf import median_ms, tune_malloc
 
 
 def gflop(module: nn.Module, x: torch.Tensor) -> float:

@@ -23,7 +23,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from swiftformer import SwiftFormerConfig, SwiftFormerForImageClassification, optimize_for_inference
-from swiftformer.runtime import tune_malloc
+from swiftformer.perf import tune_malloc
 
 
 def kind_of(name: str, shapes: list, batch_size: int) -> tuple[str, float]:

@@ -17,7 +17,7 @@ import torch
 
 from swiftformer.hardware import hardware_line
 from swiftformer.inference import _runtime_example, fuse, load_model, onnx_model, openvino_model
-from swiftformer.runtime import time_calls, tune_malloc
+from swiftformer.perf import time_calls, tune_malloc
 
 
 def parse_args(argv=None) -> argparse.Namespace:

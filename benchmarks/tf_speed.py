@@ -11,7 +11,7 @@ Run it alone (nothing else heavy on the machine)::
 
     .venv/bin/python benchmarks/tf_speed.py --json runs/tf_speed.json
 
-It calls ``swiftformer.runtime.tune_malloc()`` first (glibc keeps freed activation buffers mapped).
+It calls ``swiftformer.perf.tune_malloc()`` first (glibc keeps freed activation buffers mapped).
 """
 
 from __future__ import annotations
@@ -178,7 +178,7 @@ def main() -> None:
     if args.impl == "reference":
         os.environ["TF_USE_LEGACY_KERAS"] = "1"
     else:
-        from swiftformer.runtime import tune_malloc
+        from swiftformer.perf import tune_malloc
 
         print(f"tune_malloc applied: {tune_malloc()}", flush=True)
 

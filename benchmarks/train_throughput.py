@@ -6,7 +6,7 @@
 Every mode trains the same architecture on the same random batch for ``--warmup`` untimed steps and
 ``--steps`` timed ones and reports the median step as images/s, plus the ratio to transformers'
 model trained with a plain loop (eager, fp32) measured in the same run. glibc malloc tuning
-(``swiftformer.runtime.tune_malloc``) is on unless ``--no-tune-malloc``; say which when quoting.
+(``swiftformer.perf.tune_malloc``) is on unless ``--no-tune-malloc``; say which when quoting.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from swiftformer import SwiftFormerConfig, SwiftFormerForImageClassification
-from swiftformer.runtime import time_calls, tune_malloc
+from swiftformer.perf import time_calls, tune_malloc
 
 MODES = ["reference-fp32", "ours-fp32", "ours-fp32-cl", "ours-bf16", "ours-bf16-cl", "ours-bf16-cl-compile"]
 

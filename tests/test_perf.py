@@ -1,5 +1,5 @@
-"""The timing helpers shared by export, export_tf and bench: call counts, units, the untimed case, and a
-light import (no torch)."""
+"""swiftformer.perf's timing helpers, shared by export, bench and the benchmarks: call counts, units, the
+untimed case, and a light import (no torch)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from swiftformer.runtime import median_ms, time_calls
+from swiftformer.perf import median_ms, time_calls
 
 
 def counter() -> tuple[list[int], Callable[[], None]]:
@@ -36,7 +36,7 @@ def test_median_ms_is_milliseconds_and_none_when_not_timed():
     assert 5 <= median_ms(lambda: time.sleep(0.005), 3, warmup=0) < 1000  # ms, not seconds
 
 
-def test_importing_runtime_stays_light():
-    code = "import sys, swiftformer.runtime; print('torch' in sys.modules)"
+def test_importing_perf_stays_light():
+    code = "import sys, swiftformer.perf; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     assert out.strip() == "False"

@@ -87,7 +87,7 @@ def measure_mode(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from .inference import load_model
-    from .runtime import tune_malloc
+    from .perf import tune_malloc
 
     tuned = tune_malloc() if not args.no_tune_malloc else False
     model = load_model(args.model)  # a folder / hub id, or a variant name with random weights (seed 0)
@@ -107,7 +107,7 @@ def measure_mode(args: argparse.Namespace) -> dict[str, Any]:
 def _measure(args: argparse.Namespace, run: Any, x1: Any, xn: Any, expected: Any, tuned: bool) -> dict[str, Any]:
     import torch
 
-    from .runtime import time_calls
+    from .perf import time_calls
 
     with torch.inference_mode():
         start = time.perf_counter()

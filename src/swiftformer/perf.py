@@ -1,5 +1,6 @@
-"""Process settings that make SwiftFormer fast on a CPU (malloc tuning), and how to time it. What the CPU
-can do is in :mod:`swiftformer.hardware`."""
+"""Performance helpers: the process setting that makes SwiftFormer fast on a CPU (malloc tuning) and how
+to time it. What the CPU can do is in :mod:`swiftformer.hardware`; the ONNX Runtime and OpenVINO runtimes are
+in :mod:`swiftformer.inference`."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ def tune_malloc() -> bool:
 
     Training and batched inference free and re-allocate the same large activation buffers every step.
     With glibc's defaults, buffers above the (adaptive) mmap threshold are unmapped on free and
-    faulted in again, page by page, on the next step; in a VM that made training steps 2-50x slower at
-    random here (`docs/training.md`). The same effect as ``MALLOC_MMAP_THRESHOLD_`` and
+    faulted in again, page by page, on the next step, which makes steps randomly and many times slower in
+    a VM (measured in docs/training.md, "Execution"). The same effect as ``MALLOC_MMAP_THRESHOLD_`` and
     ``MALLOC_TRIM_THRESHOLD_`` in the environment, set from inside the process. Returns whether it
     applied.
     """

@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..io.files import check_target
     from ..modeling import SwiftFormerForImageClassification
-    from ..runtime import tune_malloc
+    from ..perf import tune_malloc
     from ..training import distributed
     from ..training.data import build_eval_transform, collate, open_dataset
     from ..training.evaluate import evaluate, map_labels, shard_indices

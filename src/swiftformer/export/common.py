@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ExportVerificationError
-from ..runtime import median_ms
+from ..perf import median_ms
 
 if TYPE_CHECKING:
     from ..image_processing import SwiftFormerImageProcessor
@@ -173,7 +173,7 @@ def checked_report(
     """The report of the artifact ``staged`` (bound for ``target``), whose logits differ from the
     reference's by ``diffs`` (from :func:`compare`; ``None``: it cannot run here), with the other
     ``fields``. Raises :class:`~swiftformer.errors.ExportVerificationError` (holding the report) unless
-    it passed; then times ``run_one`` (one batch-1 call) with :func:`~swiftformer.runtime.median_ms`."""
+    it passed; then times ``run_one`` (one batch-1 call) with :func:`~swiftformer.perf.median_ms`."""
     measured = dict(zip(("max_abs_diff", "max_rel_diff", "top1_agreement"), diffs or (None, None, None)))
     report = ExportReport(
         path=str(target),

@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ExportError, ExportVerificationError
-from ..runtime import time_calls
+from ..perf import time_calls
 from .common import (
     FORMAT_PRECISIONS,
     FORMATS,

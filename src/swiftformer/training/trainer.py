@@ -48,7 +48,7 @@ from ..image_processing import SwiftFormerImageProcessor
 from ..io.checkpoints import read_checkpoint
 from ..io.files import atomic_write, check_target, display_path, path_bytes, replace_path, write_json
 from ..modeling import SwiftFormerForImageClassification
-from ..runtime import tune_malloc
+from ..perf import tune_malloc
 from . import distributed
 from .config import (  # noqa: F401 - the training API in one place
     CHECKPOINT_NAME,
