@@ -30,12 +30,12 @@ BATCH = 40
 
 def labelled_images(data_dir: str, model_dir: str) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """(pixel_values (N, 3, H, W), labels (N,) as model outputs, class names) of an image-folder split."""
-    from swiftformer.cli.common import load_processor as _load_processor
+    from swiftformer.image_processing import load_processor
     from swiftformer.training.data import build_eval_transform, open_dataset
     from swiftformer.training.evaluate import map_labels
 
     model = SwiftFormerForImageClassification.from_pretrained(model_dir)
-    dataset = open_dataset(data_dir, None, build_eval_transform(_load_processor(model_dir, {})))
+    dataset = open_dataset(data_dir, None, build_eval_transform(load_processor(model_dir)[0]))
     label_map = map_labels(list(dataset.classes), model.config, verbose=False)
     pixels, labels = zip(*[(dataset[i][0], label_map[dataset[i][1]]) for i in range(len(dataset))])
     return torch.stack(pixels), torch.tensor(labels), list(dataset.classes)

@@ -25,13 +25,20 @@ import json
 import os
 import re
 import shutil
-import signal
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..io.files import atomic_write, check_target, display_path, replace_path
+from ..io.files import (
+    atomic_write,
+    check_target,
+    crash_point,
+    display_path,
+    hidden_path,
+    remove_temporaries,
+    replace_path,
+)
 
 # extension -> format
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
@@ -53,7 +60,6 @@ COLUMN_KINDS = {
 
 MERGED_PARTS_KEY = b"swiftformer.merged_parts"
 _PART = re.compile(r"^part-(\d{6,})\.parquet$")
-_TEMPORARY = re.compile(r"^\..+\.[0-9a-f]{16}\.tmp$")  # io.files.atomic_write's temporary files
 RESUME_HINT = "continue that run with --resume, replace it with --overwrite, or choose another --output"
 
 
@@ -66,14 +72,6 @@ def output_format(path: str | os.PathLike) -> str:
             + ", ".join(FORMATS)
         )
     return FORMATS[suffix]
-
-
-def fault_point(point: str) -> None:
-    """Testing aid: ``SWIFTFORMER_KILL_AT=POINT`` kills this process (SIGKILL) at that point. Points:
-    ``chunk:N`` right after the N-th chunk (1-based) of this run is committed, ``merged`` after a Parquet
-    output's finished file is in place but before its part files are removed."""
-    if os.environ.get("SWIFTFORMER_KILL_AT") == point:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _arrow():
@@ -134,17 +132,7 @@ class OutputWriter:
         self.chunk_rows, self.chunk_seconds = max(1, chunk_rows), chunk_seconds
         self.done_count = 0
         self.chunks = 0  # committed by this run
-        self._remove_stale_temporaries(target.parent, target.name)
-
-    @staticmethod
-    def _remove_stale_temporaries(folder: Path, name: str) -> None:
-        """Temporary files of atomic writes (of ``name``) that a killed run left behind."""
-        if not folder.is_dir():
-            return
-        prefix = f".{name}."
-        for entry in folder.iterdir():
-            if entry.name.startswith(prefix) and _TEMPORARY.match(entry.name) and entry.is_file():
-                entry.unlink(missing_ok=True)
+        remove_temporaries(target.parent, target.name)  # of the finished Parquet file a killed run was writing
 
     def done_keys(self) -> Iterator[str]:
         """The ``image`` column of the rows the output held when opened, in order."""
@@ -161,7 +149,7 @@ class OutputWriter:
 
     def _committed(self) -> None:
         self.chunks += 1
-        fault_point(f"chunk:{self.chunks}")
+        crash_point(f"chunk:{self.chunks}")  # testing aid (io.files.crash_point)
 
 
 class _LineWriter(OutputWriter):
@@ -169,7 +157,7 @@ class _LineWriter(OutputWriter):
 
     def __init__(self, target: Path, columns: Sequence[str], **options: Any) -> None:
         super().__init__(target, columns, **options)
-        self.work = target.parent / f".{target.name}.overwrite" if self.overwrite else target
+        self.work = hidden_path(target, "overwrite") if self.overwrite else target
         if self.overwrite and not self.resume:
             self.work.unlink(missing_ok=True)  # an earlier, interrupted replacement: ours, started over
         if self.work.exists() and not self.work.is_file():
@@ -384,8 +372,7 @@ class ParquetWriter(OutputWriter):
         super().__init__(target, columns, **options)
         pa, pq = _arrow()
         self.schema = arrow_schema(self.columns)
-        suffix = ".overwrite.parts" if self.overwrite else ".parts"
-        self.parts = target.parent / f".{target.name}{suffix}"
+        self.parts = hidden_path(target, "overwrite.parts" if self.overwrite else "parts")
         if self.overwrite and not self.resume:
             shutil.rmtree(self.parts, ignore_errors=True)
         self.base = target if (not self.overwrite and target.is_file()) else None
@@ -409,9 +396,7 @@ class ParquetWriter(OutputWriter):
     def _adopt_parts(self, merged: int) -> None:
         """Keep the complete part files a killed run left (in order), drop those the output already holds."""
         pa, pq = _arrow()
-        for entry in self.parts.iterdir():
-            if _TEMPORARY.match(entry.name):
-                entry.unlink(missing_ok=True)
+        remove_temporaries(self.parts)
         numbered = []
         for entry in self.parts.iterdir():
             match = _PART.match(entry.name)
@@ -476,15 +461,15 @@ class ParquetWriter(OutputWriter):
                 source = pq.ParquetFile(path)
                 for group in range(source.num_row_groups):  # one row group in memory at a time
                     out.write_table(source.read_row_group(group).cast(self.schema))
-        fault_point("merged")
+        crash_point("merged")
         shutil.rmtree(self.parts, ignore_errors=True)
         if self.overwrite:  # the replaced output's unfinished parts, if any, went with it
-            shutil.rmtree(self.target.parent / f".{self.target.name}.parts", ignore_errors=True)
+            shutil.rmtree(hidden_path(self.target, "parts"), ignore_errors=True)
 
 
 def _pending(target: Path) -> str | None:
     """What an interrupted run left beside ``target`` for ``--resume`` to continue, described, or None."""
-    parts = target.parent / f".{target.name}.parts"
+    parts = hidden_path(target, "parts")
     if parts.is_dir():
         count = sum(1 for entry in parts.iterdir() if _PART.match(entry.name))
         if count:

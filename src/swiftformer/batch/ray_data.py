@@ -23,10 +23,11 @@ from typing import Any
 
 import numpy as np
 
+from ..image_processing import load_processor
 from .inputs import check_inputs, image_key
 from .outputs import arrow_schema, open_output
 from .runner import DecodeImages, Summary, make_row, plan, progress_bar
-from .tasks import JobSpec, load_processor
+from .tasks import JobSpec
 
 
 def _import_ray():
@@ -102,7 +103,7 @@ def run_batch_ray(
     ray = _import_ray()
     start = time.perf_counter()
     check_inputs(inputs)
-    processor, note = load_processor(spec.model, spec.hub)
+    processor, note = load_processor(spec.model, **spec.hub)
     if note and on_note:
         on_note(note)
     writer = open_output(

@@ -22,9 +22,9 @@ from collections.abc import Sequence
 
 from . import bench, convert, embed, explain, export, info, predict, serve, train
 from . import eval as eval_command
-from .common import add_hub_arguments, fail, hub_options, load_processor
+from .common import add_hub_arguments, fail, hub_options
 
-__all__ = ["add_hub_arguments", "build_parser", "hub_options", "load_processor", "main"]
+__all__ = ["add_hub_arguments", "build_parser", "hub_options", "main"]
 
 # name, module, help, description
 COMMANDS = (

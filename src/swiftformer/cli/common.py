@@ -1,4 +1,4 @@
-"""What several commands share: hub options, loading a model or its processor, one-line errors."""
+"""What several commands share: hub options, one-line errors."""
 
 from __future__ import annotations
 
@@ -27,14 +27,3 @@ def fail(message: str) -> int:
     """Print ``swiftformer: error: MESSAGE`` on stderr; the exit status of a user error (2)."""
     print(f"swiftformer: error: {message}", file=sys.stderr)
     return 2
-
-
-def load_processor(model_ref: str, hub: dict[str, Any]):
-    """The model's ``preprocessor_config.json``, or ImageNet defaults with a note when it has none."""
-    from ..image_processing import SwiftFormerImageProcessor
-    from ..io.hub import PREPROCESSOR_NAME, resolve_file
-
-    if resolve_file(model_ref, PREPROCESSOR_NAME, missing_ok=True, **hub) is None:
-        print(f"note: {model_ref} has no {PREPROCESSOR_NAME}; using the ImageNet defaults", file=sys.stderr)
-        return SwiftFormerImageProcessor()
-    return SwiftFormerImageProcessor.from_pretrained(model_ref, **hub)

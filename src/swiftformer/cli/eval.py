@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .common import add_hub_arguments, hub_options, load_processor
+from .common import add_hub_arguments, hub_options
 
 if TYPE_CHECKING:
     import torch
@@ -61,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from torch.utils.data import DataLoader, Subset
 
+    from ..image_processing import load_processor
     from ..io.files import check_target
     from ..modeling import SwiftFormerForImageClassification
     from ..perf import tune_malloc
@@ -82,7 +83,9 @@ def run(args: argparse.Namespace) -> int:
         device = torch.device(f"cuda:{info.local_rank}" if device_name == "cuda" and info.enabled else device_name)
         hub = hub_options(args)
         model = SwiftFormerForImageClassification.from_pretrained(args.model, **hub)
-        processor = load_processor(args.model, hub)
+        processor, note = load_processor(args.model, **hub)
+        if note:
+            print(f"note: {note}", file=sys.stderr)
         dataset = open_dataset(args.data_dir, None, build_eval_transform(processor))
         class_names = list(dataset.classes)
         label_map = map_labels(class_names, model.config, verbose=info.is_main)

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .common import add_hub_arguments, fail, hub_options, load_processor
+from .common import add_hub_arguments, fail, hub_options
 
 # As swiftformer.explain.METHODS; repeated here so that `--help` answers without importing torch.
 METHODS = ("gradcam", "gradcam++", "eigencam", "scorecam", "ablationcam", "attention")
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from .. import explain as ex
-    from ..image_processing import load_image
+    from ..image_processing import load_image, load_processor
     from ..inference import load_model
     from ..io.files import display_path
 
@@ -120,7 +120,9 @@ def run(args: argparse.Namespace) -> int:
                         )
                 jobs[path, layer, target] = base
 
-    processor = load_processor(args.model, hub)
+    processor, note = load_processor(args.model, **hub)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     pixels: dict[str, Any] = {}
     failed = False
     for path in images:

@@ -2,9 +2,11 @@
 
 Every ``save_pretrained``, checkpoint, report and export goes through :func:`atomic_write` or
 :func:`staging` + :func:`replace_path`: readers see the old file or the complete new one, never a mix.
-Commands that write check their target first with :func:`check_target`: nothing they did not write is
-replaced unless asked (``--overwrite``). :func:`display_path` and :func:`path_bytes` print and record
-file names that are not valid UTF-8.
+What they write on the way is named by :func:`hidden_path` (``.NAME.TAG`` beside the target), so a run
+killed half-way leaves files that the next one recognizes (:func:`remove_temporaries`). Writers check their
+target first with :func:`check_target`: nothing they did not write is replaced unless asked
+(``overwrite=True``). :func:`display_path` and :func:`path_bytes` print and record file names that are not
+valid UTF-8. :func:`crash_point` lets the kill-and-resume tests stop a process at a chosen point.
 """
 
 from __future__ import annotations
@@ -12,13 +14,44 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
+import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 from ..errors import CheckpointError
+
+# The names hidden_path(..., unique=True) gives: ".NAME.<16 hex digits>.TAG".
+_UNIQUE = re.compile(r"^\.(?P<name>.+)\.[0-9a-f]{16}\.(?P<tag>\w+)$")
+
+
+def hidden_path(path: str | os.PathLike, tag: str, *, unique: bool = False) -> Path:
+    """The hidden sibling ``.NAME.TAG`` of ``path`` (``NAME`` its file name, in the same folder), where the
+    library writes on its way to ``path``: same folder, so a rename moves it into place atomically.
+
+    ``tag`` says what it holds (``"tmp"``: an :func:`atomic_write` in progress; ``"overwrite"``: a replacement
+    built beside the old one; ``"parts"``: Parquet part files). With ``unique`` a random part makes the name
+    one no other writer picks, ``.NAME.<16 hex>.TAG``; without, the name is fixed, so that a run resumed after
+    a kill finds what the killed one left."""
+    path = Path(path)
+    middle = f".{secrets.token_hex(8)}" if unique else ""
+    return path.parent / f".{path.name}{middle}.{tag}"
+
+
+def remove_temporaries(folder: str | os.PathLike, name: str | None = None) -> None:
+    """Delete the half-written files that :func:`atomic_write` left in ``folder`` when a process was killed
+    (of the file ``name`` only, when given; else of any file)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    for entry in folder.iterdir():
+        match = _UNIQUE.match(entry.name)
+        if match and match["tag"] == "tmp" and (name is None or match["name"] == name) and entry.is_file():
+            entry.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -31,7 +64,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]
     path.parent.mkdir(parents=True, exist_ok=True)
     # Not mkstemp: its files are owner-only (0600). Created with 0666, the kernel applies the umask as for
     # any open(), so saved models stay readable by other users and serving containers.
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    tmp = hidden_path(path, "tmp", unique=True)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
@@ -56,7 +89,7 @@ def replace_path(staged: str | os.PathLike, target: str | os.PathLike) -> None:
     if not (target.exists() or target.is_symlink()) or not (staged.is_dir() or target.is_dir()):
         os.replace(staged, target)
         return
-    old = target.parent / f".{target.name}.old-{os.getpid()}-{os.urandom(4).hex()}"
+    old = hidden_path(target, "old", unique=True)
     os.replace(target, old)
     try:
         os.replace(staged, target)
@@ -129,17 +162,18 @@ def _contents(folder: Path, limit: int = 3) -> str:
 def check_target(path: str | os.PathLike, what: str, overwrite: bool = False, *, hint: str | None = None) -> bool:
     """Refuse to write over anything that is already at ``path``, unless ``overwrite``.
 
-    The one check of every command that writes (train ``--output``, convert ``--to``, eval ``--output``):
-    a missing path or an empty folder is free; a file or a non-empty folder is refused with one line
-    saying what is there and how to proceed, unless ``overwrite`` (then the caller must replace it
-    atomically: write the new content into :func:`staging` beside it, which moves it over the old
-    only once complete).
+    The one check of everything that writes a folder or file the user names (a training run's output,
+    ``convert``'s output folder, ``eval``'s report): a missing path or an empty folder is free; a file or a
+    non-empty folder is refused with one line saying what is there and how to proceed, unless ``overwrite``
+    (then the caller must replace it atomically: write the new content into :func:`staging` beside it,
+    which moves it over the old only once complete).
 
     Args:
         path: The target file or folder.
         what: What the target is for, e.g. ``"output folder"`` (the message starts with it).
         overwrite: Allow replacing existing content.
-        hint: How to proceed, replacing the default "pass --overwrite to replace it, or choose another path".
+        hint: How to proceed, replacing the default "pass overwrite=True to replace it, or choose another
+            path" (the command line shows ``overwrite=True`` as its flag, ``--overwrite``).
 
     Returns:
         True when ``path`` holds something that will be replaced (``overwrite``), False when it is free.
@@ -159,7 +193,7 @@ def check_target(path: str | os.PathLike, what: str, overwrite: bool = False, *,
         held = "is a file"
     if overwrite:
         return True
-    hint = hint or "pass --overwrite to replace it, or choose another path"
+    hint = hint or "pass overwrite=True to replace it, or choose another path"
     raise FileExistsError(f"{what} {display_path(path)} already exists and {held}; {hint}")
 
 
@@ -170,7 +204,7 @@ def staging(target: str | os.PathLike) -> Iterator[Path]:
     when it fails it is deleted and ``target`` is untouched."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staged = target.parent / f".{target.name}.staging-{secrets.token_hex(4)}"
+    staged = hidden_path(target, "staging", unique=True)
     staged.mkdir()
     try:
         yield staged
@@ -178,3 +212,31 @@ def staging(target: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
         raise
+
+
+# ------------------------------------------------------------------------------------------ crash points
+def crash_requested(point: str) -> bool:
+    """Whether the environment asks :func:`crash_point` to stop this process at ``point``."""
+    return point in (os.environ.get("SWIFTFORMER_KILL_AT"), os.environ.get("SWIFTFORMER_PAUSE_AT"))
+
+
+def crash_point(point: str) -> None:
+    """Testing aid for the kill-and-resume tests: stop this process at a named point of a write.
+
+    ``SWIFTFORMER_KILL_AT=POINT`` kills it (SIGKILL: no cleanup runs, as in a power cut or the OOM killer);
+    ``SWIFTFORMER_PAUSE_AT=POINT`` writes its pid to the file ``SWIFTFORMER_PAUSE_FILE`` (if set) and sleeps
+    (up to 10 minutes), for a test to kill or interrupt it there. Points are named by their callers:
+    training ``EPOCH:STEP`` (after that optimizer step, both 0-based) and ``checkpoint:N`` (half-way through
+    the checkpoint of epoch N); batch outputs ``chunk:N`` (after the N-th committed chunk) and ``merged``
+    (after a Parquet output is in place, before its part files are removed). Unset, it costs two lookups.
+    """
+    if os.environ.get("SWIFTFORMER_KILL_AT") == point:
+        os.kill(os.getpid(), signal.SIGKILL)
+    if os.environ.get("SWIFTFORMER_PAUSE_AT") == point:
+        flag = os.environ.get("SWIFTFORMER_PAUSE_FILE")
+        if flag:
+            with atomic_write(flag, "w") as handle:
+                handle.write(str(os.getpid()))
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            time.sleep(0.05)

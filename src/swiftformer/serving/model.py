@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..configuration import variant_key
-from ..image_processing import SwiftFormerImageProcessor
+from ..image_processing import SwiftFormerImageProcessor, load_processor
 from ..inference import load_model, optimize_for_inference
-from ..io.hub import PREPROCESSOR_NAME, resolve_file
 from .images import output_size
 
 if TYPE_CHECKING:
@@ -126,24 +123,15 @@ class Classifier:
         }
 
 
-def load_processor(ref: str, hub: dict[str, Any]) -> SwiftFormerImageProcessor:
-    """The model's ``preprocessor_config.json``, or ImageNet defaults (with a warning) without one."""
-    if resolve_file(ref, PREPROCESSOR_NAME, missing_ok=True, **hub) is None:
-        logger.warning("%s has no %s; using the ImageNet defaults", ref, PREPROCESSOR_NAME)
-        return SwiftFormerImageProcessor()
-    return SwiftFormerImageProcessor.from_pretrained(ref, **hub)
-
-
 def load_classifier(settings: ServeSettings) -> Classifier:
     """The model of ``settings`` loaded and optimized, not yet warmed up (that is the model worker's).
 
     ``settings.model`` is a folder, a hub id, or a variant name (``"xs"``: random weights, ImageNet
     preprocessing; for trying the server out)."""
     model = load_model(settings.model, settings.hub)
-    if not Path(settings.model).exists() and variant_key(settings.model) is not None:
-        processor = SwiftFormerImageProcessor()
-    else:
-        processor = load_processor(settings.model, settings.hub)
+    processor, note = load_processor(settings.model, **settings.hub)
+    if note:
+        logger.warning("%s", note)
     return Classifier(
         model,
         processor,

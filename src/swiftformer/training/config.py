@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..configuration import ATTENTION_VARIANTS, VARIANTS, variant_key
+from ..io.files import hidden_path
 
 CHECKPOINT_NAME = "checkpoint.pt"
 TRAIN_CONFIG_NAME = "train_config.json"  # a run's settings (a model folder's is config.json)
@@ -227,10 +228,9 @@ def _yaml_problem(err: Exception) -> str:
 
 
 def overwrite_staging_path(output: str | os.PathLike) -> Path:
-    """Where ``train --overwrite`` builds the new run beside ``output``, which it replaces when the run ends
-    (an interrupted one is continued with ``--resume OUTPUT --overwrite``)."""
-    output = Path(output)
-    return output.parent / f".{output.name}.overwrite"
+    """Where a run with ``overwrite=True`` is built beside ``output``, which it replaces when the run ends
+    (an interrupted one is continued with ``resume=True, overwrite=True``)."""
+    return hidden_path(output, "overwrite")
 
 
 # Interpolation names timm's RandomResizedCropAndInterpolation accepts.

@@ -46,7 +46,17 @@ from ..configuration import SwiftFormerConfig, variant_key
 from ..hardware import cpu_info
 from ..image_processing import SwiftFormerImageProcessor
 from ..io.checkpoints import read_checkpoint
-from ..io.files import atomic_write, check_target, display_path, path_bytes, replace_path, write_json
+from ..io.files import (
+    atomic_write,
+    check_target,
+    crash_point,
+    crash_requested,
+    display_path,
+    path_bytes,
+    remove_temporaries,
+    replace_path,
+    write_json,
+)
 from ..modeling import SwiftFormerForImageClassification
 from ..perf import tune_malloc
 from . import distributed
@@ -492,7 +502,7 @@ class Trainer:
                 loss_sum += self._optimizer_step(batch.pixel_values, batch.labels) * len(batch.labels)
                 seen += len(batch.labels)
             self.scheduler.step_update(epoch * steps + step + 1)
-            _fault_injection(epoch, step)
+            crash_point(f"{epoch}:{step}")  # testing aid (io.files.crash_point)
             bar.set_postfix(
                 loss=f"{loss_sum / max(seen, 1):.4f}",
                 lr=f"{self.optimizer.param_groups[0]['lr']:.2e}",
@@ -596,13 +606,13 @@ class Trainer:
         }
         point = f"checkpoint:{epoch + 1}"
         with atomic_write(self.output / CHECKPOINT_NAME) as handle:
-            if _fault_requested(point):  # testing aid: stop half-way through the file
+            if crash_requested(point):  # testing aid: stop half-way through the file
                 buffer = io.BytesIO()
                 torch.save(state, buffer)
                 data = buffer.getvalue()
                 handle.write(data[: len(data) // 2])
                 handle.flush()
-                _fault_point(point)
+                crash_point(point)
                 handle.write(data[len(data) // 2 :])
             else:
                 torch.save(state, handle)
@@ -717,7 +727,8 @@ class Trainer:
         if main:
             self.started = True
             self.output.mkdir(parents=True, exist_ok=True)
-            _remove_stale_temporaries(self.output)
+            for folder in (self.output, self.output / "last", self.output / "best"):
+                remove_temporaries(folder)  # of writes a killed run left half-done (its checkpoint, metrics ...)
             write_json(self.output / TRAIN_CONFIG_NAME, dataclasses.asdict(self.config))
             self._log(
                 f"training {len(self.train_set)} images in {len(self.classes)} classes, validating on "
@@ -838,49 +849,6 @@ def _plain(value: Any) -> Any:
 def _epoch_of(line: bytes) -> int:
     match = re.match(rb"epoch (\d+): ", line)
     return int(match.group(1)) if match else -1
-
-
-_TEMPORARY = re.compile(r"^\..+\.[0-9a-f]{16}\.tmp$")  # io.files.atomic_write's temporary files
-
-
-def _remove_stale_temporaries(output: Path) -> None:
-    """Delete the temporary files of writes a killed run left half-done (its checkpoint, metrics ...)."""
-    for folder in (output, output / "last", output / "best"):
-        if folder.is_dir():
-            for entry in folder.iterdir():
-                if _TEMPORARY.match(entry.name) and entry.is_file():
-                    entry.unlink(missing_ok=True)
-
-
-def _fault_requested(point: str) -> bool:
-    return point in (os.environ.get("SWIFTFORMER_KILL_AT"), os.environ.get("SWIFTFORMER_PAUSE_AT"))
-
-
-def _fault_point(point: str) -> None:
-    """Testing aid for crashes at a chosen point: ``SWIFTFORMER_KILL_AT=POINT`` kills this process
-    (SIGKILL); ``SWIFTFORMER_PAUSE_AT=POINT`` writes its pid to ``SWIFTFORMER_PAUSE_FILE`` (if set) and
-    sleeps (up to 10 minutes), for a test to kill or interrupt it there. Points: ``EPOCH:STEP`` after
-    that optimizer step (both 0-based), ``checkpoint:N`` half-way through writing the checkpoint of
-    epoch N (1-based)."""
-    if os.environ.get("SWIFTFORMER_KILL_AT") == point:
-        import signal
-
-        os.kill(os.getpid(), signal.SIGKILL)
-    if os.environ.get("SWIFTFORMER_PAUSE_AT") == point:
-        flag = os.environ.get("SWIFTFORMER_PAUSE_FILE")
-        if flag:
-            with atomic_write(flag, "w") as handle:
-                handle.write(str(os.getpid()))
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            time.sleep(0.05)
-
-
-def _fault_injection(epoch: int, step: int) -> None:
-    """Testing aid: ``SWIFTFORMER_KILL_AT=EPOCH:STEP`` kills this process (SIGKILL) after that step;
-    ``SWIFTFORMER_PAUSE_AT=EPOCH:STEP`` pauses it there (see :func:`_fault_point`)."""
-    if _fault_requested(f"{epoch}:{step}"):
-        _fault_point(f"{epoch}:{step}")
 
 
 def _interruption(config: TrainConfig, trainer: Trainer | None) -> str:
