@@ -156,7 +156,7 @@ def plan(inputs: Sequence[str], writer: OutputWriter | None, skipped: list[int])
     return skip_done(paths, writer.done_keys(), skipped) if writer is not None else paths
 
 
-def run_batch(
+def run_batch(  # noqa: C901
     inputs: Sequence[str],
     task: Callable[[torch.Tensor], list[dict[str, Any] | str]],
     processor: Any,

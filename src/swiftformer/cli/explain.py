@@ -52,7 +52,7 @@ def _slug(text: str, limit: int = 40) -> str:
     return slug[:limit].rstrip("_.") or "class"
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:  # noqa: C901, PLR0912
     import torch
 
     from .. import explain as ex

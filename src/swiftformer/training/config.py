@@ -242,7 +242,7 @@ def _kind(value: Any) -> str:
     return f"{type(value).__name__}"
 
 
-def _validate(config: TrainConfig) -> None:
+def _validate(config: TrainConfig) -> None:  # noqa: C901, PLR0912
     """Check every setting's type and range; one ``ValueError`` naming the first bad one."""
 
     def fail(name: str, why: str) -> None:
