@@ -17,7 +17,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, NoReturn
+from typing import Any, ClassVar, Literal, NoReturn, overload
 
 from .errors import CheckpointError
 from .io.files import read_json, write_json
@@ -32,6 +32,10 @@ VARIANTS: dict[str, dict[str, list[int]]] = {
 }
 
 
+@overload
+def variant_key(name: str, *, strict: Literal[True]) -> str: ...
+@overload
+def variant_key(name: str, *, strict: bool = ...) -> str | None: ...
 def variant_key(name: str, *, strict: bool = False) -> str | None:
     """The :data:`VARIANTS` key a user's variant name means: ``"XS"``, ``"swiftformer-l3"``,
     ``"SwiftFormer_S"`` → ``"xs"``, ``"l3"``, ``"s"``. The one parser of variant names in the library.
@@ -145,7 +149,7 @@ def _invalid(field: str, value: Any, why: str) -> NoReturn:
 
 
 # ---------------------------------------------------------------- labels
-def _read_label2id(label2id: Any) -> tuple[dict[str, int], dict[str, Any] | None]:
+def _read_label2id(label2id: Any) -> tuple[dict[str, int], dict[str, int | str] | None]:
     """``label2id`` with integer indices, and as given when its names are strings (stored so, as transformers
     stores it), else None."""
     if not isinstance(label2id, dict):
@@ -318,8 +322,9 @@ class SwiftFormerConfig:
         self.output_hidden_states = output_hidden_states
         self.return_dict = return_dict
         self.backbone_norm = backbone_norm
-        self._out_features = list(out_features) if isinstance(out_features, (list, tuple)) else out_features
-        self._out_indices = list(out_indices) if isinstance(out_indices, (list, tuple)) else out_indices
+        # As given until validate() checks them and stores both as lists (anything else, for it to name).
+        self._out_features: Any = list(out_features) if isinstance(out_features, (list, tuple)) else out_features
+        self._out_indices: Any = list(out_indices) if isinstance(out_indices, (list, tuple)) else out_indices
         self.output_attentions = output_attentions
         self._set_labels(num_labels, id2label, label2id)
         self._keep_extra(extra)
@@ -376,7 +381,7 @@ class SwiftFormerConfig:
             raise ValueError(
                 f"SwiftFormerConfig.num_labels must be an integer in [0, {limit}], got {_kind(num_labels)}"
             )
-        given_label2id = None
+        given_label2id: dict[str, int | str] | None = None
         if label2id is not None:
             label2id, given_label2id = _read_label2id(label2id)
             if id2label is None and num_labels in (None, len(label2id)) and label2id:
@@ -392,7 +397,7 @@ class SwiftFormerConfig:
         _check_inverse(id2label, label2id)
         self.id2label: dict[int, str] = id2label
         # As given (an index may be a digit string, "0", as transformers keeps it), else derived from id2label.
-        self.label2id: dict[str, int | str] = label2id if given_label2id is None else given_label2id
+        self.label2id: dict[str, int | str] = dict(label2id) if given_label2id is None else given_label2id
 
     @property
     def num_labels(self) -> int:
@@ -781,7 +786,9 @@ class SwiftFormerConfig:
         write_json(path, self.to_dict())
         return path
 
-    __hash__ = None  # mutable and compared by value: not hashable (what defining __eq__ implies anyway)
+    # Mutable and compared by value: not hashable (what defining __eq__ implies anyway). The ignore: typeshed types
+    # object.__hash__ as a method, so mypy refuses None, the documented way to declare a class unhashable.
+    __hash__ = None  # type: ignore[assignment]
 
     def __eq__(self, other: object) -> bool:
         """Equal fields and extra keys; ``architectures`` (which class saved a folder) is not compared."""

@@ -13,7 +13,7 @@ import os
 import pickle
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeGuard
 
 from ..errors import CheckpointError, CheckpointShapeError
 from .architecture import infer_config
@@ -93,7 +93,7 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
         ) from None
 
 
-def _is_state_dict(value: object) -> bool:
+def _is_state_dict(value: object) -> TypeGuard[dict[str, torch.Tensor]]:
     import torch
 
     return (
@@ -237,7 +237,9 @@ def find_weights_file(
 ) -> Path:
     """Locate ``model.safetensors``, else the legacy ``pytorch_model.bin``, in a folder or hub repo (in its
     ``subfolder``, if given)."""
-    kwargs = dict(revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token)
+    kwargs: dict[str, Any] = dict(
+        revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token
+    )
     prefix = f"{subfolder.strip('/')}/" if subfolder else ""
     for filename in (SAFE_WEIGHTS_NAME, WEIGHTS_NAME):
         found = resolve_file(name_or_path, prefix + filename, missing_ok=True, **kwargs)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal, overload
 
 CONFIG_NAME = "config.json"
 SAFE_WEIGHTS_NAME = "model.safetensors"
@@ -16,6 +17,29 @@ WEIGHTS_NAME = "pytorch_model.bin"
 PREPROCESSOR_NAME = "preprocessor_config.json"
 
 
+# Without missing_ok (the default), a path or an error: never None.
+@overload
+def resolve_file(
+    name_or_path: str | os.PathLike,
+    filename: str,
+    *,
+    revision: str | None = ...,
+    cache_dir: str | os.PathLike | None = ...,
+    local_files_only: bool = ...,
+    token: str | bool | None = ...,
+    missing_ok: Literal[False] = ...,
+) -> Path: ...
+@overload
+def resolve_file(
+    name_or_path: str | os.PathLike,
+    filename: str,
+    *,
+    revision: str | None = ...,
+    cache_dir: str | os.PathLike | None = ...,
+    local_files_only: bool = ...,
+    token: str | bool | None = ...,
+    missing_ok: bool,
+) -> Path | None: ...
 def resolve_file(
     name_or_path: str | os.PathLike,
     filename: str,
@@ -72,7 +96,7 @@ def resolve_file(
                 repo_id=name,
                 filename=filename,
                 revision=revision,
-                cache_dir=cache_dir,
+                cache_dir=None if cache_dir is None else Path(cache_dir),
                 local_files_only=local_files_only,
                 token=token,
             )
@@ -117,5 +141,7 @@ def _cached_repo_exists(name: str, revision: str | None, cache_dir: str | os.Pat
     """Whether some file of the repository is cached, i.e. it is a known repository seen offline."""
     from huggingface_hub import try_to_load_from_cache
 
-    found = try_to_load_from_cache(name, CONFIG_NAME, cache_dir=cache_dir, revision=revision)
+    found = try_to_load_from_cache(
+        name, CONFIG_NAME, cache_dir=None if cache_dir is None else Path(cache_dir), revision=revision
+    )
     return isinstance(found, str)
