@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from swiftformer.hardware import hardware_line
-from swiftformer.inference import _runtime_example, fuse, load_model, onnx_model, openvino_model
+from swiftformer.inference import export_onnx_graph, fuse, load_model, openvino_model, runtime_example
 from swiftformer.perf import time_calls, tune_malloc
 
 
@@ -46,9 +46,9 @@ def main(argv=None) -> int:
     print(f"CPU: {hardware_line()}; {threads} threads")
     model = load_model(args.model)
     fused = fuse(model)
-    example, dims = _runtime_example(model.config)
+    example, dims = runtime_example(model.config)
     size = example.shape[-1]
-    proto = onnx_model(fused, example, dims).SerializeToString()
+    proto = export_onnx_graph(fused, example, dims).SerializeToString()
     for name, level, spinning in [
         ("onnxruntime ALL", ort.GraphOptimizationLevel.ORT_ENABLE_ALL, "1"),
         ("onnxruntime ALL, no spinning", ort.GraphOptimizationLevel.ORT_ENABLE_ALL, "0"),

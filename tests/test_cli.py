@@ -15,7 +15,8 @@ from PIL import Image
 from _helpers import perturb_
 from swiftformer import SwiftFormerConfig, SwiftFormerForImageClassification, SwiftFormerImageProcessor
 from swiftformer.cli import main
-from swiftformer.hardware import SlowPrecisionWarning, cpu_info
+from swiftformer.hardware import cpu_info
+from swiftformer.inference import SlowPrecisionWarning
 
 LABELS = {0: "cat", 1: "dog", 2: "bird", 3: "fish"}
 

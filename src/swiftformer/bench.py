@@ -11,7 +11,7 @@ on the same weights and inputs: batch-1 latency (median and p90 over ``--iterati
 ``--warmup``), batch-N throughput (median), peak resident memory, the first call's time (which holds
 compilation; for the runtime modes the export happens before, untimed), and agreement with the eager model (max |Δlogit| / max |logit|, top-1 agreement).
 Every row also says what ran (``precision``, ``backend``: what the module reports, e.g. OpenVINO's actual
-precision) and the malloc setting; the report names the CPU (:func:`swiftformer.hardware.describe_hardware`).
+precision) and the malloc setting; the report names the CPU (:func:`swiftformer.inference.describe_hardware`).
 """
 
 from __future__ import annotations

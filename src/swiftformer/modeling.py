@@ -30,13 +30,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .configuration import SwiftFormerConfig
+from .configuration import SwiftFormerConfig, variant_key
 from .io.checkpoints import BACKBONE_NORMS
 from .modeling_utils import SwiftFormerPreTrainedModel, checkpoint_block, require_floating_pixels, take_stage_indices
 from .outputs import BackboneOutput, BaseModelOutputWithNoAttention, ImageClassifierOutputWithNoAttention
@@ -46,6 +47,7 @@ __all__ = [
     "SwiftFormerForImageClassification",
     "SwiftFormerModel",
     "SwiftFormerPreTrainedModel",
+    "load_model",
     "require_floating_pixels",  # re-exported: inference checks raw pixels with it
 ]
 
@@ -758,3 +760,17 @@ class SwiftFormerBackbone(SwiftFormerPreTrainedModel):
         self._load_matching(state_dict, expected, source, ignore_mismatched_sizes, strict=strict, info=info)
         if info is not None:
             info["missing_keys"] |= set(fresh)
+
+
+def load_model(ref: str, hub: dict[str, Any] | None = None) -> SwiftFormerForImageClassification:
+    """A classifier in eval mode from a folder or hub id (:meth:`~SwiftFormerPreTrainedModel.from_pretrained`
+    with the ``hub`` options), or from a variant name (``"xs"``, ``"swiftformer-l3"``: random weights, seed 0,
+    1000 labels) for benchmarks and exports.
+
+    A folder of the variant's name wins over the variant (``xs/`` is a folder, not SwiftFormer-XS).
+    """
+    key = None if Path(ref).exists() else variant_key(ref)
+    if key is not None:
+        torch.manual_seed(0)
+        return SwiftFormerForImageClassification(SwiftFormerConfig.from_variant(key, num_labels=1000)).eval()
+    return SwiftFormerForImageClassification.from_pretrained(ref, **(hub or {})).eval()

@@ -76,7 +76,8 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901
         if base and "error" not in r:
             r["latency_speedup"] = base["latency_ms_median"] / r["latency_ms_median"]
             r["throughput_speedup"] = r["throughput_img_s"] / base["throughput_img_s"]
-    from ..hardware import describe_hardware, hardware_line
+    from ..hardware import hardware_line
+    from ..inference import describe_hardware
 
     ok = [r for r in rows if "error" not in r]
     tuned = {r["malloc_tuned"] for r in ok}

@@ -76,7 +76,7 @@ def describe(model_ref: str, hub: dict[str, Any], image_size: Sequence[int] | No
 def run(args: argparse.Namespace) -> int:
     if not args.model and not args.hardware:
         return fail("--model is required (or --hardware for this machine's CPU alone)")
-    from ..hardware import describe_hardware
+    from ..inference import describe_hardware
 
     hardware = describe_hardware() if args.hardware else None
     if not args.model:
