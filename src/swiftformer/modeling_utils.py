@@ -17,7 +17,7 @@ import contextlib
 import functools
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -64,7 +64,7 @@ def _register_outputs_as_pytree_nodes() -> None:
         if cls in pytree.SUPPORTED_NODES:
             continue
 
-        def unflatten(values: list[Any], names: tuple[str, ...], cls: type = cls) -> ModelOutput:
+        def unflatten(values: Iterable[Any], names: tuple[str, ...], cls: type = cls) -> ModelOutput:
             return cls(**dict(zip(names, values)))
 
         pytree.register_pytree_node(
@@ -164,7 +164,9 @@ def _running_stats_kept(module: nn.Module) -> Iterator[None]:
                 buf.copy_(value)
 
 
-def _checkpoint_contexts(block: nn.Module) -> tuple[contextlib.AbstractContextManager, ...]:
+def _checkpoint_contexts(
+    block: nn.Module,
+) -> tuple[contextlib.AbstractContextManager, contextlib.AbstractContextManager]:
     """``context_fn`` of ``torch.utils.checkpoint``: (around the forward, around the recomputation in backward).
 
     The recomputation runs the block's training-mode BatchNorms a second time on the same batch; this
@@ -234,7 +236,7 @@ class SwiftFormerPreTrainedModel(nn.Module):
         if getattr(self.config, "gradient_checkpointing", False) is True:
             self.gradient_checkpointing_enable()
             # Consumed, as transformers does: a folder saved from this model must not switch it on again.
-            del self.config.gradient_checkpointing
+            delattr(self.config, "gradient_checkpointing")  # an extra key: no attribute of the class
 
     # -------------------------------------------------------------- transformers' model API
     @property
@@ -272,7 +274,7 @@ class SwiftFormerPreTrainedModel(nn.Module):
         """Make the stem's output require gradients, so that gradient checkpointing still back-propagates into
         trainable blocks when the stem is frozen (transformers' method, for PEFT adapters)."""
         self.disable_input_require_grads()
-        stem = self.base_model.patch_embed if hasattr(self.base_model, "patch_embed") else None
+        stem = getattr(self.base_model, "patch_embed", None)
         if stem is not None:
             self._require_grads_hook = stem.register_forward_hook(lambda module, inputs, out: out.requires_grad_(True))
 
@@ -297,12 +299,13 @@ class SwiftFormerPreTrainedModel(nn.Module):
     # -------------------------------------------------------------- init
     @torch.no_grad()
     def _init_module(self, module: nn.Module) -> None:
+        reset_parameters = getattr(module, "reset_parameters", None)
         if isinstance(module, (nn.Conv2d, nn.Linear)):
             nn.init.trunc_normal_(module.weight, std=0.02)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
-        elif hasattr(module, "reset_parameters"):  # BatchNorm2d; the layers' layer scales and w_g
-            module.reset_parameters()
+        elif reset_parameters is not None:  # BatchNorm2d; the layers' layer scales and w_g
+            reset_parameters()
 
     def init_weights(self) -> None:
         """(Re-)initialize every parameter: truncated normal (std 0.02) for conv/linear weights, zero
@@ -384,20 +387,22 @@ class SwiftFormerPreTrainedModel(nn.Module):
                 "use_reentrant=True is not supported: only non-reentrant checkpointing can keep "
                 "BatchNorm running statistics from being updated twice"
             )
-        for module in self.modules():
-            if hasattr(module, "gradient_checkpointing"):  # the stages
-                module.gradient_checkpointing, module.checkpoint_kwargs = True, kwargs
+        for stage in self._checkpointed_stages():
+            stage.gradient_checkpointing, stage.checkpoint_kwargs = True, kwargs
 
     def gradient_checkpointing_disable(self) -> None:
         """Store every activation again (the default)."""
-        for module in self.modules():
-            if hasattr(module, "gradient_checkpointing"):
-                module.gradient_checkpointing = False
+        for stage in self._checkpointed_stages():
+            stage.gradient_checkpointing = False
 
     @property
     def is_gradient_checkpointing(self) -> bool:
         """Whether :meth:`gradient_checkpointing_enable` is in effect (it acts in training mode only)."""
-        return any(getattr(m, "gradient_checkpointing", False) for m in self.modules())
+        return any(stage.gradient_checkpointing for stage in self._checkpointed_stages())
+
+    def _checkpointed_stages(self) -> list[Any]:
+        """The modules with a ``gradient_checkpointing`` switch (the stages; found by the attribute, so typed Any)."""
+        return [module for module in self.modules() if hasattr(module, "gradient_checkpointing")]
 
     # transformers 5's names for the same switches
     def activation_checkpointing_enable(self, activation_checkpointing_kwargs: dict[str, Any] | None = None) -> None:
@@ -532,14 +537,18 @@ class SwiftFormerPreTrainedModel(nn.Module):
             raise TypeError(f"device_map={device_map!r} is not supported: pass a single device, e.g. 'cpu' or 'cuda:0'")
 
         name = pretrained_model_name_or_path
-        hub = {"revision": revision, "cache_dir": cache_dir, "local_files_only": local_files_only, "token": token}
+        hub: dict[str, Any] = dict(
+            revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token
+        )
         if name is None and (config is None or state_dict is None):
             raise ValueError("from_pretrained(None, ...) needs both config= and state_dict=")
         if config is None:
+            assert name is not None  # checked above
             config = cls.config_class.from_pretrained(name, subfolder=subfolder, **hub, **config_overrides)
         elif config_overrides:
             config = cls.config_class.from_dict(config.to_dict(), **config_overrides)
         if state_dict is None:
+            assert name is not None  # checked above
             weights_path = find_weights_file(name, subfolder=subfolder, **hub)
             state_dict, source = load_state_dict_file(weights_path), str(weights_path)
         else:

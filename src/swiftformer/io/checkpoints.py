@@ -195,7 +195,7 @@ def write_model_folder(
     save_directory: str | os.PathLike,
     config: Any,
     architecture: str,
-    write_weights: Callable[[Path], None],
+    write_weights: Callable[[Path], object],
     safe_serialization: bool = True,
     overwrite: bool = False,
 ) -> Path:
