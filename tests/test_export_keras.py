@@ -1,4 +1,4 @@
-"""Exports of the Keras classifier: SavedModel (dynamic shapes) and TFLite float32/float16/int8, each
+"""Exports of the Keras classifier: SavedModel (dynamic shapes) and TFLite fp32/fp16/int8, each
 verified in place, written atomically, with clear errors."""
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def test_tflite_float16_weights(pt_and_keras, images, tmp_path: Path):
     assert float32.latency_ms is None and float32.latency_runs == 0  # not timed: None, as in every report
     assert json.loads(json.dumps(float32.to_dict()))["latency_ms"] is None  # valid JSON, null
     assert "latency (batch 1): not timed" in float32.summary()
-    report = export_tflite(model, tmp_path / "f16.tflite", quantization="float16", verify_inputs=images, latency_runs=1)
+    report = export_tflite(model, tmp_path / "f16.tflite", precision="fp16", verify_inputs=images, latency_runs=1)
     assert report.precision == "fp16" and report.max_rel_diff < 2e-2 and report.tolerance is None
     assert 0.0 <= report.top1_agreement <= 1.0
     assert report.size_mb < float32.size_mb  # float16 weights are smaller
@@ -115,9 +115,7 @@ def test_tflite_int8_full_integer(pt_and_keras, images, tmp_path: Path, form):
         "list": list(images),
         "array": images,
     }[form]
-    report = export_tflite(
-        model, tmp_path / "int8.tflite", quantization="int8", representative_data=data, latency_runs=1
-    )
+    report = export_tflite(model, tmp_path / "int8.tflite", precision="int8", representative_data=data, latency_runs=1)
     assert report.precision == "int8" and report.num_verify_inputs == 8
     assert 0.0 <= report.top1_agreement <= 1.0 and np.isfinite(report.max_abs_diff)
     assert report.max_rel_diff < 0.5  # quantized, but still the same function
@@ -129,9 +127,9 @@ def test_tflite_int8_full_integer(pt_and_keras, images, tmp_path: Path, form):
 def test_int8_needs_representative_data(pt_and_keras, tmp_path: Path):
     _, model = pt_and_keras
     with pytest.raises(ValueError, match="representative_data"):
-        export_tflite(model, tmp_path / "int8.tflite", quantization="int8")
-    with pytest.raises(ValueError, match="quantization must be one of"):
-        export_tflite(model, tmp_path / "x.tflite", quantization="int4")
+        export_tflite(model, tmp_path / "int8.tflite", precision="int8")
+    with pytest.raises(ValueError, match="precision for tflite must be one of fp32, fp16, int8"):
+        export_tflite(model, tmp_path / "x.tflite", precision="int4")
     assert not (tmp_path / "int8.tflite").exists()
 
 
@@ -192,10 +190,12 @@ def test_export_model_from_a_pytorch_folder_and_image_files(tmp_path: Path):
         tmp_path / "folder",
         tmp_path / "int8.tflite",
         format="tflite",
-        quantization="int8",
+        precision="int8",
         representative_data=photos,
         latency_runs=1,
     )
     assert report.num_verify_inputs == 4 and 0.0 <= report.top1_agreement <= 1.0
     with pytest.raises(ValueError, match="'savedmodel' or 'tflite'"):
         export_model(tmp_path / "folder", tmp_path / "x.onnx", format="onnx")
+    with pytest.raises(ValueError, match="precision for savedmodel must be one of fp32, got 'fp16'"):
+        export_model(tmp_path / "folder", tmp_path / "saved", format="savedmodel", precision="fp16")

@@ -7,6 +7,7 @@ not installed.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -18,8 +19,9 @@ import torch
 from _helpers import assert_close_rel, perturb_
 from swiftformer import SwiftFormerConfig, SwiftFormerForImageClassification
 from swiftformer.cli import main
-from swiftformer.export import ExportError, ExportVerificationError, export, load_calibration_images
+from swiftformer.export import FORMATS, ExportError, ExportVerificationError, export, load_calibration_images
 from swiftformer.export import pytorch as export_mod
+from swiftformer.export.pytorch import Exported
 from swiftformer.inference import fuse
 
 SIZE = 64
@@ -281,27 +283,33 @@ def test_bad_calibration(model, inputs, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------- atomicity
-def fake_exporter(model, *, write_dir: bool, fail: str | None):
-    """An exporter that writes an artifact and returns either the right runner or a wrong one, or raises."""
+def fake_format(monkeypatch, name: str, model=None, *, fail: str | None = None) -> None:
+    """Replace the record of ``name`` (its packages need not be installed): with ``model``, by one whose
+    exporter writes an artifact (a file, or a directory holding the marker) and whose runner gives the
+    model's logits (``fail="wrong"``: twice them), or whose exporter raises (``fail="raise"``)."""
+    record = FORMATS[name]
 
     def exporter(ctx):
-        if write_dir:
+        if record.is_directory:
             ctx.staged.mkdir()
-            (ctx.staged / "model.xml").write_text("new")
+            (ctx.staged / record.marker).write_text("new")
         else:
             ctx.staged.write_bytes(b"partial")
         if fail == "raise":
             raise RuntimeError("converter crashed half-way")
-        scale = 2.0 if fail == "wrong" else 1.0
-        return (lambda x: scale * eager(model, torch.from_numpy(x)).numpy()), None, [], ["batch", 3, SIZE, SIZE]
+        return Exported([], ["batch", 3, SIZE, SIZE])
 
-    return exporter
+    def runner(ctx):
+        scale = 2.0 if fail == "wrong" else 1.0
+        return lambda x: scale * eager(model, torch.from_numpy(x)).numpy()
+
+    fake = {"requires": ()} if model is None else {"requires": (), "exporter": exporter, "runner": runner}
+    monkeypatch.setitem(FORMATS, name, dataclasses.replace(record, **fake))
 
 
 @pytest.mark.parametrize("fail", ["raise", "wrong"])
 def test_failed_export_keeps_old_file(model, inputs, tmp_path, monkeypatch, fail):
-    monkeypatch.setattr(export_mod, "_require", lambda fmt: None)
-    monkeypatch.setattr(export_mod, "_export_onnx", fake_exporter(model, write_dir=False, fail=fail))
+    fake_format(monkeypatch, "onnx", model, fail=fail)
     path = tmp_path / "model.onnx"
     path.write_bytes(b"old model")
     if fail == "raise":
@@ -316,26 +324,24 @@ def test_failed_export_keeps_old_file(model, inputs, tmp_path, monkeypatch, fail
 
 
 def test_failed_export_leaves_no_partial_file(model, inputs, tmp_path, monkeypatch):
-    monkeypatch.setattr(export_mod, "_require", lambda fmt: None)
-    monkeypatch.setattr(export_mod, "_export_onnx", fake_exporter(model, write_dir=False, fail="raise"))
+    fake_format(monkeypatch, "onnx", model, fail="raise")
     with pytest.raises(ExportError):
         export(model, tmp_path / "new.onnx", "onnx", verify_inputs=inputs, latency_runs=0)
     assert only_entries(tmp_path) == []
 
 
 def test_directory_export_replaces_or_keeps_old(model, inputs, tmp_path, monkeypatch):
-    monkeypatch.setattr(export_mod, "_require", lambda fmt: None)
     path = tmp_path / "ov"
     path.mkdir()
     (path / "model.xml").write_text("old")
     (path / "stale.bin").write_text("old")
-    monkeypatch.setattr(export_mod, "_export_openvino", fake_exporter(model, write_dir=True, fail="raise"))
+    fake_format(monkeypatch, "openvino", model, fail="raise")
     with pytest.raises(ExportError):
         export(model, path, "openvino", verify_inputs=inputs, latency_runs=0)
     assert only_entries(path) == ["model.xml", "stale.bin"] and (path / "model.xml").read_text() == "old"
     assert only_entries(tmp_path) == ["ov"]
 
-    monkeypatch.setattr(export_mod, "_export_openvino", fake_exporter(model, write_dir=True, fail=None))
+    fake_format(monkeypatch, "openvino", model)
     report = export(model, path, "openvino", verify_inputs=inputs, latency_runs=0)
     assert report.passed and report.latency_ms is None
     assert only_entries(path) == ["model.xml"] and (path / "model.xml").read_text() == "new"  # swapped whole
@@ -343,7 +349,8 @@ def test_directory_export_replaces_or_keeps_old(model, inputs, tmp_path, monkeyp
 
 
 def test_never_overwrites_what_is_not_an_earlier_export(model, inputs, tmp_path, monkeypatch):
-    monkeypatch.setattr(export_mod, "_require", lambda fmt: None)
+    fake_format(monkeypatch, "openvino")  # no exporter runs: the paths are refused first
+    fake_format(monkeypatch, "onnx")
     model.save_pretrained(tmp_path / "model")  # a model folder given as --output by mistake
     before = only_entries(tmp_path / "model")
     with pytest.raises(ValueError, match=r"not an earlier openvino export .*no model.xml.*refusing to replace"):
@@ -356,8 +363,7 @@ def test_never_overwrites_what_is_not_an_earlier_export(model, inputs, tmp_path,
 
 @pytest.mark.parametrize("existing", ["folder", "file"])
 def test_suffixless_output_gets_the_extension_unless_it_exists(model, inputs, tmp_path, monkeypatch, existing):
-    monkeypatch.setattr(export_mod, "_require", lambda fmt: None)
-    monkeypatch.setattr(export_mod, "_export_onnx", fake_exporter(model, write_dir=False, fail=None))
+    fake_format(monkeypatch, "onnx", model)
     report = export(model, tmp_path / "new" / "digits", "onnx", verify_inputs=inputs, latency_runs=0)
     assert report.path == str(tmp_path / "new" / "digits.onnx") and only_entries(tmp_path / "new") == ["digits.onnx"]
 
@@ -372,7 +378,7 @@ def test_suffixless_output_gets_the_extension_unless_it_exists(model, inputs, tm
 
 
 # ------------------------------------------------------------------------------------------- report
-def test_report_fields_json_and_old_names():
+def test_report_fields_and_json():
     from swiftformer.export import ExportReport
 
     report = ExportReport(
@@ -393,13 +399,7 @@ def test_report_fields_json_and_old_names():
     data = json.loads(json.dumps(report.to_dict(), allow_nan=False))  # JSON-safe: no NaN / Infinity
     assert data["max_abs_diff"] is None and data["max_rel_diff"] is None and data["latency_ms"] is None
     assert data["passed"] is True and "not timed" in report.summary()  # no tolerance: nothing checked
-    with pytest.warns(DeprecationWarning, match="quantization is now precision"):
-        assert report.quantization == "float16"
-    with pytest.warns(DeprecationWarning, match="size_bytes is now size_mb"):
-        assert report.size_bytes == 1_234_567
-    with pytest.warns(DeprecationWarning, match="rel_diff is now max_rel_diff"):
-        assert report.rel_diff == float("inf")
-    assert not {"quantization", "size_bytes", "rel_diff"} & set(data)
+    assert data["size_mb"] == 1.234567 and data["precision"] == "fp16" and data["input_shape"] == [1, 3, 32, 32]
 
 
 # ------------------------------------------------------------------------------------------- calibration
@@ -465,11 +465,11 @@ def test_bad_format_and_precision(model, tmp_path):
 
 def test_missing_package_is_one_clear_error(model, tmp_path, monkeypatch):
     real = importlib.util.find_spec
-    absent = {"onnxruntime", "swiftformer.export.keras"}
+    absent = {"onnxruntime", "tensorflow"}
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in absent else real(name, *a))
     with pytest.raises(ImportError, match=r"onnxruntime: pip install \.\[export\]"):
         export(model, tmp_path / "m.onnx", "onnx")
-    with pytest.raises(ImportError, match=r"pip install \.\[tf\]"):
+    with pytest.raises(ImportError, match=r"tflite needs tensorflow.*: pip install \.\[tf\]"):
         export(model, tmp_path / "m.tflite", "tflite")
     assert only_entries(tmp_path) == []
 
@@ -551,10 +551,9 @@ def test_cli_int8_with_calibration_folder(model, tmp_path, capsys):
 
 
 def test_cli_verification_failure_exits_1(model, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(export_mod, "_require", lambda fmt: None)
     folder = tmp_path / "model"
     model.save_pretrained(folder)
-    monkeypatch.setattr(export_mod, "_export_onnx", fake_exporter(model, write_dir=False, fail="wrong"))
+    fake_format(monkeypatch, "onnx", model, fail="wrong")
     code, out, err = cli(
         capsys, "--model", folder, "--format", "onnx", "--output", tmp_path / "m.onnx", "--num-verify", 2
     )

@@ -1,5 +1,6 @@
-"""``swiftformer export``: the fused model to ONNX, OpenVINO, ExecuTorch, CoreML, AOTInductor, TFLite or a
-SavedModel, verified in its runtime."""
+"""``swiftformer export``: the fused model to any format of :data:`swiftformer.export.FORMATS` (ONNX,
+OpenVINO, ExecuTorch, Core ML, AOTInductor, TFLite, SavedModel), verified in its runtime. The choices and
+the help texts are read from the format records."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import json
 import sys
 
 from ..errors import ExportError, ExportVerificationError
-from ..export.common import FORMATS, NUM_CALIBRATION, PRECISIONS
+from ..export.common import NUM_CALIBRATION
+from ..export.formats import FORMATS, PRECISIONS, precision_formats
 from .common import add_hub_arguments, hub_options
 
 
@@ -18,19 +20,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model", required=True, help="model folder or hub id, or a variant name (xs, s, l1, l3) with random weights"
     )
-    parser.add_argument("--format", required=True, choices=FORMATS, help="target format")
+    parser.add_argument("--format", required=True, choices=list(FORMATS), help="target format")
+    files = [f.extension for f in FORMATS.values() if not f.is_directory]
+    directories = [f.name + (f" {f.extension}" if f.extension else "") for f in FORMATS.values() if f.is_directory]
     parser.add_argument(
         "--output",
         required=True,
-        help="file (.onnx, .pte, .pt2, .tflite; added to a new path without a suffix) or directory (openvino, "
-        "savedmodel; coreml .mlpackage); only an earlier export of the format is replaced",
+        help=f"file ({', '.join(files)}; added to a new path without a suffix) or directory "
+        f"({', '.join(directories)}); only an earlier export of the format is replaced",
     )
+    reduced = [f"{p}: {', '.join(names)}" for p, names in precision_formats().items() if p != "fp32"]
     parser.add_argument(
         "--precision",
         default="fp32",
         choices=PRECISIONS,
-        help="fp32 (default); fp16: onnx, openvino, coreml, tflite; bf16: openvino, aoti; "
-        "int8: onnx, tflite (calibrated on --calibration)",
+        help=f"fp32 (default); {'; '.join(reduced)} (calibrated on --calibration)",
     )
     parser.add_argument(
         "--calibration",
@@ -51,7 +55,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="input size N x N (static formats; verification images); default: the model's",
     )
-    parser.add_argument("--opset", type=int, default=20, help="ONNX opset (default 20: native Gelu)")
+    parser.add_argument(
+        "--opset",
+        type=int,
+        help="ONNX opset, at least 18 (default: swiftformer.inference.ONNX_OPSET, the first with a native Gelu)",
+    )
     parser.add_argument("--num-verify", type=int, default=8, help="random verification images (default 8)")
     parser.add_argument("--latency-runs", type=int, default=20, help="timed batch-1 runs (default 20; 0: skip)")
     parser.add_argument("--tolerance", type=float, help="max relative logit difference (default: per format)")

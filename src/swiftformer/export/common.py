@@ -13,7 +13,6 @@ import math
 import os
 import shutil
 import tempfile
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,57 +23,10 @@ from ..perf import median_ms
 
 if TYPE_CHECKING:
     from ..image_processing import SwiftFormerImageProcessor
+    from .formats import ExportFormat
 
-FORMATS = ("onnx", "openvino", "executorch", "coreml", "aoti", "tflite", "savedmodel")
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
-# Precisions each format can produce (fp16/bf16: weights and arithmetic; int8: static quantization
-# calibrated on images; input and output stay float32).
-FORMAT_PRECISIONS: dict[str, tuple[str, ...]] = {
-    "onnx": ("fp32", "fp16", "int8"),
-    "openvino": ("fp32", "fp16", "bf16"),
-    "executorch": ("fp32",),
-    "coreml": ("fp32", "fp16"),
-    "aoti": ("fp32", "bf16"),
-    "tflite": ("fp32", "fp16", "int8"),
-    "savedmodel": ("fp32",),
-}
-# What the output path gets when it has no suffix ("" = a directory, named as given).
-EXTENSIONS = {
-    "onnx": ".onnx",
-    "openvino": "",
-    "executorch": ".pte",
-    "coreml": ".mlpackage",
-    "aoti": ".pt2",
-    "tflite": ".tflite",
-    "savedmodel": "",
-}
-DIRECTORY_FORMATS = ("openvino", "coreml", "savedmodel")
-# The file that marks a directory as an earlier export of that format (anything else is never replaced).
-DIRECTORY_MARKERS = {"openvino": "model.xml", "coreml": "Manifest.json", "savedmodel": "saved_model.pb"}
-# Default tolerance on max|Δlogit| / max|logit| against the float32 reference model. float32 runtimes
-# that compute the same graph agree to ~1e-6; ExecuTorch's XNNPACK and TFLite use other kernels (1e-4).
-# Reduced precisions are only checked for gross errors (layout, NaN): read their top-1 agreement.
-FP32_TOLERANCE = {
-    "onnx": 1e-5,
-    "openvino": 1e-5,
-    "aoti": 1e-5,
-    "executorch": 1e-4,
-    "coreml": 1e-4,
-    "tflite": 1e-4,
-    "savedmodel": 1e-4,
-}
-REDUCED_TOLERANCE = {"fp16": 5e-2, "bf16": 1e-1, "int8": 2.5e-1}
 # Calibration images taken from a folder unless told otherwise (the CLI's --num-calibration default).
 NUM_CALIBRATION = 64
-TF_INSTALL_HINT = "pip install .[tf]  (or: pip install 'swiftformer[tf]')"
-
-
-def _deprecated(old: str, new: str) -> None:
-    warnings.warn(
-        f"ExportReport.{old} is now {new}; the old name will be removed in swiftformer 0.3",
-        DeprecationWarning,
-        stacklevel=3,
-    )
 
 
 @dataclass
@@ -113,25 +65,6 @@ class ExportReport:
         if self.max_rel_diff is None or self.tolerance is None:
             return True
         return self.max_rel_diff <= self.tolerance
-
-    # The field names of swiftformer.export_tf's report (0.1), for one release.
-    @property
-    def quantization(self) -> str:
-        """Deprecated: :attr:`precision` (``"float32"``/``"float16"`` for ``"fp32"``/``"fp16"``)."""
-        _deprecated("quantization", "precision")
-        return {"fp32": "float32", "fp16": "float16"}.get(self.precision, self.precision)
-
-    @property
-    def size_bytes(self) -> int:
-        """Deprecated: :attr:`size_mb` × 1e6."""
-        _deprecated("size_bytes", "size_mb")
-        return round(self.size_mb * 1e6)
-
-    @property
-    def rel_diff(self) -> float | None:
-        """Deprecated: :attr:`max_rel_diff`."""
-        _deprecated("rel_diff", "max_rel_diff")
-        return self.max_rel_diff
 
     def to_dict(self) -> dict[str, Any]:
         """The fields and ``passed`` as a JSON-safe dict (a non-finite number becomes ``None``)."""
@@ -231,57 +164,49 @@ def export_image_size(model: Any, image_size: Any = None, verify_inputs: Any = N
 
 
 # ------------------------------------------------------------------------------------------- writing
-def target_path(output: str | os.PathLike, format: str) -> Path:
-    """Where an export of ``format`` to ``output`` goes, after refusing to replace anything but an
-    earlier export of that format.
+def target_path(output: str | os.PathLike, fmt: ExportFormat) -> Path:
+    """Where an export of ``fmt`` to ``output`` goes, after refusing to replace anything but an earlier
+    export of that format (:meth:`~swiftformer.export.formats.ExportFormat.is_earlier_export`).
 
     A path without a suffix gets the format's extension (``digits`` → ``digits.onnx``), unless it
     exists: then it is refused (an earlier export would have the extension), except for a directory that
     is an earlier export of a directory format, which is replaced as named.
     """
     given = Path(output)
-    extension = EXTENSIONS[format]
     target = given
-    if extension and not given.suffix:
+    if fmt.extension and not given.suffix:
         if given.exists() or given.is_symlink():
-            if not _is_earlier_export(given, format):
+            if not fmt.is_earlier_export(given):
                 raise ValueError(
-                    f"{given} exists and is not an earlier {format} export; refusing to write {given.name}{extension} "
-                    f"beside it: delete it or choose another output (e.g. {given.name}{extension})"
+                    f"{given} exists and is not an earlier {fmt.name} export; refusing to write "
+                    f"{given.name}{fmt.extension} beside it: delete it or choose another output "
+                    f"(e.g. {given.name}{fmt.extension})"
                 )
         else:
-            target = given.with_name(given.name + extension)
-    if format == "openvino" and target.suffix == ".xml":
-        raise ValueError(f"the OpenVINO export is a directory (holding model.xml and model.bin), got {target}")
-    if target.exists() and target.is_dir() != (format in DIRECTORY_FORMATS):
+            target = given.with_name(given.name + fmt.extension)
+    if fmt.marker is not None and not fmt.extension and target.suffix == Path(fmt.marker).suffix:  # e.g. xs.xml
+        raise ValueError(f"the {fmt.name} export is a directory (holding {fmt.marker}), got {target}")
+    kind = "directory" if fmt.is_directory else "file"
+    if target.exists() and target.is_dir() != fmt.is_directory:
         raise ValueError(
-            f"{target} exists and is a {'directory' if target.is_dir() else 'file'}; {format} writes a "
-            f"{'directory' if format in DIRECTORY_FORMATS else 'file'}"
+            f"{target} exists and is a {'directory' if target.is_dir() else 'file'}; {fmt.name} writes a {kind}"
         )
-    if target.exists() and not _is_earlier_export(target, format):
-        if format in DIRECTORY_FORMATS:
+    if target.exists() and not fmt.is_earlier_export(target):
+        if fmt.is_directory:
             raise ValueError(
-                f"{target} exists and is not an earlier {format} export (it has no "
-                f"{DIRECTORY_MARKERS[format]}); refusing to replace it: delete it or choose another output"
+                f"{target} exists and is not an earlier {fmt.name} export (it has no {fmt.marker}); refusing "
+                "to replace it: delete it or choose another output"
             )
         raise ValueError(
-            f"{target} exists and is not a {EXTENSIONS[format]} file; refusing to overwrite it with the "
-            f"{format} export: delete it or choose another output"
+            f"{target} exists and is not a {fmt.extension} file; refusing to overwrite it with the {fmt.name} "
+            "export: delete it or choose another output"
         )
     return target
 
 
-def _is_earlier_export(path: Path, format: str) -> bool:
-    """A typo in ``--output`` must not replace a model folder, a folder of other files or a weights file:
-    only a directory holding the format's marker file, or a file with the format's extension, is one."""
-    if format in DIRECTORY_FORMATS:
-        return path.is_dir() and (path / DIRECTORY_MARKERS[format]).is_file()
-    return path.is_file() and path.suffix.lower() == EXTENSIONS[format]
-
-
 @contextlib.contextmanager
-def staging(target: Path, format: str) -> Iterator[Path]:
-    """A path to write the ``format`` artifact to, in a fresh temporary folder beside ``target``.
+def staging(target: Path, fmt: ExportFormat) -> Iterator[Path]:
+    """A path to write the ``fmt`` artifact to, in a fresh temporary folder beside ``target``.
 
     The folder (and whatever is left in it) is deleted when the block exits; :func:`place` moves the
     artifact out of it first on success.
@@ -289,7 +214,7 @@ def staging(target: Path, format: str) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
-        yield folder / ("artifact" + (EXTENSIONS[format] or ".dir"))
+        yield folder / ("artifact" + (fmt.extension or ".dir"))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

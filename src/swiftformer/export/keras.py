@@ -9,11 +9,12 @@ the Keras model).
 
 * :func:`export_saved_model` — a SavedModel whose ``serving_default`` signature takes
   ``pixel_values`` float32 ``[None, C, None, None]`` (any batch, any size) and returns ``logits``.
-* :func:`export_tflite` — a ``.tflite`` flatbuffer via ``tf.lite.TFLiteConverter``: ``"float32"``,
-  ``"float16"`` (weights in float16) or ``"int8"`` (full-integer ops, calibrated on a representative
-  dataset; float32 input and output). Verified in the LiteRT interpreter (``ai_edge_litert``):
-  float32 must agree within 1e-4 × max|logit|; quantized models report their difference and top-1
-  agreement with the Keras model on the verification inputs, unchecked unless given a ``tolerance``.
+* :func:`export_tflite` — a ``.tflite`` flatbuffer via ``tf.lite.TFLiteConverter``: ``precision``
+  ``"fp32"``, ``"fp16"`` (weights in float16) or ``"int8"`` (full-integer ops, calibrated on a
+  representative dataset; float32 input and output). Verified in the LiteRT interpreter
+  (``ai_edge_litert``): fp32 must agree within the tflite record's ``tolerance`` (:mod:`.formats`);
+  quantized models report their difference and top-1 agreement with the Keras model on the
+  verification inputs, unchecked unless given a ``tolerance``.
 * :func:`export_model` — the one entry point for a CLI: loads a folder or hub id, then one of the above.
 
 Needs the ``tf`` extra (TensorFlow, Keras 3, LiteRT): ``pip install .[tf]``.
@@ -29,8 +30,6 @@ import numpy as np
 
 from ..errors import ExportError, ExportVerificationError
 from .common import (
-    FP32_TOLERANCE,
-    TF_INSTALL_HINT,
     ExportReport,
     calibration_processor,
     checked_report,
@@ -42,12 +41,9 @@ from .common import (
     staging,
     target_path,
 )
+from .formats import FORMATS
 
-INSTALL_HINT = TF_INSTALL_HINT
-FLOAT32_REL_TOLERANCE = FP32_TOLERANCE["tflite"]
-QUANTIZATIONS = ("float32", "float16", "int8")
-# The quantization names of this module, and the precision names of swiftformer.export, as precisions.
-_PRECISIONS = {"float32": "fp32", "float16": "fp16", "int8": "int8", "fp32": "fp32", "fp16": "fp16"}
+SAVEDMODEL, TFLITE = FORMATS["savedmodel"], FORMATS["tflite"]
 REFERENCE = "Keras model (fp32)"
 
 
@@ -55,7 +51,7 @@ def _require_tf():
     try:
         import tensorflow as tf
     except ImportError:
-        raise ImportError(f"Exporting to SavedModel/TFLite needs TensorFlow: {INSTALL_HINT}") from None
+        raise ImportError(f"Exporting to SavedModel/TFLite needs TensorFlow: {TFLITE.install_hint}") from None
     import keras
 
     if keras.backend.backend() != "tensorflow":
@@ -71,15 +67,9 @@ def _require_litert():
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
         raise ImportError(
-            f"Verifying TFLite files needs the LiteRT interpreter (ai-edge-litert): {INSTALL_HINT}"
+            f"Verifying TFLite files needs the LiteRT interpreter (ai-edge-litert): {TFLITE.install_hint}"
         ) from None
     return Interpreter
-
-
-def _precision(quantization: str) -> str:
-    if quantization not in _PRECISIONS:
-        raise ValueError(f"quantization must be one of {', '.join(QUANTIZATIONS)}, got {quantization!r}")
-    return _PRECISIONS[quantization]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -198,20 +188,20 @@ def export_saved_model(
 ) -> ExportReport:
     """Write a SavedModel with a ``serving_default`` signature ``pixel_values [None, C, None, None]
     float32 → {"logits": (B, num_labels)}``, verify it (reloaded, at ``image_size`` and at a second size,
-    within ``tolerance``, default 1e-4 × max|logit|), then move it into place. ``image_size`` defaults
+    within ``tolerance``, default the savedmodel record's), then move it into place. ``image_size`` defaults
     to the config's; ``export_dir`` must be new or an earlier SavedModel (it holds ``saved_model.pb``).
 
     Raises:
         ExportVerificationError: The reloaded SavedModel disagrees with the Keras model (nothing written).
     """
     tf = _require_tf()
-    target = target_path(export_dir, "savedmodel")
+    target = target_path(export_dir, SAVEDMODEL)
     size = export_image_size(model, image_size)
     channels = model.config.num_channels
     inputs = _verification_inputs(model, size, verify_inputs, None, num_verify, seed)
     expected = _keras_logits(model, inputs)
     module = _serving_module(model, [None, channels, None, None])
-    with staging(target, "savedmodel") as staged:
+    with staging(target, SAVEDMODEL) as staged:
         tf.saved_model.save(module, os.fspath(staged), signatures={"serving_default": module.serve})
         serve = tf.saved_model.load(os.fspath(staged)).signatures["serving_default"]
 
@@ -230,12 +220,12 @@ def export_saved_model(
             (max(max_abs, other_abs), max(rel, other_rel), top1),
             lambda: run(first),
             latency_runs,
-            format="savedmodel",
+            format=SAVEDMODEL.name,
             precision="fp32",
             input_shape=["batch", channels, "height", "width"],
             num_verify_inputs=len(inputs),
             reference=REFERENCE,
-            tolerance=FP32_TOLERANCE["savedmodel"] if tolerance is None else tolerance,
+            tolerance=SAVEDMODEL.tolerance if tolerance is None else tolerance,
             notes=[
                 f"checked at {size[0]}x{size[1]} (relative {rel:.3g}) and at {other_size[0]}x{other_size[1]} "
                 f"(relative {other_rel:.3g}); the differences are the larger of the two"
@@ -253,16 +243,16 @@ def export_saved_model(
 def convert_tflite(
     model,
     *,
-    quantization: str = "float32",
+    precision: str = "fp32",
     image_size: int | tuple[int, int] | None = None,
     batch_size: int | None = 1,
     representative_data: Any = None,
     image_processor=None,
 ) -> bytes:
     """The ``.tflite`` flatbuffer of ``model`` (input ``pixel_values`` (batch, C, H, W) float32, output
-    logits); ``quantization`` and ``representative_data`` as in :func:`export_tflite`."""
+    logits); ``precision`` and ``representative_data`` as in :func:`export_tflite`."""
+    TFLITE.check_precision(precision)
     tf = _require_tf()
-    precision = _precision(quantization)
     size = export_image_size(model, image_size)
     channels = model.config.num_channels
     module = _serving_module(model, [batch_size, channels, *size])
@@ -323,7 +313,7 @@ def export_tflite(
     model,
     path: str | os.PathLike,
     *,
-    quantization: str = "float32",
+    precision: str = "fp32",
     image_size: int | tuple[int, int] | None = None,
     representative_data: Any = None,
     verify_inputs: Any = None,
@@ -339,8 +329,8 @@ def export_tflite(
     Args:
         path: The ``.tflite`` file (``.tflite`` is added to a path without a suffix, unless that path
             exists); only an earlier ``.tflite`` file is ever replaced.
-        quantization: ``"float32"``; ``"float16"`` (float16 weights); ``"int8"`` (full-integer ops with
-            float32 input/output, calibrated on ``representative_data``). ``"fp32"``/``"fp16"`` also work.
+        precision: ``"fp32"``; ``"fp16"`` (float16 weights); ``"int8"`` (full-integer ops with float32
+            input/output, calibrated on ``representative_data``).
         representative_data: For int8: a callable (as TFLite's ``representative_dataset``), an
             (N, C, H, W) array, a list of (C, H, W) arrays, image files, or a folder of images (searched
             recursively, up to 64 images with every class folder represented: the loader of
@@ -350,23 +340,23 @@ def export_tflite(
             representative samples, else seeded random normal inputs.
         num_threads: LiteRT threads for verification and latency (default: all CPUs).
         image_processor: Whose mean/std normalizes image files and folders (default ImageNet's).
-        tolerance: Largest allowed max|Δlogit| / max|logit| against the Keras model; default 1e-4 for
-            float32, not checked for float16 / int8 (read their ``top1_agreement``).
+        tolerance: Largest allowed max|Δlogit| / max|logit| against the Keras model; default the tflite
+            record's for fp32, not checked for fp16 / int8 (read their ``top1_agreement``).
 
     Raises:
         ExportVerificationError: The output differs from Keras beyond ``tolerance`` (nothing written).
     """
+    TFLITE.check_precision(precision)
     _require_litert()  # fail before the (slow) conversion
-    precision = _precision(quantization)
     size = export_image_size(model, image_size)
-    target = target_path(path, "tflite")
+    target = target_path(path, TFLITE)
     if isinstance(representative_data, (str, os.PathLike)):  # read once, for the converter and the verification
         representative_data = load_calibration_images(
             representative_data, size, image_processor=image_processor, return_tensors="np"
         )
     flatbuffer = convert_tflite(
         model,
-        quantization=quantization,
+        precision=precision,
         image_size=size,
         batch_size=1,
         representative_data=representative_data,
@@ -375,8 +365,8 @@ def export_tflite(
     inputs = _verification_inputs(model, size, verify_inputs, representative_data, num_verify, seed, image_processor)
     expected = _keras_logits(model, inputs)
     if tolerance is None and precision == "fp32":
-        tolerance = FLOAT32_REL_TOLERANCE
-    with staging(target, "tflite") as staged:
+        tolerance = TFLITE.tolerance
+    with staging(target, TFLITE) as staged:
         staged.write_bytes(flatbuffer)
         runner = TFLiteRunner(staged, num_threads)
         notes = [f"LiteRT interpreter, {runner.num_threads} thread(s)"]
@@ -389,7 +379,7 @@ def export_tflite(
             compare(expected, runner(inputs)),
             lambda: runner(first),
             latency_runs,
-            format="tflite",
+            format=TFLITE.name,
             precision=precision,
             input_shape=[1, model.config.num_channels, *size],
             num_verify_inputs=len(inputs),
@@ -411,7 +401,7 @@ def export_model(
     output: str | os.PathLike,
     *,
     format: str = "tflite",
-    quantization: str = "float32",
+    precision: str = "fp32",
     image_size: int | tuple[int, int] | None = None,
     representative_data: Any = None,
     num_verify: int | None = None,
@@ -420,7 +410,7 @@ def export_model(
 ) -> ExportReport:
     """Load ``model_or_path`` (a TF classifier, or a folder / hub id for
     ``TFSwiftFormerForImageClassification.from_pretrained``) and export it as ``format``
-    (``"savedmodel"`` — or ``"saved_model"`` — or ``"tflite"``). See :func:`export_saved_model` and
+    (``"savedmodel"`` or ``"tflite"``). See :func:`export_saved_model` and
     :func:`export_tflite`; a folder's own ``preprocessor_config.json`` mean/std normalizes image files
     and folders given as ``representative_data``."""
     _require_tf()
@@ -430,17 +420,16 @@ def export_model(
     if not isinstance(model, TFSwiftFormerForImageClassification):
         model = TFSwiftFormerForImageClassification.from_pretrained(model_or_path, **(hub_options or {}))
         processor = model_processor(model_or_path, hub_options)
-    if format in ("savedmodel", "saved_model"):
-        if _precision(quantization) != "fp32":
-            raise ValueError("a SavedModel is float32; use format='tflite' for float16 / int8")
+    if format == SAVEDMODEL.name:
+        SAVEDMODEL.check_precision(precision)
         return export_saved_model(
             model, output, image_size=image_size, num_verify=num_verify or 4, latency_runs=latency_runs
         )
-    if format == "tflite":
+    if format == TFLITE.name:
         return export_tflite(
             model,
             output,
-            quantization=quantization,
+            precision=precision,
             image_size=image_size,
             representative_data=representative_data,
             num_verify=num_verify or 8,

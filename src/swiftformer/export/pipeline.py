@@ -1,0 +1,201 @@
+"""Export a PyTorch SwiftFormer classifier to any format of :data:`~swiftformer.export.formats.FORMATS`,
+verified against the eager model before it is written.
+
+    swiftformer export --model MBZUAI/swiftformer-xs --format onnx --output xs.onnx
+    swiftformer export --model runs/xs/best --format openvino --output xs-openvino --precision fp16
+    swiftformer export --model xs --format executorch --output xs.pte --json      # random weights
+    swiftformer export --model runs/xs/best --format tflite --precision int8 --calibration DATA/train --output xs.tflite
+
+One pipeline for every format: check the arguments against the format's record, compute the reference
+logits of the *original* eager model, write the artifact with the format's exporter into a staging
+folder beside the target, run it there with the format's runner, compare, and only then move it into
+place (:mod:`.common`: a directory is swapped with the old one, which is then deleted). A failed export
+or a failed verification never leaves a partial artifact behind, nor replaces a good one.
+
+``int8`` is calibrated on ``calibration`` images; without them, on the verification inputs (random
+unless given), which is only good for checking the pipeline.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ExportError
+from .common import ExportReport, checked_report, compare, export_image_size, place, staging, target_path
+from .formats import ExportFormat, get_format
+from .pytorch import ExportContext, Exported, Runner
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from ..modeling import SwiftFormerForImageClassification
+
+REFERENCE = "eager PyTorch model (fp32)"
+MIN_OPSET = 18  # torch.onnx's exporter
+
+
+def _convert(fmt: ExportFormat, ctx: ExportContext) -> tuple[Exported, Runner | None]:
+    """Write the artifact to ``ctx.staged`` and open it: (what the exporter says, its runner)."""
+    try:
+        exported = fmt.exporter(ctx)
+        return exported, fmt.runner(ctx)
+    except (ImportError, ValueError, ExportError):
+        raise
+    except Exception as err:  # one line for the CLI; the cause keeps the converter's traceback
+        message = (str(err).strip().splitlines() or [""])[0][:500]
+        raise ExportError(f"exporting to {fmt.name} failed: {type(err).__name__}: {message}") from err
+
+
+def _batched(run: Runner, inputs: np.ndarray, batch: int | None) -> np.ndarray:
+    """Run ``inputs`` whole (``batch=None``: dynamic batch) or ``batch`` samples at a time."""
+    import numpy as np
+
+    if batch is None:
+        return np.asarray(run(inputs))
+    return np.concatenate([np.asarray(run(inputs[i : i + batch])) for i in range(0, len(inputs), batch)])
+
+
+def export(
+    model: SwiftFormerForImageClassification,
+    output: str | os.PathLike,
+    format: str,
+    *,
+    precision: str = "fp32",
+    image_size: int | tuple[int, int] | None = None,
+    verify_inputs: torch.Tensor | None = None,
+    calibration: torch.Tensor | None = None,
+    opset: int | None = None,
+    tolerance: float | None = None,
+    latency_runs: int = 20,
+) -> ExportReport:
+    """Export the reparameterized ``model`` as ``format``, verify it, then write ``output`` atomically.
+
+    Args:
+        model: A classifier (left unchanged; its weights are copied).
+        output: The file (``.onnx``, ``.pte``, ``.pt2``, ``.tflite``) or directory (OpenVINO: holds
+            ``model.xml`` and ``model.bin``; Core ML: the ``.mlpackage``; SavedModel). A path without a
+            suffix gets the format's (``digits`` → ``digits.onnx``), unless ``digits`` exists. Only an
+            earlier export of ``format`` is ever replaced (:func:`~swiftformer.export.common.target_path`).
+        format: A name of :data:`~swiftformer.export.formats.FORMATS`.
+        precision: ``"fp32"``, or one of the format's ``precisions``: ``"fp16"`` / ``"bf16"`` / ``"int8"``.
+        image_size: The export's input size (static formats) and the size of the default verification
+            images: an int or (height, width); default the size of ``verify_inputs``, else the config's.
+        verify_inputs: (N, C, H, W) float32 pixel values to compare on; default 8 seeded random images.
+        calibration: (N, C, H, W) float32 pixel values of real images to calibrate ``int8`` on (a few
+            dozen to a few hundred; a folder's: :func:`~swiftformer.export.load_calibration_images`);
+            default the verification inputs, with a note in the report.
+        opset: ONNX opset, at least 18; default :data:`swiftformer.inference.ONNX_OPSET` (the first with a
+            native ``Gelu``).
+        tolerance: Largest allowed max|Δlogit| / max|logit|; default the format's ``tolerance`` for fp32,
+            :data:`~swiftformer.export.formats.REDUCED_TOLERANCE` for the others.
+        latency_runs: Timed batch-1 runs for ``latency_ms`` (0: skip).
+
+    Raises:
+        ValueError: Unknown format or precision, bad sizes, or ``output`` is not an earlier export.
+        ImportError: The format's package is missing (names the ``pip install`` extra).
+        ExportError: The conversion failed; :class:`ExportVerificationError` (with ``.report``) when
+            the exported model disagrees beyond ``tolerance`` — in both cases nothing is written.
+    """
+    import torch
+
+    from ..inference import ONNX_OPSET, fuse
+    from ..modeling import SwiftFormerForImageClassification
+
+    fmt = get_format(format)
+    fmt.check_precision(precision)
+    if not isinstance(model, SwiftFormerForImageClassification):
+        raise TypeError(f"expected a SwiftFormerForImageClassification, got {type(model).__name__}")
+    opset = ONNX_OPSET if opset is None else opset
+    if fmt.name == "onnx" and opset < MIN_OPSET:
+        raise ValueError(
+            f"opset must be at least {MIN_OPSET} (torch.onnx's exporter; 20 and later have a native Gelu), got {opset}"
+        )
+    fmt.require()
+    target = target_path(output, fmt)
+
+    # A float32 CPU copy in eval mode (the caller's model keeps its mode, dtype and device).
+    if any(p.dtype != torch.float32 or p.device.type != "cpu" for p in model.parameters()) or model.training:
+        model = copy.deepcopy(model).float().cpu().eval()
+    channels = model.config.num_channels
+    size = export_image_size(model, image_size, verify_inputs)
+    if min(model.stage_shapes(*size)[-1]) < 1:
+        raise ValueError(f"an input of {size[0]}x{size[1]} is too small for this model's downsampling")
+    verify_inputs = _verify_inputs(verify_inputs, channels, size)
+    if fmt.static_size and tuple(verify_inputs.shape[2:]) != size:
+        raise ValueError(
+            f"{fmt.name} has a fixed input size {size[0]}x{size[1]}; verify_inputs are "
+            f"{verify_inputs.shape[2]}x{verify_inputs.shape[3]}"
+        )
+    notes: list[str] = []
+    if precision == "int8":
+        if calibration is None:
+            calibration = verify_inputs
+            notes.append(
+                "int8 calibrated on the verification inputs: pass calibration images (calibration=, "
+                "swiftformer export --calibration DIR) for a model that keeps its accuracy"
+            )
+        calibration = _calibration(calibration, channels, size)
+
+    with torch.no_grad():
+        expected = model(verify_inputs).logits.float()
+        fused = fuse(model)
+    if tolerance is None:
+        tolerance = fmt.default_tolerance(precision)
+
+    with staging(target, fmt) as staged:
+        ctx = ExportContext(fmt, model, fused, precision, size, opset, staged, verify_inputs, calibration)
+        inputs = verify_inputs.numpy()
+        one = inputs[:1].copy()
+        with torch.no_grad():
+            exported, run = _convert(fmt, ctx)
+            report = checked_report(
+                staged,
+                target,
+                None if run is None else compare(expected, _batched(run, inputs, fmt.batch)),
+                None if run is None else partial(run, one),
+                latency_runs,
+                format=fmt.name,
+                precision=precision,
+                input_shape=exported.input_shape,
+                num_verify_inputs=len(inputs),
+                reference=REFERENCE,
+                tolerance=tolerance,
+                notes=exported.notes + notes,
+            )
+            del run  # release the runtime's handles on the staged artifact before moving it
+        place(staged, target)
+    return report
+
+
+def _verify_inputs(verify_inputs: Any, channels: int, size: tuple[int, int]) -> torch.Tensor:
+    """``verify_inputs`` as an (N, C, H, W) float32 CPU tensor; default 8 seeded random images of ``size``."""
+    import torch
+
+    if verify_inputs is None:
+        gen = torch.Generator().manual_seed(0)
+        verify_inputs = torch.randn(8, channels, *size, generator=gen)
+    verify_inputs = torch.as_tensor(verify_inputs).detach().float().cpu()
+    if verify_inputs.ndim == 3:
+        verify_inputs = verify_inputs[None]
+    if verify_inputs.ndim != 4 or verify_inputs.shape[1] != channels or len(verify_inputs) == 0:
+        raise ValueError(f"verify_inputs must have shape (N, {channels}, H, W), got {tuple(verify_inputs.shape)}")
+    return verify_inputs
+
+
+def _calibration(calibration: Any, channels: int, size: tuple[int, int]) -> torch.Tensor:
+    """``calibration`` as an (N, C, H, W) float32 CPU tensor at the export ``size``."""
+    import torch
+
+    calibration = torch.as_tensor(calibration).detach().float().cpu()
+    if calibration.ndim != 4 or tuple(calibration.shape[1:]) != (channels, *size) or len(calibration) == 0:
+        raise ValueError(
+            f"calibration must have shape (N, {channels}, {size[0]}, {size[1]}), got {tuple(calibration.shape)}"
+        )
+    return calibration
+
+
+__all__ = ["REFERENCE", "export"]
