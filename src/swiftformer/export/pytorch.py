@@ -150,30 +150,13 @@ def _named_shape(dims: list[int | None]) -> list[Any]:
 
 
 # ------------------------------------------------------------------------------------------- ONNX
-def _onnx_proto(ctx: ExportContext, module: Any) -> Any:
-    """The ``onnx.ModelProto`` of ``module`` (input ``pixel_values``, output ``logits``, dynamic batch and,
-    from the minimum size on, height and width)."""
-    import torch
-
-    with _quiet(), contextlib.redirect_stdout(sys.stderr):  # the exporter's progress lines stay off stdout
-        program = torch.onnx.export(
-            module,
-            (ctx.example(2),),
-            dynamo=True,
-            opset_version=ctx.opset,
-            input_names=["pixel_values"],
-            output_names=["logits"],
-            dynamic_shapes={"pixel_values": ctx.dims(spatial=True)},
-            verbose=False,
-        )
-    return program.model_proto
-
-
 def export_onnx(ctx: ExportContext) -> Exported:
+    from ..inference import export_onnx_graph  # (imports torch) the one ONNX export, also the onnxruntime backend's
+
     onnx = _import("onnx", ctx)
     ort = _import("onnxruntime", ctx)
     module = _with_precision(ctx.fused, "fp32" if ctx.precision == "int8" else ctx.precision)  # int8: quantized below
-    proto = _onnx_proto(ctx, module)
+    proto = export_onnx_graph(module, ctx.example(2), ctx.dims(spatial=True), ctx.opset)
     entry = proto.metadata_props.add()
     entry.key, entry.value = "swiftformer.config", ctx.model.config.to_json_string()
     # One self-contained file: weights inline, never an external-data file beside it.
