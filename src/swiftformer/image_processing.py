@@ -44,10 +44,13 @@ import stat
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 from PIL import Image, ImageOps
+
+if TYPE_CHECKING:
+    import torch
 
 from .configuration import variant_key
 from .errors import CheckpointError
@@ -114,8 +117,8 @@ _IGNORED_KEYS = frozenset(
 
 # Where transformers' classes assume other values than our defaults for keys a config leaves out.
 # A config without a type is read as ViT: transformers uses ViTImageProcessor for SwiftFormer.
-_VIT = {"image_mean": [0.5] * 3, "image_std": [0.5] * 3}
-_CLASS_DEFAULTS = {
+_VIT: dict[str, Any] = {"image_mean": [0.5] * 3, "image_std": [0.5] * 3}
+_CLASS_DEFAULTS: dict[str, dict[str, Any]] = {
     "ViTImageProcessor": _VIT,
     "DeiTImageProcessor": {
         **_VIT,
@@ -127,7 +130,7 @@ _CLASS_DEFAULTS = {
     "ConvNextImageProcessor": {**_VIT, "size": {"shortest_edge": 384}, "resample": 3, "crop_pct": 224 / 256},
 }
 
-ImageInput = Union["Image.Image", np.ndarray, "torch.Tensor", str, os.PathLike]  # noqa: F821
+ImageInput = Union["Image.Image", np.ndarray, "torch.Tensor", str, os.PathLike]
 
 
 class BatchFeature(dict):
@@ -474,7 +477,7 @@ class SwiftFormerImageProcessor:
         if return_tensors == "pt":
             import torch  # only here, so that the module itself imports without torch
 
-            pixel_values = torch.from_numpy(pixel_values)
+            return BatchFeature(pixel_values=torch.from_numpy(pixel_values))
         return BatchFeature(pixel_values=pixel_values)
 
     def _process_one(self, image: ImageInput) -> np.ndarray:
@@ -482,6 +485,7 @@ class SwiftFormerImageProcessor:
         image = _to_rgb_image(image)
         pixels = self._resize(image) if self.do_resize else np.asarray(image)  # (H, W, 3) uint8
         if self.do_center_crop:
+            assert self.crop_size is not None  # __init__ requires one with do_center_crop
             pixels = _center_crop(pixels, self.crop_size["height"], self.crop_size["width"])
         # Rescale in float64 and only then cast, as transformers does: the float32 results match it bitwise. A
         # uint8 channel has 256 levels, so that is computed once per level and looked up (5x faster per image).
@@ -489,7 +493,8 @@ class SwiftFormerImageProcessor:
         values = (levels * self.rescale_factor if self.do_rescale else levels).astype(np.float32)  # (256,)
         table = np.broadcast_to(values, (3, 256))
         if self.do_normalize:
-            table = (values - np.float32(self.image_mean)[:, None]) / np.float32(self.image_std)[:, None]
+            mean, std = np.asarray(self.image_mean, np.float32), np.asarray(self.image_std, np.float32)
+            table = (values - mean[:, None]) / std[:, None]
         out = np.empty((3, *pixels.shape[:2]), dtype=np.float32)
         for channel in range(3):
             np.take(table[channel], pixels[:, :, channel], out=out[channel])
@@ -527,7 +532,9 @@ class SwiftFormerImageProcessor:
     def __repr__(self) -> str:
         return f"{type(self).__name__} {self.to_json_string()}"
 
-    __hash__ = None  # mutable and compared by value: not hashable (what defining __eq__ implies anyway)
+    # Mutable and compared by value: not hashable (what defining __eq__ implies anyway). The ignore: typeshed types
+    # object.__hash__ as a method, so mypy refuses None, the documented way to declare a class unhashable.
+    __hash__ = None  # type: ignore[assignment]
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, SwiftFormerImageProcessor) and self.to_dict() == other.to_dict()

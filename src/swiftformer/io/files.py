@@ -67,7 +67,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]
     tmp = hidden_path(path, "tmp", unique=True)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
@@ -142,7 +142,7 @@ def path_bytes(path: str | os.PathLike | bytes) -> bytes:
     try:
         return os.fsencode(path)
     except UnicodeEncodeError:
-        return os.fspath(path).encode("utf-8", "backslashreplace")
+        return os.fsdecode(path).encode("utf-8", "backslashreplace")  # a str here: bytes always encode
 
 
 def _contents(folder: Path, limit: int = 3) -> str:

@@ -101,7 +101,7 @@ def load_checkpoint(
     Pickles are opened with ``torch.load(weights_only=True)`` only: nothing in them runs.
     """
     path = Path(os.path.expanduser(os.fspath(src)))
-    folder = None
+    folder: str | os.PathLike | None = None
     if path.is_dir():
         folder, path = path, _weights_in_folder(path)
     elif not path.exists():

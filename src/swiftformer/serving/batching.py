@@ -200,7 +200,8 @@ class DynamicBatcher:
                     break
                 self._cond.wait(remaining)
             shape = self._items[0].pixels.shape
-            batch, rest = [], deque()
+            batch: list[_Item] = []
+            rest: deque[_Item] = deque()
             while self._items:
                 item = self._items.popleft()
                 (batch if len(batch) < self.max_batch_size and item.pixels.shape == shape else rest).append(item)

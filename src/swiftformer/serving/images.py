@@ -37,7 +37,7 @@ def decode_image(data: bytes, max_pixels: int, name: str = "image") -> Image.Ima
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
-            image = Image.open(io.BytesIO(data), formats=FORMATS)
+            image: Image.Image = Image.open(io.BytesIO(data), formats=FORMATS)
         except Image.DecompressionBombError as err:  # PIL's own limit, from the header alone
             raise ServeError(413, "image_too_large", f"{name}: {err}") from None
         except Exception as err:  # any decoder may fail on hostile bytes; none of that is a server error
@@ -76,7 +76,7 @@ def prepare(data: bytes, processor: SwiftFormerImageProcessor, max_pixels: int, 
 def output_size(processor: SwiftFormerImageProcessor) -> tuple[int, int] | None:
     """The (height, width) every image comes out of ``processor`` at, or None when it varies (a
     shortest-edge resize without a crop keeps aspect ratios; no resize keeps the image's size)."""
-    if processor.do_center_crop:
+    if processor.do_center_crop and processor.crop_size is not None:  # never None with do_center_crop
         return processor.crop_size["height"], processor.crop_size["width"]
     if not processor.do_resize:
         return None

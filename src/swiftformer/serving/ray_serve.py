@@ -51,8 +51,9 @@ class SwiftFormerReplica:
         self.metrics = ServeMetrics(settings.max_batch_size, settings.name)
         self.classifier = load_classifier(settings)
         self.classifier.warm_up()  # before Ray reports the replica healthy
-        self._classify_one.set_max_batch_size(settings.max_batch_size)
-        self._classify_one.set_batch_wait_timeout_s(settings.max_wait_ms / 1000)
+        # The ignores: ray types @serve.batch's result as the plain method, without the setters it adds.
+        self._classify_one.set_max_batch_size(settings.max_batch_size)  # type: ignore[attr-defined]
+        self._classify_one.set_batch_wait_timeout_s(settings.max_wait_ms / 1000)  # type: ignore[attr-defined]
         self.ready = True
 
     def __serve_build_asgi_app__(self) -> Any:
@@ -120,7 +121,8 @@ def application(settings: ServeSettings, replicas: int = 1, num_cpus_per_replica
         max_queued_requests=settings.max_queue,
         health_check_period_s=5,
     )
-    return deployment.bind(settings, max(1, int(num_cpus_per_replica)))
+    # The ignore: ray types serve.deployment(cls, ...) as its decorator form, not the Deployment it returns.
+    return deployment.bind(settings, max(1, int(num_cpus_per_replica)))  # type: ignore[attr-defined]
 
 
 def app_builder(args: dict[str, Any]) -> Any:
