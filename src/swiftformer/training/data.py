@@ -15,7 +15,7 @@ import re
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import torch
@@ -235,7 +235,7 @@ def collate(batch: list[tuple]) -> Batch:
 
 
 def _subfolders(folder: str | os.PathLike) -> list[str]:
-    return [e.path for e in os.scandir(folder) if e.is_dir() and not e.name.startswith(".")]
+    return [e.path for e in os.scandir(Path(folder)) if e.is_dir() and not e.name.startswith(".")]
 
 
 def _has_images(folder: str) -> bool:
@@ -365,10 +365,10 @@ def build_train_transform(
     return create_transform(
         input_size=image_size,
         is_training=True,
-        scale=tuple(scale),
-        ratio=tuple(ratio),
+        scale=cast("tuple[float, float]", tuple(scale)),  # a list, from a config file
+        ratio=cast("tuple[float, float]", tuple(ratio)),
         hflip=hflip,
-        color_jitter=color_jitter,
+        color_jitter=color_jitter,  # type: ignore[arg-type]  # None: no jitter, which timm's annotation omits
         auto_augment=auto_augment,
         interpolation=interpolation,
         mean=tuple(mean),
@@ -406,7 +406,8 @@ def count_per_class(dataset: Any) -> dict[str, int]:
     if isinstance(dataset, torch.utils.data.Subset):
         indices, dataset = dataset.indices, dataset.dataset
     targets = dataset.targets if indices is None else [dataset.targets[i] for i in indices]
-    counts, result = Counter(targets), {}
+    counts = Counter(targets)
+    result: dict[str, int] = {}
     for i, name in enumerate(dataset.classes):
         result[name] = result.get(name, 0) + counts.get(i, 0)
     return result

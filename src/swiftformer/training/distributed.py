@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -78,12 +79,15 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
-def all_gather_objects(obj: object) -> list[object]:
+T = TypeVar("T")
+
+
+def all_gather_objects(obj: T) -> list[T]:
     """Every process's ``obj``, in rank order (``[obj]`` for one process)."""
     info = current()
     if not info.enabled:
         return [obj]
-    gathered: list[object] = [None] * info.world_size
+    gathered: list[Any] = [None] * info.world_size
     dist.all_gather_object(gathered, obj)
     return gathered
 

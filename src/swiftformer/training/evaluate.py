@@ -166,6 +166,7 @@ def evaluate(
                     bar.update(1)
                 if pixel_values is None or not len(pixel_values):
                     continue
+                assert labels is not None  # collate gives both pixels and labels, or neither
                 pixel_values = pixel_values.to(device, non_blocking=True)
                 if channels_last:
                     pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
