@@ -172,8 +172,8 @@ def export_onnx(ctx: ExportContext) -> Exported:
         f"opset {ctx.opset}; onnxruntime {ort.__version__} CPUExecutionProvider; {len(proto.graph.node)} nodes"
         + ("; native Gelu" if "Gelu" in ops else "")
     ]
-    if ctx.opset < 20:
-        notes.append("opset < 20: Gelu is decomposed into elementary ops (slower in onnxruntime)")
+    if "Gelu" not in ops:  # read from the graph: opsets before 20 have no Gelu
+        notes.append(f"opset {ctx.opset}: Gelu is decomposed into elementary ops (slower in onnxruntime)")
     if ctx.precision == "fp16":
         notes.append("fp16 weights and arithmetic; pixel_values and logits stay float32 (casts at the ends)")
     if ctx.precision == "int8":
