@@ -47,7 +47,7 @@ import types
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
@@ -214,7 +214,7 @@ def label_of(config: SwiftFormerConfig, index: int) -> str:
     return str(config.id2label.get(index, index))
 
 
-def resolve_target(config: SwiftFormerConfig, target: int | str) -> int:
+def resolve_target(config: SwiftFormerConfig, target: int | np.integer | str) -> int:
     """The class index of ``target``: an index, or a label name. A name is matched exactly, then without
     regard to case, also against each comma-separated synonym of a label (``"tabby cat"`` finds
     ``"tabby, tabby cat"``); a string of digits that is no label's name is an index.
@@ -297,7 +297,10 @@ def _explaining(model: nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
-def _prepared(model: nn.Module, pixel_values: torch.Tensor) -> tuple[nn.Module, torch.Tensor]:
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
+
+
+def _prepared(model: ModuleT, pixel_values: torch.Tensor) -> tuple[ModuleT, torch.Tensor]:
     if not isinstance(pixel_values, torch.Tensor):
         raise TypeError(f"pixel_values must be a torch.Tensor (B, 3, H, W), got {type(pixel_values).__name__}")
     if pixel_values.ndim == 3:
@@ -355,7 +358,8 @@ def _cam(
     """(maps (B, H, W) in [0, 1], logits (B, num_labels)) by the grad-cam package."""
     gc, AblationLayer, ClassifierOutputTarget = _grad_cam()
 
-    class ZeroAblation(AblationLayer):
+    # The ignore: the base class comes from the optional package, imported when called; mypy cannot see it.
+    class ZeroAblation(AblationLayer):  # type: ignore[misc, valid-type]
         """Ablation-CAM as its paper defines it (Desai & Ramaswamy, WACV 2020): an ablated channel is set
         to zero. The package's own layer sets it to (minimum - 1e7) whenever the activations can be
         negative, as SwiftFormer's stage outputs (residual sums, no final ReLU) always are."""

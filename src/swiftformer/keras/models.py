@@ -72,7 +72,8 @@ class TFSwiftFormerMainLayer(_StateMixin, keras.layers.Layer):
     def __init__(self, config: SwiftFormerConfig, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.patch_embed = TFSwiftFormerPatchEmbedding(config, name="patch_embed")
-        self.network = []  # stages, with a downsampler between two stages where the PyTorch encoder has one
+        # The stages, with a downsampler between two stages where the PyTorch encoder has one.
+        self.network: list[keras.layers.Layer] = []
         for i in range(config.num_stages):
             self.network.append(TFSwiftFormerStage(config, i, name=f"network_{len(self.network)}"))
             if i < config.num_stages - 1 and (
@@ -143,7 +144,9 @@ _GRAPHS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {fl
 def _inference_forward(
     model_ref: weakref.ref[TFSwiftFormerPreTrainedModel], output_hidden_states: bool, pixels: Tensor
 ) -> tuple[Tensor, ...]:
-    return model_ref()._forward(pixels, output_hidden_states, False)
+    model = model_ref()
+    assert model is not None  # traced while the model is alive: _GRAPHS drops its functions with it
+    return model._forward(pixels, output_hidden_states, False)
 
 
 class TFSwiftFormerPreTrainedModel(keras.Model):
@@ -485,7 +488,9 @@ class TFSwiftFormerPreTrainedModel(keras.Model):
             OSError: the folder or hub repository cannot be found or reached.
         """
         name = pretrained_model_name_or_path
-        hub = {"revision": revision, "cache_dir": cache_dir, "local_files_only": local_files_only, "token": token}
+        hub: dict[str, Any] = dict(
+            revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token
+        )
         if config is None:
             config = SwiftFormerConfig.from_pretrained(name, subfolder=subfolder, **hub, **config_overrides)
         elif config_overrides:
