@@ -19,7 +19,7 @@ import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar, overload
 
 import numpy as np
 import torch
@@ -459,6 +459,25 @@ class SwiftFormerPreTrainedModel(nn.Module):
         )
 
     # -------------------------------------------------------------- loading
+    # The model, or with output_loading_info=True the model and its loading info (for type checkers).
+    @overload
+    @classmethod
+    def from_pretrained(
+        cls: type[ModelT],
+        pretrained_model_name_or_path: str | os.PathLike | None,
+        *model_args: Any,
+        output_loading_info: Literal[False] = ...,
+        **kwargs: Any,
+    ) -> ModelT: ...
+    @overload
+    @classmethod
+    def from_pretrained(
+        cls: type[ModelT],
+        pretrained_model_name_or_path: str | os.PathLike | None,
+        *model_args: Any,
+        output_loading_info: Literal[True],
+        **kwargs: Any,
+    ) -> tuple[ModelT, dict[str, Any]]: ...
     @classmethod
     def from_pretrained(
         cls: type[ModelT],
