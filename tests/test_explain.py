@@ -470,6 +470,33 @@ def test_command_never_writes_over_an_input(tmp_path, model_dir, capsys):
     assert code == 2 and "would both be explained into" in stderr
 
 
+def test_command_takes_inputs_as_predict_does(tmp_path, model_dir, capsys):
+    make_images(tmp_path / "in")  # a folder, through the batch runner's inputs
+    code, stdout, _ = run_command(
+        capsys, "explain", tmp_path / "in", "--model", model_dir, "--output", tmp_path / "out"
+    )
+    assert code == 0 and len(stdout.splitlines()) == 2
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_gradcam_stage3.png", "b_gradcam_stage3.png"]
+
+
+def test_overlay_writer_refuses_in_terms_of_its_parameters(tmp_path, model_dir):
+    from swiftformer.batch.overlays import ExplainOverlays
+
+    images = [str(p) for p in make_images(tmp_path / "in")]
+    model = SwiftFormerForImageClassification.from_pretrained(model_dir)
+    processor = SwiftFormerImageProcessor.from_pretrained(model_dir)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "b_gradcam_stage1_1-dog.png").touch()
+    overlays = ExplainOverlays(model, processor, tmp_path / "out", layers=["stage3", "stage1"], targets=[None, "dog"])
+    with pytest.raises(FileExistsError, match=r"b_gradcam_stage1_1-dog.png already exists; pass replace=True"):
+        overlays.check(images)
+    ExplainOverlays(model, processor, tmp_path / "out", replace=True).check(images)
+    with pytest.raises(ValueError, match="target 'zebra' is not among"):
+        ExplainOverlays(model, processor, tmp_path / "out", targets=["zebra"])
+    with pytest.raises(ValueError, match="layer 'stage9' is not a stage"):
+        ExplainOverlays(model, processor, tmp_path / "out", layers=["stage9"])
+
+
 def test_command_unreadable_image(tmp_path, model_dir, capsys):
     (image, _) = make_images(tmp_path / "in")
     broken = tmp_path / "in" / "broken.png"

@@ -26,7 +26,7 @@ from ..image_processing import load_image
 from .inputs import check_inputs, count_inputs, expand_inputs, image_key, skip_done
 from .outputs import OutputWriter, open_output
 
-# Fewer inputs than this (and no --workers): decode in the main process; starting workers costs more.
+# Fewer inputs than this (and no ``workers``): decode in the main process; starting workers costs more.
 SMALL_JOB = 32
 DEFAULT_PREFETCH = 2
 
@@ -190,7 +190,8 @@ def run_batch(  # noqa: C901
             (JSON lines and CSV commit every batch).
         progress: A tqdm bar on stderr; None: when stderr is a terminal.
         on_results: Called with each group of images the task ran on, ``(paths, pixel_values, results)``,
-            before their rows are written (``predict --explain``: :class:`~swiftformer.batch.overlays.ExplainOverlays`).
+            before their rows are written (the overlays of ``swiftformer explain`` and ``predict --explain``:
+            :class:`~swiftformer.batch.overlays.ExplainOverlays`).
 
     Returns:
         A :class:`Summary`; ``interrupted`` when Ctrl-C stopped the run (what was done is committed: continue
@@ -248,7 +249,7 @@ def run_batch(  # noqa: C901
     except BaseException:
         if writer is not None:
             with contextlib.suppress(Exception):
-                writer.interrupt()  # whatever is complete stays, for --resume
+                writer.interrupt()  # whatever is complete stays, for resume
         raise
     finally:
         if bar is not None:

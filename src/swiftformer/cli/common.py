@@ -1,9 +1,11 @@
-"""What several commands share: hub options, one-line errors."""
+"""What several commands share: hub options, one-line errors, library messages in terms of flags."""
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -27,3 +29,24 @@ def fail(message: str) -> int:
     """Print ``swiftformer: error: MESSAGE`` on stderr; the exit status of a user error (2)."""
     print(f"swiftformer: error: {message}", file=sys.stderr)
     return 2
+
+
+def as_flags(message: str, flags: Mapping[str, str]) -> str:
+    """A library message in a command's terms: each parameter of ``flags`` it names becomes the flag that sets
+    it (``{"overwrite": "--overwrite", "replace": "--overwrite", "output_dir": "--to"}``).
+
+    The library names a parameter to change as Python code would, ``name=True`` or ``name=VALUE`` (VALUE
+    unquoted: a path, or a placeholder such as FILE), or in prose as ``another name``, or bare when the name has an
+    underscore (no English word has one); these become ``--flag``, ``--flag VALUE``, ``another --flag`` and
+    ``--flag``. A value it reports (``variant='xs'``, ``epochs=0``: quoted, or a number) stays as the config file
+    and Python spell it.
+    """
+    for name, flag in flags.items():
+        literal = flag.replace("\\", "\\\\")  # a template for re.sub: a Windows path's backslashes as they are
+        word = rf"(?<![\w./-]){re.escape(name)}"
+        message = re.sub(rf"{word}=True\b", literal, message)
+        message = re.sub(rf"{word}=(?=[A-Za-z_/~.])(?!(?:True|False|None)\b)", literal + " ", message)
+        message = re.sub(rf"\banother {re.escape(name)}\b", "another " + literal, message)
+        if "_" in name:
+            message = re.sub(rf"{word}(?![\w=/-])", literal, message)
+    return message

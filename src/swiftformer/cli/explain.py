@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import os
-import re
 import sys
 from pathlib import Path
-from typing import Any
 
-from .common import add_hub_arguments, fail, hub_options
+from .common import add_hub_arguments, as_flags, fail, hub_options
+from .predict import INPUTS_HELP
 
 # As swiftformer.explain.METHODS; repeated here so that `--help` answers without importing torch.
 METHODS = ("gradcam", "gradcam++", "eigencam", "scorecam", "ablationcam", "attention")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("images", nargs="+", help=INPUTS_HELP)
     p.add_argument("--model", required=True, help="model folder or hub id, e.g. MBZUAI/swiftformer-xs")
     p.add_argument("--output", required=True, help="folder for the overlay PNGs (created if missing)")
     p.add_argument(
@@ -47,16 +45,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_hub_arguments(p)
 
 
-def _slug(text: str, limit: int = 40) -> str:
-    slug = re.sub(r"[^\w.+-]+", "_", text).strip("_.")
-    return slug[:limit].rstrip("_.") or "class"
+# How the overlay writer's messages name what these flags set.
+FLAGS = {"replace": "--overwrite", "folder": "--output"}
 
 
-def run(args: argparse.Namespace) -> int:  # noqa: C901, PLR0912
-    import torch
-
-    from .. import explain as ex
-    from ..image_processing import load_image, load_processor
+def run(args: argparse.Namespace) -> int:
+    """The images through :func:`~swiftformer.batch.runner.run_batch`: the eager model's top class per image (or
+    each ``--target``), an overlay per class and stage group by :class:`~swiftformer.batch.overlays.ExplainOverlays`."""
+    from ..batch import JobSpec, run_batch
+    from ..batch.inputs import check_inputs, expand_inputs
+    from ..batch.overlays import ExplainOverlays
     from ..inference import load_model
     from ..io.files import display_path
 
@@ -70,92 +68,62 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901, PLR0912
             f"--method attention needs an 'l2' attention model; {args.model} is {config.attention_variant!r}, where "
             "every token weight is exactly 1 (nothing to show): use a CAM method such as --method gradcam"
         )
-    stages = list(config.stage_names)
-    choices = stages[1:] if args.method == "attention" else stages
-    try:
-        if args.layer is None:  # the default: one stage, or for attention every stage's map averaged into one
-            groups = [tuple(ex.resolve_layers(model, None, args.method))]
-        else:
-            requested = choices if "all" in args.layer else args.layer
-            groups = list(dict.fromkeys((ex.resolve_layers(model, layer, args.method)[0],) for layer in requested))
-    except ValueError as err:
-        return fail(f"--{err}")
-    try:
-        targets: list[int | None] = (
-            list(dict.fromkeys(ex.resolve_target(config, t) for t in args.target)) if args.target else [None]
-        )
-    except ValueError as err:
-        return fail(f"--{err}")
-    if args.method == "attention" and args.target:
-        print("note: attention weights do not depend on the class; --target only changes the caption", file=sys.stderr)
-
     output = Path(args.output)
     if output.exists() and not output.is_dir():
         return fail(f"--output {display_path(output)} is a file, not a folder")
-    images = list(dict.fromkeys(args.images))
-    inputs = {Path(os.path.abspath(path)) for path in images}
-    planned: dict[Path, str] = {}  # output file -> the image it is for
-    jobs: dict[tuple[str, tuple[str, ...], int | None], Path] = {}  # (image, stages, target) -> file, no suffix
-    for path in images:
-        for layer in groups:
-            for target in targets:
-                name = f"{Path(path).stem}_{args.method.replace('++', 'pp')}_{'+'.join(layer)}"
-                if target is not None:
-                    name += f"_{target}-{_slug(ex.label_of(config, target))}"
-                base = output / name
-                for suffix in (".png", ".npy") if args.save_raw else (".png",):
-                    file = base.with_name(base.name + suffix)
-                    if file in planned:
-                        return fail(
-                            f"{planned[file]} and {path} would both be explained into {display_path(file)}; "
-                            "give images of different names, or run them into different --output folders"
-                        )
-                    planned[file] = path
-                    if Path(os.path.abspath(file)) in inputs:
-                        return fail(f"{display_path(file)} is one of the input images; choose another --output")
-                    if (file.exists() or file.is_symlink()) and not args.overwrite:
-                        return fail(
-                            f"{display_path(file)} already exists; pass --overwrite to replace it, or choose "
-                            "another --output"
-                        )
-                jobs[path, layer, target] = base
+    check_inputs(args.images)
+    # A few images to look at, not a million: the list is held, so that every file is checked up front.
+    images = list(dict.fromkeys(expand_inputs(args.images)))
+    # The eager model classifies (its top class is what an overlay explains without --target), fp32 as the maps.
+    spec = JobSpec("predict", args.model, hub, top_k=1, optimize=False)
+    task, processor, notes = spec.build(model)
+    if args.layer is None:
+        layers: list[str | None] = [None]  # one stage, or for attention every stage's map averaged into one
+    elif "all" in args.layer:
+        stages = list(config.stage_names)
+        layers = list(stages[1:] if args.method == "attention" else stages)  # the stem has no attention
+    else:
+        layers = list(args.layer)
 
-    processor, note = load_processor(args.model, **hub)
-    if note:
+    def report(path: str, index: int, label: str, score: float, files: list) -> None:
+        print(f"{path}: {label} ({index}) {score:.4f} -> {', '.join(map(display_path, files))}")
+
+    def problem(path: str, message: str) -> None:
+        print(f"{path}: error: {as_flags(message, FLAGS)}", file=sys.stderr)
+
+    try:
+        overlays = ExplainOverlays(
+            model,
+            processor,
+            output,
+            method=args.method,
+            layers=layers,
+            targets=args.target or [None],
+            save_raw=args.save_raw,
+            replace=args.overwrite,
+            protect=images,
+            on_problem=problem,
+            on_written=report,
+        )
+    except ValueError as err:  # an unknown --layer or --target: the message starts with the parameter's name
+        return fail(f"--{err}")
+    try:
+        overlays.check(images)
+    except (ValueError, FileExistsError) as err:
+        return fail(as_flags(str(err), FLAGS))
+    for note in notes:
         print(f"note: {note}", file=sys.stderr)
-    pixels: dict[str, Any] = {}
-    failed = False
-    for path in images:
-        try:
-            pixels[path] = processor(load_image(path), return_tensors="pt")["pixel_values"][0]
-        except (OSError, ValueError) as err:
-            print(f"{path}: error: {err}", file=sys.stderr)
-            failed = True
-    readable = [path for path in images if path in pixels]
-    output.mkdir(parents=True, exist_ok=True)
+    if args.method == "attention" and args.target:
+        print("note: attention weights do not depend on the class; --target only changes the caption", file=sys.stderr)
 
-    for layer in groups:
-        for target in targets:
-            # Batches of consecutive images of equal preprocessed size (a shortest-edge resize keeps aspect ratios).
-            start = 0
-            while start < len(readable):
-                end = start + 1
-                while (
-                    end < len(readable)
-                    and end - start < args.batch_size
-                    and pixels[readable[end]].shape == pixels[readable[start]].shape
-                ):
-                    end += 1
-                batch = readable[start:end]
-                start = end
-                x = torch.stack([pixels[path] for path in batch])
-                result = ex.explain_with_scores(model, x, target=target, method=args.method, layer=list(layer))
-                for i, path in enumerate(batch):
-                    base = jobs[path, layer, target]
-                    cls = result.targets[i]
-                    label = ex.label_of(config, cls)
-                    caption = ex.caption_for(label, cls, result.scores[i], args.method, layer)
-                    picture = ex.overlay(ex.model_view(pixels[path], processor), result.maps[i], caption)
-                    written = ex.save_overlay(base, picture, result.maps[i] if args.save_raw else None)
-                    print(f"{path}: {label} ({cls}) {result.scores[i]:.4f} -> {', '.join(map(display_path, written))}")
-    return 1 if failed else 0
+    def unreadable(path: str, row: dict) -> None:
+        if row["error"] is not None:
+            print(f"{path}: error: {row['error']}", file=sys.stderr)
+
+    summary = run_batch(
+        images, task, processor, batch_size=args.batch_size, progress=False, on_row=unreadable, on_results=overlays
+    )
+    if summary.interrupted:
+        print(f"swiftformer: interrupted after {summary.images} images", file=sys.stderr)
+        return 130
+    return 1 if summary.errors or overlays.problems else 0

@@ -9,11 +9,13 @@ import os
 import sys
 from typing import Any
 
-from .common import add_hub_arguments, fail, hub_options
+from .common import add_hub_arguments, as_flags, fail, hub_options
 
 PRECISION_CHOICES = ("auto", "fp32", "bf16")
 BACKEND_CHOICES = ("auto", "inductor", "openvino", "onnxruntime")
 INPUTS_HELP = "image files, folders (searched recursively for images), glob patterns, or @LIST files (one path a line)"
+# How the batch library's messages name what these flags set (cli.main shows them as the flags).
+FLAGS = {"resume": "--resume", "overwrite": "--overwrite", "output": "--output", "logits": "--logits"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -199,19 +201,22 @@ def run_job(args: argparse.Namespace, spec: Any, print_row: Any) -> int:
     if args.output is not None:
         check_output(args.output, resume=args.resume, overwrite=args.overwrite)
     overlays = None
+    job = {  # what both runners take
+        "output": args.output,
+        "resume": args.resume,
+        "overwrite": args.overwrite,
+        "batch_size": args.batch_size,
+        "chunk_rows": args.chunk_rows,
+    }
     if args.ray:
         from ..batch.ray_data import run_batch_ray
 
         summary = run_batch_ray(
             args.images,
             spec,
-            output=args.output,
-            resume=args.resume,
-            overwrite=args.overwrite,
-            batch_size=args.batch_size,
+            **job,
             replicas=args.replicas,
             address=args.address,
-            chunk_rows=args.chunk_rows,
             on_note=lambda note: print(f"note: {note}", file=sys.stderr),
         )
     else:
@@ -228,12 +233,8 @@ def run_job(args: argparse.Namespace, spec: Any, print_row: Any) -> int:
             args.images,
             task,
             processor,
-            output=args.output,
-            resume=args.resume,
-            overwrite=args.overwrite,
-            batch_size=args.batch_size,
+            **job,
             workers=args.workers,
-            chunk_rows=args.chunk_rows,
             on_row=print_row,
             on_results=overlays,
         )
@@ -265,7 +266,7 @@ def _overlays(args: argparse.Namespace, spec: Any) -> Any:
     model, processor, _ = spec.load()  # its notes come again from spec.build(model)
 
     def problem(path: str, message: str) -> None:
-        print(f"{path}: error: {message}", file=sys.stderr)
+        print(f"{path}: error: {as_flags(message, {'replace': '--overwrite'})}", file=sys.stderr)
 
     named = [path for path in args.images if os.path.isfile(path)]  # never written over, even with --overwrite
     return ExplainOverlays(
