@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -30,12 +31,16 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from swiftformer import SwiftFormerConfig, SwiftFormerForImageClassification
+from swiftformer.batch import check_output
 from swiftformer.cli import main
+from swiftformer.cli.common import as_flags
 from swiftformer.errors import CheckpointError
 from swiftformer.image_processing import SwiftFormerImageProcessor, load_image, load_image_bytes
 from swiftformer.io.files import check_target, display_path
 from swiftformer.modeling_utils import check_finite_pixels
+from swiftformer.training import distributed
 from swiftformer.training.config import resolve_config
+from swiftformer.training.trainer import Trainer
 
 SIZE = 32
 COLOURS = {"a": (220, 30, 30), "b": (30, 40, 220), "c": (30, 200, 40)}
@@ -370,6 +375,16 @@ API_CASES: list[tuple[str, Callable[[Path], object], type[BaseException], str]] 
     ("train-api-lr-list", lambda t: resolve_config(None, lr=[1, 2]), ValueError, "expected a positive number"),
     ("target-nonempty", lambda t: check_target((t / "x").mkdir() or (t / "x" / "f").touch() or t / "x", "folder"),
      FileExistsError, "already exists and holds f"),
+    # The library names its parameters; the command line shows them as flags (test_library_names_become_flags).
+    ("target-hint", lambda t: check_target((t / "f").touch() or t, "folder"), FileExistsError,
+     "pass overwrite=True to replace it"),
+    ("train-api-no-output", lambda t: Trainer(resolve_config(None, data_dir=str(t))), ValueError,
+     "output is required"),
+    ("train-api-no-data-dir", lambda t: Trainer(resolve_config(None, output=str(t / "o"))), ValueError,
+     "data_dir is required"),
+    ("train-api-device", lambda t: distributed.check_device("gpu"), ValueError, "device 'gpu' is not a device"),
+    ("batch-output-exists", lambda t: check_output((t / "p.jsonl").write_text("x") and t / "p.jsonl"),
+     FileExistsError, "continue that run with resume=True, replace it with overwrite=True, or choose another output"),
 ]  # fmt: skip
 
 
@@ -395,7 +410,39 @@ def test_api_refuses_bad_input_with_a_message_naming_it(case, tmp_path):
     assert isinstance(caught[0], error), repr(caught[0])
     message = str(caught[0])
     assert expected in message and "\n" not in message, message
+    assert not re.search(r"(?<![\w-])--[a-z]", message), f"names a command-line flag: {message}"
     assert not [w for w in seen if issubclass(w.category, Image.DecompressionBombWarning)]
+
+
+def test_library_names_become_flags():
+    """cli.common.as_flags: a parameter the library asks to change becomes the command's flag; a value it
+    reports, and the same word in prose, stay as they are."""
+    flags = {"resume": "--resume runs/x", "overwrite": "--overwrite", "output": "--output", "init": "--init"}
+    flags |= {"batch_size": "--batch-size", "teacher_checkpoint": "--teacher-checkpoint"}
+    shown = [
+        (
+            "continue that run with resume=True, replace it with overwrite=True, or choose another output",
+            "continue that run with --resume runs/x, replace it with --overwrite, or choose another --output",
+        ),
+        (
+            "too few for 1 shard(s) of batch 8: lower batch_size",
+            "too few for 1 shard(s) of batch 8: lower --batch-size",
+        ),
+        (
+            "a new run in another output, e.g. with init=runs/x/last",
+            "a new run in another --output, e.g. with --init runs/x/last",
+        ),
+        ("offline, pass teacher_checkpoint=FILE", "offline, pass --teacher-checkpoint FILE"),
+    ]
+    for message, expected in shown:
+        assert as_flags(message, flags) == expected
+    for message in (
+        "training setting batch_size=0 is invalid",
+        "it was trained with init='runs/a', not 'runs/b'",
+        "output folder runs/output already exists and holds batch_size/",
+        "training setting init=None is invalid",
+    ):
+        assert as_flags(message, flags) == message
 
 
 def test_allowed_inputs_still_pass(tmp_path):

@@ -207,7 +207,7 @@ def convert_checkpoint(
         output_dir,
         "output folder",
         overwrite,
-        hint="pass --overwrite (overwrite=True) to replace it, or choose another --to folder",
+        hint="pass overwrite=True to replace it, or choose another output_dir",
     )
     state_dict, folder = load_checkpoint(src, ema=ema)
     fmt = detect_format(state_dict)

@@ -604,23 +604,16 @@ class SwiftFormerImageProcessor:
         return path
 
 
-def load_processor(
-    name_or_path: str | os.PathLike,
-    *,
-    revision: str | None = None,
-    cache_dir: str | os.PathLike | None = None,
-    local_files_only: bool = False,
-    token: str | bool | None = None,
-) -> tuple[SwiftFormerImageProcessor, str | None]:
+def load_processor(name_or_path: str | os.PathLike, **hub: Any) -> tuple[SwiftFormerImageProcessor, str | None]:
     """The image processor a model runs with, and a note for the user (or None): what every command, the
     server and the batch jobs load next to a model.
 
     The model folder's (or hub repository's) ``preprocessor_config.json``; the ImageNet defaults
     (``SwiftFormerImageProcessor()``) when it has none, with a note saying so; the defaults without a note for
     a variant name (``"xs"``: random weights and no folder, as :func:`swiftformer.inference.load_model` reads
-    it; a folder of that name wins). The hub options are :meth:`SwiftFormerImageProcessor.from_pretrained`'s.
+    it; a folder of that name wins). ``hub``: the hub options of :meth:`SwiftFormerImageProcessor.from_pretrained`
+    (``revision``, ``cache_dir``, ``local_files_only``, ``token``).
     """
-    hub = {"revision": revision, "cache_dir": cache_dir, "local_files_only": local_files_only, "token": token}
     if not Path(name_or_path).exists() and variant_key(os.fspath(name_or_path)) is not None:
         return SwiftFormerImageProcessor(), None
     if resolve_file(name_or_path, PREPROCESSOR_NAME, missing_ok=True, **hub) is None:

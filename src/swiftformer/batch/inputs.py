@@ -2,7 +2,7 @@
 
 :func:`expand_inputs` yields image paths one at a time, in a reproducible order, without ever holding the
 whole list: a folder of ten million images costs the memory of one path. :func:`skip_done` drops the paths
-an earlier run already wrote (``--resume``), in constant memory when the output holds a prefix of the inputs
+an earlier run already wrote (``resume``), in constant memory when the output holds a prefix of the inputs
 in the same order (the usual case: the same command, killed and run again).
 """
 

@@ -1,7 +1,7 @@
 """Where a batch job's rows go: JSON lines, CSV or Parquet, written in complete chunks, resumable.
 
 The format follows the extension of the output (:data:`FORMATS`). Every format is written so that a run
-killed at any moment leaves an output that ``--resume`` continues, with every input exactly once at the end:
+killed at any moment leaves an output that ``resume`` continues, with every input exactly once at the end:
 
 * **JSON lines, CSV**: each batch's rows are appended in one write. A kill can only tear the last line
   (record); :class:`OutputWriter` cuts such a tail off when it resumes, so what remains is whole rows.
@@ -60,7 +60,8 @@ COLUMN_KINDS = {
 
 MERGED_PARTS_KEY = b"swiftformer.merged_parts"
 _PART = re.compile(r"^part-(\d{6,})\.parquet$")
-RESUME_HINT = "continue that run with --resume, replace it with --overwrite, or choose another --output"
+# Library messages name parameters (resume=True ...); the command line shows its flags (cli.common.as_flags).
+RESUME_HINT = "continue that run with resume=True, replace it with overwrite=True, or choose another output"
 
 
 def output_format(path: str | os.PathLike) -> str:
@@ -68,7 +69,7 @@ def output_format(path: str | os.PathLike) -> str:
     suffix = Path(path).suffix.lower()
     if suffix not in FORMATS:
         raise ValueError(
-            f"--output {display_path(path)}: unknown format {suffix or '(no extension)'!r}; use one of "
+            f"output {display_path(path)}: unknown format {suffix or '(no extension)'!r}; use one of "
             + ", ".join(FORMATS)
         )
     return FORMATS[suffix]
@@ -100,8 +101,8 @@ def arrow_schema(columns: Sequence[str]) -> Any:
 def _columns_differ(path: Path, found: Sequence[str], expected: Sequence[str]) -> ValueError:
     return ValueError(
         f"{display_path(path)} holds the columns {', '.join(found) or '(none)'}, but this run writes "
-        f"{', '.join(expected)} (another command, or another --logits): resume with the same options, or choose "
-        "another --output"
+        f"{', '.join(expected)} (another kind of job, or another logits setting): resume with the same options, or "
+        "choose another output"
     )
 
 
@@ -247,7 +248,7 @@ class JsonLinesWriter(_LineWriter):
             except (ValueError, TypeError):
                 raise ValueError(
                     f"{display_path(self.work)} is not a JSON lines output of swiftformer (its first line is not a "
-                    "JSON object); choose another --output"
+                    "JSON object); choose another output"
                 ) from None
             if found != self.columns:
                 raise _columns_differ(self.work, found, self.columns)
@@ -468,7 +469,7 @@ class ParquetWriter(OutputWriter):
 
 
 def _pending(target: Path) -> str | None:
-    """What an interrupted run left beside ``target`` for ``--resume`` to continue, described, or None."""
+    """What an interrupted run left beside ``target`` for ``resume`` to continue, described, or None."""
     parts = hidden_path(target, "parts")
     if parts.is_dir():
         count = sum(1 for entry in parts.iterdir() if _PART.match(entry.name))
@@ -495,8 +496,8 @@ def check_output(path: str | os.PathLike, *, resume: bool = False, overwrite: bo
         pending = _pending(target)
         if pending and not overwrite:
             raise FileExistsError(
-                f"output {display_path(target)} is unfinished: {pending}; continue it with --resume, or start over "
-                "with --overwrite"
+                f"output {display_path(target)} is unfinished: {pending}; continue it with resume=True, or start "
+                "over with overwrite=True"
             )
     elif target.exists() and not target.is_file():
         raise ValueError(f"output {display_path(target)} is a folder, not a {kind} file")

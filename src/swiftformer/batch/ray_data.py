@@ -5,7 +5,7 @@ preprocess them (:class:`~swiftformer.batch.runner.DecodeImages`, any number in 
 ``replicas`` actors runs the model (``map_batches`` with a callable class, each actor building the task from
 the :class:`~swiftformer.batch.tasks.JobSpec` once), and the driver streams the rows, in input order, into
 the same writers as the single-process run (:mod:`swiftformer.batch.outputs`): the same rows, formats, part
-files and ``--resume``. Image paths must be readable by every Ray node (a shared file system); the driver
+files and ``resume``. Image paths must be readable by every Ray node (a shared file system); the driver
 holds the list of paths to do.
 
 Without an address (and no ``RAY_ADDRESS``) a new local Ray instance is started on loopback; its own services
@@ -35,7 +35,7 @@ def _import_ray():
         import ray
         import ray.data  # ray without the data extra lacks its dependencies
     except ImportError as err:
-        raise ImportError(f"--ray needs Ray Data: pip install 'swiftformer[ray]' ({err})") from None
+        raise ImportError(f"batch jobs on Ray need Ray Data: pip install 'swiftformer[ray]' ({err})") from None
     return ray
 
 

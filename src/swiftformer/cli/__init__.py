@@ -1,5 +1,7 @@
 """The ``swiftformer`` command line: one module per command, each with ``add_arguments(parser)`` and
-``run(args) -> exit status``; this module assembles the parser and turns user errors into one line.
+``run(args) -> exit status``; this module assembles the parser and turns user errors into one line. The
+library's errors name its parameters (``overwrite=True``, ``batch_size``); a command whose flags set some of
+them says which in ``FLAGS`` (parameter -> flag), and its errors show the flags.
 
     swiftformer predict cat.jpg dog.png --model MBZUAI/swiftformer-xs --top-k 5 [--json]
     swiftformer info --model xs            # or a folder, or a hub id
@@ -22,7 +24,7 @@ from collections.abc import Sequence
 
 from . import bench, convert, embed, explain, export, info, predict, serve, train
 from . import eval as eval_command
-from .common import add_hub_arguments, fail, hub_options
+from .common import add_hub_arguments, as_flags, fail, hub_options
 
 __all__ = ["add_hub_arguments", "build_parser", "hub_options", "main"]
 
@@ -86,9 +88,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `swiftformer info ... | head`
         sys.stderr.close()
         return 0
-    # Clear one-line errors, no stack trace. FloatingPointError: a training loss that diverged.
+    # Clear one-line errors, no stack trace. FloatingPointError: a training loss that diverged. The library's
+    # errors name its parameters; the command's FLAGS say which of them its flags set (cli.common.as_flags).
     except (OSError, ValueError, TypeError, ImportError, FloatingPointError) as err:
-        return fail(str(err))
+        module = next(module for name, module, *_ in COMMANDS if name == args.command)
+        return fail(as_flags(str(err), getattr(module, "FLAGS", {})))
     except KeyboardInterrupt:
         return 130
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+# How convert_checkpoint's messages name what these flags set (cli.main shows them as the flags).
+FLAGS = {"overwrite": "--overwrite", "output_dir": "--to"}
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from ..configuration import ATTENTION_VARIANTS, VARIANTS  # torch-free

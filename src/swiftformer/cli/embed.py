@@ -7,7 +7,11 @@ import argparse
 import json
 
 from .common import add_hub_arguments, fail, hub_options
+from .predict import FLAGS as PREDICT_FLAGS
 from .predict import INPUTS_HELP, add_batch_arguments, check_batch, run_job
+
+# How the batch library's messages name what these flags set (cli.main shows them as the flags).
+FLAGS = {name: flag for name, flag in PREDICT_FLAGS.items() if name != "logits"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -11,6 +11,9 @@ from typing import TYPE_CHECKING
 
 from .common import add_hub_arguments, hub_options
 
+# How the library's messages name what these flags set (cli.main shows them as the flags).
+FLAGS = {"overwrite": "--overwrite", "device": "--device"}
+
 if TYPE_CHECKING:
     import torch
 

@@ -10,9 +10,19 @@ from pathlib import Path
 
 from ..io.files import display_path, read_json
 from ..training.config import RECIPES, TRAIN_CONFIG_NAME, TrainConfig, overwrite_staging_path, resolve_config
+from .common import as_flags, fail
 
 # Flags of this command that are not settings of the run (not saved in train_config.json).
 _RUN_FLAGS = ("func", "command", "resume", "config_file", "recipe", "overwrite", "allow_data_change")
+# How train()'s messages name what these flags set (its arguments and TrainConfig fields), for
+# cli.common.as_flags; resume=True is `--resume OUTPUT` (run() adds the folder).
+FLAGS = {
+    name: "--" + name.replace("_", "-")
+    for name in (
+        *("resume", "overwrite", "allow_data_change", "output", "data_dir", "init", "batch_size"),
+        *("teacher", "teacher_checkpoint", "device"),
+    )
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
 
     given = {k: v for k, v in vars(args).items() if k not in _RUN_FLAGS}
     options = {"overwrite": args.overwrite, "allow_data_change": args.allow_data_change}
+    run_folder = display_path(args.resume or given.get("output") or "OUTPUT")
     try:
         if args.resume:
             folder = overwrite_staging_path(args.resume) if args.overwrite else Path(args.resume)
@@ -92,8 +103,13 @@ def run(args: argparse.Namespace) -> int:
             result = train(config, **options)
     except TrainingInterrupted as stop:
         if int(os.environ.get("RANK", "0")) == 0:
-            print(f"swiftformer: {stop.message}", file=sys.stderr)
+            how = f"; continue with: swiftformer train --resume {run_folder}" if stop.resume else ""
+            print(f"swiftformer: {stop.where}{how}{' --overwrite' if stop.overwrite else ''}", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        raise  # cli.main's
+    except (OSError, ValueError) as err:  # as cli.main shows them, and resume=True as `--resume OUTPUT`
+        return fail(as_flags(str(err), {**FLAGS, "resume": f"--resume {run_folder}"}))
     if int(os.environ.get("RANK", "0")) == 0:  # train() has left the process group: ask torchrun's env
         print(f"best top-1 {result.best_top1:.2f}%  →  {display_path(result.output / 'best')}", file=sys.stderr)
     return 0

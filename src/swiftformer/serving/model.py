@@ -22,7 +22,7 @@ logger = logging.getLogger("swiftformer.serving")
 def batch_sizes(max_batch_size: int) -> list[int]:
     """The batch sizes the model runs at: the powers of two below ``max_batch_size``, and it.
 
-    On compiled inductor (``--compile``) a batch of n images is padded with zero images to the smallest of
+    On compiled inductor (``compile=True``) a batch of n images is padded with zero images to the smallest of
     these ≥ n, so the model sees (and is warmed up on) log2(max) + 1 shapes instead of max: one compiled
     graph each. Padding costs compute only when batches are not full, i.e. when the server is not busy.
     Other backends take any batch size and are not padded (:meth:`Classifier.padded_size`).

@@ -35,14 +35,14 @@ def check_device(name: str) -> str:
     try:
         device = torch.device(name)
     except (RuntimeError, TypeError):
-        raise ValueError(f"--device {name!r} is not a device: use cpu, cuda or cuda:N") from None
+        raise ValueError(f"device {name!r} is not a device: use cpu, cuda or cuda:N") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+            raise ValueError(f"device {name!r}: CUDA is not available on this machine; use device=cpu")
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+            raise ValueError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     elif device.type != "cpu":
-        raise ValueError(f"--device {name!r}: only cpu and cuda are supported")
+        raise ValueError(f"device {name!r}: only cpu and cuda are supported")
     return name
 
 

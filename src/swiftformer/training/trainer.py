@@ -1,13 +1,17 @@
 """Training and fine-tuning: the paper's recipe, one process or many (``torchrun``), exact resume.
 
-    swiftformer train --data-dir DATA --variant xs --recipe paper --epochs 300 --output runs/xs
-    torchrun --nproc-per-node 8 -m swiftformer train ...            # same command, many processes
-    swiftformer train --data-dir DATA --init MBZUAI/swiftformer-s --recipe finetune --output runs/ft
-    swiftformer train --resume runs/xs                               # after a crash or preemption
+    from swiftformer.training.config import resolve_config
+    from swiftformer.training.trainer import train
 
-Settings resolve in this order, later winning: :class:`TrainConfig` defaults < the recipe <
-``--config FILE`` (YAML or JSON) < command-line flags. The resolved config is saved as
-``OUTPUT/train_config.json``.
+    config = resolve_config("paper", None, data_dir="DATA", variant="xs", epochs=300, output="runs/xs")
+    train(config)                 # under torchrun, every process makes the same call
+    train(config, resume=True)    # after a crash or preemption: continues runs/xs from its last epoch
+
+Settings resolve in this order, later winning: :class:`TrainConfig` defaults < the recipe < a config
+file (YAML or JSON) < the arguments of :func:`~swiftformer.training.config.resolve_config` (the
+``swiftformer train`` command's flags, one per field: docs/training.md). The resolved config is saved
+as ``OUTPUT/train_config.json``. Errors name the settings as the config file and Python do
+(``batch_size``, ``resume=True``); the command shows them as its flags.
 
 Reproducibility: every epoch reseeds all RNGs from ``(seed, epoch, rank)`` and the sampler's order is
 a function of ``(seed, epoch)``, so a run resumed from its last epoch checkpoint replays the
@@ -108,7 +112,7 @@ class ShardedBatchSampler(torch.utils.data.Sampler[list[int]]):
         if self.steps == 0:
             raise ValueError(
                 f"{num_samples} training images are too few for {self.num_shards} shard(s) of batch "
-                f"{batch_size}: lower --batch-size"
+                f"{batch_size}: lower batch_size"
             )
 
     def set_epoch(self, epoch: int) -> None:
@@ -188,7 +192,7 @@ def build_teacher(config: TrainConfig, num_classes: int) -> nn.Module | None:
         except OSError as err:
             raise OSError(
                 f"cannot load pretrained weights of teacher {config.teacher!r} ({err}); offline, pass "
-                f"--teacher-checkpoint FILE or a model folder as --teacher"
+                "teacher_checkpoint=FILE, or teacher=FOLDER (a model folder)"
             ) from None
     for p in teacher.parameters():
         p.requires_grad_(False)
@@ -215,11 +219,13 @@ class TrainResult:
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C (SIGINT) during :func:`train`; ``message`` says where the run stopped and how to resume it."""
+    """Ctrl-C (SIGINT) during :func:`train`; ``message`` says where the run stopped (``where``) and how to
+    continue it: ``train(config, resume=True)`` when ``resume``, with ``overwrite=True`` when ``overwrite``."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    def __init__(self, where: str, *, resume: bool = False, overwrite: bool = False) -> None:
+        how = f"; continue with resume=True{', overwrite=True' if overwrite else ''}" if resume else ""
+        super().__init__(where + how)
+        self.message, self.where, self.resume, self.overwrite = where + how, where, resume, overwrite
 
 
 class Trainer:
@@ -243,16 +249,16 @@ class Trainer:
 
         self.config = config
         if not config.output:
-            raise ValueError("--output is required (the run's folder)")
+            raise ValueError("output is required (the run's folder)")
         if config.data_dir is None:
-            raise ValueError("--data-dir is required")
+            raise ValueError("data_dir is required")
         distributed.check_device(config.device)
         self.dist = distributed.init(config.device)
         self.device = torch.device(
             config.device if not config.device.startswith("cuda") else f"cuda:{self.dist.local_rank}"
         )
         self.final_output = Path(config.output)
-        self.output = self._claim_output(resume, overwrite)  # the staging folder of an --overwrite run
+        self.output = self._claim_output(resume, overwrite)  # the staging folder of an overwrite=True run
         self.amp_dtype = autocast_dtype(config.precision, config.device)
         self.epoch: int | None = None  # the epoch being trained (0-based), for the interruption message
         self.checkpointed_epochs = 0
@@ -330,32 +336,32 @@ class Trainer:
                 if resume and overwrite:
                     if not (staged / TRAIN_CONFIG_NAME).is_file():
                         raise FileNotFoundError(
-                            f"cannot resume: there is no interrupted --overwrite run of {display_path(final)} "
-                            f"(no {display_path(staged / TRAIN_CONFIG_NAME)}); drop --overwrite to resume the run itself"
+                            f"cannot resume: there is no interrupted overwrite=True run of {display_path(final)} "
+                            f"(no {display_path(staged / TRAIN_CONFIG_NAME)}); drop overwrite=True to resume the run "
+                            "itself"
                         )
                     decision = (str(staged), None)
                 elif resume:
                     if (staged / TRAIN_CONFIG_NAME).is_file():
                         print(
-                            f"note: an interrupted --overwrite run of {display_path(final)} waits in "
-                            f"{display_path(staged)}; this resumes {display_path(final)} itself (add --overwrite "
-                            "to continue that one instead)",
+                            f"note: an interrupted replacement of {display_path(final)} (overwrite) waits in "
+                            f"{display_path(staged)}; this resumes {display_path(final)} itself (resume with "
+                            "overwrite to continue that one instead)",
                             file=sys.stderr,
                         )
                     decision = (str(final), None)
                 else:
                     run = (final / TRAIN_CONFIG_NAME).is_file()
                     hint = (
-                        f"continue that run with --resume {display_path(final)}, replace it with --overwrite, "
-                        "or choose another --output"
+                        "continue that run with resume=True, replace it with overwrite=True, or choose another output"
                         if run
-                        else "replace it with --overwrite, or choose another --output"
+                        else "replace it with overwrite=True, or choose another output"
                     )
                     what = "output folder" + (" (a training run)" if run else "")
                     if check_target(final, what, overwrite, hint=hint):
                         if staged.exists():  # an earlier, interrupted replacement run: this one replaces it
                             print(
-                                f"note: removing {display_path(staged)}, an interrupted --overwrite run",
+                                f"note: removing {display_path(staged)}, an interrupted replacement (overwrite)",
                                 file=sys.stderr,
                             )
                             shutil.rmtree(staged, ignore_errors=True)
@@ -652,7 +658,7 @@ class Trainer:
             if not same:
                 raise ValueError(
                     f"cannot resume {run}: it was trained with {name}={old!r}, not {new!r}; a run's model "
-                    f"cannot change (start a new run with another --output, e.g. --init {run}/last)"
+                    f"cannot change (start a new run in another output, e.g. with init={run}/last)"
                 )
         fingerprint, before = self._data_fingerprint(), state.get("data")
         changes = []
@@ -671,21 +677,19 @@ class Trainer:
                 )
                 raise ValueError(
                     f"cannot resume {run}: the classes of the data changed ({len(before['classes'])} → "
-                    f"{len(fingerprint['classes'])}: {detail}); a run's classes cannot change (fine-tune "
-                    f"{run}/last with --init into a new --output instead)"
+                    f"{len(fingerprint['classes'])}: {detail}); a run's classes cannot change (fine-tune it "
+                    f"in another output, with init={run}/last, instead)"
                 )
             if before["data_dir"] != fingerprint["data_dir"]:
-                changes.append(
-                    f"--data-dir {display_path(before['data_dir'])} → {display_path(fingerprint['data_dir'])}"
-                )
+                changes.append(f"data_dir {display_path(before['data_dir'])} → {display_path(fingerprint['data_dir'])}")
             for key in ("train_images", "val_images"):
                 if before[key] != fingerprint[key]:
                     changes.append(f"{key.replace('_', ' ')} {before[key]} → {fingerprint[key]}")
         elif saved.get("data_dir") not in (None, now["data_dir"]):
-            changes.append(f"--data-dir {display_path(saved['data_dir'])} → {display_path(now['data_dir'])}")
+            changes.append(f"data_dir {display_path(saved['data_dir'])} → {display_path(now['data_dir'])}")
         if changes and not allow_data_change:
             raise ValueError(
-                f"cannot resume {run}: its data changed ({'; '.join(changes)}); pass --allow-data-change to "
+                f"cannot resume {run}: its data changed ({'; '.join(changes)}); pass allow_data_change=True to "
                 "continue on this data"
             )
         settings = [
@@ -778,7 +782,7 @@ class Trainer:
                 writer.close()
             if self.history:
                 plot_training_curves(self.output / METRICS_NAME, self.output)
-            if self.output != self.final_output:  # --overwrite: the new run is complete; now the old one goes
+            if self.output != self.final_output:  # overwrite: the new run is complete; now the old one goes
                 replace_path(self.output, self.final_output)
         distributed.barrier()
         self.output = self.final_output
@@ -851,13 +855,12 @@ def _epoch_of(line: bytes) -> int:
     return int(match.group(1)) if match else -1
 
 
-def _interruption(config: TrainConfig, trainer: Trainer | None) -> str:
+def _interruption(config: TrainConfig, trainer: Trainer | None) -> TrainingInterrupted:
     """Where a run interrupted by Ctrl-C stopped, and how to continue it."""
     final = display_path(config.output or "")
     if trainer is None or not trainer.started:
-        return f"interrupted before training started; nothing was written to {final}"
+        return TrainingInterrupted(f"interrupted before training started; nothing was written to {final}")
     staged = trainer.output != trainer.final_output and trainer.output.exists()
-    command = f"swiftformer train --resume {final}" + (" --overwrite" if staged else "")
     done = trainer.checkpointed_epochs
     where = (
         f"interrupted in epoch {trainer.epoch + 1}/{config.epochs}"
@@ -866,7 +869,7 @@ def _interruption(config: TrainConfig, trainer: Trainer | None) -> str:
     )
     saved = f"{CHECKPOINT_NAME} holds {done} finished epoch(s)" if done else "no epoch had finished"
     kept = f"; {final} is unchanged, the new run is in {display_path(trainer.output)}" if staged else ""
-    return f"{where}; {saved}{kept}; continue with: {command}"
+    return TrainingInterrupted(f"{where}; {saved}{kept}", resume=True, overwrite=staged)
 
 
 def train(
@@ -886,6 +889,6 @@ def train(
         trainer = Trainer(config, resume=resume, overwrite=overwrite, allow_data_change=allow_data_change)
         return trainer.fit()
     except KeyboardInterrupt:
-        raise TrainingInterrupted(_interruption(config, trainer)) from None
+        raise _interruption(config, trainer) from None
     finally:
         distributed.shutdown()
