@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -266,6 +266,9 @@ class SwiftFormerEncoderBlock(nn.Module):
     parameters, no state-dict keys) and the branches are added unscaled.
     """
 
+    layer_scale_1: nn.Parameter | None  # registered in __init__ under the checkpoints' keys
+    layer_scale_2: nn.Parameter | None
+
     def __init__(self, config: SwiftFormerConfig, dim: int, drop_path: float = 0.0) -> None:
         super().__init__()
         self.local_representation = SwiftFormerConvEncoder(config, dim, hidden_dim=dim)
@@ -360,7 +363,7 @@ class SwiftFormerEncoder(nn.Module):
 
         ``hidden_states``: the input, then the output of every entry of ``network`` (stages and downsamplings).
         """
-        hidden_states = (x,) if output_hidden_states else None
+        hidden_states: tuple[torch.Tensor, ...] | None = (x,) if output_hidden_states else None
         for module in self.network:
             x = module(x)  # (B, C_i, H_i, W_i)
             if hidden_states is not None:
@@ -542,8 +545,9 @@ class SwiftFormerForImageClassification(SwiftFormerPreTrainedModel):
         """As :meth:`SwiftFormerModel.forward_intermediates`; ``norm=True`` passes the last stage's map,
         when selected, through the classifier's BatchNorm ``norm`` (as timm does with its final norm).
         ``final`` is, like :meth:`forward_features`, before ``norm``."""
-        final, intermediates = self.swiftformer.forward_intermediates(
-            pixel_values, indices, stop_early=stop_early, output_fmt=output_fmt
+        final, intermediates = cast(
+            "tuple[torch.Tensor, list[torch.Tensor]]",  # the pair: intermediates_only is False
+            self.swiftformer.forward_intermediates(pixel_values, indices, stop_early=stop_early, output_fmt=output_fmt),
         )
         if norm and self.config.num_stages - 1 in take_stage_indices(self.config.num_stages, indices):
             intermediates[-1] = self.norm(intermediates[-1])
