@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 TORCH_PIN := torch==2.14.1 torchvision==0.29.1
 PIP_INSTALL := $(PY) -m pip install -q --disable-pip-version-check
 
-.PHONY: install demo test test-ray lint fixtures clean
+.PHONY: install demo test test-fast test-ray lint fixtures clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,10 +39,15 @@ lint: $(VENV)/.installed-test
 
 # The suite, then the Ray Serve tests apart (test-ray) where they can be confined: as root.
 test: lint
-	$(PY) -m pytest -q --durations=15
+	$(PY) -m pytest -q --durations=15 $(PYTEST_ARGS)
 	@if [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory test-ray; else \
 	  echo "make test: the Ray tests (tests/test_serve_ray.py, test_batch_ray.py) were not run: they need root to make a"; \
 	  echo "  loopback-only network namespace, since a local Ray instance listens on all interfaces (sudo make test-ray)"; fi
+
+# Everything but the tests marked slow (training, heavy compiles and conversions): the lane to run while working.
+# PYTEST_ARGS adds options, e.g. `make test-fast PYTEST_ARGS="--fake-cpu amx"` decides as an AMX Xeon would.
+test-fast: lint
+	$(PY) -m pytest -q -m "not slow" --durations=10 $(PYTEST_ARGS)
 
 # tests/test_serve_ray.py and tests/test_batch_ray.py in a network namespace of its own where only loopback
 # exists (a local Ray instance's services listen on all interfaces): root, unshare (util-linux) and ip

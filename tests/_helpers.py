@@ -1,4 +1,5 @@
-"""Shared test helpers: perturbed weights that expose bugs the default init would hide.
+"""Shared test helpers: perturbed weights that expose bugs the default init would hide, and the small models,
+model folders and images the test modules build (tests/conftest.py wraps them as fixtures).
 
 The default init scales every attention/MLP branch by ``layer_scale_init_value`` (1e-5), so a wrong
 branch changes the output by ~1e-5 and slips through any tolerance. Perturbed weights make every
@@ -7,7 +8,13 @@ branch matter: random BatchNorm statistics, layer scales around 0.5, weights at 
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import torch
+from PIL import Image
+
+from swiftformer import SwiftFormerConfig, SwiftFormerForImageClassification, SwiftFormerImageProcessor
 
 
 def perturb_state_dict(state_dict: dict[str, torch.Tensor], seed: int = 0) -> dict[str, torch.Tensor]:
@@ -57,3 +64,38 @@ def assert_close_rel(
     assert err <= max(rel * scale, atol), (
         f"{what}: max|diff| {err.item():.3e} > {rel:g} x max|value| {scale.item():.3e}"
     )
+
+
+# The two model sizes the suite builds: TINY has every stage distinct (depths and widths differ), for the model and
+# parity tests; SMALLEST is the cheapest model with one block per stage, for the command-line, serving and batch tests.
+TINY = {"depths": [2, 1, 2, 1], "embed_dims": [8, 12, 16, 24], "num_labels": 5}
+SMALLEST = {"depths": [1, 1, 1, 1], "embed_dims": [8, 8, 16, 16]}
+LABELS = {0: "cat", 1: "dog", 2: "bird", 3: "fish"}
+
+
+def tiny_classifier(seed: int = 0, **overrides) -> SwiftFormerForImageClassification:
+    """A perturbed :data:`TINY` classifier (``overrides`` change config fields) in eval mode."""
+    torch.manual_seed(seed)
+    return perturb_(SwiftFormerForImageClassification(SwiftFormerConfig(**{**TINY, **overrides})), seed).eval()
+
+
+def make_model_dir(path: Path, size: int = 64, **overrides) -> Path:
+    """A model folder as users have them: a perturbed :data:`SMALLEST` classifier labelled :data:`LABELS` and an
+    image processor resizing to ``size``², both saved to ``path``."""
+    torch.manual_seed(0)
+    config = SwiftFormerConfig(**{**SMALLEST, "id2label": LABELS, **overrides})
+    perturb_(SwiftFormerForImageClassification(config)).save_pretrained(path)
+    SwiftFormerImageProcessor(size={"height": size, "width": size}).save_pretrained(path)
+    return path
+
+
+def make_images(folder: Path, shapes: dict[str, tuple[int, ...]] | None = None, seed: int = 0) -> list[Path]:
+    """Random-noise images written to ``folder`` as ``{file name: array shape}`` (the format follows the name);
+    by default a PNG and a JPEG of different sizes and aspect ratios."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, shape in (shapes or {"a.png": (80, 60, 3), "b.jpg": (50, 90, 3)}).items():
+        Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(folder / name)
+        paths.append(folder / name)
+    return paths

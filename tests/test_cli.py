@@ -7,42 +7,22 @@ import json
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
-from _helpers import perturb_
+from _helpers import LABELS
 from swiftformer import SwiftFormerConfig, SwiftFormerForImageClassification, SwiftFormerImageProcessor
 from swiftformer.cli import main
 from swiftformer.hardware import cpu_info
 from swiftformer.inference import SlowPrecisionWarning
 
-LABELS = {0: "cat", 1: "dog", 2: "bird", 3: "fish"}
-
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("model")
-    torch.manual_seed(0)
-    config = SwiftFormerConfig(depths=[1, 1, 1, 1], embed_dims=[8, 8, 16, 16], id2label=LABELS)
-    perturb_(SwiftFormerForImageClassification(config)).save_pretrained(path)
-    SwiftFormerImageProcessor(size={"height": 64, "width": 64}).save_pretrained(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def images(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("images")
-    rng = np.random.default_rng(0)
-    paths = []
-    for name, size in [("a.png", (80, 60)), ("b.jpg", (50, 90))]:
-        path = folder / name
-        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(path)
-        paths.append(str(path))
-    bad = folder / "broken.jpg"
+def images(image_paths):
+    """The shared PNG and JPEG as strings, and a file that is not an image beside them."""
+    bad = image_paths[0].parent / "broken.jpg"
     bad.write_bytes(b"definitely not an image")
-    return paths, str(bad)
+    return [str(path) for path in image_paths], str(bad)
 
 
 def run(capsys, *argv):
@@ -52,8 +32,9 @@ def run(capsys, *argv):
 
 
 def test_predict_json_matches_python_api(capsys, model_dir, images):
+    """fp32 against the eager fp32 model (auto would run bf16 on a CPU with native bf16)."""
     paths, _ = images
-    code, out, _ = run(capsys, "predict", *paths, "--model", model_dir, "--top-k", 3, "--json")
+    code, out, _ = run(capsys, "predict", *paths, "--model", model_dir, "--top-k", 3, "--json", "--precision", "fp32")
     assert code == 0
     rows = [json.loads(line) for line in out.splitlines()]
     assert [r["image"] for r in rows] == paths
@@ -221,10 +202,12 @@ def test_predict_bf16_agrees_with_fp32(capsys, model_dir, images):
 
 
 def test_predict_openvino_backend_matches_fp32(capsys, model_dir, images):
-    """In a fresh process: OpenVINO's CPU plugin left in the test process crashed later TensorFlow tests."""
+    """fp32 on both sides. In a fresh process: OpenVINO's CPU plugin left in the test process crashed later
+    TensorFlow tests."""
     pytest.importorskip("openvino")
     paths, _ = images
-    _, fp32, _ = run(capsys, "predict", *paths, "--model", model_dir, "--json", "--backend", "inductor")
+    fp32_flags = ("--json", "--precision", "fp32")
+    _, fp32, _ = run(capsys, "predict", *paths, "--model", model_dir, *fp32_flags, "--backend", "inductor")
     result = subprocess.run(
         [
             sys.executable,
@@ -234,7 +217,7 @@ def test_predict_openvino_backend_matches_fp32(capsys, model_dir, images):
             *paths,
             "--model",
             str(model_dir),
-            "--json",
+            *fp32_flags,
             "--backend",
             "openvino",
         ],
