@@ -166,13 +166,56 @@ def _torch_capability() -> str | None:
         return None
 
 
+# The kinds of CPU the project meets, as flag sets, for ``SWIFTFORMER_FAKE_CPU``: a test suite (or a user checking
+# what ``"auto"`` would pick elsewhere) runs as a CPU it does not have. Only the decisions change; torch still
+# computes with this machine's instructions, so e.g. bf16 faked as native runs (slowly) where it is emulated.
+_X86_BASE = "sse4_2 avx avx2 fma f16c bmi2"
+_AVX512 = "avx512f avx512bw avx512dq avx512vl avx512cd"
+FAKE_CPUS: dict[str, tuple[str, str, str, str]] = {  # name: (model, vendor_id, flags, torch capability)
+    "amx": (
+        "Intel Xeon (faked: AMX)",
+        "GenuineIntel",
+        f"{_X86_BASE} {_AVX512} avx512_bf16 avx512_vnni amx_bf16 amx_int8 amx_tile",
+        "AVX512",
+    ),
+    "avx512-bf16": (
+        "AMD EPYC (faked: AVX512-BF16)",
+        "AuthenticAMD",
+        f"{_X86_BASE} {_AVX512} avx512_bf16 avx512_vnni",
+        "AVX512",
+    ),
+    "avx2-vnni": ("Intel Core (faked: AVX2 + AVX-VNNI)", "GenuineIntel", f"{_X86_BASE} avx_vnni", "AVX2"),
+    "avx2": ("AMD EPYC (faked: AVX2)", "AuthenticAMD", _X86_BASE, "AVX2"),
+}
+FAKE_CPU_ENV = "SWIFTFORMER_FAKE_CPU"
+
+
+def fake_cpu(name: str, cores: int | None = None) -> CPUInfo:
+    """The :class:`CPUInfo` of one of :data:`FAKE_CPUS` (``"amx"``, ``"avx512-bf16"``, ``"avx2-vnni"``, ``"avx2"``).
+
+    Raises:
+        ValueError: ``name`` is not one of them.
+    """
+    if name not in FAKE_CPUS:
+        raise ValueError(f"{FAKE_CPU_ENV} must be one of {', '.join(FAKE_CPUS)}, got {name!r}")
+    model, vendor_id, flags, capability = FAKE_CPUS[name]
+    text = f"vendor_id\t: {vendor_id}\nmodel name\t: {model}\nflags\t\t: {flags}\n"
+    return detect_cpu(text, capability, cores)
+
+
 @functools.cache
 def cpu_info() -> CPUInfo:
     """The :class:`CPUInfo` of this machine, read once per process (imports torch for its capability).
 
+    With ``SWIFTFORMER_FAKE_CPU`` set to a name of :data:`FAKE_CPUS`, that CPU instead (this machine's cores):
+    CI runs the suite as the pool's other CPUs that way.
+
     Cached: the CPU does not change under a process. The affinity mask could, but the thread count chosen
     from it at start-up would not follow anyway.
     """
+    faked = os.environ.get(FAKE_CPU_ENV, "").strip()
+    if faked:
+        return fake_cpu(faked)
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
             text: str | None = handle.read()
