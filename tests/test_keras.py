@@ -310,7 +310,7 @@ def test_return_tuple_and_output_access():
     _, keras_model = pair(**TINY)
     x = np.zeros((2, 3, 32, 32), np.float32)
     out = keras_model(x)
-    assert out.keys() == ["logits", "cls_logits", "distillation_logits"]
+    assert list(out.keys()) == ["logits", "cls_logits", "distillation_logits"]
     assert out[0] is out.logits and out["logits"] is out.logits
     assert_rel(out.logits, (np.asarray(out.cls_logits) + np.asarray(out.distillation_logits)) / 2, rel=1e-6)
     tup = keras_model(x, output_hidden_states=True, return_dict=False)

@@ -301,6 +301,7 @@ def test_output_access_patterns():
     assert out["logits"] is out.logits is out[1]
     assert out[0] is out.loss
     assert list(out.keys())[:3] == ["loss", "logits", "hidden_states"]
+    assert isinstance(out, dict) and list(dict(out)) == list(out.keys())  # a mapping, as transformers' outputs
     with torch.no_grad():
         plain = model(x, labels=torch.tensor([0, 1]), output_hidden_states=True, return_dict=False)
     assert len(plain) == 3 and torch.equal(plain[1], out.logits)

@@ -1,48 +1,87 @@
 """Output containers with transformers' names and access patterns.
 
-``out.logits``, ``out["logits"]``, ``out[0]`` (the first field that is not ``None``) and
-``out.to_tuple()`` all work, as with transformers' ``ModelOutput``. They hold framework tensors of any
-kind, so the Keras models use them too.
+As transformers' ``ModelOutput``, each output is a dataclass and an ``OrderedDict`` of its fields that are not
+``None``, in field order: ``out.logits``, ``out["logits"]``, ``out[0]`` (the first field that is not ``None``),
+``out.to_tuple()``, ``dict(out)``, ``**out`` and ``isinstance(out, dict)`` all work, so code that walks mappings
+(transformers' Trainer and tests, accelerate's device helpers) sees them as transformers' own. They hold
+framework tensors of any kind, so the Keras models use them too. The PyTorch and Keras tree registrations
+(``torch.export``, JAX, Keras' ``predict``) are in :mod:`swiftformer.modeling_utils` and
+:mod:`swiftformer.keras.models`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, NoReturn
 
 
 @dataclass
-class ModelOutput:
-    """Base of the output dataclasses: attribute, key and index access; ``None`` fields are skipped."""
+class ModelOutput(OrderedDict):
+    """Base of the output dataclasses: attribute, key and index access; ``None`` fields are not keys.
 
-    def to_tuple(self) -> tuple[Any, ...]:
-        return tuple(v for v in (getattr(self, f.name) for f in fields(self)) if v is not None)
+    The attributes are the truth and the mapping follows them: setting a field (``out.loss = x`` or
+    ``out["loss"] = x``) sets both and keeps the keys in field order; setting it to ``None`` removes the key.
+    Keys are field names only, and the dict methods that would bypass the fields (``pop``, ``popitem``,
+    ``setdefault``, ``update``, ``clear``, ``del out[k]``) raise ``TypeError``.
 
-    def keys(self) -> list[str]:
-        return [f.name for f in fields(self) if getattr(self, f.name) is not None]
+    Besides the fields as arguments, a class can be built as a ``dict`` is, from one mapping or one iterator
+    of ``(name, value)`` pairs: ``type(out)(out)``, ``type(out)({"logits": x})``, ``type(out)(gen)``. Code
+    that rebuilds mappings does so (``out.copy()``, accelerate, ``tf.nest`` and dm-tree).
+    """
 
-    def values(self) -> list[Any]:
-        return [getattr(self, k) for k in self.keys()]
+    def __post_init__(self) -> None:
+        # The generated __init__ has set every field through __setattr__, so the mapping is complete; what is
+        # left is the dict-like call: one mapping or one iterator of pairs in place of the first field.
+        names = list(self.__dataclass_fields__)
+        first = getattr(self, names[0]) if names else None
+        if not isinstance(first, (Mapping, Iterator)) or any(getattr(self, n) is not None for n in names[1:]):
+            return
+        pairs = list(first.items() if isinstance(first, Mapping) else first)
+        setattr(self, names[0], None)
+        for pair in pairs:
+            if not (isinstance(pair, tuple) and len(pair) == 2):
+                raise TypeError(f"{type(self).__name__} takes (name, value) pairs, got {type(pair).__name__}")
+            self[pair[0]] = pair[1]
 
-    def items(self) -> list[tuple[str, Any]]:
-        return [(k, getattr(self, k)) for k in self.keys()]
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if name not in self.__dataclass_fields__:
+            return
+        if value is None:
+            super().pop(name, None)
+            return
+        present = name in self
+        super().__setitem__(name, value)  # a known key keeps its place; a new one goes last, then is moved
+        if not present:
+            names = list(self.__dataclass_fields__)
+            for later in names[names.index(name) + 1 :]:
+                if later in self:
+                    self.move_to_end(later)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if key not in self.__dataclass_fields__:
+            raise KeyError(f"{type(self).__name__} has no field {key!r}")
+        setattr(self, key, value)
 
     def __getitem__(self, key: str | int | slice) -> Any:
         if isinstance(key, str):
-            if key not in self.keys():
-                raise KeyError(key)
-            return getattr(self, key)
+            return super().__getitem__(key)  # KeyError for a field that is None, as in transformers
         return self.to_tuple()[key]
 
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.keys())
+    def to_tuple(self) -> tuple[Any, ...]:
+        """The values of the fields that are not ``None``, in field order."""
+        return tuple(self.values())
 
-    def __len__(self) -> int:
-        return len(self.keys())
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt from the fields (pickle, copy, deepcopy), not by OrderedDict's empty-then-fill protocol.
+        return type(self), tuple(getattr(self, f.name) for f in fields(self))
 
-    def __contains__(self, key: object) -> bool:
-        return key in self.keys()
+    def _refuse(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise TypeError(f"{type(self).__name__}'s keys are its fields that are not None: set a field instead")
+
+    __delitem__ = pop = popitem = setdefault = update = clear = _refuse
 
 
 @dataclass
