@@ -93,7 +93,7 @@ def shard_indices(n: int, rank: int, world_size: int) -> list[int]:
 
 
 def _unpack(batch: Any) -> tuple[torch.Tensor | None, torch.Tensor | None, list[str]]:
-    """(pixel_values, labels, unreadable) of a :class:`swiftformer.data.Batch`, a tuple or a dict."""
+    """(pixel_values, labels, unreadable) of a :class:`swiftformer.training.data.Batch`, a tuple or a dict."""
     if isinstance(batch, dict):
         return batch.get("pixel_values"), batch.get("labels"), list(batch.get("unreadable", []))
     return batch[0], batch[1], list(getattr(batch, "unreadable", []))
