@@ -12,7 +12,6 @@ import contextlib
 import math
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -212,7 +211,10 @@ def staging(target: Path, fmt: ExportFormat) -> Iterator[Path]:
     artifact out of it first on success.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    from ..io.files import hidden_path
+
+    folder = hidden_path(target, "tmp", unique=True)
+    folder.mkdir()
     try:
         yield folder / ("artifact" + (fmt.extension or ".dir"))
     finally:
@@ -238,22 +240,6 @@ def size_mb(path: Path) -> float:
 
 
 # ------------------------------------------------------------------------------------------- calibration
-def model_processor(
-    model_ref: str | os.PathLike, hub: dict[str, Any] | None = None
-) -> SwiftFormerImageProcessor | None:
-    """The image processor of ``model_ref``'s ``preprocessor_config.json``; ``None`` when the model folder
-    (or hub repository) has none, or ``model_ref`` is a variant name (random weights, no folder)."""
-    from ..configuration import variant_key
-    from ..image_processing import SwiftFormerImageProcessor
-    from ..io.hub import PREPROCESSOR_NAME, resolve_file
-
-    if not Path(model_ref).exists() and variant_key(os.fspath(model_ref)) is not None:
-        return None
-    if resolve_file(model_ref, PREPROCESSOR_NAME, missing_ok=True, **(hub or {})) is None:
-        return None
-    return SwiftFormerImageProcessor.from_pretrained(model_ref, **(hub or {}))
-
-
 def calibration_processor(
     size: tuple[int, int], image_processor: SwiftFormerImageProcessor | None = None
 ) -> SwiftFormerImageProcessor:
@@ -309,7 +295,7 @@ def load_calibration_images(
     Every class folder contributes (the budget is shared evenly between the folders, each folder's
     images spread over its sorted listing); the images are warped to ``size`` and normalized with the
     model's own mean/std: ``image_processor``'s, else that of ``model_ref``'s
-    ``preprocessor_config.json`` (:func:`model_processor`), else ImageNet's. Unreadable images are
+    ``preprocessor_config.json`` (:func:`~swiftformer.image_processing.load_processor`), else ImageNet's. Unreadable images are
     skipped; none readable is a ValueError. ``return_tensors``: ``"pt"`` (a torch tensor) or ``"np"``.
 
     The one loader behind ``swiftformer export --calibration DIR`` and
@@ -317,7 +303,7 @@ def load_calibration_images(
     """
     import numpy as np
 
-    from ..image_processing import IMAGE_EXTENSIONS, load_image
+    from ..image_processing import IMAGE_EXTENSIONS, load_image, load_processor
 
     root = Path(folder)
     if not root.is_dir():
@@ -329,7 +315,7 @@ def load_calibration_images(
         raise ValueError(f"calibration data {root} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
     paths = _sample_per_folder(paths, limit)
     if image_processor is None and model_ref is not None:
-        image_processor = model_processor(model_ref, hub)
+        image_processor, _ = load_processor(model_ref, **(hub or {}))  # without one: ImageNet's mean/std
     processor = calibration_processor(size, image_processor)
     images = []
     for path in paths:

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ExportError, ExportVerificationError
+from ..image_processing import load_processor
 from .common import (
     ExportReport,
     calibration_processor,
@@ -36,7 +37,6 @@ from .common import (
     compare,
     export_image_size,
     load_calibration_images,
-    model_processor,
     place,
     staging,
     target_path,
@@ -419,7 +419,7 @@ def export_model(
     model, processor = model_or_path, None
     if not isinstance(model, TFSwiftFormerForImageClassification):
         model = TFSwiftFormerForImageClassification.from_pretrained(model_or_path, **(hub_options or {}))
-        processor = model_processor(model_or_path, hub_options)
+        processor, _ = load_processor(model_or_path, **(hub_options or {}))  # without one: ImageNet's mean/std
     if format == SAVEDMODEL.name:
         SAVEDMODEL.check_precision(precision)
         return export_saved_model(
