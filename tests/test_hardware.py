@@ -10,7 +10,16 @@ import sys
 
 import pytest
 
-from swiftformer.hardware import CPUInfo, cpu_info, describe_cpu, detect_cpu, hardware_line
+from swiftformer.hardware import (
+    FAKE_CPU_ENV,
+    FAKE_CPUS,
+    CPUInfo,
+    cpu_info,
+    describe_cpu,
+    detect_cpu,
+    fake_cpu,
+    hardware_line,
+)
 
 _BASE = "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr sse sse2 ht syscall nx lm pni ssse3 sse4_1 sse4_2 popcnt"
 
@@ -163,3 +172,36 @@ def test_hardware_line(zen3: CPUInfo, spr: CPUInfo) -> None:
     assert hardware_line(spr).startswith("Intel(R) Xeon(R) Platinum 8480+ (8 cores; AMX-BF16, AMX-INT8, ")
     assert hardware_line(detect_cpu(EPYC_ZEN3, None, cores=1)).endswith("(1 core; AVX2, FMA)")
     assert hardware_line().strip()
+
+
+@pytest.mark.parametrize(
+    "name, bf16, int8, amx, avx512",
+    [
+        ("amx", True, True, True, True),
+        ("avx512-bf16", True, True, False, True),
+        ("avx2-vnni", False, True, False, False),
+        ("avx2", False, False, False, False),
+    ],
+)
+def test_fake_cpus_have_the_facts_of_their_kind(name: str, bf16: bool, int8: bool, amx: bool, avx512: bool) -> None:
+    cpu = fake_cpu(name, cores=2)
+    assert (cpu.native_bf16, cpu.native_int8, cpu.amx, cpu.avx512) == (bf16, int8, amx, avx512)
+    assert cpu.avx2 and "faked" in cpu.model and cpu.cores == 2
+
+
+def test_fake_cpu_environment_variable_replaces_this_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What ``--fake-cpu`` and CI rely on: cpu_info() answers as the named CPU, and an unknown name is refused."""
+    real = os.environ.get(FAKE_CPU_ENV)
+    try:
+        for name in FAKE_CPUS:
+            monkeypatch.setenv(FAKE_CPU_ENV, name)
+            cpu_info.cache_clear()
+            assert cpu_info() == fake_cpu(name)
+        monkeypatch.setenv(FAKE_CPU_ENV, "z80")
+        cpu_info.cache_clear()
+        with pytest.raises(ValueError, match=f"{FAKE_CPU_ENV} must be one of amx, avx512-bf16, avx2-vnni, avx2"):
+            cpu_info()
+    finally:
+        monkeypatch.undo()
+        assert os.environ.get(FAKE_CPU_ENV) == real
+        cpu_info.cache_clear()
