@@ -39,7 +39,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -126,8 +126,8 @@ class ShardedBatchSampler(torch.utils.data.Sampler[list[int]]):
             order = torch.randperm(self.num_samples, generator=torch.Generator().manual_seed(self.seed + self.epoch))
         else:
             order = torch.arange(self.num_samples)
-        order = order.repeat_interleave(self.repeats)[: self.num_samples].tolist()
-        shards = [order[s :: self.num_shards] for s in range(self.rank * self.accum, (self.rank + 1) * self.accum)]
+        indices = order.repeat_interleave(self.repeats)[: self.num_samples].tolist()
+        shards = [indices[s :: self.num_shards] for s in range(self.rank * self.accum, (self.rank + 1) * self.accum)]
         for step in range(self.steps):
             yield [i for shard in shards for i in shard[step * self.batch_size : (step + 1) * self.batch_size]]
 
@@ -146,7 +146,7 @@ def seed_everything(seed: int) -> None:
 
 
 def _rng_state() -> dict[str, Any]:
-    np_state = np.random.get_state()
+    np_state = cast("tuple[Any, ...]", np.random.get_state())  # the legacy tuple (legacy=True, the default)
     return {
         "python": random.getstate(),
         "numpy": [np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]],
@@ -163,7 +163,8 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """No weight decay on biases, norms and layer scales (1-D or scale parameters), as timm does."""
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
@@ -175,17 +176,16 @@ def build_teacher(config: TrainConfig, num_classes: int) -> nn.Module | None:
     """The distillation teacher: a model folder / hub id of this library, or a timm model name."""
     if not config.teacher:
         return None
+    teacher: nn.Module
     if Path(config.teacher).is_dir():
         teacher = SwiftFormerForImageClassification.from_pretrained(config.teacher)
     else:
         import timm
 
+        checkpoint: dict[str, Any] = {"checkpoint_path": config.teacher_checkpoint} if config.teacher_checkpoint else {}
         try:
             teacher = timm.create_model(
-                config.teacher,
-                pretrained=config.teacher_checkpoint is None,
-                num_classes=num_classes,
-                **({"checkpoint_path": config.teacher_checkpoint} if config.teacher_checkpoint else {}),
+                config.teacher, pretrained=config.teacher_checkpoint is None, num_classes=num_classes, **checkpoint
             )
         except RuntimeError as err:
             raise ValueError(f"cannot build teacher {config.teacher!r}: {err}") from None
@@ -205,7 +205,7 @@ def _logits(output: Any) -> torch.Tensor:
 
 def _unwrap(model: nn.Module) -> SwiftFormerForImageClassification:
     model = getattr(model, "_orig_mod", model)  # torch.compile
-    return getattr(model, "module", model)  # DistributedDataParallel
+    return cast(SwiftFormerForImageClassification, getattr(model, "module", model))  # DistributedDataParallel
 
 
 # ------------------------------------------------------------------------------------------ trainer
@@ -309,7 +309,8 @@ class Trainer:
         )
         self.scheduler = self._build_scheduler()
         self.mixup = self._build_mixup()
-        self.start_epoch, self.best_top1, self.history = 0, -1.0, []
+        self.start_epoch, self.best_top1 = 0, -1.0
+        self.history: list[dict[str, Any]] = []  # one record per epoch
         if state is not None:
             self._restore(state)
         self.checkpointed_epochs = self.start_epoch
@@ -320,7 +321,7 @@ class Trainer:
                 self.model, device_ids=None if self.device.type == "cpu" else [self.device]
             )
         if config.compile:
-            self.train_model = torch.compile(self.train_model)
+            self.train_model = cast(nn.Module, torch.compile(self.train_model))  # a module in, a module out
 
     # ------------------------------------------------------------------ construction
     def _claim_output(self, resume: bool, overwrite: bool) -> Path:
@@ -373,6 +374,7 @@ class Trainer:
         path, error = distributed.all_gather_objects(decision)[0]
         if error is not None:
             raise error
+        assert path is not None  # no error: a path
         return Path(path)
 
     def _eval_processor(self) -> SwiftFormerImageProcessor:
@@ -549,7 +551,9 @@ class Trainer:
         for i, (x, y) in enumerate(chunks):
             last = i == len(chunks) - 1
             sync = (
-                contextlib.nullcontext() if last or not self.dist.enabled else _unwrap_ddp(self.train_model).no_sync()
+                contextlib.nullcontext()
+                if last or not self.dist.enabled
+                else cast(nn.parallel.DistributedDataParallel, _unwrap_ddp(self.train_model)).no_sync()
             )
             with sync:
                 loss = self._loss(x, y)
@@ -589,9 +593,11 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
     def _data_fingerprint(self) -> dict[str, Any]:
         """What a resumed run compares: the data folder (absolute), the classes, the image counts."""
-        where = Path(os.fspath(self.config.data_dir)).expanduser()
+        data_dir = self.config.data_dir
+        assert data_dir is not None  # required: checked in __init__
+        where = Path(os.fspath(data_dir)).expanduser()
         return {
-            "data_dir": os.path.abspath(where) if where.exists() else os.fspath(self.config.data_dir),
+            "data_dir": os.path.abspath(where) if where.exists() else os.fspath(data_dir),
             "classes": list(self.classes),
             "train_images": len(self.train_set),
             "val_images": len(self.val_set),
