@@ -40,7 +40,7 @@ from swiftformer.io.files import check_target, display_path
 from swiftformer.modeling_utils import check_finite_pixels
 from swiftformer.training import distributed
 from swiftformer.training.config import resolve_config
-from swiftformer.training.trainer import Trainer
+from swiftformer.training.trainer import Trainer, resume_config
 
 SIZE = 32
 COLOURS = {"a": (220, 30, 30), "b": (30, 40, 220), "c": (30, 200, 40)}
@@ -383,6 +383,9 @@ API_CASES: list[tuple[str, Callable[[Path], object], type[BaseException], str]] 
     ("train-api-no-data-dir", lambda t: Trainer(resolve_config(None, output=str(t / "o"))), ValueError,
      "data_dir is required"),
     ("train-api-device", lambda t: distributed.check_device("gpu"), ValueError, "device 'gpu' is not a device"),
+    ("train-api-resume-nothing", resume_config, FileNotFoundError, "train_config.json does not exist"),
+    ("train-api-resume-no-replacement", lambda t: resume_config(t, overwrite=True), FileNotFoundError,
+     "no interrupted overwrite=True run"),
     ("batch-output-exists", lambda t: check_output((t / "p.jsonl").write_text("x") and t / "p.jsonl"),
      FileExistsError, "continue that run with resume=True, replace it with overwrite=True, or choose another output"),
 ]  # fmt: skip

@@ -6,10 +6,9 @@ import argparse
 import dataclasses
 import os
 import sys
-from pathlib import Path
 
-from ..io.files import display_path, read_json
-from ..training.config import RECIPES, TRAIN_CONFIG_NAME, TrainConfig, overwrite_staging_path, resolve_config
+from ..io.files import display_path
+from ..training.config import RECIPES, TrainConfig, resolve_config
 from .common import as_flags, fail
 
 # Flags of this command that are not settings of the run (not saved in train_config.json).
@@ -70,29 +69,14 @@ def _optional(base: type):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..training.trainer import TrainingInterrupted, train  # torch: only when a run starts
+    from ..training.trainer import TrainingInterrupted, resume_config, train  # torch: only when a run starts
 
     given = {k: v for k, v in vars(args).items() if k not in _RUN_FLAGS}
     options = {"overwrite": args.overwrite, "allow_data_change": args.allow_data_change}
     run_folder = display_path(args.resume or given.get("output") or "OUTPUT")
     try:
         if args.resume:
-            folder = overwrite_staging_path(args.resume) if args.overwrite else Path(args.resume)
-            saved = folder / TRAIN_CONFIG_NAME
-            if not saved.is_file():
-                if args.overwrite:
-                    raise FileNotFoundError(
-                        f"cannot resume: there is no interrupted --overwrite run of {display_path(args.resume)} "
-                        f"(no {display_path(saved)}); drop --overwrite to resume the run itself"
-                    )
-                raise FileNotFoundError(
-                    f"cannot resume: {display_path(saved)} does not exist (is {display_path(args.resume)} a "
-                    "training output?)"
-                )
-            stored = read_json(saved)
-            config_file = stored.pop("config_file", None)  # provenance only: its values are already in `stored`
-            config = resolve_config(None, None, **{**stored, **given, "output": args.resume})
-            config.config_file = config_file
+            config = resume_config(args.resume, overwrite=args.overwrite, **given)
             result = train(config, resume=True, **options)
         else:
             if args.allow_data_change:

@@ -57,6 +57,7 @@ from ..io.files import (
     crash_requested,
     display_path,
     path_bytes,
+    read_json,
     remove_temporaries,
     replace_path,
     write_json,
@@ -336,11 +337,7 @@ class Trainer:
             try:
                 if resume and overwrite:
                     if not (staged / TRAIN_CONFIG_NAME).is_file():
-                        raise FileNotFoundError(
-                            f"cannot resume: there is no interrupted overwrite=True run of {display_path(final)} "
-                            f"(no {display_path(staged / TRAIN_CONFIG_NAME)}); drop overwrite=True to resume the run "
-                            "itself"
-                        )
+                        raise _no_replacement_run(final)
                     decision = (str(staged), None)
                 elif resume:
                     if (staged / TRAIN_CONFIG_NAME).is_file():
@@ -876,6 +873,36 @@ def _interruption(config: TrainConfig, trainer: Trainer | None) -> TrainingInter
     saved = f"{CHECKPOINT_NAME} holds {done} finished epoch(s)" if done else "no epoch had finished"
     kept = f"; {final} is unchanged, the new run is in {display_path(trainer.output)}" if staged else ""
     return TrainingInterrupted(f"{where}; {saved}{kept}", resume=True, overwrite=staged)
+
+
+def _no_replacement_run(output: str | os.PathLike) -> FileNotFoundError:
+    staged = overwrite_staging_path(output) / TRAIN_CONFIG_NAME
+    return FileNotFoundError(
+        f"cannot resume: there is no interrupted overwrite=True run of {display_path(output)} (no "
+        f"{display_path(staged)}); drop overwrite=True to resume the run itself"
+    )
+
+
+def resume_config(output: str | os.PathLike, *, overwrite: bool = False, **overrides: Any) -> TrainConfig:
+    """The settings to resume the run in ``output`` with (``train(config, resume=True)``): those it saved in
+    ``train_config.json`` (with ``overwrite``: those of the interrupted replacement run beside it), then
+    ``overrides`` (e.g. more ``epochs``; :class:`Trainer` refuses a change of model or classes).
+
+    Raises:
+        FileNotFoundError: ``output`` holds no run (or, with ``overwrite``, no interrupted replacement).
+    """
+    saved = (overwrite_staging_path(output) if overwrite else Path(output)) / TRAIN_CONFIG_NAME
+    if not saved.is_file():
+        if overwrite:
+            raise _no_replacement_run(output)
+        raise FileNotFoundError(
+            f"cannot resume: {display_path(saved)} does not exist (is {display_path(output)} a training output?)"
+        )
+    stored = read_json(saved)
+    config_file = stored.pop("config_file", None)  # provenance only: its values are already in `stored`
+    config = resolve_config(None, None, **{**stored, **overrides, "output": output})
+    config.config_file = config_file
+    return config
 
 
 def train(
