@@ -56,7 +56,7 @@ def _build(mode: str, model: Any, calibration: Any):
             transformers.SwiftFormerConfig(
                 depths=c.depths,
                 embed_dims=c.embed_dims,
-                num_labels=c.num_labels,
+                num_labels=c.num_labels,  # type: ignore[call-arg]  # taken by PreTrainedConfig's **kwargs
                 hidden_act=c.hidden_act,
                 mlp_ratio=c.mlp_ratio,
                 downsamples=c.downsamples,

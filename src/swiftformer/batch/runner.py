@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -108,11 +108,11 @@ def collate(items: list[tuple[str, torch.Tensor | None, str | None]]) -> tuple[l
     preprocessed size (a shortest-edge resize keeps aspect ratios) as ``(positions, pixel_values)``."""
     paths = [path for path, _, _ in items]
     errors = [error for _, _, error in items]
-    by_shape: dict[tuple[int, ...], list[int]] = {}
+    by_shape: dict[tuple[int, ...], list[tuple[int, torch.Tensor]]] = {}
     for position, (_, pixels, _) in enumerate(items):
         if pixels is not None:
-            by_shape.setdefault(tuple(pixels.shape), []).append(position)
-    groups = [(positions, torch.stack([items[p][1] for p in positions])) for positions in by_shape.values()]
+            by_shape.setdefault(tuple(pixels.shape), []).append((position, pixels))
+    groups = [([p for p, _ in group], torch.stack([x for _, x in group])) for group in by_shape.values()]
     return paths, errors, groups
 
 
@@ -156,9 +156,18 @@ def plan(inputs: Sequence[str], writer: OutputWriter | None, skipped: list[int])
     return skip_done(paths, writer.done_keys(), skipped) if writer is not None else paths
 
 
+class BatchTask(Protocol):
+    """What :func:`run_batch` runs (:class:`~swiftformer.batch.tasks.ClassifyTask`, ``EmbedTask``): pixel values
+    (B, 3, H, W) in, one row (a dict) or error message per image out; ``columns``: the rows' columns."""
+
+    columns: list[str]
+
+    def __call__(self, pixel_values: torch.Tensor) -> list[dict[str, Any] | str]: ...
+
+
 def run_batch(  # noqa: C901
     inputs: Sequence[str],
-    task: Callable[[torch.Tensor], list[dict[str, Any] | str]],
+    task: BatchTask,
     processor: Any,
     *,
     columns: Sequence[str] | None = None,

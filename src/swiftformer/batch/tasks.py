@@ -7,6 +7,7 @@ that Ray actors (or any other process) can rebuild the same task from it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -154,6 +155,7 @@ class JobSpec:
             notes = [note] if note else []
         if self.kind == "embed":
             return EmbedTask(self.embedder(model), self.normalize), processor, notes
+        forward: Callable[[torch.Tensor], torch.Tensor]
         if self.optimize:
             fast = optimize_for_inference(model, self.precision, compile=self.compile, backend=self.backend)
             notes.append(fast.reason)

@@ -92,10 +92,9 @@ def run(args: argparse.Namespace) -> int:
         dataset = open_dataset(args.data_dir, None, build_eval_transform(processor))
         class_names = list(dataset.classes)
         label_map = map_labels(class_names, model.config, verbose=info.is_main)
-        if info.enabled:
-            dataset = Subset(dataset, shard_indices(len(dataset), info.rank, info.world_size))
+        shard = Subset(dataset, shard_indices(len(dataset), info.rank, info.world_size)) if info.enabled else dataset
         loader = DataLoader(
-            dataset,
+            shard,
             batch_size=args.batch_size,
             shuffle=False,
             num_workers=args.workers,

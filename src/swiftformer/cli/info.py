@@ -80,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
 
     hardware = describe_hardware() if args.hardware else None
     if not args.model:
+        assert hardware is not None  # --hardware (checked above)
         if args.json:
             print(json.dumps(hardware, indent=2))
         else:
