@@ -30,8 +30,10 @@ from ..configuration import SwiftFormerConfig
 from ..hardware import CPUInfo
 from ..modeling import SwiftFormerForImageClassification
 from .fuse import FusedSwiftFormer, check_pixel_values, fuse, min_spatial_size
-from .inductor import inductor_module
+from .inductor import MicroBatched, inductor_module
 from .runtimes import ONNXRuntimeClassifier, OpenVINOClassifier
+
+Backend = MicroBatched | ONNXRuntimeClassifier | OpenVINOClassifier  # each says .precision, .backend, .reason
 
 logger = logging.getLogger("swiftformer.inference")  # the package's one logger, as documented
 
@@ -349,9 +351,15 @@ def optimize_for_inference(
     if backend != "auto" and choice.precision not in BACKEND_PRECISIONS[backend]:  # "auto" picked what it lacks
         choice = PrecisionChoice("fp32", f"fp32: {backend} runs {', '.join(BACKEND_PRECISIONS[backend])} only")
     fused = fuse(model)
-    options = {"compile": compile, "dynamic": dynamic, "micro_batch": micro_batch, "calibration": calibration}
+    options: dict[str, Any] = {
+        "compile": compile,
+        "dynamic": dynamic,
+        "micro_batch": micro_batch,
+        "calibration": calibration,
+    }
+    module: AutoBackend | Backend
     if backend == "auto" and choice.precision != "int8" and device == "cpu":
-        module: nn.Module = AutoBackend(fused, model.config, choice, **options)
+        module = AutoBackend(fused, model.config, choice, **options)
     else:
         name, why = backend, None
         if backend == "auto":  # int8, or off the CPU: inductor whatever the batch size
@@ -373,7 +381,7 @@ def _build_backend(
     calibration: Any,
     stacklevel: int = 2,
     backend_reason: str | None = None,
-) -> nn.Module:
+) -> Backend:
     """One backend's module for ``fused`` (used, not copied: pass a copy to keep ``fused`` fp32), with
     ``.precision``, ``.backend`` and ``.reason`` set. ``stacklevel``: a warning's, as if issued here."""
     backend_reason = backend_reason or f"{name} (requested)"
@@ -381,8 +389,9 @@ def _build_backend(
         return OpenVINOClassifier(
             fused, config, choice.precision, reason=f"{choice.reason}; {backend_reason}", stacklevel=stacklevel + 1
         )
+    module: MicroBatched | ONNXRuntimeClassifier
     if name == "onnxruntime":
-        module: nn.Module = ONNXRuntimeClassifier(fused, config)
+        module = ONNXRuntimeClassifier(fused, config)
     else:
         module = inductor_module(fused, choice.precision, compile, dynamic, micro_batch, calibration)
     module.reason = f"{choice.reason}; {backend_reason}"
@@ -415,11 +424,17 @@ class AutoBackend(nn.Module):
         self.fused = fused  # float32; every backend is built from it (a copy where it would be cast)
         self.config = config
         self.choice = choice
-        self.options = {"compile": compile, "dynamic": dynamic, "micro_batch": micro_batch, "calibration": calibration}
+        self.options: dict[str, Any] = {
+            "compile": compile,
+            "dynamic": dynamic,
+            "micro_batch": micro_batch,
+            "calibration": calibration,
+        }
         self.available = available  # None: what importlib finds; tests inject a set
         self.parts = nn.ModuleDict()  # backend name -> its module, once built
+        self.part_precisions: dict[str, str] = {}  # backend name -> what its module computes
         self.failed: dict[str, str] = {}  # runtime -> why it could not be built
-        self._by_batch: dict[int, Any] = {}
+        self._by_batch: dict[int, BackendChoice] = {}
         self.num_channels = config.num_channels
         size = config.image_size if isinstance(config.image_size, int) else min(config.image_size)
         self._low = min_spatial_size(config)
@@ -464,7 +479,7 @@ class AutoBackend(nn.Module):
     def precision(self) -> str:
         """What the calls run at: the resolved precision, or what the built backends report if they differ
         (e.g. ``"mixed: inductor bf16, openvino fp32"`` where OpenVINO could not honour bf16)."""
-        built = {name: part.precision for name, part in self.parts.items()}
+        built = self.part_precisions
         if not built or set(built.values()) == {self.choice.precision}:
             return self.choice.precision
         if len(set(built.values())) == 1:
@@ -474,6 +489,7 @@ class AutoBackend(nn.Module):
     def _part(self, name: str) -> nn.Module:
         if name in self.parts:
             return self.parts[name]
+        part: Backend
         start = time.perf_counter()
         # Built on first use, possibly inside the caller's inference_mode: export and tracing need normal tensors.
         with torch.inference_mode(False), torch.no_grad():
@@ -503,6 +519,7 @@ class AutoBackend(nn.Module):
         if part.precision != self.choice.precision:  # OpenVINO without native bf16: say what it really runs
             self.reason += f" ({name} runs {part.precision})"
         self.parts[name] = part
+        self.part_precisions[name] = part.precision
         return part
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:

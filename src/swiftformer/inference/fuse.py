@@ -26,7 +26,7 @@ The shapes the fused model is exported at (:func:`export_dims`) live here too, a
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -48,6 +48,8 @@ MAX_DIM = 4096  # the largest batch, height and width of the exported (dynamic) 
 # ------------------------------------------------------------------------------ folding helpers
 def bn_scale_shift(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
     """BN(x) = scale * x + shift, per channel (C,), with the running statistics (eval mode)."""
+    if bn.running_mean is None or bn.running_var is None:
+        raise ValueError("a BatchNorm without running statistics (track_running_stats=False) cannot be folded")
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
     return scale, bn.bias - bn.running_mean * scale
 
@@ -73,11 +75,12 @@ def _fold_bn_before_pointwise(bn: nn.BatchNorm2d, conv: nn.Conv2d) -> nn.Conv2d:
 
 
 def _scale_output(layer: nn.Conv2d | nn.Linear, scale: torch.Tensor) -> nn.Module:
-    """layer then a per-output-channel scale → one layer."""
+    """layer (with a bias) then a per-output-channel scale → one layer."""
+    assert layer.bias is not None  # every layer folded here has one
     fused = copy.deepcopy(layer)
     scale = scale.reshape(-1)
     fused.weight.data = layer.weight * scale.reshape(-1, *([1] * (layer.weight.ndim - 1)))
-    fused.bias.data = layer.bias * scale
+    fused.bias = nn.Parameter(layer.bias * scale)
     return fused
 
 
@@ -87,7 +90,7 @@ def pointwise_conv(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Conv2d
     conv = nn.Conv2d(weight.shape[1], weight.shape[0], 1, bias=bias is not None)
     conv.weight.data = weight.detach().reshape(weight.shape[0], weight.shape[1], 1, 1).clone()
     if bias is not None:
-        conv.bias.data = bias.detach().clone()
+        conv.bias = nn.Parameter(bias.detach().clone())
     return conv
 
 
@@ -129,8 +132,9 @@ class FusedEncoderBlock(nn.Module):
             (attn.w_g.detach() * attn.scale_factor).reshape(1, dim, 1, 1).clone(), requires_grad=False
         )
         self.proj = pointwise_conv(attn.proj.weight, attn.proj.bias)
-        scale1 = block.layer_scale_1.detach() if block.use_layer_scale else torch.ones(dim)
-        scale2 = block.layer_scale_2.detach() if block.use_layer_scale else torch.ones(dim)
+        # without layer scales (use_layer_scale=False) the branches are added unscaled
+        scale1 = block.layer_scale_1.detach() if block.layer_scale_1 is not None else torch.ones(dim)
+        scale2 = block.layer_scale_2.detach() if block.layer_scale_2 is not None else torch.ones(dim)
         self.final = _scale_output(pointwise_conv(attn.final.weight, attn.final.bias), scale1)
         mlp = block.linear
         self.fc1 = _fold_bn_before_pointwise(mlp.norm1, mlp.fc1)
@@ -157,11 +161,11 @@ class FusedSwiftFormer(nn.Module):
     def __init__(self, model: SwiftFormerForImageClassification) -> None:
         super().__init__()
         model = copy.deepcopy(model).eval()  # fused layers reuse some modules: never share them with the caller
-        stem = model.swiftformer.patch_embed.patch_embedding
+        conv1, bn1, _, conv2, bn2, _ = model.swiftformer.patch_embed.patch_embedding  # (conv, BN, ReLU) × 2
         layers: list[nn.Module] = [
-            _fold_bn_after_conv(stem[0], stem[1]),
+            _fold_bn_after_conv(cast(nn.Conv2d, conv1), cast(nn.BatchNorm2d, bn1)),
             nn.ReLU(),
-            _fold_bn_after_conv(stem[3], stem[4]),
+            _fold_bn_after_conv(cast(nn.Conv2d, conv2), cast(nn.BatchNorm2d, bn2)),
             nn.ReLU(),
         ]
         self.first_stage_end = 0  # features[:first_stage_end] = the stem and the first stage
@@ -171,17 +175,20 @@ class FusedSwiftFormer(nn.Module):
                     layers.append(
                         FusedEncoderBlock(block)
                         if isinstance(block, SwiftFormerEncoderBlock)
-                        else FusedConvEncoder(block)
+                        else FusedConvEncoder(cast(SwiftFormerConvEncoder, block))
                     )
                 self.first_stage_end = self.first_stage_end or len(layers)
             elif isinstance(module, SwiftFormerEmbeddings):
                 layers.append(_fold_bn_after_conv(module.proj, module.norm))
         self.features = nn.Sequential(*layers)
+        self.num_channels: int = model.config.num_channels
         # BN → mean over positions → (head + dist_head) / 2: BN commutes with the mean, so it folds
         # into the averaged heads.
         scale, shift = bn_scale_shift(model.norm)
-        weight = (model.head.weight + model.dist_head.weight) / 2
-        bias = (model.head.bias + model.dist_head.bias) / 2
+        head, dist_head = model.head, model.dist_head
+        assert isinstance(head, nn.Linear) and isinstance(dist_head, nn.Linear)  # num_labels > 0: checked by fuse
+        weight = (head.weight + dist_head.weight) / 2
+        bias = (head.bias + dist_head.bias) / 2
         self.head = nn.Linear(weight.shape[1], weight.shape[0])
         self.head.weight.data = (weight * scale).detach().clone()
         self.head.bias.data = (bias + weight @ shift).detach().clone()

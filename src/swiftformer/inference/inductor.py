@@ -7,7 +7,7 @@ parts with inductor and weight freezing. This is the best batch throughput of th
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 from torch import nn
@@ -47,11 +47,15 @@ class MicroBatched(nn.Module):
 
     def __init__(self, fused: FusedSwiftFormer, dtype: torch.dtype, micro_batch: int | None) -> None:
         super().__init__()
-        self.early = _Early(fused.features[: fused.first_stage_end], dtype)
-        self.late = _Late(fused.features[fused.first_stage_end :], fused.head)
+        # nn.Module, not _Early/_Late: int8 and torch.compile replace them by their own modules
+        self.early: nn.Module = _Early(fused.features[: fused.first_stage_end], dtype)
+        self.late: nn.Module = _Late(fused.features[fused.first_stage_end :], fused.head)
         self.micro_batch = micro_batch
-        self.num_channels = fused.features[0].in_channels
+        self.num_channels = fused.num_channels
         self.input_size: tuple[int, int] | None = None  # (H, W) when the parts are exported at one size (int8)
+        self.precision = "bf16" if dtype == torch.bfloat16 else "fp32"  # "int8" once quantized
+        self.backend = "inductor"
+        self.reason = self.precision  # what optimize_for_inference reports: set there
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         check_pixel_values(pixel_values, self.num_channels)
@@ -92,7 +96,7 @@ def quantize_int8(module: MicroBatched, calibration: torch.Tensor | list[torch.T
         raise ValueError("int8 quantization needs calibration images, got an empty list")
     for batch in batches:
         check_pixel_values(batch, module.num_channels)
-    sizes = {tuple(batch.shape[2:]) for batch in batches}
+    sizes = {(int(batch.shape[2]), int(batch.shape[3])) for batch in batches}
     if len(sizes) > 1:
         raise ValueError(f"int8 calibration batches must share one height × width, got {sorted(sizes)}")
     quantizer = X86InductorQuantizer().set_global(get_default_x86_inductor_quantization_config())
@@ -110,6 +114,7 @@ def quantize_int8(module: MicroBatched, calibration: torch.Tensor | list[torch.T
             late(middle)
     module.early, module.late = convert_pt2e(early), convert_pt2e(late)
     module.input_size = sizes.pop()
+    module.precision = "int8"
 
 
 def inductor_module(
@@ -120,8 +125,8 @@ def inductor_module(
     micro_batch: int | Literal["auto"] | None,
     calibration: Any,
 ) -> MicroBatched:
-    """The micro-batched, optionally int8-quantized and compiled module of ``fused`` (cast in place for bf16),
-    with ``.precision`` and ``.backend`` (``"inductor"``) set.
+    """The micro-batched, optionally int8-quantized and compiled module of ``fused`` (cast in place for bf16);
+    its ``.precision`` is ``precision`` and its ``.backend`` ``"inductor"``.
 
     Args:
         fused: The reparameterized model; used, not copied.
@@ -144,7 +149,6 @@ def inductor_module(
         # Constant-fold the weights into the graph (layouts, prepacking, quantized weights). Set globally:
         # passed as torch.compile(options=...) it measured slower (docs/performance.md).
         inductor_config.freezing = True
-        module.early = torch.compile(module.early, dynamic=dynamic)
-        module.late = torch.compile(module.late, dynamic=dynamic)
-    module.precision, module.backend = precision, "inductor"
+        module.early = cast(nn.Module, torch.compile(module.early, dynamic=dynamic))  # a module in, a module out
+        module.late = cast(nn.Module, torch.compile(module.late, dynamic=dynamic))
     return module

@@ -67,7 +67,7 @@ def export_onnx_graph(module: nn.Module, example: torch.Tensor, dims: dict[int, 
             torch.onnx.export(
                 module,
                 (example,),
-                buffer,
+                buffer,  # type: ignore[arg-type]  # a file object is accepted; torch annotates a path
                 dynamo=False,
                 opset_version=opset,
                 input_names=["pixel_values"],
@@ -86,6 +86,7 @@ def export_onnx_graph(module: nn.Module, example: torch.Tensor, dims: dict[int, 
                 dynamic_shapes={"pixel_values": dims},
                 verbose=False,
             )
+            assert program is not None  # None only without dynamo=True
             return program.model_proto
 
 
@@ -111,6 +112,7 @@ class ONNXRuntimeClassifier(nn.Module):
         self.session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
         self.threads = options.intra_op_num_threads
         self.precision, self.backend = "fp32", "onnxruntime"
+        self.reason = "fp32; onnxruntime"  # what optimize_for_inference reports: set there
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         check_pixel_values(pixel_values, self.num_channels)
