@@ -133,7 +133,7 @@ def convert_state_dict(
 
     if "dist_head.weight" in expected and "dist_head.weight" not in renamed and "head.weight" in renamed:
         # Trained without distillation: logits = head; (head + head) / 2 is exactly that.
-        renamed["dist_head.weight"], renamed["dist_head.bias"] = renamed["head.weight"], renamed.get("head.bias")
+        renamed.update({f"dist_{k}": v for k, v in renamed.items() if k in ("head.weight", "head.bias")})
         notes.append("the source has no distillation head; dist_head is a copy of head (same logits)")
     if not config.use_layer_scale:  # timm drops the conv blocks' layer scales then; ours are fixed ones
         filled = [k for k in expected if k.endswith(".layer_scale") and k not in renamed]
@@ -211,7 +211,9 @@ def convert_checkpoint(
     )
     state_dict, folder = load_checkpoint(src, ema=ema)
     fmt = detect_format(state_dict)
-    folder_config, processor, notes = None, None, []
+    folder_config: SwiftFormerConfig | None = None
+    processor: SwiftFormerImageProcessor | None = None
+    notes: list[str] = []
     if fmt == "transformers" and folder is not None:  # a model folder: keep its config and preprocessing
         if resolve_file(folder, CONFIG_NAME, missing_ok=True) is not None:
             folder_config = SwiftFormerConfig.from_pretrained(folder)

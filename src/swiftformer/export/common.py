@@ -106,7 +106,9 @@ def checked_report(
     reference's by ``diffs`` (from :func:`compare`; ``None``: it cannot run here), with the other
     ``fields``. Raises :class:`~swiftformer.errors.ExportVerificationError` (holding the report) unless
     it passed; then times ``run_one`` (one batch-1 call) with :func:`~swiftformer.perf.median_ms`."""
-    measured = dict(zip(("max_abs_diff", "max_rel_diff", "top1_agreement"), diffs or (None, None, None)))
+    measured: dict[str, Any] = dict(
+        zip(("max_abs_diff", "max_rel_diff", "top1_agreement"), diffs or (None, None, None))
+    )
     report = ExportReport(
         path=str(target),
         size_mb=size_mb(staged),
@@ -247,7 +249,7 @@ def calibration_processor(
     ``image_processor``'s mean/std (the model's own), else ImageNet's."""
     from ..image_processing import SwiftFormerImageProcessor
 
-    mean_std = (
+    mean_std: dict[str, Any] = (
         {}
         if image_processor is None
         else {"image_mean": image_processor.image_mean, "image_std": image_processor.image_std}

@@ -286,8 +286,10 @@ def _xnnpack_model(fused: Any) -> Any:
             self.local, self.proj, self.final = block.local, block.proj, block.final
             self.fc1, self.act, self.fc2 = block.fc1, block.act, block.fc2
             self.l2 = block.l2
-            self.query = pointwise_conv(block.qk.weight[:d], block.qk.bias[:d])
-            self.key = pointwise_conv(block.qk.weight[d:], block.qk.bias[d:])
+            qk_bias = block.qk.bias
+            assert qk_bias is not None  # the fused query-key projection has one
+            self.query = pointwise_conv(block.qk.weight[:d], qk_bias[:d])
+            self.key = pointwise_conv(block.qk.weight[d:], qk_bias[d:])
             self.w_g = pointwise_conv(block.w_g.reshape(1, d, 1, 1), None)
             self.sum_sq = pointwise_conv(torch.ones(1, d, 1, 1), None)
 

@@ -38,7 +38,7 @@ import contextlib
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import CheckpointError
 from .architecture import BASE_PREFIX
@@ -62,7 +62,7 @@ DEFAULT_ATTENTION_VARIANTS = {"original": "l2", "timm": "l2", "transformers": "s
 # processor's defaults). timm: pretrained_cfg of swiftformer_* (224, crop_pct 0.95, bicubic). Original
 # repository: util/datasets.py build_transform, which main.py --eval uses: Resize(256) bicubic +
 # CenterCrop(224), i.e. crop_pct 224/256.
-SOURCE_PREPROCESSING = {
+SOURCE_PREPROCESSING: dict[str, dict[str, Any]] = {
     "timm": {"size": {"shortest_edge": 224}, "crop_pct": 0.95, "resample": "bicubic"},
     "original": {"size": {"shortest_edge": 224}, "crop_pct": 0.875, "resample": "bicubic"},
 }

@@ -573,7 +573,7 @@ class TFSwiftFormerModel(TFSwiftFormerPreTrainedModel):
         return self.swiftformer.state_items("")
 
     def _primary_output(self, y_pred: Any) -> Tensor:
-        return y_pred.last_hidden_state if isinstance(y_pred, ModelOutput) else y_pred
+        return y_pred.last_hidden_state if isinstance(y_pred, BaseModelOutputWithNoAttention) else y_pred
 
     def compute_loss(
         self, x: Any = None, y: Any = None, y_pred: Any = None, sample_weight: Any = None, training: bool = True
@@ -736,7 +736,7 @@ class TFSwiftFormerForImageClassification(TFSwiftFormerPreTrainedModel):
 
     # -------------------------------------------------------------- Keras training hooks
     def _primary_output(self, y_pred: Any) -> Tensor:
-        return y_pred.logits if isinstance(y_pred, ModelOutput) else y_pred
+        return y_pred.logits if isinstance(y_pred, ImageClassifierOutputWithNoAttention) else y_pred
 
     def compute_loss(
         self, x: Any = None, y: Any = None, y_pred: Any = None, sample_weight: Any = None, training: bool = True
