@@ -277,7 +277,7 @@ def optimize_for_inference(
     dynamic: bool | None = None,
     micro_batch: int | Literal["auto"] | None = "auto",
     backend: str = "auto",
-) -> nn.Module:
+) -> AutoBackend | Backend:
     """A module computing ``pixel_values (B, 3, H, W) -> logits (B, num_labels)`` fast on a CPU.
 
     The model is reparameterized exactly (:func:`~swiftformer.inference.fuse`), then run by the backend and at
