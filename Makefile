@@ -31,10 +31,11 @@ install: $(VENV)/.installed
 demo: $(VENV)/.installed-demo
 	$(PY) scripts/demo_digits.py
 
-# ruff (lint + format) and import-linter's layer contract (pyproject.toml); `make test` runs it first.
+# ruff (lint + format), mypy (types) and import-linter's layer contract (pyproject.toml); `make test` runs it first.
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check src tests benchmarks scripts examples
 	$(VENV)/bin/ruff format --check src tests benchmarks scripts examples
+	$(VENV)/bin/mypy src/swiftformer
 	$(VENV)/bin/lint-imports
 
 # The suite, then the Ray Serve tests apart (test-ray) where they can be confined: as root.
