@@ -14,8 +14,7 @@ import torch
 
 import swiftformer.hardware as hardware
 import swiftformer.inference.auto as auto
-from _helpers import assert_close_rel, perturb_
-from swiftformer import SwiftFormerConfig, SwiftFormerForImageClassification
+from _helpers import assert_close_rel, tiny_classifier
 from swiftformer.hardware import CPUInfo, detect_cpu
 from swiftformer.inference import (
     SMALL_BATCH_MAX,
@@ -31,14 +30,6 @@ from swiftformer.inference import (
     resolve_precision,
     small_batch_max,
 )
-
-TINY = {"depths": [2, 1, 2, 1], "embed_dims": [8, 12, 16, 24], "num_labels": 5}
-
-
-def model_for(seed: int = 0, **overrides) -> SwiftFormerForImageClassification:
-    torch.manual_seed(seed)
-    return perturb_(SwiftFormerForImageClassification(SwiftFormerConfig(**{**TINY, **overrides})), seed).eval()
-
 
 # --- the CPUs ----------------------------------------------------------------------------------------------
 _BASE = "fpu sse sse2 ssse3 sse4_1 sse4_2 popcnt avx f16c"
@@ -129,7 +120,7 @@ def test_optimize_for_inference_on_the_four_cpus(monkeypatch, name: str, calibra
     calibration_images = torch.randn(4, 3, 64, 64) if calibration else None
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # auto never warns
-        fast = optimize_for_inference(model_for(image_size=64), calibration=calibration_images, compile=False)
+        fast = optimize_for_inference(tiny_classifier(image_size=64), calibration=calibration_images, compile=False)
     assert fast.precision == precision and fast.reason.startswith(REASONS[name][calibration])
     if precision == "int8":
         assert isinstance(fast, MicroBatched) and fast.backend == "inductor"
@@ -138,7 +129,7 @@ def test_optimize_for_inference_on_the_four_cpus(monkeypatch, name: str, calibra
     assert isinstance(fast, AutoBackend) and fast.backend == "auto" and not fast.parts
     # uncompiled here, so the runtime takes every batch; compiled, AVX-512 CPUs send batch 32 to inductor
     assert [fast.backend_for(b) for b in (1, 32)] == [at_1, at_1]
-    compiled = optimize_for_inference(model_for(image_size=64), calibration=calibration_images)
+    compiled = optimize_for_inference(tiny_classifier(image_size=64), calibration=calibration_images)
     assert [compiled.backend_for(b) for b in (1, 32)] == [at_1, at_32]
     assert not compiled.parts
 
@@ -425,7 +416,7 @@ def only_onnxruntime(name: str) -> bool:
 def test_explicit_bf16_without_native_bf16_warns_at_the_callers_line(monkeypatch):
     pretend_flags(monkeypatch, "avx2 fma", model_name="AMD EPYC 7B13")
     with pytest.warns(SlowPrecisionWarning, match="AMD EPYC 7B13.*avx512_bf16.*slower than fp32") as record:
-        fast = optimize_for_inference(model_for(), "bf16", compile=False, backend="inductor")
+        fast = optimize_for_inference(tiny_classifier(), "bf16", compile=False, backend="inductor")
     assert len(record) == 1 and record[0].filename == __file__  # points at this call, not the library
     assert fast.precision == "bf16" and "emulated" in fast.reason
 
@@ -433,7 +424,7 @@ def test_explicit_bf16_without_native_bf16_warns_at_the_callers_line(monkeypatch
 def test_the_choice_is_logged_once_at_info(monkeypatch, caplog):
     pretend_flags(monkeypatch, "avx2 fma")
     with caplog.at_level(logging.INFO, logger="swiftformer.inference"):
-        fast = optimize_for_inference(model_for(), compile=False)
+        fast = optimize_for_inference(tiny_classifier(), compile=False)
     records = [r for r in caplog.records if r.name == "swiftformer.inference"]
     assert len(records) == 1 and records[0].levelno == logging.INFO
     assert records[0].getMessage() == fast.reason and "\n" not in fast.reason
@@ -445,21 +436,21 @@ def test_auto_backend_dispatches_by_batch_size(monkeypatch):
     min_spatial_size) on inductor. Decided without building anything."""
     pretend_flags(monkeypatch, "avx512f avx2 fma")
     monkeypatch.setattr(auto, "_importable", only_onnxruntime)
-    compiled = optimize_for_inference(model_for(image_size=64))
+    compiled = optimize_for_inference(tiny_classifier(image_size=64))
     assert [compiled.backend_for(b) for b in (1, 4, 5, 32)] == ["onnxruntime"] * 2 + ["inductor"] * 2
     assert compiled.reason.endswith("onnxruntime up to batch 4 (lowest latency), inductor above (best throughput)")
     pretend_flags(monkeypatch, "avx2 fma")
-    avx2 = optimize_for_inference(model_for(image_size=64))
+    avx2 = optimize_for_inference(tiny_classifier(image_size=64))
     assert [avx2.backend_for(b) for b in (1, 4, 5, 32)] == ["onnxruntime"] * 4
     assert "onnxruntime at every batch size" in avx2.reason and "without AVX-512" in avx2.reason
     pretend_flags(monkeypatch, "avx512f avx2 fma")
     low = min_spatial_size(compiled.config)
     assert compiled.backend_for(1, (low - 1, 64)) == "inductor" and compiled.backend_for(1, (low, 64)) == "onnxruntime"
-    eager = optimize_for_inference(model_for(image_size=64), compile=False)
+    eager = optimize_for_inference(tiny_classifier(image_size=64), compile=False)
     assert [eager.backend_for(b) for b in (1, 32)] == ["onnxruntime", "onnxruntime"]
     assert "onnxruntime at every batch size" in eager.reason
     monkeypatch.setattr(auto, "_importable", lambda name: False)
-    bare = optimize_for_inference(model_for(image_size=64))
+    bare = optimize_for_inference(tiny_classifier(image_size=64))
     assert bare.backend_for(1) == "inductor" and "not installed" in bare.reason
     assert not compiled.parts and not eager.parts and not bare.parts
 
@@ -468,7 +459,7 @@ def test_auto_backend_dispatches_by_batch_size(monkeypatch):
 def test_auto_backend_matches_eager_at_batch_1_and_8():
     """The default module (precision and backend "auto", compiled) on this machine's real CPU and packages."""
     pytest.importorskip("onnxruntime")
-    model = model_for(image_size=64)
+    model = tiny_classifier(image_size=64)
     fast = optimize_for_inference(model)
     assert fast.backend_for(1) == "onnxruntime" or fast.precision == "bf16"  # bf16 small batches: OpenVINO
     every_batch = small_batch_max(fast.precision) is None  # AVX2 only: the runtime takes batch 8 too
@@ -489,7 +480,7 @@ def test_auto_backend_falls_back_to_inductor_when_a_runtime_fails(monkeypatch):
         raise RuntimeError("exporter exploded")
 
     monkeypatch.setattr(auto, "ONNXRuntimeClassifier", broken)
-    model = model_for(image_size=64)
+    model = tiny_classifier(image_size=64)
     fast = optimize_for_inference(model, compile=False)
     x = torch.randn(2, 3, 64, 64)
     with pytest.warns(RuntimeWarning, match="could not build onnxruntime .*exporter exploded"), torch.no_grad():
@@ -503,5 +494,5 @@ def test_onnxruntime_backend_with_auto_precision_is_fp32_even_on_amx(monkeypatch
     pytest.importorskip("onnxruntime")
     pretend_cpu(monkeypatch, SPR)
     monkeypatch.setattr(auto, "ONNXRuntimeClassifier", lambda fused, config: torch.nn.Identity())
-    fast = optimize_for_inference(model_for(), backend="onnxruntime")
+    fast = optimize_for_inference(tiny_classifier(), backend="onnxruntime")
     assert fast.reason == "fp32: onnxruntime runs fp32 only; onnxruntime (requested)"

@@ -6,16 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from _helpers import assert_close_rel, perturb_
+from _helpers import assert_close_rel, perturb_, tiny_classifier
 from swiftformer import SwiftFormerConfig, SwiftFormerForImageClassification
 from swiftformer.inference import bn_scale_shift, export_dims, fuse, min_spatial_size, optimize_for_inference
-
-TINY = {"depths": [2, 1, 2, 1], "embed_dims": [8, 12, 16, 24], "num_labels": 5}
-
-
-def model_for(seed: int = 0, **overrides) -> SwiftFormerForImageClassification:
-    torch.manual_seed(seed)
-    return perturb_(SwiftFormerForImageClassification(SwiftFormerConfig(**{**TINY, **overrides})), seed).eval()
 
 
 @pytest.mark.parametrize(
@@ -32,7 +25,7 @@ def model_for(seed: int = 0, **overrides) -> SwiftFormerForImageClassification:
     ids=["default", "l2", "no_layer_scale", "relu", "gelu_new", "mlp3_no_downsample", "patch5"],
 )
 def test_fuse_is_exact_on_perturbed_weights(overrides):
-    model = model_for(**overrides)
+    model = tiny_classifier(**overrides)
     fused = fuse(model)
     x = torch.randn(3, 3, 45, 37)
     with torch.no_grad():
@@ -48,14 +41,14 @@ def test_fuse_published_variants(variant):
 
 
 def test_fuse_has_no_batchnorm_and_one_head():
-    fused = fuse(model_for())
+    fused = fuse(tiny_classifier())
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
     assert fused.head.out_features == 5
     assert not any(p.requires_grad for p in fused.parameters())
 
 
 def test_fuse_leaves_the_model_unchanged():
-    model = model_for()
+    model = tiny_classifier()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     fuse(model)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
@@ -63,13 +56,13 @@ def test_fuse_leaves_the_model_unchanged():
 
 def test_fuse_rejects_what_it_cannot_fold():
     with pytest.raises(ValueError, match="num_labels"):
-        fuse(model_for(num_labels=0))
+        fuse(tiny_classifier(num_labels=0))
     with pytest.raises(TypeError, match="SwiftFormerForImageClassification, got Linear"):
         fuse(torch.nn.Linear(2, 2))
 
 
 def test_bn_scale_shift_is_the_eval_batchnorm():
-    bn = perturb_(model_for()).norm  # random running statistics and affine parameters
+    bn = tiny_classifier().norm  # perturbed: random running statistics and affine parameters
     x = torch.randn(2, bn.num_features, 3, 3)
     scale, shift = bn_scale_shift(bn)
     with torch.no_grad():
@@ -77,7 +70,7 @@ def test_bn_scale_shift_is_the_eval_batchnorm():
 
 
 def test_a_model_cast_to_bf16_still_optimizes_to_fp32():
-    model = model_for().to(torch.bfloat16)
+    model = tiny_classifier().to(torch.bfloat16)
     fast = optimize_for_inference(model, "fp32", compile=False, backend="inductor")
     assert model.dtype == torch.bfloat16  # left unchanged
     x = torch.randn(2, 3, 32, 32)
@@ -86,7 +79,7 @@ def test_a_model_cast_to_bf16_still_optimizes_to_fp32():
 
 
 def test_export_dims_are_static_below_the_dynamic_minimum():
-    config = model_for().config
+    config = tiny_classifier().config
     low = min_spatial_size(config)
     assert min(config.stage_shapes(low, low)[-1]) >= 2 and min(config.stage_shapes(low - 1, low - 1)[-1]) < 2
     assert sorted(export_dims(config, (low, low), spatial=True)) == [0, 2, 3]

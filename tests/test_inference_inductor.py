@@ -8,21 +8,13 @@ import warnings
 import pytest
 import torch
 
-from _helpers import assert_close_rel, perturb_
-from swiftformer import SwiftFormerConfig, SwiftFormerForImageClassification
+from _helpers import assert_close_rel, tiny_classifier
 from swiftformer.inference import MicroBatched, SlowPrecisionWarning, optimize_for_inference
-
-TINY = {"depths": [2, 1, 2, 1], "embed_dims": [8, 12, 16, 24], "num_labels": 5}
-
-
-def model_for(seed: int = 0, **overrides) -> SwiftFormerForImageClassification:
-    torch.manual_seed(seed)
-    return perturb_(SwiftFormerForImageClassification(SwiftFormerConfig(**{**TINY, **overrides})), seed).eval()
 
 
 @pytest.mark.slow
 def test_optimize_fp32_compiled_matches_eager():
-    model = model_for()
+    model = tiny_classifier()
     fast = optimize_for_inference(model, "fp32", backend="inductor")
     assert (fast.precision, fast.backend, fast.reason) == ("fp32", "inductor", "fp32 (requested); inductor (requested)")
     x = torch.randn(6, 3, 32, 32)  # micro-batches of 4 and 2 through the first stage
@@ -33,7 +25,7 @@ def test_optimize_fp32_compiled_matches_eager():
 @pytest.mark.parametrize("micro_batch", [3, None])
 def test_micro_batching_is_exact(micro_batch):
     """The stem and first stage run 3 images at a time (10 = 3 + 3 + 3 + 1), the rest on all 10."""
-    model = model_for(downsamples=[False, True, True, True], embed_dims=[8, 8, 16, 24])
+    model = tiny_classifier(downsamples=[False, True, True, True], embed_dims=[8, 8, 16, 24])
     fast = optimize_for_inference(model, "fp32", compile=False, micro_batch=micro_batch, backend="inductor")
     assert fast.micro_batch == micro_batch
     x = torch.randn(10, 3, 40, 40)
@@ -51,7 +43,7 @@ def test_micro_batching_is_exact(micro_batch):
 
 
 def test_micro_batch_auto_is_per_precision():
-    model = model_for()
+    model = tiny_classifier()
     assert optimize_for_inference(model, "fp32", compile=False, backend="inductor").micro_batch == 4
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SlowPrecisionWarning)  # bf16 on a CPU without it: slow, but runs
@@ -60,7 +52,7 @@ def test_micro_batch_auto_is_per_precision():
 
 def test_optimize_bf16_agrees_with_fp32():
     """bf16 weights and activations: 90 % top-1 agreement and 0.1 relative on random weights (nearly tied logits)."""
-    model = model_for()
+    model = tiny_classifier()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SlowPrecisionWarning)  # bf16 on a CPU without it: slow, but runs
         fast = optimize_for_inference(model, "bf16", compile=False, backend="inductor")
@@ -77,10 +69,10 @@ def test_optimize_bf16_agrees_with_fp32():
 @pytest.mark.filterwarnings("ignore::swiftformer.inference.SlowPrecisionWarning")  # int8 without VNNI
 def test_optimize_rejects_bad_precision_and_int8_without_calibration():
     with pytest.raises(ValueError, match="precision"):
-        optimize_for_inference(model_for(), "fp8")
+        optimize_for_inference(tiny_classifier(), "fp8")
     with pytest.raises(ValueError, match="calibration"):
         pytest.importorskip("torchao")
-        optimize_for_inference(model_for(), "int8")
+        optimize_for_inference(tiny_classifier(), "int8")
 
 
 @pytest.mark.filterwarnings("ignore::swiftformer.inference.SlowPrecisionWarning")  # int8 without VNNI
@@ -88,7 +80,7 @@ def test_optimize_int8_agrees_with_fp32():
     """int8 (static, per-channel weights): 80 % top-1 agreement on random weights; micro-batching it is exact
     within float32 round-off of the dequantized values (1e-5 relative)."""
     pytest.importorskip("torchao")
-    model = model_for()
+    model = tiny_classifier()
     calibration = torch.randn(32, 3, 32, 32)
     fast = optimize_for_inference(model, "int8", calibration=calibration, compile=False)
     assert isinstance(fast, MicroBatched) and (fast.precision, fast.backend) == ("int8", "inductor")  # auto: inductor

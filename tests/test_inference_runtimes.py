@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from _helpers import assert_close_rel, perturb_
-from swiftformer import SwiftFormerConfig, SwiftFormerForImageClassification
+from _helpers import assert_close_rel, tiny_classifier
 from swiftformer.hardware import cpu_info
 from swiftformer.inference import (
     ONNX_OPSET,
@@ -26,18 +25,11 @@ from swiftformer.inference import (
     runtime_example,
 )
 
-TINY = {"depths": [2, 1, 2, 1], "embed_dims": [8, 12, 16, 24], "num_labels": 5}
-
-
-def model_for(seed: int = 0, **overrides) -> SwiftFormerForImageClassification:
-    torch.manual_seed(seed)
-    return perturb_(SwiftFormerForImageClassification(SwiftFormerConfig(**{**TINY, **overrides})), seed).eval()
-
 
 def test_export_onnx_graph_is_dynamic_and_named(capsys):
     pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
-    model = model_for(image_size=64)
+    model = tiny_classifier(image_size=64)
     example, dims = runtime_example(model.config)
     assert example.shape == (2, 3, 64, 64) and sorted(dims) == [0, 2, 3]
     proto = export_onnx_graph(fuse(model), example, dims)
@@ -54,7 +46,7 @@ def test_export_onnx_graph_is_dynamic_and_named(capsys):
 
 def openvino_backend_checks() -> None:
     """The OpenVINO backend agrees with eager (dynamic batch, height, width) and rejects bad input."""
-    model = model_for(image_size=64)
+    model = tiny_classifier(image_size=64)
     fast = optimize_for_inference(model, "fp32", backend="openvino")
     assert fast.hint == "f32"  # explicit: OpenVINO would pick bf16 on AMX CPUs by itself
     assert (fast.inference_precision, fast.precision, fast.backend) == ("f32", "fp32", "openvino")
@@ -104,7 +96,7 @@ def test_openvino_backend_matches_eager():
 
 def test_onnxruntime_backend_matches_eager():
     pytest.importorskip("onnxruntime")
-    model = model_for(image_size=64)
+    model = tiny_classifier(image_size=64)
     fast = optimize_for_inference(model, "fp32", backend="onnxruntime")
     assert (fast.precision, fast.backend) == ("fp32", "onnxruntime")
     assert fast.threads == torch.get_num_threads()
