@@ -6,21 +6,15 @@ runs ``python -m swiftformer serve`` as a user does. Every wait is bounded.
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import io
 import json
 import re
 import signal
-import socket
-import struct
 import subprocess
 import sys
 import threading
 import time
-import zlib
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from queue import Empty, Queue
 from typing import Any
@@ -35,196 +29,30 @@ pytest.importorskip("uvicorn")
 pytest.importorskip("prometheus_client")
 httpx = pytest.importorskip("httpx")
 
-from _helpers import assert_close_rel, perturb_  # noqa: E402
-from swiftformer import SwiftFormerConfig, SwiftFormerForImageClassification, SwiftFormerImageProcessor  # noqa: E402
+from _helpers import LABELS, assert_close_rel, make_images  # noqa: E402
+from _serving import (  # noqa: E402
+    BAD_BODIES,
+    NAME,
+    SERVING_IMAGES,
+    TIMEOUT,
+    RunningServer,
+    assert_same_predictions,
+    check_good_request,
+    check_v2_endpoints,
+    metric,
+    predict_cli,
+    settings_for,
+    start_server,
+    wait_for,
+)
+from swiftformer import SwiftFormerForImageClassification, SwiftFormerImageProcessor  # noqa: E402
 from swiftformer.cli import main  # noqa: E402
-from swiftformer.serving import ServeSettings  # noqa: E402
-from swiftformer.serving.server import build_app, shut_down, uvicorn_server  # noqa: E402
-
-LABELS = {0: "cat", 1: "dog", 2: "bird", 3: "fish"}
-NAME = "tiny"
-TIMEOUT = 60  # seconds, for any one wait
-
-
-# ------------------------------------------------------------------------------ shared with test_serve_ray.py
-def make_model_dir(path: Path) -> Path:
-    torch.manual_seed(0)
-    config = SwiftFormerConfig(depths=[1, 1, 1, 1], embed_dims=[8, 8, 16, 16], id2label=LABELS)
-    perturb_(SwiftFormerForImageClassification(config)).save_pretrained(path)
-    SwiftFormerImageProcessor(size={"height": 64, "width": 64}).save_pretrained(path)
-    return path
-
-
-def make_images(folder: Path) -> list[Path]:
-    """Four small images of different sizes, formats and modes (they all preprocess to 64×64)."""
-    rng = np.random.default_rng(0)
-    specs = [("a.png", (80, 60, 3)), ("b.jpg", (50, 90, 3)), ("c.png", (64, 64, 4)), ("d.bmp", (30, 40))]
-    paths = []
-    for name, shape in specs:
-        path = folder / name
-        Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(path)
-        paths.append(path)
-    return paths
-
-
-def predict_cli(capsys, model_dir: Path, files: list[Path], top_k: int = 4) -> dict[str, dict]:
-    """``swiftformer predict --json`` at the precision and backend the servers here use."""
-    options = ["--json", "--top-k", str(top_k), "--precision", "fp32", "--backend", "inductor"]
-    code = main(["predict", *map(str, files), "--model", str(model_dir), *options])
-    out, _ = capsys.readouterr()
-    assert code == 0
-    return {Path(row["image"]).name: row for row in map(json.loads, out.splitlines())}
-
-
-def assert_same_predictions(served: dict, expected: dict) -> None:
-    """Same classes in the same order, scores within 1e-5."""
-    got = [(p["index"], p["label"]) for p in served["predictions"]]
-    want = [(p["index"], p["label"]) for p in expected["predictions"]]
-    assert got == want, (served, expected)
-    for a, b in zip(served["predictions"], expected["predictions"]):
-        assert a["score"] == pytest.approx(b["score"], abs=1e-5)
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    """The value of one sample of a Prometheus text exposition (0 when absent)."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return sample.value
-    return 0.0
-
-
-def png_header(width: int, height: int) -> bytes:
-    """A PNG of a few bytes whose header claims ``width`` × ``height`` (a decompression bomb's header)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
-
-
-def check_good_request(base_url: str, image: Path) -> None:
-    """The server still answers a good request (after a bad one)."""
-    response = httpx.post(f"{base_url}/predict", content=image.read_bytes(), timeout=TIMEOUT)
-    assert response.status_code == 200, response.text
-    assert response.json()[0]["predictions"][0]["label"] in LABELS.values()
-
-
-def check_v2_endpoints(base_url: str, name: str, images: list[Path]) -> None:
-    """Server and model metadata, health, and a JSON infer with base64 images (httpx)."""
-    assert httpx.get(f"{base_url}/v2/health/live", timeout=TIMEOUT).status_code == 200
-    assert httpx.get(f"{base_url}/v2/health/ready", timeout=TIMEOUT).json() == {"ready": True}
-    assert httpx.get(f"{base_url}/v2/models/{name}/ready", timeout=TIMEOUT).status_code == 200
-    server = httpx.get(f"{base_url}/v2", timeout=TIMEOUT).json()
-    assert server["name"] == "swiftformer" and "binary_tensor_data" in server["extensions"]
-    meta = httpx.get(f"{base_url}/v2/models/{name}", timeout=TIMEOUT).json()
-    assert meta["name"] == name
-    assert {i["name"]: i["shape"] for i in meta["inputs"]} == {"pixel_values": [-1, 3, 64, 64], "images": [-1]}
-    assert [o["name"] for o in meta["outputs"]] == ["logits", "probabilities", "labels"]
-    body = {
-        "id": "42",
-        "inputs": [
-            {
-                "name": "images",
-                "datatype": "BYTES",
-                "shape": [len(images)],
-                "data": [base64.b64encode(p.read_bytes()).decode() for p in images],
-            }
-        ],
-        "outputs": [{"name": "probabilities"}, {"name": "labels", "parameters": {"classification": 2}}],
-    }
-    response = httpx.post(f"{base_url}/v2/models/{name}/infer", json=body, timeout=TIMEOUT)
-    assert response.status_code == 200, response.text
-    result = response.json()
-    assert result["model_name"] == name and result["id"] == "42"
-    probs, labels = result["outputs"]
-    assert probs["shape"] == [len(images), 4] and labels["shape"] == [len(images), 2]
-    probs = np.array(probs["data"]).reshape(len(images), 4)
-    np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
-    for row, pair in zip(probs, np.array(labels["data"]).reshape(len(images), 2)):
-        score, index, label = pair[0].split(":")
-        assert int(index) == row.argmax() and label == LABELS[int(index)]
-        assert float(score) == pytest.approx(row.max(), abs=1e-6)
-
-
-# ------------------------------------------------------------------------------ servers in threads
-@dataclass
-class RunningServer:
-    app: Any
-    server: Any
-    thread: threading.Thread
-    port: int
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def batcher(self):
-        return self.app.state.backend.batcher
-
-    def metrics(self) -> str:
-        return httpx.get(f"{self.base_url}/metrics", timeout=TIMEOUT).text
-
-    def close(self) -> None:
-        shut_down(self.server)
-        self.thread.join(TIMEOUT)
-        assert not self.thread.is_alive(), "the server did not stop"
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
-    """Wait until ``condition()`` holds (it is state, not time, that is waited for), at most ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.01)
-
-
-def start_server(
-    settings: ServeSettings, prepare: Callable[[Any], None] | None = None, wait_ready: bool = True
-) -> RunningServer:
-    app = build_app(settings)
-    if prepare is not None:
-        prepare(app.state.backend)
-    server = uvicorn_server(app, settings, log_level="warning")
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))  # loopback only; a free port chosen by the kernel
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True)
-    thread.start()
-    running = RunningServer(app, server, thread, sock.getsockname()[1])
-    wait_for(lambda: server.started or not thread.is_alive(), "uvicorn to start")
-    assert thread.is_alive(), "uvicorn failed to start"
-    if wait_ready:
-        assert app.state.backend.batcher.ready.wait(TIMEOUT), "the model did not warm up"
-    return running
-
-
-def settings_for(model_dir: Path, **options: Any) -> ServeSettings:
-    defaults = dict(
-        model=str(model_dir),
-        model_name=NAME,
-        precision="fp32",
-        backend="inductor",  # what predict_cli runs: the same numbers
-        decode_threads=2,
-        max_upload_mb=1,
-        max_image_pixels=10**6,
-    )
-    return ServeSettings(**{**defaults, **options})
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    return make_model_dir(tmp_path_factory.mktemp("model"))
+from swiftformer.serving.server import shut_down  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory) -> list[Path]:
-    return make_images(tmp_path_factory.mktemp("images"))
+    return make_images(tmp_path_factory.mktemp("images"), SERVING_IMAGES)
 
 
 @pytest.fixture(scope="module")
@@ -294,23 +122,6 @@ def test_concurrent_requests_batch_and_match_predict(batching_server, model_dir,
 
 
 # ------------------------------------------------------------------------------ bad input
-def _jpeg(size: tuple[int, int] = (96, 96)) -> bytes:
-    buffer = io.BytesIO()
-    pixels = np.random.default_rng(1).integers(0, 256, (*size, 3), dtype=np.uint8)
-    Image.fromarray(pixels).save(buffer, format="JPEG", quality=95)
-    return buffer.getvalue()
-
-
-BAD_BODIES = {
-    "not an image": (b"hello, this is text", 400, "bad_image"),
-    "truncated jpeg": (_jpeg()[: len(_jpeg()) // 2], 400, "bad_image"),
-    "0 bytes": (b"", 400, "empty"),
-    "60000x60000 header": (png_header(60000, 60000), 413, "image_too_large"),
-    "over --max-image-pixels": (png_header(2000, 1000), 413, "image_too_large"),
-    "over --max-upload-mb": (b"\xff" * (3 * 1024 * 1024 // 2), 413, "too_large"),
-}
-
-
 @pytest.mark.parametrize("case", list(BAD_BODIES))
 def test_bad_raw_body(server, images, case):
     body, status, kind = BAD_BODIES[case]

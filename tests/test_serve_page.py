@@ -27,7 +27,7 @@ from PIL import Image
 pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
 
-from test_serve import NAME, TIMEOUT, make_model_dir, settings_for, start_server  # noqa: E402
+from _serving import NAME, TIMEOUT, settings_for, start_server  # noqa: E402
 
 try:
     from playwright.sync_api import Browser, expect, sync_playwright
@@ -75,8 +75,7 @@ def browser() -> Iterator[Browser]:
             browser.close()
 
 
-def test_page_classifies_a_picked_image(tmp_path, browser):
-    model_dir = make_model_dir(tmp_path / "model")
+def test_page_classifies_a_picked_image(tmp_path, browser, model_dir):
     image = tmp_path / "gradient.png"
     y, x = np.mgrid[0:120, 0:160]
     Image.fromarray(np.stack([x * 255 // 160, y * 255 // 120, 128 + 0 * x], -1).astype(np.uint8)).save(image)

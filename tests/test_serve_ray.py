@@ -31,20 +31,20 @@ if os.environ.get("SWIFTFORMER_RAY_TESTS") != "1":
 import httpx
 import ray
 
-from swiftformer.serving import ServeSettings
-from swiftformer.serving.ray_serve import run_on_ray  # imports ray.serve without its pydantic warnings
-from test_serve import (
+from _helpers import make_images
+from _serving import (
     BAD_BODIES,
     NAME,
+    SERVING_IMAGES,
     TIMEOUT,
     assert_same_predictions,
     check_good_request,
     check_v2_endpoints,
-    make_images,
-    make_model_dir,
     predict_cli,
     wait_for,
 )
+from swiftformer.serving import ServeSettings
+from swiftformer.serving.ray_serve import run_on_ray  # imports ray.serve without its pydantic warnings
 
 REPLICAS = 2
 
@@ -56,13 +56,8 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    return make_model_dir(tmp_path_factory.mktemp("model"))
-
-
-@pytest.fixture(scope="module")
 def images(tmp_path_factory) -> list[Path]:
-    return make_images(tmp_path_factory.mktemp("images"))
+    return make_images(tmp_path_factory.mktemp("images"), SERVING_IMAGES)
 
 
 def test_serve_command_on_local_ray(model_dir, images, tmp_path):
