@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from _helpers import assert_close_rel, perturb_
+from _helpers import TINY, assert_close_rel, perturb_, tiny_classifier
 from swiftformer import (
     BackboneOutput,
     SwiftFormerBackbone,
@@ -25,7 +25,6 @@ from swiftformer import (
 )
 from swiftformer.errors import CheckpointError
 
-TINY = {"depths": [2, 1, 2, 1], "embed_dims": [8, 12, 16, 24], "num_labels": 5}
 ALL = ["stem", "stage1", "stage2", "stage3", "stage4"]
 STAGES = ALL[1:]
 
@@ -33,11 +32,6 @@ STAGES = ALL[1:]
 def tiny_backbone(seed: int = 0, **overrides) -> SwiftFormerBackbone:
     torch.manual_seed(seed)
     return perturb_(SwiftFormerBackbone(SwiftFormerConfig(**{**TINY, **overrides})), seed).eval()
-
-
-def tiny_classifier(seed: int = 0, **overrides) -> SwiftFormerForImageClassification:
-    torch.manual_seed(seed)
-    return perturb_(SwiftFormerForImageClassification(SwiftFormerConfig(**{**TINY, **overrides})), seed).eval()
 
 
 # ------------------------------------------------------------------------------------------------

@@ -13,13 +13,13 @@ import pytest
 import safetensors.torch
 import torch
 
-from _helpers import perturb_
+from _helpers import SMALLEST, perturb_
 from swiftformer import SwiftFormerConfig, SwiftFormerForImageClassification, SwiftFormerModel
 from swiftformer.errors import CheckpointError, CheckpointShapeError
 from swiftformer.io.checkpoints import load_state_dict_file
 from swiftformer.io.hub import resolve_file
 
-TINY = dict(depths=[1, 1, 1, 1], embed_dims=[8, 8, 16, 16], num_labels=3)
+TINY = {**SMALLEST, "num_labels": 3}
 
 
 # ------------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from _helpers import SMALLEST as TINY
 from swiftformer import SwiftFormerConfig, SwiftFormerForImageClassification
 from swiftformer.errors import CheckpointError
 
@@ -30,7 +31,6 @@ NON_DEFAULT = dict(
     problem_type="multi_label_classification", output_hidden_states=True, return_dict=False,
 )  # fmt: skip
 
-TINY = dict(depths=[1, 1, 1, 1], embed_dims=[8, 8, 16, 16])
 
 PUBLISHED = {  # depths, embed_dims, parameters with 1000 classes (model cards / paper Table 1)
     "xs": ([3, 3, 6, 4], [48, 56, 112, 220], 3.5e6),

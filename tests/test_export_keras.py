@@ -16,6 +16,7 @@ pytest.importorskip("ai_edge_litert")
 import tensorflow as tf
 import torch
 
+from _helpers import TINY as TINY_CLASSIFIER
 from _helpers import perturb_
 from swiftformer import SwiftFormerConfig, SwiftFormerForImageClassification
 from swiftformer.errors import ExportError, ExportVerificationError
@@ -23,7 +24,7 @@ from swiftformer.export import keras as keras_export
 from swiftformer.export.keras import TFLiteRunner, export_model, export_saved_model, export_tflite
 from swiftformer.keras.models import TFSwiftFormerForImageClassification
 
-TINY = {"depths": [2, 1, 2, 1], "embed_dims": [8, 12, 16, 24], "num_labels": 5, "image_size": 64}
+TINY = {**TINY_CLASSIFIER, "image_size": 64}
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ import tensorflow as tf
 import torch
 from safetensors import safe_open
 
-from _helpers import perturb_
+from _helpers import TINY, perturb_
 from swiftformer import (
     VARIANTS,
     CheckpointError,
@@ -36,7 +36,6 @@ from swiftformer.keras.weights import _LAYOUTS, read_reference_h5
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = sorted((ROOT / "tests" / "fixtures").glob("tf_golden_*.safetensors"))
 REF_PYTHON = ROOT / ".venv-tfref" / "bin" / "python"
-TINY = {"depths": [2, 1, 2, 1], "embed_dims": [8, 12, 16, 24], "num_labels": 5}
 SUBPROCESS_ENV = {
     **os.environ,
     "TF_CPP_MIN_LOG_LEVEL": "2",

@@ -9,17 +9,12 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from _helpers import assert_close_rel, perturb_, perturb_state_dict
+from _helpers import TINY, assert_close_rel, perturb_, perturb_state_dict
+from _helpers import tiny_classifier as tiny_model
 from swiftformer import VARIANTS, SwiftFormerConfig, SwiftFormerForImageClassification, SwiftFormerModel
 from swiftformer.modeling import SwiftFormerConvEncoder, SwiftFormerDropPath, SwiftFormerEfficientAdditiveAttention
 
 FIXTURES = sorted((Path(__file__).parent / "fixtures").glob("golden_*.safetensors"))
-TINY = {"depths": [2, 1, 2, 1], "embed_dims": [8, 12, 16, 24], "num_labels": 5}
-
-
-def tiny_model(seed: int = 0, **overrides) -> SwiftFormerForImageClassification:
-    torch.manual_seed(seed)
-    return perturb_(SwiftFormerForImageClassification(SwiftFormerConfig(**{**TINY, **overrides})), seed).eval()
 
 
 # ------------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import torch
 import torch._dynamo  # before TensorFlow: importing it after TensorFlow segfaults
 from safetensors.torch import save_file
 
-from _helpers import perturb_
+from _helpers import SMALLEST, perturb_
 from swiftformer import (
     CheckpointError,
     SwiftFormerConfig,
@@ -29,7 +29,7 @@ from swiftformer import (
     SwiftFormerModel,
 )
 
-TINY = {"depths": [1, 1, 1, 1], "embed_dims": [8, 8, 16, 16], "num_labels": 3}
+TINY = {**SMALLEST, "num_labels": 3}
 
 
 def tiny(cls=SwiftFormerForImageClassification, seed: int = 0, **overrides):
