@@ -15,54 +15,30 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from _helpers import perturb_
-from swiftformer import SwiftFormerConfig, SwiftFormerForImageClassification, SwiftFormerImageProcessor
+from _batch import ENV, FAST, assert_same_predictions, by_image, make_image_tree, swiftformer
+from _helpers import make_model_dir
+from swiftformer import SwiftFormerForImageClassification, SwiftFormerImageProcessor
 from swiftformer.batch import expand_inputs, image_features, read_output, skip_done
 from swiftformer.cli import main
 
 pytest.importorskip("pyarrow")
 
-LABELS = {0: "cat", 1: "dog", 2: "bird", 3: "fish"}
-FAST = ("--precision", "fp32", "--backend", "inductor", "--batch-size", "8")
-ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # the suite shares few cores; fewer threads, steadier timing
-
-
-def make_model(folder: Path, size: int = 32) -> Path:
-    torch.manual_seed(0)
-    config = SwiftFormerConfig(depths=[1, 1, 1, 1], embed_dims=[8, 8, 16, 16], id2label=LABELS)
-    perturb_(SwiftFormerForImageClassification(config)).save_pretrained(folder)
-    SwiftFormerImageProcessor(size={"height": size, "width": size}).save_pretrained(folder)
-    return folder
-
-
-def make_images(folder: Path, count: int, seed: int = 0, side: int = 24) -> list[Path]:
-    """``count`` small images in nested folders (jpg and png), in the order a folder walk yields them."""
-    rng = np.random.default_rng(seed)
-    paths = []
-    for i in range(count):
-        sub = folder / f"d{i % 3}" / ("nested" if i % 2 else "")
-        sub.mkdir(parents=True, exist_ok=True)
-        path = sub / f"img{i:04d}.{'png' if i % 2 else 'jpg'}"
-        Image.fromarray(rng.integers(0, 256, (side, side + 4, 3), dtype=np.uint8)).save(path)
-        paths.append(path)
-    return sorted(paths, key=lambda p: (p.parent.parts, p.name))
-
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
-    return make_model(tmp_path_factory.mktemp("model"))
+    """The shared model folder at 32² inputs: small and fast for many images."""
+    return make_model_dir(tmp_path_factory.mktemp("model"), size=32)
 
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory) -> Path:
     """40 images in nested folders, a text file (skipped), a corrupt JPEG (an error row), an upper-case .PNG."""
     folder = tmp_path_factory.mktemp("photos")
-    make_images(folder, 40)
+    make_image_tree(folder, 40)
     (folder / "notes.txt").write_text("not an image")
     (folder / "d1" / "corrupt.jpg").write_bytes(b"definitely not a JPEG")
     Image.new("RGB", (30, 20), (200, 10, 10)).save(folder / "d2" / "UPPER.PNG")
@@ -73,41 +49,6 @@ def cli(capsys, *argv) -> tuple[int, str, str]:
     code = main([str(a) for a in argv])
     out, err = capsys.readouterr()
     return code, out, err
-
-
-def swiftformer(*argv, env=None, check=True) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [sys.executable, "-m", "swiftformer", *map(str, argv)],
-        capture_output=True,
-        text=True,
-        env=env or ENV,
-        timeout=600,
-        check=False,
-    )
-    if check:
-        assert result.returncode in (0, 1), result.stderr[-3000:]
-    return result
-
-
-def by_image(rows) -> dict[str, dict]:
-    rows = list(rows)
-    images = [r["image"] for r in rows]
-    assert len(images) == len(set(images)), "an image appears twice"
-    return {r["image"]: r for r in rows}
-
-
-def assert_same_predictions(a: dict[str, dict], b: dict[str, dict], exact: bool = True) -> None:
-    assert set(a) == set(b)
-    for key in a:
-        ra, rb = a[key], b[key]
-        assert (ra["error"] is None) == (rb["error"] is None), key
-        if ra["error"] is not None:
-            continue
-        assert ra["indices"] == rb["indices"] and ra["labels"] == rb["labels"] and ra["label"] == rb["label"]
-        if exact:
-            assert ra["scores"] == rb["scores"] and ra["score"] == rb["score"]
-        else:  # other batch compositions: float round-off
-            assert ra["scores"] == pytest.approx(rb["scores"], rel=1e-5, abs=1e-7)
 
 
 # ------------------------------------------------------------------------------------------------ inputs
@@ -243,10 +184,10 @@ def test_resume_with_other_columns_is_refused(capsys, model_dir, photos, tmp_pat
 
 def test_resume_adds_only_new_images(capsys, model_dir, tmp_path):
     folder = tmp_path / "photos"
-    make_images(folder, 10)
+    make_image_tree(folder, 10)
     output = tmp_path / "preds.parquet"
     assert cli(capsys, "predict", folder, "--model", model_dir, "--output", output, *FAST)[0] == 0
-    make_images(folder / "later", 5, seed=1)
+    make_image_tree(folder / "later", 5, seed=1)
     code, _, err = cli(capsys, "predict", folder, "--model", model_dir, "--output", output, "--resume", *FAST)
     assert code == 0 and "5 images (0 errors, 10 already in the output)" in err
     rows = by_image(read_output(output))
@@ -328,11 +269,11 @@ def _peak_rss_kib(argv: list[str]) -> int:
 
 def test_memory_does_not_grow_with_the_number_of_images(tmp_path):
     """320² inputs (1.2 MB each as float32): 150 more images would add 180 MB (over 20 %) if they were held."""
-    model = make_model(tmp_path / "model", size=320)
+    model = make_model_dir(tmp_path / "model", size=320)
     peaks = []
     for count in (50, 200):
         folder = tmp_path / f"photos{count}"
-        make_images(folder, count, side=16)
+        make_image_tree(folder, count, side=16)
         argv = [sys.executable, "-m", "swiftformer", "predict", str(folder), "--model", str(model)]
         argv += ["--output", str(tmp_path / f"preds{count}.parquet"), *FAST, "--workers", "1"]
         peaks.append(_peak_rss_kib(argv))

@@ -18,19 +18,20 @@ if os.environ.get("SWIFTFORMER_RAY_TESTS") != "1":
 
 import torch
 
+from _batch import FAST, assert_same_predictions, by_image, make_image_tree, swiftformer
+from _helpers import make_model_dir
 from swiftformer.batch import read_output
-from test_batch import FAST, assert_same_predictions, by_image, make_images, make_model, swiftformer
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    return make_model(tmp_path_factory.mktemp("model"))
+    return make_model_dir(tmp_path_factory.mktemp("model"), size=32)
 
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):
     folder = tmp_path_factory.mktemp("photos")
-    make_images(folder, 30)
+    make_image_tree(folder, 30)
     (folder / "d1" / "corrupt.jpg").write_bytes(b"not a JPEG")
     return folder
 
