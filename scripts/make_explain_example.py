@@ -1,4 +1,4 @@
-"""Regenerate docs/explain_example.png: one canvas of the pointing game (tests/test_explain.py) and its
+"""Regenerate docs/explain_example.png: one canvas of the pointing game (tests/_pointing_game.py) and its
 overlays from a small ``l2`` SwiftFormer trained on such canvases: Grad-CAM at stages 2, 3 and 4, and the
 model's attention weights at their default stage(s). About a minute on 2 CPU cores.
 
@@ -15,9 +15,9 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+from _pointing_game import canvases, train_on_canvases
 from swiftformer import SwiftFormerImageProcessor
 from swiftformer.explain import caption_for, explain_with_scores, model_view, overlay
-from test_explain import canvases, train_on_canvases
 
 LABELS = {0: "checkerboard", 1: "horizontal stripes", 2: "vertical stripes", 3: "diagonal stripes"}
 GAP = 8

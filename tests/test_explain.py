@@ -1,17 +1,17 @@
 """swiftformer.explain and ``swiftformer explain``: heatmaps that point at the object, equal a direct
 computation, leave the model as it was; the command's files and its one-line errors.
 
-The pointing game: canvases with one pattern (its class) in a random quadrant and noise of a random
-strength, from none to strong, elsewhere; a tiny SwiftFormer is trained on them here, on the CPU, for a few
-hundred steps; the heatmap's maximum must fall in the pattern's quadrant for at least 90 % of the canvases
-it classifies correctly. ``python tests/test_explain.py`` runs the longer measurement of docs/explain.md
-(every method, every stage, three backgrounds).
+The pointing game (tests/_pointing_game.py): canvases with one pattern (its class) in a random quadrant and
+noise of a random strength, from none to strong, elsewhere; a tiny SwiftFormer is trained on them here, on
+the CPU, for a few hundred steps; the heatmap's maximum must fall in the pattern's quadrant for at least 90 %
+of the canvases it classifies correctly. Those tests are ``slow`` (a minute of training per model on 2 idle
+cores). ``benchmarks/pointing_game.py`` runs the longer measurement of docs/explain.md (every method, every
+stage, three backgrounds).
 """
 
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -24,6 +24,7 @@ from PIL import Image
 pytest.importorskip("pytorch_grad_cam")
 
 from _helpers import perturb_
+from _pointing_game import BACKGROUNDS, pointing_game, train_on_canvases
 from swiftformer import (
     SwiftFormerConfig,
     SwiftFormerForImageClassification,
@@ -41,86 +42,10 @@ from swiftformer.explain import (
 )
 from swiftformer.modeling import SwiftFormerEfficientAdditiveAttention
 
+
 # ------------------------------------------------------------------------------ the pointing game
-SIZE = 96  # canvas side; the pattern is a quarter of it
-PATCH = SIZE // 4
-STEPS = 400  # training steps of 32 canvases
-NOISE = 0.8  # the strongest background noise (the patterns are ±1)
-TRAIN_CONFIG = dict(depths=[1, 1, 1, 1], embed_dims=[16, 24, 48, 64], num_labels=4)
-
-
-def _pattern(cls: int, rng: np.random.Generator) -> np.ndarray:
-    """PATCH × PATCH in {-1, 1}: checkerboard, horizontal, vertical or diagonal stripes (period 8, random phase)."""
-    y, x = np.mgrid[0:PATCH, 0:PATCH]
-    phase = rng.integers(0, 4)
-    if cls == 0:
-        on = ((x + phase) // 4 + y // 4) % 2
-    elif cls == 1:
-        on = ((y + phase) // 4) % 2
-    elif cls == 2:
-        on = ((x + phase) // 4) % 2
-    else:
-        on = ((x + y + phase) // 4) % 2
-    return on.astype(np.float32) * 2 - 1
-
-
-def canvases(
-    n: int, seed: int, noise: tuple[float, float] = (0.0, NOISE)
-) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-    """(pixel_values (n, 3, SIZE, SIZE) with one pattern each, labels (n,), quadrants (n,): 0 top left, 1 top
-    right, 2 bottom left, 3 bottom right). The background is uniform noise in ±a, a drawn per canvas in
-    ``noise`` (default: from blank to strong noise; (0, 0): blank)."""
-    rng = np.random.default_rng(seed)
-    amplitude = rng.uniform(*noise, (n, 1, 1, 1))
-    pixels = (rng.uniform(-1, 1, (n, 3, SIZE, SIZE)) * amplitude).astype(np.float32)
-    labels, quadrants = rng.integers(0, 4, n), rng.integers(0, 4, n)
-    half = SIZE // 2
-    for i in range(n):
-        qy, qx = divmod(int(quadrants[i]), 2)
-        top = qy * half + rng.integers(0, half - PATCH + 1)
-        left = qx * half + rng.integers(0, half - PATCH + 1)
-        pixels[i, :, top : top + PATCH, left : left + PATCH] = _pattern(int(labels[i]), rng)
-    return torch.from_numpy(pixels), torch.from_numpy(labels), quadrants
-
-
-def train_on_canvases(attention_variant: str, steps: int = STEPS, seed: int = 0) -> SwiftFormerForImageClassification:
-    """A tiny SwiftFormer trained on :func:`canvases` (one-cycle AdamW; about a minute on 2 cores)."""
-    torch.manual_seed(seed)
-    config = SwiftFormerConfig(**TRAIN_CONFIG, attention_variant=attention_variant)
-    model = SwiftFormerForImageClassification(config).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
-    # Decayed to the end: at a constant rate the models' maps varied far more from seed to seed.
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=steps, pct_start=0.15)
-    for step in range(steps):
-        x, y, _ = canvases(32, seed=1000 * (seed + 1) + step)
-        loss = model(x, labels=y).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-    return model.eval()
-
-
-def quadrant_of_max(maps: torch.Tensor) -> np.ndarray:
-    """The quadrant (as in :func:`canvases`) of each (H, W) map's maximum."""
-    _, height, width = maps.shape
-    index = maps.flatten(1).argmax(1)
-    row, col = index // width, index % width
-    return ((row >= height // 2).long() * 2 + (col >= width // 2).long()).numpy()
-
-
-def pointing_game(
-    model, method: str, layer: str | None, n: int = 128, seed: int = 7, noise: tuple[float, float] = (0.0, NOISE)
-) -> tuple[int, int, float]:
-    """(hits, correctly classified canvases, accuracy): the map of the true class points at its quadrant."""
-    x, y, quadrants = canvases(n, seed, noise)
-    with torch.no_grad():
-        correct = (model(x).logits.argmax(-1) == y).numpy()
-    heat = explain_with_scores(model, x[correct], target=y[correct].tolist(), method=method, layer=layer).maps
-    hits = int((quadrant_of_max(heat) == quadrants[correct]).sum())
-    return hits, int(correct.sum()), float(correct.mean())
-
-
+# Each test trains a model for about a minute on 2 idle cores (the attention test reuses the l2 one when it runs
+# after the Grad-CAM test), several minutes on a loaded machine: slow, with a deadline of their own.
 @pytest.fixture(scope="module")
 def trained() -> dict[str, SwiftFormerForImageClassification]:
     return {}
@@ -134,6 +59,8 @@ def _trained(trained: dict, variant: str) -> SwiftFormerForImageClassification:
     return trained[variant]
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)
 @pytest.mark.parametrize("variant", ["softmax", "l2"])
 def test_gradcam_points_at_the_pattern(trained, variant):
     model = _trained(trained, variant)
@@ -142,12 +69,14 @@ def test_gradcam_points_at_the_pattern(trained, variant):
     assert hits >= 0.9 * total, f"Grad-CAM at {DEFAULT_LAYER}: {hits}/{total} in the right quadrant"
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_attention_points_at_the_pattern(trained):
     """The l2 model's own token weights (every stage's |α - mean α|, averaged: the default map) point at the
     pattern on blank canvases. With noise behind the pattern they point at it less often (docs/explain.md:
     the attention is not what finds the pattern), so the test is on blanks, the issue's other choice."""
     model = _trained(trained, "l2")
-    hits, total, accuracy = pointing_game(model, "attention", layer=None, noise=(0.0, 0.0))
+    hits, total, accuracy = pointing_game(model, "attention", layer=None, noise=BACKGROUNDS["blank"])
     assert accuracy >= 0.9, f"the l2 model did not learn the canvases (accuracy {accuracy:.2f})"
     assert hits >= 0.9 * total, f"attention (mean of the stages): {hits}/{total} in the right quadrant"
 
@@ -577,57 +506,3 @@ def test_predict_explain_bad_input_is_one_line(tmp_path, model_dir, capsys, argv
     assert stderr.startswith("swiftformer: error: --") and message in stderr, stderr
     assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr
     assert not (tmp_path / "in" / "heatmaps").exists()
-
-
-# ------------------------------------------------------------------------------ the measurement of docs/explain.md
-
-
-BACKGROUNDS = {"blank": (0.0, 0.0), "mixed": (0.0, NOISE), "strong": (NOISE, NOISE)}  # noise amplitude range
-
-
-def measure(
-    variants: tuple[str, ...] = ("softmax", "l2"),
-    seeds: tuple[int, ...] = (0, 1),
-    canvases: int = 200,
-    methods: tuple[str, ...] | None = None,
-    backgrounds: tuple[str, ...] = tuple(BACKGROUNDS),
-) -> dict:
-    """Every method (or those of ``methods``) at every stage, on each background of ``backgrounds``:
-    [hits, correctly classified canvases] summed over the models trained with ``seeds``, per attention
-    variant (Score-CAM and Ablation-CAM on a quarter of the canvases). Each model's rows go to stderr as
-    JSON lines as they come."""
-    from swiftformer.explain import CAM_METHODS, PER_CHANNEL_METHODS
-
-    table: dict = {}
-    for variant in variants:
-        for seed in seeds:
-            start = time.perf_counter()
-            model = train_on_canvases(variant, seed=seed)
-            print(f"# {variant} seed {seed}: trained in {time.perf_counter() - start:.0f} s", file=sys.stderr)
-            available = [*CAM_METHODS, "attention"] if variant == "l2" else CAM_METHODS
-            for background in backgrounds:
-                for method in [m for m in available if methods is None or m in methods]:
-                    stages = model.config.stage_names[1:] if method == "attention" else model.config.stage_names
-                    n = canvases // 4 if method in PER_CHANNEL_METHODS else canvases  # seconds per canvas
-                    for stage in [*stages, None] if method == "attention" else stages:  # None: the default (all)
-                        hits, total, accuracy = pointing_game(
-                            model, method, stage, n=n, seed=100 + seed, noise=BACKGROUNDS[background]
-                        )
-                        row = dict(variant=variant, seed=seed, background=background, method=method, stage=stage)
-                        print(json.dumps({**row, "hits": hits, "total": total, "accuracy": accuracy}), file=sys.stderr)
-                        key = f"{variant} {background} {method} {stage}"
-                        table[key] = [a + b for a, b in zip(table.get(key, [0, 0]), [hits, total])]
-    return table
-
-
-if __name__ == "__main__":  # docs/explain.md: python tests/test_explain.py [l2] [--seeds 0 1 2] [--methods gradcam]
-    import argparse
-
-    parser = argparse.ArgumentParser(description="The pointing game of docs/explain.md, on models trained here.")
-    parser.add_argument("variants", nargs="*", choices=["softmax", "l2"], default=["softmax", "l2"])
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
-    parser.add_argument("--methods", nargs="+", default=None)
-    parser.add_argument("--backgrounds", nargs="+", choices=list(BACKGROUNDS), default=list(BACKGROUNDS))
-    args = parser.parse_args()
-    methods = None if args.methods is None else tuple(args.methods)
-    print(json.dumps(measure(tuple(args.variants), tuple(args.seeds), 200, methods, tuple(args.backgrounds)), indent=1))

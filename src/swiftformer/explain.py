@@ -91,7 +91,8 @@ __all__ = [
 CAM_METHODS = ("gradcam", "gradcam++", "eigencam", "scorecam", "ablationcam")
 METHODS = (*CAM_METHODS, "attention")
 GRADIENT_METHODS = ("gradcam", "gradcam++")
-# One forward pass per channel of the stage (seconds per image): run image by image, not served over HTTP.
+# One forward pass per channel of the stage (seconds per image, docs/explain.md "Cost"): run image by image, not
+# served over HTTP.
 PER_CHANNEL_METHODS = ("scorecam", "ablationcam")
 METHOD_TITLES = {
     "gradcam": "Grad-CAM",
@@ -102,13 +103,15 @@ METHOD_TITLES = {
     "attention": "attention",
 }
 
-# The stage whose output the CAMs are computed on when ``layer`` is not given: the best of the pointing
-# game in docs/explain.md (the heatmap's maximum in the quadrant that holds the object, on 12 models trained
-# as in the test): stage 3 was at least 92.5 % on every model and background, stage 2 fell to 79 % on some
-# l2 models and the last stage is far worse. A model with fewer stages uses its last.
+# The stage whose output the CAMs are computed on when ``layer`` is not given: the stage that localizes best
+# on every model and background in the pointing game (is the heatmap's maximum in the quadrant that holds the
+# object?); the figures are the Grad-CAM table of docs/explain.md, "Which stage: the pointing game". Earlier
+# stages can fail on some models, and the last is far worse: its tokens have all seen the whole image through
+# the attention's global query. A model with fewer stages uses its last.
 DEFAULT_LAYER = "stage3"
-# Methods whose measured best stage is another: Eigen-CAM (class-agnostic, the sign of a principal component
-# is arbitrary) points at the object from stage 2 in 94 %, from stage 3 in 25 % (below chance).
+# Methods whose best stage in that measurement is another: Eigen-CAM (class-agnostic, and the sign of a
+# principal component is arbitrary) points away from the object at stage 3 and at it from stage 2 (the
+# Grad-CAM++ / Eigen-CAM table of the same section).
 METHOD_DEFAULT_LAYERS = {"eigencam": "stage2"}
 
 # Score-CAM / Ablation-CAM: images per forward pass over the masked or ablated copies of one image.
