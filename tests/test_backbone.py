@@ -344,6 +344,7 @@ def test_forward_features_and_head():
 @pytest.mark.parametrize(
     "indices,taken", [(None, [0, 1, 2, 3]), (2, [2, 3]), (1, [3]), ([0, 2], [0, 2]), ([-1, 0], [0, 3]), ((1,), [1])]
 )
+@pytest.mark.slow
 def test_forward_intermediates_indices(indices, taken):
     model = tiny_classifier()
     x = torch.randn(2, 3, 64, 64)
@@ -398,6 +399,7 @@ def _to_timm_key(key: str) -> str:
     return key
 
 
+@pytest.mark.slow
 def test_forward_intermediates_and_feature_info_match_timm():
     timm = pytest.importorskip("timm")
     ref = timm.create_model("swiftformer_xs", pretrained=False, num_classes=10).eval()
@@ -441,6 +443,7 @@ def _train_step(model, x, labels, seed=7):
     [{}, {"drop_path_rate": 0.3, "drop_conv_encoder_rate": 0.1, "drop_mlp_rate": 0.1}, {"attention_variant": "l2"}],
     ids=["plain", "drop_path_and_dropout", "l2"],
 )
+@pytest.mark.slow
 def test_gradient_checkpointing_gives_identical_training(overrides):
     plain = tiny_classifier(**overrides).train()
     checkpointed = copy.deepcopy(plain)
@@ -466,6 +469,7 @@ def test_gradient_checkpointing_gives_identical_training(overrides):
         assert not torch.equal(loss_a, loss_c)
 
 
+@pytest.mark.slow
 def test_gradient_checkpointing_checkpoints_every_block_in_training_only(monkeypatch):
     calls = []
     original = modeling_utils.checkpoint
@@ -493,6 +497,7 @@ def test_gradient_checkpointing_checkpoints_every_block_in_training_only(monkeyp
     assert len(calls) == sum(TINY["depths"])
 
 
+@pytest.mark.slow
 def test_batch_norm_stats_would_update_twice_without_the_guard(monkeypatch):
     """The reason for ``_checkpoint_contexts``: the recomputation runs each BatchNorm again."""
     import contextlib
@@ -509,6 +514,7 @@ def test_batch_norm_stats_would_update_twice_without_the_guard(monkeypatch):
     assert plain.state_dict()[key] == 1 and checkpointed.state_dict()[key] == 2
 
 
+@pytest.mark.slow
 def test_gradient_checkpointing_under_torch_compile():
     """torch.compile refuses a context_fn of plain context managers; the compiled path must still train
     like the uncompiled model and update BatchNorm statistics once per step."""
@@ -557,6 +563,7 @@ def _load_example():
 
 
 @pytest.mark.parametrize("grad_checkpointing", [False, True], ids=["plain", "grad_checkpointing"])
+@pytest.mark.slow
 def test_faster_rcnn_fpn_trains_on_synthetic_boxes(grad_checkpointing):
     example = _load_example()
     torch.manual_seed(0)

@@ -83,6 +83,7 @@ def test_skip_done_in_order_and_out_of_order():
 
 # ------------------------------------------------------------------------------------------------ outputs
 @pytest.mark.parametrize("extension", ["jsonl", "csv", "parquet"])
+@pytest.mark.slow
 def test_every_format_round_trips_and_agrees_with_json(capsys, model_dir, photos, tmp_path, extension):
     code, out, _ = cli(capsys, "predict", photos, "--model", model_dir, "--json", *FAST)
     assert code == 1  # the corrupt image
@@ -199,6 +200,7 @@ def test_resume_adds_only_new_images(capsys, model_dir, tmp_path):
 
 # ------------------------------------------------------------------------------------------------ resume
 @pytest.mark.parametrize("extension", ["jsonl", "csv", "parquet"])
+@pytest.mark.slow
 def test_resume_after_sigkill_gives_every_image_once(capsys, model_dir, photos, tmp_path, extension):
     output = tmp_path / f"preds.{extension}"
     common = ("predict", photos, "--model", model_dir, "--output", output, *FAST, "--chunk-rows", 8)
@@ -242,6 +244,7 @@ def test_a_torn_last_row_is_cut_off_on_resume(capsys, model_dir, photos, tmp_pat
     assert output.read_bytes() == whole
 
 
+@pytest.mark.slow
 def test_overwrite_replaces_only_when_complete(capsys, model_dir, photos, tmp_path):
     output = tmp_path / "preds.jsonl"
     cli(capsys, "predict", photos / "d0", "--model", model_dir, "--output", output, *FAST)
@@ -267,6 +270,7 @@ def _peak_rss_kib(argv: list[str]) -> int:
     return usage.ru_maxrss
 
 
+@pytest.mark.slow
 def test_memory_does_not_grow_with_the_number_of_images(tmp_path):
     """320² inputs (1.2 MB each as float32): 150 more images would add 180 MB (over 20 %) if they were held."""
     model = make_model_dir(tmp_path / "model", size=320)
@@ -281,6 +285,7 @@ def test_memory_does_not_grow_with_the_number_of_images(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ embed
+@pytest.mark.slow
 def test_embed_is_the_pooled_last_stage(capsys, model_dir, photos, tmp_path):
     output = tmp_path / "embeddings.parquet"
     code, _, err = cli(capsys, "embed", photos, "--model", model_dir, "--output", output, "--batch-size", 8)

@@ -53,6 +53,7 @@ def bench(capsys, *argv: str) -> dict:
     return json.loads(capsys.readouterr().out)
 
 
+@pytest.mark.slow
 def test_fused_and_exported_runtime_modes(model_dir, capsys):
     modes = ["eager", "fused"] + [
         m for m, pkg in (("onnxruntime", "onnxruntime"), ("openvino", "openvino")) if importlib.util.find_spec(pkg)
@@ -83,6 +84,7 @@ def test_fused_and_exported_runtime_modes(model_dir, capsys):
     assert auto["backend_batch_1"] == auto["backend_batch_n"]
 
 
+@pytest.mark.slow
 def test_text_report_names_the_cpu_and_malloc(model_dir, capsys):
     parser = argparse.ArgumentParser()
     add_bench_arguments(parser)
@@ -93,6 +95,7 @@ def test_text_report_names_the_cpu_and_malloc(model_dir, capsys):
     assert lines[-1].startswith("fused") and lines[-1].endswith("fp32 fused")
 
 
+@pytest.mark.slow
 def test_reference_adds_ratios(model_dir, capsys):
     pytest.importorskip("transformers")
     report = bench(capsys, "--model", str(model_dir), "--modes", "fused", "--reference")

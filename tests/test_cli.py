@@ -136,6 +136,7 @@ def test_info_stride_is_the_networks_not_a_rounded_ratio(capsys):
     assert [s["stride"] for s in stages] == [4, 8, 16, 32]  # 97 / 7 would round to 14, 97 / 4 to 24
 
 
+@pytest.mark.slow
 def test_module_entry_point():
     result = subprocess.run(
         [sys.executable, "-m", "swiftformer", "info", "--model", "s", "--json"],
@@ -167,6 +168,7 @@ def test_predict_images_of_different_preprocessed_sizes(capsys, model_dir, image
     assert [len(json.loads(line)["predictions"]) for line in out.splitlines()] == [4, 4]
 
 
+@pytest.mark.slow
 def test_predict_fast_path_equals_plain_model(capsys, model_dir, images):
     """The default: precision and backend "auto" (on a CPU without native bf16 fp32, on a runtime if installed)."""
     paths, _ = images
@@ -201,6 +203,7 @@ def test_predict_bf16_agrees_with_fp32(capsys, model_dir, images):
         assert [s for _, s in b] == pytest.approx([s for _, s in a], abs=0.05)
 
 
+@pytest.mark.slow
 def test_predict_openvino_backend_matches_fp32(capsys, model_dir, images):
     """fp32 on both sides. In a fresh process: OpenVINO's CPU plugin left in the test process crashed later
     TensorFlow tests."""

@@ -272,6 +272,7 @@ def test_timm_stage0_downsample_is_reported(tmp_path):
 # ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_original_current_release_xs(tmp_path):
     original = perturbed(OriginalSwiftFormer(**XS))
     torch.save(original.state_dict(), tmp_path / "SwiftFormer_XS_ckpt.pth")

@@ -56,6 +56,7 @@ def _keras_logits(model, x: np.ndarray) -> np.ndarray:
     return np.asarray(model(x, training=False).logits)
 
 
+@pytest.mark.slow
 def test_saved_model_serving_signature_dynamic_shapes(pt_and_keras, tmp_path: Path):
     pt, model = pt_and_keras
     target = tmp_path / "saved"
@@ -79,6 +80,7 @@ def test_saved_model_serving_signature_dynamic_shapes(pt_and_keras, tmp_path: Pa
     assert again.max_rel_diff <= 1e-4 and _leftovers(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_tflite_float32_matches_keras(pt_and_keras, images, tmp_path: Path):
     pt, model = pt_and_keras
     target = tmp_path / "model.tflite"
@@ -94,6 +96,7 @@ def test_tflite_float32_matches_keras(pt_and_keras, images, tmp_path: Path):
     assert np.abs(got - expected).max() <= 1e-4 * np.abs(expected).max()
 
 
+@pytest.mark.slow
 def test_tflite_float16_weights(pt_and_keras, images, tmp_path: Path):
     _, model = pt_and_keras
     float32 = export_tflite(model, tmp_path / "f32.tflite", verify_inputs=images, latency_runs=0)
@@ -109,6 +112,7 @@ def test_tflite_float16_weights(pt_and_keras, images, tmp_path: Path):
 
 
 @pytest.mark.parametrize("form", ["callable", "list", "array"])
+@pytest.mark.slow
 def test_tflite_int8_full_integer(pt_and_keras, images, tmp_path: Path, form):
     _, model = pt_and_keras
     data = {
@@ -134,6 +138,7 @@ def test_int8_needs_representative_data(pt_and_keras, tmp_path: Path):
     assert not (tmp_path / "int8.tflite").exists()
 
 
+@pytest.mark.slow
 def test_failed_verification_writes_nothing(pt_and_keras, tmp_path: Path, monkeypatch):
     _, model = pt_and_keras
     target = tmp_path / "model.tflite"
@@ -173,6 +178,7 @@ def test_missing_litert_is_one_clear_error(pt_and_keras, tmp_path: Path, monkeyp
     assert not (tmp_path / "model.tflite").exists()
 
 
+@pytest.mark.slow
 def test_export_model_from_a_pytorch_folder_and_image_files(tmp_path: Path):
     from PIL import Image
 

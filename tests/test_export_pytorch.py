@@ -73,6 +73,7 @@ def check_report(report, fmt: str, path: Path, tolerance: float, model, inputs: 
 
 
 # ------------------------------------------------------------------------------------------- formats
+@pytest.mark.slow
 def test_onnx(model, inputs, tmp_path):
     need("onnx", "onnxruntime", "onnxscript")
     import onnx
@@ -96,6 +97,7 @@ def test_onnx(model, inputs, tmp_path):
         assert_close_rel(torch.from_numpy(out), eager(model, x), 1e-5, f"onnx {shape}")
 
 
+@pytest.mark.slow
 def test_openvino(model, inputs, tmp_path):
     need("openvino")
     import openvino as ov
@@ -128,6 +130,7 @@ def test_xnnpack_rewrite_is_exact(variant):
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.slow
 def test_executorch(inputs, tmp_path):
     need("executorch")
     from executorch.runtime import Runtime
@@ -171,6 +174,7 @@ def test_coreml(model, inputs, tmp_path):
         assert report.max_rel_diff <= 1e-4
 
 
+@pytest.mark.slow
 def test_aoti(model, inputs, tmp_path):
     path = tmp_path / "tiny.pt2"
     report = export(model, path, "aoti", verify_inputs=inputs, latency_runs=2)
@@ -191,6 +195,7 @@ def test_tflite(model, inputs, tmp_path):
     assert only_entries(tmp_path) == ["tiny.tflite"]
 
 
+@pytest.mark.slow
 def test_onnx_below_the_dynamic_minimum_exports_static_height_width(tmp_path):
     """A model trained at 32x32 (a 1x1 last stage) still exports: batch dynamic, height and width fixed."""
     need("onnx", "onnxruntime", "onnxscript")
@@ -205,6 +210,7 @@ def test_onnx_below_the_dynamic_minimum_exports_static_height_width(tmp_path):
     assert "input pixel_values batchx3x32x32 float32" in report.summary()
 
 
+@pytest.mark.slow
 def test_openvino_below_the_dynamic_minimum_stays_dynamic(tmp_path):
     """OpenVINO's IR of a 32x32 model is dynamic in height and width, and the report says so."""
     need("openvino")
@@ -225,6 +231,7 @@ def test_openvino_below_the_dynamic_minimum_stays_dynamic(tmp_path):
     assert_close_rel(torch.from_numpy(compiled({"pixel_values": x.numpy()})["logits"]), eager(small, x), 1e-5)
 
 
+@pytest.mark.slow
 def test_savedmodel(model, inputs, tmp_path):
     need("swiftformer.export.keras", "tensorflow")
     path = tmp_path / "tiny-saved"
@@ -234,6 +241,7 @@ def test_savedmodel(model, inputs, tmp_path):
     assert report.input_shape == ["batch", 3, "height", "width"]
 
 
+@pytest.mark.slow
 def test_onnx_int8_is_calibrated_and_close(model, inputs, tmp_path):
     need("onnx", "onnxruntime", "onnxscript")
     calibration = torch.randn(16, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(11))
@@ -258,6 +266,7 @@ def test_onnx_int8_is_calibrated_and_close(model, inputs, tmp_path):
     assert any("calibrated on the verification inputs" in note for note in report.notes)
 
 
+@pytest.mark.slow
 def test_tflite_int8(model, inputs, tmp_path):
     need("swiftformer.export.keras", "tensorflow", "ai_edge_litert")
     calibration = torch.randn(8, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(11))
@@ -499,6 +508,7 @@ def test_cli_onnx_json(model, tmp_path, capsys):
     assert report["input_shape"] == ["batch", 3, "height", "width"]
 
 
+@pytest.mark.slow
 def test_cli_onnx_and_tflite_report_the_same_fields(model, tmp_path, capsys):
     """One report for every format: the same `swiftformer export --json` keys for ONNX and TFLite."""
     need("onnx", "onnxruntime", "onnxscript", "swiftformer.export.keras", "tensorflow", "ai_edge_litert")
@@ -521,6 +531,7 @@ def test_cli_onnx_and_tflite_report_the_same_fields(model, tmp_path, capsys):
     assert reports["onnx"]["input_shape"] == ["batch", 3, 32, 32]  # below the dynamic minimum: static H, W
 
 
+@pytest.mark.slow
 def test_cli_int8_with_calibration_folder(model, tmp_path, capsys):
     need("onnx", "onnxruntime", "onnxscript")
     import numpy as np

@@ -33,6 +33,7 @@ def test_fuse_is_exact_on_perturbed_weights(overrides):
 
 
 @pytest.mark.parametrize("variant", ["xs", "l3"])
+@pytest.mark.slow
 def test_fuse_published_variants(variant):
     model = perturb_(SwiftFormerForImageClassification(SwiftFormerConfig.from_variant(variant, num_labels=10))).eval()
     x = torch.randn(2, 3, 64, 64)

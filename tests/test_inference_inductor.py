@@ -23,6 +23,7 @@ def test_optimize_fp32_compiled_matches_eager():
 
 
 @pytest.mark.parametrize("micro_batch", [3, None])
+@pytest.mark.slow
 def test_micro_batching_is_exact(micro_batch):
     """The stem and first stage run 3 images at a time (10 = 3 + 3 + 3 + 1), the rest on all 10."""
     model = tiny_classifier(downsamples=[False, True, True, True], embed_dims=[8, 8, 16, 24])
@@ -76,6 +77,7 @@ def test_optimize_rejects_bad_precision_and_int8_without_calibration():
 
 
 @pytest.mark.filterwarnings("ignore::swiftformer.inference.SlowPrecisionWarning")  # int8 without VNNI
+@pytest.mark.slow
 def test_optimize_int8_agrees_with_fp32():
     """int8 (static, per-channel weights): 80 % top-1 agreement on random weights; micro-batching it is exact
     within float32 round-off of the dequantized values (1e-5 relative)."""

@@ -81,6 +81,7 @@ def openvino_backend_checks() -> None:
         optimize_for_inference(model, "fp32", backend="tvm")
 
 
+@pytest.mark.slow
 def test_openvino_backend_matches_eager():
     """Run in a fresh process: OpenVINO's CPU plugin (TBB threads, AMX state) left in the test process
     has crashed later TensorFlow tests of the same session."""

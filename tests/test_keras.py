@@ -128,6 +128,7 @@ def test_tf_golden_fixtures_exist():
 
 
 @pytest.mark.parametrize("path", FIXTURES, ids=lambda p: p.stem)
+@pytest.mark.slow
 def test_tf_golden_fixture(path: Path, tmp_path: Path):
     """Against the reference TF port's outputs: weights by PyTorch name, and the reference's own tf_model.h5."""
     with safe_open(path, "np") as f:
@@ -206,6 +207,7 @@ def test_live_against_reference_tf_port():
 
 
 @pytest.mark.parametrize("variant", ["xs", "s", "l1", "l3"])
+@pytest.mark.slow
 def test_parity_published_variants(variant):
     pt, keras_model = pair(**VARIANTS[variant], num_labels=10)
     assert keras_model.num_parameters() == keras_model.num_parameters(only_trainable=True) == pt.num_parameters()
@@ -235,6 +237,7 @@ UNUSUAL = {
 
 
 @pytest.mark.parametrize("case", UNUSUAL, ids=list(UNUSUAL))
+@pytest.mark.slow
 def test_parity_unusual_configs(case):
     overrides, shape = UNUSUAL[case]
     pt, keras_model = pair(**{**TINY, **overrides})
@@ -259,6 +262,7 @@ def test_base_model_parity_nchw_outputs():
     assert_rel(last, ref.last_hidden_state) and len(hidden) == len(ref.hidden_states)
 
 
+@pytest.mark.slow
 def test_tf_function_with_dynamic_height_and_width():
     pt, keras_model = pair(**TINY)
     serve = tf.function(
@@ -284,6 +288,7 @@ def test_eager_call_runs_a_graph_unless_run_eagerly():
     assert keras_model(x).hidden_states is None
 
 
+@pytest.mark.slow
 def test_cached_inference_graph_does_not_keep_the_model_alive():
     import gc
     import weakref
@@ -296,6 +301,7 @@ def test_cached_inference_graph_does_not_keep_the_model_alive():
     assert ref() is None
 
 
+@pytest.mark.slow
 def test_xla_matches_eager():
     pt, keras_model = pair(**{**TINY, "attention_variant": "l2"})
     x = np.random.default_rng(0).standard_normal((2, 3, 64, 48)).astype(np.float32)
@@ -397,6 +403,7 @@ LOSS_CASES = {
 
 
 @pytest.mark.parametrize("case", LOSS_CASES, ids=list(LOSS_CASES))
+@pytest.mark.slow
 def test_loss_matches_pytorch(case):
     num_labels, problem_type, make_labels = LOSS_CASES[case]
     pt, keras_model = pair(**{**TINY, "num_labels": num_labels, "problem_type": problem_type})
@@ -427,6 +434,7 @@ def test_bad_labels(num_labels, problem_type, labels, match):
 FIT_CONFIG = {"depths": [1, 2], "embed_dims": [8, 16], "downsamples": [True, True]}
 
 
+@pytest.mark.slow
 def test_fit_with_builtin_loss_lowers_the_loss():
     keras.utils.set_random_seed(0)
     model = TFSwiftFormerForImageClassification(SwiftFormerConfig(**FIT_CONFIG, num_labels=3))
@@ -445,6 +453,7 @@ def test_fit_with_builtin_loss_lowers_the_loss():
     )
 
 
+@pytest.mark.slow
 def test_fit_multi_hot_labels_drop_path_no_layer_scale():
     keras.utils.set_random_seed(0)
     config = SwiftFormerConfig(
@@ -467,6 +476,7 @@ def test_fit_multi_hot_labels_drop_path_no_layer_scale():
 # ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_save_pretrained_loads_in_pytorch_and_back(tmp_path: Path):
     pt, keras_model = pair(**TINY)
     keras_model.save_pretrained(tmp_path / "from_tf")
@@ -510,6 +520,7 @@ def test_from_pretrained_bin_base_model_and_overrides(tmp_path: Path, caplog):
     assert tuple(relabelled(x).logits.shape) == (1, 3)
 
 
+@pytest.mark.slow
 def test_keras_native_saving(tmp_path: Path):
     _, keras_model = pair(**TINY)
     x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
@@ -616,6 +627,7 @@ print("RESULT", json.dumps(result))
 """
 
 
+@pytest.mark.slow
 def test_jax_backend_parity_and_fit():
     pytest.importorskip("jax")
     result = subprocess.run(

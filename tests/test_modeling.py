@@ -82,7 +82,12 @@ def _pair_of_models(variant, overrides, seed=0):
     return ours, ref
 
 
-@pytest.mark.parametrize("case", list(PARITY_CASES))
+def _cases(names) -> list:
+    """Parity cases as parameters; the published variants (full-size models) are marked slow."""
+    return [pytest.param(name, marks=pytest.mark.slow) if PARITY_CASES[name][0] else name for name in names]
+
+
+@pytest.mark.parametrize("case", _cases(PARITY_CASES))
 def test_parity_with_transformers_eval(case):
     variant, overrides, shape = PARITY_CASES[case]
     ours, ref = _pair_of_models(variant, overrides)
@@ -106,7 +111,7 @@ def test_parity_with_transformers_eval(case):
     assert_close_rel(tuple_a[0], tuple_b[0], what="tuple logits")
 
 
-@pytest.mark.parametrize("case", ["xs", "no_layer_scale", "gelu_new", "downsamples"])
+@pytest.mark.parametrize("case", _cases(["xs", "no_layer_scale", "gelu_new", "downsamples"]))
 def test_parity_gradients_train_mode(case):
     variant, overrides, shape = PARITY_CASES[case]
     shape = (2, 3, 64, 64) if variant else shape
@@ -145,6 +150,7 @@ def test_parity_gradients_train_mode(case):
         ("long", 5, "single_label_classification"),
     ],
 )
+@pytest.mark.slow
 def test_loss_matches_transformers(labels_kind, num_labels, problem_type):
     ours, ref = _pair_of_models(None, {"num_labels": num_labels, "problem_type": problem_type})
     ours.eval(), ref.eval()
@@ -372,6 +378,7 @@ def test_torch_compile_fullgraph():
         assert_close_rel(compiled(x).logits, model(x).logits, what="compiled")
 
 
+@pytest.mark.slow
 def test_torch_compile_inductor_base_model():
     model = SwiftFormerModel(SwiftFormerConfig(**TINY)).eval()
     perturb_(model)

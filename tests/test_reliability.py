@@ -511,6 +511,7 @@ def test_unreadable_images_with_non_utf8_names_and_lone_images_never_stop_traini
 
 
 # ------------------------------------------------------------------------------------------ processes
+@pytest.mark.slow
 def test_sigkill_while_writing_a_checkpoint_then_resume_equals_an_uninterrupted_run(tmp_path):
     data = write_data(tmp_path / "data", train=4, val=1)
     killed, whole, flag = tmp_path / "killed", tmp_path / "whole", tmp_path / "paused"
@@ -540,6 +541,7 @@ def test_sigkill_while_writing_a_checkpoint_then_resume_equals_an_uninterrupted_
     assert len(losses[0]) == 2 and losses[0] == losses[1]
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_an_overwrite_leaves_the_old_run_and_says_how_to_resume(world, tmp_path):
     old = Path(shutil.copytree(world["finished_run"], tmp_path / "run"))
     (old / "best" / "marker.txt").write_text("the old run\n")

@@ -40,6 +40,7 @@ from _serving import (  # noqa: E402
     check_good_request,
     check_v2_endpoints,
     metric,
+    png_header,
     predict_cli,
     settings_for,
     start_server,
@@ -48,6 +49,8 @@ from _serving import (  # noqa: E402
 from swiftformer import SwiftFormerForImageClassification, SwiftFormerImageProcessor  # noqa: E402
 from swiftformer.cli import main  # noqa: E402
 from swiftformer.serving.server import shut_down  # noqa: E402
+
+FLAG = re.compile(r"(?<![\w-])--[a-z]")  # a command-line flag in a message
 
 
 @pytest.fixture(scope="module")
@@ -128,6 +131,7 @@ def test_bad_raw_body(server, images, case):
     response = httpx.post(f"{server.base_url}/predict", content=body, timeout=TIMEOUT)
     assert response.status_code == status, response.text
     assert response.json()["kind"] == kind
+    assert not FLAG.search(response.json()["error"]), response.json()  # a server started from Python has no flags
     check_good_request(server.base_url, images[0])
 
 
@@ -142,6 +146,13 @@ def test_bad_multipart_uploads(server, images):
     assert mixed.status_code == 400 and "junk.png" in mixed.json()["error"]
     wrong_field = httpx.post(url, files={"image": ("a.png", images[0].read_bytes())}, timeout=TIMEOUT)
     assert wrong_field.status_code == 400 and "'file'" in wrong_field.json()["error"]
+    # a limit of the server is named as ServeSettings spells it (the command's flag: --max-image-pixels)
+    big = httpx.post(url, files={"file": ("big.png", png_header(2000, 1000))}, timeout=TIMEOUT)
+    assert big.status_code == 413 and big.json() == {
+        "error": "big.png: the image claims 2000×1000 = 2000000 pixels, over the server's max_image_pixels (1000000); "
+        "refused before decoding",
+        "kind": "image_too_large",
+    }
     bad_k = httpx.post(url, params={"top_k": 0}, content=images[0].read_bytes(), timeout=TIMEOUT)
     assert bad_k.status_code == 400 and bad_k.json()["kind"] == "bad_request"
     check_good_request(server.base_url, images[0])
@@ -153,7 +164,10 @@ def test_upload_limit_without_content_length(server, images):
             yield b"\0" * 65536
 
     response = httpx.post(f"{server.base_url}/predict", content=chunks(), timeout=TIMEOUT)
-    assert response.status_code == 413 and response.json()["kind"] == "too_large"
+    assert response.status_code == 413 and response.json() == {
+        "error": "the request body is over the server's max_upload_mb (1 MB)",
+        "kind": "too_large",
+    }
     check_good_request(server.base_url, images[0])
 
 
@@ -427,7 +441,10 @@ def test_not_ready_until_warm_then_queue_full(model_dir, images):
         too_many = httpx.post(
             f"{url}/predict", files=[("file", (p.name, p.read_bytes())) for p in images[:3]], timeout=TIMEOUT
         )
-        assert too_many.status_code == 413 and too_many.json()["kind"] == "too_many_images"
+        assert too_many.status_code == 413 and too_many.json() == {
+            "error": "3 images in one request, over the server's max_queue (2)",
+            "kind": "too_many_images",
+        }
 
         # one image held in the forward pass, one queued: the queue (2) is full
         answers: Queue = Queue()
@@ -444,7 +461,10 @@ def test_not_ready_until_warm_then_queue_full(model_dir, images):
         senders[1].start()
         wait_for(lambda: running.batcher.admitted == 2, "the second request to be admitted")
         full = httpx.post(f"{url}/predict", content=images[0].read_bytes(), timeout=TIMEOUT)
-        assert full.status_code == 503 and full.json()["kind"] == "queue_full"
+        assert full.status_code == 503 and full.json() == {
+            "error": "the server is busy: 2 images queued or running, its max_queue is 2",
+            "kind": "queue_full",
+        }
         assert full.headers["Retry-After"] == "1"
         assert metric(running.metrics(), "swiftformer_images_in_flight") == 2
         forward_gate.set()
@@ -490,6 +510,7 @@ def _started_batcher(max_wait_ms: float):
         ("onnxruntime", False, [1, 2, 3, 4, 5, 9]),
     ],
 )
+@pytest.mark.slow
 def test_batches_are_padded_only_for_compiled_inductor(model_dir, backend, compile, padded):
     """Compiled inductor builds a graph per shape: batches are padded to the warmed-up sizes 1, 2, 4, 8;
     the other backends take any batch size, and padding would only add compute."""

@@ -333,6 +333,7 @@ def test_sampler_with_too_few_samples_raises():
 
 
 # ------------------------------------------------------------------------------------------ 3. torchrun
+@pytest.mark.slow
 def test_two_processes_equal_one_process_with_gradient_accumulation(data_dir: Path, tmp_path: Path):
     ddp_out, one_out = tmp_path / "ddp", tmp_path / "one"
     common = ["-m", "swiftformer", "train", "--data-dir", data_dir, "--epochs", 2, *FAST]
@@ -381,6 +382,7 @@ def test_two_processes_equal_one_process_with_gradient_accumulation(data_dir: Pa
 
 
 # ------------------------------------------------------------------------------------------ 4. resume
+@pytest.mark.slow
 def test_resume_after_sigkill_mid_epoch_replays_exactly(data_dir: Path, tmp_path: Path):
     # A little augmentation, EMA and a DataLoader worker: the replay must still be exact.
     args = [
@@ -437,6 +439,7 @@ def test_resume_after_sigkill_mid_epoch_replays_exactly(data_dir: Path, tmp_path
 
 
 # ------------------------------------------------------------------------------------------ 5. outputs
+@pytest.mark.slow
 def test_outputs_are_usable_model_folders_logs_and_plots(tmp_path: Path, capsys):
     data = write_folder(tmp_path / "data", broken=True)
     out = tmp_path / "run"
