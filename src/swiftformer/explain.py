@@ -62,6 +62,7 @@ from .modeling import (
     SwiftFormerForImageClassification,
     SwiftFormerModel,
 )
+from .modeling_utils import uncompiled
 
 if TYPE_CHECKING:
     from .configuration import SwiftFormerConfig
@@ -148,12 +149,8 @@ class Explanation:
 # ---------------------------------------------------------------------------------------------------
 
 
-def _unwrap(model: Any) -> Any:
-    return getattr(model, "_orig_mod", model)  # torch.compile's wrapper: the eager module inside it
-
-
 def _classifier(model: Any) -> SwiftFormerForImageClassification:
-    model = _unwrap(model)
+    model = uncompiled(model)
     if isinstance(model, SwiftFormerForImageClassification):
         return model
     raise TypeError(
@@ -164,7 +161,7 @@ def _classifier(model: Any) -> SwiftFormerForImageClassification:
 
 
 def _base_model(model: Any) -> SwiftFormerModel:
-    model = _unwrap(model)
+    model = uncompiled(model)
     if isinstance(model, (SwiftFormerForImageClassification, SwiftFormerBackbone)):
         return model.swiftformer
     if isinstance(model, SwiftFormerModel):
@@ -425,7 +422,7 @@ def _attention_weights(
             "where every token weight is exactly 1 (nothing to show): use a CAM method such as gradcam"
         )
     names = list(config.stage_names[1:]) if layers is None else resolve_layers(model, layers, method="attention")
-    module, x = _prepared(_unwrap(model), pixel_values)
+    module, x = _prepared(uncompiled(model), pixel_values)
     stages = stage_modules(module)
     flat: dict[str, torch.Tensor] = {}
     shapes: dict[str, tuple[int, int]] = {}

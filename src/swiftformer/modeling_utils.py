@@ -125,6 +125,11 @@ def _nonfinite_message(what: str, nan: int, inf: int, size: int) -> str:
     )
 
 
+def uncompiled(model: Any) -> Any:
+    """The module inside ``torch.compile``'s wrapper (its ``_orig_mod``), or ``model`` itself if not compiled."""
+    return getattr(model, "_orig_mod", model)
+
+
 def take_stage_indices(num_stages: int, indices: int | Sequence[int] | None) -> list[int]:
     """timm's ``indices`` rule: None → every stage, an int n → the last n, a sequence → those stages
     (negative ones count from the end). Returned sorted: intermediates come in stage order."""

@@ -63,6 +63,7 @@ from ..io.files import (
     write_json,
 )
 from ..modeling import SwiftFormerForImageClassification
+from ..modeling_utils import uncompiled
 from ..perf import tune_malloc
 from . import distributed
 from .config import (  # noqa: F401 - the training API in one place
@@ -204,9 +205,10 @@ def _logits(output: Any) -> torch.Tensor:
     return output.logits if hasattr(output, "logits") else output
 
 
-def _unwrap(model: nn.Module) -> SwiftFormerForImageClassification:
-    model = getattr(model, "_orig_mod", model)  # torch.compile
-    return cast(SwiftFormerForImageClassification, getattr(model, "module", model))  # DistributedDataParallel
+def _bare_model(model: nn.Module) -> SwiftFormerForImageClassification:
+    """The classifier inside ``torch.compile``'s and ``DistributedDataParallel``'s wrappers."""
+    model = uncompiled(model)
+    return cast(SwiftFormerForImageClassification, getattr(model, "module", model))  # DDP keeps it as .module
 
 
 # ------------------------------------------------------------------------------------------ trainer
@@ -550,7 +552,7 @@ class Trainer:
             sync = (
                 contextlib.nullcontext()
                 if last or not self.dist.enabled
-                else cast(nn.parallel.DistributedDataParallel, _unwrap_ddp(self.train_model)).no_sync()
+                else cast(nn.parallel.DistributedDataParallel, uncompiled(self.train_model)).no_sync()
             )
             with sync:
                 loss = self._loss(x, y)
@@ -724,7 +726,7 @@ class Trainer:
 
     def _save_model_folder(self, model: nn.Module, name: str) -> None:
         folder = self.output / name
-        _unwrap(model).save_pretrained(folder)
+        _bare_model(model).save_pretrained(folder)
         self.processor.save_pretrained(folder)
 
     # ------------------------------------------------------------------ the run
@@ -827,10 +829,6 @@ class Trainer:
     def _log(self, message: str) -> None:
         if self.dist.is_main:
             print(message, flush=True)
-
-
-def _unwrap_ddp(model: nn.Module) -> nn.Module:
-    return getattr(model, "_orig_mod", model)
 
 
 def _tensorboard(output: Path) -> Any:
