@@ -128,7 +128,7 @@ def _content_length(scope: Scope) -> int | None:
 
 def _too_large(limit: int) -> ServeError:
     return ServeError(
-        413, "too_large", f"the request body is over the upload limit of {limit / 1024 / 1024:g} MB (--max-upload-mb)"
+        413, "too_large", f"the request body is over the server's max_upload_mb ({limit / 1024 / 1024:g} MB)"
     )
 
 
@@ -467,7 +467,7 @@ async def _read_uploads(request: Request, max_files: int) -> list[tuple[str, byt
         except HTTPException as err:  # malformed multipart, too many parts
             if "too many" in str(err.detail).lower():
                 raise ServeError(
-                    413, "too_many_images", f"too many files in one request; this server takes at most {max_files}"
+                    413, "too_many_images", f"too many files in one request, over the server's max_queue ({max_files})"
                 ) from None
             raise ServeError(400, "bad_request", f"cannot read the multipart form: {err.detail}") from None
         try:

@@ -87,7 +87,7 @@ class DynamicBatcher:
         retry = {"Retry-After": str(RETRY_AFTER_SECONDS)}
         if n > self.max_queue:
             raise ServeError(
-                413, "too_many_images", f"{n} images in one request; this server takes at most {self.max_queue}"
+                413, "too_many_images", f"{n} images in one request, over the server's max_queue ({self.max_queue})"
             )
         with self._cond:
             if self._draining:
@@ -99,7 +99,7 @@ class DynamicBatcher:
                 raise ServeError(
                     503,
                     "queue_full",
-                    f"the server is busy ({self._admitted} images queued or running, limit {self.max_queue})",
+                    f"the server is busy: {self._admitted} images queued or running, its max_queue is {self.max_queue}",
                     retry,
                 )
             self._admitted += n

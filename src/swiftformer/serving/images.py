@@ -49,8 +49,8 @@ def decode_image(data: bytes, max_pixels: int, name: str = "image") -> Image.Ima
             raise ServeError(
                 413,
                 "image_too_large",
-                f"{name}: the image claims {width}×{height} = {width * height} pixels, more than the limit of "
-                f"{max_pixels} (--max-image-pixels); refused before decoding",
+                f"{name}: the image claims {width}×{height} = {width * height} pixels, over the server's "
+                f"max_image_pixels ({max_pixels}); refused before decoding",
             )
         if width == 0 or height == 0:
             raise ServeError(400, "bad_image", f"{name}: the image is empty ({width}×{height})")

@@ -48,7 +48,7 @@ class ServeMetrics:
         self.queue_depth = Gauge("swiftformer_queue_depth", "Images waiting for the model worker", registry=registry)
         self.in_flight = Gauge(
             "swiftformer_images_in_flight",
-            "Images admitted and not yet answered (limit: --max-queue)",
+            "Images admitted and not yet answered (limit: the server's max_queue)",
             registry=registry,
         )
 

@@ -5,7 +5,7 @@ only once that returns), then builds the app of :mod:`swiftformer.serving.app` a
 (``__serve_build_asgi_app__``). Batching is Ray's: ``@serve.batch`` collects the images of the
 concurrent requests a replica receives, up to ``max_batch_size`` or ``max_wait_ms``, and one forward
 pass runs them on a worker thread. Ray's proxy refuses requests past ``max_queued_requests``
-(= ``--max-queue``) with 503.
+(= ``max_queue``) with 503.
 
 Differences from the single-process server: ``/metrics`` is the answering replica's own (Ray Serve's
 metrics cover the whole application); ``swiftformer_queue_depth`` stays 0 (Ray holds the queue).
@@ -78,7 +78,7 @@ class SwiftFormerReplica:
             raise ServeError(
                 413,
                 "too_many_images",
-                f"{n} images in one request; this server takes at most {self.settings.max_queue}",
+                f"{n} images in one request, over the server's max_queue ({self.settings.max_queue})",
             )
         self.metrics.in_flight.inc(n)
         try:

@@ -43,7 +43,7 @@ def uvicorn_server(app: Any, settings: ServeSettings, log_level: str = "info") -
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: Any) -> None:
-            # Requests in flight may wait for a batch to fill (--max-wait-ms); uvicorn waits for them
+            # Requests in flight may wait for a batch to fill (max_wait_ms); uvicorn waits for them
             # before the app's shutdown, so the batcher must stop waiting now.
             drain = getattr(getattr(app.state, "backend", None), "drain", None)
             if drain is not None:
