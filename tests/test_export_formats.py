@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from swiftformer.cli import build_parser
-from swiftformer.export import FORMATS, PRECISIONS
+from swiftformer.export import ARTIFACT_PRECISIONS, FORMATS
 from swiftformer.export.formats import REDUCED_TOLERANCE, ExportFormat
 
 DOC = Path(__file__).parents[1] / "docs" / "export.md"
@@ -73,7 +73,7 @@ def test_docs_format_table_matches_the_registry():
 
 def test_docs_reduced_tolerances_match():
     rows = _table_rows("What is verified")
-    assert {p: float(cells[0]) for p, cells in rows.items() if p in PRECISIONS} == REDUCED_TOLERANCE
+    assert {p: float(cells[0]) for p, cells in rows.items() if p in ARTIFACT_PRECISIONS} == REDUCED_TOLERANCE
 
 
 def test_cli_choices_come_from_the_registry():
@@ -81,7 +81,7 @@ def test_cli_choices_come_from_the_registry():
     (subparsers,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     actions = {a.dest: a for a in subparsers.choices["export"]._actions}
     assert list(actions["format"].choices) == list(FORMATS)
-    assert list(actions["precision"].choices) == list(PRECISIONS)
+    assert list(actions["precision"].choices) == list(ARTIFACT_PRECISIONS)
     for fmt in FORMATS.values():
         if not fmt.is_directory:
             assert fmt.extension in actions["output"].help
@@ -90,7 +90,7 @@ def test_cli_choices_come_from_the_registry():
 @pytest.mark.parametrize("name", list(FORMATS))
 def test_every_record_is_complete(name):
     fmt = FORMATS[name]
-    assert fmt.name == name and "fp32" in fmt.precisions and set(fmt.precisions) <= set(PRECISIONS)
+    assert fmt.name == name and "fp32" in fmt.precisions and set(fmt.precisions) <= set(ARTIFACT_PRECISIONS)
     assert set(fmt.precisions) - {"fp32"} <= set(REDUCED_TOLERANCE) and 0 < fmt.tolerance < 1e-3
     assert set(fmt.dynamic) <= {"batch", "height", "width"}
     assert fmt.is_directory or fmt.extension.startswith("."), "a file format needs its extension"

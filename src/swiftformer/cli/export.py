@@ -11,7 +11,7 @@ import sys
 
 from ..errors import ExportError, ExportVerificationError
 from ..export.common import NUM_CALIBRATION
-from ..export.formats import FORMATS, PRECISIONS, precision_formats
+from ..export.formats import ARTIFACT_PRECISIONS, FORMATS, precision_formats
 from .common import add_hub_arguments, hub_options
 
 
@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--precision",
         default="fp32",
-        choices=PRECISIONS,
+        choices=ARTIFACT_PRECISIONS,
         help=f"fp32 (default); {'; '.join(reduced)} (calibrated on --calibration)",
     )
     parser.add_argument(

@@ -12,12 +12,12 @@
 
 from ..errors import ExportError, ExportVerificationError
 from .common import ExportReport, load_calibration_images
-from .formats import FORMATS, PRECISIONS, ExportFormat
+from .formats import ARTIFACT_PRECISIONS, FORMATS, ExportFormat
 from .pipeline import export
 
 __all__ = [
+    "ARTIFACT_PRECISIONS",
     "FORMATS",
-    "PRECISIONS",
     "ExportError",
     "ExportFormat",
     "ExportReport",

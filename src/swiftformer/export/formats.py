@@ -21,7 +21,7 @@ from pathlib import Path
 from . import pytorch
 from .pytorch import ExportContext, Exported, Runner
 
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+ARTIFACT_PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 # Reduced precisions are only checked for gross errors (a wrong layout, NaN): their top-1 agreement on
 # real images is what to judge them by. Why these values: docs/export.md, "What is verified".
 REDUCED_TOLERANCE = {"fp16": 5e-2, "bf16": 1e-1, "int8": 2.5e-1}
@@ -76,7 +76,7 @@ class ExportFormat:
         if precision not in self.precisions:
             raise ValueError(
                 f"precision for {self.name} must be one of {', '.join(self.precisions)}, got {precision!r}"
-                + ("" if precision in PRECISIONS else f" (known precisions: {', '.join(PRECISIONS)})")
+                + ("" if precision in ARTIFACT_PRECISIONS else f" (known precisions: {', '.join(ARTIFACT_PRECISIONS)})")
             )
 
     def default_tolerance(self, precision: str) -> float:
@@ -199,7 +199,7 @@ def get_format(name: str) -> ExportFormat:
 
 def precision_formats() -> dict[str, list[str]]:
     """Each precision with the formats that produce it (for help texts)."""
-    return {p: [f.name for f in FORMATS.values() if p in f.precisions] for p in PRECISIONS}
+    return {p: [f.name for f in FORMATS.values() if p in f.precisions] for p in ARTIFACT_PRECISIONS}
 
 
-__all__ = ["FORMATS", "PRECISIONS", "REDUCED_TOLERANCE", "ExportFormat", "get_format", "precision_formats"]
+__all__ = ["ARTIFACT_PRECISIONS", "FORMATS", "REDUCED_TOLERANCE", "ExportFormat", "get_format", "precision_formats"]

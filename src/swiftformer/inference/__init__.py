@@ -17,7 +17,7 @@ from ..modeling import load_model
 from .auto import (
     BACKEND_PRECISIONS,
     BACKENDS,
-    PRECISIONS,
+    RUN_PRECISIONS,
     SMALL_BATCH_MAX,
     AutoBackend,
     BackendChoice,
@@ -58,7 +58,7 @@ __all__ = [
     "BACKEND_PRECISIONS",
     "MAX_DIM",
     "ONNX_OPSET",
-    "PRECISIONS",
+    "RUN_PRECISIONS",
     "SMALL_BATCH_MAX",
     "AutoBackend",
     "BackendChoice",

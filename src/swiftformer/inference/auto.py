@@ -37,7 +37,7 @@ Backend = MicroBatched | ONNXRuntimeClassifier | OpenVINOClassifier  # each says
 
 logger = logging.getLogger("swiftformer.inference")  # the package's one logger, as documented
 
-PRECISIONS = ("auto", "fp32", "bf16", "int8")
+RUN_PRECISIONS = ("auto", "fp32", "bf16", "int8")
 BACKENDS = ("auto", "inductor", "openvino", "onnxruntime")
 # What each backend can compute; "auto" falls back to fp32 on the others, an explicit request is an error.
 BACKEND_PRECISIONS = {
@@ -110,10 +110,10 @@ def resolve_precision(
         cpu: The CPU to decide for; default this machine's (:func:`swiftformer.hardware.cpu_info`).
 
     Raises:
-        ValueError: ``requested`` is not one of :data:`PRECISIONS`.
+        ValueError: ``requested`` is not one of :data:`RUN_PRECISIONS`.
     """
-    if requested not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {requested!r}")
+    if requested not in RUN_PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(RUN_PRECISIONS)}, got {requested!r}")
     if requested == "fp32":
         return PrecisionChoice("fp32", "fp32 (requested)")
     kind = str(device).split(":", 1)[0].lower()
@@ -327,8 +327,8 @@ def optimize_for_inference(
         ValueError: an unknown precision or backend, a precision the backend does not run, a bad
             ``micro_batch``, int8 without calibration.
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision not in RUN_PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(RUN_PRECISIONS)}, got {precision!r}")
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if backend != "auto" and precision not in ("auto", *BACKEND_PRECISIONS[backend]):

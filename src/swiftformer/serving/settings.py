@@ -8,7 +8,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 # What `swiftformer predict` offers; optimize_for_inference checks the combination (e.g. no bf16 on onnxruntime).
-PRECISIONS = ("auto", "fp32", "bf16")
+SERVE_PRECISIONS = ("auto", "fp32", "bf16")
 BACKENDS = ("auto", "inductor", "openvino", "onnxruntime")
 
 
@@ -51,7 +51,10 @@ class ServeSettings:
 
     def __post_init__(self) -> None:
         checks = [
-            (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"),
+            (
+                self.precision in SERVE_PRECISIONS,
+                f"precision must be one of {', '.join(SERVE_PRECISIONS)}, got {self.precision!r}",
+            ),
             (self.backend in BACKENDS, f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}"),
             (
                 not (self.compile and self.backend in ("openvino", "onnxruntime")),
