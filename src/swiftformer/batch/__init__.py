@@ -10,7 +10,7 @@
 * :mod:`~swiftformer.batch.inputs`: files, folders (recursive), globs and ``@LIST`` files, expanded lazily;
 * :mod:`~swiftformer.batch.tasks`: what is computed per batch (:class:`JobSpec`, :class:`ClassifyTask`,
   :class:`EmbedTask`, :func:`image_features`);
-* :mod:`~swiftformer.batch.outputs`: JSON lines, CSV and Parquet outputs written in complete chunks, resumable;
+* :mod:`~swiftformer.batch.output_files`: JSON lines, CSV and Parquet outputs written in complete chunks, resumable;
 * :mod:`~swiftformer.batch.runner`: one process, decoding in ``DataLoader`` workers, bounded memory;
 * :mod:`~swiftformer.batch.ray_data`: the same job as a Ray Data pipeline (``pip install 'swiftformer[ray]'``).
 
@@ -20,7 +20,7 @@ See docs/batch-inference.md.
 from __future__ import annotations
 
 from .inputs import count_inputs, expand_inputs, image_key, skip_done
-from .outputs import COLUMN_KINDS, FORMATS, check_output, open_output, output_format, read_output
+from .output_files import COLUMN_KINDS, FORMATS, check_output, open_output, output_format, read_output
 from .runner import Summary, default_workers, run_batch
 from .tasks import ClassifyTask, EmbedTask, FusedFeatures, JobSpec, image_features
 

@@ -4,7 +4,7 @@ The paths still to do (the inputs minus what the output holds) become a dataset;
 preprocess them (:class:`~swiftformer.batch.runner.DecodeImages`, any number in parallel), a pool of
 ``replicas`` actors runs the model (``map_batches`` with a callable class, each actor building the task from
 the :class:`~swiftformer.batch.tasks.JobSpec` once), and the driver streams the rows, in input order, into
-the same writers as the single-process run (:mod:`swiftformer.batch.outputs`): the same rows, formats, part
+the same writers as the single-process run (:mod:`swiftformer.batch.output_files`): the same rows, formats, part
 files and ``resume``. Image paths must be readable by every Ray node (a shared file system); the driver
 holds the list of paths to do.
 
@@ -25,7 +25,7 @@ import numpy as np
 
 from ..image_processing import load_processor
 from .inputs import check_inputs, image_key
-from .outputs import arrow_schema, open_output
+from .output_files import arrow_schema, open_output
 from .runner import DecodeImages, Summary, make_row, plan, progress_bar
 from .tasks import JobSpec
 

@@ -4,7 +4,7 @@ The input paths are produced lazily (:func:`~swiftformer.batch.inputs.expand_inp
 already holds) and handed out a batch at a time by the ``DataLoader``'s batch sampler, so at most
 ``workers × prefetch`` batches of decoded images exist at once, whatever the number of images. Worker
 processes decode and preprocess; the main process runs the model on each batch (images of equal preprocessed
-size stacked together) and writes the batch's rows (:mod:`swiftformer.batch.outputs`) in input order.
+size stacked together) and writes the batch's rows (:mod:`swiftformer.batch.output_files`) in input order.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..image_processing import load_image
 from .inputs import check_inputs, count_inputs, expand_inputs, image_key, skip_done
-from .outputs import OutputWriter, open_output
+from .output_files import OutputWriter, open_output
 
 # Fewer inputs than this (and no ``workers``): decode in the main process; starting workers costs more.
 SMALL_JOB = 32
@@ -185,7 +185,7 @@ def run_batch(  # noqa: C901
 ) -> Summary:
     """Run ``task`` (a :class:`~swiftformer.batch.tasks.ClassifyTask` or ``EmbedTask``) over every image of
     ``inputs`` (:func:`~swiftformer.batch.inputs.expand_inputs`), writing rows to ``output`` (format by
-    extension, :func:`~swiftformer.batch.outputs.open_output`) and/or passing each to ``on_row(path, row)``,
+    extension, :func:`~swiftformer.batch.output_files.open_output`) and/or passing each to ``on_row(path, row)``,
     in input order.
 
     Args:

@@ -1,5 +1,5 @@
 """What a batch job computes per batch of ``pixel_values``: top-k classes (``predict``) or pooled features
-(``embed``), as rows of :data:`~swiftformer.batch.outputs.COLUMN_KINDS` columns.
+(``embed``), as rows of :data:`~swiftformer.batch.output_files.COLUMN_KINDS` columns.
 
 A :class:`JobSpec` is everything needed to build the model, its processor and the task: plain data, so
 that Ray actors (or any other process) can rebuild the same task from it.
