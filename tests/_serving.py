@@ -197,6 +197,6 @@ BAD_BODIES = {
     "truncated jpeg": (jpeg_bytes()[: len(jpeg_bytes()) // 2], 400, "bad_image"),
     "0 bytes": (b"", 400, "empty"),
     "60000x60000 header": (png_header(60000, 60000), 413, "image_too_large"),
-    "over --max-image-pixels": (png_header(2000, 1000), 413, "image_too_large"),
-    "over --max-upload-mb": (b"\xff" * (3 * 1024 * 1024 // 2), 413, "too_large"),
+    "over max_image_pixels": (png_header(2000, 1000), 413, "image_too_large"),
+    "over max_upload_mb": (b"\xff" * (3 * 1024 * 1024 // 2), 413, "too_large"),
 }
