@@ -165,7 +165,7 @@ class BatchTask(Protocol):
     def __call__(self, pixel_values: torch.Tensor) -> list[dict[str, Any] | str]: ...
 
 
-def run_batch(  # noqa: C901
+def run_batch(
     inputs: Sequence[str],
     task: BatchTask,
     processor: Any,
@@ -216,29 +216,12 @@ def run_batch(  # noqa: C901
         )
     summary = Summary(output=None if output is None else os.fspath(output))
     skipped = [0]
-    paths = plan(inputs, writer, skipped)
-    if workers is None:
-        first = list(itertools.islice(paths, SMALL_JOB))
-        workers = 0 if len(first) < SMALL_JOB else default_workers()
-        paths = itertools.chain(first, paths)
-    loader = DataLoader(
-        DecodeImages(processor),
-        batch_sampler=PathBatches(paths, batch_size),
-        num_workers=workers,
-        collate_fn=collate,
-        prefetch_factor=prefetch if workers > 0 else None,
-    )
+    loader = decoding_loader(plan(inputs, writer, skipped), processor, batch_size, workers, prefetch)
     batches = iter(loader)  # starts the workers: before the progress bar's counting thread (fork and threads)
     bar = progress_bar(progress, inputs, writer.done_count if writer is not None else 0)
     try:
         for batch_paths, errors, groups in batches:
-            results: list[Any] = list(errors)
-            for positions, pixel_values in groups:
-                group_results = task(pixel_values)
-                if on_results is not None:
-                    on_results([batch_paths[p] for p in positions], pixel_values, group_results)
-                for position, result in zip(positions, group_results):
-                    results[position] = result
+            results = run_groups(task, batch_paths, errors, groups, on_results)
             rows = [make_row(columns, path, result) for path, result in zip(batch_paths, results)]
             if writer is not None:
                 writer.write(rows)
@@ -266,3 +249,40 @@ def run_batch(  # noqa: C901
     summary.skipped = skipped[0]
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def decoding_loader(
+    paths: Iterator[str], processor: Any, batch_size: int, workers: int | None, prefetch: int
+) -> DataLoader:
+    """A ``DataLoader`` of collated batches (:func:`collate`) of ``paths``, decoded by ``workers`` processes.
+    ``workers=None`` looks at the first :data:`SMALL_JOB` paths: fewer, and they are decoded in this process."""
+    if workers is None:
+        first = list(itertools.islice(paths, SMALL_JOB))
+        workers = 0 if len(first) < SMALL_JOB else default_workers()
+        paths = itertools.chain(first, paths)
+    return DataLoader(
+        DecodeImages(processor),
+        batch_sampler=PathBatches(paths, batch_size),
+        num_workers=workers,
+        collate_fn=collate,
+        prefetch_factor=prefetch if workers > 0 else None,
+    )
+
+
+def run_groups(
+    task: BatchTask,
+    paths: list[str],
+    errors: list[str | None],
+    groups: list[tuple[list[int], torch.Tensor]],
+    on_results: Callable[[list[str], torch.Tensor, list[Any]], None] | None = None,
+) -> list[Any]:
+    """Run ``task`` on each group of a collated batch (:func:`collate`); the batch's results in input order, an
+    image that could not be read keeping its error message."""
+    results: list[Any] = list(errors)
+    for positions, pixel_values in groups:
+        group_results = task(pixel_values)
+        if on_results is not None:
+            on_results([paths[p] for p in positions], pixel_values, group_results)
+        for position, result in zip(positions, group_results):
+            results[position] = result
+    return results

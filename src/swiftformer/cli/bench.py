@@ -12,6 +12,7 @@ import argparse
 import json
 import subprocess
 import sys
+from typing import Any
 
 from ..bench import DEFAULT_MODES, MODES, available, measure_mode
 
@@ -33,67 +34,97 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--worker", choices=MODES, help=argparse.SUPPRESS)
 
 
-def run(args: argparse.Namespace) -> int:  # noqa: C901
+def run(args: argparse.Namespace) -> int:
     if args.worker:  # inside the subprocess of one mode
         print(json.dumps(measure_mode(args)))
         return 0
+    rows = [_measure(mode, args) for mode in _modes(args)]
+    base = next((r for r in rows if r["mode"] == "reference" and "error" not in r), None)
+    if base is not None:
+        _add_speedups(rows, base)
+    malloc = _malloc_setting(args, rows)
+    if args.json:
+        _print_json(args, rows, malloc)
+    else:
+        _print_table(args, rows, malloc, speedups=base is not None)
+    return 0
+
+
+def _modes(args: argparse.Namespace) -> list[str]:
+    """The modes asked for (default: those installed), with ``reference`` first when ``--reference``."""
     modes = list(args.modes or [m for m in DEFAULT_MODES if available(m)])
     if args.reference and "reference" not in modes:
         modes.insert(0, "reference")
-    rows = []
-    for mode in modes:
-        if not available(mode):
-            rows.append({"mode": mode, "error": "not installed (pip install .[export] / .[reference])"})
-            continue
-        command = [
-            sys.executable,
-            "-m",
-            "swiftformer",
-            "bench",
-            "--worker",
-            mode,
-            "--model",
-            args.model,
-            "--batch-size",
-            str(args.batch_size),
-            "--iterations",
-            str(args.iterations),
-            "--warmup",
-            str(args.warmup),
-        ]
-        command += ["--image-size", str(args.image_size)] if args.image_size else []
-        command += ["--no-tune-malloc"] if args.no_tune_malloc else []
-        if not args.json:
-            print(f"running {mode} ...", file=sys.stderr, flush=True)
-        result = subprocess.run(command, check=False, capture_output=True, text=True)
-        if result.returncode != 0:
-            tail = (result.stderr.strip().splitlines() or ["failed"])[-1]
-            rows.append({"mode": mode, "error": tail})
-            continue
-        rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
-    base = next((r for r in rows if r["mode"] == "reference" and "error" not in r), None)
+    return modes
+
+
+def _measure(mode: str, args: argparse.Namespace) -> dict[str, Any]:
+    """One mode's row, measured in a fresh ``swiftformer bench --worker MODE`` process; ``{"mode", "error"}``
+    when it is not installed or the process fails (the last line of its stderr)."""
+    if not available(mode):
+        return {"mode": mode, "error": "not installed (pip install .[export] / .[reference])"}
+    command = [
+        sys.executable,
+        "-m",
+        "swiftformer",
+        "bench",
+        "--worker",
+        mode,
+        "--model",
+        args.model,
+        "--batch-size",
+        str(args.batch_size),
+        "--iterations",
+        str(args.iterations),
+        "--warmup",
+        str(args.warmup),
+    ]
+    command += ["--image-size", str(args.image_size)] if args.image_size else []
+    command += ["--no-tune-malloc"] if args.no_tune_malloc else []
+    if not args.json:
+        print(f"running {mode} ...", file=sys.stderr, flush=True)
+    result = subprocess.run(command, check=False, capture_output=True, text=True)
+    if result.returncode != 0:
+        tail = (result.stderr.strip().splitlines() or ["failed"])[-1]
+        return {"mode": mode, "error": tail}
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _add_speedups(rows: list[dict[str, Any]], base: dict[str, Any]) -> None:
+    """Latency and throughput ratios against ``base`` (transformers' model) on every row that ran."""
     for r in rows:
-        if base and "error" not in r:
+        if "error" not in r:
             r["latency_speedup"] = base["latency_ms_median"] / r["latency_ms_median"]
             r["throughput_speedup"] = r["throughput_img_s"] / base["throughput_img_s"]
+
+
+def _malloc_setting(args: argparse.Namespace, rows: list[dict[str, Any]]) -> str:
+    """How the modes' allocator was set, in words (each worker reports whether it tuned glibc's malloc)."""
+    tuned = {r["malloc_tuned"] for r in rows if "error" not in r}
+    if args.no_tune_malloc:
+        return "glibc defaults (--no-tune-malloc)"
+    if tuned == {True}:
+        return "tuned (no trimming, mmap threshold 32 MB)"
+    if tuned == {False}:
+        return "defaults (not glibc: nothing to tune)"
+    return "unknown (no mode ran)" if not tuned else "mixed"
+
+
+def _print_json(args: argparse.Namespace, rows: list[dict[str, Any]], malloc: str) -> None:
     from ..hardware import hardware_line
     from ..inference import describe_hardware
 
-    ok = [r for r in rows if "error" not in r]
-    tuned = {r["malloc_tuned"] for r in ok}
-    if args.no_tune_malloc:
-        malloc = "glibc defaults (--no-tune-malloc)"
-    elif tuned == {True}:
-        malloc = "tuned (no trimming, mmap threshold 32 MB)"
-    elif tuned == {False}:
-        malloc = "defaults (not glibc: nothing to tune)"
-    else:
-        malloc = "unknown (no mode ran)" if not ok else "mixed"
-    if args.json:
-        report = {"model": args.model, "cpu": hardware_line(), "hardware": describe_hardware(), "malloc": malloc}
-        print(json.dumps({**report, "rows": rows}, indent=2))
-        return 0
+    report = {"model": args.model, "cpu": hardware_line(), "hardware": describe_hardware(), "malloc": malloc}
+    print(json.dumps({**report, "rows": rows}, indent=2))
+
+
+def _print_table(args: argparse.Namespace, rows: list[dict[str, Any]], malloc: str, *, speedups: bool) -> None:
+    """A header naming the CPU, malloc and the measurement, then one line per mode (with the ratios against
+    transformers' model when ``speedups``)."""
+    from ..hardware import hardware_line
+
     print(f"CPU: {hardware_line()}; malloc: {malloc}")
+    ok = [r for r in rows if "error" not in r]
     if ok:
         r0 = ok[0]
         print(
@@ -102,7 +133,7 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901
         )
     print(
         f"{'mode':13s} {'lat ms':>8s} {'p90 ms':>8s} {'img/s':>8s} {'first s':>8s} {'peak MB':>8s} {'rel diff':>9s} {'top1':>6s}"
-        + (f" {'lat x':>6s} {'thr x':>6s}" if base else "")
+        + (f" {'lat x':>6s} {'thr x':>6s}" if speedups else "")
         + "  ran as"
     )
     for r in rows:
@@ -113,10 +144,9 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901
             f"{r['mode']:13s} {r['latency_ms_median']:8.2f} {r['latency_ms_p90']:8.2f} {r['throughput_img_s']:8.1f} "
             f"{r['first_call_s']:8.1f} {r['peak_rss_mb']:8.0f} {r['max_rel_diff']:9.1e} {100 * r['top1_agreement']:5.1f}%"
         )
-        if base:
+        if speedups:
             line += f" {r['latency_speedup']:5.2f}x {r['throughput_speedup']:5.2f}x"
         backend = r["backend"]
         if "backend_batch_1" in r:  # backend="auto": latency and throughput may come from different backends
             backend = f"{r['backend_batch_1']} (batch 1) / {r['backend_batch_n']} (batch {r['batch_size']})"
         print(f"{line}  {r['precision']} {backend}")
-    return 0

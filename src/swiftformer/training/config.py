@@ -13,9 +13,10 @@ import dataclasses
 import json
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from ..configuration import ATTENTION_VARIANTS, VARIANTS, variant_key
 from ..io.files import hidden_path
@@ -238,85 +239,108 @@ INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "box", "hamming", "lanczos",
 MAX_IMAGE_SIZE = 8192  # the limit of image sizes, as for preprocessor configs
 
 
-def _kind(value: Any) -> str:
-    return f"{type(value).__name__}"
-
-
-def _validate(config: TrainConfig) -> None:  # noqa: C901, PLR0912
+def _validate(config: TrainConfig) -> None:
     """Check every setting's type and range; one ``ValueError`` naming the first bad one."""
+    _check_ranges(config)
+    _check_types(config)
+    _check_choices(config)
 
-    def fail(name: str, why: str) -> None:
-        value = getattr(config, name)
-        got = "" if value is None or isinstance(value, (int, float, str, tuple)) else f", got a {_kind(value)}"
-        raise ValueError(f"training setting {name}={value!r} is invalid: {why}{got}")
 
-    def number(value: Any) -> bool:
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+def _fail(config: TrainConfig, name: str, why: str) -> NoReturn:
+    value = getattr(config, name)
+    got = "" if value is None or isinstance(value, (int, float, str, tuple)) else f", got a {type(value).__name__}"
+    raise ValueError(f"training setting {name}={value!r} is invalid: {why}{got}")
 
-    def integer(value: Any) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool)
 
-    for name in (
-        "epochs",
-        "batch_size",
-        "grad_accum_steps",
-        "image_size",
-        "repeated_aug",
-        "eval_every",
-        "lr_base_batch",
-    ):
-        if not integer(getattr(config, name)) or getattr(config, name) < 1:
-            fail(name, "expected a positive integer")
-    if config.image_size > MAX_IMAGE_SIZE:
-        fail("image_size", f"over the limit of {MAX_IMAGE_SIZE}")
-    for name in ("workers", "seed"):
-        if not integer(getattr(config, name)) or getattr(config, name) < 0:
-            fail(name, "expected a non-negative integer")
-    for name in ("smoothing", "re_prob", "drop_path_rate"):
-        if not number(getattr(config, name)) or not 0 <= getattr(config, name) < 1:
-            fail(name, "expected a number in [0, 1)")
-    for name in ("distillation_alpha", "hflip"):
-        if not number(getattr(config, name)) or not 0 <= getattr(config, name) <= 1:
-            fail(name, "expected a probability in [0, 1]")
-    if not number(config.ema_decay) or not 0 <= config.ema_decay < 1:
-        fail("ema_decay", "expected a number in [0, 1)")
-    for name in ("base_lr",):
-        if not number(getattr(config, name)) or not getattr(config, name) > 0:
-            fail(name, "expected a positive number")
-    for name in ("min_lr", "warmup_lr", "warmup_epochs", "weight_decay", "mixup", "cutmix"):
-        if not number(getattr(config, name)) or getattr(config, name) < 0:
-            fail(name, "expected a non-negative number")
-    for name in ("lr", "clip_grad", "color_jitter"):
-        value = getattr(config, name)
-        if value is not None and (not number(value) or value < 0 or (name == "lr" and value == 0)):
-            fail(name, f"expected a {'positive' if name == 'lr' else 'non-negative'} number or none")
-    if not (isinstance(config.betas, tuple) and len(config.betas) == 2 and all(number(b) for b in config.betas)):
-        fail("betas", "expected two numbers")
-    if not all(0 <= b < 1 for b in config.betas):
-        fail("betas", "expected two numbers in [0, 1)")
-    if not (isinstance(config.scale, tuple) and len(config.scale) == 2 and all(number(v) for v in config.scale)):
-        fail("scale", "expected two numbers MIN MAX")
-    if not 0 < config.scale[0] <= config.scale[1] <= 1:
-        fail("scale", "expected 0 < MIN <= MAX <= 1 (fractions of the image area)")
-    if not number(config.eval_crop_pct) or not 0 < config.eval_crop_pct <= 1:
-        fail("eval_crop_pct", "expected a number in (0, 1]")
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _two_numbers(value: Any) -> bool:
+    return isinstance(value, tuple) and len(value) == 2 and all(_number(v) for v in value)
+
+
+def _require(config: TrainConfig, names: tuple[str, ...], ok: Callable[[Any], bool], why: str) -> None:
+    """Fail on the first of ``names`` whose value is not ``ok``."""
+    for name in names:
+        if not ok(getattr(config, name)):
+            _fail(config, name, why)
+
+
+def _check_ranges(config: TrainConfig) -> None:
+    """The numeric settings: integers or finite numbers (never booleans), each in its range. The order matters:
+    a setting's type is checked before its range (``image_size``'s limit, ``betas``, ``scale``)."""
+    _require(
+        config,
+        ("epochs", "batch_size", "grad_accum_steps", "image_size", "repeated_aug", "eval_every", "lr_base_batch"),
+        lambda v: _integer(v) and v >= 1,
+        "expected a positive integer",
+    )
+    _require(config, ("image_size",), lambda v: v <= MAX_IMAGE_SIZE, f"over the limit of {MAX_IMAGE_SIZE}")
+    _require(config, ("workers", "seed"), lambda v: _integer(v) and v >= 0, "expected a non-negative integer")
+    _require(
+        config,
+        ("smoothing", "re_prob", "drop_path_rate"),
+        lambda v: _number(v) and 0 <= v < 1,
+        "expected a number in [0, 1)",
+    )
+    _require(
+        config,
+        ("distillation_alpha", "hflip"),
+        lambda v: _number(v) and 0 <= v <= 1,
+        "expected a probability in [0, 1]",
+    )
+    _require(config, ("ema_decay",), lambda v: _number(v) and 0 <= v < 1, "expected a number in [0, 1)")
+    _require(config, ("base_lr",), lambda v: _number(v) and v > 0, "expected a positive number")
+    _require(
+        config,
+        ("min_lr", "warmup_lr", "warmup_epochs", "weight_decay", "mixup", "cutmix"),
+        lambda v: _number(v) and v >= 0,
+        "expected a non-negative number",
+    )
+    _require(config, ("lr",), lambda v: v is None or (_number(v) and v > 0), "expected a positive number or none")
+    _require(
+        config,
+        ("clip_grad", "color_jitter"),
+        lambda v: v is None or (_number(v) and v >= 0),
+        "expected a non-negative number or none",
+    )
+    _require(config, ("betas",), _two_numbers, "expected two numbers")
+    _require(config, ("betas",), lambda b: all(0 <= v < 1 for v in b), "expected two numbers in [0, 1)")
+    _require(config, ("scale",), _two_numbers, "expected two numbers MIN MAX")
+    _require(
+        config,
+        ("scale",),
+        lambda s: 0 < s[0] <= s[1] <= 1,
+        "expected 0 < MIN <= MAX <= 1 (fractions of the image area)",
+    )
+    _require(config, ("eval_crop_pct",), lambda v: _number(v) and 0 < v <= 1, "expected a number in (0, 1]")
+
+
+def _check_types(config: TrainConfig) -> None:
+    """Switches are true or false; text settings are text, or None where the field's type allows it."""
     for f in dataclasses.fields(TrainConfig):
-        value = getattr(config, f.name)
-        if str(f.type) == "bool" and not isinstance(value, bool):
-            fail(f.name, "expected true or false")
-        if (
-            str(f.type).startswith("str")
-            and not (value is None and "None" in str(f.type))
-            and not isinstance(value, str)
-        ):
-            fail(f.name, "expected text" + (" or none" if "None" in str(f.type) else ""))
+        value, annotation = getattr(config, f.name), str(f.type)
+        optional = "None" in annotation
+        if annotation == "bool" and not isinstance(value, bool):
+            _fail(config, f.name, "expected true or false")
+        if annotation.startswith("str") and not (value is None and optional) and not isinstance(value, str):
+            _fail(config, f.name, "expected text" + (" or none" if optional else ""))
+
+
+def _check_choices(config: TrainConfig) -> None:
+    """Settings that name one of a known set, and settings that need another."""
     if config.precision not in ("auto", "fp32", "bf16"):
-        fail("precision", "expected auto, fp32 or bf16")
+        _fail(config, "precision", "expected auto, fp32 or bf16")
     if variant_key(config.variant) is None:
-        fail("variant", f"expected one of {', '.join(VARIANTS)}")
+        _fail(config, "variant", f"expected one of {', '.join(VARIANTS)}")
     if config.attention_variant is not None and config.attention_variant not in ATTENTION_VARIANTS:
-        fail("attention_variant", f"expected one of {', '.join(ATTENTION_VARIANTS)} or none")
+        _fail(config, "attention_variant", f"expected one of {', '.join(ATTENTION_VARIANTS)} or none")
     if config.interpolation not in INTERPOLATIONS:
-        fail("interpolation", f"expected one of {', '.join(INTERPOLATIONS)}")
+        _fail(config, "interpolation", f"expected one of {', '.join(INTERPOLATIONS)}")
     if config.sync_bn and not config.device.startswith("cuda"):
-        fail("sync_bn", "SyncBatchNorm needs CUDA devices; on CPU each process keeps its own statistics")
+        _fail(config, "sync_bn", "SyncBatchNorm needs CUDA devices; on CPU each process keeps its own statistics")
