@@ -8,10 +8,11 @@ import argparse
 import contextlib
 import json
 import sys
+from typing import Any
 
 from ..errors import ExportError, ExportVerificationError
 from ..export.common import NUM_CALIBRATION
-from ..export.formats import ARTIFACT_PRECISIONS, FORMATS, precision_formats
+from ..export.formats import ARTIFACT_PRECISIONS, FORMATS, bundle_formats, precision_formats
 from .common import add_hub_arguments, hub_options
 
 
@@ -60,6 +61,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         help="ONNX opset, at least 18 (default: swiftformer.inference.ONNX_OPSET, the first with a native Gelu)",
     )
+    parser.add_argument(
+        "--bundle",
+        action="store_true",
+        help=f"an app-ready bundle ({', '.join(bundle_formats())}; fp32): uint8 RGB (batch, H, W, 3) in at the "
+        "processor's size, normalization folded in, probabilities out, labels inside; labels.txt and "
+        "manifest.json beside it",
+    )
     parser.add_argument("--num-verify", type=int, default=8, help="random verification images (default 8)")
     parser.add_argument("--latency-runs", type=int, default=20, help="timed batch-1 runs (default 20; 0: skip)")
     parser.add_argument("--tolerance", type=float, help="max relative logit difference (default: per format)")
@@ -81,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
         from ..inference import load_model
 
         model = load_model(args.model, hub)
+        if args.bundle:
+            return _export_bundle(args, model, hub)
         size = export_image_size(model, args.image_size)
         gen = torch.Generator().manual_seed(0)
         inputs = torch.randn(args.num_verify, model.config.num_channels, *size, generator=gen)
@@ -101,15 +111,59 @@ def run(args: argparse.Namespace) -> int:
                 tolerance=args.tolerance,
                 latency_runs=args.latency_runs,
             )
-    except ExportVerificationError as err:
+    except (ImportError, ExportError, ValueError, OSError) as err:
+        return _failed(args, err)
+    return _print(args, report)
+
+
+def _export_bundle(args: argparse.Namespace, model: Any, hub: dict[str, Any]) -> int:
+    """``--bundle``: the model folder's image processor decides the input size and normalization."""
+    import numpy as np
+
+    from ..export import export
+    from ..export.bundle import bundle_spec
+    from ..export.common import export_image_size
+    from ..export.formats import get_format
+    from ..image_processing import load_processor
+
+    try:
+        get_format(args.format).check_bundle()
+        processor, note = load_processor(args.model, **hub)
+        processor = None if note else processor  # no preprocessor_config.json: the defaults, noted in the report
+        size = None if args.image_size is None else export_image_size(model, args.image_size)
+        spec = bundle_spec(model, processor, size)
+        images = np.random.default_rng(0).integers(0, 256, (args.num_verify, *spec.size, 3), dtype=np.uint8)
+        with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+            report = export(
+                model,
+                args.output,
+                args.format,
+                precision=args.precision,
+                image_size=size,
+                verify_inputs=images,
+                opset=args.opset,
+                tolerance=args.tolerance,
+                latency_runs=args.latency_runs,
+                bundle=True,
+                image_processor=processor,
+            )
+    except (ImportError, ExportError, ValueError, OSError) as err:
+        return _failed(args, err)
+    return _print(args, report)
+
+
+def _failed(args: argparse.Namespace, err: Exception) -> int:
+    if isinstance(err, ExportVerificationError):
         if args.json:
             print(json.dumps(err.report.to_dict(), indent=2))
         else:
             print(err.report.summary())
         print(f"swiftformer: error: {err}", file=sys.stderr)
         return 1
-    except (ImportError, ExportError, ValueError, OSError) as err:
-        print(f"swiftformer: error: {err}", file=sys.stderr)
-        return 2
+    print(f"swiftformer: error: {err}", file=sys.stderr)
+    return 2
+
+
+def _print(args: argparse.Namespace, report: Any) -> int:
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.summary())
     return 0

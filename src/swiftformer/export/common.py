@@ -57,6 +57,7 @@ class ExportReport:
     latency_ms: float | None
     latency_runs: int
     notes: list[str] = field(default_factory=list)
+    bundle: bool = False  # uint8 images in, probabilities out (swiftformer.export.bundle)
 
     @property
     def passed(self) -> bool:
@@ -84,7 +85,9 @@ class ExportReport:
         top1 = "n/a" if self.top1_agreement is None else f"{100 * self.top1_agreement:.1f}%"
         lines = [
             f"{self.format} ({self.precision}) -> {self.path}  [{self.size_mb:.2f} MB]",
-            f"  input pixel_values {shape} float32 -> logits",
+            f"  input images {shape} uint8 -> probabilities"
+            if self.bundle
+            else f"  input pixel_values {shape} float32 -> logits",
             f"  vs {self.reference} on {self.num_verify_inputs} inputs: max|diff| {num(self.max_abs_diff, '.3g')}, "
             f"relative {num(self.max_rel_diff, '.3g')} (tolerance {num(self.tolerance, 'g')}), top-1 agreement {top1}",
             f"  latency (batch 1): {latency}",

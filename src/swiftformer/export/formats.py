@@ -38,7 +38,8 @@ class ExportFormat:
     max|Δlogit| / max|logit| of a float32 export against the eager model (reduced precisions:
     :data:`REDUCED_TOLERANCE`). ``dynamic`` names the dimensions of ``pixel_values`` (B, C, H, W) the
     artifact leaves free (``"batch"``, ``"height"``, ``"width"``); the others are fixed at batch 1 and
-    the export size. ``requires`` lists (module, pip name) pairs, installed by the ``extra``.
+    the export size. ``requires`` lists (module, pip name) pairs, installed by the ``extra``. ``bundle``:
+    the format can carry a bundle (:mod:`.bundle`: uint8 images in, probabilities out, labels inside).
     """
 
     name: str
@@ -51,7 +52,7 @@ class ExportFormat:
     extra: str
     exporter: Callable[[ExportContext], Exported]  # writes ctx.staged; its notes and input shape
     runner: Callable[[ExportContext], Runner | None]  # ctx.staged in its runtime; None: cannot run here
-    # Mobile bundles (preprocessing and labels inside the artifact) will be a property of these records.
+    bundle: bool = False  # can carry a bundle (preprocessing, softmax and labels inside the artifact)
 
     @property
     def is_directory(self) -> bool:
@@ -78,6 +79,12 @@ class ExportFormat:
                 f"precision for {self.name} must be one of {', '.join(self.precisions)}, got {precision!r}"
                 + ("" if precision in ARTIFACT_PRECISIONS else f" (known precisions: {', '.join(ARTIFACT_PRECISIONS)})")
             )
+
+    def check_bundle(self) -> None:
+        """A ValueError naming the formats that can carry a bundle, unless this one can."""
+        if not self.bundle:
+            can = ", ".join(f.name for f in FORMATS.values() if f.bundle)
+            raise ValueError(f"{self.name} cannot carry a bundle yet; --bundle works with: {can}")
 
     def default_tolerance(self, precision: str) -> float:
         return self.tolerance if precision == "fp32" else REDUCED_TOLERANCE[precision]
@@ -113,6 +120,7 @@ _RECORDS = (
         extra="export",
         exporter=pytorch.export_onnx,
         runner=pytorch.load_onnx,
+        bundle=True,
     ),
     ExportFormat(
         name="openvino",
@@ -197,9 +205,14 @@ def get_format(name: str) -> ExportFormat:
     return FORMATS[name]
 
 
+def bundle_formats() -> list[str]:
+    """The formats that can carry a bundle."""
+    return [f.name for f in FORMATS.values() if f.bundle]
+
+
 def precision_formats() -> dict[str, list[str]]:
     """Each precision with the formats that produce it (for help texts)."""
     return {p: [f.name for f in FORMATS.values() if p in f.precisions] for p in ARTIFACT_PRECISIONS}
 
 
-__all__ = ["ARTIFACT_PRECISIONS", "FORMATS", "REDUCED_TOLERANCE", "ExportFormat", "get_format", "precision_formats"]
+__all__ = ["ARTIFACT_PRECISIONS", "FORMATS", "REDUCED_TOLERANCE", "ExportFormat", "bundle_formats", "get_format", "precision_formats"]

@@ -32,9 +32,12 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
+    from ..image_processing import SwiftFormerImageProcessor
     from ..modeling import SwiftFormerForImageClassification
+    from .bundle import BundleSpec
 
 REFERENCE = "eager PyTorch model (fp32)"
+REFERENCE_BUNDLE = "softmax of the eager PyTorch model (fp32) on the image processor's preprocessing"
 MIN_OPSET = 18  # torch.onnx's exporter
 
 
@@ -71,6 +74,9 @@ def export(
     opset: int | None = None,
     tolerance: float | None = None,
     latency_runs: int = 20,
+    bundle: bool = False,
+    image_processor: SwiftFormerImageProcessor | None = None,
+    bundle_info: dict[str, str] | None = None,
 ) -> ExportReport:
     """Export the reparameterized ``model`` as ``format``, verify it, then write ``output`` atomically.
 
@@ -93,6 +99,15 @@ def export(
         tolerance: Largest allowed max|Δlogit| / max|logit|; default the format's ``tolerance`` for fp32,
             :data:`~swiftformer.export.formats.REDUCED_TOLERANCE` for the others.
         latency_runs: Timed batch-1 runs for ``latency_ms`` (0: skip).
+        bundle: Write a bundle (:mod:`.bundle`; formats whose record has ``bundle``, fp32): input ``images``
+            (batch, H, W, 3) uint8 RGB at ``image_processor``'s size (``image_size`` overrides it), the
+            normalization folded in, output ``probabilities``, the labels inside; ``labels.txt`` and
+            ``manifest.json`` beside it. ``verify_inputs`` are then uint8 (N, H, W, 3) images (default 8
+            seeded random ones), compared as probabilities with the eager model's softmax on
+            ``image_processor``'s preprocessing of the same pixels.
+        image_processor: The model's processor (:func:`~swiftformer.image_processing.load_processor`);
+            ``None``: the ImageNet defaults, with a note in the report.
+        bundle_info: ``name``, ``description``, ``version``, ``license`` for the bundle's metadata.
 
     Raises:
         ValueError: Unknown format or precision, bad sizes, or ``output`` is not an earlier export.
@@ -114,12 +129,23 @@ def export(
         raise ValueError(
             f"opset must be at least {MIN_OPSET} (torch.onnx's exporter; 20 and later have a native Gelu), got {opset}"
         )
+    if bundle:
+        fmt.check_bundle()
+        if precision != "fp32":
+            raise ValueError(f"a bundle is fp32 for now, got precision {precision!r}")
     fmt.require()
     target = target_path(output, fmt)
+    if bundle:
+        from .bundle import check_sidecars
+
+        check_sidecars(target)
 
     # A float32 CPU copy in eval mode (the caller's model keeps its mode, dtype and device).
     if any(p.dtype != torch.float32 or p.device.type != "cpu" for p in model.parameters()) or model.training:
         model = copy.deepcopy(model).float().cpu().eval()
+    if bundle:
+        return _export_bundle(model, target, fmt, image_size, verify_inputs, image_processor, bundle_info,
+                              opset=opset, tolerance=tolerance, latency_runs=latency_runs)
     channels = model.config.num_channels
     size = export_image_size(model, image_size, verify_inputs)
     if min(model.stage_shapes(*size)[-1]) < 1:
@@ -171,6 +197,70 @@ def export(
     return report
 
 
+def _export_bundle(
+    model: SwiftFormerForImageClassification,
+    target: Any,
+    fmt: ExportFormat,
+    image_size: int | tuple[int, int] | None,
+    images: Any,
+    image_processor: SwiftFormerImageProcessor | None,
+    info: dict[str, str] | None,
+    *,
+    opset: int,
+    tolerance: float | None,
+    latency_runs: int,
+) -> ExportReport:
+    """:func:`export` of a bundle: uint8 images in, probabilities out, compared with the eager model's softmax
+    on the processor's preprocessing of the same pixels; then ``labels.txt`` and ``manifest.json``."""
+    import torch
+
+    from ..inference import fuse
+    from .bundle import bundle_spec, manifest, reference_probabilities, verify_images, write_labels, write_manifest
+
+    size = None if image_size is None else export_image_size(model, image_size)
+    spec: BundleSpec = bundle_spec(model, image_processor, size, info)
+    if min(model.stage_shapes(*spec.size)[-1]) < 1:
+        raise ValueError(f"an input of {spec.size[0]}x{spec.size[1]} is too small for this model's downsampling")
+    inputs = verify_images(images, spec, model.config.num_channels)
+    expected = reference_probabilities(model, spec, inputs)
+    with torch.no_grad():
+        fused = fuse(model)
+    placeholder = torch.zeros(0, model.config.num_channels, *spec.size)  # the pixel_values path is unused
+    config_json = model.config.to_json_string()
+    with staging(target, fmt) as staged:
+        ctx = ExportContext(fmt, model, fused, "fp32", spec.size, opset, staged, placeholder, None, spec)
+        with torch.no_grad():
+            exported, run = _convert(fmt, ctx)
+            report = checked_report(
+                staged,
+                target,
+                None if run is None else compare(expected, _batched(run, inputs, fmt.batch)),
+                None if run is None else partial(run, inputs[:1].copy()),
+                latency_runs,
+                format=fmt.name,
+                precision="fp32",
+                input_shape=exported.input_shape,
+                num_verify_inputs=len(inputs),
+                reference=REFERENCE_BUNDLE,
+                tolerance=fmt.default_tolerance("fp32") if tolerance is None else tolerance,
+                notes=exported.notes,
+                bundle=True,
+            )
+            del run
+        data = manifest(spec, staged, fmt.name, "fp32", config_json)
+        data["artifact"] = target.name
+        data["verification"] = {
+            "inputs": f"{len(inputs)} uint8 images",
+            "reference": REFERENCE_BUNDLE,
+            "max_abs_diff": report.max_abs_diff,
+            "top1_agreement": report.top1_agreement,
+        }
+        place(staged, target)
+    write_labels(target, spec)
+    write_manifest(target, data)  # last: a manifest names a complete bundle
+    return report
+
+
 def _verify_inputs(verify_inputs: Any, channels: int, size: tuple[int, int]) -> torch.Tensor:
     """``verify_inputs`` as an (N, C, H, W) float32 CPU tensor; default 8 seeded random images of ``size``."""
     import torch
@@ -198,4 +288,4 @@ def _calibration(calibration: Any, channels: int, size: tuple[int, int]) -> torc
     return calibration
 
 
-__all__ = ["REFERENCE", "export"]
+__all__ = ["REFERENCE", "REFERENCE_BUNDLE", "export"]

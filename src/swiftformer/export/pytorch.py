@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     import torch
 
     from ..modeling import SwiftFormerForImageClassification
+    from .bundle import BundleSpec
     from .formats import ExportFormat
 
 Runner = Callable[["np.ndarray"], "np.ndarray"]  # pixel_values (N, C, H, W) float32 -> logits (N, num_labels)
@@ -65,6 +66,7 @@ class ExportContext:
     staged: Path  # where the artifact is written, and read from by the runner
     verify_inputs: torch.Tensor  # (N, C, H, W) float32
     calibration: torch.Tensor | None = None  # (N, C, H, W) float32, for int8
+    bundle: BundleSpec | None = None  # a bundle: uint8 (N, H, W, 3) images in, probabilities out (.bundle)
 
     @property
     def channels(self) -> int:
@@ -155,6 +157,8 @@ def export_onnx(ctx: ExportContext) -> Exported:
 
     onnx = _import("onnx", ctx)
     ort = _import("onnxruntime", ctx)
+    if ctx.bundle is not None:
+        return _export_onnx_bundle(ctx, ctx.bundle, onnx, ort)
     module = _with_precision(ctx.fused, "fp32" if ctx.precision == "int8" else ctx.precision)  # int8: quantized below
     proto = export_onnx_graph(module, ctx.example(2), ctx.dims(spatial=True), ctx.opset)
     entry = proto.metadata_props.add()
@@ -213,11 +217,45 @@ def _quantize_onnx(ctx: ExportContext) -> None:
     float_model.unlink()
 
 
+def _export_onnx_bundle(ctx: ExportContext, spec: BundleSpec, onnx: Any, ort: Any) -> Exported:
+    """The bundle: uint8 NHWC ``images`` -> ``probabilities``, the labels and the rest of
+    :func:`~.bundle.metadata` in ``metadata_props``; dynamic batch, height and width fixed at ``spec.size``."""
+    import torch
+
+    from ..inference import export_onnx_graph
+    from .bundle import INPUT_NAME, OUTPUT_NAME, bundled_module, metadata
+
+    module = bundled_module(ctx.fused, spec)
+    example = torch.randint(0, 256, (2, *spec.size, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    dims = {0: torch.export.Dim("batch", min=1, max=4096)}
+    proto = export_onnx_graph(module, example, dims, ctx.opset, names=(INPUT_NAME, OUTPUT_NAME))
+    for key, value in metadata(spec, ctx.model.config.to_json_string()).items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    proto.producer_name, proto.doc_string = "swiftformer", metadata(spec, "")["description"]
+    onnx.save(proto, os.fspath(ctx.staged), save_as_external_data=False)
+    onnx.checker.check_model(os.fspath(ctx.staged))
+    dims_out = [d.dim_value if d.HasField("dim_value") else None for d in proto.graph.input[0].type.tensor_type.shape.dim]
+    shape = ["batch" if d is None else int(d) for d in dims_out]
+    notes = [
+        f"bundle: input {INPUT_NAME} (batch, {spec.size[0]}, {spec.size[1]}, 3) uint8 RGB (NHWC), output "
+        f"{OUTPUT_NAME} (softmax); {len(spec.labels)} labels in metadata_props['labels']",
+        f"bundle normalization mean {spec.mean}, std {spec.std}, rescale {spec.rescale:.6g}: {spec.folded}",
+        f"opset {ctx.opset}; onnxruntime {ort.__version__} CPUExecutionProvider; {len(proto.graph.node)} nodes",
+        *spec.notes,
+    ]
+    return Exported(notes, shape)
+
+
 def load_onnx(ctx: ExportContext) -> Runner:
     ort = _import("onnxruntime", ctx)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     session = ort.InferenceSession(os.fspath(ctx.staged), options, providers=["CPUExecutionProvider"])
+    if ctx.bundle is not None:  # uint8 (N, H, W, 3) -> probabilities
+        from .bundle import INPUT_NAME, OUTPUT_NAME
+
+        return lambda x: session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
     return lambda x: session.run(["logits"], {"pixel_values": x})[0]
 
 

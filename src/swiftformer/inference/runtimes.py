@@ -39,9 +39,15 @@ def runtime_example(config: SwiftFormerConfig) -> tuple[torch.Tensor, dict[int, 
 
 
 # ------------------------------------------------------------------------------ ONNX
-def export_onnx_graph(module: nn.Module, example: torch.Tensor, dims: dict[int, Any], opset: int = ONNX_OPSET) -> Any:
+def export_onnx_graph(
+    module: nn.Module,
+    example: torch.Tensor,
+    dims: dict[int, Any],
+    opset: int = ONNX_OPSET,
+    names: tuple[str, str] = ("pixel_values", "logits"),
+) -> Any:
     """An ``onnx.ModelProto`` of ``module`` (input ``pixel_values`` (B, C, H, W), output ``logits``
-    (B, num_labels)), exported in memory with the dynamic ``dims`` of :func:`~.fuse.export_dims` (keys 0, 2, 3:
+    (B, num_labels); other ``names`` for a bundle's (B, H, W, 3) ``images``), exported in memory with the dynamic ``dims`` of :func:`~.fuse.export_dims` (keys 0, 2, 3:
     batch, height, width; a missing key is static at ``example``'s size). The exporter's progress lines,
     INFO logs and warnings are kept off stdout and stderr. The one ONNX export of the package: the
     ``onnxruntime`` backend and ``swiftformer export --format onnx`` both call it.
@@ -61,7 +67,8 @@ def export_onnx_graph(module: nn.Module, example: torch.Tensor, dims: dict[int, 
         for log, level in zip(chatty, levels):  # their INFO lines (one per rewrite) would drown the caller's log
             log.setLevel(max(level, logging.WARNING))
             restore.callback(log.setLevel, level)
-        names = {0: "batch", 2: "height", 3: "width"}
+        dim_names = {0: "batch", 2: "height", 3: "width"}
+        input_name, output_name = names
         try:
             buffer = io.BytesIO()
             torch.onnx.export(
@@ -70,9 +77,9 @@ def export_onnx_graph(module: nn.Module, example: torch.Tensor, dims: dict[int, 
                 buffer,  # type: ignore[arg-type]  # a file object is accepted; torch annotates a path
                 dynamo=False,
                 opset_version=opset,
-                input_names=["pixel_values"],
-                output_names=["logits"],
-                dynamic_axes={"pixel_values": {i: names[i] for i in dims}, "logits": {0: "batch"}},
+                input_names=[input_name],
+                output_names=[output_name],
+                dynamic_axes={input_name: {i: dim_names[i] for i in dims}, output_name: {0: "batch"}},
             )
             return onnx.load_from_string(buffer.getvalue())
         except Exception:  # the TorchScript exporter is gone or refused the graph: the torch.export-based one
@@ -81,9 +88,9 @@ def export_onnx_graph(module: nn.Module, example: torch.Tensor, dims: dict[int, 
                 (example,),
                 dynamo=True,
                 opset_version=opset,
-                input_names=["pixel_values"],
-                output_names=["logits"],
-                dynamic_shapes={"pixel_values": dims},
+                input_names=[input_name],
+                output_names=[output_name],
+                dynamic_shapes=(dims,),
                 verbose=False,
             )
             assert program is not None  # None only without dynamo=True

@@ -1,0 +1,321 @@
+"""Bundles: an artifact an app feeds with 8-bit RGB pixels and that answers with probabilities and labels.
+
+A bundle is the fused model of :func:`swiftformer.inference.fuse` with the image processor's rescale and
+normalization in front and a softmax behind: input ``images`` (batch, H, W, 3) uint8 RGB at the processor's
+size, output ``probabilities`` (batch, num_labels) float32, the labels (``config.id2label`` in index order)
+carried with it. Which formats can carry one is the ``bundle`` field of their
+:class:`~swiftformer.export.formats.ExportFormat` record (ONNX for now).
+
+The normalization ``(x * rescale - mean) / std`` is affine per channel, ``(x - offset) * scale`` with
+``offset = mean / rescale`` and ``scale = rescale / std``. The scale is folded into the first convolution's
+weights (exact). The shift could go into its bias only where that convolution does not pad: SwiftFormer's
+stem convolution zero-pads by 1, and a zero in normalized space is the pixel value ``offset``, not 0, so a
+folded shift would be wrong on the border. Then the offset is subtracted in the graph (one ``Sub``, before
+the zero padding), which is exact; :attr:`BundleSpec.folded` says which was done.
+
+Beside the artifact the pipeline writes ``labels.txt`` (one label a line, in index order) and
+``manifest.json`` (:func:`manifest`), atomically; :func:`check_sidecars` refuses to replace files that are
+not an earlier bundle's of the same artifact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from ..image_processing import SwiftFormerImageProcessor
+    from ..modeling import SwiftFormerForImageClassification
+
+INPUT_NAME = "images"
+OUTPUT_NAME = "probabilities"
+LABELS_FILE = "labels.txt"
+MANIFEST_FILE = "manifest.json"
+MANIFEST_KIND = "swiftformer-bundle"  # the manifest's "kind": how an earlier bundle's manifest is recognized
+NUM_VERIFY = 8
+
+
+@dataclass
+class BundleSpec:
+    """What goes into a bundle besides the model: the input size, the normalization and the labels."""
+
+    size: tuple[int, int]  # (height, width) the app feeds
+    mean: list[float]  # the processor's normalization ((0, 0, 0) / (1, 1, 1) when it does not normalize)
+    std: list[float]
+    rescale: float  # the processor's rescale factor (1 when it does not rescale)
+    labels: list[str]
+    folded: str = ""  # what was folded where (set by BundledClassifier)
+    notes: list[str] = field(default_factory=list)
+    info: dict[str, str] = field(default_factory=dict)  # name, description, version, license
+
+    @property
+    def offset(self) -> list[float]:
+        """The pixel value each channel's normalization maps to 0."""
+        return [m / self.rescale for m in self.mean]
+
+    @property
+    def scale(self) -> list[float]:
+        return [self.rescale / s for s in self.std]
+
+
+def input_size(processor: SwiftFormerImageProcessor, config_size: tuple[int, int]) -> tuple[tuple[int, int], str | None]:
+    """The (height, width) the processor's output has whatever the image's size, and a note when it has none
+    (a shortest-edge resize keeps the aspect ratio: then the config's size)."""
+    if processor.do_center_crop and processor.crop_size is not None:
+        return (processor.crop_size["height"], processor.crop_size["width"]), None
+    if processor.do_resize and "height" in processor.size:
+        return (processor.size["height"], processor.size["width"]), None
+    if processor.do_resize and processor.crop_pct is not None:
+        edge = processor.size["shortest_edge"]
+        return (edge, edge), None
+    return config_size, (
+        f"the image processor has no fixed output size; the bundle takes {config_size[0]}x{config_size[1]} "
+        "(the config's image_size)"
+    )
+
+
+def labels_of(model: SwiftFormerForImageClassification) -> list[str]:
+    """``config.id2label`` in index order (a missing index is ``LABEL_i``, as transformers names them)."""
+    id2label = {int(k): str(v) for k, v in (model.config.id2label or {}).items()}
+    return [id2label.get(i, f"LABEL_{i}") for i in range(model.config.num_labels)]
+
+
+def bundle_spec(
+    model: SwiftFormerForImageClassification,
+    processor: SwiftFormerImageProcessor | None,
+    image_size: tuple[int, int] | None,
+    info: dict[str, str] | None = None,
+) -> BundleSpec:
+    """The bundle of ``model`` fed as ``processor`` preprocesses (``None``: the ImageNet defaults, with a
+    note). ``image_size`` overrides the processor's output size. Labels that are not valid text are a ValueError."""
+    from ..image_processing import SwiftFormerImageProcessor
+
+    notes = []
+    config_size = model.config.image_size
+    config_pair = (config_size, config_size) if isinstance(config_size, int) else tuple(config_size)[:2]
+    config_hw = (int(config_pair[0]), int(config_pair[-1]))
+    if processor is None:
+        processor = SwiftFormerImageProcessor(size={"height": config_hw[0], "width": config_hw[1]})
+        notes.append(
+            "no image processor (none given, or no preprocessor_config.json in the model folder): the ImageNet "
+            f"mean/std, 1/255 rescale and the config's image_size {config_hw[0]}x{config_hw[1]}"
+        )
+    size, note = input_size(processor, config_hw)
+    notes += [note] if note else []
+    if image_size is not None and tuple(image_size) != size:
+        notes.append(f"input size {image_size[0]}x{image_size[1]} as asked; the processor makes {size[0]}x{size[1]}")
+        size = (int(image_size[0]), int(image_size[1]))
+    labels = labels_of(model)
+    for label in labels:
+        try:
+            label.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"label {label!r} is not valid UTF-8 text; it cannot go into the bundle's metadata") from None
+        if "\n" in label or "\r" in label:
+            raise ValueError(f"label {label!r} holds a line break; labels.txt has one label a line")
+    normalize = processor.do_normalize
+    return BundleSpec(
+        size=size,
+        mean=list(processor.image_mean) if normalize else [0.0] * 3,
+        std=list(processor.image_std) if normalize else [1.0] * 3,
+        rescale=processor.rescale_factor if processor.do_rescale else 1.0,
+        labels=labels,
+        notes=notes,
+        info=dict(info or {}),
+    )
+
+
+def reference_processor(spec: BundleSpec) -> SwiftFormerImageProcessor:
+    """The processor's per-pixel arithmetic alone (no resize, no crop): what the bundle's graph computes."""
+    from ..image_processing import SwiftFormerImageProcessor
+
+    return SwiftFormerImageProcessor(
+        do_resize=False, rescale_factor=spec.rescale, do_rescale=spec.rescale != 1.0, image_mean=spec.mean, image_std=spec.std
+    )
+
+
+def verify_images(images: Any, spec: BundleSpec, channels: int) -> np.ndarray:
+    """The verification images as a (N, H, W, 3) uint8 array: ``images`` (uint8 (N, H, W, 3) or (H, W, 3)
+    at the bundle's size), else 8 seeded random images."""
+    import numpy as np
+
+    if channels != 3:
+        raise ValueError(f"a bundle takes RGB images; this model has {channels} input channels")
+    if images is None:
+        rng = np.random.default_rng(0)
+        return rng.integers(0, 256, (NUM_VERIFY, *spec.size, 3), dtype=np.uint8)
+    array = np.asarray(images.numpy() if hasattr(images, "numpy") else images)
+    array = array[None] if array.ndim == 3 else array
+    if array.dtype != np.uint8 or array.ndim != 4 or tuple(array.shape[1:]) != (*spec.size, 3) or not len(array):
+        raise ValueError(
+            f"a bundle is verified on uint8 images of shape (N, {spec.size[0]}, {spec.size[1]}, 3), "
+            f"got {array.dtype} {tuple(array.shape)}"
+        )
+    return array
+
+
+def reference_probabilities(model: SwiftFormerForImageClassification, spec: BundleSpec, images: np.ndarray) -> Any:
+    """softmax of the eager ``model``'s logits on the processor's preprocessing of ``images`` (N, H, W, 3) uint8."""
+    import torch
+
+    pixel_values = reference_processor(spec)(list(images), return_tensors="pt")["pixel_values"]
+    with torch.no_grad():
+        return model(pixel_values).logits.float().softmax(-1)
+
+
+def bundled_module(fused: Any, spec: BundleSpec) -> torch.nn.Module:
+    """``images (B, H, W, 3) uint8 -> probabilities (B, num_labels)``: ``fused`` with the normalization
+    folded into its first convolution (the module docstring says how; ``spec.folded`` is set) and a softmax."""
+    import copy
+
+    import torch
+    from torch import nn
+
+    fused = copy.deepcopy(fused)
+    conv = fused.features[0]
+    assert isinstance(conv, nn.Conv2d)
+    scale = torch.tensor(spec.scale, dtype=torch.float64)
+    offset = torch.tensor(spec.offset, dtype=torch.float64)
+    weight = conv.weight.detach().double() * scale[None, :, None, None]
+    bias = conv.bias.detach().double() if conv.bias is not None else torch.zeros(conv.out_channels, dtype=torch.float64)
+    pads = any(conv.padding) if isinstance(conv.padding, tuple) else conv.padding != "valid"
+    if pads:  # a folded shift would be wrong where the conv reads its zero padding: subtract in the graph
+        spec.folded = (
+            "scale folded into the first convolution's weights; the mean subtracted in the graph (a Sub before "
+            "the convolution's zero padding, where a shift folded into the bias would be wrong on the border)"
+        )
+        shift: torch.Tensor | None = offset.float()
+    else:
+        bias = bias - (weight * offset[None, :, None, None]).sum(dim=(1, 2, 3))
+        spec.folded = "scale folded into the first convolution's weights, shift into its bias"
+        shift = None
+    conv.weight.data = weight.float().contiguous(memory_format=torch.channels_last)
+    conv.bias = nn.Parameter(bias.float(), requires_grad=False)
+
+    class BundledClassifier(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fused = fused
+            self.shift = None if shift is None else nn.Parameter(shift.reshape(1, -1, 1, 1), requires_grad=False)
+
+        def forward(self, images: torch.Tensor) -> torch.Tensor:
+            x = images.permute(0, 3, 1, 2).float()  # uint8 (B, H, W, 3) -> float32 (B, 3, H, W)
+            if self.shift is not None:
+                x = x - self.shift
+            return self.fused(x).softmax(-1)
+
+    return BundledClassifier().eval()
+
+
+def metadata(spec: BundleSpec, config_json: str) -> dict[str, str]:
+    """The key/value metadata an artifact carries: labels (JSON list), the normalization, name, description,
+    version, license, and the config."""
+    info = {
+        "name": "SwiftFormer image classifier",
+        "description": (
+            f"SwiftFormer image classifier over {len(spec.labels)} classes: input {INPUT_NAME} (batch, "
+            f"{spec.size[0]}, {spec.size[1]}, 3) uint8 RGB, output {OUTPUT_NAME} (batch, {len(spec.labels)}) float32"
+        ),
+        "version": "1",
+        "license": "unspecified (the model's own licence applies)",
+        **spec.info,
+    }
+    return {
+        **info,
+        "labels": json.dumps(spec.labels, ensure_ascii=False),
+        "input": json.dumps({"name": INPUT_NAME, "layout": "NHWC", "dtype": "uint8", "size": list(spec.size)}),
+        "normalization": json.dumps({"mean": spec.mean, "std": spec.std, "rescale": spec.rescale, "folded": spec.folded}),
+        "swiftformer.config": config_json,
+    }
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def manifest(spec: BundleSpec, artifact: Path, fmt: str, precision: str, config_json: str) -> dict[str, Any]:
+    """``manifest.json``: what an app needs to feed the bundle and check it is the one it expects."""
+    return {
+        "kind": MANIFEST_KIND,
+        "artifact": artifact.name,
+        "format": fmt,
+        "precision": precision,
+        "sha256": sha256_file(artifact),
+        "config_sha256": hashlib.sha256(config_json.encode("utf-8")).hexdigest(),
+        "input": {"name": INPUT_NAME, "layout": "NHWC", "dtype": "uint8", "channels": "RGB", "height": spec.size[0],
+                  "width": spec.size[1]},
+        "output": {"name": OUTPUT_NAME, "dtype": "float32", "what": "softmax probabilities, one per label"},
+        "normalization": {"mean": spec.mean, "std": spec.std, "rescale": spec.rescale, "folded": spec.folded},
+        "labels": spec.labels,
+        "labels_file": LABELS_FILE,
+        **{k: v for k, v in metadata(spec, config_json).items() if k in ("name", "description", "version", "license")},
+    }
+
+
+def check_sidecars(target: Path) -> None:
+    """Refuse before any work when ``labels.txt`` or ``manifest.json`` beside ``target`` is not an earlier
+    bundle's of the same artifact (the refuse-to-replace rule of the artifact itself)."""
+    from ..io.files import display_path
+
+    manifest_path, labels_path = target.parent / MANIFEST_FILE, target.parent / LABELS_FILE
+    earlier = None
+    if manifest_path.exists() or manifest_path.is_symlink():
+        try:
+            earlier = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.is_file() else None
+        except (OSError, ValueError):
+            earlier = None
+        if not isinstance(earlier, dict) or earlier.get("kind") != MANIFEST_KIND:
+            raise ValueError(
+                f"{display_path(manifest_path)} exists and is not a bundle manifest; refusing to replace it: "
+                "export the bundle into a folder of its own"
+            )
+        if earlier.get("artifact") != target.name:
+            raise ValueError(
+                f"{display_path(manifest_path)} belongs to the bundle {earlier.get('artifact')!r}; refusing to "
+                f"replace it with {target.name}'s: export each bundle into a folder of its own"
+            )
+    if (labels_path.exists() or labels_path.is_symlink()) and (earlier is None or not labels_path.is_file()):
+        raise ValueError(
+            f"{display_path(labels_path)} exists and is not an earlier bundle's; refusing to replace it: "
+            "export the bundle into a folder of its own"
+        )
+
+
+def write_labels(target: Path, spec: BundleSpec) -> None:
+    from ..io.files import atomic_write
+
+    with atomic_write(target.parent / LABELS_FILE, "w") as handle:
+        handle.write("".join(f"{label}\n" for label in spec.labels))
+
+
+def write_manifest(target: Path, data: dict[str, Any]) -> None:
+    from ..io.files import write_json
+
+    write_json(target.parent / MANIFEST_FILE, data)
+
+
+__all__ = [
+    "INPUT_NAME",
+    "LABELS_FILE",
+    "MANIFEST_FILE",
+    "OUTPUT_NAME",
+    "BundleSpec",
+    "bundle_spec",
+    "bundled_module",
+    "check_sidecars",
+    "manifest",
+    "metadata",
+    "reference_probabilities",
+    "verify_images",
+]
