@@ -128,8 +128,8 @@ def _export_bundle(args: argparse.Namespace, model: Any, hub: dict[str, Any]) ->
 
     try:
         get_format(args.format).check_bundle()
-        processor, note = load_processor(args.model, **hub)
-        processor = None if note else processor  # no preprocessor_config.json: the defaults, noted in the report
+        loaded, note = load_processor(args.model, **hub)
+        processor = None if note else loaded  # no preprocessor_config.json: the defaults, noted in the report
         size = None if args.image_size is None else export_image_size(model, args.image_size)
         spec = bundle_spec(model, processor, size)
         images = np.random.default_rng(0).integers(0, 256, (args.num_verify, *spec.size, 3), dtype=np.uint8)

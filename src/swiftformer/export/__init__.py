@@ -5,6 +5,7 @@
 - :mod:`.pipeline` — :func:`export`: a PyTorch classifier to any format, compared with the eager model
 - :mod:`.pytorch` — the exporters and runners the records name (ONNX, OpenVINO, ExecuTorch, Core ML,
   AOTInductor; TFLite and SavedModel through the Keras classes)
+- :mod:`.bundle` — bundles: uint8 images in, probabilities out, labels inside (``export(..., bundle=True)``)
 - :mod:`.keras` — SavedModel and TFLite from the Keras 3 classes, compared with the Keras model
 - :mod:`.common` — what all share: :class:`ExportReport`, the output-path rules, staging and atomic
   placement, the comparison, the export size, :func:`load_calibration_images`

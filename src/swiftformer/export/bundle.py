@@ -65,7 +65,9 @@ class BundleSpec:
         return [self.rescale / s for s in self.std]
 
 
-def input_size(processor: SwiftFormerImageProcessor, config_size: tuple[int, int]) -> tuple[tuple[int, int], str | None]:
+def input_size(
+    processor: SwiftFormerImageProcessor, config_size: tuple[int, int]
+) -> tuple[tuple[int, int], str | None]:
     """The (height, width) the processor's output has whatever the image's size, and a note when it has none
     (a shortest-edge resize keeps the aspect ratio: then the config's size)."""
     if processor.do_center_crop and processor.crop_size is not None:
@@ -117,7 +119,9 @@ def bundle_spec(
         try:
             label.encode("utf-8")
         except UnicodeEncodeError:
-            raise ValueError(f"label {label!r} is not valid UTF-8 text; it cannot go into the bundle's metadata") from None
+            raise ValueError(
+                f"label {label!r} is not valid UTF-8 text; it cannot go into the bundle's metadata"
+            ) from None
         if "\n" in label or "\r" in label:
             raise ValueError(f"label {label!r} holds a line break; labels.txt has one label a line")
     normalize = processor.do_normalize
@@ -137,7 +141,11 @@ def reference_processor(spec: BundleSpec) -> SwiftFormerImageProcessor:
     from ..image_processing import SwiftFormerImageProcessor
 
     return SwiftFormerImageProcessor(
-        do_resize=False, rescale_factor=spec.rescale, do_rescale=spec.rescale != 1.0, image_mean=spec.mean, image_std=spec.std
+        do_resize=False,
+        rescale_factor=spec.rescale,
+        do_rescale=spec.rescale != 1.0,
+        image_mean=spec.mean,
+        image_std=spec.std,
     )
 
 
@@ -231,7 +239,9 @@ def metadata(spec: BundleSpec, config_json: str) -> dict[str, str]:
         **info,
         "labels": json.dumps(spec.labels, ensure_ascii=False),
         "input": json.dumps({"name": INPUT_NAME, "layout": "NHWC", "dtype": "uint8", "size": list(spec.size)}),
-        "normalization": json.dumps({"mean": spec.mean, "std": spec.std, "rescale": spec.rescale, "folded": spec.folded}),
+        "normalization": json.dumps(
+            {"mean": spec.mean, "std": spec.std, "rescale": spec.rescale, "folded": spec.folded}
+        ),
         "swiftformer.config": config_json,
     }
 
@@ -253,8 +263,14 @@ def manifest(spec: BundleSpec, artifact: Path, fmt: str, precision: str, config_
         "precision": precision,
         "sha256": sha256_file(artifact),
         "config_sha256": hashlib.sha256(config_json.encode("utf-8")).hexdigest(),
-        "input": {"name": INPUT_NAME, "layout": "NHWC", "dtype": "uint8", "channels": "RGB", "height": spec.size[0],
-                  "width": spec.size[1]},
+        "input": {
+            "name": INPUT_NAME,
+            "layout": "NHWC",
+            "dtype": "uint8",
+            "channels": "RGB",
+            "height": spec.size[0],
+            "width": spec.size[1],
+        },
         "output": {"name": OUTPUT_NAME, "dtype": "float32", "what": "softmax probabilities, one per label"},
         "normalization": {"mean": spec.mean, "std": spec.std, "rescale": spec.rescale, "folded": spec.folded},
         "labels": spec.labels,

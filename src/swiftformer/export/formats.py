@@ -215,4 +215,12 @@ def precision_formats() -> dict[str, list[str]]:
     return {p: [f.name for f in FORMATS.values() if p in f.precisions] for p in ARTIFACT_PRECISIONS}
 
 
-__all__ = ["ARTIFACT_PRECISIONS", "FORMATS", "REDUCED_TOLERANCE", "ExportFormat", "bundle_formats", "get_format", "precision_formats"]
+__all__ = [
+    "ARTIFACT_PRECISIONS",
+    "FORMATS",
+    "REDUCED_TOLERANCE",
+    "ExportFormat",
+    "bundle_formats",
+    "get_format",
+    "precision_formats",
+]

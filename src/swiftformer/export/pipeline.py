@@ -69,7 +69,7 @@ def export(
     *,
     precision: str = "fp32",
     image_size: int | tuple[int, int] | None = None,
-    verify_inputs: torch.Tensor | None = None,
+    verify_inputs: torch.Tensor | np.ndarray | None = None,
     calibration: torch.Tensor | None = None,
     opset: int | None = None,
     tolerance: float | None = None,
@@ -144,8 +144,18 @@ def export(
     if any(p.dtype != torch.float32 or p.device.type != "cpu" for p in model.parameters()) or model.training:
         model = copy.deepcopy(model).float().cpu().eval()
     if bundle:
-        return _export_bundle(model, target, fmt, image_size, verify_inputs, image_processor, bundle_info,
-                              opset=opset, tolerance=tolerance, latency_runs=latency_runs)
+        return _export_bundle(
+            model,
+            target,
+            fmt,
+            image_size,
+            verify_inputs,
+            image_processor,
+            bundle_info,
+            opset=opset,
+            tolerance=tolerance,
+            latency_runs=latency_runs,
+        )
     channels = model.config.num_channels
     size = export_image_size(model, image_size, verify_inputs)
     if min(model.stage_shapes(*size)[-1]) < 1:

@@ -235,7 +235,9 @@ def _export_onnx_bundle(ctx: ExportContext, spec: BundleSpec, onnx: Any, ort: An
     proto.producer_name, proto.doc_string = "swiftformer", metadata(spec, "")["description"]
     onnx.save(proto, os.fspath(ctx.staged), save_as_external_data=False)
     onnx.checker.check_model(os.fspath(ctx.staged))
-    dims_out = [d.dim_value if d.HasField("dim_value") else None for d in proto.graph.input[0].type.tensor_type.shape.dim]
+    dims_out = [
+        d.dim_value if d.HasField("dim_value") else None for d in proto.graph.input[0].type.tensor_type.shape.dim
+    ]
     shape = ["batch" if d is None else int(d) for d in dims_out]
     notes = [
         f"bundle: input {INPUT_NAME} (batch, {spec.size[0]}, {spec.size[1]}, 3) uint8 RGB (NHWC), output "
