@@ -111,6 +111,15 @@ def test_onnx_bundle_matches_the_eager_model_and_carries_its_labels(model_dir, t
     )
 
 
+def test_a_bundle_that_fails_verification_writes_nothing(model_dir, tmp_path):
+    need_onnx()
+    from swiftformer.export import ExportVerificationError
+
+    with pytest.raises(ExportVerificationError, match="nothing written"):
+        export(load_model(str(model_dir)), tmp_path / "app" / "b.onnx", "onnx", bundle=True, tolerance=1e-12)
+    assert [p.name for p in (tmp_path / "app").iterdir()] == []
+
+
 def test_shift_folded_into_the_bias_is_exact_without_padding(model_dir):
     """SwiftFormer's stem pads (the shift is a Sub in the graph); a first conv without padding gets it in its bias."""
     model = load_model(str(model_dir))
