@@ -158,6 +158,10 @@ def test_bundle_with_a_format_that_cannot_carry_one_is_one_line(model_dir, tmp_p
         export(load_model(str(model_dir)), tmp_path / "x.pte", "executorch", bundle=True)
     with pytest.raises(ValueError, match="a bundle is fp32 for now"):
         export(load_model(str(model_dir)), tmp_path / "x.onnx", "onnx", bundle=True, precision="fp16")
+    bundle = ("--model", model_dir, "--format", "onnx", "--bundle", "--output", tmp_path / "x.onnx")
+    code, out, err = cli(capsys, *bundle, "--calibration", tmp_path)
+    assert code == 2 and out == ""
+    assert err.strip() == "swiftformer: error: --calibration calibrates int8, and a bundle is fp32 for now"
     assert not list(tmp_path.iterdir())
 
 

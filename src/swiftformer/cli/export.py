@@ -82,21 +82,11 @@ def run(args: argparse.Namespace) -> int:
         print("swiftformer: error: --num-verify must be at least 1", file=sys.stderr)
         return 2
     try:
-        import torch
-
-        from ..export import export, load_calibration_images
-        from ..export.common import export_image_size
+        from ..export import export
         from ..inference import load_model
 
         model = load_model(args.model, hub)
-        if args.bundle:
-            return _export_bundle(args, model, hub)
-        size = export_image_size(model, args.image_size)
-        gen = torch.Generator().manual_seed(0)
-        inputs = torch.randn(args.num_verify, model.config.num_channels, *size, generator=gen)
-        calibration = None
-        if args.calibration:
-            calibration = load_calibration_images(args.calibration, size, args.num_calibration, args.model, hub)
+        options = _bundle_options(args, model, hub) if args.bundle else _tensor_options(args, model, hub)
         # Converters print progress; with --json stdout must hold the JSON object only.
         with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
             report = export(
@@ -104,52 +94,54 @@ def run(args: argparse.Namespace) -> int:
                 args.output,
                 args.format,
                 precision=args.precision,
-                image_size=size,
-                verify_inputs=inputs,
-                calibration=calibration,
                 opset=args.opset,
                 tolerance=args.tolerance,
                 latency_runs=args.latency_runs,
+                **options,
             )
     except (ImportError, ExportError, ValueError, OSError) as err:
         return _failed(args, err)
     return _print(args, report)
 
 
-def _export_bundle(args: argparse.Namespace, model: Any, hub: dict[str, Any]) -> int:
-    """``--bundle``: the model folder's image processor decides the input size and normalization."""
+def _tensor_options(args: argparse.Namespace, model: Any, hub: dict[str, Any]) -> dict[str, Any]:
+    """A plain export's inputs: seeded random ``pixel_values`` at the export size to verify on, and the
+    calibration images of ``--calibration``."""
+    import torch
+
+    from ..export import load_calibration_images
+    from ..export.common import export_image_size
+
+    size = export_image_size(model, args.image_size)
+    gen = torch.Generator().manual_seed(0)
+    options: dict[str, Any] = {
+        "image_size": size,
+        "verify_inputs": torch.randn(args.num_verify, model.config.num_channels, *size, generator=gen),
+    }
+    if args.calibration:
+        options["calibration"] = load_calibration_images(args.calibration, size, args.num_calibration, args.model, hub)
+    return options
+
+
+def _bundle_options(args: argparse.Namespace, model: Any, hub: dict[str, Any]) -> dict[str, Any]:
+    """``--bundle``: the model folder's image processor decides the input size and normalization; seeded random
+    uint8 images at that size to verify on."""
     import numpy as np
 
-    from ..export import export
     from ..export.bundle import bundle_spec
     from ..export.common import export_image_size
     from ..export.formats import get_format
     from ..image_processing import load_processor
 
-    try:
-        get_format(args.format).check_bundle()
-        loaded, note = load_processor(args.model, **hub)
-        processor = None if note else loaded  # no preprocessor_config.json: the defaults, noted in the report
-        size = None if args.image_size is None else export_image_size(model, args.image_size)
-        spec = bundle_spec(model, processor, size)
-        images = np.random.default_rng(0).integers(0, 256, (args.num_verify, *spec.size, 3), dtype=np.uint8)
-        with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
-            report = export(
-                model,
-                args.output,
-                args.format,
-                precision=args.precision,
-                image_size=size,
-                verify_inputs=images,
-                opset=args.opset,
-                tolerance=args.tolerance,
-                latency_runs=args.latency_runs,
-                bundle=True,
-                image_processor=processor,
-            )
-    except (ImportError, ExportError, ValueError, OSError) as err:
-        return _failed(args, err)
-    return _print(args, report)
+    get_format(args.format).check_bundle()
+    if args.calibration:
+        raise ValueError("--calibration calibrates int8, and a bundle is fp32 for now")
+    loaded, note = load_processor(args.model, **hub)
+    processor = None if note else loaded  # no preprocessor_config.json: the defaults, noted in the report
+    size = None if args.image_size is None else export_image_size(model, args.image_size)
+    spec = bundle_spec(model, processor, size)
+    images = np.random.default_rng(0).integers(0, 256, (args.num_verify, *spec.size, 3), dtype=np.uint8)
+    return {"image_size": size, "verify_inputs": images, "bundle": True, "image_processor": processor}
 
 
 def _failed(args: argparse.Namespace, err: Exception) -> int:
