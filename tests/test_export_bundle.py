@@ -69,7 +69,12 @@ def test_onnx_bundle_matches_the_eager_model_and_carries_its_labels(model_dir, t
     assert report.passed and report.bundle and report.top1_agreement == 1.0 and report.max_abs_diff <= PROB_TOL
     assert report.input_shape == ["batch", SIZE, SIZE, 3] and report.num_verify_inputs == len(images)
     assert "input images batchx64x64x3 uint8 -> probabilities" in report.summary()
-    assert sorted(p.name for p in path.parent.iterdir()) == ["labels.txt", "manifest.json", "swiftformer.onnx"]
+    assert sorted(p.name for p in path.parent.iterdir()) == [
+        "labels.txt",
+        "manifest.json",
+        "swiftformer.onnx",
+        "swiftformer.ort",
+    ]
 
     # The artifact on its own, as an app runs it.
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -103,12 +108,25 @@ def test_onnx_bundle_matches_the_eager_model_and_carries_its_labels(model_dir, t
     assert "Sub" in manifest["normalization"]["folded"] and manifest["verification"]["top1_agreement"] == 1.0
     assert (path.parent / "labels.txt").read_text().splitlines() == list(LABELS10.values())
 
+    # The ORT-format copy (ORT Mobile's format) runs in ONNX Runtime as the .onnx does, and the manifest names it.
+    ort_file = path.with_suffix(".ort")
+    ort_session = ort.InferenceSession(str(ort_file), providers=["CPUExecutionProvider"])
+    ort_probs = torch.from_numpy(ort_session.run(["probabilities"], {"images": images})[0])
+    assert (ort_probs - probs).abs().max() <= 1e-6 and (ort_probs - expected).abs().max() <= PROB_TOL
+    assert torch.equal(ort_probs.argmax(-1), probs.argmax(-1)) and torch.equal(
+        ort_probs.argmax(-1), expected.argmax(-1)
+    )
+    entry = manifest["ort"]
+    assert entry["file"] == "swiftformer.ort" and entry["sha256"] == hashlib.sha256(ort_file.read_bytes()).hexdigest()
+    assert entry["optimization_style"] == "Fixed" and entry["converter"].endswith("convert_onnx_models_to_ort")
+    assert entry["verification"]["top1_agreement"] == 1.0 and entry["verification"]["max_abs_diff"] <= 1e-6
+    assert any("ORT-format copy swiftformer.ort" in n for n in report.notes)
+
     # An earlier bundle of the same artifact is replaced, sidecars and all.
     export(model, path, "onnx", bundle=True, image_processor=processor, latency_runs=0)
-    assert (
-        json.loads((path.parent / "manifest.json").read_text())["sha256"]
-        == hashlib.sha256(path.read_bytes()).hexdigest()
-    )
+    manifest = json.loads((path.parent / "manifest.json").read_text())
+    assert manifest["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert manifest["ort"]["sha256"] == hashlib.sha256(ort_file.read_bytes()).hexdigest()
 
 
 def test_a_bundle_that_fails_verification_writes_nothing(model_dir, tmp_path):
@@ -197,7 +215,16 @@ def test_sidecars_that_are_not_an_earlier_bundle_are_refused(model_dir, tmp_path
     (app / "manifest.json").write_text(json.dumps({"kind": "swiftformer-bundle", "artifact": "other.onnx"}))
     with pytest.raises(ValueError, match=r"belongs to the bundle 'other\.onnx'"):
         export(model, app / "a.onnx", "onnx", bundle=True)
-    assert sorted(p.name for p in app.iterdir()) == ["manifest.json"]
+    (app / "manifest.json").unlink()
+    (app / "a.ort").write_bytes(b"mine")
+    with pytest.raises(ValueError, match=r"a\.ort exists and is not an earlier bundle's"):
+        export(model, app / "a.onnx", "onnx", bundle=True)
+    # an earlier bundle of a.onnx whose manifest does not name this .ort (one written before .ort copies)
+    (app / "manifest.json").write_text(json.dumps({"kind": "swiftformer-bundle", "artifact": "a.onnx"}))
+    with pytest.raises(ValueError, match=r"a\.ort exists and is not an earlier bundle's"):
+        export(model, app / "a.onnx", "onnx", bundle=True)
+    assert sorted(p.name for p in app.iterdir()) == ["a.ort", "manifest.json"]
+    assert (app / "a.ort").read_bytes() == b"mine"
 
 
 def test_labels_that_cannot_be_one_line_are_refused(model_dir):
@@ -208,3 +235,14 @@ def test_labels_that_cannot_be_one_line_are_refused(model_dir):
     model.config.id2label = {**LABELS10, 3: "bad \udcff"}
     with pytest.raises(ValueError, match="not valid UTF-8"):
         bundle_spec(model, None, None)
+
+
+def test_an_ort_copy_that_disagrees_with_the_onnx_writes_nothing(model_dir, tmp_path, monkeypatch):
+    need_onnx()
+    from swiftformer.export import ExportVerificationError, bundle
+
+    real = bundle.ort_runner
+    monkeypatch.setattr(bundle, "ort_runner", lambda path: lambda x: real(path)(x)[:, ::-1].copy())
+    with pytest.raises(ExportVerificationError, match=r"ORT-format copy b\.ort disagrees.*nothing written"):
+        export(load_model(str(model_dir)), tmp_path / "app" / "b.onnx", "onnx", bundle=True, latency_runs=0)
+    assert [p.name for p in (tmp_path / "app").iterdir()] == []

@@ -15,7 +15,9 @@ the zero padding), which is exact; :attr:`BundleSpec.folded` says which was done
 
 Beside the artifact the pipeline writes ``labels.txt`` (one label a line, in index order) and
 ``manifest.json`` (:func:`manifest`), atomically; :func:`check_sidecars` refuses to replace files that are
-not an earlier bundle's of the same artifact.
+not an earlier bundle's of the same artifact. An ONNX bundle also gets its ORT-format copy (``NAME.ort``, for
+ONNX Runtime Mobile): :func:`convert_to_ort` runs ONNX Runtime's own converter on the staged ``.onnx``, and
+the pipeline verifies the copy in ONNX Runtime against the ``.onnx`` before either is written.
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ LABELS_FILE = "labels.txt"
 MANIFEST_FILE = "manifest.json"
 MANIFEST_KIND = "swiftformer-bundle"  # the manifest's "kind": how an earlier bundle's manifest is recognized
 NUM_VERIFY = 8
+ORT_SUFFIX = ".ort"
+ORT_CONVERTER = "onnxruntime.tools.convert_onnx_models_to_ort"
+ORT_STYLE = "Fixed"  # the converter's fixed optimization style: optimized at conversion, nothing left to the runtime
 
 
 @dataclass
@@ -279,9 +284,62 @@ def manifest(spec: BundleSpec, artifact: Path, fmt: str, precision: str, config_
     }
 
 
+def ort_path(target: Path) -> Path:
+    """Where the ORT-format copy of the ONNX bundle ``target`` goes: beside it, ``NAME.ort``."""
+    return target.with_suffix(ORT_SUFFIX)
+
+
+def convert_to_ort(staged: Path) -> tuple[Path, dict[str, str]]:
+    """The ORT-format copy of the staged ``.onnx``, written beside it (in the staging folder) by ONNX Runtime's
+    converter (:data:`ORT_CONVERTER`, in-process, style :data:`ORT_STYLE`), and how it was made. The converter's
+    progress lines are kept off stdout (``--json`` prints the report there)."""
+    import contextlib
+    import io
+    import logging
+    import warnings
+
+    import onnxruntime
+
+    root = logging.getLogger()
+    handlers = list(root.handlers)
+    from onnxruntime.tools.convert_onnx_models_to_ort import OptimizationStyle, convert_onnx_models_to_ort
+
+    for handler in root.handlers[len(handlers) :]:  # its import calls logging.basicConfig: the app's to decide
+        root.removeHandler(handler)
+    chatty = logging.getLogger("ort_format_model.utils")  # logs "Created config in <staging>" at INFO
+    disabled, chatty.disabled = chatty.disabled, True
+    out = staged.parent / "ort"
+    try:
+        # the converter's config step leaves a file to the garbage collector (a ResourceWarning of its own)
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            convert_onnx_models_to_ort(staged, output_dir=out, optimization_styles=[OptimizationStyle[ORT_STYLE]])
+    finally:
+        chatty.disabled = disabled
+    found = sorted(out.glob(f"*{ORT_SUFFIX}"))
+    if len(found) != 1:
+        raise RuntimeError(f"{ORT_CONVERTER} wrote {len(found)} {ORT_SUFFIX} files, expected 1")
+    return found[0], {
+        "converter": ORT_CONVERTER,
+        "optimization_style": ORT_STYLE,
+        # the converter's level: "all" unless its environment variable says otherwise
+        "optimization_level": os.getenv("ORT_CONVERT_ONNX_MODELS_TO_ORT_OPTIMIZATION_LEVEL", "all"),
+        "onnxruntime": onnxruntime.__version__,
+    }
+
+
+def ort_runner(path: Path) -> Any:
+    """``uint8 (N, H, W, 3) -> probabilities`` of the ORT-format model at ``path`` in ONNX Runtime (CPU)."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
+    return lambda x: session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+
+
 def check_sidecars(target: Path) -> None:
-    """Refuse before any work when ``labels.txt`` or ``manifest.json`` beside ``target`` is not an earlier
-    bundle's of the same artifact (the refuse-to-replace rule of the artifact itself)."""
+    """Refuse before any work when ``labels.txt``, ``manifest.json`` or the ``.onnx``'s ``NAME.ort`` beside
+    ``target`` is not an earlier bundle's of the same artifact (the refuse-to-replace rule of the artifact
+    itself; an earlier bundle's ``.ort`` is the one its manifest names)."""
     from ..io.files import display_path
 
     manifest_path, labels_path = target.parent / MANIFEST_FILE, target.parent / LABELS_FILE
@@ -306,6 +364,14 @@ def check_sidecars(target: Path) -> None:
             f"{display_path(labels_path)} exists and is not an earlier bundle's; refusing to replace it: "
             "export the bundle into a folder of its own"
         )
+    ort = ort_path(target)
+    if target.suffix.lower() == ".onnx" and (ort.exists() or ort.is_symlink()):
+        named = (earlier or {}).get("ort")
+        if not ort.is_file() or not isinstance(named, dict) or named.get("file") != ort.name:
+            raise ValueError(
+                f"{display_path(ort)} exists and is not an earlier bundle's; refusing to replace it: "
+                "export the bundle into a folder of its own"
+            )
 
 
 def write_labels(target: Path, spec: BundleSpec) -> None:
@@ -325,13 +391,17 @@ __all__ = [
     "INPUT_NAME",
     "LABELS_FILE",
     "MANIFEST_FILE",
+    "ORT_STYLE",
     "OUTPUT_NAME",
     "BundleSpec",
     "bundle_spec",
     "bundled_module",
     "check_sidecars",
+    "convert_to_ort",
     "manifest",
     "metadata",
+    "ort_path",
+    "ort_runner",
     "reference_probabilities",
     "verify_images",
 ]

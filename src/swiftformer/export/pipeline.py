@@ -102,7 +102,8 @@ def export(
         bundle: Write a bundle (:mod:`.bundle`; formats whose record has ``bundle``, fp32): input ``images``
             (batch, H, W, 3) uint8 RGB at ``image_processor``'s size (``image_size`` overrides it), the
             normalization folded in, output ``probabilities``, the labels inside; ``labels.txt`` and
-            ``manifest.json`` beside it. ``verify_inputs`` are then uint8 (N, H, W, 3) images (default 8
+            ``manifest.json`` beside it, and for ONNX its ORT-format copy ``NAME.ort`` (verified in ONNX Runtime
+            against the ``.onnx``). ``verify_inputs`` are then uint8 (N, H, W, 3) images (default 8
             seeded random ones), compared as probabilities with the eager model's softmax on
             ``image_processor``'s preprocessing of the same pixels.
         image_processor: The model's processor (:func:`~swiftformer.image_processing.load_processor`);
@@ -221,11 +222,20 @@ def _export_bundle(
     latency_runs: int,
 ) -> ExportReport:
     """:func:`export` of a bundle: uint8 images in, probabilities out, compared with the eager model's softmax
-    on the processor's preprocessing of the same pixels; then ``labels.txt`` and ``manifest.json``."""
+    on the processor's preprocessing of the same pixels; for ONNX its ORT-format copy (:func:`_ort_copy`), verified
+    too; then ``labels.txt`` and ``manifest.json``."""
     import torch
 
     from ..inference import fuse
-    from .bundle import bundle_spec, manifest, reference_probabilities, verify_images, write_labels, write_manifest
+    from .bundle import (
+        bundle_spec,
+        manifest,
+        ort_path,
+        reference_probabilities,
+        verify_images,
+        write_labels,
+        write_manifest,
+    )
 
     size = None if image_size is None else export_image_size(model, image_size)
     spec: BundleSpec = bundle_spec(model, image_processor, size, info)
@@ -241,10 +251,11 @@ def _export_bundle(
         ctx = ExportContext(fmt, model, fused, "fp32", spec.size, opset, staged, placeholder, None, spec)
         with torch.no_grad():
             exported, run = _convert(fmt, ctx)
+            actual = None if run is None else _batched(run, inputs, fmt.batch)
             report = checked_report(
                 staged,
                 target,
-                None if run is None else compare(expected, _batched(run, inputs, fmt.batch)),
+                None if actual is None else compare(expected, actual),
                 None if run is None else partial(run, inputs[:1].copy()),
                 latency_runs,
                 format=fmt.name,
@@ -257,6 +268,11 @@ def _export_bundle(
                 bundle=True,
             )
             del run
+        ort = (
+            None
+            if fmt.name != "onnx" or actual is None
+            else _ort_copy(staged, target, inputs, expected, actual, report)
+        )
         data = manifest(spec, staged, fmt.name, "fp32", config_json)
         data["artifact"] = target.name
         data["verification"] = {
@@ -265,10 +281,70 @@ def _export_bundle(
             "max_abs_diff": report.max_abs_diff,
             "top1_agreement": report.top1_agreement,
         }
+        if ort is not None:
+            data["ort"] = ort[1]
         place(staged, target)
+        if ort is not None:
+            place(ort[0], ort_path(target))
     write_labels(target, spec)
     write_manifest(target, data)  # last: a manifest names a complete bundle
     return report
+
+
+def _ort_copy(
+    staged: Any, target: Any, inputs: np.ndarray, expected: Any, onnx_probs: np.ndarray, report: ExportReport
+) -> tuple[Any, dict[str, Any]]:
+    """Convert the staged, verified ``.onnx`` bundle to ORT format (beside it, in the staging folder) and
+    verify the copy in ONNX Runtime on the same images: its probabilities within the bundle's tolerance of the
+    ``.onnx``'s and top-1 equal, else :class:`ExportVerificationError` (nothing is written). Returns the staged
+    ``.ort`` and its manifest entry; adds a note to ``report``."""
+    from ..errors import ExportVerificationError
+    from ..io.files import display_path
+    from .bundle import convert_to_ort, ort_path, ort_runner, sha256_file
+
+    name = ort_path(target).name
+    try:
+        staged_ort, how = convert_to_ort(staged)
+    except (ImportError, ValueError, ExportError):
+        raise
+    except Exception as err:
+        message = (str(err).strip().splitlines() or [""])[0][:500]
+        raise ExportError(f"converting the bundle to ORT format failed: {type(err).__name__}: {message}") from err
+    import numpy as np
+
+    run = ort_runner(staged_ort)
+    ort_probs = np.asarray(run(inputs))
+    del run  # release the session's handle on the staged file before it is moved
+    inputs_note = f"{len(inputs)} uint8 images"
+    vs_onnx = compare(onnx_probs, ort_probs)
+    vs_eager = compare(expected, ort_probs)
+    tolerance = report.tolerance
+    if (tolerance is not None and vs_onnx[1] > tolerance) or vs_onnx[2] != 1.0:
+        raise ExportVerificationError(
+            f"the ORT-format copy {name} disagrees with the .onnx in ONNX Runtime: max|diff| {vs_onnx[0]:.3g}, "
+            f"relative {vs_onnx[1]:.3g} (tolerance {tolerance:g}), top-1 agreement {100 * vs_onnx[2]:.1f}%; "
+            f"nothing written to {display_path(target)}",
+            report,
+        )
+    report.notes.append(
+        f"ORT-format copy {name} ({how['optimization_style']} optimization style, level "
+        f"{how['optimization_level']}) verified in ONNX Runtime on the same {inputs_note}: max|diff| "
+        f"{vs_onnx[0]:.3g} vs the .onnx, {vs_eager[0]:.3g} vs the eager model; top-1 agreement "
+        f"{100 * vs_onnx[2]:.0f}%"
+    )
+    return staged_ort, {
+        "file": name,
+        "sha256": sha256_file(staged_ort),
+        **how,
+        "verification": {
+            "inputs": inputs_note,
+            "reference": "the .onnx bundle in ONNX Runtime",
+            "max_abs_diff": vs_onnx[0],
+            "top1_agreement": vs_onnx[2],
+            "max_abs_diff_eager": vs_eager[0],
+            "top1_agreement_eager": vs_eager[2],
+        },
+    }
 
 
 def _verify_inputs(verify_inputs: Any, channels: int, size: tuple[int, int]) -> torch.Tensor:
