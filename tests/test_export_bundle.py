@@ -168,18 +168,19 @@ def cli(capsys, *argv) -> tuple[int, str, str]:
 
 def test_bundle_with_a_format_that_cannot_carry_one_is_one_line(model_dir, tmp_path, capsys):
     code, out, err = cli(
-        capsys, "--model", model_dir, "--format", "tflite", "--bundle", "--output", tmp_path / "x.tflite"
+        capsys, "--model", model_dir, "--format", "openvino", "--bundle", "--output", tmp_path / "x-openvino"
     )
     assert code == 2 and out == ""
-    assert err.strip() == "swiftformer: error: tflite cannot carry a bundle yet; --bundle works with: onnx"
-    with pytest.raises(ValueError, match="works with: onnx"):
-        export(load_model(str(model_dir)), tmp_path / "x.pte", "executorch", bundle=True)
-    with pytest.raises(ValueError, match="a bundle is fp32 for now"):
+    assert err.startswith("swiftformer: error: openvino cannot carry a bundle yet; --bundle works with: ")
+    assert "onnx (fp32" in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(ValueError, match=r"cannot carry a bundle yet; --bundle works with: .*onnx"):
+        export(load_model(str(model_dir)), tmp_path / "x.pt2", "aoti", bundle=True)
+    with pytest.raises(ValueError, match="onnx bundles are fp32, got precision 'fp16'"):
         export(load_model(str(model_dir)), tmp_path / "x.onnx", "onnx", bundle=True, precision="fp16")
     bundle = ("--model", model_dir, "--format", "onnx", "--bundle", "--output", tmp_path / "x.onnx")
     code, out, err = cli(capsys, *bundle, "--calibration", tmp_path)
     assert code == 2 and out == ""
-    assert err.strip() == "swiftformer: error: --calibration calibrates int8, and a bundle is fp32 for now"
+    assert err.strip() == "swiftformer: error: --calibration calibrates int8; this bundle is fp32"
     assert not list(tmp_path.iterdir())
 
 
@@ -246,3 +247,20 @@ def test_an_ort_copy_that_disagrees_with_the_onnx_writes_nothing(model_dir, tmp_
     with pytest.raises(ExportVerificationError, match=r"ORT-format copy b\.ort disagrees.*nothing written"):
         export(load_model(str(model_dir)), tmp_path / "app" / "b.onnx", "onnx", bundle=True, latency_runs=0)
     assert [p.name for p in (tmp_path / "app").iterdir()] == []
+
+
+def test_calibration_pixels_are_uint8_images_at_the_bundle_size(tmp_path):
+    from swiftformer.export.common import load_calibration_pixels
+
+    for name, color in (("red", (250, 10, 0)), ("blue", (0, 20, 255))):
+        (tmp_path / name).mkdir()
+        Image.new("RGB", (40, 30), color).save(tmp_path / name / "a.png")
+    (tmp_path / "red" / "broken.png").write_bytes(b"not a png")
+    pixels = load_calibration_pixels(tmp_path, (24, 20), limit=8)
+    assert pixels.dtype == np.uint8 and pixels.shape == (2, 24, 20, 3)
+    colors = {tuple(int(v) for v in image.reshape(-1, 3)[0]) for image in pixels}
+    assert colors == {(250, 10, 0), (0, 20, 255)}
+    assert all((image == image.reshape(-1, 3)[0]).all() for image in pixels)  # a flat image stays flat
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="holds no images"):
+        load_calibration_pixels(tmp_path / "empty", (24, 20))

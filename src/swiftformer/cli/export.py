@@ -64,9 +64,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--bundle",
         action="store_true",
-        help=f"an app-ready bundle ({', '.join(bundle_formats())}; fp32): uint8 RGB (batch, H, W, 3) in at the "
-        "processor's size, normalization folded in, probabilities out, labels inside; labels.txt and "
-        "manifest.json beside it",
+        help="an app-ready bundle ("
+        + ", ".join(f"{name}: {'/'.join(precisions)}" for name, precisions in bundle_formats().items())
+        + "): uint8 RGB (batch, H, W, 3) in at the processor's size, normalization folded in, probabilities "
+        "out, labels inside; labels.txt and manifest.json beside it",
     )
     parser.add_argument("--num-verify", type=int, default=8, help="random verification images (default 8)")
     parser.add_argument("--latency-runs", type=int, default=20, help="timed batch-1 runs (default 20; 0: skip)")
@@ -125,23 +126,26 @@ def _tensor_options(args: argparse.Namespace, model: Any, hub: dict[str, Any]) -
 
 def _bundle_options(args: argparse.Namespace, model: Any, hub: dict[str, Any]) -> dict[str, Any]:
     """``--bundle``: the model folder's image processor decides the input size and normalization; seeded random
-    uint8 images at that size to verify on."""
+    uint8 images at that size to verify on, and for int8 the images of ``--calibration`` as uint8 pixels."""
     import numpy as np
 
     from ..export.bundle import bundle_spec
-    from ..export.common import export_image_size
+    from ..export.common import export_image_size, load_calibration_pixels
     from ..export.formats import get_format
     from ..image_processing import load_processor
 
-    get_format(args.format).check_bundle()
-    if args.calibration:
-        raise ValueError("--calibration calibrates int8, and a bundle is fp32 for now")
+    get_format(args.format).check_bundle(args.precision)
+    if args.calibration and args.precision != "int8":
+        raise ValueError(f"--calibration calibrates int8; this bundle is {args.precision}")
     loaded, note = load_processor(args.model, **hub)
     processor = None if note else loaded  # no preprocessor_config.json: the defaults, noted in the report
     size = None if args.image_size is None else export_image_size(model, args.image_size)
     spec = bundle_spec(model, processor, size)
     images = np.random.default_rng(0).integers(0, 256, (args.num_verify, *spec.size, 3), dtype=np.uint8)
-    return {"image_size": size, "verify_inputs": images, "bundle": True, "image_processor": processor}
+    options = {"image_size": size, "verify_inputs": images, "bundle": True, "image_processor": processor}
+    if args.calibration:
+        options["calibration"] = load_calibration_pixels(args.calibration, spec.size, args.num_calibration)
+    return options
 
 
 def _failed(args: argparse.Namespace, err: Exception) -> int:

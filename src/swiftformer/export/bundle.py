@@ -154,9 +154,9 @@ def reference_processor(spec: BundleSpec) -> SwiftFormerImageProcessor:
     )
 
 
-def verify_images(images: Any, spec: BundleSpec, channels: int) -> np.ndarray:
-    """The verification images as a (N, H, W, 3) uint8 array: ``images`` (uint8 (N, H, W, 3) or (H, W, 3)
-    at the bundle's size), else 8 seeded random images."""
+def verify_images(images: Any, spec: BundleSpec, channels: int, what: str = "verified") -> np.ndarray:
+    """The verification (or calibration) images as a (N, H, W, 3) uint8 array: ``images`` (uint8
+    (N, H, W, 3) or (H, W, 3) at the bundle's size), else 8 seeded random images."""
     import numpy as np
 
     if channels != 3:
@@ -168,7 +168,7 @@ def verify_images(images: Any, spec: BundleSpec, channels: int) -> np.ndarray:
     array = array[None] if array.ndim == 3 else array
     if array.dtype != np.uint8 or array.ndim != 4 or tuple(array.shape[1:]) != (*spec.size, 3) or not len(array):
         raise ValueError(
-            f"a bundle is verified on uint8 images of shape (N, {spec.size[0]}, {spec.size[1]}, 3), "
+            f"a bundle is {what} on uint8 images of shape (N, {spec.size[0]}, {spec.size[1]}, 3), "
             f"got {array.dtype} {tuple(array.shape)}"
         )
     return array

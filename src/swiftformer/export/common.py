@@ -306,9 +306,37 @@ def load_calibration_images(
     The one loader behind ``swiftformer export --calibration DIR`` and
     ``export_tflite(..., representative_data=DIR)``.
     """
+    from ..image_processing import load_processor
+
+    if image_processor is None and model_ref is not None:
+        image_processor, _ = load_processor(model_ref, **(hub or {}))  # without one: ImageNet's mean/std
+    pixel_values = _read_calibration(folder, limit, calibration_processor(size, image_processor))
+    if return_tensors == "np":
+        return pixel_values
+    import torch
+
+    return torch.from_numpy(pixel_values)
+
+
+def load_calibration_pixels(folder: str | os.PathLike, size: tuple[int, int], limit: int = NUM_CALIBRATION) -> Any:
+    """As :func:`load_calibration_images`, but the images as a bundle takes them: (N, H, W, 3) uint8 RGB warped
+    to ``size`` (bilinear, as the processor resizes), not normalized. Behind ``swiftformer export --bundle
+    --precision int8 --calibration DIR``."""
     import numpy as np
 
-    from ..image_processing import IMAGE_EXTENSIONS, load_image, load_processor
+    from ..image_processing import SwiftFormerImageProcessor
+
+    warp = SwiftFormerImageProcessor(size={"height": size[0], "width": size[1]}, do_rescale=False, do_normalize=False)
+    pixels = _read_calibration(folder, limit, warp)  # (N, 3, H, W) float32 in [0, 255]
+    return np.clip(np.rint(pixels), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1).copy()
+
+
+def _read_calibration(folder: str | os.PathLike, limit: int, processor: SwiftFormerImageProcessor) -> Any:
+    """``processor``'s pixel values of up to ``limit`` images under ``folder`` (every class folder sampled),
+    concatenated; unreadable images are skipped, none readable is a ValueError."""
+    import numpy as np
+
+    from ..image_processing import IMAGE_EXTENSIONS, load_image
 
     root = Path(folder)
     if not root.is_dir():
@@ -319,9 +347,6 @@ def load_calibration_images(
     if not paths:
         raise ValueError(f"calibration data {root} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
     paths = _sample_per_folder(paths, limit)
-    if image_processor is None and model_ref is not None:
-        image_processor, _ = load_processor(model_ref, **(hub or {}))  # without one: ImageNet's mean/std
-    processor = calibration_processor(size, image_processor)
     images = []
     for path in paths:
         try:
@@ -330,9 +355,4 @@ def load_calibration_images(
             continue
     if not images:
         raise ValueError(f"none of the {len(paths)} calibration images under {root} could be read")
-    pixel_values = np.concatenate(images)
-    if return_tensors == "np":
-        return pixel_values
-    import torch
-
-    return torch.from_numpy(pixel_values)
+    return np.concatenate(images)

@@ -39,7 +39,8 @@ class ExportFormat:
     :data:`REDUCED_TOLERANCE`). ``dynamic`` names the dimensions of ``pixel_values`` (B, C, H, W) the
     artifact leaves free (``"batch"``, ``"height"``, ``"width"``); the others are fixed at batch 1 and
     the export size. ``requires`` lists (module, pip name) pairs, installed by the ``extra``. ``bundle``:
-    the format can carry a bundle (:mod:`.bundle`: uint8 images in, probabilities out, labels inside).
+    the precisions of the bundles the format can carry (:mod:`.bundle`: uint8 images in, probabilities out,
+    labels inside; empty: none).
     """
 
     name: str
@@ -52,7 +53,7 @@ class ExportFormat:
     extra: str
     exporter: Callable[[ExportContext], Exported]  # writes ctx.staged; its notes and input shape
     runner: Callable[[ExportContext], Runner | None]  # ctx.staged in its runtime; None: cannot run here
-    bundle: bool = False  # can carry a bundle (preprocessing, softmax and labels inside the artifact)
+    bundle: tuple[str, ...] = ()  # the precisions of its bundles (preprocessing, softmax and labels inside)
 
     @property
     def is_directory(self) -> bool:
@@ -80,11 +81,13 @@ class ExportFormat:
                 + ("" if precision in ARTIFACT_PRECISIONS else f" (known precisions: {', '.join(ARTIFACT_PRECISIONS)})")
             )
 
-    def check_bundle(self) -> None:
-        """A ValueError naming the formats that can carry a bundle, unless this one can."""
+    def check_bundle(self, precision: str = "fp32") -> None:
+        """A ValueError naming the formats that can carry a bundle, unless this one can, in ``precision``."""
         if not self.bundle:
-            can = ", ".join(f.name for f in FORMATS.values() if f.bundle)
+            can = ", ".join(f"{f.name} ({'/'.join(f.bundle)})" for f in FORMATS.values() if f.bundle)
             raise ValueError(f"{self.name} cannot carry a bundle yet; --bundle works with: {can}")
+        if precision not in self.bundle:
+            raise ValueError(f"{self.name} bundles are {', '.join(self.bundle)}, got precision {precision!r}")
 
     def default_tolerance(self, precision: str) -> float:
         return self.tolerance if precision == "fp32" else REDUCED_TOLERANCE[precision]
@@ -120,7 +123,7 @@ _RECORDS = (
         extra="export",
         exporter=pytorch.export_onnx,
         runner=pytorch.load_onnx,
-        bundle=True,
+        bundle=("fp32",),
     ),
     ExportFormat(
         name="openvino",
@@ -205,9 +208,9 @@ def get_format(name: str) -> ExportFormat:
     return FORMATS[name]
 
 
-def bundle_formats() -> list[str]:
-    """The formats that can carry a bundle."""
-    return [f.name for f in FORMATS.values() if f.bundle]
+def bundle_formats() -> dict[str, tuple[str, ...]]:
+    """The formats that can carry a bundle, each with the precisions of its bundles."""
+    return {f.name: f.bundle for f in FORMATS.values() if f.bundle}
 
 
 def precision_formats() -> dict[str, list[str]]:

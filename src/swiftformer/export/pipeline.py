@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import os
+from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -99,13 +100,13 @@ def export(
         tolerance: Largest allowed max|Δlogit| / max|logit|; default the format's ``tolerance`` for fp32,
             :data:`~swiftformer.export.formats.REDUCED_TOLERANCE` for the others.
         latency_runs: Timed batch-1 runs for ``latency_ms`` (0: skip).
-        bundle: Write a bundle (:mod:`.bundle`; formats whose record has ``bundle``, fp32): input ``images``
-            (batch, H, W, 3) uint8 RGB at ``image_processor``'s size (``image_size`` overrides it), the
-            normalization folded in, output ``probabilities``, the labels inside; ``labels.txt`` and
-            ``manifest.json`` beside it, and for ONNX its ORT-format copy ``NAME.ort`` (verified in ONNX Runtime
-            against the ``.onnx``). ``verify_inputs`` are then uint8 (N, H, W, 3) images (default 8
-            seeded random ones), compared as probabilities with the eager model's softmax on
-            ``image_processor``'s preprocessing of the same pixels.
+        bundle: Write a bundle (:mod:`.bundle`; formats whose record has ``bundle``, in the precisions it
+            lists): input ``images`` (batch, H, W, 3) uint8 RGB at ``image_processor``'s size (``image_size``
+            overrides it), the normalization folded in, output ``probabilities``, the labels inside;
+            ``labels.txt`` and ``manifest.json`` beside it, and for ONNX its ORT-format copy ``NAME.ort``
+            (verified in ONNX Runtime against the ``.onnx``). ``verify_inputs`` (and ``calibration``) are then
+            uint8 (N, H, W, 3) images (default 8 seeded random ones), compared as probabilities with the eager
+            model's softmax on ``image_processor``'s preprocessing of the same pixels.
         image_processor: The model's processor (:func:`~swiftformer.image_processing.load_processor`);
             ``None``: the ImageNet defaults, with a note in the report.
         bundle_info: ``name``, ``description``, ``version``, ``license`` for the bundle's metadata.
@@ -131,9 +132,7 @@ def export(
             f"opset must be at least {MIN_OPSET} (torch.onnx's exporter; 20 and later have a native Gelu), got {opset}"
         )
     if bundle:
-        fmt.check_bundle()
-        if precision != "fp32":
-            raise ValueError(f"a bundle is fp32 for now, got precision {precision!r}")
+        fmt.check_bundle(precision)
     fmt.require()
     target = target_path(output, fmt)
     if bundle:
@@ -145,150 +144,153 @@ def export(
     if any(p.dtype != torch.float32 or p.device.type != "cpu" for p in model.parameters()) or model.training:
         model = copy.deepcopy(model).float().cpu().eval()
     if bundle:
-        return _export_bundle(
-            model,
-            target,
-            fmt,
-            image_size,
-            verify_inputs,
-            image_processor,
-            bundle_info,
-            opset=opset,
-            tolerance=tolerance,
-            latency_runs=latency_runs,
-        )
-    channels = model.config.num_channels
-    size = export_image_size(model, image_size, verify_inputs)
-    if min(model.stage_shapes(*size)[-1]) < 1:
-        raise ValueError(f"an input of {size[0]}x{size[1]} is too small for this model's downsampling")
-    verify_inputs = _verify_inputs(verify_inputs, channels, size)
-    if fmt.static_size and tuple(verify_inputs.shape[2:]) != size:
-        raise ValueError(
-            f"{fmt.name} has a fixed input size {size[0]}x{size[1]}; verify_inputs are "
-            f"{verify_inputs.shape[2]}x{verify_inputs.shape[3]}"
-        )
-    notes: list[str] = []
-    if precision == "int8":
-        if calibration is None:
-            calibration = verify_inputs
-            notes.append(
-                "int8 calibrated on the verification inputs: pass calibration images (calibration=, "
-                "swiftformer export --calibration DIR) for a model that keeps its accuracy"
-            )
-        calibration = _calibration(calibration, channels, size)
-
+        job = _bundle_job(model, precision, image_size, verify_inputs, calibration, image_processor, bundle_info)
+    else:
+        job = _tensor_job(model, fmt, precision, image_size, verify_inputs, calibration)
     with torch.no_grad():
-        expected = model(verify_inputs).logits.float()
         fused = fuse(model)
     if tolerance is None:
         tolerance = fmt.default_tolerance(precision)
 
-    with staging(target, fmt) as staged:
-        ctx = ExportContext(fmt, model, fused, precision, size, opset, staged, verify_inputs, calibration)
-        inputs = verify_inputs.numpy()
-        one = inputs[:1].copy()
-        with torch.no_grad():
-            exported, run = _convert(fmt, ctx)
-            report = checked_report(
-                staged,
-                target,
-                None if run is None else compare(expected, _batched(run, inputs, fmt.batch)),
-                None if run is None else partial(run, one),
-                latency_runs,
-                format=fmt.name,
-                precision=precision,
-                input_shape=exported.input_shape,
-                num_verify_inputs=len(inputs),
-                reference=REFERENCE,
-                tolerance=tolerance,
-                notes=exported.notes + notes,
-            )
-            del run  # release the runtime's handles on the staged artifact before moving it
-        place(staged, target)
-    return report
-
-
-def _export_bundle(
-    model: SwiftFormerForImageClassification,
-    target: Any,
-    fmt: ExportFormat,
-    image_size: int | tuple[int, int] | None,
-    images: Any,
-    image_processor: SwiftFormerImageProcessor | None,
-    info: dict[str, str] | None,
-    *,
-    opset: int,
-    tolerance: float | None,
-    latency_runs: int,
-) -> ExportReport:
-    """:func:`export` of a bundle: uint8 images in, probabilities out, compared with the eager model's softmax
-    on the processor's preprocessing of the same pixels; for ONNX its ORT-format copy (:func:`_ort_copy`), verified
-    too; then ``labels.txt`` and ``manifest.json``."""
-    import torch
-
-    from ..inference import fuse
-    from .bundle import (
-        bundle_spec,
-        manifest,
-        ort_path,
-        reference_probabilities,
-        verify_images,
-        write_labels,
-        write_manifest,
-    )
-
-    size = None if image_size is None else export_image_size(model, image_size)
-    spec: BundleSpec = bundle_spec(model, image_processor, size, info)
-    if min(model.stage_shapes(*spec.size)[-1]) < 1:
-        raise ValueError(f"an input of {spec.size[0]}x{spec.size[1]} is too small for this model's downsampling")
-    inputs = verify_images(images, spec, model.config.num_channels)
-    expected = reference_probabilities(model, spec, inputs)
-    with torch.no_grad():
-        fused = fuse(model)
-    placeholder = torch.zeros(0, model.config.num_channels, *spec.size)  # the pixel_values path is unused
     config_json = model.config.to_json_string()
     with staging(target, fmt) as staged:
-        ctx = ExportContext(fmt, model, fused, "fp32", spec.size, opset, staged, placeholder, None, spec)
+        ctx = ExportContext(
+            fmt, model, fused, precision, job.size, opset, staged, job.inputs, job.calibration, job.spec
+        )
+        inputs = job.inputs.numpy()
         with torch.no_grad():
             exported, run = _convert(fmt, ctx)
             actual = None if run is None else _batched(run, inputs, fmt.batch)
             report = checked_report(
                 staged,
                 target,
-                None if actual is None else compare(expected, actual),
+                None if actual is None else compare(job.expected, actual),
                 None if run is None else partial(run, inputs[:1].copy()),
                 latency_runs,
                 format=fmt.name,
-                precision="fp32",
+                precision=precision,
                 input_shape=exported.input_shape,
                 num_verify_inputs=len(inputs),
-                reference=REFERENCE_BUNDLE,
-                tolerance=fmt.default_tolerance("fp32") if tolerance is None else tolerance,
-                notes=exported.notes,
-                bundle=True,
+                reference=job.reference,
+                tolerance=tolerance,
+                notes=exported.notes + job.notes,
+                bundle=bundle,
             )
-            del run
+            del run  # release the runtime's handles on the staged artifact before moving it
+        if job.spec is None:
+            place(staged, target)
+            return report
+        from .bundle import manifest, ort_path, write_labels, write_manifest
+
         ort = (
             None
             if fmt.name != "onnx" or actual is None
-            else _ort_copy(staged, target, inputs, expected, actual, report)
+            else _ort_copy(staged, target, inputs, job.expected, actual, report)
         )
-        data = manifest(spec, staged, fmt.name, "fp32", config_json)
+        data = manifest(job.spec, staged, fmt.name, precision, config_json)
         data["artifact"] = target.name
         data["verification"] = {
             "inputs": f"{len(inputs)} uint8 images",
-            "reference": REFERENCE_BUNDLE,
+            "reference": job.reference,
             "max_abs_diff": report.max_abs_diff,
             "top1_agreement": report.top1_agreement,
         }
+        data.update(exported.manifest)
         if ort is not None:
             data["ort"] = ort[1]
         place(staged, target)
         if ort is not None:
             place(ort[0], ort_path(target))
-    write_labels(target, spec)
+    write_labels(target, job.spec)
     write_manifest(target, data)  # last: a manifest names a complete bundle
     return report
+
+
+@dataclass
+class _Job:
+    """What an export runs on: its size, the verification inputs and the reference's answers to them, the
+    calibration images (int8), the bundle's spec (``None``: a plain export) and notes for the report."""
+
+    size: tuple[int, int]
+    inputs: torch.Tensor  # (N, C, H, W) float32 pixel values; a bundle: (N, H, W, 3) uint8 images
+    expected: torch.Tensor  # the reference's logits; a bundle: its probabilities
+    reference: str
+    calibration: torch.Tensor | None = None  # in the inputs' form
+    spec: BundleSpec | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _tensor_job(
+    model: SwiftFormerForImageClassification,
+    fmt: ExportFormat,
+    precision: str,
+    image_size: int | tuple[int, int] | None,
+    verify_inputs: Any,
+    calibration: Any,
+) -> _Job:
+    """A plain export: ``pixel_values`` in, compared as logits with the eager model's."""
+    import torch
+
+    channels = model.config.num_channels
+    size = export_image_size(model, image_size, verify_inputs)
+    if min(model.stage_shapes(*size)[-1]) < 1:
+        raise ValueError(f"an input of {size[0]}x{size[1]} is too small for this model's downsampling")
+    inputs = _verify_inputs(verify_inputs, channels, size)
+    if fmt.static_size and tuple(inputs.shape[2:]) != size:
+        raise ValueError(
+            f"{fmt.name} has a fixed input size {size[0]}x{size[1]}; verify_inputs are "
+            f"{inputs.shape[2]}x{inputs.shape[3]}"
+        )
+    job = _Job(size, inputs, torch.empty(0), REFERENCE)
+    if precision == "int8":
+        if calibration is None:
+            calibration = inputs
+            job.notes.append(_CALIBRATED_ON_VERIFY)
+        job.calibration = _calibration(calibration, channels, size)
+    with torch.no_grad():
+        job.expected = model(inputs).logits.float()
+    return job
+
+
+def _bundle_job(
+    model: SwiftFormerForImageClassification,
+    precision: str,
+    image_size: int | tuple[int, int] | None,
+    images: Any,
+    calibration: Any,
+    image_processor: SwiftFormerImageProcessor | None,
+    info: dict[str, str] | None,
+) -> _Job:
+    """A bundle: uint8 images in, compared as probabilities with the eager model's softmax on the processor's
+    preprocessing of the same pixels."""
+    import torch
+
+    from .bundle import bundle_spec, reference_probabilities, verify_images
+
+    size = None if image_size is None else export_image_size(model, image_size)
+    spec = bundle_spec(model, image_processor, size, info)
+    if min(model.stage_shapes(*spec.size)[-1]) < 1:
+        raise ValueError(f"an input of {spec.size[0]}x{spec.size[1]} is too small for this model's downsampling")
+    inputs = verify_images(images, spec, model.config.num_channels)
+    job = _Job(
+        spec.size,
+        torch.from_numpy(inputs),
+        reference_probabilities(model, spec, inputs),
+        REFERENCE_BUNDLE,
+        spec=spec,
+    )
+    if precision == "int8":
+        if calibration is None:
+            calibration = inputs
+            job.notes.append(_CALIBRATED_ON_VERIFY)
+        job.calibration = torch.from_numpy(verify_images(calibration, spec, 3, what="calibrated"))
+    return job
+
+
+_CALIBRATED_ON_VERIFY = (
+    "int8 calibrated on the verification inputs: pass calibration images (calibration=, "
+    "swiftformer export --calibration DIR) for a model that keeps its accuracy"
+)
 
 
 def _ort_copy(

@@ -26,9 +26,10 @@ import logging
 import os
 import sys
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import ExportError, ExportVerificationError
@@ -47,10 +48,12 @@ Runner = Callable[["np.ndarray"], "np.ndarray"]  # pixel_values (N, C, H, W) flo
 
 class Exported(NamedTuple):
     """What an exporter tells the report: ``notes`` (runtime version, precision, delegation, ...) and the
-    artifact's ``input_shape`` as read from it, a name for each dynamic dimension."""
+    artifact's ``input_shape`` as read from it, a name for each dynamic dimension; a bundle's exporter also
+    the entries it adds to (or overrides in) ``manifest.json`` (:func:`~.bundle.manifest`)."""
 
     notes: list[str]
     input_shape: list[Any]
+    manifest: Mapping[str, Any] = MappingProxyType({})
 
 
 @dataclass
@@ -64,8 +67,8 @@ class ExportContext:
     size: tuple[int, int]  # the export's (height, width)
     opset: int
     staged: Path  # where the artifact is written, and read from by the runner
-    verify_inputs: torch.Tensor  # (N, C, H, W) float32
-    calibration: torch.Tensor | None = None  # (N, C, H, W) float32, for int8
+    verify_inputs: torch.Tensor  # (N, C, H, W) float32; a bundle: (N, H, W, 3) uint8
+    calibration: torch.Tensor | None = None  # for int8: (N, C, H, W) float32; a bundle: (N, H, W, 3) uint8
     bundle: BundleSpec | None = None  # a bundle: uint8 (N, H, W, 3) images in, probabilities out (.bundle)
 
     @property
@@ -77,6 +80,13 @@ class ExportContext:
 
         gen = torch.Generator().manual_seed(1234)
         return torch.randn(batch, self.channels, *self.size, generator=gen)
+
+    def example_images(self, batch: int) -> torch.Tensor:
+        """``batch`` seeded random (H, W, 3) uint8 images at the export size: a bundle's example input."""
+        import torch
+
+        gen = torch.Generator().manual_seed(1234)
+        return torch.randint(0, 256, (batch, *self.size, 3), dtype=torch.uint8, generator=gen)
 
     def dims(self, spatial: bool) -> dict[int, Any]:
         from ..inference import export_dims
@@ -226,7 +236,7 @@ def _export_onnx_bundle(ctx: ExportContext, spec: BundleSpec, onnx: Any, ort: An
     from .bundle import INPUT_NAME, OUTPUT_NAME, bundled_module, metadata
 
     module = bundled_module(ctx.fused, spec)
-    example = torch.randint(0, 256, (2, *spec.size, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    example = ctx.example_images(2)
     dims = {0: torch.export.Dim("batch", min=1, max=4096)}
     proto = export_onnx_graph(module, example, dims, ctx.opset, names=(INPUT_NAME, OUTPUT_NAME))
     for key, value in metadata(spec, ctx.model.config.to_json_string()).items():
