@@ -175,12 +175,13 @@ def test_bundle_with_a_format_that_cannot_carry_one_is_one_line(model_dir, tmp_p
     assert "onnx (fp32" in err and len(err.strip().splitlines()) == 1
     with pytest.raises(ValueError, match=r"cannot carry a bundle yet; --bundle works with: .*onnx"):
         export(load_model(str(model_dir)), tmp_path / "x.pt2", "aoti", bundle=True)
-    with pytest.raises(ValueError, match="onnx bundles are fp32, got precision 'fp16'"):
-        export(load_model(str(model_dir)), tmp_path / "x.onnx", "onnx", bundle=True, precision="fp16")
     bundle = ("--model", model_dir, "--format", "onnx", "--bundle", "--output", tmp_path / "x.onnx")
     code, out, err = cli(capsys, *bundle, "--calibration", tmp_path)
     assert code == 2 and out == ""
     assert err.strip() == "swiftformer: error: --calibration calibrates int8; this bundle is fp32"
+    code, out, err = cli(capsys, *bundle, "--precision", "bf16")
+    assert code == 2 and out == ""
+    assert err.strip() == "swiftformer: error: onnx bundles are fp32, fp16, int8, got precision 'bf16'"
     assert not list(tmp_path.iterdir())
 
 
@@ -264,3 +265,37 @@ def test_calibration_pixels_are_uint8_images_at_the_bundle_size(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="holds no images"):
         load_calibration_pixels(tmp_path / "empty", (24, 20))
+
+
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_reduced_precision_onnx_bundles_agree_with_the_eager_model(model_dir, tmp_path, capsys, precision):
+    need_onnx()
+    import onnx
+    import onnxruntime as ort
+
+    images = uint8_images(tmp_path / "images")
+    calibration = tmp_path / "calibration"
+    for i, name in enumerate(("a", "b", "c")):  # three class folders of noise images, as the verification's
+        make_images(calibration / name, {f"{name}{j}.png": (SIZE + 16 * i, SIZE, 3) for j in range(5)}, seed=10 + i)
+    path = tmp_path / "app" / "swiftformer.onnx"
+    argv = ["--model", model_dir, "--format", "onnx", "--bundle", "--precision", precision, "--output", path]
+    code, out, err = cli(capsys, *argv, *(["--calibration", calibration] if precision == "int8" else []), "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["precision"] == precision and report["passed"] and report["bundle"]
+    manifest = json.loads((path.parent / "manifest.json").read_text())
+    assert manifest["precision"] == precision and manifest["ort"]["verification"]["top1_agreement"] == 1.0
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].type == "tensor(uint8)" and session.get_outputs()[0].type == "tensor(float)"
+    probs = torch.from_numpy(session.run(["probabilities"], {"images": images})[0])
+    expected = eager_probabilities(model_dir, images)
+    ops = {node.op_type for node in onnx.load(str(path)).graph.node}
+    if precision == "fp16":  # float16 arithmetic: probabilities within 2e-3, the same top-3
+        assert "Cast" in ops and (probs - expected).abs().max() <= 2e-3
+        assert torch.equal(probs.topk(3).indices, expected.topk(3).indices)
+    else:  # int8, calibrated on 15 noise images: judged on the noise images (random weights, so no more than that)
+        noise = slice(2, 6)
+        assert {"QuantizeLinear", "DequantizeLinear"} <= ops and (probs - expected)[noise].abs().max() <= 0.25
+        assert (probs.argmax(-1) == expected.argmax(-1))[noise].float().mean() >= 0.75
+        assert "calibrated on 15 images" in " ".join(report["notes"])

@@ -183,9 +183,11 @@ def reference_probabilities(model: SwiftFormerForImageClassification, spec: Bund
         return model(pixel_values).logits.float().softmax(-1)
 
 
-def bundled_module(fused: Any, spec: BundleSpec) -> torch.nn.Module:
-    """``images (B, H, W, 3) uint8 -> probabilities (B, num_labels)``: ``fused`` with the normalization
-    folded into its first convolution (the module docstring says how; ``spec.folded`` is set) and a softmax."""
+def bundled_module(fused: Any, spec: BundleSpec, precision: str = "fp32") -> torch.nn.Module:
+    """``images (B, H, W, 3) uint8 -> probabilities (B, num_labels) float32``: ``fused`` with the normalization
+    folded into its first convolution (the module docstring says how; ``spec.folded`` is set) and a softmax.
+    ``precision="fp16"``: the network's weights and arithmetic in float16 (the mean subtraction before it and
+    the softmax after it stay float32)."""
     import copy
 
     import torch
@@ -212,17 +214,19 @@ def bundled_module(fused: Any, spec: BundleSpec) -> torch.nn.Module:
     conv.weight.data = weight.float().contiguous(memory_format=torch.channels_last)
     conv.bias = nn.Parameter(bias.float(), requires_grad=False)
 
+    dtype = {"fp32": torch.float32, "fp16": torch.float16}[precision]
+
     class BundledClassifier(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.fused = fused
+            self.fused = fused.to(dtype)
             self.shift = None if shift is None else nn.Parameter(shift.reshape(1, -1, 1, 1), requires_grad=False)
 
         def forward(self, images: torch.Tensor) -> torch.Tensor:
             x = images.permute(0, 3, 1, 2).float()  # uint8 (B, H, W, 3) -> float32 (B, 3, H, W)
             if self.shift is not None:
                 x = x - self.shift
-            return self.fused(x).softmax(-1)
+            return self.fused(x.to(dtype)).float().softmax(-1)
 
     return BundledClassifier().eval()
 

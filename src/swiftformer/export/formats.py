@@ -123,7 +123,7 @@ _RECORDS = (
         extra="export",
         exporter=pytorch.export_onnx,
         runner=pytorch.load_onnx,
-        bundle=("fp32",),
+        bundle=("fp32", "fp16", "int8"),
     ),
     ExportFormat(
         name="openvino",

@@ -180,7 +180,7 @@ def export_onnx(ctx: ExportContext) -> Exported:
         raise ExportError(f"the ONNX export wrote unexpected extra files {strays}")
     onnx.checker.check_model(os.fspath(ctx.staged))
     if ctx.precision == "int8":
-        _quantize_onnx(ctx)
+        _quantize_onnx(ctx, "pixel_values")
     ops = sorted({n.op_type for n in proto.graph.node})
     notes = [
         f"opset {ctx.opset}; onnxruntime {ort.__version__} CPUExecutionProvider; {len(proto.graph.node)} nodes"
@@ -200,14 +200,15 @@ def export_onnx(ctx: ExportContext) -> Exported:
     return Exported(notes, _named_shape(dims))
 
 
-def _quantize_onnx(ctx: ExportContext) -> None:
-    """Replace the float32 model at ``ctx.staged`` by its int8 QDQ version, calibrated on ``ctx.calibration``."""
+def _quantize_onnx(ctx: ExportContext, input_name: str) -> None:
+    """Replace the float32 model at ``ctx.staged`` by its int8 QDQ version, calibrated on ``ctx.calibration``
+    (fed as ``input_name``)."""
     _import("onnxruntime.quantization", ctx)
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     class Images(CalibrationDataReader):
         def __init__(self, images: np.ndarray) -> None:
-            self.batches = iter([{"pixel_values": images[i : i + 8]} for i in range(0, len(images), 8)])
+            self.batches = iter([{input_name: images[i : i + 8]} for i in range(0, len(images), 8)])
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self.batches, None)
@@ -235,7 +236,7 @@ def _export_onnx_bundle(ctx: ExportContext, spec: BundleSpec, onnx: Any, ort: An
     from ..inference import export_onnx_graph
     from .bundle import INPUT_NAME, OUTPUT_NAME, bundled_module, metadata
 
-    module = bundled_module(ctx.fused, spec)
+    module = bundled_module(ctx.fused, spec, "fp32" if ctx.precision == "int8" else ctx.precision)
     example = ctx.example_images(2)
     dims = {0: torch.export.Dim("batch", min=1, max=4096)}
     proto = export_onnx_graph(module, example, dims, ctx.opset, names=(INPUT_NAME, OUTPUT_NAME))
@@ -245,6 +246,8 @@ def _export_onnx_bundle(ctx: ExportContext, spec: BundleSpec, onnx: Any, ort: An
     proto.producer_name, proto.doc_string = "swiftformer", metadata(spec, "")["description"]
     onnx.save(proto, os.fspath(ctx.staged), save_as_external_data=False)
     onnx.checker.check_model(os.fspath(ctx.staged))
+    if ctx.precision == "int8":
+        _quantize_onnx(ctx, INPUT_NAME)
     dims_out = [
         d.dim_value if d.HasField("dim_value") else None for d in proto.graph.input[0].type.tensor_type.shape.dim
     ]
@@ -256,6 +259,13 @@ def _export_onnx_bundle(ctx: ExportContext, spec: BundleSpec, onnx: Any, ort: An
         f"opset {ctx.opset}; onnxruntime {ort.__version__} CPUExecutionProvider; {len(proto.graph.node)} nodes",
         *spec.notes,
     ]
+    if ctx.precision == "fp16":
+        notes.append("fp16 weights and arithmetic; the mean subtraction and the softmax stay float32")
+    if ctx.precision == "int8":
+        notes.append(
+            "int8: onnxruntime static quantization (QDQ, per-channel int8 weights, uint8 activations), "
+            f"calibrated on {len(ctx.int8_calibration())} images; input uint8 pixels, output float32 probabilities"
+        )
     return Exported(notes, shape)
 
 
