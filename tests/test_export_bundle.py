@@ -74,6 +74,7 @@ def test_onnx_bundle_matches_the_eager_model_and_carries_its_labels(model_dir, t
         "manifest.json",
         "swiftformer.onnx",
         "swiftformer.ort",
+        "swiftformer.required_operators.config",
     ]
 
     # The artifact on its own, as an app runs it.
@@ -121,6 +122,10 @@ def test_onnx_bundle_matches_the_eager_model_and_carries_its_labels(model_dir, t
     assert entry["optimization_style"] == "Fixed" and entry["converter"].endswith("convert_onnx_models_to_ort")
     assert entry["verification"]["top1_agreement"] == 1.0 and entry["verification"]["max_abs_diff"] <= 1e-6
     assert any("ORT-format copy swiftformer.ort" in n for n in report.notes)
+    # the operators the .ort needs, for a reduced ONNX Runtime build (build.py --include_ops_by_config)
+    assert entry["required_operators"] == "swiftformer.required_operators.config"
+    required = (path.parent / entry["required_operators"]).read_text()
+    assert "ai.onnx;" in required and "Softmax" in required and "Conv" in required
 
     # An earlier bundle of the same artifact is replaced, sidecars and all.
     export(model, path, "onnx", bundle=True, image_processor=processor, latency_runs=0)
@@ -227,6 +232,11 @@ def test_sidecars_that_are_not_an_earlier_bundle_are_refused(model_dir, tmp_path
         export(model, app / "a.onnx", "onnx", bundle=True)
     assert sorted(p.name for p in app.iterdir()) == ["a.ort", "manifest.json"]
     assert (app / "a.ort").read_bytes() == b"mine"
+    (app / "a.ort").unlink()
+    (app / "a.required_operators.config").write_text("mine")
+    with pytest.raises(ValueError, match=r"a\.required_operators\.config exists and is not an earlier bundle's"):
+        export(model, app / "a.onnx", "onnx", bundle=True)
+    assert (app / "a.required_operators.config").read_text() == "mine"
 
 
 def test_labels_that_cannot_be_one_line_are_refused(model_dir):

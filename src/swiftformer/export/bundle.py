@@ -43,6 +43,7 @@ MANIFEST_FILE = "manifest.json"
 MANIFEST_KIND = "swiftformer-bundle"  # the manifest's "kind": how an earlier bundle's manifest is recognized
 NUM_VERIFY = 8
 ORT_SUFFIX = ".ort"
+ORT_CONFIG_SUFFIX = ".required_operators.config"
 ORT_CONVERTER = "onnxruntime.tools.convert_onnx_models_to_ort"
 ORT_STYLE = "Fixed"  # the converter's fixed optimization style: optimized at conversion, nothing left to the runtime
 
@@ -293,10 +294,17 @@ def ort_path(target: Path) -> Path:
     return target.with_suffix(ORT_SUFFIX)
 
 
-def convert_to_ort(staged: Path) -> tuple[Path, dict[str, str]]:
-    """The ORT-format copy of the staged ``.onnx``, written beside it (in the staging folder) by ONNX Runtime's
-    converter (:data:`ORT_CONVERTER`, in-process, style :data:`ORT_STYLE`), and how it was made. The converter's
-    progress lines are kept off stdout (``--json`` prints the report there)."""
+def ort_config_path(target: Path) -> Path:
+    """Where the operators the ``.ort`` copy needs go: beside it, ``NAME.required_operators.config`` (the input of
+    ONNX Runtime's reduced-build script, ``build.py --include_ops_by_config``)."""
+    return target.with_suffix(ORT_CONFIG_SUFFIX)
+
+
+def convert_to_ort(staged: Path) -> tuple[Path, Path, dict[str, str]]:
+    """The ORT-format copy of the staged ``.onnx`` and the converter's list of the operators it needs, written
+    beside it (in the staging folder) by ONNX Runtime's converter (:data:`ORT_CONVERTER`, in-process, style
+    :data:`ORT_STYLE`), and how it was made. The converter's progress lines are kept off stdout (``--json`` prints
+    the report there)."""
     import contextlib
     import io
     import logging
@@ -321,15 +329,23 @@ def convert_to_ort(staged: Path) -> tuple[Path, dict[str, str]]:
     finally:
         chatty.disabled = disabled
     found = sorted(out.glob(f"*{ORT_SUFFIX}"))
-    if len(found) != 1:
-        raise RuntimeError(f"{ORT_CONVERTER} wrote {len(found)} {ORT_SUFFIX} files, expected 1")
-    return found[0], {
-        "converter": ORT_CONVERTER,
-        "optimization_style": ORT_STYLE,
-        # the converter's level: "all" unless its environment variable says otherwise
-        "optimization_level": os.getenv("ORT_CONVERT_ONNX_MODELS_TO_ORT_OPTIMIZATION_LEVEL", "all"),
-        "onnxruntime": onnxruntime.__version__,
-    }
+    configs = sorted(out.glob(f"*{ORT_CONFIG_SUFFIX}"))
+    if len(found) != 1 or len(configs) != 1:
+        raise RuntimeError(
+            f"{ORT_CONVERTER} wrote {len(found)} {ORT_SUFFIX} and {len(configs)} {ORT_CONFIG_SUFFIX} files, "
+            "expected 1 of each"
+        )
+    return (
+        found[0],
+        configs[0],
+        {
+            "converter": ORT_CONVERTER,
+            "optimization_style": ORT_STYLE,
+            # the converter's level: "all" unless its environment variable says otherwise
+            "optimization_level": os.getenv("ORT_CONVERT_ONNX_MODELS_TO_ORT_OPTIMIZATION_LEVEL", "all"),
+            "onnxruntime": onnxruntime.__version__,
+        },
+    )
 
 
 def ort_runner(path: Path) -> Any:
@@ -368,14 +384,21 @@ def check_sidecars(target: Path) -> None:
             f"{display_path(labels_path)} exists and is not an earlier bundle's; refusing to replace it: "
             "export the bundle into a folder of its own"
         )
-    ort = ort_path(target)
-    if target.suffix.lower() == ".onnx" and (ort.exists() or ort.is_symlink()):
+    if target.suffix.lower() == ".onnx":
         named = (earlier or {}).get("ort")
-        if not ort.is_file() or not isinstance(named, dict) or named.get("file") != ort.name:
-            raise ValueError(
-                f"{display_path(ort)} exists and is not an earlier bundle's; refusing to replace it: "
-                "export the bundle into a folder of its own"
-            )
+        named = named if isinstance(named, dict) else {}
+        for path, key in ((ort_path(target), "file"), (ort_config_path(target), "required_operators")):
+            if (path.exists() or path.is_symlink()) and (not path.is_file() or _entry_file(named, key) != path.name):
+                raise ValueError(
+                    f"{display_path(path)} exists and is not an earlier bundle's; refusing to replace it: "
+                    "export the bundle into a folder of its own"
+                )
+
+
+def _entry_file(entry: dict[str, Any], key: str) -> Any:
+    """The file name a manifest entry's ``key`` holds: a name, or a record with a ``file``."""
+    value = entry.get(key)
+    return value.get("file") if isinstance(value, dict) else value
 
 
 def write_labels(target: Path, spec: BundleSpec) -> None:
@@ -404,6 +427,7 @@ __all__ = [
     "convert_to_ort",
     "manifest",
     "metadata",
+    "ort_config_path",
     "ort_path",
     "ort_runner",
     "reference_probabilities",

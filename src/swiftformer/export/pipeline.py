@@ -180,7 +180,7 @@ def export(
         if job.spec is None:
             place(staged, target)
             return report
-        from .bundle import manifest, ort_path, write_labels, write_manifest
+        from .bundle import manifest, write_labels, write_manifest
 
         ort = (
             None
@@ -199,8 +199,8 @@ def export(
         if ort is not None:
             data["ort"] = ort[1]
         place(staged, target)
-        if ort is not None:
-            place(ort[0], ort_path(target))
+        for staged_file, placed in ort[0] if ort is not None else ():
+            place(staged_file, placed)
     write_labels(target, job.spec)
     write_manifest(target, data)  # last: a manifest names a complete bundle
     return report
@@ -295,18 +295,19 @@ _CALIBRATED_ON_VERIFY = (
 
 def _ort_copy(
     staged: Any, target: Any, inputs: np.ndarray, expected: Any, onnx_probs: np.ndarray, report: ExportReport
-) -> tuple[Any, dict[str, Any]]:
+) -> tuple[list[tuple[Any, Any]], dict[str, Any]]:
     """Convert the staged, verified ``.onnx`` bundle to ORT format (beside it, in the staging folder) and
     verify the copy in ONNX Runtime on the same images: its probabilities within the bundle's tolerance of the
     ``.onnx``'s and top-1 equal, else :class:`ExportVerificationError` (nothing is written). Returns the staged
-    ``.ort`` and its manifest entry; adds a note to ``report``."""
+    files with their places (the ``.ort`` and its ``required_operators.config``) and the manifest entry; adds a
+    note to ``report``."""
     from ..errors import ExportVerificationError
     from ..io.files import display_path
-    from .bundle import convert_to_ort, ort_path, ort_runner, sha256_file
+    from .bundle import convert_to_ort, ort_config_path, ort_path, ort_runner, sha256_file
 
     name = ort_path(target).name
     try:
-        staged_ort, how = convert_to_ort(staged)
+        staged_ort, staged_config, how = convert_to_ort(staged)
     except (ImportError, ValueError, ExportError):
         raise
     except Exception as err:
@@ -334,9 +335,11 @@ def _ort_copy(
         f"{vs_onnx[0]:.3g} vs the .onnx, {vs_eager[0]:.3g} vs the eager model; top-1 agreement "
         f"{100 * vs_onnx[2]:.0f}%"
     )
-    return staged_ort, {
+    files = [(staged_ort, ort_path(target)), (staged_config, ort_config_path(target))]
+    return files, {
         "file": name,
         "sha256": sha256_file(staged_ort),
+        "required_operators": ort_config_path(target).name,
         **how,
         "verification": {
             "inputs": inputs_note,
