@@ -110,6 +110,22 @@ def test_the_policy_on_the_four_cpus(name: str, calibration: bool) -> None:
 
 @pytest.mark.parametrize("calibration", [False, True], ids=["uncalibrated", "calibrated"])
 @pytest.mark.parametrize("name", FOUR)
+def test_each_fake_cpu_decides_as_its_realistic_twin(name: str, calibration: bool) -> None:
+    """CI runs the suite as hardware.FAKE_CPUS (--fake-cpu); those must be the CPUs this module tests, decision
+    for decision, or CI would exercise another policy than the one tested here."""
+    fake, real = hardware.fake_cpu(name, cores=FOUR[name].cores), FOUR[name]
+    assert set(hardware.FAKE_CPUS) == set(FOUR)
+    assert fake.isa_features == real.isa_features and fake.torch_capability == real.torch_capability
+    for cpu in (fake, real):
+        choice = resolve_precision("auto", cpu=cpu, calibration_given=calibration)
+        picks = [
+            resolve_backend("auto", batch_size=b, precision=choice.precision, cpu=cpu, available=BOTH) for b in (1, 32)
+        ]
+        assert (choice.precision, *(p.backend for p in picks)) == EXPECTED[name, calibration], cpu.model
+
+
+@pytest.mark.parametrize("calibration", [False, True], ids=["uncalibrated", "calibrated"])
+@pytest.mark.parametrize("name", FOUR)
 def test_optimize_for_inference_on_the_four_cpus(monkeypatch, name: str, calibration: bool) -> None:
     """The same picks through optimize_for_inference with the CPU injected; nothing is built before a call,
     except int8 (quantized when it is built)."""

@@ -175,7 +175,7 @@ FAKE_CPUS: dict[str, tuple[str, str, str, str]] = {  # name: (model, vendor_id, 
     "amx": (
         "Intel Xeon (faked: AMX)",
         "GenuineIntel",
-        f"{_X86_BASE} {_AVX512} avx512_bf16 avx512_vnni amx_bf16 amx_int8 amx_tile",
+        f"{_X86_BASE} {_AVX512} avx512_bf16 avx512_vnni avx_vnni amx_bf16 amx_int8 amx_tile",
         "AVX512",
     ),
     "avx512-bf16": (
