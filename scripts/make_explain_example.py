@@ -7,6 +7,7 @@ model's attention weights at their default stage(s). About a minute on 2 CPU cor
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -49,4 +50,6 @@ def main(output: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "docs" / "explain_example.png")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("output", nargs="?", type=Path, default=ROOT / "docs" / "explain_example.png")
+    main(parser.parse_args().output)

@@ -7,6 +7,7 @@ transformers is not installed. Run: ``make fixtures`` (or ``python scripts/make_
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -58,4 +59,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    # no options: parsing still answers --help instead of regenerating the fixtures
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     main()

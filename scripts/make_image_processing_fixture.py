@@ -17,6 +17,7 @@ about 50 kB while block edges still exercise interpolation. Run: ``python script
 
 from __future__ import annotations
 
+import argparse
 import json
 import tempfile
 from pathlib import Path
@@ -71,4 +72,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    # no options: parsing still answers --help instead of regenerating the fixtures
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     main()
