@@ -260,10 +260,10 @@ def _export_onnx_bundle(ctx: ExportContext, spec: BundleSpec, onnx: Any, ort: An
 
 
 def load_onnx(ctx: ExportContext) -> Runner:
-    from .bundle import ort_runner
+    from .bundle import OrtRunner
 
     _import("onnxruntime", ctx)
-    return ort_runner(ctx.staged)  # its one input and output: pixel_values -> logits, or a bundle's
+    return OrtRunner(ctx.staged)  # its one input and output: pixel_values -> logits, or a bundle's
 
 
 # ------------------------------------------------------------------------------------------- OpenVINO
