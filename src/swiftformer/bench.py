@@ -181,7 +181,7 @@ class ArtifactReport:
     """:func:`bench_artifact`'s result; :meth:`to_dict` is ``swiftformer bench --artifact --json``'s core."""
 
     artifact: str
-    size_mb: float  # the file's size (.mlpackage-like folders are not timed)
+    size_mb: float  # the file's size
     bundle: bool  # manifest.json beside it names it: uint8 images in, probabilities out
     runtime: str  # "LiteRT", "ONNX Runtime", "ExecuTorch"
     runtime_version: str
@@ -391,6 +391,30 @@ def _random_input(shape: tuple[int, ...], dtype: Any, seed: int) -> Any:
     return rng.standard_normal(shape).astype(dtype)
 
 
+def _open(runtime: str, path: Path, threads: int) -> _Opened:
+    """``path`` loaded in ``runtime`` at ``threads``; a file the runtime cannot load is one ValueError."""
+    try:
+        return _OPENERS[runtime](path, threads)
+    except (ImportError, ValueError):
+        raise
+    except Exception as err:  # each runtime has its own exception types (InvalidProtobuf, RuntimeError, ...)
+        message = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+        raise ValueError(f"{runtime} cannot load {display_path(path)}: {message}") from err
+
+
+def _time_one(opened: _Opened, x: Any, shape: tuple[int, ...], threads: int, runs: int, warmup: int) -> ThreadTiming:
+    """The figures of one loaded artifact: its first call, then ``runs`` timed calls after ``warmup``."""
+    from .perf import latency_ms, time_calls
+
+    if opened.resize is not None:
+        opened.resize(shape)
+    start = time.perf_counter()
+    opened.run(x)
+    first_call = time.perf_counter() - start
+    median, p90 = latency_ms(time_calls(functools.partial(opened.run, x), runs, warmup))
+    return ThreadTiming(threads, opened.threads_applied, median, p90, 1e3 / median, 1e3 * first_call)
+
+
 def bench_artifact(
     path: str | os.PathLike,
     threads: Sequence[int] = DEFAULT_THREADS,
@@ -420,7 +444,6 @@ def bench_artifact(
             take; FileNotFoundError: no such file; ImportError: the runtime is not installed.
     """
     from .hardware import hardware_line
-    from .perf import latency_ms, time_calls
 
     path = Path(path)
     if not threads or any(int(n) < 1 for n in threads):
@@ -432,33 +455,27 @@ def bench_artifact(
     manifest = bundle_manifest(path)
     rows, notes, first = [], [], None
     for count in dict.fromkeys(int(n) for n in threads):  # each count once, in the order given
-        opened = _OPENERS[runtime](path, count)
-        if first is None:
-            first = opened
+        opened = _open(runtime, path, count)
+        if first is None:  # what is fed and what comes out: read from the artifact once
+            first = (opened.input, opened.output, opened.execution)
             shape = _input_shape(opened, manifest, size, path)
             x = _random_input(shape, opened.input[2], seed)
-        if opened.resize is not None:
-            opened.resize(shape)
-        start = time.perf_counter()
-        opened.run(x)
-        first_call = time.perf_counter() - start
-        median, p90 = latency_ms(time_calls(functools.partial(opened.run, x), runs, warmup))
-        rows.append(ThreadTiming(count, opened.threads_applied, median, p90, 1e3 / median, 1e3 * first_call))
+        rows.append(_time_one(opened, x, shape, count, runs, warmup))
         if opened.threads_applied != count:
             applied = "a count it cannot report" if opened.threads_applied is None else opened.threads_applied
             notes.append(f"asked for {count} thread(s), {runtime} ran with {applied}")
-        del opened
+        del opened  # before the next count loads it again
     assert first is not None
-    out = first.output
+    (in_name, _, in_dtype), (out_name, out_shape, out_dtype), execution = first
     return ArtifactReport(
         artifact=display_path(path),
         size_mb=path.stat().st_size / 2**20,
         bundle=manifest is not None,
         runtime=runtime,
         runtime_version=importlib.metadata.version(package),
-        execution=first.execution,
-        input={"name": first.input[0], "shape": list(shape), "dtype": str(first.input[2])},
-        output={"name": out[0], "shape": [1 if d is None else d for d in out[1]], "dtype": str(out[2])},
+        execution=execution,
+        input={"name": in_name, "shape": list(shape), "dtype": str(in_dtype)},
+        output={"name": out_name, "shape": [1 if d is None else d for d in out_shape], "dtype": str(out_dtype)},
         cpu=hardware_line(),
         runs=runs,
         warmup=warmup,

@@ -203,7 +203,13 @@ def _run_artifact(args: argparse.Namespace) -> int:
 
         rows = report.pop("rows")
         print(json.dumps({**report, "hardware": describe_hardware(), "malloc": malloc, "rows": rows}, indent=2))
-        return 0
+    else:
+        _print_artifact_table(args, report, malloc)
+    return 0
+
+
+def _print_artifact_table(args: argparse.Namespace, report: dict[str, Any], malloc: str) -> None:
+    """The CPU and malloc line, what ran on what input, then one line per thread count and the notes."""
     print(f"CPU: {report['cpu']}; malloc: {malloc}")
     kind = "bundle" if report["bundle"] else "plain export"
     print(
@@ -224,4 +230,3 @@ def _run_artifact(args: argparse.Namespace) -> int:
         )
     for note in report["notes"]:
         print(f"note: {note}")
-    return 0
