@@ -430,9 +430,9 @@ def bench_artifact(
     ``.tflite``: LiteRT's interpreter (``num_threads``; XNNPACK, its default CPU delegate, reported when it
     applied). ``.onnx`` / ``.ort``: ONNX Runtime's CPU provider, ``intra_op_num_threads`` = threads,
     ``inter_op_num_threads`` 1, graph optimizations all. ``.pte``: ExecuTorch, its process-wide threadpool
-    reset to each count and left at the last (an experimental ExecuTorch API; methods loaded before in the same
-    process run on the new pool). The artifact is loaded afresh for each count; the figures are the median and p90 of ``runs``
-    calls after ``warmup`` untimed ones (:func:`swiftformer.perf.time_calls`).
+    reset to each count and left at the last (an experimental ExecuTorch API; methods loaded before in the
+    same process run on the new pool). The artifact is loaded afresh for each count; the figures are the
+    median and p90 of ``runs`` calls after ``warmup`` untimed ones (:func:`swiftformer.perf.time_calls`).
 
     The input is seeded random data of the artifact's own input: uint8 images (a bundle, recognized by its
     ``manifest.json``) or standard normal float32 ``pixel_values``; a dynamic batch is 1, dynamic height and
