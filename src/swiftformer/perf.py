@@ -9,7 +9,7 @@ import ctypes.util
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 
@@ -58,3 +58,10 @@ def median_ms(fn: Callable[[], Any], runs: int, warmup: int = 3) -> float | None
     if runs <= 0:
         return None
     return 1e3 * statistics.median(time_calls(fn, runs, warmup))
+
+
+def latency_ms(times: Sequence[float]) -> tuple[float, float]:
+    """(median, p90) in milliseconds of the seconds in ``times`` (:func:`time_calls`' list); the p90 is the
+    sorted value at index ``int(0.9 * (n - 1))``."""
+    ordered = sorted(times)
+    return 1e3 * statistics.median(ordered), 1e3 * ordered[int(0.9 * (len(ordered) - 1))]

@@ -77,8 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     for option in ("top_k", "batch_size"):
-        if getattr(args, option, 1) < 1:
-            return fail(f"--{option.replace('_', '-')} must be at least 1, got {getattr(args, option)}")
+        value = getattr(args, option, None)  # None: not given, the command's default
+        if value is not None and value < 1:
+            return fail(f"--{option.replace('_', '-')} must be at least 1, got {value}")
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
     logging.getLogger("swiftformer").addHandler(handler)  # our warnings only; other libraries log their own

@@ -287,8 +287,9 @@ def convert_tflite(
 
 
 class TFLiteRunner:
-    """Run a ``.tflite`` file with the LiteRT interpreter on NCHW float32 batches (one sample at a time
-    for a batch-1 model)."""
+    """Run a ``.tflite`` file with the LiteRT interpreter on batches of its input (NCHW float32 pixel values;
+    uint8 images for a bundle), one sample at a time for a batch-1 model. ``num_threads`` is the interpreter's
+    (XNNPACK, its default CPU delegate, runs on them); default all CPUs."""
 
     def __init__(self, path: str | os.PathLike, num_threads: int | None = None) -> None:
         interpreter_cls = _require_litert()
@@ -302,7 +303,7 @@ class TFLiteRunner:
         batch = int(self.input["shape"][0])
         outputs = []
         for i in range(0, len(pixel_values), batch):
-            chunk = np.ascontiguousarray(pixel_values[i : i + batch], dtype=np.float32)
+            chunk = np.ascontiguousarray(pixel_values[i : i + batch], dtype=self.input["dtype"])
             self.interpreter.set_tensor(self.input["index"], chunk)
             self.interpreter.invoke()
             outputs.append(np.array(self.interpreter.get_tensor(self.output["index"])))

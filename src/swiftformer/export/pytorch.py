@@ -270,15 +270,10 @@ def _export_onnx_bundle(ctx: ExportContext, spec: BundleSpec, onnx: Any, ort: An
 
 
 def load_onnx(ctx: ExportContext) -> Runner:
-    ort = _import("onnxruntime", ctx)
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session = ort.InferenceSession(os.fspath(ctx.staged), options, providers=["CPUExecutionProvider"])
-    if ctx.bundle is not None:  # uint8 (N, H, W, 3) -> probabilities
-        from .bundle import INPUT_NAME, OUTPUT_NAME
+    from .bundle import OrtRunner
 
-        return lambda x: session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
-    return lambda x: session.run(["logits"], {"pixel_values": x})[0]
+    _import("onnxruntime", ctx)
+    return OrtRunner(ctx.staged)  # its one input and output: pixel_values -> logits, or a bundle's
 
 
 # ------------------------------------------------------------------------------------------- OpenVINO
@@ -412,12 +407,40 @@ def export_executorch(ctx: ExportContext) -> Exported:
     return Exported(notes, [1, ctx.channels, *ctx.size])
 
 
-def load_executorch(ctx: ExportContext) -> Runner:
-    import torch
+class ExecuTorchRunner:
+    """The ``forward`` method of a ``.pte`` in the ExecuTorch runtime: its input tensor to its first output.
 
-    runtime = _import("executorch.runtime", ctx)
-    method = runtime.Runtime.get().load_program(ctx.staged).load_method("forward")
-    return lambda x: method.execute([torch.from_numpy(x)])[0].numpy()
+    ``num_threads`` resets ExecuTorch's process-wide threadpool (the one XNNPACK's delegate runs on) through
+    ``portable_lib._unsafe_reset_threadpool``, an API ExecuTorch marks experimental; it applies to every
+    ExecuTorch method in the process (and stays after). :attr:`num_threads` is the pool's size read back
+    (``None``: this ExecuTorch cannot say; one without the reset keeps its default pool, and this says so),
+    :attr:`meta` the method's ``MethodMeta`` (input and output shapes, dtypes).
+    """
+
+    def __init__(self, path: str | os.PathLike, num_threads: int | None = None) -> None:
+        with warnings.catch_warnings():  # its imports' deprecations; the reset's "experimental" (said above)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.filterwarnings("ignore", message="This API is experimental")
+            from executorch.extension.pybindings import portable_lib
+            from executorch.runtime import Runtime
+
+            reset = getattr(portable_lib, "_unsafe_reset_threadpool", None)
+            if num_threads is not None and reset is not None:
+                reset(num_threads)
+        count = getattr(portable_lib, "_threadpool_get_thread_count", None)
+        self.num_threads: int | None = int(count()) if count is not None else None
+        self.method = Runtime.get().load_program(os.fspath(path)).load_method("forward")
+        self.meta = self.method.metadata
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        import torch
+
+        return self.method.execute([torch.from_numpy(x)])[0].numpy()
+
+
+def load_executorch(ctx: ExportContext) -> Runner:
+    _import("executorch.runtime", ctx)
+    return ExecuTorchRunner(ctx.staged)
 
 
 # ------------------------------------------------------------------------------------------- Core ML
@@ -619,6 +642,7 @@ def load_savedmodel(ctx: ExportContext) -> Runner:
 
 
 __all__ = [
+    "ExecuTorchRunner",
     "ExportContext",
     "Exported",
     "Runner",
