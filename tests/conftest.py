@@ -8,6 +8,7 @@ that assumes the CPU it was written on fails on any machine. ``make test-fast`` 
 
 from __future__ import annotations
 
+import importlib
 import os
 import socket
 from collections.abc import Iterator
@@ -16,6 +17,10 @@ from pathlib import Path
 import pytest
 
 from swiftformer import hardware
+
+# torch's compiler (it loads triton) before any test imports TensorFlow: triton loaded after TensorFlow segfaults
+# (the library's TensorFlow entry points do the same; a test's pytest.importorskip("tensorflow") would not).
+importlib.import_module("torch._dynamo")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
