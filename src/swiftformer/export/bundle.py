@@ -42,6 +42,10 @@ LABELS_FILE = "labels.txt"
 MANIFEST_FILE = "manifest.json"
 MANIFEST_KIND = "swiftformer-bundle"  # the manifest's "kind": how an earlier bundle's manifest is recognized
 NUM_VERIFY = 8
+FOLDED_SCALE = (  # BundleSpec.folded when the first convolution zero-pads (SwiftFormer's stem does)
+    "scale folded into the first convolution's weights; the mean subtracted in the graph (a Sub before "
+    "the convolution's zero padding, where a shift folded into the bias would be wrong on the border)"
+)
 ORT_SUFFIX = ".ort"
 ORT_CONVERTER = "onnxruntime.tools.convert_onnx_models_to_ort"
 ORT_STYLE = "Fixed"  # the converter's fixed optimization style: optimized at conversion, nothing left to the runtime
@@ -183,6 +187,15 @@ def reference_probabilities(model: SwiftFormerForImageClassification, spec: Bund
         return model(pixel_values).logits.float().softmax(-1)
 
 
+def scaled_weight(weight: torch.Tensor, spec: BundleSpec) -> torch.Tensor:
+    """A first convolution's ``weight`` (out, 3, kh, kw) times ``spec.scale`` per input channel, in float64 (the
+    caller rounds once, to float32): the normalization's scale folded in, exactly as the convolution is linear."""
+    import torch
+
+    scale = torch.tensor(spec.scale, dtype=torch.float64)
+    return weight.detach().double() * scale[None, :, None, None]
+
+
 def bundled_module(fused: Any, spec: BundleSpec) -> torch.nn.Module:
     """``images (B, H, W, 3) uint8 -> probabilities (B, num_labels)``: ``fused`` with the normalization
     folded into its first convolution (the module docstring says how; ``spec.folded`` is set) and a softmax."""
@@ -194,16 +207,12 @@ def bundled_module(fused: Any, spec: BundleSpec) -> torch.nn.Module:
     fused = copy.deepcopy(fused)
     conv = fused.features[0]
     assert isinstance(conv, nn.Conv2d)
-    scale = torch.tensor(spec.scale, dtype=torch.float64)
     offset = torch.tensor(spec.offset, dtype=torch.float64)
-    weight = conv.weight.detach().double() * scale[None, :, None, None]
+    weight = scaled_weight(conv.weight, spec)
     bias = conv.bias.detach().double() if conv.bias is not None else torch.zeros(conv.out_channels, dtype=torch.float64)
     pads = any(conv.padding) if isinstance(conv.padding, tuple) else conv.padding != "valid"
     if pads:  # a folded shift would be wrong where the conv reads its zero padding: subtract in the graph
-        spec.folded = (
-            "scale folded into the first convolution's weights; the mean subtracted in the graph (a Sub before "
-            "the convolution's zero padding, where a shift folded into the bias would be wrong on the border)"
-        )
+        spec.folded = FOLDED_SCALE
         shift: torch.Tensor | None = offset.float()
     else:
         bias = bias - (weight * offset[None, :, None, None]).sum(dim=(1, 2, 3))
@@ -238,6 +247,7 @@ def metadata(spec: BundleSpec, config_json: str) -> dict[str, str]:
         ),
         "version": "1",
         "license": "unspecified (the model's own licence applies)",
+        "author": "unspecified",
         **spec.info,
     }
     return {
@@ -280,7 +290,11 @@ def manifest(spec: BundleSpec, artifact: Path, fmt: str, precision: str, config_
         "normalization": {"mean": spec.mean, "std": spec.std, "rescale": spec.rescale, "folded": spec.folded},
         "labels": spec.labels,
         "labels_file": LABELS_FILE,
-        **{k: v for k, v in metadata(spec, config_json).items() if k in ("name", "description", "version", "license")},
+        **{
+            k: v
+            for k, v in metadata(spec, config_json).items()
+            if k in ("name", "description", "version", "license", "author")
+        },
     }
 
 

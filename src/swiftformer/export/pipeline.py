@@ -133,7 +133,7 @@ def export(
         )
     if bundle:
         fmt.check_bundle(precision)
-    fmt.require()
+    fmt.require(bundle)
     target = target_path(output, fmt)
     if bundle:
         from .bundle import check_sidecars
