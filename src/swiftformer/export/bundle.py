@@ -4,7 +4,8 @@ A bundle is the fused model of :func:`swiftformer.inference.fuse` with the image
 normalization in front and a softmax behind: input ``images`` (batch, H, W, 3) uint8 RGB at the processor's
 size, output ``probabilities`` (batch, num_labels) float32, the labels (``config.id2label`` in index order)
 carried with it. Which formats can carry one is the ``bundle`` field of their
-:class:`~swiftformer.export.formats.ExportFormat` record (ONNX for now).
+:class:`~swiftformer.export.formats.ExportFormat` record (ONNX; TFLite, whose metadata and GPU check are
+:mod:`.tflite_bundle`).
 
 The normalization ``(x * rescale - mean) / std`` is affine per channel, ``(x - offset) * scale`` with
 ``offset = mean / rescale`` and ``scale = rescale / std``. The scale is folded into the first convolution's
@@ -62,7 +63,7 @@ class BundleSpec:
     labels: list[str]
     folded: str = ""  # what was folded where (set by BundledClassifier)
     notes: list[str] = field(default_factory=list)
-    info: dict[str, str] = field(default_factory=dict)  # name, description, version, license
+    info: dict[str, str] = field(default_factory=dict)  # name, description, version, license, author
 
     @property
     def offset(self) -> list[float]:
