@@ -211,7 +211,9 @@ def int8_colours(tmp_path_factory) -> dict:
     return {"model": model, "processor": processor, "path": path, "report": report, "labels": labels}
 
 
+# The int8 tests share a fixture that trains a model and exports it: ~30 s on 2 idle cores, ~100 s on a loaded machine.
 @pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_int8_agrees_with_the_eager_model_on_held_out_images(int8_colours):
     report = int8_colours["report"]
     held_out, labels = colour_images(200, seed=1)
@@ -223,6 +225,7 @@ def test_int8_agrees_with_the_eager_model_on_held_out_images(int8_colours):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_mediapipe_runs_the_int8_bundle(int8_colours, tmp_path):
     images, _ = colour_images(4, seed=3)
     files = []
@@ -238,6 +241,7 @@ def test_mediapipe_runs_the_int8_bundle(int8_colours, tmp_path):
 
 
 @pytest.mark.slow  # (the trained model's fixture)
+@pytest.mark.timeout(600)
 def test_int8_takes_raw_pixels_and_answers_quantized_probabilities(int8_colours):
     from ai_edge_litert.interpreter import Interpreter
 

@@ -652,6 +652,8 @@ def _export_tflite_bundle(ctx: ExportContext, spec: BundleSpec) -> Exported:
             f"pixels); output uint8 scale {found['output']['scale']:.6g}, zero point {found['output']['zero_point']} "
             "(the verification dequantizes it)"
         )
+        if calibration.min() > 0 or calibration.max() < 255:
+            notes.append("int8: one calibration image got a black and a white pixel (the input range 0..255)")
     return Exported(notes, [1, *spec.size, 3], entries)
 
 
