@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch._dynamo  # before TensorFlow (mediapipe imports it): importing triton after TensorFlow segfaults
 from PIL import Image
 
 from _helpers import make_images, make_model_dir
