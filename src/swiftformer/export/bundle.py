@@ -4,7 +4,8 @@ A bundle is the fused model of :func:`swiftformer.inference.fuse` with the image
 normalization in front and a softmax behind: input ``images`` (batch, H, W, 3) uint8 RGB at the processor's
 size, output ``probabilities`` (batch, num_labels) float32, the labels (``config.id2label`` in index order)
 carried with it. Which formats can carry one is the ``bundle`` field of their
-:class:`~swiftformer.export.formats.ExportFormat` record (ONNX for now).
+:class:`~swiftformer.export.formats.ExportFormat` record (ONNX; TFLite, whose metadata and GPU check are
+:mod:`.tflite_bundle`).
 
 The normalization ``(x * rescale - mean) / std`` is affine per channel, ``(x - offset) * scale`` with
 ``offset = mean / rescale`` and ``scale = rescale / std``. The scale is folded into the first convolution's
@@ -42,6 +43,10 @@ LABELS_FILE = "labels.txt"
 MANIFEST_FILE = "manifest.json"
 MANIFEST_KIND = "swiftformer-bundle"  # the manifest's "kind": how an earlier bundle's manifest is recognized
 NUM_VERIFY = 8
+FOLDED_SCALE = (  # BundleSpec.folded when the first convolution zero-pads (SwiftFormer's stem does)
+    "scale folded into the first convolution's weights; the mean subtracted in the graph (a Sub before "
+    "the convolution's zero padding, where a shift folded into the bias would be wrong on the border)"
+)
 ORT_SUFFIX = ".ort"
 ORT_CONFIG_SUFFIX = ".required_operators.config"
 ORT_CONVERTER = "onnxruntime.tools.convert_onnx_models_to_ort"
@@ -59,7 +64,7 @@ class BundleSpec:
     labels: list[str]
     folded: str = ""  # what was folded where (set by BundledClassifier)
     notes: list[str] = field(default_factory=list)
-    info: dict[str, str] = field(default_factory=dict)  # name, description, version, license
+    info: dict[str, str] = field(default_factory=dict)  # name, description, version, license, author
 
     @property
     def offset(self) -> list[float]:
@@ -184,6 +189,15 @@ def reference_probabilities(model: SwiftFormerForImageClassification, spec: Bund
         return model(pixel_values).logits.float().softmax(-1)
 
 
+def scaled_weight(weight: torch.Tensor, spec: BundleSpec) -> torch.Tensor:
+    """A first convolution's ``weight`` (out, 3, kh, kw) times ``spec.scale`` per input channel, in float64 (the
+    caller rounds once, to float32): the normalization's scale folded in, exactly as the convolution is linear."""
+    import torch
+
+    scale = torch.tensor(spec.scale, dtype=torch.float64)
+    return weight.detach().double() * scale[None, :, None, None]
+
+
 def bundled_module(fused: Any, spec: BundleSpec, precision: str = "fp32") -> torch.nn.Module:
     """``images (B, H, W, 3) uint8 -> probabilities (B, num_labels) float32``: ``fused`` with the normalization
     folded into its first convolution (the module docstring says how; ``spec.folded`` is set) and a softmax.
@@ -197,16 +211,12 @@ def bundled_module(fused: Any, spec: BundleSpec, precision: str = "fp32") -> tor
     fused = copy.deepcopy(fused)
     conv = fused.features[0]
     assert isinstance(conv, nn.Conv2d)
-    scale = torch.tensor(spec.scale, dtype=torch.float64)
     offset = torch.tensor(spec.offset, dtype=torch.float64)
-    weight = conv.weight.detach().double() * scale[None, :, None, None]
+    weight = scaled_weight(conv.weight, spec)
     bias = conv.bias.detach().double() if conv.bias is not None else torch.zeros(conv.out_channels, dtype=torch.float64)
     pads = any(conv.padding) if isinstance(conv.padding, tuple) else conv.padding != "valid"
     if pads:  # a folded shift would be wrong where the conv reads its zero padding: subtract in the graph
-        spec.folded = (
-            "scale folded into the first convolution's weights; the mean subtracted in the graph (a Sub before "
-            "the convolution's zero padding, where a shift folded into the bias would be wrong on the border)"
-        )
+        spec.folded = FOLDED_SCALE
         shift: torch.Tensor | None = offset.float()
     else:
         bias = bias - (weight * offset[None, :, None, None]).sum(dim=(1, 2, 3))
@@ -243,6 +253,7 @@ def metadata(spec: BundleSpec, config_json: str) -> dict[str, str]:
         ),
         "version": "1",
         "license": "unspecified (the model's own licence applies)",
+        "author": "unspecified",
         **spec.info,
     }
     return {
@@ -285,7 +296,11 @@ def manifest(spec: BundleSpec, artifact: Path, fmt: str, precision: str, config_
         "normalization": {"mean": spec.mean, "std": spec.std, "rescale": spec.rescale, "folded": spec.folded},
         "labels": spec.labels,
         "labels_file": LABELS_FILE,
-        **{k: v for k, v in metadata(spec, config_json).items() if k in ("name", "description", "version", "license")},
+        **{
+            k: v
+            for k, v in metadata(spec, config_json).items()
+            if k in ("name", "description", "version", "license", "author")
+        },
     }
 
 

@@ -40,7 +40,7 @@ class ExportFormat:
     artifact leaves free (``"batch"``, ``"height"``, ``"width"``); the others are fixed at batch 1 and
     the export size. ``requires`` lists (module, pip name) pairs, installed by the ``extra``. ``bundle``:
     the precisions of the bundles the format can carry (:mod:`.bundle`: uint8 images in, probabilities out,
-    labels inside; empty: none).
+    labels inside; empty: none); ``bundle_requires`` the packages a bundle needs besides ``requires``.
     """
 
     name: str
@@ -54,6 +54,7 @@ class ExportFormat:
     exporter: Callable[[ExportContext], Exported]  # writes ctx.staged; its notes and input shape
     runner: Callable[[ExportContext], Runner | None]  # ctx.staged in its runtime; None: cannot run here
     bundle: tuple[str, ...] = ()  # the precisions of its bundles (preprocessing, softmax and labels inside)
+    bundle_requires: tuple[tuple[str, str], ...] = ()  # (module, pip name) a bundle needs besides ``requires``
 
     @property
     def is_directory(self) -> bool:
@@ -92,9 +93,10 @@ class ExportFormat:
     def default_tolerance(self, precision: str) -> float:
         return self.tolerance if precision == "fp32" else REDUCED_TOLERANCE[precision]
 
-    def require(self) -> None:
-        """One clear ImportError naming the extra, before any heavy work."""
-        missing = [pip for module, pip in self.requires if importlib.util.find_spec(module) is None]
+    def require(self, bundle: bool = False) -> None:
+        """One clear ImportError naming the extra, before any heavy work (``bundle``: also ``bundle_requires``)."""
+        needed = self.requires + (self.bundle_requires if bundle else ())
+        missing = [pip for module, pip in needed if importlib.util.find_spec(module) is None]
         if missing:
             raise ImportError(f"exporting to {self.name} needs {', '.join(missing)}: {self.install_hint}")
 
@@ -184,6 +186,9 @@ _RECORDS = (
         extra="tf",
         exporter=pytorch.export_tflite,
         runner=pytorch.load_tflite,
+        bundle=("fp32", "fp16", "int8"),
+        # the TFLite Metadata schema's Python bindings ship with MediaPipe (mediapipe.tasks.metadata)
+        bundle_requires=(("mediapipe", "mediapipe"),),
     ),
     ExportFormat(
         name="savedmodel",

@@ -256,6 +256,24 @@ def convert_tflite(
     size = export_image_size(model, image_size)
     channels = model.config.num_channels
     module = _serving_module(model, [batch_size, channels, *size])
+    if precision == "int8" and representative_data is None:
+        raise ValueError("int8 quantization needs representative_data (a callable, arrays, image files or a folder)")
+
+    def dataset():
+        for sample in representative_samples(representative_data, channels, size, image_processor):
+            if batch_size not in (None, 1):
+                sample = np.repeat(sample, batch_size, axis=0)
+            yield [sample]
+
+    # int8: quantize/dequantize at the ends, the same float32 interface as fp32
+    return _convert(module, precision, dataset, tf.float32)
+
+
+def _convert(module: Any, precision: str, dataset: Any, int8_interface: Any) -> bytes:
+    """The flatbuffer of ``module.serve``: float32 weights (``fp32``), float16 weights (``fp16``), or full-integer
+    ops (``int8``) calibrated on ``dataset()`` (yields ``[sample]`` lists as TFLite's ``representative_dataset``),
+    its input and output of type ``int8_interface`` (``tf.float32``: quantized inside; ``tf.uint8``: quantized)."""
+    tf = _require_tf()
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
     # Freeze the variables into constants: the converter would otherwise keep them as resource
@@ -267,29 +285,72 @@ def convert_tflite(
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
     elif precision == "int8":
-        if representative_data is None:
-            raise ValueError(
-                "int8 quantization needs representative_data (a callable, arrays, image files or a folder)"
-            )
-
-        def dataset():
-            for sample in representative_samples(representative_data, channels, size, image_processor):
-                if batch_size not in (None, 1):
-                    sample = np.repeat(sample, batch_size, axis=0)
-                yield [sample]
-
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = dataset
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.float32  # quantize/dequantize at the ends: the same interface
-        converter.inference_output_type = tf.float32
+        converter.inference_input_type = int8_interface
+        converter.inference_output_type = int8_interface
     return converter.convert()
 
 
+def _bundle_module(model, spec, float_input: bool):
+    """``serve(images (1, H, W, 3)) -> {"probabilities": (1, num_labels)}`` around ``model``, whose first
+    convolution already holds the normalization's scale (:func:`~swiftformer.export.bundle.scaled_weight`): the
+    graph subtracts the offset (before the convolution's zero padding, as :mod:`.bundle` explains) and applies the
+    softmax. ``images`` are uint8, or float32 pixel values 0..255 for the int8 converter, which makes the input
+    uint8 itself (a float input is what its calibration measures)."""
+    tf: Any = _require_tf()
+    from .bundle import INPUT_NAME, OUTPUT_NAME
+
+    offset = tf.constant(spec.offset, tf.float32)  # (3,): broadcast over the channels of NHWC
+    signature = tf.TensorSpec([1, *spec.size, 3], tf.float32 if float_input else tf.uint8, name=INPUT_NAME)
+
+    class SwiftFormerBundle(tf.Module):
+        def __init__(self, keras_model):
+            super().__init__()
+            self.model = keras_model
+
+        @tf.function(input_signature=[signature])
+        def serve(self, images):
+            x = tf.cast(images, tf.float32) - offset  # (1, H, W, 3) float32
+            # the NHWC forward of the Keras model (its call() takes NCHW); logits = the mean of the two heads
+            cls_logits, distillation_logits, _ = self.model._forward(x, False, False)
+            return {OUTPUT_NAME: tf.nn.softmax((cls_logits + distillation_logits) / 2, axis=-1)}
+
+    return SwiftFormerBundle(model)
+
+
+def convert_tflite_bundle(model, spec, precision: str = "fp32", calibration: np.ndarray | None = None) -> bytes:
+    """The ``.tflite`` flatbuffer of a bundle (:mod:`.bundle`), without its metadata: input ``images`` (1, H, W, 3)
+    uint8 RGB at ``spec.size``, output ``probabilities`` (1, num_labels), from the Keras ``model`` whose first
+    convolution holds the normalization's scale. ``fp16``: float16 weights. ``int8``: full-integer ops calibrated on
+    ``calibration`` (N, H, W, 3) uint8 images, uint8 output; the input is uint8 with scale 1 and zero point 0 (raw
+    pixels go in unchanged): one calibration image is given a black and a white pixel when the images do not span
+    0..255, so the calibrated input range is exactly that."""
+    TFLITE.check_precision(precision)
+    tf = _require_tf()
+    module = _bundle_module(model, spec, float_input=precision == "int8")
+    if precision != "int8":
+        return _convert(module, precision, None, None)
+    if calibration is None or not len(calibration):
+        raise ValueError("an int8 bundle needs calibration images: uint8 (N, H, W, 3)")
+    images = np.asarray(calibration, dtype=np.float32)
+    if images.min() > 0 or images.max() < 255:
+        images = images.copy()
+        images[0, 0, 0], images[0, 0, 1] = 0.0, 255.0  # the input range 0..255: scale 1, zero point 0
+
+    def dataset():
+        for image in images:
+            yield [image[None]]
+
+    return _convert(module, precision, dataset, tf.uint8)
+
+
 class TFLiteRunner:
-    """Run a ``.tflite`` file with the LiteRT interpreter on batches of its input (NCHW float32 pixel values;
-    uint8 images for a bundle), one sample at a time for a batch-1 model. ``num_threads`` is the interpreter's
-    (XNNPACK, its default CPU delegate, runs on them); default all CPUs."""
+    """Run a ``.tflite`` file with the LiteRT interpreter (one batch of the model's size at a time): NCHW float32
+    ``pixel_values`` in, logits out; a bundle's uint8 NHWC images in, probabilities out (a quantized output is
+    dequantized with its scale and zero point). ``num_threads`` is the interpreter's (XNNPACK, its default CPU
+    delegate, runs on them); default all CPUs."""
 
     def __init__(self, path: str | os.PathLike, num_threads: int | None = None) -> None:
         interpreter_cls = _require_litert()
@@ -299,14 +360,18 @@ class TFLiteRunner:
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
 
-    def __call__(self, pixel_values: np.ndarray) -> np.ndarray:
+    def __call__(self, inputs: np.ndarray) -> np.ndarray:
         batch = int(self.input["shape"][0])
+        scale, zero_point = self.output["quantization"]
         outputs = []
-        for i in range(0, len(pixel_values), batch):
-            chunk = np.ascontiguousarray(pixel_values[i : i + batch], dtype=self.input["dtype"])
+        for i in range(0, len(inputs), batch):
+            chunk = np.ascontiguousarray(inputs[i : i + batch], dtype=self.input["dtype"])
             self.interpreter.set_tensor(self.input["index"], chunk)
             self.interpreter.invoke()
-            outputs.append(np.array(self.interpreter.get_tensor(self.output["index"])))
+            output = np.array(self.interpreter.get_tensor(self.output["index"]))
+            if np.issubdtype(output.dtype, np.integer):  # real = scale * (q - zero_point)
+                output = (output.astype(np.float32) - zero_point) * np.float32(scale)
+            outputs.append(output)
         return np.concatenate(outputs)
 
 
@@ -446,6 +511,7 @@ __all__ = [
     "ExportVerificationError",
     "TFLiteRunner",
     "convert_tflite",
+    "convert_tflite_bundle",
     "export_model",
     "export_saved_model",
     "export_tflite",

@@ -104,12 +104,14 @@ def export(
             lists): input ``images`` (batch, H, W, 3) uint8 RGB at ``image_processor``'s size (``image_size``
             overrides it), the normalization folded in, output ``probabilities``, the labels inside;
             ``labels.txt`` and ``manifest.json`` beside it, and for ONNX its ORT-format copy ``NAME.ort``
-            (verified in ONNX Runtime against the ``.onnx``). ``verify_inputs`` (and ``calibration``) are then
+            (verified in ONNX Runtime against the ``.onnx``); a TFLite bundle is batch 1, carries TFLite Metadata
+            for MediaPipe (:mod:`.tflite_bundle`) and, for int8, a uint8 output to dequantize with its scale and
+            zero point (in the manifest). ``verify_inputs`` (and ``calibration``) are then
             uint8 (N, H, W, 3) images (default 8 seeded random ones), compared as probabilities with the eager
             model's softmax on ``image_processor``'s preprocessing of the same pixels.
         image_processor: The model's processor (:func:`~swiftformer.image_processing.load_processor`);
             ``None``: the ImageNet defaults, with a note in the report.
-        bundle_info: ``name``, ``description``, ``version``, ``license`` for the bundle's metadata.
+        bundle_info: ``name``, ``description``, ``version``, ``license``, ``author`` for the bundle's metadata.
 
     Raises:
         ValueError: Unknown format or precision, bad sizes, or ``output`` is not an earlier export.
@@ -133,7 +135,7 @@ def export(
         )
     if bundle:
         fmt.check_bundle(precision)
-    fmt.require()
+    fmt.require(bundle)
     target = target_path(output, fmt)
     if bundle:
         from .bundle import check_sidecars

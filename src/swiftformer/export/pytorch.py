@@ -575,14 +575,20 @@ def _keras_exporter(ctx: ExportContext) -> Any:
     return keras_export
 
 
+def _keras_model(ctx: ExportContext, state_dict: Mapping[str, Any] | None = None) -> Any:
+    """The Keras classifier of ``ctx.model``'s config holding ``state_dict`` (default ``ctx.model``'s weights)."""
+    keras_models = importlib.import_module("..keras.models", __package__)
+    tf_model = keras_models.TFSwiftFormerForImageClassification(ctx.model.config)
+    tf_model.load_state_dict(ctx.model.state_dict() if state_dict is None else state_dict, source="the PyTorch model")
+    return tf_model
+
+
 def _via_keras(ctx: ExportContext, write: Callable[[Any, Any], Any]) -> Any:
     """The report of ``write(keras_export, tf_model)`` (an exporter of :mod:`.keras`, which checks the
     artifact it writes to ``ctx.staged`` against the Keras model, loaded with ``ctx.model``'s weights);
     its disagreement is a conversion failure here."""
     keras_export = _keras_exporter(ctx)
-    keras_models = importlib.import_module("..keras.models", __package__)
-    tf_model = keras_models.TFSwiftFormerForImageClassification(ctx.model.config)
-    tf_model.load_state_dict(ctx.model.state_dict(), source="the PyTorch model")
+    tf_model = _keras_model(ctx)
     with _quiet():
         try:
             return write(keras_export, tf_model)
@@ -594,6 +600,8 @@ def _via_keras(ctx: ExportContext, write: Callable[[Any, Any], Any]) -> Any:
 
 
 def export_tflite(ctx: ExportContext) -> Exported:
+    if ctx.bundle is not None:
+        return _export_tflite_bundle(ctx, ctx.bundle)
     calibration = ctx.int8_calibration().numpy() if ctx.precision == "int8" else None
     report = _via_keras(
         ctx,
@@ -614,6 +622,72 @@ def export_tflite(ctx: ExportContext) -> Exported:
     if calibration is not None:
         notes.append(f"int8: full-integer ops (float32 input and output), calibrated on {len(calibration)} images")
     return Exported(notes, report.input_shape)
+
+
+STEM_WEIGHT = "swiftformer.patch_embed.patch_embedding.0.weight"  # the first convolution's, in the state dict
+
+
+def _export_tflite_bundle(ctx: ExportContext, spec: BundleSpec) -> Exported:
+    """The bundle (:mod:`.tflite_bundle`): converted from the Keras model with the normalization's scale in its
+    first convolution, the TFLite Metadata and ``labels.txt`` inside (read back here), the GPU analyzer's verdict
+    and, for int8, the input's and output's quantization in the manifest."""
+    from . import tflite_bundle
+    from .bundle import FOLDED_SCALE, INPUT_NAME, OUTPUT_NAME, metadata, scaled_weight
+
+    keras_export = _keras_exporter(ctx)
+    state = dict(ctx.model.state_dict())
+    state[STEM_WEIGHT] = scaled_weight(state[STEM_WEIGHT], spec).float()
+    spec.folded = FOLDED_SCALE  # the stem convolution zero-pads: the offset is subtracted in the graph
+    calibration = ctx.int8_calibration().numpy() if ctx.precision == "int8" else None
+    with _quiet():
+        flatbuffer = keras_export.convert_tflite_bundle(_keras_model(ctx, state), spec, ctx.precision, calibration)
+    info = metadata(spec, "")
+    if "description" not in spec.info:
+        info["description"] = tflite_bundle.description(spec, ctx.precision)
+    flatbuffer = tflite_bundle.with_metadata(flatbuffer, spec, info)
+    written = tflite_bundle.read_metadata(flatbuffer)  # what an app's reader will find
+    packed = tflite_bundle.associated_files(flatbuffer)
+    if written["name"] != info["name"] or list(packed) != ["labels.txt"]:
+        raise ExportError(f"the TFLite Metadata did not read back: {written['name']!r}, files {list(packed)}")
+    ctx.staged.write_bytes(flatbuffer)
+    gpu = tflite_bundle.gpu_compatibility(flatbuffer)
+    entries: dict[str, Any] = {
+        "gpu_compatibility": gpu,
+        "tflite_metadata": {
+            "entry": tflite_bundle.METADATA_NAME,
+            "min_parser_version": written["min_parser_version"],
+            "associated_files": list(packed),
+        },
+    }
+    notes = [
+        f"bundle: input {INPUT_NAME} (1, {spec.size[0]}, {spec.size[1]}, 3) uint8 RGB (NHWC), output {OUTPUT_NAME} "
+        f"(softmax); TFLite Metadata (name, description, version, author, license, RGB image, labels.txt as "
+        f"TENSOR_AXIS_LABELS), labels.txt packed inside; converted from the Keras model",
+        f"bundle normalization mean {spec.mean}, std {spec.std}, rescale {spec.rescale:.6g}: {spec.folded}",
+        f"GPU delegate ({gpu['analyzer']}): "
+        + ("no incompatible op" if gpu["compatible"] else f"{len(gpu['incompatible_ops'])} incompatible op(s)"),
+        *spec.notes,
+    ]
+    if ctx.precision == "fp16":
+        notes.append("fp16: float16 weights (dequantized to float32 at load; the GPU delegate runs them in fp16)")
+    if calibration is not None:
+        found = tflite_bundle.quantization(flatbuffer)
+        entries["quantization"] = found
+        entries["output"] = {
+            "name": OUTPUT_NAME,
+            "dtype": "uint8",
+            "what": "softmax probabilities, quantized: probability = scale * (value - zero_point)",
+            "scale": found["output"]["scale"],
+            "zero_point": found["output"]["zero_point"],
+        }
+        notes.append(
+            f"int8: full-integer ops calibrated on {len(calibration)} images; input uint8 scale 1, zero point 0 (raw "
+            f"pixels); output uint8 scale {found['output']['scale']:.6g}, zero point {found['output']['zero_point']} "
+            "(the verification dequantizes it)"
+        )
+        if calibration.min() > 0 or calibration.max() < 255:
+            notes.append("int8: one calibration image got a black and a white pixel (the input range 0..255)")
+    return Exported(notes, [1, *spec.size, 3], entries)
 
 
 def load_tflite(ctx: ExportContext) -> Runner:
