@@ -194,6 +194,7 @@ def export(
             "reference": job.reference,
             "max_abs_diff": report.max_abs_diff,
             "top1_agreement": report.top1_agreement,
+            "executed": actual is not None,  # False: the format's runtime cannot run here (Core ML off macOS)
         }
         data.update(exported.manifest)
         if ort is not None:
