@@ -3,8 +3,11 @@
 A bundle is the fused model of :func:`swiftformer.inference.fuse` with the image processor's rescale and
 normalization in front and a softmax behind: input ``images`` (batch, H, W, 3) uint8 RGB at the processor's
 size, output ``probabilities`` (batch, num_labels) float32, the labels (``config.id2label`` in index order)
-carried with it. Which formats can carry one is the ``bundle`` field of their
-:class:`~swiftformer.export.formats.ExportFormat` record (ONNX for now).
+carried with it. Which formats can carry one, in which precisions, is the ``bundle`` field of their
+:class:`~swiftformer.export.formats.ExportFormat` record (ONNX, ExecuTorch, Core ML). A Core ML bundle takes an
+RGB image instead (``ImageType``, whose per-channel bias subtracts the offset: ``bundled_module(centered=True)``)
+and is a classifier (label and probability dictionary out); an ExecuTorch ``.pte`` has no metadata field, so its
+labels are only beside it.
 
 The normalization ``(x * rescale - mean) / std`` is affine per channel, ``(x - offset) * scale`` with
 ``offset = mean / rescale`` and ``scale = rescale / std``. The scale is folded into the first convolution's

@@ -102,7 +102,8 @@ def export(
         latency_runs: Timed batch-1 runs for ``latency_ms`` (0: skip).
         bundle: Write a bundle (:mod:`.bundle`; formats whose record has ``bundle``, in the precisions it
             lists): input ``images`` (batch, H, W, 3) uint8 RGB at ``image_processor``'s size (``image_size``
-            overrides it), the normalization folded in, output ``probabilities``, the labels inside;
+            overrides it; Core ML: an RGB image), the normalization folded in, output ``probabilities`` (Core
+            ML: a classifier's label and probabilities), the labels inside (not in an ExecuTorch ``.pte``);
             ``labels.txt`` and ``manifest.json`` beside it, and for ONNX its ORT-format copy ``NAME.ort``
             (verified in ONNX Runtime against the ``.onnx``). ``verify_inputs`` (and ``calibration``) are then
             uint8 (N, H, W, 3) images (default 8 seeded random ones), compared as probabilities with the eager
