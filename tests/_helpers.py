@@ -99,3 +99,23 @@ def make_images(folder: Path, shapes: dict[str, tuple[int, ...]] | None = None, 
         Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(folder / name)
         paths.append(folder / name)
     return paths
+
+
+def bundle_images(folder: Path, size: int) -> np.ndarray:
+    """What an app feeds a bundle: real image files at the input size (PNG and JPEG, decoded by PIL), seeded
+    random pixels and a black image, as (N, size, size, 3) uint8."""
+    paths = make_images(folder, {"a.png": (size, size, 3), "b.jpg": (size, size, 3)}, seed=3)
+    files = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
+    noise = np.random.default_rng(5).integers(0, 256, (4, size, size, 3), dtype=np.uint8)
+    return np.concatenate([np.stack(files), noise, np.zeros((1, size, size, 3), np.uint8)])
+
+
+def processor_probabilities(model_dir: Path, images: np.ndarray) -> torch.Tensor:
+    """The eager model's softmax on the folder's own processor applied to ``images`` (already at its size)."""
+    from swiftformer.image_processing import load_processor
+    from swiftformer.inference import load_model
+
+    model = load_model(str(model_dir))
+    processor, _ = load_processor(model_dir)
+    with torch.no_grad():
+        return model(processor(list(images), return_tensors="pt")["pixel_values"]).logits.softmax(-1)

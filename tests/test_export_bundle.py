@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from _helpers import make_images, make_model_dir
+from _helpers import bundle_images, make_images, make_model_dir, processor_probabilities
 from swiftformer.cli import main
 from swiftformer.export import export
 from swiftformer.export.bundle import bundle_spec, bundled_module, reference_probabilities
@@ -40,19 +40,7 @@ def model_dir(tmp_path_factory) -> Path:
 
 
 def uint8_images(folder: Path) -> np.ndarray:
-    """Real image files at the input size (PNG and JPEG, decoded by PIL) and seeded random pixels."""
-    paths = make_images(folder, {"a.png": (SIZE, SIZE, 3), "b.jpg": (SIZE, SIZE, 3)}, seed=3)
-    files = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
-    noise = np.random.default_rng(5).integers(0, 256, (4, SIZE, SIZE, 3), dtype=np.uint8)
-    return np.concatenate([np.stack(files), noise, np.zeros((1, SIZE, SIZE, 3), np.uint8)])
-
-
-def eager_probabilities(model_dir: Path, images: np.ndarray) -> torch.Tensor:
-    """The eager model's softmax on the folder's own processor applied to the same pixels (already at its size)."""
-    model = load_model(str(model_dir))
-    processor, _ = load_processor(model_dir)
-    with torch.no_grad():
-        return model(processor(list(images), return_tensors="pt")["pixel_values"]).logits.softmax(-1)
+    return bundle_images(folder, SIZE)
 
 
 def test_onnx_bundle_matches_the_eager_model_and_carries_its_labels(model_dir, tmp_path):
@@ -83,7 +71,7 @@ def test_onnx_bundle_matches_the_eager_model_and_carries_its_labels(model_dir, t
     assert (inp.name, inp.type, inp.shape) == ("images", "tensor(uint8)", ["batch", SIZE, SIZE, 3])
     assert out.name == "probabilities"
     probs = torch.from_numpy(session.run(["probabilities"], {"images": images})[0])
-    expected = eager_probabilities(model_dir, images)
+    expected = processor_probabilities(model_dir, images)
     assert (probs - expected).abs().max() <= PROB_TOL
     assert torch.equal(probs.topk(5).indices, expected.topk(5).indices)
     assert torch.allclose(probs.sum(-1), torch.ones(len(images)), atol=1e-5)
@@ -299,7 +287,7 @@ def test_reduced_precision_onnx_bundles_agree_with_the_eager_model(model_dir, tm
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     assert session.get_inputs()[0].type == "tensor(uint8)" and session.get_outputs()[0].type == "tensor(float)"
     probs = torch.from_numpy(session.run(["probabilities"], {"images": images})[0])
-    expected = eager_probabilities(model_dir, images)
+    expected = processor_probabilities(model_dir, images)
     ops = {node.op_type for node in onnx.load(str(path)).graph.node}
     if precision == "fp16":  # float16 arithmetic: probabilities within 2e-3, the same top-3
         assert "Cast" in ops and (probs - expected).abs().max() <= 2e-3

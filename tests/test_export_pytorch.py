@@ -118,12 +118,13 @@ def test_openvino(model, inputs, tmp_path):
 
 
 @pytest.mark.parametrize("variant", ["softmax", "l2"])
-def test_xnnpack_rewrite_is_exact(variant):
-    """ExecuTorch lowers a rewrite of the fused model (XNNPACK-supported ops only): same logits."""
+def test_mobile_rewrite_is_exact(variant):
+    """ExecuTorch and the Core ML bundle convert a rewrite of the fused model (XNNPACK / Neural Engine ops): same
+    logits."""
     torch.manual_seed(0)
     config = SwiftFormerConfig(depths=[1, 1, 1, 1], embed_dims=[8, 8, 16, 16], num_labels=10, attention_variant=variant)
     model = perturb_(SwiftFormerForImageClassification(config)).eval()
-    rewritten = export_mod._xnnpack_model(fuse(model))
+    rewritten = export_mod._mobile_model(fuse(model))
     x = torch.randn(2, 3, 64, 48)
     with torch.no_grad():
         assert_close_rel(rewritten(x), eager(model, x), 1e-5, variant)

@@ -66,8 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="an app-ready bundle ("
         + ", ".join(f"{name}: {'/'.join(precisions)}" for name, precisions in bundle_formats().items())
-        + "): uint8 RGB (batch, H, W, 3) in at the processor's size, normalization folded in, probabilities "
-        "out, labels inside; labels.txt and manifest.json beside it",
+        + "): 8-bit RGB in at the processor's size (uint8 (batch, H, W, 3); Core ML: an image), normalization "
+        "folded in, probabilities out, labels inside (ONNX metadata, Core ML classifier); labels.txt and "
+        "manifest.json beside it",
     )
     parser.add_argument("--num-verify", type=int, default=8, help="random verification images (default 8)")
     parser.add_argument("--latency-runs", type=int, default=20, help="timed batch-1 runs (default 20; 0: skip)")

@@ -3,9 +3,11 @@
 A bundle is the fused model of :func:`swiftformer.inference.fuse` with the image processor's rescale and
 normalization in front and a softmax behind: input ``images`` (batch, H, W, 3) uint8 RGB at the processor's
 size, output ``probabilities`` (batch, num_labels) float32, the labels (``config.id2label`` in index order)
-carried with it. Which formats can carry one is the ``bundle`` field of their
+carried with it. Which formats can carry one, in which precisions, is the ``bundle`` field of their
 :class:`~swiftformer.export.formats.ExportFormat` record (ONNX; TFLite, whose metadata and GPU check are
-:mod:`.tflite_bundle`).
+:mod:`.tflite_bundle`; ExecuTorch; Core ML). A Core ML bundle takes an RGB image instead (``ImageType``, whose
+per-channel bias subtracts the offset: ``bundled_module(centered=True)``) and is a classifier (label and probability
+dictionary out); an ExecuTorch ``.pte`` has no metadata field, so its labels are only beside it.
 
 The normalization ``(x * rescale - mean) / std`` is affine per channel, ``(x - offset) * scale`` with
 ``offset = mean / rescale`` and ``scale = rescale / std``. The scale is folded into the first convolution's
@@ -198,11 +200,17 @@ def scaled_weight(weight: torch.Tensor, spec: BundleSpec) -> torch.Tensor:
     return weight.detach().double() * scale[None, :, None, None]
 
 
-def bundled_module(fused: Any, spec: BundleSpec, precision: str = "fp32") -> torch.nn.Module:
+def bundled_module(fused: Any, spec: BundleSpec, precision: str = "fp32", *, centered: bool = False) -> torch.nn.Module:
     """``images (B, H, W, 3) uint8 -> probabilities (B, num_labels) float32``: ``fused`` with the normalization
     folded into its first convolution (the module docstring says how; ``spec.folded`` is set) and a softmax.
-    ``precision="fp16"``: the network's weights and arithmetic in float16 (the mean subtraction before it and
-    the softmax after it stay float32)."""
+
+    ``precision="fp16"``: the network's weights and arithmetic in float16 (the mean subtraction before it and the
+    softmax after it stay float32). ``centered``: the input is ``(B, 3, H, W)`` float32 pixel values with the
+    offset already subtracted, as Core ML's ``ImageType`` hands them over (its per-channel bias ``-offset``, its
+    scale 1): only the scale is folded. That subtraction happens before the stem convolution's zero padding, so it
+    is as exact as the ``Sub`` in the graph. ``fused`` needs a ``features[0]`` convolution
+    (:func:`~swiftformer.inference.fuse`'s model, or a rewrite of it) and is copied, never changed.
+    """
     import copy
 
     import torch
@@ -215,13 +223,18 @@ def bundled_module(fused: Any, spec: BundleSpec, precision: str = "fp32") -> tor
     weight = scaled_weight(conv.weight, spec)
     bias = conv.bias.detach().double() if conv.bias is not None else torch.zeros(conv.out_channels, dtype=torch.float64)
     pads = any(conv.padding) if isinstance(conv.padding, tuple) else conv.padding != "valid"
-    if pads:  # a folded shift would be wrong where the conv reads its zero padding: subtract in the graph
+    shift: torch.Tensor | None = None
+    if centered:
+        spec.folded = (
+            "scale folded into the first convolution's weights; the mean subtracted by the Core ML ImageType's "
+            "per-channel bias (before the convolution's zero padding, so exact)"
+        )
+    elif pads:  # a folded shift would be wrong where the conv reads its zero padding: subtract in the graph
         spec.folded = FOLDED_SCALE
-        shift: torch.Tensor | None = offset.float()
+        shift = offset.float()
     else:
         bias = bias - (weight * offset[None, :, None, None]).sum(dim=(1, 2, 3))
         spec.folded = "scale folded into the first convolution's weights, shift into its bias"
-        shift = None
     conv.weight.data = weight.float().contiguous(memory_format=torch.channels_last)
     conv.bias = nn.Parameter(bias.float(), requires_grad=False)
 
@@ -234,7 +247,11 @@ def bundled_module(fused: Any, spec: BundleSpec, precision: str = "fp32") -> tor
             self.shift = None if shift is None else nn.Parameter(shift.reshape(1, -1, 1, 1), requires_grad=False)
 
         def forward(self, images: torch.Tensor) -> torch.Tensor:
-            x = images.permute(0, 3, 1, 2).float()  # uint8 (B, H, W, 3) -> float32 (B, 3, H, W)
+            if centered:  # (B, 3, H, W) float32, the offset subtracted by the runtime
+                return self.fused(images).softmax(-1)
+            # uint8 (B, H, W, 3) -> float32 (B, 3, H, W); converted first so the permute runs on floats, where
+            # XNNPACK takes it (it takes no uint8 op: the conversion is the one op ExecuTorch runs outside it)
+            x = images.float().permute(0, 3, 1, 2)
             if self.shift is not None:
                 x = x - self.shift
             return self.fused(x.to(dtype)).float().softmax(-1)
@@ -242,15 +259,21 @@ def bundled_module(fused: Any, spec: BundleSpec, precision: str = "fp32") -> tor
     return BundledClassifier().eval()
 
 
-def metadata(spec: BundleSpec, config_json: str) -> dict[str, str]:
+def metadata(spec: BundleSpec, config_json: str, image_input: str | None = None) -> dict[str, str]:
     """The key/value metadata an artifact carries: labels (JSON list), the normalization, name, description,
-    version, license, and the config."""
+    version, license, and the config. ``image_input``: the name of an image input (Core ML) in place of the
+    uint8 NHWC tensor ``images``."""
+    if image_input is None:
+        takes = f"input {INPUT_NAME} (batch, {spec.size[0]}, {spec.size[1]}, 3) uint8 RGB"
+        gives = f"output {OUTPUT_NAME} (batch, {len(spec.labels)}) float32"
+        input_entry = {"name": INPUT_NAME, "layout": "NHWC", "dtype": "uint8", "size": list(spec.size)}
+    else:
+        takes = f"input {image_input}: an RGB image of {spec.size[1]}x{spec.size[0]} (width x height)"
+        gives = f"outputs the label and {OUTPUT_NAME} (label -> probability)"
+        input_entry = {"name": image_input, "type": "image", "color": "RGB", "size": list(spec.size)}
     info = {
         "name": "SwiftFormer image classifier",
-        "description": (
-            f"SwiftFormer image classifier over {len(spec.labels)} classes: input {INPUT_NAME} (batch, "
-            f"{spec.size[0]}, {spec.size[1]}, 3) uint8 RGB, output {OUTPUT_NAME} (batch, {len(spec.labels)}) float32"
-        ),
+        "description": f"SwiftFormer image classifier over {len(spec.labels)} classes: {takes}, {gives}",
         "version": "1",
         "license": "unspecified (the model's own licence applies)",
         "author": "unspecified",
@@ -259,7 +282,7 @@ def metadata(spec: BundleSpec, config_json: str) -> dict[str, str]:
     return {
         **info,
         "labels": json.dumps(spec.labels, ensure_ascii=False),
-        "input": json.dumps({"name": INPUT_NAME, "layout": "NHWC", "dtype": "uint8", "size": list(spec.size)}),
+        "input": json.dumps(input_entry),
         "normalization": json.dumps(
             {"mean": spec.mean, "std": spec.std, "rescale": spec.rescale, "folded": spec.folded}
         ),
@@ -275,6 +298,16 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def sha256_path(path: Path) -> str:
+    """A file's sha256; a directory's (a Core ML ``.mlpackage``): the sha256 of its files' lines
+    ``<sha256>  <relative path>`` (as ``sha256sum`` prints them), sorted by path."""
+    if not path.is_dir():
+        return sha256_file(path)
+    files = sorted(p for p in path.rglob("*") if p.is_file())
+    listing = "".join(f"{sha256_file(p)}  {p.relative_to(path).as_posix()}\n" for p in files)
+    return hashlib.sha256(listing.encode("utf-8")).hexdigest()
+
+
 def manifest(spec: BundleSpec, artifact: Path, fmt: str, precision: str, config_json: str) -> dict[str, Any]:
     """``manifest.json``: what an app needs to feed the bundle and check it is the one it expects."""
     return {
@@ -282,7 +315,7 @@ def manifest(spec: BundleSpec, artifact: Path, fmt: str, precision: str, config_
         "artifact": artifact.name,
         "format": fmt,
         "precision": precision,
-        "sha256": sha256_file(artifact),
+        "sha256": sha256_path(artifact),
         "config_sha256": hashlib.sha256(config_json.encode("utf-8")).hexdigest(),
         "input": {
             "name": INPUT_NAME,
@@ -468,5 +501,6 @@ __all__ = [
     "ort_path",
     "ort_runner",
     "reference_probabilities",
+    "sha256_path",
     "verify_images",
 ]

@@ -150,6 +150,7 @@ _RECORDS = (
         extra="export",
         exporter=pytorch.export_executorch,
         runner=pytorch.load_executorch,
+        bundle=("fp32",),
     ),
     ExportFormat(
         name="coreml",
@@ -162,6 +163,7 @@ _RECORDS = (
         extra="export",
         exporter=pytorch.export_coreml,
         runner=pytorch.load_coreml,
+        bundle=("fp32", "fp16"),
     ),
     ExportFormat(
         name="aoti",

@@ -102,7 +102,8 @@ def export(
         latency_runs: Timed batch-1 runs for ``latency_ms`` (0: skip).
         bundle: Write a bundle (:mod:`.bundle`; formats whose record has ``bundle``, in the precisions it
             lists): input ``images`` (batch, H, W, 3) uint8 RGB at ``image_processor``'s size (``image_size``
-            overrides it), the normalization folded in, output ``probabilities``, the labels inside;
+            overrides it; Core ML: an RGB image), the normalization folded in, output ``probabilities`` (Core
+            ML: a classifier's label and probabilities), the labels inside (not in an ExecuTorch ``.pte``);
             ``labels.txt`` and ``manifest.json`` beside it, and for ONNX its ORT-format copy ``NAME.ort``
             (verified in ONNX Runtime against the ``.onnx``); a TFLite bundle is batch 1, carries TFLite Metadata
             for MediaPipe (:mod:`.tflite_bundle`) and, for int8, a uint8 output to dequantize with its scale and
@@ -196,6 +197,7 @@ def export(
             "reference": job.reference,
             "max_abs_diff": report.max_abs_diff,
             "top1_agreement": report.top1_agreement,
+            "executed": actual is not None,  # False: the format's runtime cannot run here (Core ML off macOS)
         }
         data.update(exported.manifest)
         if ort is not None:

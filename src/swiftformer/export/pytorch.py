@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import importlib
+import json
 import logging
 import os
 import sys
@@ -316,18 +317,34 @@ def load_openvino(ctx: ExportContext) -> Runner:
 
 
 # ------------------------------------------------------------------------------------------- ExecuTorch
+L2_EPS = 1e-12  # F.normalize's eps: x / max(||x||, eps)
+
+
 def _sum_spatial(x: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) -> (B, C, 1, 1), the sum over positions as H·W × a spatial mean (XNNPACK has a mean, no sum)."""
-    return x.mean(dim=(2, 3), keepdim=True) * (x.shape[2] * x.shape[3])
+    """(B, C, H, W) -> (B, C, 1, 1), the sum over positions as H·W × a spatial mean (XNNPACK has a mean, no sum).
+    H·W is a float: an int would be a tensor constant the runtime converts to float on every call."""
+    return x.mean(dim=(2, 3), keepdim=True) * float(x.shape[2] * x.shape[3])
 
 
-def _xnnpack_model(fused: Any) -> Any:
-    """The fused model rewritten so that XNNPACK takes every op (one delegated graph, no portable kernels).
+def _l2_normalize(x: torch.Tensor, sum_sq: torch.Tensor) -> torch.Tensor:
+    """``F.normalize``'s ``x / max(||x||, eps)`` given ``sum_sq`` = Σx² (broadcast against ``x``), as
+    ``x * rsqrt(max(Σx², eps²))``: the same in real arithmetic (sqrt is monotonic), with no L2-norm op, no
+    division and no broadcast copy (``tile``) of the norm. In Core ML ``rsqrt`` adds its own epsilon 1e-12 to
+    Σx², below float32 resolution wherever Σx² > 1e-4."""
+    import torch
 
-    The same function in real arithmetic: the query/key conv is split into two convs (no split op),
-    L2 norms over channels are a 1×1 conv with a row of ones then sqrt (no pow/sum), token sums and the
-    final pooling are keep-dim spatial means (no sum, no 2-D mean), and there is no channels-last copy
-    at the input.
+    return x * torch.rsqrt(torch.clamp(sum_sq, min=L2_EPS * L2_EPS))
+
+
+def _mobile_model(fused: Any) -> Any:
+    """The fused model rewritten with only the ops XNNPACK takes and the Neural Engine runs: the ExecuTorch
+    export lowers it (one delegated graph, no portable kernels) and the Core ML bundle converts it.
+
+    The same function in real arithmetic: the query/key conv is split into two convs (no split op); the L2
+    normalizations (``F.normalize``, which Core ML converts to ``reduce_l2_norm``, ``maximum``, ``tile``,
+    ``real_div``) are :func:`_l2_normalize` with Σx² over channels as a 1×1 conv with a row of ones; token
+    sums and the final pooling are keep-dim spatial means (no sum, no 2-D mean); no channels-last copy at the
+    input. Shares ``fused``'s modules: pass a copy.
     """
     import torch
     from torch import nn
@@ -348,15 +365,13 @@ def _xnnpack_model(fused: Any) -> Any:
             self.w_g = pointwise_conv(block.w_g.reshape(1, d, 1, 1), None)
             self.sum_sq = pointwise_conv(torch.ones(1, d, 1, 1), None)
 
-        def normalize(self, x: torch.Tensor) -> torch.Tensor:  # F.normalize(x, dim=1), eps 1e-12
-            return x / torch.sqrt(torch.clamp(self.sum_sq(x * x), min=1e-24))
-
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             x = self.local(x)
-            query, key = self.normalize(self.query(x)), self.normalize(self.key(x))
+            query, key = self.query(x), self.key(x)  # (B, C, H, W), L2-normalized over channels per token
+            query, key = _l2_normalize(query, self.sum_sq(query * query)), _l2_normalize(key, self.sum_sq(key * key))
             if self.l2:  # token weights (q·w_g) L2-normalized over the tokens
                 scores = self.w_g(query)  # (B, 1, H, W)
-                weights = scores / torch.sqrt(torch.clamp(_sum_spatial(scores * scores), min=1e-24))
+                weights = _l2_normalize(scores, _sum_spatial(scores * scores))
                 global_query = _sum_spatial(weights * query)
             else:
                 global_query = _sum_spatial(query)
@@ -377,34 +392,102 @@ def _xnnpack_model(fused: Any) -> Any:
     return Model().to(memory_format=torch.contiguous_format).eval()
 
 
+# Why an operator stays outside XNNPACK (the partitioner's reasons, in words), by the name get_delegation_info uses.
+_NOT_DELEGATED_WHY = {
+    "dim_order_ops__to_dim_order_copy_default": (
+        "a dtype conversion (the uint8 images to float32): XNNPACK's partitioner takes dim-order copies only "
+        "without a dtype change, and its dequantize takes int8/quint8 but not a torch.uint8 input"
+    ),
+}
+_NOT_AN_OP = ("getitem",)  # unpacks the delegate's outputs: a node of the graph, not an operator that computes
+
+
+def _delegation(graph_module: Any) -> dict[str, Any] | None:
+    """What XNNPACK took: ``delegated_ops``, ``subgraphs``, ``not_delegated`` ({operator: count}, ``getitem``
+    left out) and ``why`` for each of those; ``None`` where ExecuTorch's devtools cannot tell."""
+    try:
+        from executorch.devtools.backend_debug import get_delegation_info
+
+        info = get_delegation_info(graph_module)
+    except Exception:  # devtools are optional in an ExecuTorch install; the export itself does not need them
+        return None
+    outside = {
+        op: row.non_delegated
+        for op, row in sorted(info.delegation_by_operator.items())
+        if row.non_delegated and op not in _NOT_AN_OP
+    }
+    return {
+        "delegated_ops": int(info.num_delegated_nodes),
+        "subgraphs": int(info.num_delegated_subgraphs),
+        "not_delegated": outside,
+        "why": {op: _NOT_DELEGATED_WHY.get(op, "not taken by XNNPACK's partitioner") for op in outside},
+    }
+
+
 def export_executorch(ctx: ExportContext) -> Exported:
+    """The fused model (pixel_values in), or a bundle (uint8 NHWC images in, probabilities out), lowered to
+    XNNPACK; the report and a bundle's manifest name the operators XNNPACK did not take."""
     import torch
 
     exir = _import("executorch.exir", ctx)
     xnnpack = _import("executorch.backends.xnnpack.partition.xnnpack_partitioner", ctx)
     notes = []
     try:
-        module = _xnnpack_model(copy.deepcopy(ctx.fused))
+        module = _mobile_model(copy.deepcopy(ctx.fused))
     except (AttributeError, TypeError) as err:  # the fused layers changed shape: lower them as they are
         notes.append(f"exported the fused model as is (XNNPACK rewrite unavailable: {err})")
         # XNNPACK's layout pass wants NCHW-contiguous weights (fuse() makes them channels-last).
         module = copy.deepcopy(ctx.fused).to(memory_format=torch.contiguous_format)
-    with _quiet():
-        exported = torch.export.export(module, (ctx.example(1),))
-        edge = exir.to_edge_transform_and_lower(exported, partitioner=[xnnpack.XnnpackPartitioner()])
-        with contextlib.suppress(Exception):
-            from executorch.devtools.backend_debug import get_delegation_info
+    example = ctx.example(1)
+    if ctx.bundle is not None:
+        from .bundle import bundled_module
 
-            info = get_delegation_info(edge.exported_program().graph_module)
-            notes.append(
-                f"XNNPACK runs {info.num_delegated_nodes} ops in {info.num_delegated_subgraphs} graph(s); "
-                f"{info.num_non_delegated_nodes} ops outside (portable kernels, constants)"
-            )
+        module = bundled_module(module, ctx.bundle).to(memory_format=torch.contiguous_format)
+        example = ctx.example_images(1)
+    with _quiet():
+        exported = torch.export.export(module, (example,))
+        edge = exir.to_edge_transform_and_lower(exported, partitioner=[xnnpack.XnnpackPartitioner()])
+        delegation = _delegation(edge.exported_program().graph_module)
         program = edge.to_executorch()
     with open(ctx.staged, "wb") as handle:
         program.write_to_file(handle)
-    notes.append(f"static input shape {ctx.static_shape()}: batch 1 at the export size")
-    return Exported(notes, [1, ctx.channels, *ctx.size])
+    if delegation is not None:
+        outside = delegation["not_delegated"]
+        notes.append(
+            f"XNNPACK runs {delegation['delegated_ops']} ops in {delegation['subgraphs']} graph(s); "
+            + (
+                "outside it: " + "; ".join(f"{op} x{n} ({delegation['why'][op]})" for op, n in outside.items())
+                if outside
+                else "every op delegated"
+            )
+        )
+    if ctx.bundle is None:
+        notes.append(f"static input shape {ctx.static_shape()}: batch 1 at the export size")
+        return Exported(notes, [1, ctx.channels, *ctx.size])
+    return _executorch_bundle_exported(ctx, ctx.bundle, notes, delegation)
+
+
+def _executorch_bundle_exported(
+    ctx: ExportContext, spec: BundleSpec, notes: list[str], delegation: dict[str, Any] | None
+) -> Exported:
+    """The report notes and manifest entries of an ExecuTorch bundle (the .pte has no metadata field)."""
+    from .bundle import INPUT_NAME, OUTPUT_NAME
+
+    h, w = spec.size
+    notes = [
+        f"bundle: input {INPUT_NAME} (1, {h}, {w}, 3) uint8 RGB (NHWC), output {OUTPUT_NAME} (softmax); static "
+        "batch 1; a .pte has no metadata field: the labels travel in labels.txt and manifest.json beside it",
+        f"bundle normalization mean {spec.mean}, std {spec.std}, rescale {spec.rescale:.6g}: {spec.folded}",
+        *notes,
+        *spec.notes,
+    ]
+    from importlib.metadata import version
+
+    entry: dict[str, Any] = {"backend": "XNNPACK", "executorch": version("executorch")}
+    if delegation is not None:
+        entry["delegation"] = delegation
+    manifest = {"labels_in_artifact": False, "executorch": entry}
+    return Exported(notes, [1, h, w, 3], manifest)
 
 
 class ExecuTorchRunner:
@@ -464,27 +547,38 @@ def _import_coremltools(ctx: ExportContext) -> Any:
             del sys.modules["tensorflow"]
 
 
-def export_coreml(ctx: ExportContext) -> Exported:
+def _coreml_convert(ct: Any, module: Any, example: torch.Tensor, precision: str, **io: Any) -> Any:
+    """``module`` (float32, contiguous weights) as an ML Program computing in ``precision``; ``io``: the
+    ``inputs``, ``outputs`` or ``classifier_config`` of ``ct.convert``."""
     import torch
 
-    ct = _import_coremltools(ctx)
-    fused = copy.deepcopy(ctx.fused).to(memory_format=torch.contiguous_format)
-    example = ctx.example(1)
-    precision = ct.precision.FLOAT16 if ctx.precision == "fp16" else ct.precision.FLOAT32
+    compute = ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32
     with _quiet():
-        exported = torch.export.export(fused, (example,)).run_decompositions({})
+        exported = torch.export.export(module, (example,)).run_decompositions({})
         try:
-            mlmodel = ct.convert(
-                exported,
-                convert_to="mlprogram",
-                compute_precision=precision,
-                inputs=[ct.TensorType(name="pixel_values", shape=tuple(example.shape))],
-                outputs=[ct.TensorType(name="logits")],
-            )
+            return ct.convert(exported, convert_to="mlprogram", compute_precision=compute, **io)
         except Exception as err:
             raise ExportError(
                 f"coremltools {ct.__version__} could not convert the model: {type(err).__name__}: {err}"
             ) from err
+
+
+def export_coreml(ctx: ExportContext) -> Exported:
+    import torch
+
+    ct = _import_coremltools(ctx)
+    if ctx.bundle is not None:
+        return _export_coreml_bundle(ctx, ctx.bundle, ct)
+    fused = copy.deepcopy(ctx.fused).to(memory_format=torch.contiguous_format)
+    example = ctx.example(1)
+    mlmodel = _coreml_convert(
+        ct,
+        fused,
+        example,
+        ctx.precision,
+        inputs=[ct.TensorType(name="pixel_values", shape=tuple(example.shape))],
+        outputs=[ct.TensorType(name="logits")],
+    )
     mlmodel.short_description = "SwiftFormer image classifier: normalized pixel_values (NCHW) -> logits"
     mlmodel.user_defined_metadata["swiftformer.config"] = ctx.model.config.to_json_string()
     mlmodel.save(os.fspath(ctx.staged))
@@ -508,12 +602,194 @@ def export_coreml(ctx: ExportContext) -> Exported:
     return Exported(notes, [1, ctx.channels, *ctx.size])
 
 
+COREML_IMAGE = "image"  # a Core ML bundle's input: one RGB image
+COREML_LABEL = "classLabel"  # its outputs, as Core ML classifiers name them: the top label ...
+COREML_PROBABILITIES = "classLabel_probs"  # ... and every label's probability (string -> double)
+_NOT_ON_ANE = ("reduce_l2_norm", "l2_norm", "real_div", "tile")  # what F.normalize converts to (docs/export.md)
+
+
+def _export_coreml_bundle(ctx: ExportContext, spec: BundleSpec, ct: Any) -> Exported:
+    """An ML Program classifier: input :data:`COREML_IMAGE`, an RGB image of ``spec.size`` whose ImageType
+    preprocessing subtracts the offset (bias ``-offset`` per channel, scale 1; the per-channel scale is folded
+    into the stem convolution), the mobile rewrite of the fused model (:func:`_mobile_model`: no L2-norm op),
+    a softmax and a ``ClassifierConfig`` with the labels; the metadata of :func:`~.bundle.metadata`. The
+    saved package is reloaded (without compiling: Linux can) and its spec checked (:func:`_coreml_bundle_facts`)."""
+    import torch
+
+    from .bundle import bundled_module, metadata
+
+    h, w = spec.size
+    module = bundled_module(_mobile_model(copy.deepcopy(ctx.fused)), spec, centered=True)
+    module = module.to(memory_format=torch.contiguous_format)
+    offset = torch.tensor(spec.offset).reshape(1, 3, 1, 1)
+    example = (ctx.example_images(1).permute(0, 3, 1, 2).float() - offset).contiguous()  # as the ImageType hands it
+    mlmodel = _coreml_convert(
+        ct,
+        module,
+        example,
+        ctx.precision,
+        inputs=[
+            ct.ImageType(
+                name=COREML_IMAGE,
+                shape=(1, 3, h, w),
+                color_layout=ct.colorlayout.RGB,
+                scale=1.0,
+                bias=[-o for o in spec.offset],
+            )
+        ],
+        classifier_config=ct.ClassifierConfig(list(spec.labels), predicted_feature_name=COREML_LABEL),
+    )
+    meta = metadata(spec, ctx.model.config.to_json_string(), image_input=COREML_IMAGE)
+    mlmodel.author, mlmodel.license = meta["author"], meta["license"]
+    mlmodel.short_description, mlmodel.version = meta["description"], meta["version"]
+    for key in ("name", "labels", "input", "normalization", "swiftformer.config"):
+        mlmodel.user_defined_metadata[key] = meta[key]
+    mlmodel.input_description[COREML_IMAGE] = f"RGB image, {w}x{h} (width x height); no resize inside"
+    mlmodel.output_description[COREML_LABEL] = "the most probable label"
+    mlmodel.output_description[COREML_PROBABILITIES] = "every label's probability (softmax)"
+    mlmodel.save(os.fspath(ctx.staged))
+    saved = ct.models.MLModel(os.fspath(ctx.staged), skip_model_load=True).get_spec()
+    facts = _coreml_bundle_facts(saved, spec)
+    compute = "float16" if ctx.precision == "fp16" else "float32"
+    ops = facts["mil_ops"]
+    computing = {op: n for op, n in sorted(ops.items()) if op != "const"}
+    # What can be checked here of the numbers: the graph handed to coremltools against the pipeline's reference.
+    with torch.no_grad():
+        centered = ctx.verify_inputs.permute(0, 3, 1, 2).float() - offset
+        converted = module(centered.contiguous())
+    from .bundle import reference_probabilities
+
+    reference = reference_probabilities(ctx.model, spec, ctx.verify_inputs.numpy())
+    graph_diff = float((converted - reference).abs().max())
+    notes = [
+        f"bundle: Core ML classifier (ML Program, spec version {saved.specificationVersion}, coremltools "
+        f"{ct.__version__}, compute precision {compute}): input {COREML_IMAGE} RGB image {w}x{h}, outputs "
+        f"{COREML_LABEL} (string) and {COREML_PROBABILITIES} (string -> double); {len(spec.labels)} labels in the "
+        "classifier and in the metadata",
+        f"bundle normalization mean {spec.mean}, std {spec.std}, rescale {spec.rescale:.6g}: {spec.folded}",
+        f"MIL ops: {sum(computing.values())} besides {ops['const']} constants "
+        f"({', '.join(f'{k} {v}' for k, v in computing.items())}); the L2 normalizations as 1x1 conv + rsqrt + mul: "
+        "no " + ", ".join(_NOT_ON_ANE),
+        f"the float32 PyTorch graph converted (image minus offset in) vs the reference on the same "
+        f"{len(reference)} images: max|diff| {graph_diff:.3g} (Core ML's own answers need macOS)",
+        *spec.notes,
+    ]
+    if sys.platform != "darwin":
+        notes.append("not executed: Core ML prediction needs macOS (the saved spec was reloaded and checked)")
+    manifest = {
+        "input": {
+            "name": COREML_IMAGE,
+            "type": "image",
+            "channels": "RGB",
+            "height": h,
+            "width": w,
+            "preprocessing": {"scale": 1.0, "bias": [-o for o in spec.offset]},
+        },
+        "output": {
+            "label": COREML_LABEL,
+            "probabilities": COREML_PROBABILITIES,
+            "what": "the most probable label, and every label's softmax probability (string -> double)",
+        },
+        "description": meta["description"],
+        "labels_in_artifact": True,
+        "coreml": {
+            **facts,
+            "mil_ops": dict(sorted(ops.items())),
+            "compute_precision": compute,
+            "converted_graph_max_abs_diff": graph_diff,
+        },
+    }
+    return Exported(notes, [1, h, w, 3], manifest)
+
+
+def _coreml_bundle_facts(saved: Any, spec: BundleSpec) -> dict[str, Any]:
+    """What the saved Core ML bundle's spec says, checked: an RGB image input of ``spec.size``, the label
+    (string) and probability (string-keyed dictionary) outputs named as the predicted features, the labels in
+    the classify op and the metadata, author/license/description/version set, no op of :data:`_NOT_ON_ANE`.
+    An :class:`ExportError` names the first thing that is not so."""
+    from collections import Counter
+
+    description = saved.description
+    inputs, outputs = list(description.input), {o.name: o for o in description.output}
+    image = inputs[0].type.imageType if len(inputs) == 1 and inputs[0].type.HasField("imageType") else None
+    probs = outputs.get(COREML_PROBABILITIES)
+    ops: Counter[str] = Counter()
+    classes: list[str] = []
+    for function in saved.mlProgram.functions.values():
+        for block in function.block_specializations.values():
+            for op in block.operations:
+                ops[op.type] += 1
+    for op in _classify_ops(saved):
+        classes = list(op)
+    meta = description.metadata
+    checks = {
+        "one RGB image input of the bundle size": image is not None
+        and image.colorSpace == image.RGB
+        and (image.height, image.width) == tuple(spec.size),
+        f"a string output {COREML_LABEL}": COREML_LABEL in outputs
+        and outputs[COREML_LABEL].type.HasField("stringType"),
+        f"a string-keyed dictionary output {COREML_PROBABILITIES}": probs is not None
+        and probs.type.HasField("dictionaryType")
+        and probs.type.dictionaryType.HasField("stringKeyType"),
+        "the predicted feature names": (description.predictedFeatureName, description.predictedProbabilitiesName)
+        == (COREML_LABEL, COREML_PROBABILITIES),
+        "the labels in the classifier": classes == list(spec.labels),
+        "author, license, description and version": all(
+            (meta.author, meta.license, meta.shortDescription, meta.versionString)
+        ),
+        "the labels in the metadata": json.loads(meta.userDefined.get("labels", "null")) == list(spec.labels),
+        f"no {'/'.join(_NOT_ON_ANE)} op": not any(ops[op] for op in _NOT_ON_ANE),
+    }
+    failed = [what for what, ok in checks.items() if not ok]
+    if failed:
+        raise ExportError(f"the saved Core ML bundle lacks {failed[0]}")
+    assert image is not None
+    return {
+        "spec_version": int(saved.specificationVersion),
+        "input": {
+            "name": inputs[0].name,
+            "type": "image",
+            "color": "RGB",
+            "width": image.width,
+            "height": image.height,
+        },
+        "outputs": {COREML_LABEL: "string", COREML_PROBABILITIES: "dictionary string -> double"},
+        "predicted_feature_name": description.predictedFeatureName,
+        "predicted_probabilities_name": description.predictedProbabilitiesName,
+        "metadata": sorted(["author", "license", "short_description", "version", *meta.userDefined]),
+        "mil_ops": ops,
+    }
+
+
+def _classify_ops(saved: Any) -> Iterator[list[str]]:
+    """The class labels of each ``classify`` op of the ML Program (its ``classes``: a list of strings inline)."""
+    for function in saved.mlProgram.functions.values():
+        for block in function.block_specializations.values():
+            for op in block.operations:
+                if op.type == "classify" and "classes" in op.inputs:
+                    (argument,) = op.inputs["classes"].arguments
+                    items = argument.value.immediateValue.list.values
+                    yield [label for item in items for label in item.immediateValue.tensor.strings.values]
+
+
 def load_coreml(ctx: ExportContext) -> Runner | None:
+    """The saved package in Core ML (macOS only; elsewhere ``None``). A bundle: uint8 (N, H, W, 3) images fed
+    one at a time as PIL images, the probabilities read from the dictionary in label order."""
     if sys.platform != "darwin":
         return None
     ct = _import_coremltools(ctx)
     mlmodel = ct.models.MLModel(os.fspath(ctx.staged))
-    return lambda x: mlmodel.predict({"pixel_values": x})["logits"]
+    spec = ctx.bundle
+    if spec is None:
+        return lambda x: mlmodel.predict({"pixel_values": x})["logits"]
+    import numpy as np
+    from PIL import Image
+
+    def run(images: np.ndarray) -> np.ndarray:
+        answers = [mlmodel.predict({COREML_IMAGE: Image.fromarray(image)})[COREML_PROBABILITIES] for image in images]
+        return np.array([[answer[label] for label in spec.labels] for answer in answers], dtype=np.float32)
+
+    return run
 
 
 # ------------------------------------------------------------------------------------------- AOTInductor
