@@ -10,7 +10,8 @@ noise with a 1/f spectrum, hard-edged shapes, a light gradient and sensor noise,
 (``processor(load_image_bytes(data))``, bit-identical to transformers) and fast (``draft=processor``, at
 each ``--margins``: the decoded image is at least that many times the resize target). Per cell:
 
-* pixels: mean and max |difference| in levels (0..255) of the resized images (before normalization);
+* pixels: mean and max |difference| in levels (0..255) of the resized images (before normalization), for
+  the first model's images (the photos at 224², or with ``--no-perturbed`` the trained model's at its size);
 * XS (perturbed): max |Δlogit| / max |logit| and top-1 agreement of SwiftFormer-XS with perturbed weights
   (``tests/_helpers.perturb_``; random-like weights have close logits, so flips are more likely than for a
   trained model);
@@ -210,12 +211,13 @@ def main() -> None:
     parser.add_argument("--margins", type=int, nargs="+", default=[1, 2], help="decode at least N x the target")
     parser.add_argument("--model", help="a trained model folder (e.g. runs/demo/run/best)")
     parser.add_argument("--data-dir", help="its labelled images (default MODEL/../../data/val)")
+    parser.add_argument("--no-perturbed", action="store_true", help="only the --model (skip the perturbed XS)")
     parser.add_argument("--timing-runs", type=int, default=5, help="timed decodes per cell (0: no timing)")
     args = parser.parse_args()
     tuned = tune_malloc()
     torch.manual_seed(0)
     xs = perturb_(SwiftFormerForImageClassification(SwiftFormerConfig()).eval(), seed=0)
-    models = [Model("XS (perturbed)", xs, SwiftFormerImageProcessor(), photos(0), 0)]
+    models = [] if args.no_perturbed else [Model("XS (perturbed)", xs, SwiftFormerImageProcessor(), photos(0), 0)]
     if args.model:
         trained = SwiftFormerForImageClassification.from_pretrained(args.model).eval()
         data_dir = Path(args.data_dir) if args.data_dir else Path(args.model).resolve().parents[1] / "data" / "val"

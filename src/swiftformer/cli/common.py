@@ -53,7 +53,7 @@ def as_flags(message: str, flags: Mapping[str, str]) -> str:
 
 
 def add_decode_argument(p: argparse.ArgumentParser) -> None:
-    """``--exact-decode``, shared by ``predict``, ``embed`` and ``serve``."""
+    """``--exact-decode``, shared by ``predict``, ``embed``, ``serve`` and ``eval``."""
     p.add_argument(
         "--exact-decode",
         action="store_true",
