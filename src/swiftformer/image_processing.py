@@ -244,7 +244,7 @@ def decode_pil(image: Image.Image, draft: Draft | None = None) -> Image.Image:
     With ``draft`` (a :class:`SwiftFormerImageProcessor`, or the (width, height) an image is resized to), a
     JPEG is decoded by libjpeg at 1/2, 1/4 or 1/8 scale (DCT scaling, ``Image.draft``): the smallest scale
     still at least :data:`DRAFT_MARGIN` times the size the processor resizes this image to (computed from its
-    full size, after the orientation). A 4000×3000 photo for a 224×224 model decodes at 500×375, several times
+    full size, after the orientation). A 4000×3000 photo for a 224×224 model decodes at 1000×750, several times
     faster; the result is recorded in ``image.info[DRAFT_INFO]`` so that the processor resizes the smaller
     image exactly as it would the full one (same output size, same covered area). The pixels differ from an
     exact decode by a fraction of a level on average (docs/preprocessing.md, "Fast decoding"). Other formats
