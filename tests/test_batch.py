@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -314,3 +315,27 @@ def test_embed_is_the_pooled_last_stage(capsys, model_dir, photos, tmp_path):
     assert len(printed) == 14 and set(printed[0]) == {"image", "embedding"}
     norms = torch.tensor([r["embedding"] for r in printed]).norm(dim=-1)
     torch.testing.assert_close(norms, torch.ones(14))
+
+
+# ------------------------------------------------------------------------------------------------ decoding
+def test_fast_decode_by_default_exact_decode_on_request(capsys, model_dir, tmp_path):
+    from swiftformer.batch.runner import DecodeImages
+
+    rng = np.random.default_rng(0)
+    photo = tmp_path / "in" / "photo.jpg"
+    photo.parent.mkdir()
+    smooth = Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).resize((1600, 1200), Image.BICUBIC)
+    smooth.save(photo, quality=90)
+    processor = SwiftFormerImageProcessor.from_pretrained(model_dir)
+    _, exact, _ = DecodeImages(processor, fast_decode=False)[str(photo)]
+    _, fast, _ = DecodeImages(processor)[str(photo)]
+    assert torch.equal(exact, processor(str(photo), return_tensors="pt")["pixel_values"][0])  # bit-identical
+    assert not torch.equal(exact, fast) and (exact - fast).abs().mean() < 0.02  # < 1 level on average
+    for command in ("predict", "embed"):
+        lines = []
+        for flags in ((), ("--exact-decode",)):
+            output = tmp_path / f"{command}{len(flags)}.jsonl"
+            code, _, err = cli(capsys, command, photo.parent, "--model", model_dir, "--output", output, *flags)
+            assert code == 0, err
+            lines.append(err)
+        assert "fast JPEG decode" in lines[0] and "exact decode" in lines[1]

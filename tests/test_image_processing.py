@@ -535,3 +535,114 @@ def test_package_import_path_does_not_import_torch():
         "SwiftFormerImageProcessor()(np.zeros((8, 8, 3), np.uint8))\n"
         "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch'))\n"
     )
+
+
+# ------------------------------------------------------------------------------------------------ fast decoding
+# The bound docs/preprocessing.md ("Fast decoding") states for the resized pixels of photos, in levels (0..255).
+FAST_MEAN_BOUND, FAST_MAX_BOUND = 0.5, 16
+
+
+def photo_like(width: int, height: int, seed: int = 0) -> Image.Image:
+    """Smooth multi-scale colour noise, a hard-edged shape and sensor noise: what a camera photo's JPEG
+    looks like to a decoder (flat colours would decode alike at any scale)."""
+    rng = np.random.default_rng(seed)
+    base = np.zeros((height, width, 3), np.float32)
+    for cells, amplitude in ((4, 50.0), (16, 25.0), (64, 12.0)):
+        small = rng.normal(size=(cells * height // width + 1, cells, 3)).astype(np.float32)
+        for c in range(3):
+            layer = Image.fromarray(small[:, :, c], mode="F").resize((width, height), Image.Resampling.BICUBIC)
+            base[:, :, c] += amplitude * np.asarray(layer)
+    image = Image.fromarray(np.clip(base + 128, 0, 255).astype(np.uint8))
+    Image.Image.paste(image, (230, 40, 40), (width // 4, height // 3, width // 2, height // 2))
+    noisy = np.asarray(image, np.float32) + rng.normal(0, 3.0, (height, width, 3)).astype(np.float32)
+    return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
+
+
+@pytest.fixture(scope="module")
+def photo_jpeg(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("photo") / "photo.jpg"
+    photo_like(2001, 1501).save(path, quality=90)  # odd sizes: the scaled decode rounds up
+    return path
+
+
+def levels(processor: SwiftFormerImageProcessor) -> SwiftFormerImageProcessor:
+    """The same resize and crop without rescale/normalize: outputs are the uint8 levels, as float32."""
+    return SwiftFormerImageProcessor.from_dict({**processor.to_dict(), "do_rescale": False, "do_normalize": False})
+
+
+FAST_CASES = {
+    "vit": {},
+    "shortest_edge": {"size": {"shortest_edge": 224}},
+    "convnext_crop": {"size": 224, "crop_pct": 0.875, "resample": 3},
+    "deit_crop": {"size": 256, "do_center_crop": True, "crop_size": 224, "resample": 3},
+}
+
+
+@pytest.mark.parametrize("case", FAST_CASES, ids=list(FAST_CASES))
+def test_fast_decode_agrees_with_exact(photo_jpeg, case):
+    from swiftformer.image_processing import DRAFT_INFO
+
+    processor = SwiftFormerImageProcessor(**FAST_CASES[case])
+    drafted = load_image(photo_jpeg, draft=processor)
+    target = processor.resize_target(2001, 1501)
+    assert drafted.size[0] < 2001 and drafted.size[0] >= target[0] and drafted.size[1] >= target[1]
+    assert drafted.info[DRAFT_INFO][:2] == (2001, 1501)
+    exact, fast = pixels(levels(processor), photo_jpeg), pixels(levels(processor), drafted)
+    assert fast.shape == exact.shape  # the output size follows the full image, not the decoded one
+    difference = np.abs(fast - exact)
+    assert difference.mean() <= FAST_MEAN_BOUND and difference.max() <= FAST_MAX_BOUND, (
+        difference.mean(),
+        difference.max(),
+    )
+
+
+def test_fast_decode_same_top1_as_exact(tmp_path):
+    import torch
+
+    from _helpers import tiny_classifier
+
+    model, processor = tiny_classifier(), SwiftFormerImageProcessor(size=64)
+    files = []
+    for seed in range(4):
+        files.append(tmp_path / f"{seed}.jpg")
+        photo_like(800, 600, seed).save(files[-1], quality=85)
+    exact = torch.from_numpy(pixels(processor, files))
+    fast = torch.from_numpy(pixels(processor, [load_image(f, draft=processor) for f in files]))
+    assert not torch.equal(exact, fast)  # it did decode differently
+    with torch.inference_mode():
+        assert torch.equal(model(exact).logits.argmax(-1), model(fast).logits.argmax(-1))
+
+
+def test_fast_decode_swaps_the_target_of_an_exif_rotated_photo(tmp_path):
+    # Stored 4800x1600, shown 1600x4800 (orientation 6: 90°); the model warps to 300 wide, 100 high. Drafted for
+    # the unswapped target, the decode would be 1/8 scale, 200 wide once upright, then stretched to 300.
+    from swiftformer.image_processing import DRAFT_INFO
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "rotated.jpg"
+    photo_like(4800, 1600).save(path, exif=exif, quality=90)
+    processor = SwiftFormerImageProcessor(size={"height": 100, "width": 300})
+    drafted, exact_image = load_image(path, draft=processor), load_image(path)
+    assert exact_image.size == (1600, 4800)
+    width, height, scale = drafted.info[DRAFT_INFO]
+    assert (width, height) == (1600, 4800) and scale > 1 and drafted.size == (1600 // scale, 4800 // scale)
+    assert drafted.size[0] >= 300 and drafted.size[1] >= 100
+    difference = np.abs(pixels(levels(processor), drafted) - pixels(levels(processor), exact_image))
+    assert difference.mean() <= FAST_MEAN_BOUND and difference.max() <= FAST_MAX_BOUND
+
+
+def test_fast_decode_leaves_other_formats_and_small_jpegs_exact(tmp_path):
+    from swiftformer.image_processing import DRAFT_INFO
+
+    processor = SwiftFormerImageProcessor()
+    photo = photo_like(1200, 900)
+    for name in ("photo.png", "photo.webp", "small.jpg"):
+        (photo.resize((300, 225)) if name == "small.jpg" else photo).save(tmp_path / name)
+        drafted, exact = load_image(tmp_path / name, draft=processor), load_image(tmp_path / name)
+        assert DRAFT_INFO not in drafted.info and drafted.size == exact.size
+        assert np.array_equal(pixels(processor, drafted), pixels(processor, tmp_path / name)), name
+    # a drafted image cropped afterwards no longer stands for the full photo: resized as it is
+    photo.save(tmp_path / "photo.jpg")
+    cropped = load_image(tmp_path / "photo.jpg", draft=processor).crop((0, 0, 200, 100))
+    assert np.array_equal(pixels(processor, cropped), pixels(processor, Image.fromarray(np.asarray(cropped))))

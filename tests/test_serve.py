@@ -677,3 +677,28 @@ def test_serve_options_are_checked(capsys):
 def test_import_stays_light():
     code = "import sys, swiftformer, swiftformer.serving; assert 'fastapi' not in sys.modules and 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=TIMEOUT)
+
+
+def test_uploads_decode_fast_by_default_and_exactly_on_request(tmp_path, monkeypatch):
+    from swiftformer.image_processing import DRAFT_INFO
+    from swiftformer.serving.images import decode_image, prepare
+
+    buffer = io.BytesIO()
+    rng = np.random.default_rng(0)
+    smooth = Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).resize((1600, 1200), Image.BICUBIC)
+    smooth.save(buffer, "JPEG", quality=90)
+    data, processor = buffer.getvalue(), SwiftFormerImageProcessor(size=64)
+    assert DRAFT_INFO in decode_image(data, 10**8, draft=processor).info  # decoded at a reduced scale
+    exact, fast = prepare(data, processor, 10**8), prepare(data, processor, 10**8, fast_decode=True)
+    assert torch.equal(exact, processor(Image.open(io.BytesIO(data)), return_tensors="pt")["pixel_values"][0])
+    assert not torch.equal(exact, fast) and (exact - fast).abs().mean() < 0.02  # < 1 level on average
+    # the command line: fast by default, --exact-decode turns it off (the settings reach the server)
+    seen = []
+    monkeypatch.setattr("swiftformer.serving.serve", lambda settings: seen.append(settings.fast_decode) or 0)
+    assert main(["serve", "--model", "m"]) == 0 and main(["serve", "--model", "m", "--exact-decode"]) == 0
+    assert seen == [True, False]
+
+
+def test_model_metadata_says_which_decode(server):
+    metadata = httpx.get(f"{server.base_url}/v2/models/{NAME}", timeout=TIMEOUT).json()
+    assert metadata["parameters"]["decode"] == "fast"

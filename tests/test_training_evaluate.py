@@ -382,3 +382,25 @@ def test_plot_training_curves(tmp_path):
     only_train = tmp_path / "train_only.jsonl"  # no validation at all: no accuracy plot
     only_train.write_text(json.dumps({"epoch": 0, "train_loss": 1.0, "lr": 0.1}) + "\n")
     assert sorted(p.name for p in plot_training_curves(only_train, tmp_path / "p2")) == ["loss.png", "lr.png"]
+
+
+def test_eval_decodes_jpegs_fast_unless_exact_decode(capsys, offline_hub, model_dir, processor, tmp_path):
+    from swiftformer.training.data import build_eval_transform, open_dataset
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "photos"  # tmp_path also holds offline_hub's folder
+    for name in CLASSES:  # one smooth 640x480 JPEG per class: decoded at 1/4 or 1/8 for the SIZE² model
+        (root / name).mkdir(parents=True)
+        small = Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8))
+        small.resize((640, 480), Image.Resampling.BICUBIC).save(root / name / "photo.jpg", quality=90)
+    exact = open_dataset(root, None, build_eval_transform(processor))  # the default: every pixel
+    fast = open_dataset(root, None, build_eval_transform(processor, fast_decode=True))
+    path = str(root / CLASSES[0] / "photo.jpg")
+    assert torch.equal(exact[0][0], processor(path, return_tensors="pt")["pixel_values"][0])
+    assert not torch.equal(exact[0][0], fast[0][0]) and (exact[0][0] - fast[0][0]).abs().mean() < 0.02
+    decodes = []
+    for flags in ((), ("--exact-decode",)):
+        code, out, _ = _run(capsys, "--data-dir", root, "--model", model_dir, "--workers", 0, "--json", *flags)
+        assert code == 0
+        decodes.append(json.loads(out)["decode"])
+    assert decodes == ["fast", "exact"]

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import ExifTags, Image, ImageOps
 
 if TYPE_CHECKING:
     import torch
@@ -83,6 +83,18 @@ if os.environ.get("SWIFTFORMER_MAX_IMAGE_PIXELS"):
 
 # From this shortest edge on, transformers' ConvNeXt processor warps to a square instead of cropping.
 CONVNEXT_WARP_FROM = 384
+
+# Fast decoding (``load_image(path, draft=processor)``): a JPEG is decoded with libjpeg's DCT scaling at the
+# smallest of 1/2, 1/4, 1/8 that leaves it at least DRAFT_MARGIN times the size the processor resizes to.
+# 2 rather than 1, by measurement (benchmarks/decode_agreement.py, docs/performance.md "End to end"): half the
+# pixel error (at 1, a 640×480 photo decoded at 1/2 for 224² differs by up to 47 levels at hard edges; at 2 it
+# is decoded exactly), for a decode that is still several times faster than the full one on camera photos.
+DRAFT_MARGIN = 2
+# The key of ``Image.info`` under which a reduced-scale decode records (full width, full height, scale), both
+# sizes after the EXIF orientation, so that the processor resizes it to what the full image would give.
+DRAFT_INFO = "swiftformer_draft"
+# EXIF orientations that turn the image by 90° (transposed after decoding, so a target is swapped before).
+_SWAPPING_ORIENTATIONS = (5, 6, 7, 8)
 
 _FIELDS = (
     "do_resize",
@@ -131,6 +143,8 @@ _CLASS_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 ImageInput = Union["Image.Image", np.ndarray, "torch.Tensor", str, os.PathLike]
+# What fast decoding decodes for: a processor, or the (width, height) an image is resized to.
+Draft = Union["SwiftFormerImageProcessor", tuple[int, int]]
 
 
 class BatchFeature(dict):
@@ -162,10 +176,12 @@ class BatchFeature(dict):
         return BatchFeature(converted)
 
 
-def load_image(path: str | os.PathLike) -> Image.Image:
+def load_image(path: str | os.PathLike, draft: Draft | None = None) -> Image.Image:
     """Read an image file as an RGB PIL image, like the ``load_image`` transformers uses for paths.
 
     The EXIF orientation is applied (a photo taken upright comes out upright); alpha is dropped.
+    ``draft``: decode fast for that processor (or for a (width, height) resize target) instead of exactly:
+    see :func:`decode_pil`. The default decodes every pixel, as transformers does.
     Only regular files are opened: a named pipe, a device or a folder is refused at once (checked with
     ``os.stat``, so nothing blocks). An image of more than ``PIL.Image.MAX_IMAGE_PIXELS`` pixels (about
     89 million; a decompression bomb) is refused with one line instead of PIL's warning; the
@@ -182,13 +198,13 @@ def load_image(path: str | os.PathLike) -> Image.Image:
     if not stat.S_ISREG(info.st_mode):
         raise OSError(f"cannot read image {name!r}: not a regular file ({_file_kind(info.st_mode)})")
     with open(name, "rb") as handle:
-        return _decode_image(handle, name)
+        return _decode_image(handle, name, draft)
 
 
-def load_image_bytes(data: bytes, name: str = "<bytes>") -> Image.Image:
+def load_image_bytes(data: bytes, name: str = "<bytes>", draft: Draft | None = None) -> Image.Image:
     """Decode an encoded image (PNG, JPEG, ... bytes) as :func:`load_image` decodes a file, with the same
-    pixel limit; ``name`` is what error messages call it."""
-    return _decode_image(io.BytesIO(data), name)
+    pixel limit; ``name`` is what error messages call it; ``draft`` as for :func:`load_image`."""
+    return _decode_image(io.BytesIO(data), name, draft)
 
 
 def _file_kind(mode: int) -> str:
@@ -204,13 +220,13 @@ def _file_kind(mode: int) -> str:
     return "not a file"
 
 
-def _decode_image(handle: Any, name: str) -> Image.Image:
+def _decode_image(handle: Any, name: str, draft: Draft | None = None) -> Image.Image:
     """Decode an open binary file as an RGB PIL image, fully (PIL is lazy: broken files fail here)."""
     try:
         with warnings.catch_warnings():  # PIL's two-line warning becomes our one-line error
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(handle) as image:
-                rgb = _pil_to_rgb(ImageOps.exif_transpose(image))
+                rgb = _pil_to_rgb(decode_pil(image, draft))
                 rgb.load()
                 return rgb
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as err:
@@ -220,6 +236,66 @@ def _decode_image(handle: Any, name: str) -> Image.Image:
         ) from None
     except (OSError, ValueError, SyntaxError) as err:
         raise OSError(f"cannot read image {name!r}: {err}") from err
+
+
+def decode_pil(image: Image.Image, draft: Draft | None = None) -> Image.Image:
+    """Decode an opened (not yet loaded) PIL image, with its EXIF orientation applied.
+
+    With ``draft`` (a :class:`SwiftFormerImageProcessor`, or the (width, height) an image is resized to), a
+    JPEG is decoded by libjpeg at 1/2, 1/4 or 1/8 scale (DCT scaling, ``Image.draft``): the smallest scale
+    still at least :data:`DRAFT_MARGIN` times the size the processor resizes this image to (computed from its
+    full size, after the orientation). A 4000×3000 photo for a 224×224 model decodes at 1000×750, several times
+    faster; the result is recorded in ``image.info[DRAFT_INFO]`` so that the processor resizes the smaller
+    image exactly as it would the full one (same output size, same covered area). The pixels differ from an
+    exact decode by a fraction of a level on average (docs/preprocessing.md, "Fast decoding"). Other formats
+    have no exact cheaper path and are decoded fully, as without ``draft``.
+    """
+    record = _draft_jpeg(image, draft) if draft is not None else None
+    oriented = ImageOps.exif_transpose(image)
+    oriented.load()
+    if record is not None:
+        oriented.info[DRAFT_INFO] = record
+    return oriented
+
+
+def _draft_jpeg(image: Image.Image, draft: Draft) -> tuple[int, int, int] | None:
+    """Ask a JPEG's decoder for a reduced scale fitting ``draft``; (full width, full height, scale) after the
+    EXIF orientation, or None when the image is decoded at full scale (not a JPEG, or too small to reduce)."""
+    if image.format not in ("JPEG", "MPO") or not image.size[0] or not image.size[1]:
+        return None
+    swap = image.getexif().get(ExifTags.Base.Orientation) in _SWAPPING_ORIENTATIONS
+    width, height = image.size[::-1] if swap else image.size  # as the model sees it
+    if isinstance(draft, SwiftFormerImageProcessor):
+        try:
+            target = draft.resize_target(width, height)
+        except ValueError:  # a size the processor refuses: it says so itself, on the full image
+            return None
+    else:
+        target = (int(draft[0]), int(draft[1]))
+    if target is None or min(target) < 1:
+        return None
+    want = (target[1], target[0]) if swap else target  # in the file's own orientation: decoded, then turned
+    want = (want[0] * DRAFT_MARGIN, want[1] * DRAFT_MARGIN)
+    if min(image.size[0] // want[0], image.size[1] // want[1]) < 2:
+        return None  # no reduced scale fits: decode exactly (draft at scale 1 could still change the mode)
+    full_width = image.size[0]
+    result = image.draft(None, want)
+    if result is None:  # not drafted (several tiles, or drafted before)
+        return None
+    scale = round(full_width / result[1][2])  # the box it decodes: (0, 0, width / scale, height / scale)
+    return (width, height, scale) if scale > 1 else None
+
+
+def _draft_geometry(image: Image.Image) -> tuple[tuple[int, int], tuple[float, float, float, float] | None]:
+    """The (width, height) ``image`` stands for and the box of it to resize from: its own size and None,
+    or for a reduced-scale decode (:func:`decode_pil`) the full size and the area the decoded pixels cover.
+    A record that does not fit the image (cropped or resized since) is ignored."""
+    record = image.info.get(DRAFT_INFO)
+    if isinstance(record, tuple) and len(record) == 3 and all(isinstance(v, int) and v > 0 for v in record):
+        width, height, scale = record
+        if image.size == (-(-width // scale), -(-height // scale)):
+            return (width, height), (0.0, 0.0, width / scale, height / scale)
+    return image.size, None
 
 
 def _tensor_to_numpy(obj: Any) -> np.ndarray | None:
@@ -307,9 +383,8 @@ def _split_batch(images: Any) -> list:
     return [images]
 
 
-def _shortest_edge_size(image: Image.Image, edge: int) -> tuple[int, int]:
+def _shortest_edge_size(width: int, height: int, edge: int) -> tuple[int, int]:
     """(height, width) with the shorter side ``edge`` and the longer one scaled, truncated (torchvision)."""
-    width, height = image.size
     short, long = (width, height) if width <= height else (height, width)
     new_long = int(edge * long / short)
     if new_long * edge > MAX_IMAGE_SIDE**2:
@@ -320,9 +395,12 @@ def _shortest_edge_size(image: Image.Image, edge: int) -> tuple[int, int]:
     return (new_long, edge) if width <= height else (edge, new_long)
 
 
-def _pil_resize(image: Image.Image, height: int, width: int, resample: int) -> np.ndarray:
-    """Resize with PIL (which takes width first); return (height, width, 3) uint8."""
-    return np.asarray(image.resize((width, height), resample=resample))
+def _pil_resize(
+    image: Image.Image, height: int, width: int, resample: int, box: tuple[float, float, float, float] | None = None
+) -> np.ndarray:
+    """Resize with PIL (which takes width first), from ``box`` of the image (None: all of it); return (height,
+    width, 3) uint8."""
+    return np.asarray(image.resize((width, height), resample=resample, box=box))
 
 
 def _center_crop(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -500,18 +578,35 @@ class SwiftFormerImageProcessor:
             np.take(table[channel], pixels[:, :, channel], out=out[channel])
         return out  # (3, H, W)
 
-    def _resize(self, image: Image.Image) -> np.ndarray:
-        """Resize in the mode ``size``/``crop_pct`` select (module docstring); (H, W, 3) uint8."""
+    def resize_target(self, width: int, height: int) -> tuple[int, int] | None:
+        """The (width, height) an image of ``width``×``height`` is resized to, before any crop (None without
+        ``do_resize``): what fast decoding (:func:`decode_pil`) needs at least.
+
+        Raises: ValueError if the resize would be over the size limit (a shortest edge of a panorama).
+        """
+        if not self.do_resize:
+            return None
         if "height" in self.size:
-            return _pil_resize(image, self.size["height"], self.size["width"], self.resample)
+            return self.size["width"], self.size["height"]
         edge = self.size["shortest_edge"]
-        if self.crop_pct is None:
-            return _pil_resize(image, *_shortest_edge_size(image, edge), self.resample)
-        if edge >= CONVNEXT_WARP_FROM:  # ConvNeXt is evaluated at 384+ on the whole, warped image
-            return _pil_resize(image, edge, edge, self.resample)
-        # Below 384: enlarge so that the central edge×edge square keeps crop_pct of the shorter side.
-        resized = _pil_resize(image, *_shortest_edge_size(image, int(edge / self.crop_pct)), self.resample)
-        return _center_crop(resized, edge, edge)
+        if self.crop_pct is not None and edge >= CONVNEXT_WARP_FROM:  # ConvNeXt at 384+: the whole, warped image
+            return edge, edge
+        if self.crop_pct is not None:  # below 384: enlarge so that the central edge×edge square keeps crop_pct
+            edge = int(edge / self.crop_pct)
+        new_height, new_width = _shortest_edge_size(width, height, edge)
+        return new_width, new_height
+
+    def _resize(self, image: Image.Image) -> np.ndarray:
+        """Resize in the mode ``size``/``crop_pct`` select (module docstring); (H, W, 3) uint8. A fast-decoded
+        image (:func:`decode_pil`) is resized to what its full-size original would be."""
+        full_size, box = _draft_geometry(image)
+        target = self.resize_target(*full_size)
+        assert target is not None  # only called with do_resize
+        resized = _pil_resize(image, target[1], target[0], self.resample, box)
+        edge = self.size.get("shortest_edge", 0)
+        if self.crop_pct is not None and edge < CONVNEXT_WARP_FROM:
+            return _center_crop(resized, edge, edge)
+        return resized
 
     @property
     def image_processor_type(self) -> str:

@@ -39,10 +39,10 @@ def _import_ray():
     return ray
 
 
-def decode_batch(batch: dict[str, np.ndarray], processor: Any) -> dict[str, np.ndarray]:
+def decode_batch(batch: dict[str, np.ndarray], processor: Any, fast_decode: bool = True) -> dict[str, np.ndarray]:
     """Ray task: ``{"image", "path"}`` → ``+ "pixels"`` (an object array of (3, H, W) float32 arrays; (3, 0, 0)
-    for an unreadable image) and ``"error"`` ("" or the message)."""
-    decode = DecodeImages(processor)
+    for an unreadable image) and ``"error"`` ("" or the message); ``fast_decode`` as :class:`DecodeImages`."""
+    decode = DecodeImages(processor, fast_decode)
     pixels, errors = [], []
     for raw in batch["path"]:
         _, tensor, error = decode[os.fsdecode(bytes(raw))]
@@ -95,6 +95,7 @@ def run_batch_ray(
     chunk_rows: int = 4096,
     chunk_seconds: float = 60.0,
     progress: bool | None = None,
+    fast_decode: bool = True,
     on_note: Callable[[str], None] | None = None,
 ) -> Summary:
     """:func:`~swiftformer.batch.runner.run_batch` as a Ray Data pipeline with ``replicas`` model actors, on
@@ -109,7 +110,7 @@ def run_batch_ray(
     writer = open_output(
         output, spec.columns, resume=resume, overwrite=overwrite, chunk_rows=chunk_rows, chunk_seconds=chunk_seconds
     )
-    summary = Summary(output=os.fspath(output))
+    summary = Summary(output=os.fspath(output), fast_decode=fast_decode)
     skipped = [0]
     items = [{"image": image_key(path), "path": os.fsencode(path)} for path in plan(inputs, writer, skipped)]
     summary.skipped = skipped[0]
@@ -140,7 +141,7 @@ def run_batch_ray(
             dataset = ray.data.from_items(items, override_num_blocks=max(1, min(len(items) // batch_size, 1000)))
             dataset = dataset.map_batches(
                 decode_batch,
-                fn_kwargs={"processor": processor},
+                fn_kwargs={"processor": processor, "fast_decode": fast_decode},
                 batch_size=batch_size,
                 batch_format="numpy",
                 num_cpus=per_actor / 2,  # not the actors' share: Ray would fuse decoding into the actors

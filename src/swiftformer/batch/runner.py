@@ -55,32 +55,41 @@ class Summary:
     seconds: float = 0.0
     output: str | None = None
     interrupted: bool = False
+    fast_decode: bool | None = None  # which decode ran (load_image's draft): said in the line; None: not told
 
     @property
     def images_per_second(self) -> float:
         return self.images / self.seconds if self.seconds > 0 else 0.0
 
     def line(self) -> str:
-        """``"1000 images (3 errors, 200 already in the output) in 12.5 s, 80.0 img/s -> preds.parquet"``."""
+        """``"1000 images (3 errors, 200 already in the output) in 12.5 s, 80.0 img/s, fast JPEG decode ->
+        preds.parquet"``."""
         errors = f"{self.errors} error{'s' if self.errors != 1 else ''}"
         skipped = f", {self.skipped} already in the output" if self.skipped else ""
+        decode = "" if self.fast_decode is None else (", fast JPEG decode" if self.fast_decode else ", exact decode")
         where = f" -> {self.output}" if self.output else ""
         return (
             f"{self.images} images ({errors}{skipped}) in {self.seconds:.1f} s, "
-            f"{self.images_per_second:.1f} img/s{where}"
+            f"{self.images_per_second:.1f} img/s{decode}{where}"
         )
 
 
 class DecodeImages(Dataset):
     """A map-style dataset whose indices are file paths: ``dataset[path]`` is ``(path, pixel_values (3, H, W)
-    or None, error message or None)``. Any failure is the image's error, never the run's."""
+    or None, error message or None)``. Any failure is the image's error, never the run's.
 
-    def __init__(self, processor: Any) -> None:
+    ``fast_decode``: JPEGs are decoded at the reduced scale the processor's resize needs (``load_image(path,
+    draft=processor)``; several times faster for camera photos, top-1 the same within the bound measured in
+    docs/performance.md, "End to end"); False: every pixel, bit-identical to transformers."""
+
+    def __init__(self, processor: Any, fast_decode: bool = True) -> None:
         self.processor = processor
+        self.fast_decode = fast_decode
 
     def __getitem__(self, path: str) -> tuple[str, torch.Tensor | None, str | None]:
         try:
-            pixels = self.processor(load_image(path), return_tensors="pt")["pixel_values"][0]
+            image = load_image(path, draft=self.processor if self.fast_decode else None)
+            pixels = self.processor(image, return_tensors="pt")["pixel_values"][0]
         except (OSError, ValueError) as err:
             return path, None, str(err)
         except Exception as err:  # a decoder bug on one file must not stop a million-image run
@@ -180,6 +189,7 @@ def run_batch(
     chunk_rows: int = 4096,
     chunk_seconds: float = 60.0,
     progress: bool | None = None,
+    fast_decode: bool = True,
     on_row: Callable[[str, dict[str, Any]], None] | None = None,
     on_results: Callable[[list[str], torch.Tensor, list[Any]], None] | None = None,
 ) -> Summary:
@@ -198,6 +208,7 @@ def run_batch(
         chunk_rows, chunk_seconds: Parquet: a part file every ``chunk_rows`` rows or ``chunk_seconds`` seconds
             (JSON lines and CSV commit every batch).
         progress: A tqdm bar on stderr; None: when stderr is a terminal.
+        fast_decode: JPEGs decoded at the scale the resize needs (:class:`DecodeImages`); False: exactly.
         on_results: Called with each group of images the task ran on, ``(paths, pixel_values, results)``,
             before their rows are written (the overlays of ``swiftformer explain`` and ``predict --explain``:
             :class:`~swiftformer.batch.overlays.ExplainOverlays`).
@@ -214,9 +225,9 @@ def run_batch(
         writer = open_output(
             output, columns, resume=resume, overwrite=overwrite, chunk_rows=chunk_rows, chunk_seconds=chunk_seconds
         )
-    summary = Summary(output=None if output is None else os.fspath(output))
+    summary = Summary(output=None if output is None else os.fspath(output), fast_decode=fast_decode)
     skipped = [0]
-    loader = decoding_loader(plan(inputs, writer, skipped), processor, batch_size, workers, prefetch)
+    loader = decoding_loader(plan(inputs, writer, skipped), processor, batch_size, workers, prefetch, fast_decode)
     batches = iter(loader)  # starts the workers: before the progress bar's counting thread (fork and threads)
     bar = progress_bar(progress, inputs, writer.done_count if writer is not None else 0)
     try:
@@ -252,7 +263,12 @@ def run_batch(
 
 
 def decoding_loader(
-    paths: Iterator[str], processor: Any, batch_size: int, workers: int | None, prefetch: int
+    paths: Iterator[str],
+    processor: Any,
+    batch_size: int,
+    workers: int | None,
+    prefetch: int,
+    fast_decode: bool = True,
 ) -> DataLoader:
     """A ``DataLoader`` of collated batches (:func:`collate`) of ``paths``, decoded by ``workers`` processes.
     ``workers=None`` looks at the first :data:`SMALL_JOB` paths: fewer, and they are decoded in this process."""
@@ -261,7 +277,7 @@ def decoding_loader(
         workers = 0 if len(first) < SMALL_JOB else default_workers()
         paths = itertools.chain(first, paths)
     return DataLoader(
-        DecodeImages(processor),
+        DecodeImages(processor, fast_decode),
         batch_sampler=PathBatches(paths, batch_size),
         num_workers=workers,
         collate_fn=collate,

@@ -50,3 +50,14 @@ def as_flags(message: str, flags: Mapping[str, str]) -> str:
         if "_" in name:
             message = re.sub(rf"{word}(?![\w=/-])", literal, message)
     return message
+
+
+def add_decode_argument(p: argparse.ArgumentParser) -> None:
+    """``--exact-decode``, shared by ``predict``, ``embed``, ``serve`` and ``eval``."""
+    p.add_argument(
+        "--exact-decode",
+        action="store_true",
+        help="decode every pixel of JPEGs, bit-identical to transformers (default: decode them at the reduced "
+        "scale the resize needs, several times faster for photos; same top-1 within the bound in "
+        "docs/preprocessing.md)",
+    )

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .common import add_hub_arguments, hub_options
+from .common import add_decode_argument, add_hub_arguments, hub_options
 
 # How the library's messages name what these flags set (cli.main shows them as the flags).
 FLAGS = {"overwrite": "--overwrite", "device": "--device"}
@@ -42,6 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --output folder")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--progress", action="store_true", help="show a progress bar")
+    add_decode_argument(parser)
     add_hub_arguments(parser)
 
 
@@ -89,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         processor, note = load_processor(args.model, **hub)
         if note:
             print(f"note: {note}", file=sys.stderr)
-        dataset = open_dataset(args.data_dir, None, build_eval_transform(processor))
+        dataset = open_dataset(args.data_dir, None, build_eval_transform(processor, fast_decode=not args.exact_decode))
         class_names = list(dataset.classes)
         label_map = map_labels(class_names, model.config, verbose=info.is_main)
         shard = Subset(dataset, shard_indices(len(dataset), info.rank, info.world_size)) if info.enabled else dataset
@@ -133,7 +134,8 @@ def _report(result: EvalResult, args: argparse.Namespace, num_classes: int) -> N
     from ..io.files import atomic_write, staging
     from ..training.evaluate import save_confusion_matrix_png, save_per_class_csv
 
-    report = {"model": str(args.model), "data_dir": str(args.data_dir), **result.to_dict()}
+    decode = "exact" if args.exact_decode else "fast"
+    report = {"model": str(args.model), "data_dir": str(args.data_dir), "decode": decode, **result.to_dict()}
     if args.output:  # written beside, then moved in whole: an earlier report (--overwrite) goes only then
         with staging(args.output) as out:
             save_confusion_matrix_png(result, out / "confusion_matrix.png")
@@ -158,6 +160,7 @@ def _print_report(result: EvalResult, args: argparse.Namespace, num_classes: int
         ("images", str(result.images)),
         ("throughput", f"{result.images_per_second:.1f} images/s  ({result.seconds:.1f} s)"),
         ("unreadable", str(len(result.unreadable))),
+        ("decode", "exact" if args.exact_decode else "fast JPEG"),
     ]
     for name, value in lines:
         print(f"{name + ':':13s}{value}")

@@ -9,7 +9,7 @@ import os
 import sys
 from typing import Any
 
-from .common import add_hub_arguments, as_flags, fail, hub_options
+from .common import add_decode_argument, add_hub_arguments, as_flags, fail, hub_options
 
 PRECISION_CHOICES = ("auto", "fp32", "bf16")
 BACKEND_CHOICES = ("auto", "inductor", "openvino", "onnxruntime")
@@ -84,6 +84,7 @@ def add_batch_arguments(p: argparse.ArgumentParser) -> None:
         default=4096,
         help="Parquet: rows per part file committed during the run (default 4096; also one every 60 s)",
     )
+    add_decode_argument(p)
     p.add_argument("--ray", action="store_true", help="run as a Ray Data pipeline (pip install 'swiftformer[ray]')")
     p.add_argument("--address", help="with --ray: the Ray cluster to join (default: a new local instance)")
     p.add_argument("--replicas", type=int, default=1, help="with --ray: model actors (default 1)")
@@ -207,6 +208,7 @@ def run_job(args: argparse.Namespace, spec: Any, print_row: Any) -> int:
         "overwrite": args.overwrite,
         "batch_size": args.batch_size,
         "chunk_rows": args.chunk_rows,
+        "fast_decode": not args.exact_decode,
     }
     if args.ray:
         from ..batch.ray_data import run_batch_ray

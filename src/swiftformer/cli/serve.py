@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_hub_arguments, fail, hub_options
+from .common import add_decode_argument, add_hub_arguments, fail, hub_options
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -46,6 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=50_000_000,
         help="largest width×height an image may claim, checked before decoding; then 413 (default 50000000)",
     )
+    add_decode_argument(p)
     p.add_argument("--ray", action="store_true", help="deploy on Ray Serve instead (pip install .[ray])")
     p.add_argument("--address", help="with --ray: the Ray cluster to join (default: start a local one)")
     p.add_argument("--replicas", type=int, default=1, help="with --ray: model replicas (default 1)")
@@ -94,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         max_queue=args.max_queue,
         max_upload_mb=args.max_upload_mb,
         max_image_pixels=args.max_image_pixels,
+        fast_decode=not args.exact_decode,
     )
     if args.ray:
         from ..serving.ray_serve import serve_on_ray

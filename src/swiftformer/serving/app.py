@@ -200,8 +200,9 @@ class _Service:
         """Decode and preprocess in the thread pool (in parallel with the model's forward pass)."""
         loop = asyncio.get_running_loop()
         processor, max_pixels = self.classifier.processor, self.settings.max_image_pixels
+        fast = self.settings.fast_decode
         jobs = [
-            loop.run_in_executor(self.executor, partial(prepare, data, processor, max_pixels, label))
+            loop.run_in_executor(self.executor, partial(prepare, data, processor, max_pixels, label, fast))
             for label, data in uploads
         ]
         pixels = []
@@ -269,7 +270,7 @@ class _Service:
                 TensorMetadata(name="probabilities", datatype="FP32", shape=[-1, labels]),
                 TensorMetadata(name="labels", datatype="BYTES", shape=[-1, -1]),
             ],
-            parameters=classifier.metadata(),
+            parameters={**classifier.metadata(), "decode": "fast" if self.settings.fast_decode else "exact"},
         )
 
     async def infer(self, request: Request, model_name: str, version: str | None) -> Response:

@@ -1,6 +1,6 @@
 """Uploaded bytes → ``pixel_values`` (3, H, W): refuse what is not an image or too large, then decode
-and preprocess exactly as ``swiftformer predict`` does for a file (EXIF orientation applied, the
-model's processor)."""
+and preprocess as ``swiftformer predict`` does for a file (EXIF orientation applied, JPEGs decoded at the scale
+the resize needs unless exact decoding is asked for, the model's processor)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import io
 import warnings
 from typing import TYPE_CHECKING
 
-from PIL import Image, ImageOps
+from PIL import Image
 
+from ..image_processing import decode_pil
 from .errors import ServeError
 
 if TYPE_CHECKING:
@@ -22,11 +23,14 @@ if TYPE_CHECKING:
 FORMATS = ("JPEG", "PNG", "BMP", "WEBP", "GIF", "TIFF")
 
 
-def decode_image(data: bytes, max_pixels: int, name: str = "image") -> Image.Image:
+def decode_image(
+    data: bytes, max_pixels: int, name: str = "image", draft: SwiftFormerImageProcessor | None = None
+) -> Image.Image:
     """An RGB-convertible PIL image, fully decoded, from an upload's bytes.
 
     The size the header claims is checked before any pixel is decoded: a 60000×60000 PNG of a few
-    kilobytes is refused (413) without allocating it.
+    kilobytes is refused (413) without allocating it. ``draft``: decode a JPEG at the reduced scale this
+    processor's resize needs (:func:`swiftformer.image_processing.decode_pil`).
 
     Raises:
         ServeError: 400 ``empty`` (0 bytes), 400 ``bad_image`` (not an image of :data:`FORMATS`,
@@ -55,8 +59,7 @@ def decode_image(data: bytes, max_pixels: int, name: str = "image") -> Image.Ima
         if width == 0 or height == 0:
             raise ServeError(400, "bad_image", f"{name}: the image is empty ({width}×{height})")
         try:
-            image = ImageOps.exif_transpose(image)  # as swiftformer.image_processing.load_image does
-            image.load()
+            image = decode_pil(image, draft)  # as swiftformer.image_processing.load_image does
         except Image.DecompressionBombError as err:
             raise ServeError(413, "image_too_large", f"{name}: {err}") from None
         except Exception as err:  # truncated or corrupt pixel data
@@ -64,9 +67,12 @@ def decode_image(data: bytes, max_pixels: int, name: str = "image") -> Image.Ima
     return image
 
 
-def prepare(data: bytes, processor: SwiftFormerImageProcessor, max_pixels: int, name: str = "image") -> torch.Tensor:
-    """``pixel_values`` (3, H, W) float32 of one upload (decode, then the model's processor)."""
-    image = decode_image(data, max_pixels, name)
+def prepare(
+    data: bytes, processor: SwiftFormerImageProcessor, max_pixels: int, name: str = "image", fast_decode: bool = False
+) -> torch.Tensor:
+    """``pixel_values`` (3, H, W) float32 of one upload (decode, then the model's processor); ``fast_decode``:
+    JPEGs decoded at the scale the processor's resize needs (the server's default, ``ServeSettings``)."""
+    image = decode_image(data, max_pixels, name, draft=processor if fast_decode else None)
     try:
         return processor(image, return_tensors="pt")["pixel_values"][0]
     except (OSError, ValueError, TypeError) as err:

@@ -82,7 +82,13 @@ def serve(settings: ServeSettings, log_level: str = "info") -> int:
     _log_to_stderr(log_level)
     app = build_app(settings)
     server = uvicorn_server(app, settings, log_level)
-    logger.info("model %s on http://%s:%d (ready after warm-up)", settings.name, settings.host, settings.port)
+    logger.info(
+        "model %s on http://%s:%d (ready after warm-up; %s)",
+        settings.name,
+        settings.host,
+        settings.port,
+        "fast JPEG decode" if settings.fast_decode else "exact decode",
+    )
     # uvicorn re-raises the signal that stopped it once it is done; ours turns that into a return.
     previous = {sig: signal.signal(sig, _stopped) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:

@@ -31,6 +31,9 @@ class ServeSettings:
             decoding.
         decode_threads: Threads that decode and preprocess uploads, beside the one model thread.
         default_top_k: Labels per image when the request does not say.
+        fast_decode: Decode JPEG uploads at the reduced scale the model's resize needs (several times faster
+            for photos; top-1 the same within the bound in docs/preprocessing.md); False: every pixel,
+            bit-identical to transformers (``--exact-decode``). Shown in the model metadata as ``decode``.
     """
 
     model: str
@@ -48,6 +51,7 @@ class ServeSettings:
     max_image_pixels: int = 50_000_000
     decode_threads: int = field(default_factory=lambda: max(1, min(4, os.cpu_count() or 1)))
     default_top_k: int = 5
+    fast_decode: bool = True
 
     def __post_init__(self) -> None:
         checks = [

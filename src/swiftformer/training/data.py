@@ -27,6 +27,7 @@ from ..image_processing import (
     IMAGENET_DEFAULT_STD,
     SwiftFormerImageProcessor,
     _to_rgb_image,
+    load_image,
     load_image_bytes,
 )
 
@@ -49,9 +50,10 @@ def _is_image_file(path: str) -> bool:
     return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)  # "._x.jpg": macOS metadata
 
 
-def _decode(value: Any) -> Image.Image | None:
+def _decode(value: Any, draft: SwiftFormerImageProcessor | None = None) -> Image.Image | None:
     """An RGB PIL image, fully decoded, or None if ``value`` (a path, bytes, ``{"bytes", "path"}``,
-    PIL image, array or nested list) cannot be decoded."""
+    PIL image, array or nested list) cannot be decoded. ``draft``: files and bytes decoded fast for that
+    processor (:func:`~swiftformer.image_processing.load_image`), as the transform asks (``transform.draft``)."""
     try:
         if isinstance(value, dict):  # datasets' undecoded Image feature
             value = value.get("bytes") or value.get("path")
@@ -60,8 +62,10 @@ def _decode(value: Any) -> Image.Image | None:
         if isinstance(value, list):  # an array column read without a format: nested lists
             value = np.asarray(value)
         if isinstance(value, (bytes, bytearray)):
-            return load_image_bytes(bytes(value))  # as load_image does for files, with the same pixel limit
-        image = _to_rgb_image(value)  # paths go through load_image
+            return load_image_bytes(bytes(value), draft=draft)  # as load_image does for files, same pixel limit
+        if isinstance(value, (str, os.PathLike)):
+            return load_image(value, draft=draft)
+        image = _to_rgb_image(value)
         image.load()  # PIL decodes lazily: make a broken file fail here, not in the transform
         return image
     except _DECODE_ERRORS:
@@ -130,7 +134,7 @@ class ImageFolderDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> tuple[Any, int, str]:
         path, label = self.samples[index]
-        image = _decode(path)
+        image = _decode(path, getattr(self.transform, "draft", None))
         if image is not None and self.transform is not None:
             image = self.transform(image)
         return image, label, path
@@ -213,7 +217,7 @@ class HFImageDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> tuple[Any, int, str]:
         index = int(index)
-        image = _decode(self.dataset[index][self.image_column])
+        image = _decode(self.dataset[index][self.image_column], getattr(self.transform, "draft", None))
         if image is not None and self.transform is not None:
             image = self.transform(image)
         return image, self.targets[index], f"{self.split_name}[{index}]"
@@ -382,10 +386,12 @@ def build_train_transform(
 class ProcessorTransform:
     """PIL image -> ``processor(image, return_tensors="pt")["pixel_values"][0]``, (3, H, W) float32.
 
-    A class rather than a lambda, so that DataLoader workers can pickle it."""
+    A class rather than a lambda, so that DataLoader workers can pickle it. ``draft``: what the datasets here
+    decode files for (the processor with ``fast_decode``, else None: every pixel)."""
 
-    def __init__(self, processor: SwiftFormerImageProcessor) -> None:
+    def __init__(self, processor: SwiftFormerImageProcessor, fast_decode: bool = False) -> None:
         self.processor = processor
+        self.draft = processor if fast_decode else None
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
         return self.processor(image, return_tensors="pt")["pixel_values"][0]
@@ -394,9 +400,13 @@ class ProcessorTransform:
         return f"{type(self).__name__}({self.processor.to_dict()})"
 
 
-def build_eval_transform(processor: SwiftFormerImageProcessor) -> Callable[[Image.Image], torch.Tensor]:
-    """The evaluation transform: exactly ``processor`` (the model's ``preprocessor_config.json``)."""
-    return ProcessorTransform(processor)
+def build_eval_transform(
+    processor: SwiftFormerImageProcessor, fast_decode: bool = False
+) -> Callable[[Image.Image], torch.Tensor]:
+    """The evaluation transform: exactly ``processor`` (the model's ``preprocessor_config.json``); with
+    ``fast_decode`` the datasets decode JPEG files at the scale its resize needs (``swiftformer eval``'s
+    default, as ``predict``: docs/preprocessing.md, "Fast decoding")."""
+    return ProcessorTransform(processor, fast_decode)
 
 
 def count_per_class(dataset: Any) -> dict[str, int]:
