@@ -234,6 +234,8 @@ def _decode_image(handle: Any, name: str, draft: Draft | None = None) -> Image.I
             f"cannot read image {name!r}: refused as a possible decompression bomb ({err}); raise the limit "
             "with SWIFTFORMER_MAX_IMAGE_PIXELS=N (command line) or PIL.Image.MAX_IMAGE_PIXELS"
         ) from None
+    except Image.UnidentifiedImageError:  # PIL's message shows its file object (a memory address for bytes)
+        raise OSError(f"cannot read image {name!r}: not an image file (no decoder recognizes it)") from None
     except (OSError, ValueError, SyntaxError) as err:
         raise OSError(f"cannot read image {name!r}: {err}") from err
 

@@ -19,7 +19,8 @@ See docs/batch-inference.md.
 
 from __future__ import annotations
 
-from .inputs import count_inputs, expand_inputs, image_key, skip_done
+from ..io.files import decode_name, encode_name
+from .inputs import count_inputs, expand_inputs, image_key, resume_key, skip_done
 from .output_files import COLUMN_KINDS, FORMATS, check_output, open_output, output_format, read_output
 from .runner import Summary, default_workers, run_batch
 from .tasks import ClassifyTask, EmbedTask, FusedFeatures, JobSpec, image_features
@@ -34,13 +35,16 @@ __all__ = [
     "Summary",
     "check_output",
     "count_inputs",
+    "decode_name",
     "default_workers",
+    "encode_name",
     "expand_inputs",
     "image_features",
     "image_key",
     "open_output",
     "output_format",
     "read_output",
+    "resume_key",
     "run_batch",
     "skip_done",
 ]

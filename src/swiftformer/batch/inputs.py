@@ -8,12 +8,13 @@ in the same order (the usual case: the same command, killed and run again).
 
 from __future__ import annotations
 
+import functools
 import glob
 import os
 from collections.abc import Iterable, Iterator
 
 from ..image_processing import IMAGE_EXTENSIONS
-from ..io.files import display_path
+from ..io.files import decode_name, display_path, encode_name
 
 GLOB_CHARACTERS = frozenset("*?[")
 
@@ -107,24 +108,41 @@ def count_inputs(specs: Iterable[str]) -> int:
 
 
 def image_key(path: str | os.PathLike) -> str:
-    """The ``image`` value of a path in an output: the path as given, printable (bytes that are not UTF-8
-    escaped as ``\\xNN``, see :func:`~swiftformer.io.files.display_path`)."""
-    return display_path(path)
+    """The ``image`` value of a path in an output: the path as given, exactly and unambiguously
+    (:func:`~swiftformer.io.files.encode_name`: names that are not UTF-8, or hold a backslash, escaped);
+    :func:`~swiftformer.io.files.decode_name` gives the path back."""
+    return encode_name(path)
+
+
+def resume_key(path: str | os.PathLike) -> str:
+    """What makes two inputs one for ``resume``: the absolute path with every symbolic link resolved (of the
+    folders, and of the file itself), so that ``set40/a.jpg``, ``./set40/a.jpg``, ``/data/set40/a.jpg`` and a link
+    to it are the same input. Relative paths are resolved against the current folder: resume a run from the
+    folder it was started in (or give absolute paths). A missing file keeps its spelling, made absolute."""
+    folder, name = os.path.split(os.path.abspath(path))
+    full = os.path.join(_real_folder(folder), name)
+    return os.path.realpath(full) if os.path.islink(full) else full
+
+
+@functools.lru_cache(maxsize=4096)
+def _real_folder(folder: str) -> str:
+    return os.path.realpath(folder)
 
 
 def skip_done(paths: Iterable[str], done: Iterable[str], skipped: list[int] | None = None) -> Iterator[str]:
-    """``paths`` without those whose :func:`image_key` is in ``done`` (the ``image`` column of an output),
-    each done row accounting for one input (a path listed twice and done once runs once more).
+    """``paths`` without those that ``done`` (the ``image`` column of an output) holds: the same input, by
+    :func:`resume_key` of the path and of the decoded ``image`` value. Each done row accounts for one input (a
+    path listed twice and done once runs once more).
 
     Constant memory while ``done`` is a prefix of the inputs in their order (what an interrupted run of the
     same command leaves); from the first difference on (new or removed files), the rest of ``done`` is held in
     a set. ``skipped``, if given, is a one-element list counting the paths dropped.
     """
-    done_iter = iter(done)
+    done_iter = (resume_key(decode_name(cell)) for cell in done)
     rest: dict[str, int] | None = None  # key -> how many rows of it remain, once out of order
     counter = skipped if skipped is not None else [0]
     for path in paths:
-        key = image_key(path)
+        key = resume_key(path)
         if rest is None:
             expected = next(done_iter, None)
             if expected == key:
@@ -140,3 +158,15 @@ def skip_done(paths: Iterable[str], done: Iterable[str], skipped: list[int] | No
             counter[0] += 1
             continue
         yield path
+
+
+def inside_inputs(folder: str | os.PathLike, specs: Iterable[str]) -> str | None:
+    """The input folder of ``specs`` (command-line arguments) that holds ``folder`` (the same folder, or one
+    under it), both with every symbolic link resolved, or None: files written there would be read as inputs."""
+    real = os.path.realpath(folder)
+    for spec in specs:
+        if os.path.isdir(spec):
+            top = os.path.realpath(spec)
+            if os.path.commonpath([real, top]) == top:
+                return spec
+    return None

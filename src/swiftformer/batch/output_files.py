@@ -20,7 +20,6 @@ written to ``.NAME.overwrite`` beside it and renamed over it at the end, Parquet
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 import re
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..io.files import (
+    OutputLock,
     atomic_write,
     check_target,
     crash_point,
@@ -133,6 +133,7 @@ class OutputWriter:
         self.chunk_rows, self.chunk_seconds = max(1, chunk_rows), chunk_seconds
         self.done_count = 0
         self.chunks = 0  # committed by this run
+        self.lock: OutputLock | None = None  # open_output's, released when the run ends
         remove_temporaries(target.parent, target.name)  # of the finished Parquet file a killed run was writing
 
     def done_keys(self) -> Iterator[str]:
@@ -148,6 +149,12 @@ class OutputWriter:
     def interrupt(self) -> None:
         """Commit buffered rows, keep the output resumable (nothing is renamed or merged)."""
 
+    def release(self) -> None:
+        """Release the output's lock (:class:`~swiftformer.io.files.OutputLock`): another run may open it."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
     def _committed(self) -> None:
         self.chunks += 1
         crash_point(f"chunk:{self.chunks}")  # testing aid (io.files.crash_point)
@@ -159,21 +166,28 @@ class _LineWriter(OutputWriter):
     def __init__(self, target: Path, columns: Sequence[str], **options: Any) -> None:
         super().__init__(target, columns, **options)
         self.work = hidden_path(target, "overwrite") if self.overwrite else target
-        if self.overwrite and not self.resume:
-            self.work.unlink(missing_ok=True)  # an earlier, interrupted replacement: ours, started over
         if self.work.exists() and not self.work.is_file():
             raise ValueError(f"output {display_path(self.work)} is not a file")
         self.work.parent.mkdir(parents=True, exist_ok=True)
         self.size = 0  # bytes of complete rows when opened
         if self.work.exists():
-            self.size, self.done_count = self._repair()
+            # The whole file is checked before anything in it changes: only a file of ours is cut or replaced.
+            size, count = self._verify()
+            if self.overwrite and not self.resume:
+                self.work.unlink()  # an earlier, interrupted replacement: ours, started over
+            else:
+                if os.path.getsize(self.work) != size:
+                    with open(self.work, "r+b") as handle:
+                        handle.truncate(size)  # a torn last row: written again
+                self.size, self.done_count = size, count
         self.handle = open(self.work, "ab")  # noqa: SIM115 - closed in finish / interrupt
         if self.size == 0:
             self.handle.truncate(0)
             self._start()
 
-    def _repair(self) -> tuple[int, int]:
-        """Cut a torn last row off; check the columns; (size of the whole rows, their number)."""
+    def _verify(self) -> tuple[int, int]:
+        """Read the whole file, changing nothing: (size of its whole rows, their number). Raises ValueError
+        unless it is an output of this kind with these columns whose only flaw may be a torn last row."""
         raise NotImplementedError
 
     def _start(self) -> None:
@@ -191,6 +205,7 @@ class _LineWriter(OutputWriter):
 
     def interrupt(self) -> None:
         self.handle.close()
+        self.release()
 
     def finish(self) -> None:
         self.handle.flush()
@@ -198,6 +213,7 @@ class _LineWriter(OutputWriter):
         self.handle.close()
         if self.work != self.target:
             replace_path(self.work, self.target)
+        self.release()
 
     def _read_range(self) -> Iterator[bytes]:
         """The lines of the work file up to ``self.size`` (what it held when opened), with their ends."""
@@ -227,31 +243,40 @@ def _tail_start(path: Path) -> int:
     return 0
 
 
+def _damaged(path: Path, where: str, what: str) -> ValueError:
+    return ValueError(
+        f"{display_path(path)}, {where}: {what}; the file is damaged or was written by something else, and is "
+        "left as it is: choose another output"
+    )
+
+
 class JsonLinesWriter(_LineWriter):
     format = "jsonl"
 
-    def _repair(self) -> tuple[int, int]:
-        size = _tail_start(self.work)
-        with open(self.work, "r+b") as handle:
-            if handle.seek(0, os.SEEK_END) != size:
-                handle.truncate(size)  # a torn last line: the row is written again
-            handle.seek(0)
-            first = handle.readline() if size else b""
-            count = 0
-            if size:
-                handle.seek(0)
-                while block := handle.read(1 << 20):
-                    count += block.count(b"\n")
-        if first:
-            try:
-                found = list(json.loads(first))
-            except (ValueError, TypeError):
-                raise ValueError(
-                    f"{display_path(self.work)} is not a JSON lines output of swiftformer (its first line is not a "
-                    "JSON object); choose another output"
-                ) from None
-            if found != self.columns:
-                raise _columns_differ(self.work, found, self.columns)
+    def _verify(self) -> tuple[int, int]:
+        size, count = 0, 0
+        with open(self.work, "rb") as handle:
+            for count, line in enumerate(iter(handle.readline, b""), 1):
+                if not line.endswith(b"\n"):  # the last line, torn by a kill: what it holds so far must fit a row
+                    if not (line.startswith(b'{"image"') or b'{"image"'.startswith(line)):
+                        raise _damaged(self.work, f"line {count}", "not a row of swiftformer (the last line)")
+                    return size, count - 1
+                try:
+                    row = json.loads(line)
+                except (ValueError, TypeError):
+                    row = None
+                if not isinstance(row, dict) or not isinstance(row.get("image"), str):
+                    if count == 1:
+                        raise ValueError(
+                            f"{display_path(self.work)} is not a JSON lines output of swiftformer (its first line is "
+                            "not a JSON object with an 'image'); it is left as it is: choose another output"
+                        )
+                    raise _damaged(
+                        self.work, f"line {count}", "not a row of swiftformer (a JSON object with an 'image')"
+                    )
+                if list(row) != self.columns:
+                    raise _columns_differ(self.work, list(row), self.columns)
+                size += len(line)
         return size, count
 
     def _encode(self, rows: list[dict[str, Any]]) -> bytes:
@@ -259,14 +284,8 @@ class JsonLinesWriter(_LineWriter):
         return text.encode("utf-8", "backslashreplace")
 
     def done_keys(self) -> Iterator[str]:
-        for number, line in enumerate(self._read_range(), 1):
-            try:
-                yield json.loads(line)["image"]
-            except (ValueError, TypeError, KeyError):
-                raise ValueError(
-                    f"{display_path(self.work)}, line {number}: not a row of swiftformer (a JSON object with an "
-                    "'image'); the file is damaged or was written by something else"
-                ) from None
+        for line in self._read_range():  # checked by _verify
+            yield json.loads(line)["image"]
 
 
 def _csv_cell(kind: str, value: Any) -> str:
@@ -300,7 +319,8 @@ def _allow_long_fields() -> None:
 def csv_records(lines: Iterator[bytes]) -> Iterator[tuple[list[str], int, bool]]:
     """CSV records of binary ``lines`` as ``(fields, bytes consumed so far, complete)``; a record is complete
     when its last line ends with a line break and its quotes are closed (a record may span lines: a quoted
-    field can hold a line break)."""
+    field can hold a line break). A quote left open at the end is a torn record (``complete`` False); any other
+    malformed record raises ``csv.Error``."""
     _allow_long_fields()
     consumed = 0
     last_line_complete = True
@@ -318,30 +338,65 @@ def csv_records(lines: Iterator[bytes]) -> Iterator[tuple[list[str], int, bool]]
             fields = next(reader)
         except StopIteration:
             return
-        except csv.Error:  # a quote left open at the end: a torn record
-            yield [], consumed, False
+        except csv.Error as err:
+            if "unexpected end of data" not in str(err):
+                raise
+            yield [], consumed, False  # a quote left open at the end: a torn record
             return
         yield fields, consumed, last_line_complete
+
+
+# What makes a CSV field quoted: the delimiter, the quote, and every control character (line breaks of any
+# kind, \r alone included, which csv's writer leaves unquoted with a "\n" line end, and pandas then splits on).
+_CSV_QUOTE = re.compile('[,"\x00-\x1f\x7f-\x9f\u2028\u2029]')
+
+
+def csv_line(fields: Sequence[str]) -> str:
+    """One CSV record with its line end: a field is quoted (its quotes doubled) when it holds a comma, a quote or
+    any control character, so that Python's ``csv``, pandas and this module read every field back exactly."""
+    return (
+        ",".join('"' + field.replace('"', '""') + '"' if _CSV_QUOTE.search(field) else field for field in fields) + "\n"
+    )
 
 
 class CsvWriter(_LineWriter):
     format = "csv"
 
-    def _repair(self) -> tuple[int, int]:
+    def _verify(self) -> tuple[int, int]:
+        size = os.path.getsize(self.work)
+        good, count, header = 0, 0, None
         with open(self.work, "rb") as handle:
-            good, count, header = 0, -1, None
-            for fields, consumed, complete in csv_records(iter(handle.readline, b"")):
-                if not complete or (header is not None and len(fields) != len(header)):
+            records = csv_records(iter(handle.readline, b""))
+            while True:
+                try:
+                    item = next(records, None)
+                except csv.Error as err:
+                    raise _damaged(self.work, f"row {count + 1}", f"not CSV ({err})") from None
+                if item is None:
+                    break
+                fields, consumed, complete = item
+                if not complete:  # only the last record can be: a torn header or row, cut off
+                    if header is None and not self._torn_header(size):
+                        raise _columns_differ(self.work, fields or ["(an unfinished first line)"], self.columns)
                     break
                 if header is None:
+                    if fields != self.columns:
+                        raise _columns_differ(self.work, fields, self.columns)
                     header = fields
-                good, count = consumed, count + 1
-        if header is not None and header != self.columns:
-            raise _columns_differ(self.work, header, self.columns)
-        if os.path.getsize(self.work) != good:
-            with open(self.work, "r+b") as handle:
-                handle.truncate(good)  # a torn last record (or a torn header): written again
-        return good, max(count, 0)
+                elif len(fields) != len(header):
+                    raise _damaged(self.work, f"row {count + 1}", f"{len(fields)} fields, not {len(header)}")
+                else:
+                    count += 1
+                good = consumed
+        return good, count
+
+    def _torn_header(self, size: int) -> bool:
+        """Whether the whole file (of ``size`` bytes) is the start of this run's header line."""
+        header = csv_line(self.columns).encode()
+        if size > len(header):
+            return False
+        with open(self.work, "rb") as handle:
+            return header.startswith(handle.read(size))
 
     def _start(self) -> None:
         self.handle.write(self._encode_records([self.columns]))
@@ -349,9 +404,7 @@ class CsvWriter(_LineWriter):
 
     @staticmethod
     def _encode_records(records: list[list[str]]) -> bytes:
-        buffer = io.StringIO()
-        csv.writer(buffer, lineterminator="\n").writerows(records)
-        return buffer.getvalue().encode("utf-8", "backslashreplace")
+        return "".join(map(csv_line, records)).encode("utf-8", "backslashreplace")
 
     def _encode(self, rows: list[dict[str, Any]]) -> bytes:
         kinds = [COLUMN_KINDS[c] for c in self.columns]
@@ -375,7 +428,7 @@ class ParquetWriter(OutputWriter):
         self.schema = arrow_schema(self.columns)
         self.parts = hidden_path(target, "overwrite.parts" if self.overwrite else "parts")
         if self.overwrite and not self.resume:
-            shutil.rmtree(self.parts, ignore_errors=True)
+            _remove_parts(self.parts)
         self.base = target if (not self.overwrite and target.is_file()) else None
         merged = -1
         if self.base is not None:
@@ -448,9 +501,18 @@ class ParquetWriter(OutputWriter):
         self._committed()
 
     def interrupt(self) -> None:
-        self._commit()
+        try:
+            self._commit()
+        finally:
+            self.release()
 
     def finish(self) -> None:
+        try:
+            self._finish()
+        finally:
+            self.release()
+
+    def _finish(self) -> None:
         self._commit()
         _, pq = _arrow()
         if self.base is not None and not self.part_files:
@@ -466,6 +528,25 @@ class ParquetWriter(OutputWriter):
         shutil.rmtree(self.parts, ignore_errors=True)
         if self.overwrite:  # the replaced output's unfinished parts, if any, went with it
             shutil.rmtree(hidden_path(self.target, "parts"), ignore_errors=True)
+
+
+def _remove_parts(parts: Path) -> None:
+    """Remove an interrupted replacement's part files (and their temporaries); a folder that holds anything else
+    was not made by a run of swiftformer: refused, left as it is."""
+    if not (parts.exists() or parts.is_symlink()):
+        return
+    others = ["a file"] if parts.is_symlink() or not parts.is_dir() else []
+    others += (
+        [entry.name for entry in parts.iterdir() if not (_PART.match(entry.name) or entry.name.endswith(".tmp"))]
+        if not others
+        else []
+    )
+    if others:
+        raise ValueError(
+            f"{display_path(parts)} is not a folder of part files of swiftformer (it holds "
+            f"{display_path(others[0])}); it is left as it is: move it away to continue"
+        )
+    shutil.rmtree(parts)
 
 
 def _pending(target: Path) -> str | None:
@@ -487,9 +568,15 @@ def check_output(path: str | os.PathLike, *, resume: bool = False, overwrite: bo
 
     Raises:
         FileExistsError: an output, or an interrupted run's parts, without ``resume`` or ``overwrite``.
+        BlockingIOError: another run is writing the output (its lock, :class:`~swiftformer.io.files.OutputLock`).
         ValueError: an unknown extension; a folder to resume.
     """
-    target = Path(path)
+    OutputLock.check(path)
+    return _check_existing(Path(path), resume=resume, overwrite=overwrite)
+
+
+def _check_existing(target: Path, *, resume: bool, overwrite: bool) -> str:
+    """:func:`check_output` but for the lock (held by the caller, :func:`open_output`)."""
     kind = output_format(target)
     if not resume:
         check_target(target, "output", overwrite, hint=RESUME_HINT)
@@ -518,15 +605,30 @@ def open_output(
     Without ``resume`` the output starts empty; with ``overwrite`` it replaces the existing one when
     complete. With ``resume`` the rows already there are kept (a torn last row cut off) and the run appends.
 
+    The output is locked until the writer's ``finish`` or ``interrupt`` (:class:`~swiftformer.io.files.OutputLock`,
+    ``.NAME.lock`` beside it): a second run on it is refused with the first one's pid and start time. A file is
+    read whole and found to be an output of this kind, with these columns, before anything in it changes (a
+    torn last row cut off, an interrupted replacement started over).
+
     Raises:
         FileExistsError: an output, or an interrupted run's parts, without ``resume`` or ``overwrite``.
-        ValueError: an unknown extension; an output to resume with other columns, or that is not one.
+        BlockingIOError: another run holds the output.
+        ValueError: an unknown extension; an output to resume with other columns, or that is not one (damaged,
+            or written by something else: left as it is).
     """
-    kind = check_output(path, resume=resume, overwrite=overwrite)
-    cls = {"jsonl": JsonLinesWriter, "csv": CsvWriter, "parquet": ParquetWriter}[kind]
-    return cls(
-        Path(path), columns, resume=resume, overwrite=overwrite, chunk_rows=chunk_rows, chunk_seconds=chunk_seconds
-    )
+    kind = output_format(path)
+    lock = OutputLock(path).acquire()  # before anything is read: a second run on this output is refused
+    try:
+        _check_existing(Path(path), resume=resume, overwrite=overwrite)
+        cls = {"jsonl": JsonLinesWriter, "csv": CsvWriter, "parquet": ParquetWriter}[kind]
+        writer = cls(
+            Path(path), columns, resume=resume, overwrite=overwrite, chunk_rows=chunk_rows, chunk_seconds=chunk_seconds
+        )
+    except BaseException:
+        lock.release()
+        raise
+    writer.lock = lock
+    return writer
 
 
 # ---------------------------------------------------------------------------------------------- reading

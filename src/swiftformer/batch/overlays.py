@@ -85,7 +85,7 @@ class ExplainOverlays:
             dict.fromkeys(None if target is None else ex.resolve_target(model.config, target) for target in targets)
         )
         self.replace = replace
-        self.protect = {os.path.abspath(path) for path in protect}
+        self.protect = {os.path.realpath(path) for path in protect}  # links resolved: a link is its file
         self.on_problem, self.on_written = on_problem, on_written
         self.written: dict[str, str] = {}  # overlay (its path without suffix) -> the image it shows
         self.problems = 0
@@ -109,7 +109,7 @@ class ExplainOverlays:
         if owner is not None:
             return "taken", self.files_of(base)[0]
         for file in self.files_of(base):
-            if os.path.abspath(file) in self.protect:
+            if os.path.realpath(file) in self.protect:
                 return "input", file
             if (file.exists() or file.is_symlink()) and not self.replace:
                 return "exists", file
@@ -134,7 +134,7 @@ class ExplainOverlays:
                     reason, file = refusal
                     if reason == "taken":
                         raise ValueError(
-                            f"{claimed[str(base)]} and {path} would both be explained into {display_path(file)}; "
+                            f"{display_path(claimed[str(base)])} and {display_path(path)} would both be explained into {display_path(file)}; "
                             "give images of different names, or explain them into another folder"
                         )
                     if reason == "input":

@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..image_processing import load_image
+from ..io.files import display_path
 from .inputs import check_inputs, count_inputs, expand_inputs, image_key, skip_done
 from .output_files import OutputWriter, open_output
 
@@ -67,7 +68,7 @@ class Summary:
         errors = f"{self.errors} error{'s' if self.errors != 1 else ''}"
         skipped = f", {self.skipped} already in the output" if self.skipped else ""
         decode = "" if self.fast_decode is None else (", fast JPEG decode" if self.fast_decode else ", exact decode")
-        where = f" -> {self.output}" if self.output else ""
+        where = f" -> {display_path(self.output)}" if self.output else ""
         return (
             f"{self.images} images ({errors}{skipped}) in {self.seconds:.1f} s, "
             f"{self.images_per_second:.1f} img/s{decode}{where}"
@@ -93,7 +94,7 @@ class DecodeImages(Dataset):
         except (OSError, ValueError) as err:
             return path, None, str(err)
         except Exception as err:  # a decoder bug on one file must not stop a million-image run
-            return path, None, f"cannot read image {path!r}: {type(err).__name__}: {err}"
+            return path, None, f"cannot read image {display_path(path)!r}: {type(err).__name__}: {err}"
         return path, pixels, None
 
     def __len__(self) -> int:  # pragma: no cover - indices are paths from the batch sampler

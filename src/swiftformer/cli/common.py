@@ -25,9 +25,22 @@ def hub_options(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+# An object's default repr, "<_io.BytesIO object at 0x7f...>": what a message may quote from another library.
+_OBJECT_REPR = re.compile(r"<([\w.]+) object at 0x[0-9a-fA-F]+>")
+
+
+def one_line(message: str) -> str:
+    """``message`` as one printable line: control characters escaped (a line break, a terminal escape;
+    :func:`~swiftformer.io.files.printable`), an object's repr with its memory address reduced to its type."""
+    from ..io.files import printable
+
+    return printable(_OBJECT_REPR.sub(lambda m: f"a {m[1].rsplit('.', 1)[-1]} object", message))
+
+
 def fail(message: str) -> int:
-    """Print ``swiftformer: error: MESSAGE`` on stderr; the exit status of a user error (2)."""
-    print(f"swiftformer: error: {message}", file=sys.stderr)
+    """Print ``swiftformer: error: MESSAGE`` on stderr, as one line (:func:`one_line`); the exit status of a user
+    error (2)."""
+    print(f"swiftformer: error: {one_line(message)}", file=sys.stderr)
     return 2
 
 

@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from ..batch.inputs import check_inputs, expand_inputs
     from ..batch.overlays import ExplainOverlays
     from ..inference import load_model
-    from ..io.files import display_path
+    from ..io.files import display_path, printable
 
     hub = hub_options(args)
     model = load_model(args.model, hub)
@@ -86,10 +86,12 @@ def run(args: argparse.Namespace) -> int:
         layers = list(args.layer)
 
     def report(path: str, index: int, label: str, score: float, files: list) -> None:
-        print(f"{path}: {label} ({index}) {score:.4f} -> {', '.join(map(display_path, files))}")
+        print(
+            f"{display_path(path)}: {printable(label)} ({index}) {score:.4f} -> {', '.join(map(display_path, files))}"
+        )
 
     def problem(path: str, message: str) -> None:
-        print(f"{path}: error: {as_flags(message, FLAGS)}", file=sys.stderr)
+        print(f"{display_path(path)}: error: {as_flags(message, FLAGS)}", file=sys.stderr)
 
     try:
         overlays = ExplainOverlays(
@@ -118,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
 
     def unreadable(path: str, row: dict) -> None:
         if row["error"] is not None:
-            print(f"{path}: error: {row['error']}", file=sys.stderr)
+            print(f"{display_path(path)}: error: {printable(row['error'])}", file=sys.stderr)
 
     summary = run_batch(  # exact decoding: the heatmaps of docs/explain.md were measured on exactly these pixels
         images,

@@ -73,6 +73,19 @@ def describe(model_ref: str, hub: dict[str, Any], image_size: Sequence[int] | No
     }
 
 
+def check_image_size(sizes: Sequence[int] | None) -> str | None:
+    """What is wrong with ``--image-size`` (one value, or height and width, each 1 to the config's limit), or None."""
+    from ..configuration import LIMITS
+
+    if sizes is None:
+        return None
+    limit = LIMITS["image_size"]
+    if len(sizes) > 2 or any(not 1 <= size <= limit for size in sizes):
+        given = " ".join(map(str, sizes))
+        return f"--image-size takes one size or a height and a width, each from 1 to {limit} pixels; got {given}"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     if not args.model and not args.hardware:
         return fail("--model is required (or --hardware for this machine's CPU alone)")
@@ -86,6 +99,9 @@ def run(args: argparse.Namespace) -> int:
         else:
             _print_hardware(hardware)
         return 0
+    problem = check_image_size(args.image_size)
+    if problem:
+        return fail(problem)
     report = describe(args.model, hub_options(args), args.image_size)
     if hardware is not None:
         report["hardware"] = hardware

@@ -127,19 +127,19 @@ def check(args: argparse.Namespace) -> str | None:
 def check_explain(args: argparse.Namespace) -> str | None:
     """What stops ``--explain DIR`` before any work: a file of that name, a folder the inputs search (the
     overlays would be read back as images), or --ray (the overlays are drawn in this process, from the eager model)."""
+    from ..batch.inputs import inside_inputs
     from ..io.files import display_path
 
     if args.ray:
         return "--explain draws the overlays in this process: drop --ray"
-    folder = os.path.abspath(args.explain)
-    if os.path.exists(folder) and not os.path.isdir(folder):
+    if os.path.exists(args.explain) and not os.path.isdir(args.explain):
         return f"--explain {display_path(args.explain)} is a file, not a folder"
-    for spec in args.images:
-        if os.path.isdir(spec) and os.path.commonpath([folder, os.path.abspath(spec)]) == os.path.abspath(spec):
-            return (
-                f"--explain {display_path(args.explain)} is inside the input folder {display_path(spec)}: its "
-                "overlays would be read as images; choose a folder outside it"
-            )
+    spec = inside_inputs(args.explain, args.images)  # symbolic links resolved: a link into the inputs is inside
+    if spec is not None:
+        return (
+            f"--explain {display_path(args.explain)} is inside the input folder {display_path(spec)}: its "
+            "overlays would be read as images; choose a folder outside it"
+        )
     return None
 
 
@@ -166,12 +166,14 @@ def run(args: argparse.Namespace) -> int:
 def _printer(as_json: bool):
     """Rows to stdout as predict has always printed them: text blocks, or one JSON object a line."""
 
+    from ..io.files import display_path, printable
+
     def print_row(path: str, row: dict[str, Any]) -> None:
         if row["error"] is not None:
             if as_json:
                 print(json.dumps({"image": row["image"], "error": row["error"]}, allow_nan=False))
             else:
-                print(f"{row['image']}: error: {row['error']}", file=sys.stderr)
+                print(f"{display_path(path)}: error: {printable(row['error'])}", file=sys.stderr)
             return
         predictions = [
             {"label": label, "index": index, "score": score}
@@ -182,10 +184,10 @@ def _printer(as_json: bool):
             if "logits" in row:
                 result["logits"] = row["logits"]
             print(json.dumps(result, allow_nan=False))
-        else:
-            print(row["image"])
+        else:  # names and labels escaped: a line break or a terminal escape in them cannot fake a result line
+            print(display_path(path))
             for p in predictions:
-                print(f"  {p['score']:8.4f}  {p['label']} ({p['index']})")
+                print(f"  {p['score']:8.4f}  {printable(p['label'])} ({p['index']})")
 
     return print_row
 
@@ -260,6 +262,7 @@ def _overlays(args: argparse.Namespace, spec: Any) -> Any:
     the exit status of a one-line error (the grad-cam package missing)."""
     from .. import explain as ex
     from ..batch.overlays import ExplainOverlays
+    from ..io.files import display_path
 
     try:
         ex.check_available("gradcam")
@@ -268,7 +271,7 @@ def _overlays(args: argparse.Namespace, spec: Any) -> Any:
     model, processor, _ = spec.load()  # its notes come again from spec.build(model)
 
     def problem(path: str, message: str) -> None:
-        print(f"{path}: error: {as_flags(message, {'replace': '--overwrite'})}", file=sys.stderr)
+        print(f"{display_path(path)}: error: {as_flags(message, {'replace': '--overwrite'})}", file=sys.stderr)
 
     named = [path for path in args.images if os.path.isfile(path)]  # never written over, even with --overwrite
     return ExplainOverlays(

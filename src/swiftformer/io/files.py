@@ -121,19 +121,33 @@ def read_json(path: str | os.PathLike) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------ targets
+# Characters that move a terminal's cursor or start an escape sequence (C0, DEL, C1) or break a line (U+2028,
+# U+2029): in a name, a terminal would show them as something else, or a fake line.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters escaped (``\\n``, ``\\r``, ``\\t``, ``\\x1b``, ``\\u2028``, ...): what a
+    name or message may show on a terminal or in a one-line error without faking lines or moving the cursor."""
+    return _CONTROL.sub(lambda m: _SHORT_ESCAPES.get(m[0]) or m[0].encode("unicode_escape").decode("ascii"), text)
+
+
 def display_path(path: str | os.PathLike | bytes) -> str:
     """``path`` as printable text, whatever its bytes: a name that is not valid UTF-8 (``b"caf\\xe9.jpg"``,
     read by Python as ``"caf\\udce9.jpg"``) comes out with the bad bytes escaped (``caf\\xe9.jpg``)
-    instead of raising ``UnicodeEncodeError`` in a print or a log."""
+    instead of raising ``UnicodeEncodeError`` in a print or a log, and control characters escaped
+    (:func:`printable`): a name holding a line break or a terminal escape cannot fake a line of output.
+    For display only: files that must give the name back use :func:`encode_name` or :func:`path_bytes`."""
     text = os.fsdecode(path) if isinstance(path, bytes) else os.fspath(path)
     try:
         text.encode("utf-8")
-        return text
     except UnicodeEncodeError:
         try:
-            return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
         except UnicodeEncodeError:  # a lone surrogate that no file system produced
-            return text.encode("utf-8", "backslashreplace").decode("utf-8")
+            text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return printable(text)
 
 
 def path_bytes(path: str | os.PathLike | bytes) -> bytes:
@@ -143,6 +157,43 @@ def path_bytes(path: str | os.PathLike | bytes) -> bytes:
         return os.fsencode(path)
     except UnicodeEncodeError:
         return os.fsdecode(path).encode("utf-8", "backslashreplace")  # a str here: bytes always encode
+
+
+_NAME_ESCAPE = re.compile(r"\\(\\|x[0-9a-f]{2})")
+
+
+def encode_name(path: str | os.PathLike | bytes) -> str:
+    """``path`` as a text cell (the ``image`` column of batch outputs), exactly and unambiguously, whatever its
+    bytes; :func:`decode_name` gives the path back.
+
+    A name that is valid UTF-8 and holds no backslash is stored as it is (every name on a UTF-8 system, but
+    for the rare exceptions). The others are escaped: each backslash doubled (``\\\\``), each byte that is not
+    UTF-8 written as ``\\xNN`` (two lower-case hex digits). A stored value holding a backslash is therefore
+    always an escaped one, and one without never is: two different names never give the same cell (``caf\\xe9``
+    cannot be both the byte ``0xe9`` and a literal backslash sequence: the latter is stored ``caf\\\\xe9``)."""
+    raw = os.fsencode(path)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and "\\" not in text:
+        return text
+    return raw.replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace")
+
+
+def decode_name(cell: str) -> str:
+    """The path :func:`encode_name` stored as ``cell``, as :func:`os.fsdecode` gives it (bytes that are not UTF-8
+    as surrogates: ``os.fsencode`` of it gives the exact bytes). A value without a backslash is the name itself;
+    a backslash not followed by one of the two escapes stays as it is."""
+    if "\\" not in cell:
+        return cell
+    parts, position = [], 0
+    for match in _NAME_ESCAPE.finditer(cell):
+        parts.append(cell[position : match.start()].encode("utf-8", "surrogateescape"))
+        parts.append(b"\\" if match[1] == "\\" else bytes([int(match[1][1:], 16)]))
+        position = match.end()
+    parts.append(cell[position:].encode("utf-8", "surrogateescape"))
+    return os.fsdecode(b"".join(parts))
 
 
 def _contents(folder: Path, limit: int = 3) -> str:
@@ -212,6 +263,74 @@ def staging(target: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
         raise
+
+
+# ------------------------------------------------------------------------------------------ locks
+class OutputLock:
+    """An exclusive lock on ``target`` for the duration of a run: ``fcntl.flock`` on the hidden file
+    ``.NAME.lock`` beside it (:func:`hidden_path`), which records the holder's pid and start time for the
+    refusal of a second run. The kernel releases it when the process ends, however it ends (a lock file left
+    by a killed run is free, and taken over). :meth:`release` (or the end of a ``with`` block) removes it."""
+
+    def __init__(self, target: str | os.PathLike, what: str = "output") -> None:
+        self.path = hidden_path(target, "lock")
+        self.target, self.what = Path(target), what
+        self.handle: IO[str] | None = None
+
+    def acquire(self) -> OutputLock:
+        """Take the lock, or raise :class:`BlockingIOError` (one line naming the holder) if another run has it."""
+        import fcntl  # POSIX only, as the rest of the batch outputs' guarantees
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held until release()
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read(200).strip() or "a run that is starting"
+                handle.close()
+                raise BlockingIOError(
+                    f"{self.what} {display_path(self.target)} is in use by another run ({printable(holder)}); "
+                    "wait for it to end, or choose another output"
+                ) from None
+            try:  # the file we locked may have been removed by a run releasing it meanwhile: lock the new one
+                same = os.path.samestat(os.fstat(handle.fileno()), os.stat(self.path))
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            handle.close()
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}, started {started}\n")
+        handle.flush()
+        self.handle = handle
+        return self
+
+    def release(self) -> None:
+        """Remove the lock file and release the lock (removed while held: no other run locks a stale file)."""
+        if self.handle is None:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+        self.handle.close()
+        self.handle = None
+
+    def __enter__(self) -> OutputLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    @classmethod
+    def check(cls, target: str | os.PathLike, what: str = "output") -> None:
+        """Raise as :meth:`acquire` would if another run holds the lock of ``target``; leaves nothing behind."""
+        lock = cls(target, what)
+        if lock.path.exists():
+            with lock:
+                pass
 
 
 # ------------------------------------------------------------------------------------------ crash points
