@@ -30,13 +30,14 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
+from _helpers import make_model_dir
 from swiftformer import SwiftFormerConfig, SwiftFormerForImageClassification
-from swiftformer.batch import check_output
+from swiftformer.batch import check_output, read_output
 from swiftformer.cli import main
 from swiftformer.cli.common import as_flags
 from swiftformer.errors import CheckpointError
 from swiftformer.image_processing import SwiftFormerImageProcessor, load_image, load_image_bytes
-from swiftformer.io.files import check_target, display_path
+from swiftformer.io.files import OutputLock, check_target, decode_name, display_path, encode_name
 from swiftformer.modeling_utils import check_finite_pixels
 from swiftformer.training import distributed
 from swiftformer.training.config import resolve_config
@@ -575,3 +576,266 @@ def test_the_model_refuses_non_finite_pixels(bad):
     with pytest.raises(ValueError, match=r"pixel_values hold [01] NaN and [01] infinite value\(s\) out of 6144"):
         model(pixels)
     assert torch.isfinite(model(pixels[:1]).logits).all()  # the finite image alone is fine
+
+
+# ------------------------------------------------------------------------------------------ batch outputs
+# Names no file system forbids: line breaks (\r alone too), CSV's delimiter and quote, a tab, a terminal escape,
+# bytes that are not UTF-8, and a literal backslash sequence spelling the same bytes (the two must not collide).
+ODD_NAMES = [
+    "cr\rhere.png", "nl\nhere.png", 'comma,quote".png', "tab\there.png", "esc\x1b[31mred.png",
+    os.fsdecode(b"caf\xe9.png"), "caf\\xe9.png", "two\\\\back.png", "plain.png",
+]  # fmt: skip
+
+
+def _odd_folder(folder: Path) -> list[str]:
+    """One small PNG per name of :data:`ODD_NAMES` in ``folder``; their paths, in the order a folder walk gives."""
+    folder.mkdir(parents=True)
+    for seed, name in enumerate(ODD_NAMES):
+        colour_image("abc"[seed % 3], seed).save(folder / name, format="PNG")
+    return sorted((os.path.join(folder, name) for name in ODD_NAMES), key=os.path.basename)
+
+
+def without_notes(err: str) -> str:
+    """The one line of ``err`` besides the notes of the model's loading (``note: fp32 (requested); ...``)."""
+    return one_line("".join(line for line in err.splitlines(keepends=True) if not line.startswith("note: ")))
+
+
+def _batch(argv: list[str]) -> list[str]:
+    """``argv`` of predict / embed with the options that keep a run small and exact."""
+    exact = ["--precision", "fp32", "--backend", "inductor"] if argv[0] == "predict" else []
+    return [*argv, *exact, "--workers", "0", "--batch-size", "4"]
+
+
+@pytest.fixture(scope="module")
+def batch_world(tmp_path_factory) -> dict[str, Path]:
+    """A model, an input folder, outputs damaged in each way a resume must refuse, a lock held by this process."""
+    root = tmp_path_factory.mktemp("batch")
+    w: dict[str, Path] = {"root": root, "model": make_model_dir(root / "model", size=32)}
+    photos = root / "set40"
+    for i in range(3):
+        (photos / "sub").mkdir(parents=True, exist_ok=True)
+        colour_image("ab"[i % 2], i).save(photos / ("sub" if i else "") / f"img{i}.png")
+    w["photos"] = photos
+    (root / "link_into").symlink_to(photos / "sub")
+    (root / "link_root").symlink_to(photos)
+    w["link_into"], w["link_root"] = root / "link_into", root / "link_root"
+    not_image = root / "notimg"
+    not_image.mkdir()
+    (not_image / "fake.jpg").write_bytes(b"not an image at all")
+    (not_image / "line\nbreak.jpg").write_bytes(b"not an image either")
+    w["not_image"] = not_image
+
+    out = root / "out"
+    out.mkdir()
+    good = out / "good.jsonl"
+    assert main(_batch(["predict", str(photos), "--model", str(w["model"]), "--output", str(good)])) == 0
+    lines = good.read_bytes().splitlines(keepends=True)
+    files = {
+        "foreign_torn.jsonl": b'{"a": 1}\n{"b": 2',  # the last line: what resume used to delete first
+        "foreign_text.jsonl": b"my notes\nno line break at the end",
+        "damaged_middle.jsonl": lines[0] + b"garbage\n" + lines[1],
+        "other_columns.jsonl": b'{"image": "x.png", "embedding": [1.0], "error": null}\n',
+        "foreign.csv": b"name,size\nx,1\n",
+        "foreign_torn.csv": b"hello",
+        "damaged_middle.csv": b"image,label,index,score,labels,indices,scores,error\nx.png,a\ny.png,a,0,1.0,,,,\n",
+        # what the previous version wrote for a name with a carriage return: unquoted, read as a row break
+        "unquoted_cr.csv": b"image,label,index,score,labels,indices,scores,error\na\rb.png,,,,,,,oops\nc.png,,,,,,,x\n",
+        "not_parquet.parquet": b"PAR1 but not really",
+        "staged.jsonl": b"",
+        "parts.parquet": b"",
+        "locked.jsonl": good.read_bytes(),
+        "locked.csv": b"",
+        "locked.parquet": b"",
+    }
+    for name, content in files.items():
+        (out / name).write_bytes(content)
+        w[name.replace(".", "_")] = out / name
+    (out / "staged.jsonl").unlink()
+    (out / ".staged.jsonl.overwrite").write_bytes(b"somebody's notes\n")  # not an interrupted replacement of ours
+    (out / ".parts.parquet.overwrite.parts").mkdir()
+    (out / ".parts.parquet.overwrite.parts" / "notes.txt").write_text("keep me\n")
+    w["out"] = out
+    locks = [OutputLock(out / name).acquire() for name in ("locked.jsonl", "locked.csv", "locked.parquet")]
+    yield w
+    for lock in locks:
+        lock.release()
+
+
+P = ["--model", "{model}"]
+BATCH_CASES: list[tuple[str, list[str], int, str, str | None]] = [
+    # -- --resume reads the whole file before it changes anything
+    ("resume-foreign-jsonl-torn-tail", ["predict", "{photos}", *P, "--output", "{foreign_torn_jsonl}", "--resume"],
+     2, "not a JSON lines output of swiftformer", "foreign_torn_jsonl"),
+    ("resume-foreign-jsonl-text", ["predict", "{photos}", *P, "--output", "{foreign_text_jsonl}", "--resume"], 2,
+     "not a JSON lines output of swiftformer", "foreign_text_jsonl"),
+    ("resume-jsonl-damaged-middle", ["predict", "{photos}", *P, "--output", "{damaged_middle_jsonl}", "--resume"],
+     2, "line 2: not a row of swiftformer", "damaged_middle_jsonl"),
+    ("resume-jsonl-other-columns", ["predict", "{photos}", *P, "--output", "{other_columns_jsonl}", "--resume"], 2,
+     "holds the columns image, embedding, error", "other_columns_jsonl"),
+    ("resume-foreign-csv", ["predict", "{photos}", *P, "--output", "{foreign_csv}", "--resume"], 2,
+     "holds the columns name, size", "foreign_csv"),
+    ("resume-foreign-csv-one-torn-line", ["predict", "{photos}", *P, "--output", "{foreign_torn_csv}", "--resume"],
+     2, "holds the columns", "foreign_torn_csv"),
+    ("resume-csv-damaged-middle", ["predict", "{photos}", *P, "--output", "{damaged_middle_csv}", "--resume"], 2,
+     "row 1: 2 fields, not 8", "damaged_middle_csv"),
+    ("resume-csv-unquoted-carriage-return", ["predict", "{photos}", *P, "--output", "{unquoted_cr_csv}",
+     "--resume"], 2, "row 1: not CSV", "unquoted_cr_csv"),
+    ("resume-not-parquet", ["predict", "{photos}", *P, "--output", "{not_parquet_parquet}", "--resume"], 2,
+     "not a readable Parquet file", "not_parquet_parquet"),
+    # -- --overwrite removes only what a run of swiftformer left
+    ("overwrite-foreign-staged-file", ["predict", "{photos}", *P, "--output", "{root}/out/staged.jsonl",
+     "--overwrite"], 2, "not a JSON lines output of swiftformer", "out"),
+    ("overwrite-foreign-parts-folder", ["predict", "{photos}", *P, "--output", "{parts_parquet}", "--overwrite"], 2,
+     "not a folder of part files", "out"),
+    # -- one run per output
+    ("locked-jsonl-resume", ["predict", "{photos}", *P, "--output", "{locked_jsonl}", "--resume"], 2,
+     "is in use by another run (pid {pid}, started ", "locked_jsonl"),
+    ("locked-csv-overwrite", ["predict", "{photos}", *P, "--output", "{locked_csv}", "--overwrite"], 2,
+     "is in use by another run (pid {pid}", "locked_csv"),
+    ("locked-parquet-embed", ["embed", "{photos}", *P, "--output", "{locked_parquet}", "--resume"], 2,
+     "is in use by another run (pid {pid}", "locked_parquet"),
+    # -- --explain inside the inputs, symbolic links resolved
+    ("explain-link-into-inputs", ["predict", "{photos}", *P, "--explain", "{link_into}"], 2,
+     "is inside the input folder", "photos"),
+    ("explain-link-to-inputs", ["predict", "{photos}", *P, "--explain", "{link_root}/overlays"], 2,
+     "is inside the input folder", "photos"),
+    ("explain-inputs-through-link", ["predict", "{link_root}", *P, "--explain", "{photos}/sub/o"], 2,
+     "is inside the input folder", "photos"),
+    # -- info
+    ("info-negative-size", ["info", "--model", "xs", "--image-size", "-5", "7"], 2, "--image-size takes one size",
+     None),
+    ("info-zero-size", ["info", "--model", "xs", "--image-size", "0"], 2, "got 0", None),
+    ("info-three-sizes", ["info", "--model", "xs", "--image-size", "1", "2", "3"], 2, "got 1 2 3", None),
+    ("info-huge-size", ["info", "--model", "xs", "--image-size", "100000"], 2, "8192", None),
+    # -- names and messages: one printable line, no object repr
+    ("predict-not-an-image", ["predict", "{not_image}/fake.jpg", *P], 1, "not an image file", "not_image"),
+    ("predict-name-with-line-break", ["predict", "{not_image}/line\nbreak.jpg", *P], 1, "line\\nbreak.jpg",
+     "not_image"),
+    ("output-name-with-line-break", ["predict", "{photos}", *P, "--output", "{root}/x\ny.txt"], 2,
+     "x\\ny.txt", None),
+    ("list-name-with-escape", ["predict", "@{root}/no\x1b[2Jlist.txt", *P], 2, "no\\x1b[2Jlist.txt", None),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", BATCH_CASES, ids=[c[0] for c in BATCH_CASES])
+def test_batch_command_refuses_in_one_line_and_changes_nothing(case, batch_world, capsys):
+    _, argv, status, expected, keep = case
+    names = {k: str(v) for k, v in batch_world.items()}
+    argv = [a.format(**names) for a in (argv if argv[0] == "info" else _batch(argv))]
+    before = snapshot(batch_world[keep]) if keep else None
+    listing = sorted(p.name for p in batch_world["out"].iterdir())
+    capsys.readouterr()
+    code = main(argv)
+    out, err = capsys.readouterr()
+    line = without_notes(err)
+    assert code == status, err
+    assert expected.format(pid=os.getpid()) in line, line
+    assert not re.search(r"object at 0x|0x[0-9a-f]{6,}", line), line  # no object repr, no memory address
+    if status == 2:
+        assert out == ""
+    if keep:
+        assert snapshot(batch_world[keep]) == before, f"{keep} was changed"
+    assert sorted(p.name for p in batch_world["out"].iterdir()) == listing  # nothing created or removed beside
+
+
+def _image_cells(output: Path) -> list[str]:
+    """The ``image`` column of ``output`` as plain readers see it: csv and pandas, json, pyarrow."""
+    import pandas as pd
+
+    if output.suffix == ".csv":
+        import csv
+
+        with open(output, encoding="utf-8", newline="") as handle:
+            cells = [record["image"] for record in csv.DictReader(handle)]
+        assert pd.read_csv(output, dtype=str, keep_default_na=False)["image"].tolist() == cells
+        return cells
+    if output.suffix == ".jsonl":
+        with open(output, encoding="utf-8") as handle:  # a text file's lines: \r, \n, \x85, \u2028 never split a row
+            cells = [json.loads(line)["image"] for line in handle]
+        assert pd.read_json(output, lines=True, dtype=False)["image"].tolist() == cells
+        return cells
+    import pyarrow.parquet as pq
+
+    return pq.read_table(output).column("image").to_pylist()
+
+
+@pytest.mark.parametrize("extension", ["jsonl", "csv", "parquet"])
+def test_any_file_name_round_trips_in_every_format_and_through_resume(extension, batch_world, tmp_path, capsys):
+    paths = _odd_folder(tmp_path / "odd")
+    output = tmp_path / f"preds.{extension}"
+    argv = _batch(["predict", str(tmp_path / "odd"), "--model", str(batch_world["model"]), "--output", str(output)])
+    assert main(argv) == 0, capsys.readouterr().err
+    rows = list(read_output(output))
+    cells = [row["image"] for row in rows]
+    assert [os.fsencode(decode_name(cell)) for cell in cells] == [os.fsencode(p) for p in paths]  # exact bytes
+    assert len(set(cells)) == len(ODD_NAMES)  # the byte 0xe9 and the text "\xe9" stay two names
+    assert _image_cells(output) == cells and all(row["error"] is None for row in rows)
+
+    before = output.read_bytes()
+    capsys.readouterr()
+    assert main([*argv, "--resume"]) == 0
+    assert "0 images (0 errors, 9 already in the output)" in without_notes(capsys.readouterr().err)
+    assert output.read_bytes() == before  # nothing cut, nothing added
+    if extension == "parquet":
+        return
+    output.write_bytes(before[:-12])  # a kill tore the last row
+    assert main([*argv, "--resume"]) == 0
+    assert "1 images (0 errors, 8 already in the output)" in without_notes(capsys.readouterr().err)
+    again = list(read_output(output))
+    assert [row["image"] for row in again] == cells and [row["label"] for row in again] == [r["label"] for r in rows]
+    assert output.read_bytes()[: len(before) - 200] == before[: len(before) - 200]
+
+
+@pytest.mark.parametrize("spelling", ["./set40", "{root}/set40", "set40/sub/../../set40", "link_root", "set40/"])
+def test_resume_knows_an_input_by_any_spelling(spelling, batch_world, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(batch_world["root"])
+    output = tmp_path / "preds.jsonl"
+    common = ["--model", str(batch_world["model"]), "--output", str(output)]
+    assert main(_batch(["predict", "set40", *common])) == 0
+    before = output.read_bytes()
+    capsys.readouterr()
+    code = main(_batch(["predict", spelling.format(root=batch_world["root"]), *common, "--resume"]))
+    assert code == 0 and "0 images (0 errors, 3 already in the output)" in without_notes(capsys.readouterr().err)
+    assert output.read_bytes() == before
+
+
+def test_a_second_run_on_an_output_in_use_is_refused_naming_the_first(batch_world, tmp_path, capsys):
+    output, flag = tmp_path / "preds.jsonl", tmp_path / "paused"
+    argv = _batch(
+        ["predict", str(batch_world["photos"]), "--model", str(batch_world["model"]), "--output", str(output)]
+    )
+    first = swiftformer(*argv, SWIFTFORMER_PAUSE_AT="chunk:1", SWIFTFORMER_PAUSE_FILE=str(flag))
+    try:
+        wait_for(flag, first)  # its rows written, the run still going
+        before = output.read_bytes()
+        for flags in (["--resume"], ["--overwrite"], ["--resume", "--overwrite"]):
+            capsys.readouterr()
+            assert main([*argv, *flags]) == 2
+            line = one_line(capsys.readouterr().err)
+            assert f"is in use by another run (pid {first.pid}, started " in line, line
+            assert output.read_bytes() == before and not (tmp_path / ".preds.jsonl.overwrite").exists()
+    finally:
+        first.kill()
+        finish(first)
+    assert main([*argv, "--resume"]) == 0  # the kernel released the lock of the killed run
+    assert "0 images (0 errors, 3 already in the output)" in capsys.readouterr().err
+    assert not (tmp_path / ".preds.jsonl.lock").exists()
+
+
+def test_plain_predict_prints_any_name_on_one_line(batch_world, tmp_path, capsys):
+    paths = _odd_folder(tmp_path / "odd")
+    code = main(_batch(["predict", str(tmp_path / "odd"), "--model", str(batch_world["model"]), "--top-k", "2"]))
+    out = capsys.readouterr().out
+    lines = out.splitlines()  # str.splitlines: every kind of line break counts
+    assert code == 0 and len(lines) == 3 * len(ODD_NAMES), out
+    assert lines[::3] == [display_path(p) for p in paths] and "\x1b" not in out
+    assert all(re.fullmatch(r"  +\d\.\d{4}  \w+ \(\d\)", line) for i, line in enumerate(lines) if i % 3)
+
+
+def test_names_are_stored_exactly_and_unambiguously():
+    raw = [os.fsencode(name) for name in ODD_NAMES] + [b"\\", b"\\\\", b"\\x", b"a\\xe9", b"a\xe9", b"\\\xff"]
+    cells = [encode_name(os.fsdecode(name)) for name in raw]
+    assert len(set(cells)) == len(raw) and [os.fsencode(decode_name(cell)) for cell in cells] == raw
+    assert encode_name("plain.png") == "plain.png" and encode_name("ünï.png") == "ünï.png"  # as they are
+    assert encode_name(os.fsdecode(b"caf\xe9.png")) == "caf\\xe9.png" and encode_name("caf\\xe9") == "caf\\\\xe9"
+    assert all(cell.encode("utf-8") for cell in cells)  # valid UTF-8 text for every format

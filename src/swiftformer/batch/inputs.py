@@ -68,7 +68,9 @@ def read_list(list_file: str) -> Iterator[str]:
     try:
         handle = open(list_file, encoding="utf-8", errors="surrogateescape", newline="")  # noqa: SIM115
     except OSError as err:
-        raise FileNotFoundError(f"cannot read the list file {list_file!r}: {err.strerror or err}") from None
+        raise FileNotFoundError(
+            f"cannot read the list file '{display_path(list_file)}': {err.strerror or err}"
+        ) from None
     with handle:
         for line in handle:
             path = line.rstrip("\r\n")
@@ -82,7 +84,9 @@ def check_inputs(specs: Iterable[str]) -> None:
         if spec.startswith("@") and not os.path.lexists(spec):
             name = spec[1:]
             if not os.path.isfile(name):
-                raise FileNotFoundError(f"list file {display_path(name)!r} ({spec}) does not exist or is not a file")
+                raise FileNotFoundError(
+                    f"list file '{display_path(name)}' ({display_path(spec)}) does not exist or is not a file"
+                )
 
 
 def expand_inputs(specs: Iterable[str]) -> Iterator[str]:

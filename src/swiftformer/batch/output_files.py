@@ -36,6 +36,7 @@ from ..io.files import (
     crash_point,
     display_path,
     hidden_path,
+    printable,
     remove_temporaries,
     replace_path,
 )
@@ -243,6 +244,22 @@ def _tail_start(path: Path) -> int:
     return 0
 
 
+# The last whole-file check of a line output: (path, inode, size, mtime, columns) -> its result, so that the
+# check_output of the command line and the open_output of the run read a large output once.
+_VERIFIED: dict[tuple[Any, ...], tuple[int, int]] = {}
+
+
+def verified(path: Path, columns: Sequence[str], kind: str) -> tuple[int, int]:
+    """:func:`verify_jsonl` or :func:`verify_csv` of ``path`` (``kind``), remembered while the file is unchanged."""
+    info = os.stat(path)
+    key = (os.path.realpath(path), info.st_ino, info.st_size, info.st_mtime_ns, tuple(columns), kind)
+    if key not in _VERIFIED:
+        result = (verify_jsonl if kind == "jsonl" else verify_csv)(path, columns)
+        _VERIFIED.clear()
+        _VERIFIED[key] = result
+    return _VERIFIED[key]
+
+
 def _damaged(path: Path, where: str, what: str) -> ValueError:
     return ValueError(
         f"{display_path(path)}, {where}: {what}; the file is damaged or was written by something else, and is "
@@ -254,30 +271,7 @@ class JsonLinesWriter(_LineWriter):
     format = "jsonl"
 
     def _verify(self) -> tuple[int, int]:
-        size, count = 0, 0
-        with open(self.work, "rb") as handle:
-            for count, line in enumerate(iter(handle.readline, b""), 1):
-                if not line.endswith(b"\n"):  # the last line, torn by a kill: what it holds so far must fit a row
-                    if not (line.startswith(b'{"image"') or b'{"image"'.startswith(line)):
-                        raise _damaged(self.work, f"line {count}", "not a row of swiftformer (the last line)")
-                    return size, count - 1
-                try:
-                    row = json.loads(line)
-                except (ValueError, TypeError):
-                    row = None
-                if not isinstance(row, dict) or not isinstance(row.get("image"), str):
-                    if count == 1:
-                        raise ValueError(
-                            f"{display_path(self.work)} is not a JSON lines output of swiftformer (its first line is "
-                            "not a JSON object with an 'image'); it is left as it is: choose another output"
-                        )
-                    raise _damaged(
-                        self.work, f"line {count}", "not a row of swiftformer (a JSON object with an 'image')"
-                    )
-                if list(row) != self.columns:
-                    raise _columns_differ(self.work, list(row), self.columns)
-                size += len(line)
-        return size, count
+        return verified(self.work, self.columns, "jsonl")
 
     def _encode(self, rows: list[dict[str, Any]]) -> bytes:
         text = "".join(json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n" for row in rows)
@@ -363,40 +357,7 @@ class CsvWriter(_LineWriter):
     format = "csv"
 
     def _verify(self) -> tuple[int, int]:
-        size = os.path.getsize(self.work)
-        good, count, header = 0, 0, None
-        with open(self.work, "rb") as handle:
-            records = csv_records(iter(handle.readline, b""))
-            while True:
-                try:
-                    item = next(records, None)
-                except csv.Error as err:
-                    raise _damaged(self.work, f"row {count + 1}", f"not CSV ({err})") from None
-                if item is None:
-                    break
-                fields, consumed, complete = item
-                if not complete:  # only the last record can be: a torn header or row, cut off
-                    if header is None and not self._torn_header(size):
-                        raise _columns_differ(self.work, fields or ["(an unfinished first line)"], self.columns)
-                    break
-                if header is None:
-                    if fields != self.columns:
-                        raise _columns_differ(self.work, fields, self.columns)
-                    header = fields
-                elif len(fields) != len(header):
-                    raise _damaged(self.work, f"row {count + 1}", f"{len(fields)} fields, not {len(header)}")
-                else:
-                    count += 1
-                good = consumed
-        return good, count
-
-    def _torn_header(self, size: int) -> bool:
-        """Whether the whole file (of ``size`` bytes) is the start of this run's header line."""
-        header = csv_line(self.columns).encode()
-        if size > len(header):
-            return False
-        with open(self.work, "rb") as handle:
-            return header.startswith(handle.read(size))
+        return verified(self.work, self.columns, "csv")
 
     def _start(self) -> None:
         self.handle.write(self._encode_records([self.columns]))
@@ -419,12 +380,77 @@ class CsvWriter(_LineWriter):
             yield fields[0]
 
 
+def verify_jsonl(path: Path, columns: Sequence[str]) -> tuple[int, int]:
+    """Check a JSON lines output whole, changing nothing: (size of its whole rows, their number)."""
+    size, count = 0, 0
+    with open(path, "rb") as handle:
+        for count, line in enumerate(iter(handle.readline, b""), 1):
+            if not line.endswith(b"\n"):  # the last line, torn by a kill: what it holds so far must fit a row
+                if not (line.startswith(b'{"image"') or b'{"image"'.startswith(line)):
+                    raise _damaged(path, f"line {count}", "not a row of swiftformer (the last line)")
+                return size, count - 1
+            try:
+                row = json.loads(line)
+            except (ValueError, TypeError):
+                row = None
+            if not isinstance(row, dict) or not isinstance(row.get("image"), str):
+                if count == 1:
+                    raise ValueError(
+                        f"{display_path(path)} is not a JSON lines output of swiftformer (its first line is "
+                        "not a JSON object with an 'image'); it is left as it is: choose another output"
+                    )
+                raise _damaged(path, f"line {count}", "not a row of swiftformer (a JSON object with an 'image')")
+            if list(row) != list(columns):
+                raise _columns_differ(path, list(row), list(columns))
+            size += len(line)
+    return size, count
+
+
+def verify_csv(path: Path, columns: Sequence[str]) -> tuple[int, int]:
+    """Check a CSV output whole, changing nothing: (size of its whole records, their number)."""
+    size = os.path.getsize(path)
+    good, count, header = 0, 0, None
+    with open(path, "rb") as handle:
+        records = csv_records(iter(handle.readline, b""))
+        while True:
+            try:
+                item = next(records, None)
+            except csv.Error:  # e.g. a line break in an unquoted field, where no row of ours has one
+                raise _damaged(path, f"row {count + 1}", "not CSV as swiftformer writes it") from None
+            if item is None:
+                break
+            fields, consumed, complete = item
+            if not complete:  # only the last record can be: a torn header or row, cut off
+                if header is None and not _torn_header(path, columns, size):
+                    raise _columns_differ(path, fields or ["(an unfinished first line)"], list(columns))
+                break
+            if header is None:
+                if fields != list(columns):
+                    raise _columns_differ(path, fields, list(columns))
+                header = fields
+            elif len(fields) != len(header):
+                raise _damaged(path, f"row {count + 1}", f"{len(fields)} fields, not {len(header)}")
+            else:
+                count += 1
+            good = consumed
+    return good, count
+
+
+def _torn_header(path: Path, columns: Sequence[str], size: int) -> bool:
+    """Whether the whole file (of ``size`` bytes) is the start of this run's header line."""
+    header = csv_line(list(columns)).encode()
+    if size > len(header):
+        return False
+    with open(path, "rb") as handle:
+        return header.startswith(handle.read(size))
+
+
 class ParquetWriter(OutputWriter):
     format = "parquet"
 
     def __init__(self, target: Path, columns: Sequence[str], **options: Any) -> None:
         super().__init__(target, columns, **options)
-        pa, pq = _arrow()
+        _arrow()  # pyarrow installed, or one clear line
         self.schema = arrow_schema(self.columns)
         self.parts = hidden_path(target, "overwrite.parts" if self.overwrite else "parts")
         if self.overwrite and not self.resume:
@@ -432,14 +458,8 @@ class ParquetWriter(OutputWriter):
         self.base = target if (not self.overwrite and target.is_file()) else None
         merged = -1
         if self.base is not None:
-            try:
-                schema = pq.read_schema(self.base)
-            except (OSError, pa.ArrowException) as err:
-                raise ValueError(f"{display_path(self.base)} is not a readable Parquet file ({err})") from None
-            if schema.names != self.columns:
-                raise _columns_differ(self.base, schema.names, self.columns)
-            merged = int((schema.metadata or {}).get(MERGED_PARTS_KEY, b"-1"))
-            self.done_count += pq.ParquetFile(self.base).metadata.num_rows
+            merged, rows = _parquet_base(self.base, self.columns)
+            self.done_count += rows
         self.part_files: list[Path] = []
         self.next_part = merged + 1
         if self.parts.is_dir():
@@ -530,23 +550,26 @@ class ParquetWriter(OutputWriter):
             shutil.rmtree(hidden_path(self.target, "parts"), ignore_errors=True)
 
 
-def _remove_parts(parts: Path) -> None:
-    """Remove an interrupted replacement's part files (and their temporaries); a folder that holds anything else
-    was not made by a run of swiftformer: refused, left as it is."""
+def _check_parts_folder(parts: Path) -> None:
+    """Refuse a parts folder that holds anything but part files and their temporaries: not made by a run of
+    swiftformer, so never removed."""
     if not (parts.exists() or parts.is_symlink()):
         return
-    others = ["a file"] if parts.is_symlink() or not parts.is_dir() else []
-    others += (
-        [entry.name for entry in parts.iterdir() if not (_PART.match(entry.name) or entry.name.endswith(".tmp"))]
-        if not others
-        else []
-    )
-    if others:
+    if parts.is_symlink() or not parts.is_dir():
+        other: str | None = "a file, not a folder"
+    else:
+        other = next((e.name for e in parts.iterdir() if not (_PART.match(e.name) or e.name.endswith(".tmp"))), None)
+    if other is not None:
         raise ValueError(
-            f"{display_path(parts)} is not a folder of part files of swiftformer (it holds "
-            f"{display_path(others[0])}); it is left as it is: move it away to continue"
+            f"{display_path(parts)} is not a folder of part files of swiftformer (it holds {display_path(other)}); "
+            "it is left as it is: move it away to continue"
         )
-    shutil.rmtree(parts)
+
+
+def _remove_parts(parts: Path) -> None:
+    """Remove an interrupted replacement's part files (checked first: :func:`_check_parts_folder`)."""
+    _check_parts_folder(parts)
+    shutil.rmtree(parts, ignore_errors=True)
 
 
 def _pending(target: Path) -> str | None:
@@ -559,12 +582,16 @@ def _pending(target: Path) -> str | None:
     return None
 
 
-def check_output(path: str | os.PathLike, *, resume: bool = False, overwrite: bool = False) -> str:
+def check_output(
+    path: str | os.PathLike, *, resume: bool = False, overwrite: bool = False, columns: Sequence[str] | None = None
+) -> str:
     """Refuse an output :func:`open_output` would refuse, before any work; returns its format.
 
     Without ``resume`` an existing output is refused (:func:`~swiftformer.io.files.check_target`), and so are
     the part files of an interrupted Parquet run, unless ``overwrite``. With ``resume`` the output may be
-    missing (the run starts), but not a folder.
+    missing (the run starts), but not a folder. An output another run holds is refused. Given the run's
+    ``columns``, what the run would read is checked whole too (the output to resume, an interrupted
+    replacement to start over: a file of another kind, damaged, or with other columns is refused).
 
     Raises:
         FileExistsError: an output, or an interrupted run's parts, without ``resume`` or ``overwrite``.
@@ -572,7 +599,40 @@ def check_output(path: str | os.PathLike, *, resume: bool = False, overwrite: bo
         ValueError: an unknown extension; a folder to resume.
     """
     OutputLock.check(path)
-    return _check_existing(Path(path), resume=resume, overwrite=overwrite)
+    kind = _check_existing(Path(path), resume=resume, overwrite=overwrite)
+    if columns is not None:
+        _check_contents(Path(path), kind, list(columns), resume=resume, overwrite=overwrite)
+    return kind
+
+
+def _check_contents(target: Path, kind: str, columns: list[str], *, resume: bool, overwrite: bool) -> None:
+    """What the writer of ``target`` would read, checked whole (nothing changes)."""
+    if kind == "parquet":
+        if overwrite and not resume:
+            _check_parts_folder(hidden_path(target, "overwrite.parts"))
+        elif not overwrite and target.is_file():
+            _parquet_base(target, columns)
+        return
+    work = hidden_path(target, "overwrite") if overwrite else target
+    if work.is_file() and (resume or overwrite):
+        verified(work, columns, kind)
+
+
+def _parquet_base(path: Path, columns: list[str]) -> tuple[int, int]:
+    """(the last part a finished Parquet output holds, -1 for none; its rows), after checking its columns."""
+    pa, pq = _arrow()
+    try:
+        schema = pq.read_schema(path)
+        rows = pq.ParquetFile(path).metadata.num_rows
+    except (OSError, pa.ArrowException) as err:
+        raise ValueError(f"{display_path(path)} is not a readable Parquet file ({printable(str(err))})") from None
+    if schema.names != columns:
+        raise _columns_differ(path, schema.names, columns)
+    try:
+        merged = int((schema.metadata or {}).get(MERGED_PARTS_KEY, b"-1"))
+    except ValueError:
+        raise ValueError(f"{display_path(path)} is not a Parquet output of swiftformer (its metadata)") from None
+    return merged, rows
 
 
 def _check_existing(target: Path, *, resume: bool, overwrite: bool) -> str:

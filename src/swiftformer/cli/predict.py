@@ -202,7 +202,7 @@ def run_job(args: argparse.Namespace, spec: Any, print_row: Any) -> int:
 
     check_inputs(args.images)  # refusals before any work (loading the model, starting Ray)
     if args.output is not None:
-        check_output(args.output, resume=args.resume, overwrite=args.overwrite)
+        check_output(args.output, resume=args.resume, overwrite=args.overwrite, columns=spec.columns)
     overlays = None
     job = {  # what both runners take
         "output": args.output,
