@@ -267,6 +267,10 @@ def _damaged(path: Path, where: str, what: str) -> ValueError:
     )
 
 
+# Characters json.dumps(ensure_ascii=False) leaves as they are that some readers take for line breaks or controls.
+_JSON_UNESCAPED = re.compile("[\x7f-\x9f\u2028\u2029]")
+
+
 class JsonLinesWriter(_LineWriter):
     format = "jsonl"
 
@@ -275,6 +279,8 @@ class JsonLinesWriter(_LineWriter):
 
     def _encode(self, rows: list[dict[str, Any]]) -> bytes:
         text = "".join(json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n" for row in rows)
+        # json escapes C0 controls; these others too, as \uXXXX: no reader that splits on them finds a torn row
+        text = _JSON_UNESCAPED.sub(lambda m: f"\\u{ord(m[0]):04x}", text)
         return text.encode("utf-8", "backslashreplace")
 
     def done_keys(self) -> Iterator[str]:
