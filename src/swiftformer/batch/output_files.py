@@ -19,6 +19,7 @@ written to ``.NAME.overwrite`` beside it and renamed over it at the end, Parquet
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -553,7 +554,7 @@ class ParquetWriter(OutputWriter):
         crash_point("merged")
         shutil.rmtree(self.parts, ignore_errors=True)
         if self.overwrite:  # the replaced output's unfinished parts, if any, went with it
-            shutil.rmtree(hidden_path(self.target, "parts"), ignore_errors=True)
+            _drop_parts(hidden_path(self.target, "parts"))
 
 
 def _check_parts_folder(parts: Path) -> None:
@@ -570,6 +571,18 @@ def _check_parts_folder(parts: Path) -> None:
             f"{display_path(parts)} is not a folder of part files of swiftformer (it holds {display_path(other)}); "
             "it is left as it is: move it away to continue"
         )
+
+
+def _drop_parts(parts: Path) -> None:
+    """Delete the part files (and their temporaries) in ``parts``, then the folder if that left it empty: what a
+    run did not write stays."""
+    if not parts.is_dir() or parts.is_symlink():
+        return
+    for entry in parts.iterdir():
+        if _PART.match(entry.name) or entry.name.endswith(".tmp"):
+            entry.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        parts.rmdir()
 
 
 def _remove_parts(parts: Path) -> None:
