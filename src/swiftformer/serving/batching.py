@@ -187,10 +187,19 @@ class DynamicBatcher:
                 return
             self._run_batch(batch)
 
+    def _wait(self, timeout: float | None = None) -> None:
+        """Wait on the condition (its lock held); the time counts as waiting for decoding when admitted
+        images were still on their way when the wait began."""
+        starved = self._on_the_way > 0
+        start = time.perf_counter()
+        self._cond.wait(timeout)
+        if starved and self.metrics is not None:
+            self.metrics.model_waiting_for_decode.inc(time.perf_counter() - start)
+
     def _next_batch(self) -> list[_Item] | None:
         with self._cond:
             while not self._items and not self._stopping:
-                self._cond.wait()
+                self._wait()
             if not self._items:
                 return None  # stopping, nothing left
             deadline = self._items[0].arrived + self.max_wait
@@ -198,7 +207,7 @@ class DynamicBatcher:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                self._cond.wait(remaining)
+                self._wait(remaining)
             shape = self._items[0].pixels.shape
             batch: list[_Item] = []
             rest: deque[_Item] = deque()
@@ -211,6 +220,13 @@ class DynamicBatcher:
 
     def _run_batch(self, batch: list[_Item]) -> None:
         start = time.perf_counter()
+        try:
+            self._forward(batch, start)
+        finally:
+            if self.metrics is not None:
+                self.metrics.model_busy.inc(time.perf_counter() - start)
+
+    def _forward(self, batch: list[_Item], start: float) -> None:
         try:
             logits = self.classifier.forward(torch.stack([item.pixels for item in batch]))
         except Exception as err:
