@@ -221,23 +221,23 @@ class DynamicBatcher:
     def _run_batch(self, batch: list[_Item]) -> None:
         start = time.perf_counter()
         try:
-            self._forward(batch, start)
-        finally:
-            if self.metrics is not None:
-                self.metrics.model_busy.inc(time.perf_counter() - start)
-
-    def _forward(self, batch: list[_Item], start: float) -> None:
-        try:
             logits = self.classifier.forward(torch.stack([item.pixels for item in batch]))
         except Exception as err:
             logger.exception("forward pass of a batch of %d failed", len(batch))
+            self._busy(start)
             for item in batch:
                 item.future.set_exception(err)
             return
         if self.metrics is not None:
             self.metrics.observe_batch(len(batch), time.perf_counter() - start)
-        for item, row in zip(batch, logits):
-            item.future.set_result(row.clone())
+        rows = [row.clone() for row in logits]
+        self._busy(start)  # before any answer: a client that has its answer sees its batch counted
+        for item, row in zip(batch, rows):
+            item.future.set_result(row)
+
+    def _busy(self, start: float) -> None:
+        if self.metrics is not None:
+            self.metrics.model_busy.inc(time.perf_counter() - start)
 
 
 class BatchingBackend:
