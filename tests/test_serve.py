@@ -590,7 +590,9 @@ def test_model_thread_time_is_counted_busy_and_waiting_for_decode():
         assert after_one > 0
         with batcher.admission(2):  # two images admitted, one decoded: the model waits for the other
             (second,) = batcher.submit([torch.full((3, 2, 2), 2.0)])
-            wait_for(lambda: batcher.queued == 1, "the second image to be queued")
+            # the model thread waiting on the condition again (submit's notify took it off the waiters): with an
+            # image queued and one on its way, that is the wait for the batch to fill
+            wait_for(lambda: len(batcher._cond._waiters) == 1, "the model thread to wait for the other image")
             (third,) = batcher.submit([torch.full((3, 2, 2), 3.0)])
             assert second.result(timeout=TIMEOUT) is not None and third.result(timeout=TIMEOUT) is not None
         assert waiting() > waited and busy() > after_one
