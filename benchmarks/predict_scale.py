@@ -113,12 +113,18 @@ def run_predict(args: argparse.Namespace, model: str, folder: Path, scratch: Pat
     argv += ["--workers", str(workers)] if workers is not None else []
     result = measure(argv)
     row = {"config": f"predict --workers {'default' if workers is None else workers}", **_figures(result, args)}
-    match = re.search(r"(\d+) images \(.*\) in ([\d.]+) s, ([\d.]+) img/s", result["stderr"])
-    if match:
-        row["run_img_s"] = float(match.group(3))  # without the process start and the model load
+    run = run_img_s(result["stderr"])
+    if run is not None:
+        row["run_img_s"] = run  # without the process start and the model load
     if result["returncode"] not in (0, 1):
         row["error"] = (result["stderr"].strip().splitlines() or ["failed"])[-1]
     return row
+
+
+def run_img_s(stderr: str) -> float | None:
+    """The img/s of a predict / embed ``--output`` summary line (the run, after the model is loaded)."""
+    match = re.search(r"(\d+) images \(.*\) in ([\d.]+) s, ([\d.]+) img/s", stderr)
+    return float(match.group(3)) if match else None
 
 
 def run_bench(args: argparse.Namespace, model: str) -> dict:
@@ -147,15 +153,18 @@ def run_pipeline(args: argparse.Namespace, model: str, paths: list[Path], scratc
     return row
 
 
-def pipeline_worker(model: str, listing: str, batch_size: int) -> None:
+def pipeline_worker(model: str, listing: str, batch_size: int, output: str | None = None) -> None:
     """transformers' image-classification pipeline over every file, results kept as a list (what a user
-    would write to a file afterwards)."""
+    would write to a file afterwards) or, with ``output``, written there as JSON lines (timed too)."""
     from transformers import pipeline
 
     paths = Path(listing).read_text().splitlines()
     classify = pipeline("image-classification", model=model, device="cpu")
     start = time.perf_counter()
     results = classify(paths, batch_size=batch_size, top_k=5)
+    if output is not None:
+        with open(output, "w") as f:
+            f.writelines(json.dumps({"image": path, "predictions": row}) + "\n" for path, row in zip(paths, results))
     seconds = time.perf_counter() - start
     print(json.dumps({"images": len(results), "img_s": len(results) / seconds}))
 

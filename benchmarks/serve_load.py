@@ -11,6 +11,13 @@ Retry-After), other errors, and the server's resident memory (its process tree) 
     .venv/bin/python benchmarks/serve_load.py --model xs                     # 1, 8, 32, 128 clients, all configs
     .venv/bin/python benchmarks/serve_load.py --model runs/xs/best --configs batching no-batching --clients 32
 
+``--photo 1920x1080`` sends photo-like JPEGs of that size instead (8 of them, each client cycling through them;
+``benchmarks/decode_agreement.py``'s generator) and reports the model thread's idle percentage during each run
+(from ``swiftformer_model_busy_seconds_total`` before and after); ``exact-decode`` is ``batching`` with
+``--exact-decode``::
+
+    .venv/bin/python benchmarks/serve_load.py --photo 1920x1080 --configs batching exact-decode --clients 1 32
+
 The ``ray-1`` / ``ray-2`` configurations start a local Ray instance, whose services listen on every
 interface: run the benchmark in a loopback-only network namespace, as the Ray tests do (root)::
 
@@ -40,7 +47,9 @@ from queue import Empty, Queue
 
 from fastapi import Request  # at module level: FastAPI resolves the endpoint's annotation here
 
-CONFIGS = ("batching", "no-batching", "ray-1", "ray-2", "pipeline")
+CONFIGS = ("batching", "no-batching", "exact-decode", "ray-1", "ray-2", "pipeline")
+PHOTOS = 8  # different photos sent with --photo
+UPLOAD_MB = 64  # the servers' --max-upload-mb: room for 12 MP photos
 NEEDS = {"ray-1": "ray", "ray-2": "ray", "pipeline": "transformers"}  # configurations that need a package
 
 
@@ -62,6 +71,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--precision", default="auto")
     p.add_argument("--backend", default="auto")
     p.add_argument("--image-size", type=int, default=224, help="side of the random JPEG sent (default 224)")
+    p.add_argument("--photo", metavar="WxH", help="send photo-like JPEGs of this size instead (e.g. 1920x1080)")
     p.add_argument("--timeout", type=float, default=600, help="seconds for a server to start (default 600)")
     p.add_argument("--json", action="store_true", help="one JSON object per configuration")
     p.add_argument("--baseline-server", action="store_true", help=argparse.SUPPRESS)  # internal: run the baseline
@@ -154,8 +164,9 @@ class Server:
                 self.process.wait(10)
 
 
-def load(url: str, body: bytes, clients: int, total: int, warmup: int) -> dict:
-    """Closed-loop clients until ``total`` timed requests are answered; latencies in ms."""
+def load(url: str, bodies: list[bytes], clients: int, total: int, warmup: int) -> dict:
+    """Closed-loop clients until ``total`` timed requests are answered, each client cycling through ``bodies``
+    from its own starting point; latencies in ms."""
     import httpx
 
     lock = threading.Lock()
@@ -165,10 +176,12 @@ def load(url: str, body: bytes, clients: int, total: int, warmup: int) -> dict:
     overloaded = {"count": 0}
     start_gate = threading.Barrier(clients + 1)
 
-    def client() -> None:
+    def client(index: int) -> None:
         with httpx.Client(timeout=120) as session:
             start_gate.wait()
             while True:
+                body = bodies[index % len(bodies)]
+                index += 1
                 with lock:
                     if counter["sent"] >= warmup + total:
                         return
@@ -189,7 +202,7 @@ def load(url: str, body: bytes, clients: int, total: int, warmup: int) -> dict:
                     with lock:
                         latencies.append((time.perf_counter() - t0) * 1000)
 
-    threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
     for t in threads:
         t.start()
     start_gate.wait()
@@ -211,20 +224,38 @@ def load(url: str, body: bytes, clients: int, total: int, warmup: int) -> dict:
         "answered": len(latencies),
         "overloaded_503": overloaded["count"],
         "errors": len(errors),
+        "wall_s": wall,
     }
 
 
-def mean_batch_size(url: str) -> float | None:
+def scrape(url: str) -> str:
+    """The server's /metrics text ("" when it cannot be read)."""
     import httpx
 
     try:
-        text = httpx.get(f"{url}/metrics", timeout=10).text
+        return httpx.get(f"{url}/metrics", timeout=10).text
     except httpx.HTTPError:
-        return None
+        return ""
+
+
+def mean_batch_size(text: str) -> float | None:
     values = dict(re.findall(r"^swiftformer_batch_size_(sum|count) ([0-9.e+]+)$", text, flags=re.MULTILINE))
     if not values or float(values.get("count", 0)) == 0:
         return None
     return float(values["sum"]) / float(values["count"])
+
+
+def model_busy_seconds(text: str) -> float | None:
+    match = re.search(r"^swiftformer_model_busy_seconds_total ([0-9.e+-]+)$", text, flags=re.MULTILINE)
+    return float(match.group(1)) if match else None
+
+
+def idle_percent(before: str, after: str, wall: float) -> float | None:
+    """The model thread's idle share of ``wall`` seconds, from the busy seconds of two scrapes (None without them)."""
+    busy = [model_busy_seconds(before), model_busy_seconds(after)]
+    if busy[0] is None or busy[1] is None or wall <= 0:
+        return None
+    return 100 * max(0.0, 1 - (busy[1] - busy[0]) / wall)
 
 
 def model_folder(ref: str, scratch: Path) -> str:
@@ -240,6 +271,23 @@ def model_folder(ref: str, scratch: Path) -> str:
     load_model(ref).save_pretrained(folder)
     SwiftFormerImageProcessor().save_pretrained(folder)
     return str(folder)
+
+
+def request_bodies(photo: str | None, image_size: int) -> list[bytes]:
+    """What the clients send: ``PHOTOS`` photo-like JPEGs of ``photo`` ("WxH"), or one random JPEG of ``image_size``²."""
+    if photo is None:
+        return [jpeg(image_size)]
+    from decode_agreement import jpeg as encode
+    from decode_agreement import photo as make_photo
+
+    width, height = parse_size(photo)
+    return [encode(make_photo(width, height, seed), 85) for seed in range(PHOTOS)]
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"1920x1080"`` -> (1920, 1080)."""
+    width, _, height = text.lower().partition("x")
+    return int(width), int(height)
 
 
 def jpeg(size: int) -> bytes:
@@ -272,12 +320,8 @@ def _available(name: str) -> bool:
     return needed is None or importlib.util.find_spec(needed) is not None
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    if args.baseline_server:
-        baseline_server(args.model, args.port)
-        return 0
-    body = jpeg(args.image_size)
+def run_configs(args: argparse.Namespace, bodies: list[bytes]) -> list[dict]:
+    """Each configuration's server started in turn and driven by each client count; one row per pair."""
     rows = []
     queue = 4 * max(args.clients) + 64
     configs = [name for name in args.configs if _available(name)]
@@ -287,10 +331,12 @@ def main(argv=None) -> int:
         model = model_folder(args.model, Path(scratch))
         serve = [sys.executable, "-m", "swiftformer", "serve", "--model", model, "--host", "127.0.0.1"]
         serve += ["--precision", args.precision, "--backend", args.backend, "--max-queue", str(queue)]
+        serve += ["--max-upload-mb", str(UPLOAD_MB)]
         batching = ["--max-batch-size", str(args.max_batch_size), "--max-wait-ms", str(args.max_wait_ms)]
         commands = {
             "batching": [*serve, "--port", "0", *batching],
             "no-batching": [*serve, "--port", "0", "--max-batch-size", "1", "--max-wait-ms", "0"],
+            "exact-decode": [*serve, "--port", "0", *batching, "--exact-decode"],
             # one replica per core at most: 2 replicas on 2 cores get one thread each
             "ray-1": [*serve, *batching, "--ray", "--replicas", "1", "--num-cpus-per-replica", "2"],
             "ray-2": [*serve, *batching, "--ray", "--replicas", "2", "--num-cpus-per-replica", "1"],
@@ -306,29 +352,55 @@ def main(argv=None) -> int:
             try:
                 server.wait_ready(args.timeout)
                 for clients in args.clients:
-                    before = server_memory_mb(server)
-                    result = load(server.url, body, clients, args.requests, args.warmup)
-                    row = {"config": name, "clients": clients, **result, "mean_batch_size": mean_batch_size(server.url)}
-                    row.update(rss_before_mb=before, rss_after_mb=server_memory_mb(server))
+                    before, metrics_before = server_memory_mb(server), scrape(server.url)
+                    result = load(server.url, bodies, clients, args.requests, args.warmup)
+                    metrics_after = scrape(server.url)
+                    row = {
+                        "config": name,
+                        "clients": clients,
+                        **result,
+                        "mean_batch_size": mean_batch_size(metrics_after),
+                    }
+                    # Ray: the scrape reaches one replica, whose busy time is not the whole server's
+                    idle = (
+                        None
+                        if name.startswith("ray")
+                        else idle_percent(metrics_before, metrics_after, result["wall_s"])
+                    )
+                    row.update(rss_before_mb=before, rss_after_mb=server_memory_mb(server), model_idle_percent=idle)
                     rows.append(row)
                     if args.json:
                         print(json.dumps(row), flush=True)
             finally:
                 server.stop()
-    if not args.json:
+    return rows
+
+
+def print_table(rows: list[dict]) -> None:
+    print(
+        f"{'config':<12} {'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'batch':>6} "
+        f"{'idle %':>6} {'503s':>5} {'errors':>6} {'RSS MB before/after':>20}"
+    )
+    for r in rows:
+        batch = f"{r['mean_batch_size']:.2f}" if r["mean_batch_size"] else "-"
+        idle = f"{r['model_idle_percent']:.0f}" if r.get("model_idle_percent") is not None else "-"
+        memory = "-"
+        if r["rss_before_mb"] is not None and r["rss_after_mb"] is not None:
+            memory = f"{r['rss_before_mb']:.0f}/{r['rss_after_mb']:.0f}"
         print(
-            f"{'config':<12} {'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'batch':>6} "
-            f"{'503s':>5} {'errors':>6} {'RSS MB before/after':>20}"
+            f"{r['config']:<12} {r['clients']:7d} {r['requests_per_s']:8.1f} {r['p50_ms']:8.1f} {r['p90_ms']:8.1f} "
+            f"{r['p99_ms']:8.1f} {batch:>6} {idle:>6} {r['overloaded_503']:5d} {r['errors']:6d} {memory:>20}"
         )
-        for r in rows:
-            batch = f"{r['mean_batch_size']:.2f}" if r["mean_batch_size"] else "-"
-            memory = "-"
-            if r["rss_before_mb"] is not None and r["rss_after_mb"] is not None:
-                memory = f"{r['rss_before_mb']:.0f}/{r['rss_after_mb']:.0f}"
-            print(
-                f"{r['config']:<12} {r['clients']:7d} {r['requests_per_s']:8.1f} {r['p50_ms']:8.1f} {r['p90_ms']:8.1f} "
-                f"{r['p99_ms']:8.1f} {batch:>6} {r['overloaded_503']:5d} {r['errors']:6d} {memory:>20}"
-            )
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.baseline_server:
+        baseline_server(args.model, args.port)
+        return 0
+    rows = run_configs(args, request_bodies(args.photo, args.image_size))
+    if not args.json:
+        print_table(rows)
     return 0
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import signal
 import subprocess
@@ -492,11 +493,11 @@ class _RecordingClassifier:
         return pixels.flatten(1)[:, :3]
 
 
-def _started_batcher(max_wait_ms: float):
+def _started_batcher(max_wait_ms: float, metrics: Any = None):
     from swiftformer.serving.batching import DynamicBatcher
 
     classifier = _RecordingClassifier()
-    batcher = DynamicBatcher(classifier, max_batch_size=8, max_wait_ms=max_wait_ms, max_queue=8)
+    batcher = DynamicBatcher(classifier, max_batch_size=8, max_wait_ms=max_wait_ms, max_queue=8, metrics=metrics)
     batcher.start()
     assert batcher.ready.wait(TIMEOUT)
     return batcher, classifier
@@ -564,6 +565,69 @@ def test_the_batcher_waits_for_images_still_being_decoded():
     finally:
         decoded.set()
         batcher.stop()
+
+
+def test_model_thread_time_is_counted_busy_and_waiting_for_decode():
+    """The model thread's busy seconds grow with each batch; the time it waits for an admitted image still being
+    decoded counts as waiting for decode (the metrics of docs/serving.md, "Metrics")."""
+    from swiftformer.serving.metrics import ServeMetrics
+
+    metrics = ServeMetrics(8)
+    batcher, classifier = _started_batcher(max_wait_ms=600_000, metrics=metrics)
+
+    def waiting() -> float:
+        return metric(metrics.render().decode(), "swiftformer_model_waiting_for_decode_seconds_total")
+
+    def busy() -> float:
+        return metric(metrics.render().decode(), "swiftformer_model_busy_seconds_total")
+
+    try:
+        with batcher.admission(1):
+            assert busy() == 0 and waiting() == 0
+            (first,) = batcher.submit([torch.full((3, 2, 2), 1.0)])
+            assert first.result(timeout=TIMEOUT) is not None
+        after_one, waited = busy(), waiting()
+        assert after_one > 0
+        with batcher.admission(2):  # two images admitted, one decoded: the model waits for the other
+            (second,) = batcher.submit([torch.full((3, 2, 2), 2.0)])
+            # the model thread waiting on the condition again (submit's notify took it off the waiters): with an
+            # image queued and one on its way, that is the wait for the batch to fill
+            wait_for(lambda: len(batcher._cond._waiters) == 1, "the model thread to wait for the other image")
+            (third,) = batcher.submit([torch.full((3, 2, 2), 3.0)])
+            assert second.result(timeout=TIMEOUT) is not None and third.result(timeout=TIMEOUT) is not None
+        assert waiting() > waited and busy() > after_one
+        assert classifier.batch_sizes == [1, 2]
+    finally:
+        batcher.stop()
+
+
+def test_served_requests_move_the_model_busy_seconds(server, images):
+    before = metric(server.metrics(), "swiftformer_model_busy_seconds_total")
+    check_good_request(server.base_url, images[0])
+    text = server.metrics()
+    assert metric(text, "swiftformer_model_busy_seconds_total") > before
+    assert "swiftformer_model_waiting_for_decode_seconds_total" in text
+
+
+def test_decode_threads_reach_the_server(server, monkeypatch, capsys):
+    """--decode-threads (default: the cores of the affinity mask) reaches ServeSettings, the decode pool and
+    /metrics."""
+    from swiftformer.hardware import process_cores
+    from swiftformer.serving import ServeSettings
+
+    assert metric(server.metrics(), "swiftformer_decode_threads") == 2  # settings_for's decode_threads
+    assert server.app.state.service.executor._max_workers == 2
+    if hasattr(os, "sched_getaffinity"):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2})
+        assert process_cores() == 3 and ServeSettings(model="m").decode_threads == 3
+    seen = []
+    monkeypatch.setattr("swiftformer.serving.serve", lambda settings: seen.append(settings.decode_threads) or 0)
+    assert main(["serve", "--model", "m"]) == 0 and main(["serve", "--model", "m", "--decode-threads", "5"]) == 0
+    assert seen == [process_cores(), 5]
+    assert main(["serve", "--model", "m", "--decode-threads", "0"]) == 2
+    assert "--decode-threads must be at least 1" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="decode_threads"):
+        ServeSettings(model="m", decode_threads=0)
 
 
 def test_ray_serve_config_file_is_valid_and_builds_the_application(model_dir):

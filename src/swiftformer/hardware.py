@@ -95,7 +95,7 @@ class CPUInfo:
         return ", ".join(self.isa_features) or "no AVX2/AVX-512"
 
 
-def _process_cores() -> int:
+def process_cores() -> int:
     """Logical cores this process may run on: the affinity mask (taskset, cpusets) where the OS has one."""
     if hasattr(os, "sched_getaffinity"):
         try:
@@ -150,7 +150,7 @@ def detect_cpu(cpuinfo_text: str | None = None, capability: str | None = None, c
     return CPUInfo(
         model=model or platform.processor() or platform.machine() or "unknown CPU",
         vendor=vendor or "unknown",
-        cores=max(1, cores) if cores is not None else _process_cores(),
+        cores=max(1, cores) if cores is not None else process_cores(),
         flags=flags,
         torch_capability=capability,
     )

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..hardware import process_cores
 from ..image_processing import load_image
 from ..io.files import display_path
 from .inputs import check_inputs, count_inputs, expand_inputs, image_key, skip_done
@@ -32,17 +33,10 @@ SMALL_JOB = 32
 DEFAULT_PREFETCH = 2
 
 
-def available_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 def default_workers() -> int:
-    """Decoding processes by default: half the CPUs this process may use (the model runs on the other half),
-    at least 1, at most 8."""
-    return max(1, min(8, available_cpus() // 2))
+    """Decoding processes by default: half the cores this process may run on (its affinity mask,
+    :func:`swiftformer.hardware.process_cores`; the model runs on the other half), at least 1, at most 8."""
+    return max(1, min(8, process_cores() // 2))
 
 
 @dataclass

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..hardware import process_cores
 from .common import add_decode_argument, add_hub_arguments, hub_options
 
 # How the library's messages name what these flags set (cli.main shows them as the flags).
@@ -26,7 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="model folder or hub id, e.g. MBZUAI/swiftformer-xs")
     parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
     parser.add_argument(
-        "--workers", type=int, default=min(4, os.cpu_count() or 1), help="data loading processes (default min(4, CPUs))"
+        "--workers",
+        type=int,
+        default=min(4, process_cores()),
+        help="data loading processes (default min(4, the cores this process may run on))",
     )
     parser.add_argument(
         "--precision",

@@ -46,6 +46,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=50_000_000,
         help="largest width×height an image may claim, checked before decoding; then 413 (default 50000000)",
     )
+    p.add_argument(
+        "--decode-threads",
+        type=int,
+        help="threads decoding and preprocessing uploads beside the model thread (default: the cores this "
+        "process may run on, from its affinity mask)",
+    )
     add_decode_argument(p)
     p.add_argument("--ray", action="store_true", help="deploy on Ray Serve instead (pip install .[ray])")
     p.add_argument("--address", help="with --ray: the Ray cluster to join (default: start a local one)")
@@ -66,6 +72,8 @@ def check(args: argparse.Namespace) -> str | None:
     for option in ("max_upload_mb", "num_cpus_per_replica"):
         if not getattr(args, option) > 0:
             return f"--{option.replace('_', '-')} must be positive, got {getattr(args, option)}"
+    if args.decode_threads is not None and args.decode_threads < 1:
+        return f"--decode-threads must be at least 1, got {args.decode_threads}"
     if args.max_wait_ms < 0:
         return f"--max-wait-ms must be at least 0, got {args.max_wait_ms}"
     if not 0 <= args.port <= 65535:
@@ -96,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         max_upload_mb=args.max_upload_mb,
         max_image_pixels=args.max_image_pixels,
         fast_decode=not args.exact_decode,
+        **({} if args.decode_threads is None else {"decode_threads": args.decode_threads}),
     )
     if args.ray:
         from ..serving.ray_serve import serve_on_ray

@@ -183,6 +183,7 @@ class _Service:
         self.classifier = backend.classifier
         self.name: str = self.classifier.name
         self.executor = ThreadPoolExecutor(max_workers=settings.decode_threads, thread_name_prefix="swiftformer-decode")
+        backend.metrics.decode_threads.set(settings.decode_threads)
         self.explainer = Explainer(self.classifier)
         self.explain_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="swiftformer-explain")
 
@@ -309,7 +310,7 @@ def create_app(backend: Any, settings: ServeSettings) -> FastAPI:
         lifespan=service.lifespan,
     )
     app.add_middleware(_Guard, limit=settings.max_upload_bytes, metrics=backend.metrics)
-    app.state.backend = backend
+    app.state.backend, app.state.service = backend, service
     _add_error_handlers(app, backend.metrics)
     _add_image_routes(app, service)
     _add_v2_routes(app, service)

@@ -187,10 +187,19 @@ class DynamicBatcher:
                 return
             self._run_batch(batch)
 
+    def _wait(self, timeout: float | None = None) -> None:
+        """Wait on the condition (its lock held); the time counts as waiting for decoding when admitted
+        images were still on their way when the wait began."""
+        starved = self._on_the_way > 0
+        start = time.perf_counter()
+        self._cond.wait(timeout)
+        if starved and self.metrics is not None:
+            self.metrics.model_waiting_for_decode.inc(time.perf_counter() - start)
+
     def _next_batch(self) -> list[_Item] | None:
         with self._cond:
             while not self._items and not self._stopping:
-                self._cond.wait()
+                self._wait()
             if not self._items:
                 return None  # stopping, nothing left
             deadline = self._items[0].arrived + self.max_wait
@@ -198,7 +207,7 @@ class DynamicBatcher:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                self._cond.wait(remaining)
+                self._wait(remaining)
             shape = self._items[0].pixels.shape
             batch: list[_Item] = []
             rest: deque[_Item] = deque()
@@ -215,13 +224,20 @@ class DynamicBatcher:
             logits = self.classifier.forward(torch.stack([item.pixels for item in batch]))
         except Exception as err:
             logger.exception("forward pass of a batch of %d failed", len(batch))
+            self._busy(start)
             for item in batch:
                 item.future.set_exception(err)
             return
         if self.metrics is not None:
             self.metrics.observe_batch(len(batch), time.perf_counter() - start)
-        for item, row in zip(batch, logits):
-            item.future.set_result(row.clone())
+        rows = [row.clone() for row in logits]
+        self._busy(start)  # before any answer: a client that has its answer sees its batch counted
+        for item, row in zip(batch, rows):
+            item.future.set_result(row)
+
+    def _busy(self, start: float) -> None:
+        if self.metrics is not None:
+            self.metrics.model_busy.inc(time.perf_counter() - start)
 
 
 class BatchingBackend:

@@ -51,6 +51,20 @@ class ServeMetrics:
             "Images admitted and not yet answered (limit: the server's max_queue)",
             registry=registry,
         )
+        # The model thread's time: idle fraction over a window = 1 - rate(busy) (docs/serving.md, "Metrics")
+        self.model_busy = Counter(
+            "swiftformer_model_busy_seconds",
+            "Seconds the model thread spent running batches (stacking, forward pass, handing out results)",
+            registry=registry,
+        )
+        self.model_waiting_for_decode = Counter(
+            "swiftformer_model_waiting_for_decode_seconds",
+            "Seconds the model thread waited for images while admitted ones were still being decoded",
+            registry=registry,
+        )
+        self.decode_threads = Gauge(
+            "swiftformer_decode_threads", "Threads decoding and preprocessing uploads", registry=registry
+        )
 
     def observe_batch(self, size: int, seconds: float) -> None:
         self.batch_size.observe(size)

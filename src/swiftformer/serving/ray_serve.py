@@ -93,7 +93,9 @@ class SwiftFormerReplica:
     async def _classify_one(self, pixels: list[torch.Tensor]) -> list[torch.Tensor]:
         start = time.perf_counter()
         logits = await asyncio.to_thread(self._forward, pixels)
-        self.metrics.observe_batch(len(pixels), time.perf_counter() - start)
+        elapsed = time.perf_counter() - start
+        self.metrics.observe_batch(len(pixels), elapsed)
+        self.metrics.model_busy.inc(elapsed)
         return logits
 
     def _forward(self, pixels: list[torch.Tensor]) -> list[torch.Tensor]:

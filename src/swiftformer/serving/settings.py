@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
+
+from ..hardware import process_cores
 
 # What `swiftformer predict` offers; optimize_for_inference checks the combination (e.g. no bf16 on onnxruntime).
 SERVE_PRECISIONS = ("auto", "fp32", "bf16")
@@ -29,7 +30,9 @@ class ServeSettings:
         max_upload_mb: The largest request body (all files of a request together); past it 413.
         max_image_pixels: The largest width × height an image header may claim; past it 413, before
             decoding.
-        decode_threads: Threads that decode and preprocess uploads, beside the one model thread.
+        decode_threads: Threads that decode and preprocess uploads, beside the one model thread (and its
+            torch threads). Default: the cores this process may run on (its affinity mask: ``taskset``,
+            cpusets), so that decoding keeps up with the model while images are queued (``--decode-threads``).
         default_top_k: Labels per image when the request does not say.
         fast_decode: Decode JPEG uploads at the reduced scale the model's resize needs (several times faster
             for photos; top-1 the same within the bound in docs/preprocessing.md); False: every pixel,
@@ -49,7 +52,7 @@ class ServeSettings:
     max_queue: int = 64
     max_upload_mb: float = 20.0
     max_image_pixels: int = 50_000_000
-    decode_threads: int = field(default_factory=lambda: max(1, min(4, os.cpu_count() or 1)))
+    decode_threads: int = field(default_factory=process_cores)
     default_top_k: int = 5
     fast_decode: bool = True
 
