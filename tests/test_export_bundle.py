@@ -297,3 +297,45 @@ def test_reduced_precision_onnx_bundles_agree_with_the_eager_model(model_dir, tm
         assert {"QuantizeLinear", "DequantizeLinear"} <= ops and (probs - expected)[noise].abs().max() <= 0.25
         assert (probs.argmax(-1) == expected.argmax(-1))[noise].float().mean() >= 0.75
         assert "calibrated on 15 images" in " ".join(report["notes"])
+
+
+def test_bundle_info_and_real_verification_images_from_the_command_line(model_dir, tmp_path, capsys):
+    need_onnx()
+    import onnx
+
+    images = tmp_path / "val"
+    make_images(images / "a", {"x.png": (80, 60, 3), "y.jpg": (50, 90, 3)}, seed=1)
+    make_images(images / "b", {"z.png": (64, 64, 3)}, seed=2)
+    path = tmp_path / "app" / "swiftformer.onnx"
+    bundle = ["--model", model_dir, "--format", "onnx", "--bundle", "--output", path, "--json"]
+    info = ["--bundle-info", "license=Apache-2.0", "--bundle-info", "version=2.1", "--bundle-info", "author=Me"]
+    code, out, err = cli(capsys, *bundle, *info, "--verify-images", images, "--latency-runs", "0")
+    assert code == 0, err
+    assert json.loads(out)["num_verify_inputs"] == 3  # the folder's three images, not 8 random ones
+    meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    manifest = json.loads((path.parent / "manifest.json").read_text())
+    for key, value in (("license", "Apache-2.0"), ("version", "2.1"), ("author", "Me")):
+        assert meta[key] == value and manifest[key] == value
+    assert manifest["verification"]["inputs"] == "3 uint8 images"
+
+    before = sorted(p.name for p in path.parent.iterdir())
+    refused = [
+        (
+            ["--bundle-info", "licence=MIT"],
+            "swiftformer: error: bundle info key must be one of name, description, "
+            "version, license, author, got 'licence'",
+        ),
+        (["--bundle-info", "license"], "swiftformer: error: --bundle-info takes KEY=VALUE, got 'license'"),
+        (["--bundle-info", "license="], "swiftformer: error: bundle info 'license' must be non-empty text, got ''"),
+        (
+            ["--verify-images", tmp_path / "nowhere"],
+            f"swiftformer: error: calibration data {tmp_path / 'nowhere'} is not a folder of images",
+        ),
+    ]
+    for extra, message in refused:
+        code, out, err = cli(capsys, *bundle, *extra)
+        assert code == 2 and out == "" and err.strip() == message
+    plain = ["--model", model_dir, "--format", "onnx", "--output", tmp_path / "plain.onnx"]
+    code, out, err = cli(capsys, *plain, "--bundle-info", "license=MIT", "--verify-images", images)
+    assert code == 2 and err.strip() == "swiftformer: error: --bundle-info and --verify-images apply to --bundle only"
+    assert sorted(p.name for p in path.parent.iterdir()) == before and not (tmp_path / "plain.onnx").exists()

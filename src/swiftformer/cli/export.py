@@ -70,6 +70,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "folded in, probabilities out, labels inside (ONNX metadata, Core ML classifier); labels.txt and "
         "manifest.json beside it",
     )
+    parser.add_argument(
+        "--bundle-info",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a bundle's metadata, repeatable: name, description, version, license, author "
+        "(e.g. --bundle-info license=Apache-2.0)",
+    )
+    parser.add_argument(
+        "--verify-images",
+        metavar="DIR",
+        help="a bundle is verified on up to --num-verify images of this folder (warped to its input size) instead "
+        "of random pixels",
+    )
     parser.add_argument("--num-verify", type=int, default=8, help="random verification images (default 8)")
     parser.add_argument("--latency-runs", type=int, default=20, help="timed batch-1 runs (default 20; 0: skip)")
     parser.add_argument("--tolerance", type=float, help="max relative logit difference (default: per format)")
@@ -109,6 +123,11 @@ def run(args: argparse.Namespace) -> int:
 def _tensor_options(args: argparse.Namespace, model: Any, hub: dict[str, Any]) -> dict[str, Any]:
     """A plain export's inputs: seeded random ``pixel_values`` at the export size to verify on, and the
     calibration images of ``--calibration``."""
+    given = [
+        flag for flag, value in (("--bundle-info", args.bundle_info), ("--verify-images", args.verify_images)) if value
+    ]
+    if given:
+        raise ValueError(f"{' and '.join(given)} apply to --bundle only")
     import torch
 
     from ..export import load_calibration_images
@@ -138,15 +157,33 @@ def _bundle_options(args: argparse.Namespace, model: Any, hub: dict[str, Any]) -
     get_format(args.format).check_bundle(args.precision)
     if args.calibration and args.precision != "int8":
         raise ValueError(f"--calibration calibrates int8; this bundle is {args.precision}")
+    info = dict(_key_value(item) for item in args.bundle_info)
     loaded, note = load_processor(args.model, **hub)
     processor = None if note else loaded  # no preprocessor_config.json: the defaults, noted in the report
     size = None if args.image_size is None else export_image_size(model, args.image_size)
-    spec = bundle_spec(model, processor, size)
-    images = np.random.default_rng(0).integers(0, 256, (args.num_verify, *spec.size, 3), dtype=np.uint8)
-    options = {"image_size": size, "verify_inputs": images, "bundle": True, "image_processor": processor}
+    spec = bundle_spec(model, processor, size, info)  # checks the info before any work
+    if args.verify_images:
+        images = load_calibration_pixels(args.verify_images, spec.size, args.num_verify)
+    else:
+        images = np.random.default_rng(0).integers(0, 256, (args.num_verify, *spec.size, 3), dtype=np.uint8)
+    options = {
+        "image_size": size,
+        "verify_inputs": images,
+        "bundle": True,
+        "image_processor": processor,
+        "bundle_info": info,
+    }
     if args.calibration:
         options["calibration"] = load_calibration_pixels(args.calibration, spec.size, args.num_calibration)
     return options
+
+
+def _key_value(item: str) -> tuple[str, str]:
+    """``KEY=VALUE`` of ``--bundle-info`` as a pair (the keys are checked by the bundle)."""
+    key, sep, value = item.partition("=")
+    if not sep:
+        raise ValueError(f"--bundle-info takes KEY=VALUE, got {item!r}")
+    return key.strip(), value
 
 
 def _failed(args: argparse.Namespace, err: Exception) -> int:

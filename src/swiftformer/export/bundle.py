@@ -145,8 +145,28 @@ def bundle_spec(
         rescale=processor.rescale_factor if processor.do_rescale else 1.0,
         labels=labels,
         notes=notes,
-        info=dict(info or {}),
+        info=check_info(info),
     )
+
+
+BUNDLE_INFO_KEYS = ("name", "description", "version", "license", "author")
+
+
+def check_info(info: dict[str, str] | None) -> dict[str, str]:
+    """``bundle_info``: only :data:`BUNDLE_INFO_KEYS`, each a non-empty text value that is valid UTF-8 (it goes into
+    every format's metadata); a ValueError naming the key otherwise."""
+    checked = {}
+    for key, value in (info or {}).items():
+        if key not in BUNDLE_INFO_KEYS:
+            raise ValueError(f"bundle info key must be one of {', '.join(BUNDLE_INFO_KEYS)}, got {key!r}")
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"bundle info {key!r} must be non-empty text, got {value!r}")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"bundle info {key!r} is not valid UTF-8 text: {value!r}") from None
+        checked[key] = value
+    return checked
 
 
 def reference_processor(spec: BundleSpec) -> SwiftFormerImageProcessor:
@@ -484,6 +504,7 @@ def write_manifest(target: Path, data: dict[str, Any]) -> None:
 
 
 __all__ = [
+    "BUNDLE_INFO_KEYS",
     "INPUT_NAME",
     "LABELS_FILE",
     "MANIFEST_FILE",
