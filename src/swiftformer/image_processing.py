@@ -388,7 +388,10 @@ def _wide_to_uint8(image: Image.Image) -> np.ndarray:
     out = np.empty(image.size[::-1], dtype=np.uint8)
     for top, bottom, strip in _strips(image):
         if sixteen:  # rint(v / 257) exactly (v / 257 is never halfway between integers), in integers
-            out[top:bottom] = (strip.astype(np.uint32) + 128) // 257
+            wide = strip.astype(np.uint32)
+            wide += 128
+            wide //= 257
+            out[top:bottom] = wide
         elif low >= 0 and high <= 255 and integral:
             out[top:bottom] = strip
         elif kind == "f" and low >= 0 and high <= 1:

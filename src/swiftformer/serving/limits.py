@@ -201,6 +201,11 @@ async def _refuse(scope: Any, receive: Any, send: Any) -> None:
         503, "busy", "the server has too many connections with requests in progress; try again", RETRY_AFTER
     )
     body = json.dumps({"error": error.message, "kind": error.kind}).encode()
-    headers = [(b"content-type", b"application/json"), (b"retry-after", b"1"), (b"connection", b"close")]
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"retry-after", b"1"),
+        (b"connection", b"close"),
+    ]
     await send({"type": "http.response.start", "status": 503, "headers": headers})
     await send({"type": "http.response.body", "body": body})
