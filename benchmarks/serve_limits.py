@@ -192,7 +192,7 @@ def measure_idle(args, url: str) -> None:
             closed += 1 if isinstance(sys.exc_info()[1], ConnectionResetError) else 0
         sock.close()
     print(
-        f"3. {args.idle} half-sent requests open: a real request got {response.status_code} in {latency * 1000:.0f} ms;"
+        f"2. {args.idle} half-sent requests open: a real request got {response.status_code} in {latency * 1000:.0f} ms;"
     )
     print(f"   {closed} of {args.idle} closed by the server within {time.monotonic() - opened:.1f} s")
 
