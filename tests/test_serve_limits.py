@@ -247,17 +247,27 @@ def test_an_idle_connection_is_closed_after_the_header_timeout(server):
     assert closed and received == b""  # nothing was asked: closed without a word
 
 
-def test_a_slow_body_gets_408_after_the_body_timeout(server):
+SLOW_BODIES = [  # a body that stops coming: within the upload limit 408, over it (read to be dropped) 413
+    ("within max_upload_mb", 1000, 408, "timeout"),
+    ("over max_upload_mb", 3 * MB // 2, 413, "too_large"),
+]
+
+
+@pytest.mark.parametrize(("case", "length", "status", "kind"), SLOW_BODIES, ids=[c[0] for c in SLOW_BODIES])
+def test_a_slow_body_is_answered_at_the_body_timeout(server, case, length, status, kind):
     with connect(server.port) as sock:
         start = time.monotonic()
-        sock.sendall(request_head("POST", "/predict", content_length="1000") + b"\xff" * 10)
-        status, headers, body = read_response(sock)
+        sock.sendall(request_head("POST", "/predict", content_length=str(length)) + b"\xff" * 10)
+        got, headers, body = read_response(sock)
         elapsed = time.monotonic() - start
-    assert status == 408 and headers["connection"] == "close"
+    assert got == status and headers["connection"] == "close"
     assert BODY_TIMEOUT * 0.9 <= elapsed <= BODY_TIMEOUT + MARGIN, elapsed
-    assert one_json_error(body)["error"] == (
-        f"the request body did not arrive within the server's body_timeout ({BODY_TIMEOUT:g} s)"
-    )
+    error = one_json_error(body)
+    assert error["kind"] == kind
+    if kind == "timeout":
+        assert (
+            error["error"] == f"the request body did not arrive within the server's body_timeout ({BODY_TIMEOUT:g} s)"
+        )
 
 
 def test_oversized_headers_are_refused(server):

@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from functools import partial
 from typing import Any
 
@@ -122,8 +122,8 @@ class _Guard:
             # Read and drop a moderately larger body, so that the client (still sending) sees the 413
             # and not a reset connection; a much larger one is answered at once and the connection closed.
             if declared <= 4 * self.limit + (1 << 20):
-                while (await receive()).get("more_body", False):
-                    pass
+                with suppress(asyncio.TimeoutError):  # a slow client gets its 413 at the body deadline
+                    await asyncio.wait_for(_drain(receive), self.body_timeout)
             raise _too_large(self.limit)
         self.budget.take(declared or 0)
         try:
@@ -134,6 +134,11 @@ class _Guard:
             self.budget.give_back(declared or 0)
             raise
         return declared or 0
+
+
+async def _drain(receive: Receive) -> None:
+    while (await receive()).get("more_body", False):
+        pass
 
 
 class _Body:
