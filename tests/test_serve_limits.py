@@ -228,6 +228,7 @@ def test_a_post_is_refused_before_its_body_when_no_image_would_be_admitted(model
 
 # ------------------------------------------------------------------------------ slow and idle clients
 def test_half_sent_headers_are_closed_after_the_header_timeout(server):
+    timeouts = metric(server.metrics(), "swiftformer_errors_total", kind="timeout")
     with connect(server.port) as sock:
         start = time.monotonic()
         sock.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Le")
@@ -239,6 +240,7 @@ def test_half_sent_headers_are_closed_after_the_header_timeout(server):
         "error": f"the request's headers did not arrive within the server's header_timeout ({HEADER_TIMEOUT:g} s)",
         "kind": "timeout",
     }
+    assert metric(server.metrics(), "swiftformer_errors_total", kind="timeout") == timeouts + 1
 
 
 def test_an_idle_connection_is_closed_after_the_header_timeout(server):
@@ -319,6 +321,7 @@ def _connections(running: RunningServer) -> set:
 
 
 def test_requests_in_progress_on_every_connection_get_503(crowded):
+    refused = metric(crowded.metrics(), "swiftformer_errors_total", kind="busy")
     busy = []
     try:
         for _ in range(6):  # each sends its headers and part of its body: a request in progress each
@@ -334,7 +337,8 @@ def test_requests_in_progress_on_every_connection_get_503(crowded):
     finally:
         for sock in busy:
             sock.close()
-    wait_for(lambda: _inflight(crowded) == 0, "the requests to end")
+    wait_for(lambda: _inflight(crowded) == 0 and not _connections(crowded), "the requests to end")
+    assert metric(crowded.metrics(), "swiftformer_errors_total", kind="busy") == refused + 1
 
 
 # ------------------------------------------------------------------------------ disconnects

@@ -120,9 +120,11 @@ def guarded_protocol(base: type, *, max_connections: int, header_timeout: float,
             self._opened = time.monotonic()
             self._pending = 0  # bytes received towards headers not yet complete
             self._deadline: Any = None
+            self._metrics = metrics
             self._arm()
             if len(self.connections) > max_connections and not _evict(self.connections, self):
                 self.app = _refuse  # read the request line and headers, answer 503, close (uvicorn's own path)
+                _count(self, "busy")
                 logger.warning("connection limit (max_connections %d) reached: a request was refused", max_connections)
 
         def data_received(self, data: bytes) -> None:
@@ -146,7 +148,7 @@ def guarded_protocol(base: type, *, max_connections: int, header_timeout: float,
 
         def _header_timeout(self) -> None:
             self._deadline = None
-            _close_if_headers_late(self, header_timeout, metrics)
+            _close_if_headers_late(self, header_timeout)
 
     Guarded.__name__ = Guarded.__qualname__ = f"Guarded{base.__name__}"
     return Guarded
@@ -162,9 +164,10 @@ def _count_header_bytes(protocol: Any, n: int) -> None:
         message = f"the request's headers are over {MAX_HEADER_BYTES // 1024} KB"
         protocol.transport.write(_raw_response(431, "Request Header Fields Too Large", "bad_request", message))
         protocol.transport.close()
+        _count(protocol, "bad_request")
 
 
-def _close_if_headers_late(protocol: Any, header_timeout: float, metrics: Any) -> None:
+def _close_if_headers_late(protocol: Any, header_timeout: float) -> None:
     """At the header deadline: close the connection unless a request is being served (its body has the app's
     body_timeout); 408 first when part of a request had come."""
     if _in_progress(protocol) or protocol.transport.is_closing():
@@ -172,9 +175,14 @@ def _close_if_headers_late(protocol: Any, header_timeout: float, metrics: Any) -
     if protocol._pending:
         message = f"the request's headers did not arrive within the server's header_timeout ({header_timeout:g} s)"
         protocol.transport.write(_raw_response(408, "Request Timeout", "timeout", message))
-        if metrics is not None:
-            metrics.errors.labels("timeout").inc()
+        _count(protocol, "timeout")
     protocol.transport.close()
+
+
+def _count(protocol: Any, kind: str) -> None:
+    """Count a refusal made below the app in ``swiftformer_errors_total{kind}``."""
+    if protocol._metrics is not None:
+        protocol._metrics.errors.labels(kind).inc()
 
 
 def _in_progress(protocol: Any) -> bool:
