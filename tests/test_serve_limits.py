@@ -553,6 +553,51 @@ def test_a_16_bit_image_decodes_in_bounded_memory():
     assert rgb.mode == "RGB" and rgb.getpixel((side - 1, 0)) == (255, 255, 255) and rgb.getpixel((0, 0)) == (0, 0, 0)
 
 
+def _whole_array_rule(image: Image.Image) -> np.ndarray:
+    """The 8-bit pixels by the rules of the whole-array conversion this replaced (float64 for 16 bits)."""
+    from swiftformer.image_processing import _to_uint8
+
+    array = np.asarray(image)
+    if image.mode.startswith("I;16") or (image.mode == "I" and 255 < array.max() <= 65535 and array.min() >= 0):
+        return np.rint(array.astype(np.float64) / 257).astype(np.uint8)
+    return _to_uint8(array)
+
+
+_RNG = np.random.default_rng(5)
+WIDE_IMAGES = {
+    "16-bit": _RNG.integers(0, 65536, (301, 70), dtype=np.uint16),
+    "32-bit over 255": _RNG.integers(0, 65536, (301, 70)).astype(np.int32),
+    "32-bit within 255": _RNG.integers(0, 256, (301, 70)).astype(np.int32),
+    "float levels": _RNG.integers(0, 256, (301, 70)).astype(np.float32),
+    "float fractions": _RNG.random((301, 70)).astype(np.float32),
+    "32-bit negative": _RNG.integers(-5, 256, (301, 70)).astype(np.int32),
+    "float over 1, not levels": (_RNG.random((301, 70)) * 3).astype(np.float32),
+    "float NaN in the last strip": np.concatenate([np.zeros((300, 70)), np.full((1, 70), np.nan)]).astype(np.float32),
+}
+
+
+@pytest.mark.parametrize("case", list(WIDE_IMAGES))
+def test_the_strip_conversion_follows_the_whole_array_rules(case, monkeypatch):
+    """Across strip boundaries (strips of 1000 pixels here: 14 rows, the last one short) the pixels, and the
+    refusals, are those of the whole-array rules."""
+    import swiftformer.image_processing as ip
+
+    monkeypatch.setattr(ip, "STRIP_PIXELS", 1000)
+    image = Image.fromarray(WIDE_IMAGES[case])
+    try:
+        expected: object = _whole_array_rule(image)
+    except ValueError as err:
+        expected = str(err)
+    try:
+        got: object = ip._wide_to_uint8(image)
+    except ValueError as err:
+        got = str(err)
+    if isinstance(expected, str):
+        assert got == expected
+    else:
+        assert isinstance(got, np.ndarray) and got.dtype == np.uint8 and np.array_equal(got, expected)
+
+
 # ------------------------------------------------------------------------------ the command's flags
 LIMIT_FLAGS = [
     (["--max-connections", "0"], "--max-connections must be at least 1"),
