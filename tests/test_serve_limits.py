@@ -149,7 +149,13 @@ def test_host_refusal_names_what_is_allowed(server):
 
 
 def test_allowed_hosts_rules():
+    from swiftformer.serving import ServeSettings
     from swiftformer.serving.limits import allowed_hosts, host_name
+
+    assert ServeSettings(model="m", allowed_hosts=["a.example"]).allowed_hosts == ("a.example",)  # a config's list
+    for bad in ("a.example", [""], [3]):  # a bare string would be its letters
+        with pytest.raises(ValueError, match="allowed_hosts must be a list of host names"):
+            ServeSettings(model="m", allowed_hosts=bad)
 
     assert allowed_hosts("0.0.0.0", ()) == {"localhost", "127.0.0.1", "[::1]"}  # a wildcard is no name
     assert "192.168.1.5" in allowed_hosts("192.168.1.5", ())

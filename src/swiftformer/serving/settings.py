@@ -67,6 +67,10 @@ class ServeSettings:
     allowed_hosts: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        hosts = self.allowed_hosts
+        if not isinstance(hosts, (list, tuple)) or not all(isinstance(h, str) and h.strip() for h in hosts):
+            raise ValueError(f"allowed_hosts must be a list of host names, got {hosts!r}")
+        object.__setattr__(self, "allowed_hosts", tuple(hosts))  # a Serve config file gives a list
         checks = [
             (
                 self.precision in SERVE_PRECISIONS,
