@@ -285,6 +285,18 @@ def test_oversized_headers_are_refused(server):
     assert status == 431 and one_json_error(body)["kind"] == "bad_request"
 
 
+@pytest.mark.parametrize("garbage", [b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", b"GET / HTTP/9.9\r\n\r\n"])
+def test_what_is_not_http_gets_a_json_400(server, garbage):
+    with connect(server.port) as sock:  # a TLS hello to a plain-HTTP port, a bad version
+        sock.sendall(garbage)
+        status, headers, body = read_response(sock)
+    assert status == 400 and headers["connection"] == "close"
+    assert one_json_error(body) == {
+        "error": "not a valid HTTP/1.1 request (invalid http request received)",
+        "kind": "bad_request",
+    }
+
+
 class _Replay:
     """A socket stand-in that replays bytes already received (for read_response)."""
 

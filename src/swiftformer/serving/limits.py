@@ -109,6 +109,7 @@ def guarded_protocol(base: type, *, max_connections: int, header_timeout: float,
     * **Header deadline.** A request's line and headers must arrive within ``header_timeout`` seconds of the
       connection opening or of the previous response; else the connection is closed (408 when part of a
       request had come). More than :data:`MAX_HEADER_BYTES` of them: 431 and closed.
+    * **Not HTTP** (a request uvicorn's parser refuses): 400 as JSON, not uvicorn's plain text.
     * **Connection limit.** Past ``max_connections`` open connections, the oldest one with no request in
       progress (idle, or still sending its headers) is closed to make room; when every connection has a
       request in progress, the new connection's request is answered 503 (JSON, ``Retry-After``) and closed.
@@ -130,6 +131,12 @@ def guarded_protocol(base: type, *, max_connections: int, header_timeout: float,
         def data_received(self, data: bytes) -> None:
             super().data_received(data)
             _count_header_bytes(self, len(data))
+
+        def send_400_response(self, msg: str) -> None:  # uvicorn's answer to what is not HTTP: as JSON
+            message = f"not a valid HTTP/1.1 request ({msg.rstrip('.').lower()})"
+            self.transport.write(_raw_response(400, "Bad Request", "bad_request", message))
+            self.transport.close()
+            _count(self, "bad_request")
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
