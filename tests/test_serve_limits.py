@@ -410,6 +410,8 @@ def poisoned(model_dir) -> Iterator[tuple[RunningServer, dict]]:
         def poisoned_forward(pixels):
             logits = forward(pixels).clone()  # inference tensors are read-only
             if backend.batcher.ready.is_set() and len(logits) > 1:  # requests, not the warm-up
+                if poison["value"] == "raise":
+                    raise RuntimeError("a bug in <mylib.Model object at 0x7f00deadbeef>")
                 logits[1] = poison["value"]
             return logits
 
@@ -441,6 +443,24 @@ def test_a_non_finite_result_is_a_clear_error_in_valid_json(poisoned, images_8bi
         where = "images[1]"
     assert response.status_code == 500
     assert one_json_error(response.content) == {"error": f"{where}: {NON_FINITE_LOGITS}", "kind": "non_finite"}
+
+
+def test_a_bug_is_a_json_500_logged_by_the_server_not_by_uvicorn(poisoned, images_8bit):
+    running, poison = poisoned
+    poison["value"] = "raise"
+    records = _Records()
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    uvicorn_log.addHandler(records)
+    try:
+        files = [("file", ("a.png", images_8bit["L"][0])), ("file", ("b.png", images_8bit["RGB"][0]))]
+        response = httpx.post(f"{running.base_url}/predict", files=files, timeout=TIMEOUT)
+    finally:
+        uvicorn_log.removeHandler(records)
+    assert response.status_code == 500 and one_json_error(response.content) == {
+        "error": "internal error: RuntimeError: a bug in a Model object",
+        "kind": "internal",
+    }
+    assert records.records == []  # uvicorn's "Exception in ASGI application" (a second traceback) is gone
 
 
 def test_v2_responses_are_strict_json():

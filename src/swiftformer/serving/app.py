@@ -84,7 +84,7 @@ class _Guard:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         start = time.perf_counter()
-        status = 500
+        status = 0  # no response yet
 
         async def timed_send(message: Message) -> None:
             nonlocal status
@@ -107,11 +107,19 @@ class _Guard:
             status = 499
             where = printable(f"{scope['method']} {scope['path']}")
             logger.info("client disconnected during %s (%d bytes of its body received)", where, body.received)
+        except Exception as err:  # a bug: logged once with its traceback, answered as JSON (uvicorn would log it again)
+            if status:
+                raise
+            logger.error("%s failed", printable(f"{scope['method']} {scope['path']}"), exc_info=err)
+            self.metrics.errors.labels("internal").inc()
+            await _error_response(ServeError(500, "internal", f"internal error: {type(err).__name__}: {err}"))(
+                scope, receive, timed_send
+            )
         finally:
             self.budget.give_back(body.reserved)
             route = scope.get("route")
             endpoint = getattr(route, "path", None) or "unmatched"
-            self.metrics.requests.labels(endpoint, str(status)).inc()
+            self.metrics.requests.labels(endpoint, str(status or 500)).inc()
             self.metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
 
     async def _admit(self, scope: Scope, receive: Receive) -> int:
