@@ -43,6 +43,7 @@ import os
 import stat
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
@@ -349,11 +350,55 @@ def _pil_to_rgb(image: Image.Image) -> Image.Image:
     if image.mode == "RGB":
         return image
     if image.mode.startswith("I;16") or image.mode in ("I", "F"):
-        array = np.asarray(image)
-        if image.mode.startswith("I;16") or (image.mode == "I" and 255 < array.max() <= 65535 and array.min() >= 0):
-            array = np.rint(array.astype(np.float64) / 257).astype(np.uint8)  # 65535 -> 255
-        return _array_to_pil(array).convert("RGB")
+        return _array_to_pil(_wide_to_uint8(image)).convert("RGB")
     return image.convert("RGB")
+
+
+STRIP_PIXELS = 1 << 20  # a 16-bit or float image is converted to 8 bits this many pixels at a time
+
+
+def _strips(image: Image.Image) -> Iterator[tuple[int, int, np.ndarray]]:
+    """(first row, end row, pixels) of ``image`` in strips of about :data:`STRIP_PIXELS` pixels."""
+    width, height = image.size
+    rows = max(1, STRIP_PIXELS // max(width, 1))
+    for top in range(0, height, rows):
+        bottom = min(height, top + rows)
+        yield top, bottom, np.asarray(image.crop((0, top, width, bottom)))
+
+
+def _wide_to_uint8(image: Image.Image) -> np.ndarray:
+    """The (H, W) uint8 pixels of a 16-bit (``I;16*``), 32-bit integer (``I``) or float (``F``) image, by the
+    rules of :func:`_to_uint8` (16-bit values, and ``I`` holding values above 255, scaled: ``rint(v / 257)``),
+    computed a strip at a time: beside the image and its 8-bit result, memory holds one strip, however large
+    the image (a whole float64 copy was 8 bytes a pixel: a 7000×7000 16-bit PNG of a few kilobytes took 1.3 GB)."""
+    kind = "f" if image.mode == "F" else "i"
+    low: Any = 0
+    high: Any = 65535
+    integral, sixteen = True, image.mode.startswith("I;16")
+    if not sixteen:
+        lows, highs = [], []
+        for _, _, strip in _strips(image):
+            if kind == "f" and not np.isfinite(strip).all():
+                raise ValueError("the image array contains NaN or infinite values")
+            lows.append(strip.min())
+            highs.append(strip.max())
+            integral = integral and (kind != "f" or np.array_equal(strip, np.round(strip)))
+        low, high = min(lows), max(highs)
+        sixteen = kind == "i" and 255 < high <= 65535 and low >= 0
+    out = np.empty(image.size[::-1], dtype=np.uint8)
+    for top, bottom, strip in _strips(image):
+        if sixteen:  # rint(v / 257) exactly (v / 257 is never halfway between integers), in integers
+            wide = strip.astype(np.uint32)
+            wide += 128
+            wide //= 257
+            out[top:bottom] = wide
+        elif low >= 0 and high <= 255 and integral:
+            out[top:bottom] = strip
+        elif kind == "f" and low >= 0 and high <= 1:
+            out[top:bottom] = np.rint(strip.astype(np.float64) * 255)
+        else:
+            raise ValueError(f"image values range over [{low}, {high}]; expected [0, 1] floats or 0..255 values")
+    return out
 
 
 def _to_rgb_image(image: Any) -> Image.Image:

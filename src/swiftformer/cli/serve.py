@@ -52,6 +52,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="threads decoding and preprocessing uploads beside the model thread (default: the cores this "
         "process may run on, from its affinity mask)",
     )
+    add_limit_arguments(p)
     add_decode_argument(p)
     p.add_argument("--ray", action="store_true", help="deploy on Ray Serve instead (pip install .[ray])")
     p.add_argument("--address", help="with --ray: the Ray cluster to join (default: start a local one)")
@@ -62,18 +63,58 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_hub_arguments(p)
 
 
+def add_limit_arguments(p: argparse.ArgumentParser) -> None:
+    """What bounds the server's resources (docs/serving.md, "Limits")."""
+    p.add_argument(
+        "--max-inflight-mb",
+        type=float,
+        default=100.0,
+        help="request bodies held at once, by Content-Length before reading; then 503 (default 100)",
+    )
+    p.add_argument(
+        "--max-connections",
+        type=int,
+        default=256,
+        help="open connections; past it the oldest idle one is closed, or 503 (default 256)",
+    )
+    p.add_argument(
+        "--header-timeout",
+        type=float,
+        default=10.0,
+        help="seconds to send a request's headers; then closed (default 10)",
+    )
+    p.add_argument(
+        "--body-timeout", type=float, default=60.0, help="seconds to send a request's body; then 408 (default 60)"
+    )
+    p.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a Host header name to answer besides localhost, 127.0.0.1, [::1] and --host (repeatable; '*': any)",
+    )
+
+
 def check(args: argparse.Namespace) -> str | None:
     """The conflicting- or bad-options message, or None."""
     if args.compile and args.backend in ("openvino", "onnxruntime"):
         return f"--compile is for the inductor backend; --backend {args.backend} compiles the model itself"
-    for option, low in (("max_batch_size", 1), ("max_queue", 1), ("replicas", 1), ("max_image_pixels", 1)):
+    for option, low in (
+        ("max_batch_size", 1),
+        ("max_queue", 1),
+        ("replicas", 1),
+        ("max_image_pixels", 1),
+        ("max_connections", 1),
+    ):
         if getattr(args, option) < low:
             return f"--{option.replace('_', '-')} must be at least {low}, got {getattr(args, option)}"
-    for option in ("max_upload_mb", "num_cpus_per_replica"):
+    for option in ("max_upload_mb", "num_cpus_per_replica", "header_timeout", "body_timeout"):
         if not getattr(args, option) > 0:
             return f"--{option.replace('_', '-')} must be positive, got {getattr(args, option)}"
     if args.decode_threads is not None and args.decode_threads < 1:
         return f"--decode-threads must be at least 1, got {args.decode_threads}"
+    if args.max_inflight_mb < args.max_upload_mb:
+        return f"--max-inflight-mb ({args.max_inflight_mb:g}) must be at least --max-upload-mb ({args.max_upload_mb:g})"
     if args.max_wait_ms < 0:
         return f"--max-wait-ms must be at least 0, got {args.max_wait_ms}"
     if not 0 <= args.port <= 65535:
@@ -105,6 +146,11 @@ def run(args: argparse.Namespace) -> int:
         max_image_pixels=args.max_image_pixels,
         fast_decode=not args.exact_decode,
         **({} if args.decode_threads is None else {"decode_threads": args.decode_threads}),
+        max_inflight_mb=args.max_inflight_mb,
+        max_connections=args.max_connections,
+        header_timeout=args.header_timeout,
+        body_timeout=args.body_timeout,
+        allowed_hosts=tuple(args.allowed_host),
     )
     if args.ray:
         from ..serving.ray_serve import serve_on_ray

@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from functools import partial
 from typing import Any
 
@@ -29,11 +29,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..io.files import printable
 from .errors import ServeError
 from .explain import SERVED_METHODS, Explainer
 from .images import FORMATS, prepare
+from .limits import CLOSE, ByteBudget, allowed_hosts, check_host
 from .page import render_page
 from .protocol import (
     ErrorResponse,
@@ -65,17 +68,23 @@ def _version() -> str:
 
 
 class _Guard:
-    """Pure ASGI middleware: refuse bodies over the upload limit (413; from Content-Length before
-    reading, else while reading), time every request, count it by route and status."""
+    """Pure ASGI middleware: what a request may cost is checked before its body is read — its ``Host``
+    (400), its size (413; from Content-Length before reading, else while reading), the bytes of bodies in
+    flight and, for a POST, room for an image (503 + Retry-After) — and its body must arrive within
+    ``body_timeout`` (408). A client that disconnects is one log line. Every request is timed and counted by
+    route and status (499: the client went away)."""
 
-    def __init__(self, app: ASGIApp, *, limit: int, metrics: Any) -> None:
-        self.app, self.limit, self.metrics = app, limit, metrics
+    def __init__(self, app: ASGIApp, *, settings: ServeSettings, backend: Any) -> None:
+        self.app, self.limit, self.backend, self.metrics = app, settings.max_upload_bytes, backend, backend.metrics
+        self.hosts = allowed_hosts(settings.host, settings.allowed_hosts)
+        self.budget = ByteBudget(int(settings.max_inflight_mb * 1024 * 1024))
+        self.body_timeout = settings.body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         start = time.perf_counter()
-        status = 500
+        status = 0  # no response yet
 
         async def timed_send(message: Message) -> None:
             nonlocal status
@@ -85,35 +94,92 @@ class _Guard:
                 message = {**message, "headers": [*message.get("headers", []), (b"x-process-time-ms", elapsed)]}
             await send(message)
 
-        received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise _too_large(self.limit)
-            return message
+        body = _Body(receive, self.limit, self.budget, self.body_timeout)
 
         try:
-            declared = _content_length(scope)
-            if declared is not None and declared > self.limit:
-                # Read and drop a moderately larger body, so that the client (still sending) sees the 413
-                # and not a reset connection; a much larger one is answered at once and the connection closed.
-                if declared <= 4 * self.limit + (1 << 20):
-                    while (await receive()).get("more_body", False):
-                        pass
-                error = _too_large(self.limit)
-                self.metrics.errors.labels(error.kind).inc()
-                await _error_response(error)(scope, receive, timed_send)
-                return
-            await self.app(scope, limited_receive, timed_send)
+            body.reserved = await self._admit(scope, receive)
+            await self.app(scope, body.receive, timed_send)
+        except ServeError as error:  # refused before the app ran
+            self.metrics.errors.labels(error.kind).inc()
+            error.headers.setdefault("Connection", "close")
+            await _error_response(error)(scope, receive, timed_send)
+        except ClientDisconnect:
+            status = 499
+            where = printable(f"{scope['method']} {scope['path']}")
+            logger.info("client disconnected during %s (%d bytes of its body received)", where, body.received)
+        except Exception as err:  # a bug: logged once with its traceback, answered as JSON (uvicorn would log it again)
+            if status:
+                raise
+            logger.error("%s failed", printable(f"{scope['method']} {scope['path']}"), exc_info=err)
+            self.metrics.errors.labels("internal").inc()
+            await _error_response(ServeError(500, "internal", f"internal error: {type(err).__name__}: {err}"))(
+                scope, receive, timed_send
+            )
         finally:
+            self.budget.give_back(body.reserved)
             route = scope.get("route")
             endpoint = getattr(route, "path", None) or "unmatched"
-            self.metrics.requests.labels(endpoint, str(status)).inc()
+            self.metrics.requests.labels(endpoint, str(status or 500)).inc()
             self.metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
+
+    async def _admit(self, scope: Scope, receive: Receive) -> int:
+        """Check the request before its body is read; the body bytes reserved (its Content-Length)."""
+        declared = _content_length(scope)
+        check_host(scope.get("headers", []), self.hosts)
+        if declared is not None and declared > self.limit:
+            # Read and drop a moderately larger body, so that the client (still sending) sees the 413
+            # and not a reset connection; a much larger one is answered at once and the connection closed.
+            if declared <= 4 * self.limit + (1 << 20):
+                with suppress(asyncio.TimeoutError):  # a slow client gets its 413 at the body deadline
+                    await asyncio.wait_for(_drain(receive), self.body_timeout)
+            raise _too_large(self.limit)
+        self.budget.take(declared or 0)
+        try:
+            if scope["method"] == "POST":  # every POST brings images: refused at once when none would be admitted
+                with self.backend.admission(1):
+                    pass
+        except ServeError:
+            self.budget.give_back(declared or 0)
+            raise
+        return declared or 0
+
+
+async def _drain(receive: Receive) -> None:
+    while (await receive()).get("more_body", False):
+        pass
+
+
+class _Body:
+    """The request's ``receive``, bounded: the upload limit (413), the bytes in flight (chunked bodies are
+    reserved as they arrive; 503), and ``body_timeout`` for the whole body (408, the connection closed)."""
+
+    def __init__(self, receive: Receive, limit: int, budget: ByteBudget, timeout: float) -> None:
+        self._receive, self.limit, self.budget, self.timeout = receive, limit, budget, timeout
+        self.deadline = time.monotonic() + timeout
+        self.received = self.reserved = 0
+        self.done = False
+
+    async def receive(self) -> Message:
+        if self.done:  # the body is in: what follows is the disconnect, whenever it comes
+            return await self._receive()
+        try:
+            message = await asyncio.wait_for(self._receive(), max(0.0, self.deadline - time.monotonic()))
+        except asyncio.TimeoutError:
+            raise ServeError(
+                408,
+                "timeout",
+                f"the request body did not arrive within the server's body_timeout ({self.timeout:g} s)",
+                dict(CLOSE),
+            ) from None
+        if message["type"] == "http.request":
+            self.received += len(message.get("body", b""))
+            self.done = not message.get("more_body", False)
+            if self.received > self.limit:
+                raise _too_large(self.limit)
+            if self.received > self.reserved:  # a chunked body (or more than declared): counted as it arrives
+                self.budget.take(self.received - self.reserved)
+                self.reserved = self.received
+        return message
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -225,8 +291,8 @@ class _Service:
         uploads = await _read_uploads(request, self.settings.max_queue)
         with self.backend.admission(len(uploads)):
             pixels = await self.decode(uploads)
-            logits = await self.backend.classify(pixels)
-        probs = torch.stack(logits).float().softmax(dim=-1)
+            logits = _finite(torch.stack(await self.backend.classify(pixels)).float(), [name for name, _ in uploads])
+        probs = logits.softmax(dim=-1)
         scores, indices = probs.topk(k, dim=-1)
         labels = self.classifier.labels
         return [
@@ -291,11 +357,27 @@ class _Service:
             else:
                 pixels = list(torch.from_numpy(parsed.pixels))
             logits = torch.stack(await self.backend.classify(pixels)).float()
+        _finite(logits, [f"{IMAGES if parsed.images is not None else PIXELS}[{i}]" for i in range(len(logits))])
         probabilities = logits.softmax(dim=-1)
         content, headers = encode_infer_response(
             self.name, parsed.id, parsed.outputs, logits.numpy(), probabilities.numpy(), classifier.labels
         )
         return Response(content, headers=headers)
+
+
+# The wording of `swiftformer predict` (swiftformer.batch.tasks.NON_FINITE_LOGITS) for the same failure.
+NON_FINITE_LOGITS = "the model's logits for this image are not finite (NaN or inf)"
+
+
+def _finite(logits: torch.Tensor, names: list[str]) -> torch.Tensor:
+    """``logits`` (n, num_labels), or ServeError 500 ``non_finite`` naming the first image whose row holds NaN or
+    infinity: a result is never served from them (``score: null``, or ``NaN``, which is not JSON)."""
+    finite = torch.isfinite(logits).all(dim=-1).tolist()
+    if not all(finite):
+        bad = [name for name, ok in zip(names, finite) if not ok]
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise ServeError(500, "non_finite", f"{bad[0]}: {NON_FINITE_LOGITS}{more}")
+    return logits
 
 
 def create_app(backend: Any, settings: ServeSettings) -> FastAPI:
@@ -308,8 +390,10 @@ def create_app(backend: Any, settings: ServeSettings) -> FastAPI:
         "where the model looks, the Open Inference Protocol v2 under `/v2`, Prometheus metrics at `/metrics`, a demo "
         "page at `/`. See docs/serving.md and docs/explain.md.",
         lifespan=service.lifespan,
+        docs_url=None,  # Swagger UI and ReDoc load their scripts from a CDN: blank offline (NO_DOCS)
+        redoc_url=None,
     )
-    app.add_middleware(_Guard, limit=settings.max_upload_bytes, metrics=backend.metrics)
+    app.add_middleware(_Guard, settings=settings, backend=backend)
     app.state.backend, app.state.service = backend, service
     _add_error_handlers(app, backend.metrics)
     _add_image_routes(app, service)
@@ -441,11 +525,22 @@ def _add_metrics_and_page(app: FastAPI, service: _Service) -> None:
     async def prometheus() -> Response:
         return Response(metrics.render(), media_type=metrics.content_type)
 
+    @app.get("/docs", include_in_schema=False)
+    @app.get("/redoc", include_in_schema=False)
+    async def no_docs() -> Response:
+        raise ServeError(404, "not_found", NO_DOCS)
+
     page = render_page(service.name, service.classifier.num_labels, service.settings.max_upload_mb)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:
         return HTMLResponse(page)
+
+
+NO_DOCS = (
+    "interactive API docs are not served (Swagger UI would load its scripts from a CDN and be blank offline); "
+    "the OpenAPI schema is at /openapi.json, see docs/serving.md"
+)
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The request and response models of the endpoints (they are also the OpenAPI schema at ``/docs``)."""
+"""The request and response models of the endpoints (they are also the OpenAPI schema at ``/openapi.json``)."""
 
 from __future__ import annotations
 

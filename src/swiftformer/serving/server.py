@@ -40,6 +40,9 @@ def uvicorn_server(app: Any, settings: ServeSettings, log_level: str = "info") -
     """A ``uvicorn.Server`` for ``app`` (``run()`` it, or ``serve()`` it in a thread; :func:`shut_down`
     stops it as SIGTERM does)."""
     import uvicorn
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+    from .limits import guarded_protocol
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: Any) -> None:
@@ -58,6 +61,12 @@ def uvicorn_server(app: Any, settings: ServeSettings, log_level: str = "info") -
         lifespan="on",
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         access_log=False,
+        http=guarded_protocol(
+            AutoHTTPProtocol,
+            max_connections=settings.max_connections,
+            header_timeout=settings.header_timeout,
+            metrics=getattr(getattr(app.state, "backend", None), "metrics", None),
+        ),
     )
     return Server(config)
 

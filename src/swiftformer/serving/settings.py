@@ -37,6 +37,14 @@ class ServeSettings:
         fast_decode: Decode JPEG uploads at the reduced scale the model's resize needs (several times faster
             for photos; top-1 the same within the bound in docs/preprocessing.md); False: every pixel,
             bit-identical to transformers (``--exact-decode``). Shown in the model metadata as ``decode``.
+        max_inflight_mb: Request bodies held at once (by Content-Length before reading; chunked bodies as they
+            arrive); past it 503 with Retry-After, before the body is read.
+        max_connections: Open connections; past it the oldest connection without a request in progress
+            is closed, or, when every one has one, the new one is answered 503.
+        header_timeout: Seconds a connection may take to send a request's headers (from its opening or
+            the previous response); then closed.
+        body_timeout: Seconds a request may take to send its body; then 408 and closed.
+        allowed_hosts: ``Host`` header names answered besides the loopback names and ``host``; ``"*"``: any.
     """
 
     model: str
@@ -55,8 +63,17 @@ class ServeSettings:
     decode_threads: int = field(default_factory=process_cores)
     default_top_k: int = 5
     fast_decode: bool = True
+    max_inflight_mb: float = 100.0
+    max_connections: int = 256
+    header_timeout: float = 10.0
+    body_timeout: float = 60.0
+    allowed_hosts: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        hosts = self.allowed_hosts
+        if not isinstance(hosts, (list, tuple)) or not all(isinstance(h, str) and h.strip() for h in hosts):
+            raise ValueError(f"allowed_hosts must be a list of host names, got {hosts!r}")
+        object.__setattr__(self, "allowed_hosts", tuple(hosts))  # a Serve config file gives a list
         checks = [
             (
                 self.precision in SERVE_PRECISIONS,
@@ -75,6 +92,9 @@ class ServeSettings:
             (self.decode_threads >= 1, f"decode_threads must be at least 1, got {self.decode_threads}"),
             (self.default_top_k >= 1, f"default_top_k must be at least 1, got {self.default_top_k}"),
             (0 <= self.port <= 65535, f"port must be in 0..65535, got {self.port}"),
+            (self.max_inflight_mb >= self.max_upload_mb, "max_inflight_mb must be at least max_upload_mb"),
+            (self.max_connections >= 1, f"max_connections must be at least 1, got {self.max_connections}"),
+            (self.header_timeout > 0 and self.body_timeout > 0, "header_timeout and body_timeout must be positive"),
         ]
         for ok, message in checks:
             if not ok:

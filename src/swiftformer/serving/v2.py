@@ -174,7 +174,7 @@ def _flatten(data: list[Any]) -> list[Any]:
 
 
 def _outputs(request: InferRequest, default_top_k: int) -> list[OutputSpec]:
-    binary_default = bool((request.parameters or {}).get("binary_data_output", False))
+    binary_default = _flag(request.parameters, "binary_data_output", False, "the request")
     if request.outputs is None:
         return [OutputSpec(name, binary_default, default_top_k if name == "labels" else None) for name in OUTPUTS]
     specs, seen = [], set()
@@ -185,14 +185,22 @@ def _outputs(request: InferRequest, default_top_k: int) -> list[OutputSpec]:
             raise _bad(f"output '{output.name}' requested twice")
         seen.add(output.name)
         params = output.parameters or {}
-        binary = params.get("binary_data", binary_default)
+        binary = _flag(params, "binary_data", binary_default, f"output '{output.name}'")
         k = params.get("classification", default_top_k if output.name == "labels" else None)
         if k is not None and (
             isinstance(k, bool) or not isinstance(k, int) or k < (1 if output.name == "labels" else 0)
         ):
             raise _bad(f"output '{output.name}': classification must be a positive integer, got {k!r}")
-        specs.append(OutputSpec(output.name, bool(binary), k or None))
+        specs.append(OutputSpec(output.name, binary, k or None))
     return specs
+
+
+def _flag(parameters: dict[str, Any] | None, name: str, default: bool, where: str) -> bool:
+    """A boolean protocol parameter: JSON true or false only (the string "false" is not false, and not true)."""
+    value = (parameters or {}).get(name, default)
+    if not isinstance(value, bool):
+        raise _bad(f"{where}: parameter {name} must be true or false (a JSON boolean), got {json.dumps(value)[:40]}")
+    return value
 
 
 def deserialize_bytes(raw: bytes, what: str = "BYTES tensor") -> list[bytes]:
@@ -253,7 +261,7 @@ def encode_infer_response(
     response: dict[str, Any] = {"model_name": model_name, "model_version": "1", "outputs": outputs}
     if request_id:
         response["id"] = request_id
-    header = json.dumps(response, separators=(",", ":")).encode()
+    header = json.dumps(response, separators=(",", ":"), allow_nan=False).encode()  # never a bare NaN
     if not blobs:
         return header, {"Content-Type": "application/json"}
     return header + b"".join(blobs), {
