@@ -77,6 +77,11 @@ class BundleSpec:
     def scale(self) -> list[float]:
         return [self.rescale / s for s in self.std]
 
+    @property
+    def normalization_note(self) -> str:
+        """The export report's line on the normalization inside the bundle and where it went."""
+        return f"bundle normalization mean {self.mean}, std {self.std}, rescale {self.rescale:.6g}: {self.folded}"
+
 
 def input_size(
     processor: SwiftFormerImageProcessor, config_size: tuple[int, int]

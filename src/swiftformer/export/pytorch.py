@@ -192,13 +192,21 @@ def export_onnx(ctx: ExportContext) -> Exported:
     if ctx.precision == "fp16":
         notes.append("fp16 weights and arithmetic; pixel_values and logits stay float32 (casts at the ends)")
     if ctx.precision == "int8":
-        notes.append(
-            f"int8: onnxruntime static quantization (QDQ, per-channel int8 weights, uint8 activations), "
-            f"calibrated on {len(ctx.int8_calibration())} images"
-        )
+        notes.append(_onnx_int8_note(ctx))
     # The shape as exported: height and width are static below the dynamic minimum size (inference.export_dims).
-    dims = [d.dim_value if d.HasField("dim_value") else None for d in proto.graph.input[0].type.tensor_type.shape.dim]
-    return Exported(notes, _named_shape(dims))
+    return Exported(notes, _named_shape(_onnx_input_dims(proto)))
+
+
+def _onnx_input_dims(proto: Any) -> list[int | None]:
+    """The ONNX graph's input shape, each dynamic dimension ``None``."""
+    return [d.dim_value if d.HasField("dim_value") else None for d in proto.graph.input[0].type.tensor_type.shape.dim]
+
+
+def _onnx_int8_note(ctx: ExportContext) -> str:
+    return (
+        "int8: onnxruntime static quantization (QDQ, per-channel int8 weights, uint8 activations), "
+        f"calibrated on {len(ctx.int8_calibration())} images"
+    )
 
 
 def _quantize_onnx(ctx: ExportContext, input_name: str) -> None:
@@ -241,32 +249,27 @@ def _export_onnx_bundle(ctx: ExportContext, spec: BundleSpec, onnx: Any, ort: An
     example = ctx.example_images(2)
     dims = {0: torch.export.Dim("batch", min=1, max=4096)}
     proto = export_onnx_graph(module, example, dims, ctx.opset, names=(INPUT_NAME, OUTPUT_NAME))
-    for key, value in metadata(spec, ctx.model.config.to_json_string()).items():
+    meta = metadata(spec, ctx.model.config.to_json_string())
+    for key, value in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
-    proto.producer_name, proto.doc_string = "swiftformer", metadata(spec, "")["description"]
+    proto.producer_name, proto.doc_string = "swiftformer", meta["description"]
     onnx.save(proto, os.fspath(ctx.staged), save_as_external_data=False)
     onnx.checker.check_model(os.fspath(ctx.staged))
     if ctx.precision == "int8":
         _quantize_onnx(ctx, INPUT_NAME)
-    dims_out = [
-        d.dim_value if d.HasField("dim_value") else None for d in proto.graph.input[0].type.tensor_type.shape.dim
-    ]
-    shape = ["batch" if d is None else int(d) for d in dims_out]
+    shape = ["batch" if d is None else int(d) for d in _onnx_input_dims(proto)]
     notes = [
         f"bundle: input {INPUT_NAME} (batch, {spec.size[0]}, {spec.size[1]}, 3) uint8 RGB (NHWC), output "
         f"{OUTPUT_NAME} (softmax); {len(spec.labels)} labels in metadata_props['labels']",
-        f"bundle normalization mean {spec.mean}, std {spec.std}, rescale {spec.rescale:.6g}: {spec.folded}",
+        spec.normalization_note,
         f"opset {ctx.opset}; onnxruntime {ort.__version__} CPUExecutionProvider; {len(proto.graph.node)} nodes",
         *spec.notes,
     ]
     if ctx.precision == "fp16":
         notes.append("fp16 weights and arithmetic; the mean subtraction and the softmax stay float32")
     if ctx.precision == "int8":
-        notes.append(
-            "int8: onnxruntime static quantization (QDQ, per-channel int8 weights, uint8 activations), "
-            f"calibrated on {len(ctx.int8_calibration())} images; input uint8 pixels, output float32 probabilities"
-        )
+        notes.append(_onnx_int8_note(ctx) + "; input uint8 pixels, output float32 probabilities")
     return Exported(notes, shape)
 
 
@@ -477,7 +480,7 @@ def _executorch_bundle_exported(
     notes = [
         f"bundle: input {INPUT_NAME} (1, {h}, {w}, 3) uint8 RGB (NHWC), output {OUTPUT_NAME} (softmax); static "
         "batch 1; a .pte has no metadata field: the labels travel in labels.txt and manifest.json beside it",
-        f"bundle normalization mean {spec.mean}, std {spec.std}, rescale {spec.rescale:.6g}: {spec.folded}",
+        spec.normalization_note,
         *notes,
         *spec.notes,
     ]
@@ -547,6 +550,9 @@ def _import_coremltools(ctx: ExportContext) -> Any:
             del sys.modules["tensorflow"]
 
 
+_COREML_NOT_EXECUTED = "not executed: Core ML prediction needs macOS (the saved spec was reloaded and checked)"
+
+
 def _coreml_convert(ct: Any, module: Any, example: torch.Tensor, precision: str, **io: Any) -> Any:
     """``module`` (float32, contiguous weights) as an ML Program computing in ``precision``; ``io``: the
     ``inputs``, ``outputs`` or ``classifier_config`` of ``ct.convert``."""
@@ -598,7 +604,7 @@ def export_coreml(ctx: ExportContext) -> Exported:
         f"static input shape {ctx.static_shape()}",
     ]
     if sys.platform != "darwin":
-        notes.append("not executed: Core ML prediction needs macOS (the saved spec was reloaded and checked)")
+        notes.append(_COREML_NOT_EXECUTED)
     return Exported(notes, [1, ctx.channels, *ctx.size])
 
 
@@ -622,7 +628,11 @@ def _export_coreml_bundle(ctx: ExportContext, spec: BundleSpec, ct: Any) -> Expo
     module = bundled_module(_mobile_model(copy.deepcopy(ctx.fused)), spec, centered=True)
     module = module.to(memory_format=torch.contiguous_format)
     offset = torch.tensor(spec.offset).reshape(1, 3, 1, 1)
-    example = (ctx.example_images(1).permute(0, 3, 1, 2).float() - offset).contiguous()  # as the ImageType hands it
+
+    def centered(images: torch.Tensor) -> torch.Tensor:  # uint8 (B, H, W, 3) as the ImageType hands them over
+        return (images.permute(0, 3, 1, 2).float() - offset).contiguous()
+
+    example = centered(ctx.example_images(1))
     mlmodel = _coreml_convert(
         ct,
         module,
@@ -655,8 +665,7 @@ def _export_coreml_bundle(ctx: ExportContext, spec: BundleSpec, ct: Any) -> Expo
     computing = {op: n for op, n in sorted(ops.items()) if op != "const"}
     # What can be checked here of the numbers: the graph handed to coremltools against the pipeline's reference.
     with torch.no_grad():
-        centered = ctx.verify_inputs.permute(0, 3, 1, 2).float() - offset
-        converted = module(centered.contiguous())
+        converted = module(centered(ctx.verify_inputs))
     from .bundle import reference_probabilities
 
     reference = reference_probabilities(ctx.model, spec, ctx.verify_inputs.numpy())
@@ -666,7 +675,7 @@ def _export_coreml_bundle(ctx: ExportContext, spec: BundleSpec, ct: Any) -> Expo
         f"{ct.__version__}, compute precision {compute}): input {COREML_IMAGE} RGB image {w}x{h}, outputs "
         f"{COREML_LABEL} (string) and {COREML_PROBABILITIES} (string -> double); {len(spec.labels)} labels in the "
         "classifier and in the metadata",
-        f"bundle normalization mean {spec.mean}, std {spec.std}, rescale {spec.rescale:.6g}: {spec.folded}",
+        spec.normalization_note,
         f"MIL ops: {sum(computing.values())} besides {ops['const']} constants "
         f"({', '.join(f'{k} {v}' for k, v in computing.items())}); the L2 normalizations as 1x1 conv + rsqrt + mul: "
         "no " + ", ".join(_NOT_ON_ANE),
@@ -675,7 +684,7 @@ def _export_coreml_bundle(ctx: ExportContext, spec: BundleSpec, ct: Any) -> Expo
         *spec.notes,
     ]
     if sys.platform != "darwin":
-        notes.append("not executed: Core ML prediction needs macOS (the saved spec was reloaded and checked)")
+        notes.append(_COREML_NOT_EXECUTED)
     manifest = {
         "input": {
             "name": COREML_IMAGE,
@@ -713,12 +722,8 @@ def _coreml_bundle_facts(saved: Any, spec: BundleSpec) -> dict[str, Any]:
     inputs, outputs = list(description.input), {o.name: o for o in description.output}
     image = inputs[0].type.imageType if len(inputs) == 1 and inputs[0].type.HasField("imageType") else None
     probs = outputs.get(COREML_PROBABILITIES)
-    ops: Counter[str] = Counter()
+    ops: Counter[str] = Counter(op.type for op in _mil_operations(saved))
     classes: list[str] = []
-    for function in saved.mlProgram.functions.values():
-        for block in function.block_specializations.values():
-            for op in block.operations:
-                ops[op.type] += 1
     for op in _classify_ops(saved):
         classes = list(op)
     meta = description.metadata
@@ -761,15 +766,20 @@ def _coreml_bundle_facts(saved: Any, spec: BundleSpec) -> dict[str, Any]:
     }
 
 
-def _classify_ops(saved: Any) -> Iterator[list[str]]:
-    """The class labels of each ``classify`` op of the ML Program (its ``classes``: a list of strings inline)."""
+def _mil_operations(saved: Any) -> Iterator[Any]:
+    """Every operation of the saved ML Program's functions, block by block."""
     for function in saved.mlProgram.functions.values():
         for block in function.block_specializations.values():
-            for op in block.operations:
-                if op.type == "classify" and "classes" in op.inputs:
-                    (argument,) = op.inputs["classes"].arguments
-                    items = argument.value.immediateValue.list.values
-                    yield [label for item in items for label in item.immediateValue.tensor.strings.values]
+            yield from block.operations
+
+
+def _classify_ops(saved: Any) -> Iterator[list[str]]:
+    """The class labels of each ``classify`` op of the ML Program (its ``classes``: a list of strings inline)."""
+    for op in _mil_operations(saved):
+        if op.type == "classify" and "classes" in op.inputs:
+            (argument,) = op.inputs["classes"].arguments
+            items = argument.value.immediateValue.list.values
+            yield [label for item in items for label in item.immediateValue.tensor.strings.values]
 
 
 def load_coreml(ctx: ExportContext) -> Runner | None:
@@ -939,7 +949,7 @@ def _export_tflite_bundle(ctx: ExportContext, spec: BundleSpec) -> Exported:
         f"bundle: input {INPUT_NAME} (1, {spec.size[0]}, {spec.size[1]}, 3) uint8 RGB (NHWC), output {OUTPUT_NAME} "
         f"(softmax); TFLite Metadata (name, description, version, author, license, RGB image, labels.txt as "
         f"TENSOR_AXIS_LABELS), labels.txt packed inside; converted from the Keras model",
-        f"bundle normalization mean {spec.mean}, std {spec.std}, rescale {spec.rescale:.6g}: {spec.folded}",
+        spec.normalization_note,
         f"GPU delegate ({gpu['analyzer']}): "
         + ("no incompatible op" if gpu["compatible"] else f"{len(gpu['incompatible_ops'])} incompatible op(s)"),
         *spec.notes,
