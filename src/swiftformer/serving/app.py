@@ -572,7 +572,13 @@ def _add_metrics_and_page(app: FastAPI, service: _Service) -> None:
     async def no_docs() -> Response:
         raise ServeError(404, "not_found", NO_DOCS)
 
-    page = render_page(service.name, service.classifier.num_labels, service.settings.max_upload_mb)
+    settings = service.settings
+    page = render_page(
+        service.name,
+        service.classifier.num_labels,
+        settings.max_upload_mb,
+        bool(settings.api_keys or settings.admin_keys),
+    )
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:
