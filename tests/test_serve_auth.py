@@ -98,6 +98,27 @@ def test_keys_from_flags_files_and_environment(tmp_path, monkeypatch):
         gather_keys([], [tmp_path / "empty.txt"], "UNSET_VARIABLE")
 
 
+def test_key_options_on_the_command_line(tmp_path, capsys):
+    missing = tmp_path / "missing-keys.txt"
+    code = main(["serve", "--model", "/no/such/model", "--api-key-file", str(missing)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and f"cannot read the key file {missing}" in err
+    code = main(["serve", "--model", "/no/such/model", "--api-key", "two words"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--api-key: key #1" in err and "two words" not in err
+    assert main(["serve", "--model", "xs", "--ray", "--grpc-port", "0"]) == 2
+    assert "under --ray, Ray Serve's proxy holds the connections" in capsys.readouterr().err
+
+
+def test_page_asks_for_a_key_only_when_the_server_has_keys():
+    from swiftformer.serving.page import render_page
+
+    assert 'id="key-row" hidden' in render_page("tiny", 4, 1.0)
+    shown = render_page("tiny", 4, 1.0, needs_key=True)
+    assert 'id="key-row" >' in shown and 'sessionStorage.getItem("swiftformer-api-key")' in shown
+    assert "headers: authorized()" in shown
+
+
 def test_keys_are_never_shown():
     settings = ServeSettings(model="xs", api_keys=(KEY,), admin_keys=(ADMIN_KEY,))
     assert KEY not in repr(settings) and ADMIN_KEY not in repr(settings)

@@ -171,8 +171,8 @@ def test_errors_have_their_status_codes(server, client, model_dir, images):
     assert client.is_model_ready(NAME)  # still serving
 
 
-def test_warming_up_is_unavailable_and_non_finite_is_internal(model_dir, images):
-    warm_gate = threading.Event()
+def test_warming_up_and_a_full_queue_are_unavailable_non_finite_is_internal(model_dir, images):
+    warm_gate, forward_gate, in_forward = threading.Event(), threading.Event(), threading.Event()
 
     def prepare(backend) -> None:
         classifier = backend.classifier
@@ -182,28 +182,42 @@ def test_warming_up_is_unavailable_and_non_finite_is_internal(model_dir, images)
             assert warm_gate.wait(TIMEOUT)
             return warm_up()
 
-        def poisoned_forward(pixels):
+        def held_and_poisoned_forward(pixels):
+            if not backend.batcher.ready.is_set():  # the warm-up
+                return forward(pixels)
+            in_forward.set()
+            assert forward_gate.wait(TIMEOUT)
             logits = forward(pixels).clone()
-            if backend.batcher.ready.is_set():  # requests, not the warm-up
-                logits[0] = math.nan
+            logits[0] = math.nan
             return logits
 
-        classifier.warm_up, classifier.forward = gated_warm_up, poisoned_forward
+        classifier.warm_up, classifier.forward = gated_warm_up, held_and_poisoned_forward
 
-    running = start_server(settings_for(model_dir, grpc_port=0), prepare, wait_ready=False)
+    running = start_server(
+        settings_for(model_dir, grpc_port=0, max_batch_size=1, max_queue=1), prepare, wait_ready=False
+    )
     client = grpcclient.InferenceServerClient(running.grpc_url)
     try:
-        data = np.array([images[0].read_bytes()], dtype=np.object_)
         inputs = [grpcclient.InferInput("images", [1], "BYTES")]
-        inputs[0].set_data_from_numpy(data)
+        inputs[0].set_data_from_numpy(np.array([images[0].read_bytes()], dtype=np.object_))
         assert client.is_server_live() and not client.is_server_ready()
         err = _grpc_error(lambda: client.infer(NAME, inputs))
         assert err.status() == "StatusCode.UNAVAILABLE" and "warming up" in err.message()
         warm_gate.set()
         assert running.batcher.ready.wait(TIMEOUT)
+
+        held: list = []
+        first = threading.Thread(target=lambda: held.append(_grpc_error(lambda: client.infer(NAME, inputs))))
+        first.start()
+        assert in_forward.wait(TIMEOUT)  # one image in the forward pass: the queue (1) is full
         err = _grpc_error(lambda: client.infer(NAME, inputs))
+        assert err.status() == "StatusCode.UNAVAILABLE" and "the server is busy" in err.message()
+        forward_gate.set()
+        first.join(TIMEOUT)
+        (err,) = held
         assert err.status() == "StatusCode.INTERNAL" and "images[0]: the model's logits" in err.message()
     finally:
         warm_gate.set()
+        forward_gate.set()
         client.close()
         running.close()

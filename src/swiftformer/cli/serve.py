@@ -169,8 +169,8 @@ def check(args: argparse.Namespace) -> str | None:
         return f"--max-wait-ms must be at least 0, got {args.max_wait_ms}"
     if not 0 <= args.port <= 65535:
         return f"--port must be in 0..65535, got {args.port}"
-    if args.ray and args.grpc_port is not None:
-        return "--grpc-port is for the built-in server, not --ray"
+    if args.ray and (args.grpc_port is not None or args.ssl_certfile or args.ssl_keyfile):
+        return "--grpc-port, --ssl-certfile and --ssl-keyfile are for the built-in server: under --ray, Ray Serve's proxy holds the connections"
     if not args.ray and (args.address or args.replicas != 1 or args.num_cpus_per_replica != 1.0):
         return "--address, --replicas and --num-cpus-per-replica go with --ray"
     return None

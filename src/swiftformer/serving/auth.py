@@ -131,7 +131,7 @@ class KeyCheck:
         what = "an admin key" if access is Access.ADMIN else "an API key"
         presented = _bearer(authorization)
         if presented is None:
-            return 401, "unauthorized", f"this route needs {what}: send the header 'Authorization: Bearer KEY'"
+            return 401, "unauthorized", f"this route needs {what}, sent as 'Authorization: Bearer KEY'"
         if not _matches(presented, keys):
             return 401, "unauthorized", f"the key sent is not {what} of this server"
         return None
