@@ -21,7 +21,16 @@ from tritonclient.grpc import service_pb2_grpc as pb_grpc  # noqa: E402
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
 from _helpers import LABELS, make_images  # noqa: E402
-from _serving import NAME, SERVING_IMAGES, TIMEOUT, RunningServer, metric, settings_for, start_server  # noqa: E402
+from _serving import (  # noqa: E402
+    NAME,
+    SERVING_IMAGES,
+    TIMEOUT,
+    RunningServer,
+    metric,
+    settings_for,
+    start_server,
+    wait_for,
+)
 from swiftformer import SwiftFormerImageProcessor  # noqa: E402
 
 
@@ -219,5 +228,56 @@ def test_warming_up_and_a_full_queue_are_unavailable_non_finite_is_internal(mode
     finally:
         warm_gate.set()
         forward_gate.set()
+        client.close()
+        running.close()
+
+
+def test_http_and_grpc_images_batch_together(model_dir, images):
+    """One queue: while the model thread holds a first image, an HTTP and a gRPC request queue up and then run as
+    one batch of two."""
+    release, in_forward = threading.Event(), threading.Event()
+
+    def prepare(backend) -> None:
+        forward = backend.classifier.forward
+
+        def held_forward(pixels):
+            if backend.batcher.ready.is_set() and not in_forward.is_set():  # the first request's batch
+                in_forward.set()
+                assert release.wait(TIMEOUT)
+            return forward(pixels)
+
+        backend.classifier.forward = held_forward
+
+    running = start_server(settings_for(model_dir, grpc_port=0, max_batch_size=2, max_wait_ms=0), prepare)
+    client = grpcclient.InferenceServerClient(running.grpc_url)
+    answers: dict[str, object] = {}
+
+    def over_http(key: str) -> None:
+        answers[key] = httpx.post(f"{running.base_url}/predict", content=images[0].read_bytes(), timeout=TIMEOUT)
+
+    def over_grpc() -> None:
+        inputs = [grpcclient.InferInput("images", [1], "BYTES")]
+        inputs[0].set_data_from_numpy(np.array([images[0].read_bytes()], dtype=np.object_))
+        answers["grpc"] = client.infer(NAME, inputs).as_numpy("probabilities")
+
+    threads = [threading.Thread(target=over_http, args=("first",))]
+    try:
+        threads[0].start()
+        assert in_forward.wait(TIMEOUT)
+        threads += [threading.Thread(target=over_http, args=("http",)), threading.Thread(target=over_grpc)]
+        for thread in threads[1:]:
+            thread.start()
+        wait_for(lambda: running.batcher.queued == 2, "the HTTP and the gRPC image to be queued")
+        release.set()
+        for thread in threads:
+            thread.join(TIMEOUT)
+        text = running.metrics()
+        assert metric(text, "swiftformer_batch_size_count") == 2  # the held image, then both together
+        assert metric(text, "swiftformer_batch_size_bucket", le="1.0") == 1
+        http_scores = {p["index"]: p["score"] for p in answers["http"].json()[0]["predictions"]}
+        for index, score in http_scores.items():
+            assert answers["grpc"][0, index] == pytest.approx(score, abs=1e-6)
+    finally:
+        release.set()
         client.close()
         running.close()
