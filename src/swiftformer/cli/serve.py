@@ -170,7 +170,10 @@ def check(args: argparse.Namespace) -> str | None:
     if not 0 <= args.port <= 65535:
         return f"--port must be in 0..65535, got {args.port}"
     if args.ray and (args.grpc_port is not None or args.ssl_certfile or args.ssl_keyfile):
-        return "--grpc-port, --ssl-certfile and --ssl-keyfile are for the built-in server: under --ray, Ray Serve's proxy holds the connections"
+        return (
+            "--grpc-port, --ssl-certfile and --ssl-keyfile are for the built-in server: under --ray, Ray Serve's "
+            "proxy holds the connections"
+        )
     if not args.ray and (args.address or args.replicas != 1 or args.num_cpus_per_replica != 1.0):
         return "--address, --replicas and --num-cpus-per-replica go with --ray"
     return None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import ssl
 from typing import Any
 
@@ -26,7 +27,8 @@ def build_app(settings: ServeSettings) -> Any:
     from .metrics import ServeMetrics
     from .model import load_classifier
 
-    check_tls_files(settings)  # before the model loads: a wrong path is one line at once
+    check_tls_files(settings)  # before the model loads: a wrong path or a busy port is one line at once
+    check_grpc_port(settings)
     classifier = load_classifier(settings)
     backend = BatchingBackend(
         classifier,
@@ -51,6 +53,20 @@ def check_tls_files(settings: ServeSettings) -> None:
         raise ValueError(
             f"cannot use the TLS certificate {settings.ssl_certfile} with the key {settings.ssl_keyfile}: {reason}"
         ) from None
+
+
+def check_grpc_port(settings: ServeSettings) -> None:
+    """OSError in one line when ``grpc_port`` cannot be bound on ``host`` (in use, not an address of this machine):
+    the gRPC server binds it only once the app starts, where a failure would be a traceback."""
+    if not settings.grpc_port:
+        return
+    host = settings.host.strip("[]")
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC binds: a port in TIME_WAIT is free
+        try:
+            probe.bind((host, settings.grpc_port))
+        except OSError as err:
+            raise OSError(f"cannot listen for gRPC on {settings.host}:{settings.grpc_port}: {err.strerror}") from None
 
 
 def uvicorn_server(app: Any, settings: ServeSettings, log_level: str = "info") -> Any:
