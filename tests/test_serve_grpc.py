@@ -172,11 +172,14 @@ def test_errors_have_their_status_codes(server, client, model_dir, images):
     assert err.status() == "StatusCode.INVALID_ARGUMENT" and "images[0]" in err.message()
     assert "\n" not in err.message()
     assert _grpc_error(lambda: client.get_model_metadata("other")).status() == "StatusCode.NOT_FOUND"
+    too_large = np.array([b"\xff" * (3 * 1024 * 1024 // 2)], dtype=np.object_)  # over max_upload_mb (1)
+    assert infer("images", "BYTES", too_large).status() == "StatusCode.RESOURCE_EXHAUSTED"  # refused by gRPC itself
     after = server.metrics()
     assert (
         metric(after, "swiftformer_errors_total", kind="not_found")
         == metric(before, "swiftformer_errors_total", kind="not_found") + 2
     )
+    assert metric(after, "swiftformer_requests_total", endpoint="grpc:ModelInfer", status="404") >= 1
     assert client.is_model_ready(NAME)  # still serving
 
 

@@ -107,14 +107,23 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self.lookup, self.server_ready, self.version, self.metrics = lookup, server_ready, version, metrics
 
     async def ServerLive(self, request: Any, context: Any) -> Any:
-        return pb.ServerLiveResponse(live=True)
+        async def live() -> Any:
+            return pb.ServerLiveResponse(live=True)
+
+        return await self._answer("ServerLive", context, live)
 
     async def ServerReady(self, request: Any, context: Any) -> Any:
-        return pb.ServerReadyResponse(ready=self.server_ready())
+        async def ready() -> Any:
+            return pb.ServerReadyResponse(ready=self.server_ready())
+
+        return await self._answer("ServerReady", context, ready)
 
     async def ServerMetadata(self, request: Any, context: Any) -> Any:
-        extensions = ["binary_tensor_data", "classification"]
-        return pb.ServerMetadataResponse(name="swiftformer", version=self.version, extensions=extensions)
+        async def metadata() -> Any:
+            extensions = ["binary_tensor_data", "classification"]
+            return pb.ServerMetadataResponse(name="swiftformer", version=self.version, extensions=extensions)
+
+        return await self._answer("ServerMetadata", context, metadata)
 
     async def ModelReady(self, request: Any, context: Any) -> Any:
         async def ready() -> Any:
