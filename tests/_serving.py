@@ -128,7 +128,13 @@ class RunningServer:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.app.state.service.settings.ssl_certfile else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
+
+    @property
+    def grpc_url(self) -> str:
+        """``127.0.0.1:PORT`` of the v2 gRPC service (settings with ``grpc_port=0``: the port it was given)."""
+        return f"127.0.0.1:{self.app.state.grpc_port}"
 
     @property
     def batcher(self):

@@ -129,3 +129,35 @@ def test_page_classifies_a_picked_image(tmp_path, browser, model_dir):
     finally:
         context.close()
         server.close()
+
+
+def test_page_sends_the_api_key_it_was_given(tmp_path, browser, model_dir):
+    """On a server with API keys: the page shows a key field; without a key the server's 401 is shown, with it the
+    image is classified, and the key stays in the tab (sessionStorage) across a reload."""
+    key = "page-key-0123456789"
+    image = tmp_path / "grey.png"
+    Image.fromarray(np.full((64, 64, 3), 128, dtype=np.uint8)).save(image)
+    server = start_server(settings_for(model_dir, max_wait_ms=1, api_keys=(key,)))
+    context = browser.new_context()
+    context.set_default_timeout(TIMEOUT * 1000)
+    try:
+        page = context.new_page()
+        page.goto(f"{server.base_url}/")
+        status = page.locator("#status")
+        expect(page.locator("#key")).to_be_visible()
+
+        page.locator("#file").set_input_files(image)
+        expect(status).to_have_text(re.compile(r"^error 401: this route needs an API key"))
+
+        page.locator("#key").fill(key)
+        page.locator("#key").dispatch_event("change")
+        page.locator("#file").set_input_files([])
+        page.locator("#file").set_input_files(image)
+        expect(status).to_have_text(re.compile(r"in the server\)$|error|failed"))
+        assert status.get_attribute("class") != "error", status.text_content()
+
+        page.reload()
+        expect(page.locator("#key")).to_have_value(key)
+    finally:
+        context.close()
+        server.close()

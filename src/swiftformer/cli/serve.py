@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import argparse
 
+from ..serving.auth import ADMIN_KEYS_ENV, API_KEYS_ENV
 from .common import add_decode_argument, add_hub_arguments, fail, hub_options
+
+# The settings' parameters that the library's messages name, as this command's flags (cli.common.as_flags).
+FLAGS = {
+    "api_keys": "--api-key",
+    "admin_keys": "--admin-key",
+    "insecure": "--insecure",
+    "grpc_port": "--grpc-port",
+    "ssl_certfile": "--ssl-certfile",
+    "ssl_keyfile": "--ssl-keyfile",
+}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -53,6 +64,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "process may run on, from its affinity mask)",
     )
     add_limit_arguments(p)
+    add_access_arguments(p)
     add_decode_argument(p)
     p.add_argument("--ray", action="store_true", help="deploy on Ray Serve instead (pip install .[ray])")
     p.add_argument("--address", help="with --ray: the Ray cluster to join (default: start a local one)")
@@ -95,6 +107,44 @@ def add_limit_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_access_arguments(p: argparse.ArgumentParser) -> None:
+    """gRPC, API keys and TLS (docs/serving.md, "gRPC" and "Access control and TLS")."""
+    p.add_argument(
+        "--grpc-port",
+        type=int,
+        metavar="PORT",
+        help="also serve the v2 protocol over gRPC on this port (0: a free one, logged; default: no gRPC)",
+    )
+    p.add_argument(
+        "--api-key",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help=f"a key clients send as 'Authorization: Bearer KEY' (repeatable; also {API_KEYS_ENV}, comma-separated)",
+    )
+    p.add_argument("--api-key-file", action="append", default=[], metavar="FILE", help="API keys, one a line")
+    p.add_argument(
+        "--admin-key",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help=f"a key for /v2/repository/... (repeatable; also {ADMIN_KEYS_ENV}); without one those routes answer 403",
+    )
+    p.add_argument("--admin-key-file", action="append", default=[], metavar="FILE", help="admin keys, one a line")
+    p.add_argument(
+        "--protect-health",
+        action="store_true",
+        help="health, server metadata and /metrics need an API key too (default: open)",
+    )
+    p.add_argument("--ssl-certfile", metavar="FILE", help="PEM certificate (chain): HTTPS, and gRPC over TLS")
+    p.add_argument("--ssl-keyfile", metavar="FILE", help="PEM private key of --ssl-certfile")
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow a non-loopback --host without an API key (anyone who reaches the port may use the model)",
+    )
+
+
 def check(args: argparse.Namespace) -> str | None:
     """The conflicting- or bad-options message, or None."""
     if args.compile and args.backend in ("openvino", "onnxruntime"):
@@ -119,6 +169,11 @@ def check(args: argparse.Namespace) -> str | None:
         return f"--max-wait-ms must be at least 0, got {args.max_wait_ms}"
     if not 0 <= args.port <= 65535:
         return f"--port must be in 0..65535, got {args.port}"
+    if args.ray and (args.grpc_port is not None or args.ssl_certfile or args.ssl_keyfile):
+        return (
+            "--grpc-port, --ssl-certfile and --ssl-keyfile are for the built-in server: under --ray, Ray Serve's "
+            "proxy holds the connections"
+        )
     if not args.ray and (args.address or args.replicas != 1 or args.num_cpus_per_replica != 1.0):
         return "--address, --replicas and --num-cpus-per-replica go with --ray"
     return None
@@ -129,6 +184,7 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         return fail(problem)
     from ..serving import ServeSettings
+    from ..serving.auth import gather_keys
 
     settings = ServeSettings(
         model=args.model,
@@ -151,6 +207,13 @@ def run(args: argparse.Namespace) -> int:
         header_timeout=args.header_timeout,
         body_timeout=args.body_timeout,
         allowed_hosts=tuple(args.allowed_host),
+        grpc_port=args.grpc_port,
+        api_keys=gather_keys(args.api_key, args.api_key_file, API_KEYS_ENV),
+        admin_keys=gather_keys(args.admin_key, args.admin_key_file, ADMIN_KEYS_ENV),
+        protect_health=args.protect_health,
+        ssl_certfile=args.ssl_certfile,
+        ssl_keyfile=args.ssl_keyfile,
+        insecure=args.insecure,
     )
     if args.ray:
         from ..serving.ray_serve import serve_on_ray

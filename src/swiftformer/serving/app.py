@@ -23,6 +23,7 @@ from contextlib import asynccontextmanager, suppress
 from functools import partial
 from typing import Any
 
+import numpy as np
 import torch
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -33,6 +34,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..io.files import printable
+from .auth import AccessGuard, KeyCheck
 from .errors import ServeError
 from .explain import SERVED_METHODS, Explainer
 from .images import FORMATS, prepare
@@ -50,7 +52,7 @@ from .protocol import (
     TensorMetadata,
 )
 from .settings import ServeSettings
-from .v2 import HEADER_LENGTH, IMAGES, PIXELS, encode_infer_response, parse_infer_request
+from .v2 import HEADER_LENGTH, IMAGES, PIXELS, ParsedInfer, encode_infer_response, parse_infer_request
 
 logger = logging.getLogger("swiftformer.serving")
 
@@ -256,12 +258,35 @@ class _Service:
     @asynccontextmanager
     async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
         self.backend.start()
+        grpc_server = None
         try:
+            if self.settings.grpc_port is not None:
+                grpc_server = await self.start_grpc(app)
             yield
         finally:
+            if grpc_server is not None:  # its RPCs in flight are answered while the model worker still runs
+                from .grpc_v2 import GRACE_SECONDS
+
+                await grpc_server.stop(GRACE_SECONDS)
             await asyncio.to_thread(self.backend.stop)  # queued images are answered first
             self.executor.shutdown(wait=False)
             self.explain_executor.shutdown(wait=False)
+
+    async def start_grpc(self, app: FastAPI) -> Any:
+        """The v2 gRPC service on this event loop, sharing the model's queue (``app.state.grpc_port``: its port)."""
+        from .grpc_v2 import start_grpc_server  # grpcio: only when --grpc-port asks for it
+
+        server, port = await start_grpc_server(
+            self.lookup,
+            self.settings,
+            server_ready=lambda: self.ready,
+            version=app.version,
+            metrics=self.backend.metrics,
+        )
+        app.state.grpc_port = port
+        scheme = "TLS" if self.settings.ssl_certfile else "plaintext"
+        logger.info("v2 gRPC service on %s:%d (%s)", self.settings.host, port, scheme)
+        return server
 
     async def decode(self, uploads: list[tuple[str, bytes]]) -> list[torch.Tensor]:
         """Decode and preprocess in the thread pool (in parallel with the model's forward pass)."""
@@ -317,8 +342,7 @@ class _Service:
         return Response(png, media_type="image/png", headers=headers)
 
     def readiness(self) -> JSONResponse:  # 200 when ready, 400 otherwise (the v2 protocol asks for a 4xx)
-        ready = bool(self.backend.ready)
-        return JSONResponse({"ready": ready}, status_code=200 if ready else 400)
+        return JSONResponse({"ready": self.ready}, status_code=200 if self.ready else 400)
 
     def model_metadata(self) -> ModelMetadata:
         classifier = self.classifier
@@ -340,6 +364,16 @@ class _Service:
             parameters={**classifier.metadata(), "decode": "fast" if self.settings.fast_decode else "exact"},
         )
 
+    def lookup(self, model_name: str, version: str = "") -> _Service:
+        """The served model called ``model_name`` (``version`` "" for the latest), or ServeError 404: what the gRPC
+        service is given to find models (one today)."""
+        self.check_model(model_name, version)
+        return self
+
+    @property
+    def ready(self) -> bool:
+        return bool(self.backend.ready)
+
     async def infer(self, request: Request, model_name: str, version: str | None) -> Response:
         """A v2 inference request, in JSON or the binary tensor data extension, answered in the same."""
         self.check_model(model_name, version)
@@ -351,6 +385,15 @@ class _Service:
             input_size=classifier.input_size,
             default_top_k=self.settings.default_top_k,
         )
+        logits, probabilities = await self.run(parsed)
+        content, headers = encode_infer_response(
+            self.name, parsed.id, parsed.outputs, logits, probabilities, classifier.labels
+        )
+        return Response(content, headers=headers)
+
+    async def run(self, parsed: ParsedInfer) -> tuple[np.ndarray, np.ndarray]:
+        """Logits and probabilities (n, num_labels) of a checked v2 request (HTTP or gRPC), through the one queue;
+        ServeError 500 ``non_finite`` rather than a NaN served."""
         with self.backend.admission(parsed.count):
             if parsed.images is not None:
                 pixels = await self.decode([(f"{IMAGES}[{i}]", data) for i, data in enumerate(parsed.images)])
@@ -358,11 +401,7 @@ class _Service:
                 pixels = list(torch.from_numpy(parsed.pixels))
             logits = torch.stack(await self.backend.classify(pixels)).float()
         _finite(logits, [f"{IMAGES if parsed.images is not None else PIXELS}[{i}]" for i in range(len(logits))])
-        probabilities = logits.softmax(dim=-1)
-        content, headers = encode_infer_response(
-            self.name, parsed.id, parsed.outputs, logits.numpy(), probabilities.numpy(), classifier.labels
-        )
-        return Response(content, headers=headers)
+        return logits.numpy(), logits.softmax(dim=-1).numpy()
 
 
 # The wording of `swiftformer predict` (swiftformer.batch.tasks.NON_FINITE_LOGITS) for the same failure.
@@ -394,6 +433,9 @@ def create_app(backend: Any, settings: ServeSettings) -> FastAPI:
         redoc_url=None,
     )
     app.add_middleware(_Guard, settings=settings, backend=backend)
+    # Added last, so outermost: a request without its key is refused before its Host, size or body are looked at.
+    check = KeyCheck(settings.api_keys, settings.admin_keys, settings.protect_health)
+    app.add_middleware(AccessGuard, check=check, metrics=backend.metrics)
     app.state.backend, app.state.service = backend, service
     _add_error_handlers(app, backend.metrics)
     _add_image_routes(app, service)
@@ -530,7 +572,13 @@ def _add_metrics_and_page(app: FastAPI, service: _Service) -> None:
     async def no_docs() -> Response:
         raise ServeError(404, "not_found", NO_DOCS)
 
-    page = render_page(service.name, service.classifier.num_labels, service.settings.max_upload_mb)
+    settings = service.settings
+    page = render_page(
+        service.name,
+        service.classifier.num_labels,
+        settings.max_upload_mb,
+        bool(settings.api_keys or settings.admin_keys),
+    )
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:

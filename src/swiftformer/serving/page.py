@@ -1,6 +1,10 @@
 """The demo page at ``GET /``: one self-contained HTML file (no CDN, no external requests) to pick or
 drop an image and see the top 5 as bars, the model's name and the time taken, and beside them the
-Grad-CAM overlay of ``POST /explain`` (where the model looks for its top class)."""
+Grad-CAM overlay of ``POST /explain`` (where the model looks for its top class).
+
+On a server with API keys the page shows a field for one: it is kept in the tab's ``sessionStorage`` (gone when
+the tab closes, never sent anywhere but this server's ``/predict`` and ``/explain``, as ``Authorization: Bearer``).
+The page itself is served without a key."""
 
 from __future__ import annotations
 
@@ -40,6 +44,8 @@ _PAGE = """<!doctype html>
   <p><b>Drop an image here</b> or click to choose one (up to __MAX_MB__ MB)</p>
   <input id="file" type="file" accept="image/*" hidden>
 </div>
+<p id="key-row" __KEY_HIDDEN__><label>API key <input id="key" type="password" autocomplete="off" size="32"></label>
+  <small class="sub">kept in this tab only (sessionStorage)</small></p>
 <div id="status" role="status"></div>
 <div id="result">
   <figure id="views">
@@ -59,6 +65,14 @@ const bars = document.getElementById("bars");
 const preview = document.getElementById("preview");
 const overlay = document.getElementById("overlay");
 const heatNote = document.getElementById("heat-note");
+const keyInput = document.getElementById("key");
+keyInput.value = sessionStorage.getItem("swiftformer-api-key") || "";
+keyInput.addEventListener("change", () => sessionStorage.setItem("swiftformer-api-key", keyInput.value.trim()));
+
+function authorized() {  // the request options with the key, when one was given
+  const key = keyInput.value.trim();
+  return key ? { Authorization: "Bearer " + key } : {};
+}
 
 function say(text, isError) {
   statusLine.textContent = text;
@@ -94,7 +108,7 @@ async function explain(file) {
   form.append("file", file, file.name);
   heatNote.textContent = "computing where the model looks …";
   try {
-    const response = await fetch("explain", { method: "POST", body: form });
+    const response = await fetch("explain", { method: "POST", body: form, headers: authorized() });
     if (!response.ok) {
       const body = await response.json().catch(() => ({}));
       heatNote.textContent = "no heatmap: " + (body.error || "error " + response.status);
@@ -123,7 +137,7 @@ async function classify(file) {
   form.append("file", file, file.name);
   const start = performance.now();
   try {
-    const response = await fetch("predict?top_k=5", { method: "POST", body: form });
+    const response = await fetch("predict?top_k=5", { method: "POST", body: form, headers: authorized() });
     const total = performance.now() - start;
     const body = await response.json();
     if (!response.ok) { say("error " + response.status + ": " + (body.error || JSON.stringify(body)), true); return; }
@@ -152,10 +166,11 @@ drop.addEventListener("drop", (e) => {
 """
 
 
-def render_page(model_name: str, num_labels: int, max_upload_mb: float) -> str:
-    """The page for one model (its name escaped for HTML and for the script)."""
+def render_page(model_name: str, num_labels: int, max_upload_mb: float, needs_key: bool = False) -> str:
+    """The page for one model (its name escaped for HTML and for the script); with a key field when ``needs_key``."""
     return (
-        _PAGE.replace("__TITLE__", html.escape(model_name))
+        _PAGE.replace("__KEY_HIDDEN__", "" if needs_key else "hidden")
+        .replace("__TITLE__", html.escape(model_name))
         .replace("__NAME__", html.escape(model_name))
         .replace("__LABELS__", str(num_labels))
         .replace("__MAX_MB__", f"{max_upload_mb:g}")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
+import ssl
 from typing import Any
 
 from .settings import ServeSettings
@@ -25,6 +27,8 @@ def build_app(settings: ServeSettings) -> Any:
     from .metrics import ServeMetrics
     from .model import load_classifier
 
+    check_tls_files(settings)  # before the model loads: a wrong path or a busy port is one line at once
+    check_grpc_port(settings)
     classifier = load_classifier(settings)
     backend = BatchingBackend(
         classifier,
@@ -34,6 +38,35 @@ def build_app(settings: ServeSettings) -> Any:
         metrics=ServeMetrics(settings.max_batch_size, settings.name),
     )
     return create_app(backend, settings)
+
+
+def check_tls_files(settings: ServeSettings) -> None:
+    """ValueError in one line unless ``ssl_certfile`` and ``ssl_keyfile`` are readable PEM files that belong
+    together (what uvicorn and gRPC would otherwise report as a stack trace once the model had loaded)."""
+    if not settings.ssl_certfile or not settings.ssl_keyfile:
+        return
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(settings.ssl_certfile, settings.ssl_keyfile)
+    except OSError as err:  # ssl.SSLError is one: not PEM, or a key of another certificate
+        reason = getattr(err, "reason", None) or err.strerror or str(err)
+        raise ValueError(
+            f"cannot use the TLS certificate {settings.ssl_certfile} with the key {settings.ssl_keyfile}: {reason}"
+        ) from None
+
+
+def check_grpc_port(settings: ServeSettings) -> None:
+    """OSError in one line when ``grpc_port`` cannot be bound on ``host`` (in use, not an address of this machine):
+    the gRPC server binds it only once the app starts, where a failure would be a traceback."""
+    if not settings.grpc_port:
+        return
+    host = settings.host.strip("[]")
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC binds: a port in TIME_WAIT is free
+        try:
+            probe.bind((host, settings.grpc_port))
+        except OSError as err:
+            raise OSError(f"cannot listen for gRPC on {settings.host}:{settings.grpc_port}: {err.strerror}") from None
 
 
 def uvicorn_server(app: Any, settings: ServeSettings, log_level: str = "info") -> Any:
@@ -61,6 +94,8 @@ def uvicorn_server(app: Any, settings: ServeSettings, log_level: str = "info") -
         lifespan="on",
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         access_log=False,
+        ssl_certfile=settings.ssl_certfile,
+        ssl_keyfile=settings.ssl_keyfile,
         http=guarded_protocol(
             AutoHTTPProtocol,
             max_connections=settings.max_connections,
@@ -92,11 +127,13 @@ def serve(settings: ServeSettings, log_level: str = "info") -> int:
     app = build_app(settings)
     server = uvicorn_server(app, settings, log_level)
     logger.info(
-        "model %s on http://%s:%d (ready after warm-up; %s)",
+        "model %s on %s://%s:%d (ready after warm-up; %s; %s)",
         settings.name,
+        "https" if settings.ssl_certfile else "http",
         settings.host,
         settings.port,
         "fast JPEG decode" if settings.fast_decode else "exact decode",
+        f"{len(settings.api_keys)} API key(s)" if settings.api_keys else "no API key",
     )
     # uvicorn re-raises the signal that stopped it once it is done; ours turns that into a return.
     previous = {sig: signal.signal(sig, _stopped) for sig in (signal.SIGTERM, signal.SIGINT)}

@@ -7,6 +7,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from ..hardware import process_cores
+from .auth import check_keys, is_loopback
 
 # What `swiftformer predict` offers; optimize_for_inference checks the combination (e.g. no bf16 on onnxruntime).
 SERVE_PRECISIONS = ("auto", "fp32", "bf16")
@@ -45,6 +46,13 @@ class ServeSettings:
             the previous response); then closed.
         body_timeout: Seconds a request may take to send its body; then 408 and closed.
         allowed_hosts: ``Host`` header names answered besides the loopback names and ``host``; ``"*"``: any.
+        grpc_port: The port of the v2 gRPC service beside HTTP (0: a free one, logged); None: no gRPC.
+        api_keys: Keys accepted as ``Authorization: Bearer KEY`` (gRPC: ``authorization`` metadata) on every
+            route but the page, health and metrics; empty: no key needed (docs/serving.md, "Access control").
+        admin_keys: Keys for ``/v2/repository/...`` (which answer 403 without any); they pass as API keys too.
+        protect_health: Health, server metadata and ``/metrics`` need a key too.
+        ssl_certfile, ssl_keyfile: PEM certificate (chain) and private key: HTTPS, and gRPC over TLS.
+        insecure: Listen on a non-loopback ``host`` without API keys (else refused before anything starts).
     """
 
     model: str
@@ -68,12 +76,21 @@ class ServeSettings:
     header_timeout: float = 10.0
     body_timeout: float = 60.0
     allowed_hosts: tuple[str, ...] = ()
+    grpc_port: int | None = None
+    api_keys: tuple[str, ...] = field(default=(), repr=False)  # never in a log line or an error
+    admin_keys: tuple[str, ...] = field(default=(), repr=False)
+    protect_health: bool = False
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    insecure: bool = False
 
     def __post_init__(self) -> None:
         hosts = self.allowed_hosts
         if not isinstance(hosts, (list, tuple)) or not all(isinstance(h, str) and h.strip() for h in hosts):
             raise ValueError(f"allowed_hosts must be a list of host names, got {hosts!r}")
         object.__setattr__(self, "allowed_hosts", tuple(hosts))  # a Serve config file gives a list
+        object.__setattr__(self, "api_keys", check_keys(self.api_keys, "api_keys"))
+        object.__setattr__(self, "admin_keys", check_keys(self.admin_keys, "admin_keys"))
         checks = [
             (
                 self.precision in SERVE_PRECISIONS,
@@ -95,6 +112,19 @@ class ServeSettings:
             (self.max_inflight_mb >= self.max_upload_mb, "max_inflight_mb must be at least max_upload_mb"),
             (self.max_connections >= 1, f"max_connections must be at least 1, got {self.max_connections}"),
             (self.header_timeout > 0 and self.body_timeout > 0, "header_timeout and body_timeout must be positive"),
+            (
+                self.grpc_port is None or 0 <= self.grpc_port <= 65535,
+                f"grpc_port must be in 0..65535, got {self.grpc_port}",
+            ),
+            (
+                (self.ssl_certfile is None) == (self.ssl_keyfile is None),
+                "ssl_certfile and ssl_keyfile go together: TLS needs the certificate and its private key",
+            ),
+            (
+                is_loopback(self.host) or bool(self.api_keys) or self.insecure,
+                f"refusing to listen on {self.host} (beyond this machine) without an API key: set api_keys=KEY, "
+                "or insecure=True to let anyone who reaches the port use the model",
+            ),
         ]
         for ok, message in checks:
             if not ok:

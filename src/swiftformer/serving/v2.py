@@ -75,11 +75,6 @@ def parse_infer_request(
         request = InferRequest.model_validate_json(header)
     except ValidationError as err:
         raise _bad(f"not a v2 infer request: {_summary(err)}") from None
-    if len(request.inputs) != 1:
-        raise _bad(
-            f"expected exactly one input, '{PIXELS}' (FP32 [N, {num_channels}, H, W]) or '{IMAGES}' "
-            f"(BYTES [N], encoded image files); got {len(request.inputs)}"
-        )
     offset = 0
     raws: list[bytes | None] = []
     for item in request.inputs:
@@ -93,7 +88,26 @@ def parse_infer_request(
         offset += size
     if offset != len(binary):
         raise _bad(f"{len(binary) - offset} bytes after the JSON header belong to no input")
+    return check_infer_request(
+        request, raws, num_channels=num_channels, input_size=input_size, default_top_k=default_top_k
+    )
 
+
+def check_infer_request(
+    request: InferRequest,
+    raws: list[bytes | None],
+    *,
+    num_channels: int,
+    input_size: tuple[int, int] | None,
+    default_top_k: int,
+) -> ParsedInfer:
+    """Check a v2 infer request whatever carried it (HTTP JSON, the binary extension, gRPC): its one input, each
+    with its raw bytes or None (its values are in ``data``), and its outputs; ServeError 400 naming the problem."""
+    if len(request.inputs) != 1:
+        raise _bad(
+            f"expected exactly one input, '{PIXELS}' (FP32 [N, {num_channels}, H, W]) or '{IMAGES}' "
+            f"(BYTES [N], encoded image files); got {len(request.inputs)}"
+        )
     item, raw = request.inputs[0], raws[0]
     pixels = images = None
     if item.name == PIXELS:
@@ -155,6 +169,9 @@ def _images(item: RequestInput, raw: bytes | None) -> list[bytes]:
             raise _bad(f"input '{IMAGES}' has neither data nor binary_data_size")
         images = []
         for value in _flatten(item.data):
+            if isinstance(value, bytes):  # gRPC's bytes_contents: the files themselves
+                images.append(value)
+                continue
             if not isinstance(value, str):
                 raise _bad(f"input '{IMAGES}': JSON data must be base64 strings of image files")
             try:
@@ -229,6 +246,45 @@ def classification(values: np.ndarray, k: int, labels: list[str]) -> list[list[b
     return [[f"{float(row[i])}:{int(i)}:{labels[int(i)]}".encode() for i in top] for row, top in zip(values, order)]
 
 
+@dataclass(frozen=True)
+class OutputTensor:
+    """One requested output: FP32 ``values`` (n, k), or BYTES ``values`` (the 'score:index:label' elements, row by
+    row) of ``shape`` [n, k]."""
+
+    name: str
+    datatype: str
+    shape: list[int]
+    values: np.ndarray | list[bytes]
+
+    def raw(self) -> bytes:
+        """The binary form (the HTTP binary extension, gRPC's raw_output_contents)."""
+        if isinstance(self.values, np.ndarray):
+            return self.values.astype("<f4").tobytes()
+        return serialize_bytes(self.values)
+
+    def data(self) -> list[Any]:
+        """The JSON form: numbers, or strings."""
+        if isinstance(self.values, np.ndarray):
+            return self.values.reshape(-1).tolist()
+        return [item.decode() for item in self.values]
+
+
+def output_tensors(
+    specs: list[OutputSpec], logits: np.ndarray, probabilities: np.ndarray, labels: list[str]
+) -> list[OutputTensor]:
+    """The requested outputs of ``logits`` and ``probabilities`` (n, num_labels), in the order asked."""
+    tensors = []
+    for spec in specs:
+        values = logits if spec.name == "logits" else probabilities
+        if spec.classification:
+            rows = classification(values, spec.classification, labels)
+            flat = [item for row in rows for item in row]
+            tensors.append(OutputTensor(spec.name, "BYTES", [len(rows), len(rows[0]) if rows else 0], flat))
+        else:
+            tensors.append(OutputTensor(spec.name, "FP32", list(values.shape), values))
+    return tensors
+
+
 def encode_infer_response(
     model_name: str,
     request_id: str | None,
@@ -239,24 +295,14 @@ def encode_infer_response(
 ) -> tuple[bytes, dict[str, str]]:
     """The response body and its headers (``Inference-Header-Content-Length`` when any output is binary)."""
     outputs, blobs = [], []
-    for spec in specs:
-        values = logits if spec.name == "logits" else probabilities
-        if spec.classification:
-            rows = classification(values, spec.classification, labels)
-            shape, datatype = [len(rows), len(rows[0]) if rows else 0], "BYTES"
-            flat = [item for row in rows for item in row]
-            blob = serialize_bytes(flat) if spec.binary else None
-            data = None if spec.binary else [item.decode() for item in flat]
-        else:
-            shape, datatype = list(values.shape), "FP32"
-            blob = values.astype("<f4").tobytes() if spec.binary else None
-            data = None if spec.binary else values.reshape(-1).tolist()
-        entry: dict[str, Any] = {"name": spec.name, "datatype": datatype, "shape": shape}
-        if blob is not None:
+    for spec, tensor in zip(specs, output_tensors(specs, logits, probabilities, labels)):
+        entry: dict[str, Any] = {"name": tensor.name, "datatype": tensor.datatype, "shape": tensor.shape}
+        if spec.binary:
+            blob = tensor.raw()
             entry["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
         else:
-            entry["data"] = data
+            entry["data"] = tensor.data()
         outputs.append(entry)
     response: dict[str, Any] = {"model_name": model_name, "model_version": "1", "outputs": outputs}
     if request_id:
