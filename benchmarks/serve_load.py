@@ -20,6 +20,15 @@ shared with the clients (or other jobs) requests/s move with the load; CPU ms pe
 
     .venv/bin/python benchmarks/serve_load.py --photo 1920x1080 --configs batching exact-decode --clients 1 32
 
+``--protocols`` says how clients send the image: ``predict`` (the default), ``http-json`` (the v2 infer route, the
+file as a base64 BYTES input), ``http-binary`` (``tritonclient.http``, binary tensors) and ``grpc``
+(``tritonclient.grpc``; the server gets ``--grpc-port 0``), each asking for the top 5 labels; ``--tls`` serves
+HTTPS and gRPC over TLS with a throw-away CA (trustme) the clients verify against (not ``http-binary``). Both apply
+to the batching, no-batching and exact-decode servers::
+
+    .venv/bin/python benchmarks/serve_load.py --configs batching --protocols predict http-json http-binary grpc --clients 1 32
+    .venv/bin/python benchmarks/serve_load.py --configs batching --protocols predict grpc --clients 1 32 --tls
+
 The ``ray-1`` / ``ray-2`` configurations start a local Ray instance, whose services listen on every
 interface: run the benchmark in a loopback-only network namespace, as the Ray tests do (root)::
 
@@ -44,6 +53,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from queue import Empty, Queue
 
@@ -53,6 +63,10 @@ CONFIGS = ("batching", "no-batching", "exact-decode", "ray-1", "ray-2", "pipelin
 PHOTOS = 8  # different photos sent with --photo
 UPLOAD_MB = 64  # the servers' --max-upload-mb: room for 12 MP photos
 NEEDS = {"ray-1": "ray", "ray-2": "ray", "pipeline": "transformers"}  # configurations that need a package
+# How a client sends an image (--protocols): POST /predict with the file as the body; the v2 infer route with the
+# file as a base64 BYTES input in JSON (httpx); tritonclient.http (binary tensor extension); tritonclient.grpc.
+# Every one asks for the top 5 labels. Only the batching and exact-decode servers speak them all.
+PROTOCOLS = ("predict", "http-json", "http-binary", "grpc")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -75,6 +89,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--image-size", type=int, default=224, help="side of the random JPEG sent (default 224)")
     p.add_argument("--photo", metavar="WxH", help="send photo-like JPEGs of this size instead (e.g. 1920x1080)")
     p.add_argument("--timeout", type=float, default=600, help="seconds for a server to start (default 600)")
+    p.add_argument(
+        "--protocols",
+        nargs="+",
+        choices=PROTOCOLS,
+        default=["predict"],
+        help="how clients send images (default predict; others with the batching and exact-decode servers)",
+    )
+    p.add_argument(
+        "--tls",
+        action="store_true",
+        help="serve HTTPS and gRPC over TLS (a throw-away CA from trustme; clients verify): the cost of TLS",
+    )
     p.add_argument("--json", action="store_true", help="one JSON object per configuration")
     p.add_argument("--baseline-server", action="store_true", help=argparse.SUPPRESS)  # internal: run the baseline
     p.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
@@ -116,13 +142,15 @@ def baseline_server(model: str, port: int) -> None:
 class Server:
     """A server subprocess on 127.0.0.1; its port read from its log."""
 
-    def __init__(self, command: list[str], timeout: float) -> None:
+    def __init__(self, command: list[str], timeout: float, ca: str | None = None) -> None:
         self.process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.lines: Queue = Queue()
         for stream in (self.process.stderr, self.process.stdout):
             threading.Thread(target=lambda s=stream: [self.lines.put(line) for line in s], daemon=True).start()
+        self.grpc_url: str | None = None  # "127.0.0.1:PORT" when the server logs its gRPC service
+        self.ca = ca  # the CA file its TLS certificate is verified against (None: plain HTTP)
         self.port = self._port(timeout)
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if ca else 'http'}://127.0.0.1:{self.port}"
 
     def _port(self, timeout: float) -> int:
         deadline = time.monotonic() + timeout
@@ -135,7 +163,10 @@ class Server:
                     break
                 continue
             seen.append(line)
-            match = re.search(r"running on http://127\.0\.0\.1:(\d+)", line)
+            grpc = re.search(r"v2 gRPC service on 127\.0\.0\.1:(\d+)", line)
+            if grpc:
+                self.grpc_url = f"127.0.0.1:{grpc.group(1)}"
+            match = re.search(r"running on https?://127\.0\.0\.1:(\d+)", line)
             if match:
                 return int(match.group(1))
         self.stop()
@@ -147,7 +178,7 @@ class Server:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                if httpx.get(f"{self.url}/v2/health/ready", timeout=5).status_code == 200:
+                if httpx.get(f"{self.url}/v2/health/ready", timeout=5, verify=self.ca or True).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
@@ -166,11 +197,13 @@ class Server:
                 self.process.wait(10)
 
 
-def load(url: str, bodies: list[bytes], clients: int, total: int, warmup: int) -> dict:
+def load(
+    url: str, bodies: list[bytes], clients: int, total: int, warmup: int, client_for: Callable | None = None
+) -> dict:
     """Closed-loop clients until ``total`` timed requests are answered, each client cycling through ``bodies``
-    from its own starting point; latencies in ms."""
-    import httpx
-
+    from its own starting point; latencies in ms. ``client_for()`` makes one client's ``(send, close)``, ``send``
+    returning an HTTP status (default: ``POST /predict`` with httpx, :func:`protocol_client`)."""
+    client_for = client_for or (lambda: protocol_client("predict", url, None, None, None))
     lock = threading.Lock()
     counter = {"sent": 0}
     latencies: list[float] = []
@@ -179,7 +212,8 @@ def load(url: str, bodies: list[bytes], clients: int, total: int, warmup: int) -
     start_gate = threading.Barrier(clients + 1)
 
     def client(index: int) -> None:
-        with httpx.Client(timeout=120) as session:
+        send, close = client_for()
+        try:
             start_gate.wait()
             while True:
                 body = bodies[index % len(bodies)]
@@ -191,18 +225,19 @@ def load(url: str, bodies: list[bytes], clients: int, total: int, warmup: int) -
                     timed = counter["sent"] > warmup
                 t0 = time.perf_counter()
                 try:
-                    response = session.post(f"{url}/predict", content=body)
-                    ok = response.status_code == 200
-                    if response.status_code == 503:  # the queue was full: the documented overload answer
-                        overloaded["count"] += 1
-                    elif not ok:
-                        errors.append(f"{response.status_code}")
-                except httpx.HTTPError as err:
-                    ok = False
-                    errors.append(type(err).__name__)
+                    status = send(body)
+                except Exception as err:  # a transport error: counted, the client goes on
+                    status = type(err).__name__
+                ok = status == 200
+                if status == 503:  # the queue was full: the documented overload answer
+                    overloaded["count"] += 1
+                elif not ok:
+                    errors.append(f"{status}")
                 if ok and timed:
                     with lock:
                         latencies.append((time.perf_counter() - t0) * 1000)
+        finally:
+            close()
 
     threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
     for t in threads:
@@ -230,12 +265,61 @@ def load(url: str, bodies: list[bytes], clients: int, total: int, warmup: int) -
     }
 
 
-def scrape(url: str) -> str:
-    """The server's /metrics text ("" when it cannot be read)."""
+def protocol_client(
+    protocol: str, url: str, grpc_url: str | None, model_name: str | None, ca: str | None
+) -> tuple[Callable[[bytes], int | str], Callable[[], None]]:
+    """One client's ``(send(jpeg) -> HTTP status, close)`` for ``protocol`` (:data:`PROTOCOLS`); ``ca``: the CA
+    file a TLS server's certificate is verified against."""
+    if protocol in ("predict", "http-json"):
+        import base64
+
+        import httpx
+
+        session = httpx.Client(timeout=120, verify=ca or True)
+
+        def send(body: bytes) -> int | str:
+            if protocol == "predict":
+                return session.post(f"{url}/predict", content=body).status_code
+            image = {"name": "images", "datatype": "BYTES", "shape": [1], "data": [base64.b64encode(body).decode()]}
+            labels = {"name": "labels", "parameters": {"classification": 5}}
+            request = {"inputs": [image], "outputs": [labels]}
+            return session.post(f"{url}/v2/models/{model_name}/infer", json=request).status_code
+
+        return send, session.close
+    import numpy as np
+    from tritonclient.utils import InferenceServerException
+
+    if protocol == "grpc":
+        import tritonclient.grpc as triton
+
+        client = triton.InferenceServerClient(grpc_url, ssl=ca is not None, root_certificates=ca)
+    else:
+        import tritonclient.http as triton
+
+        if ca is not None:
+            raise SystemExit("--tls: the http-binary client (tritonclient.http) is left out; use predict, grpc")
+        client = triton.InferenceServerClient(url.split("://", 1)[1], network_timeout=120)
+    outputs = [triton.InferRequestedOutput("labels", class_count=5)]
+
+    def send_v2(body: bytes) -> int | str:
+        inputs = [triton.InferInput("images", [1], "BYTES")]
+        inputs[0].set_data_from_numpy(np.array([body], dtype=np.object_))
+        try:
+            client.infer(model_name, inputs, outputs=outputs)
+        except InferenceServerException as err:
+            status = str(err.status())
+            return 503 if "503" in status or "UNAVAILABLE" in status else status
+        return 200
+
+    return send_v2, client.close
+
+
+def scrape(url: str, ca: str | None = None) -> str:
+    """The server's /metrics text ("" when it cannot be read); ``ca``: as for :func:`protocol_client`."""
     import httpx
 
     try:
-        return httpx.get(f"{url}/metrics", timeout=10).text
+        return httpx.get(f"{url}/metrics", timeout=10, verify=ca or True).text
     except httpx.HTTPError:
         return ""
 
@@ -337,7 +421,7 @@ def _available(name: str) -> bool:
 
 
 def run_configs(args: argparse.Namespace, bodies: list[bytes]) -> list[dict]:
-    """Each configuration's server started in turn and driven by each client count; one row per pair."""
+    """Each configuration's server started in turn and driven by each protocol and client count; one row each."""
     rows = []
     queue = 4 * max(args.clients) + 64
     configs = [name for name in args.configs if _available(name)]
@@ -348,11 +432,18 @@ def run_configs(args: argparse.Namespace, bodies: list[bytes]) -> list[dict]:
         serve = [sys.executable, "-m", "swiftformer", "serve", "--model", model, "--host", "127.0.0.1"]
         serve += ["--precision", args.precision, "--backend", args.backend, "--max-queue", str(queue)]
         serve += ["--max-upload-mb", str(UPLOAD_MB)]
+        own = ["--port", "0"]  # the servers that speak every protocol (not Ray's proxy, not the baseline)
+        if "grpc" in args.protocols:
+            own += ["--grpc-port", "0"]
+        ca = None
+        if args.tls:
+            ca, tls_flags = throwaway_tls(Path(scratch))
+            own += tls_flags
         batching = ["--max-batch-size", str(args.max_batch_size), "--max-wait-ms", str(args.max_wait_ms)]
         commands = {
-            "batching": [*serve, "--port", "0", *batching],
-            "no-batching": [*serve, "--port", "0", "--max-batch-size", "1", "--max-wait-ms", "0"],
-            "exact-decode": [*serve, "--port", "0", *batching, "--exact-decode"],
+            "batching": [*serve, *own, *batching],
+            "no-batching": [*serve, *own, "--max-batch-size", "1", "--max-wait-ms", "0"],
+            "exact-decode": [*serve, *own, *batching, "--exact-decode"],
             # one replica per core at most: 2 replicas on 2 cores get one thread each
             "ray-1": [*serve, *batching, "--ray", "--replicas", "1", "--num-cpus-per-replica", "2"],
             "ray-2": [*serve, *batching, "--ray", "--replicas", "2", "--num-cpus-per-replica", "1"],
@@ -361,53 +452,78 @@ def run_configs(args: argparse.Namespace, bodies: list[bytes]) -> list[dict]:
         for name in configs:
             command = commands[name]
             if name == "pipeline" or name.startswith("ray"):
+                if args.tls:
+                    print(f"# {name}: left out, --tls is for the batching, no-batching and exact-decode servers")
+                    continue
                 port = _free_port()
                 server: Server = _PortServer([*command, "--port", str(port)], port, args.timeout)
+                protocols = ["predict"]
             else:
-                server = Server(command, args.timeout)
+                server = Server(command, args.timeout, ca)
+                protocols = args.protocols
             try:
                 server.wait_ready(args.timeout)
-                for clients in args.clients:
-                    before, metrics_before = server_memory_mb(server), scrape(server.url)
-                    cpu_before = server_cpu_seconds(server)
-                    result = load(server.url, bodies, clients, args.requests, args.warmup)
-                    cpu_after = server_cpu_seconds(server)
-                    metrics_after = scrape(server.url)
-                    row = {
-                        "config": name,
-                        "clients": clients,
-                        **result,
-                        "mean_batch_size": mean_batch_size(metrics_after),
-                    }
-                    # Ray: the scrape reaches one replica, whose busy time is not the whole server's
-                    idle = (
-                        None
-                        if name.startswith("ray")
-                        else idle_percent(metrics_before, metrics_after, result["wall_s"])
-                    )
-                    # the warm-up requests are inside the CPU interval too: counted, so the figure is per request sent
-                    cpu_ms = (
-                        None
-                        if cpu_before is None or cpu_after is None or name.startswith("ray")
-                        else 1e3 * (cpu_after - cpu_before) / (args.requests + args.warmup)
-                    )
-                    row.update(
-                        rss_before_mb=before,
-                        rss_after_mb=server_memory_mb(server),
-                        model_idle_percent=idle,
-                        server_cpu_ms_per_request=cpu_ms,
-                    )
-                    rows.append(row)
-                    if args.json:
-                        print(json.dumps(row), flush=True)
+                for protocol in protocols:
+                    for clients in args.clients:
+                        row = measure(server, name, protocol, clients, args, bodies, Path(model).name)
+                        rows.append(row)
+                        if args.json:
+                            print(json.dumps(row), flush=True)
             finally:
                 server.stop()
     return rows
 
 
+def measure(
+    server: Server, name: str, protocol: str, clients: int, args: argparse.Namespace, bodies: list[bytes], model: str
+) -> dict:
+    """One row: ``clients`` closed-loop clients of ``protocol`` against ``server``, with its metrics and CPU time."""
+    before, metrics_before = server_memory_mb(server), scrape(server.url, server.ca)
+    cpu_before = server_cpu_seconds(server)
+
+    def client_for() -> tuple[Callable, Callable]:
+        return protocol_client(protocol, server.url, server.grpc_url, model, server.ca)
+
+    result = load(server.url, bodies, clients, args.requests, args.warmup, client_for)
+    cpu_after = server_cpu_seconds(server)
+    metrics_after = scrape(server.url, server.ca)
+    ray = name.startswith("ray")  # the scrape reaches one replica, whose busy time is not the whole server's
+    # the warm-up requests are inside the CPU interval too: counted, so the figure is per request sent
+    cpu_ms = (
+        None
+        if cpu_before is None or cpu_after is None or ray
+        else 1e3 * (cpu_after - cpu_before) / (args.requests + args.warmup)
+    )
+    return {
+        "config": name,
+        "protocol": protocol + (" (TLS)" if server.ca else ""),
+        "clients": clients,
+        **result,
+        "mean_batch_size": mean_batch_size(metrics_after),
+        "rss_before_mb": before,
+        "rss_after_mb": server_memory_mb(server),
+        "model_idle_percent": None if ray else idle_percent(metrics_before, metrics_after, result["wall_s"]),
+        "server_cpu_ms_per_request": cpu_ms,
+    }
+
+
+def throwaway_tls(folder: Path) -> tuple[str, list[str]]:
+    """A CA (trustme) and a certificate for 127.0.0.1 signed by it, written to ``folder``: (the CA file the
+    clients verify with, the server's ``--ssl-certfile/--ssl-keyfile`` flags)."""
+    import trustme
+
+    ca = trustme.CA()
+    certificate = ca.issue_cert("127.0.0.1")
+    paths = {name: str(folder / f"{name}.pem") for name in ("ca", "cert", "key")}
+    ca.cert_pem.write_to_path(paths["ca"])
+    certificate.cert_chain_pems[0].write_to_path(paths["cert"])
+    certificate.private_key_pem.write_to_path(paths["key"])
+    return paths["ca"], ["--ssl-certfile", paths["cert"], "--ssl-keyfile", paths["key"]]
+
+
 def print_table(rows: list[dict]) -> None:
     print(
-        f"{'config':<12} {'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'batch':>6} "
+        f"{'config':<12} {'protocol':<17} {'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'batch':>6} "
         f"{'idle %':>6} {'CPU ms':>7} {'503s':>5} {'errors':>6} {'RSS MB before/after':>20}"
     )
     for r in rows:
@@ -418,7 +534,7 @@ def print_table(rows: list[dict]) -> None:
         if r["rss_before_mb"] is not None and r["rss_after_mb"] is not None:
             memory = f"{r['rss_before_mb']:.0f}/{r['rss_after_mb']:.0f}"
         print(
-            f"{r['config']:<12} {r['clients']:7d} {r['requests_per_s']:8.1f} {r['p50_ms']:8.1f} {r['p90_ms']:8.1f} "
+            f"{r['config']:<12} {r['protocol']:<17} {r['clients']:7d} {r['requests_per_s']:8.1f} {r['p50_ms']:8.1f} {r['p90_ms']:8.1f} "
             f"{r['p99_ms']:8.1f} {batch:>6} {idle:>6} {cpu:>7} {r['overloaded_503']:5d} {r['errors']:6d} {memory:>20}"
         )
 
