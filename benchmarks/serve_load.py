@@ -324,16 +324,24 @@ def scrape(url: str, ca: str | None = None) -> str:
         return ""
 
 
-def mean_batch_size(text: str) -> float | None:
-    values = dict(re.findall(r"^swiftformer_batch_size_(sum|count) ([0-9.e+]+)$", text, flags=re.MULTILINE))
-    if not values or float(values.get("count", 0)) == 0:
+def _metric_total(text: str, name: str) -> float | None:
+    """The sum of a metric over its label sets (e.g. one per model), None when it is not in ``text``."""
+    found = re.findall(rf"^{name}(?:\{{[^}}]*\}})? ([0-9.e+-]+)$", text, flags=re.MULTILINE)
+    return sum(map(float, found)) if found else None
+
+
+def mean_batch_size(before: str, after: str) -> float | None:
+    """The mean batch size of the batches run between two scrapes."""
+    totals = [_metric_total(t, f"swiftformer_batch_size_{k}") for t in (before, after) for k in ("sum", "count")]
+    if None in totals:
         return None
-    return float(values["sum"]) / float(values["count"])
+    sum_before, count_before, sum_after, count_after = totals
+    batches = count_after - count_before
+    return (sum_after - sum_before) / batches if batches > 0 else None
 
 
 def model_busy_seconds(text: str) -> float | None:
-    match = re.search(r"^swiftformer_model_busy_seconds_total ([0-9.e+-]+)$", text, flags=re.MULTILINE)
-    return float(match.group(1)) if match else None
+    return _metric_total(text, "swiftformer_model_busy_seconds_total")
 
 
 def idle_percent(before: str, after: str, wall: float) -> float | None:
@@ -499,7 +507,7 @@ def measure(
         "protocol": protocol + (" (TLS)" if server.ca else ""),
         "clients": clients,
         **result,
-        "mean_batch_size": mean_batch_size(metrics_after),
+        "mean_batch_size": mean_batch_size(metrics_before, metrics_after),
         "rss_before_mb": before,
         "rss_after_mb": server_memory_mb(server),
         "model_idle_percent": None if ray else idle_percent(metrics_before, metrics_after, result["wall_s"]),
