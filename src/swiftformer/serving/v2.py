@@ -231,6 +231,7 @@ def classification(values: np.ndarray, k: int, labels: list[str]) -> list[list[b
 
 def encode_infer_response(
     model_name: str,
+    model_version: str,
     request_id: str | None,
     specs: list[OutputSpec],
     logits: np.ndarray,
@@ -258,7 +259,7 @@ def encode_infer_response(
         else:
             entry["data"] = data
         outputs.append(entry)
-    response: dict[str, Any] = {"model_name": model_name, "model_version": "1", "outputs": outputs}
+    response: dict[str, Any] = {"model_name": model_name, "model_version": model_version, "outputs": outputs}
     if request_id:
         response["id"] = request_id
     header = json.dumps(response, separators=(",", ":"), allow_nan=False).encode()  # never a bare NaN
