@@ -215,3 +215,11 @@ BAD_BODIES = {
     "over max_image_pixels": (png_header(2000, 1000), 413, "image_too_large"),
     "over max_upload_mb": (b"\xff" * (3 * 1024 * 1024 // 2), 413, "too_large"),
 }
+
+
+def raw_post(port: int, path: str, body: bytes) -> socket.socket:
+    """A socket that has sent a whole POST of ``body`` to ``path`` and not read the answer (close it to go away)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+    head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\n"
+    sock.sendall(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    return sock
