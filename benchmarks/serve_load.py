@@ -239,14 +239,16 @@ def scrape(url: str) -> str:
 
 
 def mean_batch_size(text: str) -> float | None:
-    values = dict(re.findall(r"^swiftformer_batch_size_(sum|count) ([0-9.e+]+)$", text, flags=re.MULTILINE))
+    values = dict(
+        re.findall(r"^swiftformer_batch_size_(sum|count)(?:\{[^}]*\})? ([0-9.e+]+)$", text, flags=re.MULTILINE)
+    )
     if not values or float(values.get("count", 0)) == 0:
         return None
     return float(values["sum"]) / float(values["count"])
 
 
 def model_busy_seconds(text: str) -> float | None:
-    match = re.search(r"^swiftformer_model_busy_seconds_total ([0-9.e+-]+)$", text, flags=re.MULTILINE)
+    match = re.search(r"^swiftformer_model_busy_seconds_total(?:\{[^}]*\})? ([0-9.e+-]+)$", text, flags=re.MULTILINE)
     return float(match.group(1)) if match else None
 
 
