@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import re
+from typing import TYPE_CHECKING, Any
 
 from .common import add_decode_argument, add_hub_arguments, fail, hub_options
+
+if TYPE_CHECKING:
+    from ..serving.settings import ModelSettings
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -151,7 +155,7 @@ _NAMED = re.compile(r"(?P<name>[A-Za-z0-9][A-Za-z0-9._-]{0,63})(?:@(?P<version>[
 MODEL_OPTIONS = ("precision", "backend", "compile")
 
 
-def parse_model(spec: str, args: argparse.Namespace):
+def parse_model(spec: str, args: argparse.Namespace) -> ModelSettings:
     """``--model [NAME[@VERSION]=]PATH[,precision=P][,backend=B][,compile]`` as ModelSettings, the flags'
     precision, backend and compile for what it does not set. ValueError naming what is wrong."""
     from ..serving.settings import ModelSettings
@@ -159,7 +163,7 @@ def parse_model(spec: str, args: argparse.Namespace):
     named = _NAMED.fullmatch(spec)
     name, version, rest = (named["name"], named["version"], named["rest"]) if named else (None, None, spec)
     path, *options = rest.split(",")
-    chosen: dict[str, object] = {"precision": args.precision, "backend": args.backend, "compile": args.compile}
+    chosen: dict[str, Any] = {"precision": args.precision, "backend": args.backend, "compile": args.compile}
     for option in options:
         key, _, value = option.partition("=")
         if key not in MODEL_OPTIONS or (key == "compile") == bool(value):
@@ -168,7 +172,7 @@ def parse_model(spec: str, args: argparse.Namespace):
                 "a path with a comma cannot be given here)"
             )
         chosen[key] = value or True
-    return ModelSettings(path=path, name=name, version=int(version) if version else None, **chosen)  # type: ignore[arg-type]
+    return ModelSettings(path=path, name=name, version=int(version) if version else None, **chosen)
 
 
 def run(args: argparse.Namespace) -> int:
