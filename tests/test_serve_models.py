@@ -84,6 +84,8 @@ def test_two_models_side_by_side_answer_with_their_own_labels(server, image):
     assert answer["model_name"] == "colours" and answer["outputs"][0]["shape"] == [1, 3]
     page = httpx.get(f"{url}/", timeout=TIMEOUT).text
     assert all(f'<option value="{name}"' in page for name in ("animals", "colours", "versioned"))
+    pools = {id(served.backend.batcher.workers) for served in server.repository.served()}
+    assert len(pools) == 1 and server.batcher.workers.threads == 1  # one pool of model workers for all models
 
 
 def test_versions_latest_by_default_each_by_number(server, image):
@@ -252,7 +254,8 @@ def test_model_specs_of_the_command_line(monkeypatch, capsys):
         "bf16",
     )
     assert (second.path, second.name, second.version, second.precision, second.compile) == ("dir", "b", 3, "fp32", True)
-    assert seen[0].default_model == "best"
+    assert seen[0].default_model == "best" and seen[0].model_workers is None
+    assert main(["serve", "--model", "a", "--model-workers", "3"]) == 0 and seen[1].model_workers == 3
     assert main(["serve", "--model", "a=dir,size=3"]) == 2
     assert "unknown option 'size=3'" in capsys.readouterr().err
     assert main(["serve", "--model", "a", "--model", "b", "--ray"]) == 2

@@ -71,7 +71,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--decode-threads",
         type=int,
-        help="threads decoding and preprocessing uploads beside the model thread (default: the cores this "
+        help="threads decoding and preprocessing uploads beside the model workers (default: the cores this "
         "process may run on, from its affinity mask)",
     )
     add_limit_arguments(p)

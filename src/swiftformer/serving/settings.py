@@ -92,7 +92,7 @@ class ServeSettings:
         max_upload_mb: The largest request body (all files of a request together); past it 413.
         max_image_pixels: The largest width × height an image header may claim; past it 413, before
             decoding.
-        decode_threads: Threads that decode and preprocess uploads, beside the one model thread (and its
+        decode_threads: Threads that decode and preprocess uploads, beside the model workers (and their
             torch threads). Default: the cores this process may run on (its affinity mask: ``taskset``,
             cpusets), so that decoding keeps up with the model while images are queued (``--decode-threads``).
         default_top_k: Labels per image when the request does not say.
