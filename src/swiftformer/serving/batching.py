@@ -116,7 +116,8 @@ class DynamicBatcher:
             )
         with self._cond:
             if self._draining:
-                raise ServeError(503, "shutting_down", "the server is shutting down", retry)
+                why = "the server is shutting down, or the model is being unloaded"
+                raise ServeError(503, "shutting_down", why, retry)
             if not self.ready.is_set():
                 why = f"the model failed to warm up: {self.failure}" if self.failure else "the model is warming up"
                 raise ServeError(503, "not_ready", why, retry)
