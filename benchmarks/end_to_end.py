@@ -27,8 +27,8 @@ different photos per size, repeated to ``--images`` files) is written per size: 
 Printed per size and configuration: images/s of the whole command (start to exit: process start and model load
 included) and of the run (after loading: the ``--output`` summary line; for pipeline and timm, the timed loop
 including writing the file), wall time, peak memory, CPU cores used; for the server, requests/s (one image
-each), p50/p99 and the model thread's idle %. Then the targets of issue 24 with what this run measured. The
-header names the CPU and the malloc setting, which every process of the run shares (``--malloc``).
+each), p50/p99, the model thread's idle % and the server's CPU time per request. Then the targets of issue 24
+with what this run measured. The header names the CPU and the malloc setting, which every process of the run shares (``--malloc``).
 
 The ``ray`` configuration starts a local Ray, whose services listen on every interface: run the benchmark in a
 loopback-only network namespace (root), as the Ray tests do::
@@ -366,15 +366,18 @@ def print_report(rows: list[dict], header: str) -> None:
     served = [r for r in rows if "requests_per_s" in r]
     if served:
         print(
-            f"\n{'size':>9s}  {'server':36s} {'img/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s} {'batch':>6s} {'idle %':>7s} {'errors':>7s}"
+            f"\n{'size':>9s}  {'server':36s} {'img/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s} {'batch':>6s} {'idle %':>7s} {'CPU ms':>7s} {'errors':>7s}"
         )
         for r in served:
             errors = r["errors"] + r["overloaded_503"]
             print(
                 f"{r['size']:>9s}  {r['config']:36s} {r['requests_per_s']:8.1f} {r['p50_ms']:8.1f} {r['p99_ms']:8.1f} "
-                f"{_cell(r, 'mean_batch_size', '.2f', 6)} {_cell(r, 'model_idle_percent', '.0f', 7)} {errors:7d}"
+                f"{_cell(r, 'mean_batch_size', '.2f', 6)} {_cell(r, 'model_idle_percent', '.0f', 7)} {_cell(r, 'server_cpu_ms_per_request', '.1f', 7)} {errors:7d}"
             )
-        print("one image per request; idle %: the model thread's, from swiftformer_model_busy_seconds_total")
+        print(
+            "one image per request; idle %: the model thread's, from swiftformer_model_busy_seconds_total; "
+            "CPU ms: the server's CPU time per request"
+        )
     print("\nissue 24 targets (batch: ratios of marginal img/s):")
     for name, measured, verdict in targets(rows):
         print(f"  {name:58s} {measured:>8s}  {verdict}")

@@ -5,8 +5,10 @@ Each configuration runs as its own server process on 127.0.0.1 (a free port) and
 number of ``--clients``: that many threads each send ``POST /predict`` with one 224² JPEG and send the next
 as soon as the answer is in, until ``--requests`` requests have been answered (the first ``--warmup`` are
 not timed). Printed per configuration and client count: requests/s, latency p50/p90/p99, the mean batch
-size (from /metrics; under Ray, that of the replica that answered the scrape), 503s (overload, with
-Retry-After), other errors, and the server's resident memory (its process tree) before and after.
+size (from /metrics; under Ray, that of the replica that answered the scrape), the server's CPU time per request
+(user + system of its process tree over the run, warm-up requests included; not under Ray), 503s (overload, with
+Retry-After), other errors, and the server's resident memory (its process tree) before and after. On a machine
+shared with the clients (or other jobs) requests/s move with the load; CPU ms per request much less.
 
     .venv/bin/python benchmarks/serve_load.py --model xs                     # 1, 8, 32, 128 clients, all configs
     .venv/bin/python benchmarks/serve_load.py --model runs/xs/best --configs batching no-batching --clients 32
@@ -315,6 +317,20 @@ def server_memory_mb(server: Server) -> float | None:
         return None
 
 
+def server_cpu_seconds(server: Server) -> float | None:
+    """CPU seconds (user + system) used so far by the server process and its children: per request, a cost that
+    does not depend on what else the machine runs (the clients included)."""
+    try:
+        import psutil
+    except ImportError:
+        return None
+    try:
+        root = psutil.Process(server.process.pid)
+        return sum(sum(p.cpu_times()[:2]) for p in [root, *root.children(recursive=True)])
+    except psutil.Error:
+        return None
+
+
 def _available(name: str) -> bool:
     import importlib.util
 
@@ -355,7 +371,9 @@ def run_configs(args: argparse.Namespace, bodies: list[bytes]) -> list[dict]:
                 server.wait_ready(args.timeout)
                 for clients in args.clients:
                     before, metrics_before = server_memory_mb(server), scrape(server.url)
+                    cpu_before = server_cpu_seconds(server)
                     result = load(server.url, bodies, clients, args.requests, args.warmup)
+                    cpu_after = server_cpu_seconds(server)
                     metrics_after = scrape(server.url)
                     row = {
                         "config": name,
@@ -369,7 +387,18 @@ def run_configs(args: argparse.Namespace, bodies: list[bytes]) -> list[dict]:
                         if name.startswith("ray")
                         else idle_percent(metrics_before, metrics_after, result["wall_s"])
                     )
-                    row.update(rss_before_mb=before, rss_after_mb=server_memory_mb(server), model_idle_percent=idle)
+                    # the warm-up requests are inside the CPU interval too: counted, so the figure is per request sent
+                    cpu_ms = (
+                        None
+                        if cpu_before is None or cpu_after is None or name.startswith("ray")
+                        else 1e3 * (cpu_after - cpu_before) / (args.requests + args.warmup)
+                    )
+                    row.update(
+                        rss_before_mb=before,
+                        rss_after_mb=server_memory_mb(server),
+                        model_idle_percent=idle,
+                        server_cpu_ms_per_request=cpu_ms,
+                    )
                     rows.append(row)
                     if args.json:
                         print(json.dumps(row), flush=True)
@@ -381,17 +410,18 @@ def run_configs(args: argparse.Namespace, bodies: list[bytes]) -> list[dict]:
 def print_table(rows: list[dict]) -> None:
     print(
         f"{'config':<12} {'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'batch':>6} "
-        f"{'idle %':>6} {'503s':>5} {'errors':>6} {'RSS MB before/after':>20}"
+        f"{'idle %':>6} {'CPU ms':>7} {'503s':>5} {'errors':>6} {'RSS MB before/after':>20}"
     )
     for r in rows:
         batch = f"{r['mean_batch_size']:.2f}" if r["mean_batch_size"] else "-"
         idle = f"{r['model_idle_percent']:.0f}" if r.get("model_idle_percent") is not None else "-"
+        cpu = f"{r['server_cpu_ms_per_request']:.1f}" if r.get("server_cpu_ms_per_request") is not None else "-"
         memory = "-"
         if r["rss_before_mb"] is not None and r["rss_after_mb"] is not None:
             memory = f"{r['rss_before_mb']:.0f}/{r['rss_after_mb']:.0f}"
         print(
             f"{r['config']:<12} {r['clients']:7d} {r['requests_per_s']:8.1f} {r['p50_ms']:8.1f} {r['p90_ms']:8.1f} "
-            f"{r['p99_ms']:8.1f} {batch:>6} {idle:>6} {r['overloaded_503']:5d} {r['errors']:6d} {memory:>20}"
+            f"{r['p99_ms']:8.1f} {batch:>6} {idle:>6} {cpu:>7} {r['overloaded_503']:5d} {r['errors']:6d} {memory:>20}"
         )
 
 

@@ -34,9 +34,11 @@ DEFAULT_PREFETCH = 2
 
 
 def default_workers() -> int:
-    """Decoding processes by default: half the cores this process may run on (its affinity mask,
-    :func:`swiftformer.hardware.process_cores`; the model runs on the other half), at least 1, at most 8."""
-    return max(1, min(8, process_cores() // 2))
+    """Decoding processes by default: as many as the cores this process may run on (its affinity mask,
+    :func:`swiftformer.hardware.process_cores`), at most 8. They share the cores with the model's threads: a
+    worker whose prefetched batches wait to be taken sleeps, so on small images the model keeps the cores, and on
+    photos, where decoding is most of the work, every core decodes (docs/performance.md, "End to end")."""
+    return max(1, min(8, process_cores()))
 
 
 @dataclass

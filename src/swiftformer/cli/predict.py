@@ -76,7 +76,7 @@ def add_batch_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--workers",
         type=int,
-        help="processes decoding images (default: half the CPUs, at most 8; 0 for fewer than 32 images); 0: none",
+        help="processes decoding images (default: one per CPU, at most 8; 0 for fewer than 32 images); 0: none",
     )
     p.add_argument(
         "--chunk-rows",
