@@ -93,6 +93,7 @@ class ModelRepository:
         self._models: dict[str, dict[int, ServedModel]] = {}
         self._known: dict[str, ModelSettings | None] = {}  # every name ever served, for the index and reloads
         self._unavailable: dict[str, str] = {}  # name -> why it is not served
+        self._loading: set[str] = set()  # names whose load is under way
         self._changing: asyncio.Lock | None = None  # one load or unload at a time (created on the event loop)
 
     # ------------------------------------------------------------------ the lookup
@@ -150,9 +151,12 @@ class ModelRepository:
         """The v2 repository index: ``{"name", "version", "state", "reason"}`` per version served, and one
         UNAVAILABLE row per name not served (unloaded, or its load failed)."""
         rows = []
-        for name in self._known:
+        for name in [*self._known, *(self._loading - set(self._known))]:
             if name not in self._models:
-                rows.append({"name": name, "version": "", "state": UNAVAILABLE, "reason": self._unavailable[name]})
+                state, reason = (
+                    (LOADING, "loading") if name in self._loading else (UNAVAILABLE, self._unavailable[name])
+                )
+                rows.append({"name": name, "version": "", "state": state, "reason": reason})
                 continue
             for version, served in sorted(self._models[name].items()):
                 state, reason = served.state
@@ -222,21 +226,30 @@ class ModelRepository:
                 404, "not_found", f"unknown model '{printable(name)[:80]}': give its folder as parameters.path"
             )
         async with self._lock():
+            self._loading.add(name)
             try:
-                loaded = await asyncio.to_thread(loader, model)
-            except Exception as err:  # anything that is not a model: one line, and the server goes on
-                raise self._failed(name, model, str(err).splitlines()[0] if str(err) else type(err).__name__) from None
-            for served in loaded:
-                served.backend.start()
-            warmed = await asyncio.to_thread(lambda: [s.backend.wait_ready(LOAD_TIMEOUT) for s in loaded])
-            if not all(warmed):
-                failure = next((s.backend.failure for s in loaded if s.backend.failure is not None), None)
-                await asyncio.to_thread(lambda: [s.backend.stop() for s in loaded])
-                raise self._failed(name, model, f"warming up failed: {failure}" if failure else "warm-up timed out")
+                loaded = await self._load_and_warm_up(name, loader, model)
+            finally:
+                self._loading.discard(name)
             previous = self._models.get(name, {})
             self.add(loaded)
         await asyncio.to_thread(lambda: [served.backend.retire() for served in previous.values()])
         logger.info("loaded model %s, versions %s, from %s", name, [s.version for s in loaded], model.path)
+        return loaded
+
+    async def _load_and_warm_up(self, name: str, loader: Loader, model: ModelSettings) -> list[ServedModel]:
+        """Every version of ``model`` loaded (in a thread) and warmed up (on the model workers), or ServeError 400."""
+        try:
+            loaded = await asyncio.to_thread(loader, model)
+        except Exception as err:  # anything that is not a model: one line, and the server goes on
+            raise self._failed(name, model, str(err).splitlines()[0] if str(err) else type(err).__name__) from None
+        for served in loaded:
+            served.backend.start()
+        warmed = await asyncio.to_thread(lambda: [s.backend.wait_ready(LOAD_TIMEOUT) for s in loaded])
+        if not all(warmed):
+            failure = next((s.backend.failure for s in loaded if s.backend.failure is not None), None)
+            await asyncio.to_thread(lambda: [s.backend.stop() for s in loaded])
+            raise self._failed(name, model, f"warming up failed: {failure}" if failure else "warm-up timed out")
         return loaded
 
     def _failed(self, name: str, model: ModelSettings, reason: str) -> ServeError:
