@@ -229,6 +229,35 @@ def test_unload_lets_the_requests_in_flight_finish(folders, image):
         running.close()
 
 
+def test_a_model_warming_up_shows_as_loading(folders, monkeypatch):
+    """The index answers while a load is warming up (on the event loop) and says LOADING; then READY."""
+    from swiftformer.serving.model import Classifier
+
+    running = start_server(settings_for(folders["animals"]))
+    gate, warm_up = threading.Event(), Classifier.warm_up
+    monkeypatch.setattr(Classifier, "warm_up", lambda self: gate.wait(TIMEOUT) and warm_up(self))
+    url, answers = running.base_url, Queue()
+
+    def load() -> None:
+        body = {"parameters": {"path": str(folders["colours"])}}
+        answers.put(httpx.post(f"{url}/v2/repository/models/slow/load", json=body, timeout=TIMEOUT))
+
+    def index() -> list[dict]:
+        return httpx.post(f"{url}/v2/repository/index", timeout=TIMEOUT).json()
+
+    loader = threading.Thread(target=load)
+    try:
+        loader.start()
+        wait_for(lambda: any(row["name"] == "slow" for row in index()), "the load to show in the index")
+        assert {"name": "slow", "version": "", "state": "LOADING", "reason": "loading"} in index()
+        gate.set()
+        assert answers.get(timeout=TIMEOUT).status_code == 200
+        assert {"name": "slow", "version": "1", "state": "READY", "reason": ""} in index()
+    finally:
+        gate.set()
+        running.close()
+
+
 # ------------------------------------------------------------------------------ names and the command line
 def test_two_models_of_one_name_are_one_clear_error(capsys):
     with pytest.raises(ValueError, match="two models named 'a' \\(x and y\\)"):
