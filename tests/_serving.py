@@ -26,6 +26,7 @@ from _helpers import LABELS
 from swiftformer.cli import main
 from swiftformer.serving import ServeSettings
 from swiftformer.serving.server import build_app, shut_down, uvicorn_server
+from swiftformer.serving.settings import ModelSettings
 
 NAME = "tiny"
 TIMEOUT = 60  # seconds, for any one wait
@@ -137,8 +138,17 @@ class RunningServer:
         return f"127.0.0.1:{self.app.state.grpc_port}"
 
     @property
+    def repository(self):
+        return self.app.state.repository
+
+    @property
+    def backend(self):
+        """The default model's backend (the only one's, for most tests)."""
+        return self.repository.get().backend
+
+    @property
     def batcher(self):
-        return self.app.state.backend.batcher
+        return self.backend.batcher
 
     def metrics(self) -> str:
         return httpx.get(f"{self.base_url}/metrics", timeout=TIMEOUT).text
@@ -163,7 +173,7 @@ def start_server(
 ) -> RunningServer:
     app = build_app(settings)
     if prepare is not None:
-        prepare(app.state.backend)
+        prepare(app.state.repository.get().backend)
     server = uvicorn_server(app, settings, log_level="warning")
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -174,16 +184,21 @@ def start_server(
     wait_for(lambda: server.started or not thread.is_alive(), "uvicorn to start")
     assert thread.is_alive(), "uvicorn failed to start"
     if wait_ready:
-        assert app.state.backend.batcher.ready.wait(TIMEOUT), "the model did not warm up"
+        for served in app.state.repository.served():
+            assert served.backend.batcher.ready.wait(TIMEOUT), f"model {served.name} did not warm up"
     return running
 
 
-def settings_for(model_dir: Path, **options: Any) -> ServeSettings:
+def model_for(model_dir: Path | str, name: str | None = NAME, **options: Any) -> ModelSettings:
+    """A model as the serving tests serve it: fp32 on inductor, what predict_cli runs (the same numbers)."""
+    return ModelSettings(path=str(model_dir), name=name, **{"precision": "fp32", "backend": "inductor", **options})
+
+
+def settings_for(model_dir: Path | None, models: tuple[ModelSettings, ...] = (), **options: Any) -> ServeSettings:
+    """Server settings for ``model_dir`` served as NAME, or for ``models``, with the tests' small limits."""
     defaults = dict(
-        model=str(model_dir),
-        model_name=NAME,
-        precision="fp32",
-        backend="inductor",  # what predict_cli runs: the same numbers
+        models=models or (model_for(model_dir),),
+        model_workers=1,
         decode_threads=2,
         max_upload_mb=1,
         max_image_pixels=10**6,
@@ -206,3 +221,11 @@ BAD_BODIES = {
     "over max_image_pixels": (png_header(2000, 1000), 413, "image_too_large"),
     "over max_upload_mb": (b"\xff" * (3 * 1024 * 1024 // 2), 413, "too_large"),
 }
+
+
+def raw_post(port: int, path: str, body: bytes) -> socket.socket:
+    """A socket that has sent a whole POST of ``body`` to ``path`` and not read the answer (close it to go away)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+    head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\n"
+    sock.sendall(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    return sock

@@ -574,7 +574,7 @@ def test_model_thread_time_is_counted_busy_and_waiting_for_decode():
     from swiftformer.serving.metrics import ServeMetrics
 
     metrics = ServeMetrics(8)
-    batcher, classifier = _started_batcher(max_wait_ms=600_000, metrics=metrics)
+    batcher, classifier = _started_batcher(max_wait_ms=600_000, metrics=metrics.for_model(NAME))
 
     def waiting() -> float:
         return metric(metrics.render().decode(), "swiftformer_model_waiting_for_decode_seconds_total")
@@ -615,12 +615,13 @@ def test_decode_threads_reach_the_server(server, monkeypatch, capsys):
     /metrics."""
     from swiftformer.hardware import process_cores
     from swiftformer.serving import ServeSettings
+    from swiftformer.serving.settings import ModelSettings
 
     assert metric(server.metrics(), "swiftformer_decode_threads") == 2  # settings_for's decode_threads
     assert server.app.state.service.executor._max_workers == 2
     if hasattr(os, "sched_getaffinity"):
         monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2})
-        assert process_cores() == 3 and ServeSettings(model="m").decode_threads == 3
+        assert process_cores() == 3 and ServeSettings(models=(ModelSettings("m"),)).decode_threads == 3
     seen = []
     monkeypatch.setattr("swiftformer.serving.serve", lambda settings: seen.append(settings.decode_threads) or 0)
     assert main(["serve", "--model", "m"]) == 0 and main(["serve", "--model", "m", "--decode-threads", "5"]) == 0
@@ -628,7 +629,7 @@ def test_decode_threads_reach_the_server(server, monkeypatch, capsys):
     assert main(["serve", "--model", "m", "--decode-threads", "0"]) == 2
     assert "--decode-threads must be at least 1" in capsys.readouterr().err
     with pytest.raises(ValueError, match="decode_threads"):
-        ServeSettings(model="m", decode_threads=0)
+        ServeSettings(models=(ModelSettings("m"),), decode_threads=0)
 
 
 def test_ray_serve_config_file_is_valid_and_builds_the_application(model_dir):
@@ -696,8 +697,8 @@ def test_shutdown_finishes_the_request_in_the_forward_pass(model_dir, images):
 
 def test_serve_command_answers_then_exits_0_on_sigterm(model_dir, images):
     """``python -m swiftformer serve``: ready after warm-up, answers, and exits 0 on a real SIGTERM."""
-    command = [sys.executable, "-m", "swiftformer", "serve", "--model", str(model_dir), "--port", "0"]
-    command += ["--max-batch-size", "4", "--max-wait-ms", "60000", "--model-name", NAME]
+    command = [sys.executable, "-m", "swiftformer", "serve", "--model", f"{NAME}={model_dir}", "--port", "0"]
+    command += ["--max-batch-size", "4", "--max-wait-ms", "60000"]
     command += ["--precision", "fp32", "--backend", "inductor"]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     lines: Queue = Queue()

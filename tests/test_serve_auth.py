@@ -22,7 +22,7 @@ from tritonclient.utils import InferenceServerException  # noqa: E402
 from _helpers import make_images  # noqa: E402
 from _serving import NAME, TIMEOUT, RunningServer, settings_for, start_server  # noqa: E402
 from swiftformer.cli import main  # noqa: E402
-from swiftformer.serving import ServeSettings  # noqa: E402
+from swiftformer.serving import ModelSettings, ServeSettings  # noqa: E402
 from swiftformer.serving.auth import Access, KeyCheck, gather_keys, is_loopback, route_access  # noqa: E402
 from swiftformer.serving.grpc_v2 import method_access  # noqa: E402
 from swiftformer.serving.server import check_tls_files  # noqa: E402
@@ -113,17 +113,17 @@ def test_key_options_on_the_command_line(tmp_path, capsys):
 def test_page_asks_for_a_key_only_when_the_server_has_keys():
     from swiftformer.serving.page import render_page
 
-    assert 'id="key-row" hidden' in render_page("tiny", 4, 1.0)
-    shown = render_page("tiny", 4, 1.0, needs_key=True)
+    assert 'id="key-row" hidden' in render_page([("tiny", 4)], "tiny", 1.0)
+    shown = render_page([("tiny", 4)], "tiny", 1.0, needs_key=True)
     assert 'id="key-row" >' in shown and 'sessionStorage.getItem("swiftformer-api-key")' in shown
     assert "headers: authorized()" in shown
 
 
 def test_keys_are_never_shown():
-    settings = ServeSettings(model="xs", api_keys=(KEY,), admin_keys=(ADMIN_KEY,))
+    settings = ServeSettings(models=(ModelSettings("xs"),), api_keys=(KEY,), admin_keys=(ADMIN_KEY,))
     assert KEY not in repr(settings) and ADMIN_KEY not in repr(settings)
     with pytest.raises(ValueError) as caught:
-        ServeSettings(model="xs", api_keys=(KEY, "has space"))
+        ServeSettings(models=(ModelSettings("xs"),), api_keys=(KEY, "has space"))
     assert "key #2" in str(caught.value) and "space" in str(caught.value) and "has space" not in str(caught.value)
 
 
@@ -135,8 +135,8 @@ def test_non_loopback_host_needs_a_key_or_insecure(capsys):
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1
     assert "refusing to listen on 0.0.0.0 (beyond this machine) without an API key" in err and "--insecure" in err
-    ServeSettings(model="xs", host="0.0.0.0", api_keys=(KEY,))
-    ServeSettings(model="xs", host="0.0.0.0", insecure=True)
+    ServeSettings(models=(ModelSettings("xs"),), host="0.0.0.0", api_keys=(KEY,))
+    ServeSettings(models=(ModelSettings("xs"),), host="0.0.0.0", insecure=True)
 
 
 # ------------------------------------------------------------------------------ a server with keys
@@ -226,11 +226,11 @@ def test_protected_health_and_admin_key(model_dir):
             client.is_server_live()
         assert caught.value.status() == "StatusCode.UNAUTHENTICATED"
         assert client.is_server_live(headers={"authorization": f"Bearer {KEY}"})
-        # the admin key passes the repository routes' check (there are none yet: 404) and every other route
+        # the admin key passes the repository routes' check and every other route; an API key is not an admin key
         repository = f"{url}/v2/repository/index"
         assert httpx.post(repository, headers=BEARER, timeout=TIMEOUT).status_code == 401
         assert (
-            httpx.post(repository, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=TIMEOUT).status_code == 404
+            httpx.post(repository, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=TIMEOUT).status_code == 200
         )
         admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
         assert httpx.get(f"{url}/v2/models/{NAME}", headers=admin, timeout=TIMEOUT).status_code == 200
@@ -291,15 +291,21 @@ def test_https_and_grpc_over_tls_verified(model_dir, tls, image):
 
 def test_tls_files_are_checked_at_start(tls, tmp_path, capsys):
     good = {"ssl_certfile": str(tls["cert"]), "ssl_keyfile": str(tls["key"])}
-    check_tls_files(ServeSettings(model="xs", **good))
+    check_tls_files(ServeSettings(models=(ModelSettings("xs"),), **good))
     with pytest.raises(ValueError, match="No such file or directory"):
         check_tls_files(
-            ServeSettings(model="xs", ssl_certfile=str(tmp_path / "missing.pem"), ssl_keyfile=good["ssl_keyfile"])
+            ServeSettings(
+                models=(ModelSettings("xs"),),
+                ssl_certfile=str(tmp_path / "missing.pem"),
+                ssl_keyfile=good["ssl_keyfile"],
+            )
         )
     other_key = tmp_path / "other.pem"
     trustme.CA().issue_cert("127.0.0.1").private_key_pem.write_to_path(str(other_key))
     with pytest.raises(ValueError, match="cannot use the TLS certificate"):
-        check_tls_files(ServeSettings(model="xs", ssl_certfile=good["ssl_certfile"], ssl_keyfile=str(other_key)))
+        check_tls_files(
+            ServeSettings(models=(ModelSettings("xs"),), ssl_certfile=good["ssl_certfile"], ssl_keyfile=str(other_key))
+        )
     code = main(
         ["serve", "--model", "xs", "--ssl-certfile", str(tmp_path / "missing.pem"), "--ssl-keyfile", str(other_key)]
     )

@@ -289,7 +289,7 @@ def test_http_and_grpc_images_batch_together(model_dir, images):
 def test_a_busy_grpc_port_is_one_line_before_the_model_loads():
     import socket
 
-    from swiftformer.serving import ServeSettings
+    from swiftformer.serving import ModelSettings, ServeSettings
     from swiftformer.serving.server import check_grpc_port
 
     with socket.socket() as taken:
@@ -297,5 +297,5 @@ def test_a_busy_grpc_port_is_one_line_before_the_model_loads():
         taken.listen()
         port = taken.getsockname()[1]
         with pytest.raises(OSError, match=f"cannot listen for gRPC on 127.0.0.1:{port}: Address already in use"):
-            check_grpc_port(ServeSettings(model="xs", grpc_port=port))
-    check_grpc_port(ServeSettings(model="xs", grpc_port=0))  # a free port: nothing to check
+            check_grpc_port(ServeSettings(models=(ModelSettings("xs"),), grpc_port=port))
+    check_grpc_port(ServeSettings(models=(ModelSettings("xs"),), grpc_port=0))  # a free port: nothing to check

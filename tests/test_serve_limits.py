@@ -151,11 +151,14 @@ def test_host_refusal_names_what_is_allowed(server):
 def test_allowed_hosts_rules():
     from swiftformer.serving import ServeSettings
     from swiftformer.serving.limits import allowed_hosts, host_name
+    from swiftformer.serving.settings import ModelSettings
 
-    assert ServeSettings(model="m", allowed_hosts=["a.example"]).allowed_hosts == ("a.example",)  # a config's list
+    assert ServeSettings(models=(ModelSettings("m"),), allowed_hosts=["a.example"]).allowed_hosts == (
+        "a.example",
+    )  # a config's list
     for bad in ("a.example", [""], [3]):  # a bare string would be its letters
         with pytest.raises(ValueError, match="allowed_hosts must be a list of host names"):
-            ServeSettings(model="m", allowed_hosts=bad)
+            ServeSettings(models=(ModelSettings("m"),), allowed_hosts=bad)
 
     assert allowed_hosts("0.0.0.0", ()) == {"localhost", "127.0.0.1", "[::1]"}  # a wildcard is no name
     assert "192.168.1.5" in allowed_hosts("192.168.1.5", ())
@@ -468,7 +471,7 @@ def test_v2_responses_are_strict_json():
 
     values = np.array([[0.0, math.nan]], dtype=np.float32)
     with pytest.raises(ValueError):  # never a bare NaN on the wire, even if a caller forgot to check
-        encode_infer_response(NAME, None, [OutputSpec("logits", False, None)], values, values, ["a", "b"])
+        encode_infer_response(NAME, "1", None, [OutputSpec("logits", False, None)], values, values, ["a", "b"])
 
 
 # ------------------------------------------------------------------------------ v2 parameters, messages, /docs

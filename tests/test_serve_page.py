@@ -27,7 +27,8 @@ from PIL import Image
 pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
 
-from _serving import NAME, TIMEOUT, settings_for, start_server  # noqa: E402
+from _helpers import make_images, make_model_dir  # noqa: E402
+from _serving import NAME, TIMEOUT, model_for, settings_for, start_server  # noqa: E402
 
 try:
     from playwright.sync_api import Browser, expect, sync_playwright
@@ -88,7 +89,7 @@ def test_page_classifies_a_picked_image(tmp_path, browser, model_dir):
 
         page = context.new_page()
         page.goto(f"{server.base_url}/")
-        expect(page.locator("#model")).to_have_text(NAME)
+        expect(page.locator("#model")).to_have_value(NAME)
 
         with page.expect_file_chooser() as chooser:  # a click on the drop zone opens the file input
             page.locator("#drop").click()
@@ -158,6 +159,37 @@ def test_page_sends_the_api_key_it_was_given(tmp_path, browser, model_dir):
 
         page.reload()
         expect(page.locator("#key")).to_have_value(key)
+    finally:
+        context.close()
+        server.close()
+
+
+def test_page_classifies_with_the_model_picked(tmp_path, browser, model_dir):
+    """Two models: the page lists both, the first selected; the one picked answers (its labels, its name)."""
+    colours = {0: "red", 1: "green", 2: "blue"}
+    other = make_model_dir(tmp_path / "colours", id2label=colours)
+    (image,) = make_images(tmp_path / "images", {"a.png": (40, 50, 3)})
+    server = start_server(settings_for(None, (model_for(model_dir), model_for(other, "colours")), max_wait_ms=1))
+    context = browser.new_context()
+    context.set_default_timeout(TIMEOUT * 1000)
+    try:
+        page = context.new_page()
+        page.goto(f"{server.base_url}/")
+        picker = page.locator("#model")
+        expect(picker).to_have_value(NAME)
+        assert picker.locator("option").all_inner_texts() == [NAME, "colours"]
+        expect(page.locator("#classes")).to_have_text("4")
+        picker.select_option("colours")
+        expect(page.locator("#classes")).to_have_text("3")
+        with page.expect_file_chooser() as chooser:
+            page.locator("#drop").click()
+        chooser.value.set_files(image)
+        status = page.locator("#status")
+        expect(status).to_have_text(re.compile(r"in the server\)$|error|failed"), timeout=TIMEOUT * 1000)
+        assert (status.text_content() or "").startswith("colours: "), status.text_content()
+        rows = page.locator("#bars .row .label span:first-child")
+        expect(page.locator("#bars .row")).to_have_count(3)
+        assert {re.sub(r" \(\d\)$", "", text) for text in rows.all_inner_texts()} == set(colours.values())
     finally:
         context.close()
         server.close()

@@ -45,6 +45,7 @@ from _serving import (
 )
 from swiftformer.serving import ServeSettings
 from swiftformer.serving.ray_serve import run_on_ray  # imports ray.serve without its pydantic warnings
+from swiftformer.serving.settings import ModelSettings
 
 REPLICAS = 2
 
@@ -64,7 +65,7 @@ def test_serve_command_on_local_ray(model_dir, images, tmp_path):
     """``python -m swiftformer serve --ray`` starts a Ray instance of its own (before the module's, below),
     serves once its replica is warm, and on SIGTERM drains, shuts Ray down and exits 0."""
     url = f"http://127.0.0.1:{_free_port()}"
-    command = [sys.executable, "-m", "swiftformer", "serve", "--model", str(model_dir), "--model-name", NAME]
+    command = [sys.executable, "-m", "swiftformer", "serve", "--model", f"{NAME}={model_dir}"]
     command += ["--ray", "--port", url.rsplit(":", 1)[1], "--precision", "fp32", "--backend", "inductor"]
     command += ["--max-wait-ms", "1"]
     log = tmp_path / "serve.log"
@@ -94,12 +95,9 @@ def base_url(model_dir) -> Iterator[str]:
     from ray import serve
 
     settings = ServeSettings(
-        model=str(model_dir),
-        model_name=NAME,
+        models=(ModelSettings(str(model_dir), name=NAME, precision="fp32", backend="inductor"),),
         host="127.0.0.1",
         port=_free_port(),
-        precision="fp32",
-        backend="inductor",
         max_batch_size=4,
         max_wait_ms=3000,  # concurrent requests released together always batch
         max_queue=16,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import re
+from typing import TYPE_CHECKING, Any
 
 from ..serving.auth import ADMIN_KEYS_ENV, API_KEYS_ENV
 from .common import add_decode_argument, add_hub_arguments, fail, hub_options
@@ -16,27 +18,46 @@ FLAGS = {
     "ssl_certfile": "--ssl-certfile",
     "ssl_keyfile": "--ssl-keyfile",
 }
+if TYPE_CHECKING:
+    from ..serving.settings import ModelSettings
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="model folder or hub id, e.g. MBZUAI/swiftformer-xs")
-    p.add_argument("--model-name", help="the model's name in /v2/models/NAME (default: the last part of --model)")
+    p.add_argument(
+        "--model",
+        action="append",
+        required=True,
+        metavar="[NAME[@VERSION]=]PATH[,OPTION...]",
+        help="a model to serve (repeatable; the first is /predict's default): a folder, a folder of numbered "
+        "version folders (PATH/1, PATH/2), a hub id or a variant name (xs: random weights); NAME defaults to the "
+        "last part of PATH; options precision=P, backend=B, compile override the flags below for this model",
+    )
+    p.add_argument(
+        "--model-workers",
+        type=int,
+        help="threads running every model's forward passes (default: the cores divided by torch's threads per "
+        "forward pass, at least 1)",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument(
         "--precision",
         choices=("auto", "fp32", "bf16"),
         default="auto",
-        help="as in predict: auto (default; bf16 where the CPU computes it natively, else fp32), fp32 or bf16",
+        help="as in predict, for every model without its own: auto (default; bf16 where the CPU computes it "
+        "natively, else fp32), fp32 or bf16",
     )
     p.add_argument(
         "--backend",
         choices=("auto", "inductor", "openvino", "onnxruntime"),
         default="auto",
-        help="as in predict: auto (default; per batch size from what is installed), inductor, openvino or onnxruntime",
+        help="as in predict, for every model without its own: auto (default; per batch size from what is "
+        "installed), inductor, openvino or onnxruntime",
     )
     p.add_argument(
-        "--compile", action="store_true", help="torch.compile the fast path (compiled for each batch size at warm-up)"
+        "--compile",
+        action="store_true",
+        help="torch.compile every model's fast path (compiled for each batch size at warm-up)",
     )
     p.add_argument("--max-batch-size", type=int, default=8, help="most images per forward pass (default 8)")
     p.add_argument(
@@ -60,7 +81,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--decode-threads",
         type=int,
-        help="threads decoding and preprocessing uploads beside the model thread (default: the cores this "
+        help="threads decoding and preprocessing uploads beside the model workers (default: the cores this "
         "process may run on, from its affinity mask)",
     )
     add_limit_arguments(p)
@@ -176,7 +197,36 @@ def check(args: argparse.Namespace) -> str | None:
         )
     if not args.ray and (args.address or args.replicas != 1 or args.num_cpus_per_replica != 1.0):
         return "--address, --replicas and --num-cpus-per-replica go with --ray"
+    if args.ray and len(args.model) > 1:
+        return f"--ray serves one model; give one --model (got {len(args.model)})"
+    if args.model_workers is not None and args.model_workers < 1:
+        return f"--model-workers must be at least 1, got {args.model_workers}"
     return None
+
+
+# NAME or NAME@VERSION before '=': a path's own '=' (runs/lr=0.1) has a '/' before it, so it is not a name.
+_NAMED = re.compile(r"(?P<name>[A-Za-z0-9][A-Za-z0-9._-]{0,63})(?:@(?P<version>[0-9]+))?=(?P<rest>.+)")
+MODEL_OPTIONS = ("precision", "backend", "compile")
+
+
+def parse_model(spec: str, args: argparse.Namespace) -> ModelSettings:
+    """``--model [NAME[@VERSION]=]PATH[,precision=P][,backend=B][,compile]`` as ModelSettings, the flags'
+    precision, backend and compile for what it does not set. ValueError naming what is wrong."""
+    from ..serving.settings import ModelSettings
+
+    named = _NAMED.fullmatch(spec)
+    name, version, rest = (named["name"], named["version"], named["rest"]) if named else (None, None, spec)
+    path, *options = rest.split(",")
+    chosen: dict[str, Any] = {"precision": args.precision, "backend": args.backend, "compile": args.compile}
+    for option in options:
+        key, _, value = option.partition("=")
+        if key not in MODEL_OPTIONS or (key == "compile") == bool(value):
+            raise ValueError(
+                f"--model {spec}: unknown option {option!r} (options: precision=P, backend=B, compile; "
+                "a path with a comma cannot be given here)"
+            )
+        chosen[key] = value or True
+    return ModelSettings(path=path, name=name, version=int(version) if version else None, **chosen)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -187,14 +237,11 @@ def run(args: argparse.Namespace) -> int:
     from ..serving.auth import gather_keys
 
     settings = ServeSettings(
-        model=args.model,
-        model_name=args.model_name,
+        models=tuple(parse_model(spec, args) for spec in args.model),
         hub=hub_options(args),
         host=args.host,
         port=args.port,
-        precision=args.precision,
-        backend=args.backend,
-        compile=args.compile,
+        model_workers=args.model_workers,
         max_batch_size=args.max_batch_size,
         max_wait_ms=args.max_wait_ms,
         max_queue=args.max_queue,

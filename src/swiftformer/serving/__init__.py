@@ -1,23 +1,24 @@
 """An HTTP inference server for SwiftFormer classifiers (``swiftformer serve``; docs/serving.md).
 
-FastAPI + uvicorn, with dynamic batching: images of concurrent requests that arrive within
-``max_wait_ms`` of each other run as one forward pass. Endpoints: ``POST /predict`` (the
-``swiftformer predict --json`` schema), the Open Inference Protocol v2 (``/v2/...``, JSON and the
-binary tensor data extension), ``GET /metrics`` (Prometheus) and a demo page at ``/``.
+FastAPI + uvicorn, one or several models (and their versions), with dynamic batching: images of
+concurrent requests for a model that arrive within ``max_wait_ms`` of each other run as one forward
+pass. Endpoints: ``POST /predict?model=`` (the ``swiftformer predict --json`` schema), the Open
+Inference Protocol v2 (``/v2/...``, JSON and the binary tensor data extension, the model repository
+extension), ``GET /metrics`` (Prometheus) and a demo page at ``/``.
 
 Nothing here is imported by ``import swiftformer``: FastAPI, uvicorn and prometheus-client are the
 ``serve`` extra (``pip install .[serve]``) and are imported by the submodules that use them.
 
-    from swiftformer.serving import ServeSettings, serve
-    serve(ServeSettings(model="runs/xs/best", max_batch_size=8))      # blocks until SIGTERM / Ctrl-C
+    from swiftformer.serving import ModelSettings, ServeSettings, serve
+    serve(ServeSettings(models=(ModelSettings("runs/xs/best", name="xs"),), max_batch_size=8))  # until SIGTERM
 """
 
 from __future__ import annotations
 
 from .errors import ServeError
-from .settings import ServeSettings
+from .settings import ModelSettings, ServeSettings
 
-__all__ = ["ServeError", "ServeSettings", "create_app", "load_classifier", "serve"]
+__all__ = ["ModelSettings", "ServeError", "ServeSettings", "create_app", "load_classifier", "serve"]
 
 
 def __getattr__(name: str):

@@ -1,27 +1,33 @@
 """The FastAPI application: the endpoints, the request-size guard, errors as JSON, metrics.
 
-:func:`create_app` takes a *backend*: the object that runs the model. ``swiftformer serve`` passes a
-:class:`~swiftformer.serving.batching.BatchingBackend` (a model worker thread with dynamic batching);
-``swiftformer serve --ray`` passes each Ray Serve replica (``@serve.batch``). Both have:
+:func:`create_app` takes a :class:`~swiftformer.serving.repository.ModelRepository`: the models by name and
+version, each with a *backend*, the object that runs it. ``swiftformer serve`` gives each model a
+:class:`~swiftformer.serving.batching.BatchingBackend` (dynamic batching on the shared model workers);
+``swiftformer serve --ray`` serves one model, each Ray Serve replica being its backend (``@serve.batch``).
+A backend has:
 
 * ``classifier`` — the :class:`~swiftformer.serving.model.Classifier` (labels, input size, name);
-* ``metrics`` — the :class:`~swiftformer.serving.metrics.ServeMetrics`;
+* ``metrics`` — the model's :class:`~swiftformer.serving.metrics.ModelMetrics`;
 * ``ready`` — whether requests are taken (warmed up, not stopping);
 * ``admission(n)`` — a context manager reserving ``n`` images or raising ServeError 503;
 * ``async classify(pixel_values_list) -> logits_list`` — one (C, H, W) tensor in, one (num_labels,) out;
-* ``start()`` / ``stop()`` — called on the app's startup and shutdown.
+  cancelled when the client goes away (queued images are dropped);
+* ``start()`` / ``stop()`` — called on the app's startup and shutdown (and by load / unload).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
 from functools import partial
 from typing import Any
+from urllib.parse import parse_qs
 
 import numpy as np
 import torch
@@ -36,7 +42,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..io.files import printable
 from .auth import AccessGuard, KeyCheck
 from .errors import ServeError
-from .explain import SERVED_METHODS, Explainer
+from .explain import SERVED_METHODS
 from .images import FORMATS, prepare
 from .limits import CLOSE, ByteBudget, allowed_hosts, check_host
 from .page import render_page
@@ -51,6 +57,7 @@ from .protocol import (
     ServerMetadata,
     TensorMetadata,
 )
+from .repository import ModelRepository, ServedModel
 from .settings import ServeSettings
 from .v2 import HEADER_LENGTH, IMAGES, PIXELS, ParsedInfer, encode_infer_response, parse_infer_request
 
@@ -76,8 +83,9 @@ class _Guard:
     ``body_timeout`` (408). A client that disconnects is one log line. Every request is timed and counted by
     route and status (499: the client went away)."""
 
-    def __init__(self, app: ASGIApp, *, settings: ServeSettings, backend: Any) -> None:
-        self.app, self.limit, self.backend, self.metrics = app, settings.max_upload_bytes, backend, backend.metrics
+    def __init__(self, app: ASGIApp, *, settings: ServeSettings, repository: ModelRepository) -> None:
+        self.app, self.limit, self.repository = app, settings.max_upload_bytes, repository
+        self.metrics = repository.metrics
         self.hosts = allowed_hosts(settings.host, settings.allowed_hosts)
         self.budget = ByteBudget(int(settings.max_inflight_mb * 1024 * 1024))
         self.body_timeout = settings.body_timeout
@@ -102,7 +110,7 @@ class _Guard:
             body.reserved = await self._admit(scope, receive)
             await self.app(scope, body.receive, timed_send)
         except ServeError as error:  # refused before the app ran
-            self.metrics.errors.labels(error.kind).inc()
+            self.metrics.count_error(error.kind, _model_label(scope, self.repository))
             error.headers.setdefault("Connection", "close")
             await _error_response(error)(scope, receive, timed_send)
         except ClientDisconnect:
@@ -113,7 +121,7 @@ class _Guard:
             if status:
                 raise
             logger.error("%s failed", printable(f"{scope['method']} {scope['path']}"), exc_info=err)
-            self.metrics.errors.labels("internal").inc()
+            self.metrics.count_error("internal", _model_label(scope, self.repository))
             await _error_response(ServeError(500, "internal", f"internal error: {type(err).__name__}: {err}"))(
                 scope, receive, timed_send
             )
@@ -121,8 +129,9 @@ class _Guard:
             self.budget.give_back(body.reserved)
             route = scope.get("route")
             endpoint = getattr(route, "path", None) or "unmatched"
-            self.metrics.requests.labels(endpoint, str(status or 500)).inc()
-            self.metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
+            model = _model_label(scope, self.repository)
+            self.metrics.requests.labels(endpoint, str(status or 500), model).inc()
+            self.metrics.latency.labels(endpoint, model).observe(time.perf_counter() - start)
 
     async def _admit(self, scope: Scope, receive: Receive) -> int:
         """Check the request before its body is read; the body bytes reserved (its Content-Length)."""
@@ -137,13 +146,46 @@ class _Guard:
             raise _too_large(self.limit)
         self.budget.take(declared or 0)
         try:
-            if scope["method"] == "POST":  # every POST brings images: refused at once when none would be admitted
-                with self.backend.admission(1):
+            served = _target_model(scope, self.repository)
+            if scope["method"] == "POST" and served is not None:  # images: refused at once when none would be admitted
+                with served.backend.admission(1):
                     pass
         except ServeError:
             self.budget.give_back(declared or 0)
             raise
         return declared or 0
+
+
+# The paths of one model: /v2/models/NAME[/versions/V][/infer|/ready] (starlette's path is percent-decoded).
+_MODEL_PATH = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?(?:/infer|/ready)?/?$")
+
+
+def _target(scope: Scope) -> tuple[str | None, str | None] | None:
+    """``(model name, version)`` a request is for (None for the default model, the latest version), or None
+    when its path is not about one model."""
+    path = scope.get("path", "")
+    if path in ("/predict", "/explain"):
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        return query.get("model", [None])[0], query.get("version", [None])[0]
+    match = _MODEL_PATH.match(path)
+    return (match[1], match[2]) if match else None
+
+
+def _target_model(scope: Scope, repository: ModelRepository) -> ServedModel | None:
+    """The served model a request is for; None when it names none or one not served (the app answers 404)."""
+    target = _target(scope)
+    if target is None:
+        return None
+    try:
+        return repository.get(*target)
+    except ServeError:
+        return None
+
+
+def _model_label(scope: Scope, repository: ModelRepository) -> str:
+    """The ``model`` metric label of a request: a known model's name, else ``""``."""
+    target = _target(scope)
+    return "" if target is None else repository.label(target[0])
 
 
 async def _drain(receive: Receive) -> None:
@@ -243,55 +285,46 @@ _INFER_DOC: dict[str, Any] = dict(
 
 
 class _Service:
-    """What the endpoints share: the backend and its model, the limits, the decoding and explaining threads.
-    The endpoints themselves only translate HTTP to these methods."""
+    """What the endpoints share: the models, the limits, the decoding and explaining threads. The endpoints
+    themselves only translate HTTP to these methods."""
 
-    def __init__(self, backend: Any, settings: ServeSettings) -> None:
-        self.backend, self.settings = backend, settings
-        self.classifier = backend.classifier
-        self.name: str = self.classifier.name
+    def __init__(self, repository: ModelRepository, settings: ServeSettings) -> None:
+        self.repository, self.settings = repository, settings
         self.executor = ThreadPoolExecutor(max_workers=settings.decode_threads, thread_name_prefix="swiftformer-decode")
-        backend.metrics.decode_threads.set(settings.decode_threads)
-        self.explainer = Explainer(self.classifier)
+        repository.metrics.decode_threads.labels(model="").set(settings.decode_threads)
         self.explain_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="swiftformer-explain")
 
     @asynccontextmanager
     async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
-        self.backend.start()
+        self.repository.start()
         grpc_server = None
         try:
             if self.settings.grpc_port is not None:
                 grpc_server = await self.start_grpc(app)
             yield
         finally:
-            if grpc_server is not None:  # its RPCs in flight are answered while the model worker still runs
+            if grpc_server is not None:  # its RPCs in flight are answered while the model workers still run
                 from .grpc_v2 import GRACE_SECONDS
 
                 await grpc_server.stop(GRACE_SECONDS)
-            await asyncio.to_thread(self.backend.stop)  # queued images are answered first
+            await asyncio.to_thread(self.repository.stop)  # queued images are answered first
             self.executor.shutdown(wait=False)
             self.explain_executor.shutdown(wait=False)
 
     async def start_grpc(self, app: FastAPI) -> Any:
-        """The v2 gRPC service on this event loop, sharing the model's queue (``app.state.grpc_port``: its port)."""
+        """The v2 gRPC service on this event loop, sharing the models' queues (``app.state.grpc_port``: its port)."""
         from .grpc_v2 import start_grpc_server  # grpcio: only when --grpc-port asks for it
 
-        server, port = await start_grpc_server(
-            self.lookup,
-            self.settings,
-            server_ready=lambda: self.ready,
-            version=app.version,
-            metrics=self.backend.metrics,
-        )
+        server, port = await start_grpc_server(self, self.settings, version=app.version)
         app.state.grpc_port = port
         scheme = "TLS" if self.settings.ssl_certfile else "plaintext"
         logger.info("v2 gRPC service on %s:%d (%s)", self.settings.host, port, scheme)
         return server
 
-    async def decode(self, uploads: list[tuple[str, bytes]]) -> list[torch.Tensor]:
-        """Decode and preprocess in the thread pool (in parallel with the model's forward pass)."""
+    async def decode(self, served: ServedModel, uploads: list[tuple[str, bytes]]) -> list[torch.Tensor]:
+        """Decode and preprocess for ``served`` in the thread pool (in parallel with the forward passes)."""
         loop = asyncio.get_running_loop()
-        processor, max_pixels = self.classifier.processor, self.settings.max_image_pixels
+        processor, max_pixels = served.classifier.processor, self.settings.max_image_pixels
         fast = self.settings.fast_decode
         jobs = [
             loop.run_in_executor(self.executor, partial(prepare, data, processor, max_pixels, label, fast))
@@ -304,22 +337,40 @@ class _Service:
             pixels.append(result)
         return pixels
 
-    def check_model(self, model_name: str, version: str | None = None) -> None:
-        if model_name != self.name:
-            raise ServeError(404, "not_found", f"unknown model '{model_name}'; this server serves '{self.name}'")
-        if version not in (None, "", "1"):
-            raise ServeError(404, "not_found", f"model '{self.name}' has version 1 only, not '{version}'")
+    async def classify(self, served: ServedModel, request: Request | None, pixels: list[torch.Tensor]) -> torch.Tensor:
+        """Logits (n, num_labels) float32 of ``pixels``; when the client of ``request`` disconnects first, its images
+        still queued are dropped (``swiftformer_cancelled_total``) and the answer is 499 ``cancelled``. Without a
+        request (gRPC) the caller's task being cancelled does the same."""
+        if request is None:
+            return torch.stack(await served.backend.classify(pixels)).float()
+        work = asyncio.ensure_future(served.backend.classify(pixels))
+        gone = asyncio.ensure_future(_disconnected(request))
+        try:
+            await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+            if not work.done():
+                work.cancel()
+                with suppress(asyncio.CancelledError):
+                    await work
+        if work.cancelled():
+            raise ServeError(499, "cancelled", "the client disconnected before its images were classified")
+        return torch.stack(work.result()).float()
 
-    async def predict(self, request: Request, top_k: int | None) -> list[ImagePrediction]:
+    async def predict(
+        self, request: Request, top_k: int | None, model: str | None, version: str | None
+    ) -> list[ImagePrediction]:
         """The ``top_k`` classes of each uploaded image (``swiftformer predict --json``'s schema)."""
-        k = min(top_k or self.settings.default_top_k, self.classifier.num_labels)
+        served = self.repository.get(model, version)
+        classifier = served.classifier
+        k = min(top_k or self.settings.default_top_k, classifier.num_labels)
         uploads = await _read_uploads(request, self.settings.max_queue)
-        with self.backend.admission(len(uploads)):
-            pixels = await self.decode(uploads)
-            logits = _finite(torch.stack(await self.backend.classify(pixels)).float(), [name for name, _ in uploads])
+        with served.backend.admission(len(uploads)):
+            pixels = await self.decode(served, uploads)
+            logits = _finite(await self.classify(served, request, pixels), [name for name, _ in uploads])
         probs = logits.softmax(dim=-1)
         scores, indices = probs.topk(k, dim=-1)
-        labels = self.classifier.labels
+        labels = classifier.labels
         return [
             ImagePrediction(
                 image=label,
@@ -328,29 +379,39 @@ class _Service:
             for (label, _), row_scores, row_indices in zip(uploads, scores.tolist(), indices.tolist())
         ]
 
-    async def explain(self, request: Request, method: str, layer: str | None, target: str | None) -> Response:
+    async def explain(
+        self,
+        request: Request,
+        method: str,
+        layer: str | None,
+        target: str | None,
+        model: str | None,
+        version: str | None,
+    ) -> Response:
         """The overlay PNG of the one uploaded image, and the headers that describe it."""
-        checked = self.explainer.check(method, layer, target)
+        served = self.repository.get(model, version)
+        checked = served.explainer.check(method, layer, target)
         uploads = await _read_uploads(request, self.settings.max_queue)
         if len(uploads) != 1:
             raise ServeError(400, "bad_request", f"/explain takes one image per request, got {len(uploads)}")
-        with self.backend.admission(1):
-            (pixels,) = await self.decode(uploads)
+        with served.backend.admission(1):
+            (pixels,) = await self.decode(served, uploads)
             loop = asyncio.get_running_loop()
-            render = partial(self.explainer.render, pixels, *checked)
+            render = partial(served.explainer.render, pixels, *checked)
             png, headers = await loop.run_in_executor(self.explain_executor, render)
         return Response(png, media_type="image/png", headers=headers)
 
-    def readiness(self) -> JSONResponse:  # 200 when ready, 400 otherwise (the v2 protocol asks for a 4xx)
-        return JSONResponse({"ready": self.ready}, status_code=200 if self.ready else 400)
+    @staticmethod
+    def readiness(ready: bool) -> JSONResponse:  # 200 when ready, 400 otherwise (the v2 protocol asks for a 4xx)
+        return JSONResponse({"ready": ready}, status_code=200 if ready else 400)
 
-    def model_metadata(self) -> ModelMetadata:
-        classifier = self.classifier
+    def model_metadata(self, served: ServedModel) -> ModelMetadata:
+        classifier = served.classifier
         h, w = classifier.input_size or (-1, -1)
         labels = classifier.num_labels
         return ModelMetadata(
-            name=self.name,
-            versions=["1"],
+            name=served.name,
+            versions=[str(v) for v in self.repository.versions(served.name)],
             platform="pytorch_swiftformer",
             inputs=[
                 TensorMetadata(name=PIXELS, datatype="FP32", shape=[-1, classifier.num_channels, h, w]),
@@ -361,23 +422,17 @@ class _Service:
                 TensorMetadata(name="probabilities", datatype="FP32", shape=[-1, labels]),
                 TensorMetadata(name="labels", datatype="BYTES", shape=[-1, -1]),
             ],
-            parameters={**classifier.metadata(), "decode": "fast" if self.settings.fast_decode else "exact"},
+            parameters={
+                **classifier.metadata(),
+                "version": str(served.version),
+                "decode": "fast" if self.settings.fast_decode else "exact",
+            },
         )
-
-    def lookup(self, model_name: str, version: str = "") -> _Service:
-        """The served model called ``model_name`` (``version`` "" for the latest), or ServeError 404: what the gRPC
-        service is given to find models (one today)."""
-        self.check_model(model_name, version)
-        return self
-
-    @property
-    def ready(self) -> bool:
-        return bool(self.backend.ready)
 
     async def infer(self, request: Request, model_name: str, version: str | None) -> Response:
         """A v2 inference request, in JSON or the binary tensor data extension, answered in the same."""
-        self.check_model(model_name, version)
-        classifier = self.classifier
+        served = self.repository.get(model_name, version)
+        classifier = served.classifier
         parsed = parse_infer_request(
             await request.body(),
             request.headers.get(HEADER_LENGTH),
@@ -385,23 +440,53 @@ class _Service:
             input_size=classifier.input_size,
             default_top_k=self.settings.default_top_k,
         )
-        logits, probabilities = await self.run(parsed)
+        logits, probabilities = await self.run(served, parsed, request)
         content, headers = encode_infer_response(
-            self.name, parsed.id, parsed.outputs, logits, probabilities, classifier.labels
+            served.name, str(served.version), parsed.id, parsed.outputs, logits, probabilities, classifier.labels
         )
         return Response(content, headers=headers)
 
-    async def run(self, parsed: ParsedInfer) -> tuple[np.ndarray, np.ndarray]:
-        """Logits and probabilities (n, num_labels) of a checked v2 request (HTTP or gRPC), through the one queue;
-        ServeError 500 ``non_finite`` rather than a NaN served."""
-        with self.backend.admission(parsed.count):
+    async def run(
+        self, served: ServedModel, parsed: ParsedInfer, request: Request | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Logits and probabilities (n, num_labels) of a checked v2 request (HTTP or gRPC) for ``served``, through its
+        queue; ServeError 500 ``non_finite`` rather than a NaN served. ``request``: the HTTP request whose client's
+        disconnect drops its queued images (gRPC cancels the call's task instead, which does the same)."""
+        with served.backend.admission(parsed.count):
             if parsed.images is not None:
-                pixels = await self.decode([(f"{IMAGES}[{i}]", data) for i, data in enumerate(parsed.images)])
+                pixels = await self.decode(served, [(f"{IMAGES}[{i}]", data) for i, data in enumerate(parsed.images)])
             else:
                 pixels = list(torch.from_numpy(parsed.pixels))
-            logits = torch.stack(await self.backend.classify(pixels)).float()
+            logits = await self.classify(served, request, pixels)
         _finite(logits, [f"{IMAGES if parsed.images is not None else PIXELS}[{i}]" for i in range(len(logits))])
         return logits.numpy(), logits.softmax(dim=-1).numpy()
+
+    async def load(self, request: Request, model_name: str) -> JSONResponse:
+        """``POST /v2/repository/models/{name}/load``: ``{"parameters": {"path", "precision", "backend",
+        "compile"}}``, all optional (no path: the folder the name was served from)."""
+        parameters = _repository_parameters(await request.body())
+        model = self.repository.settings_for_load(model_name, parameters)
+        loaded = await self.repository.load(model_name, model)
+        return JSONResponse({"name": model_name, "versions": [str(served.version) for served in loaded]})
+
+
+async def _disconnected(request: Request) -> None:
+    """Return when the client has gone away (the body is read: what ``receive`` brings next is the disconnect)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+def _repository_parameters(body: bytes) -> dict[str, Any]:
+    """The ``parameters`` object of a repository request body (empty body: none), or ServeError 400."""
+    if not body.strip():
+        return {}
+    try:
+        request = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise ServeError(400, "bad_request", "the request body is not JSON") from None
+    if not isinstance(request, dict) or not isinstance(request.get("parameters", {}), dict):
+        raise ServeError(400, "bad_request", 'the request body must be {"parameters": {...}}')
+    return request.get("parameters", {})
 
 
 # The wording of `swiftformer predict` (swiftformer.batch.tasks.NON_FINITE_LOGITS) for the same failure.
@@ -419,57 +504,63 @@ def _finite(logits: torch.Tensor, names: list[str]) -> torch.Tensor:
     return logits
 
 
-def create_app(backend: Any, settings: ServeSettings) -> FastAPI:
-    """The FastAPI app serving ``backend``'s model with the limits of ``settings``."""
-    service = _Service(backend, settings)
+def create_app(repository: ModelRepository, settings: ServeSettings) -> FastAPI:
+    """The FastAPI app serving ``repository``'s models with the limits of ``settings``."""
+    service = _Service(repository, settings)
     app = FastAPI(
         title="SwiftFormer inference server",
         version=_version(),
-        description=f"Model `{service.name}`: `POST /predict` for image files, `POST /explain` for a heatmap of "
-        "where the model looks, the Open Inference Protocol v2 under `/v2`, Prometheus metrics at `/metrics`, a demo "
-        "page at `/`. See docs/serving.md and docs/explain.md.",
+        description="`POST /predict?model=NAME` for image files, `POST /explain` for a heatmap of where the model "
+        "looks, the Open Inference Protocol v2 under `/v2` (with the model repository extension under "
+        "`/v2/repository`), Prometheus metrics at `/metrics`, a demo page at `/`. See docs/serving.md and "
+        "docs/explain.md.",
         lifespan=service.lifespan,
         docs_url=None,  # Swagger UI and ReDoc load their scripts from a CDN: blank offline (NO_DOCS)
         redoc_url=None,
     )
-    app.add_middleware(_Guard, settings=settings, backend=backend)
+    app.add_middleware(_Guard, settings=settings, repository=repository)
     # Added last, so outermost: a request without its key is refused before its Host, size or body are looked at.
     check = KeyCheck(settings.api_keys, settings.admin_keys, settings.protect_health)
-    app.add_middleware(AccessGuard, check=check, metrics=backend.metrics)
-    app.state.backend, app.state.service = backend, service
-    _add_error_handlers(app, backend.metrics)
+    app.add_middleware(AccessGuard, check=check, metrics=repository.metrics)
+    app.state.repository, app.state.service = repository, service
+    _add_error_handlers(app, repository)
     _add_image_routes(app, service)
     _add_v2_routes(app, service)
+    _add_repository_routes(app, service)
     _add_metrics_and_page(app, service)
     app.openapi = partial(_openapi, app)  # type: ignore[method-assign]  # FastAPI's documented way to extend it
     return app
 
 
-def _add_error_handlers(app: FastAPI, metrics: Any) -> None:
-    """Every error as JSON (``{"error", "kind"}``, :func:`_error_response`), counted by kind."""
+def _add_error_handlers(app: FastAPI, repository: ModelRepository) -> None:
+    """Every error as JSON (``{"error", "kind"}``, :func:`_error_response`), counted by kind and model."""
 
-    def error(err: ServeError) -> JSONResponse:
-        metrics.errors.labels(err.kind).inc()
+    def error(request: Request, err: ServeError) -> JSONResponse:
+        repository.metrics.count_error(err.kind, _model_label(request.scope, repository))
         return _error_response(err)
 
     @app.exception_handler(ServeError)
     async def serve_error(request: Request, err: ServeError) -> JSONResponse:
-        return error(err)
+        return error(request, err)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, err: HTTPException) -> JSONResponse:
         kind = {404: "not_found", 405: "method_not_allowed"}.get(err.status_code, "bad_request")
-        return error(ServeError(err.status_code, kind, str(err.detail), dict(err.headers or {})))
+        return error(request, ServeError(err.status_code, kind, str(err.detail), dict(err.headers or {})))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, err: RequestValidationError) -> JSONResponse:
         problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in err.errors()[:5])
-        return error(ServeError(400, "bad_request", problems or "invalid request"))
+        return error(request, ServeError(400, "bad_request", problems or "invalid request"))
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, err: Exception) -> JSONResponse:
         logger.error("%s %s failed", request.method, request.url.path, exc_info=err)
-        return error(ServeError(500, "internal", f"internal error: {type(err).__name__}: {err}"))
+        return error(request, ServeError(500, "internal", f"internal error: {type(err).__name__}: {err}"))
+
+
+_MODEL_QUERY = Query(None, description="the model's name (default: the first model the server was started with)")
+_VERSION_QUERY = Query(None, description="the model's version (default: its latest)")
 
 
 def _add_image_routes(app: FastAPI, service: _Service) -> None:
@@ -485,9 +576,12 @@ def _add_image_routes(app: FastAPI, service: _Service) -> None:
         f"({', '.join(FORMATS)}). One result per image, in order: the schema of `swiftformer predict --json`.",
     )
     async def predict(
-        request: Request, top_k: int | None = Query(None, ge=1, description="labels per image (default 5)")
+        request: Request,
+        top_k: int | None = Query(None, ge=1, description="labels per image (default 5)"),
+        model: str | None = _MODEL_QUERY,
+        version: str | None = _VERSION_QUERY,
     ) -> list[ImagePrediction]:
-        return await service.predict(request, top_k)
+        return await service.predict(request, top_k, model, version)
 
     @app.post(
         "/explain",
@@ -509,46 +603,47 @@ def _add_image_routes(app: FastAPI, service: _Service) -> None:
         method: str = Query("gradcam", description=f"one of {', '.join(SERVED_METHODS)}"),
         layer: str | None = Query(None, description="stage: stem, stage1 .. stage4 (default stage3; eigencam stage2)"),
         target: str | None = Query(None, description="class to explain, label or index (default: the top class)"),
+        model: str | None = _MODEL_QUERY,
+        version: str | None = _VERSION_QUERY,
     ) -> Response:
-        return await service.explain(request, method, layer, target)
+        return await service.explain(request, method, layer, target, model, version)
 
 
 def _add_v2_routes(app: FastAPI, service: _Service) -> None:
     """The Open Inference Protocol v2 under ``/v2``: metadata, health, inference."""
+    repository = service.repository
 
     @app.get("/v2", response_model=ServerMetadata, summary="Server metadata")
     async def server_metadata() -> ServerMetadata:
         return ServerMetadata(
-            name="swiftformer", version=app.version, extensions=["binary_tensor_data", "classification"]
+            name="swiftformer",
+            version=app.version,
+            extensions=["binary_tensor_data", "classification", "model_repository"],
         )
 
     @app.get("/v2/health/live", response_model=HealthStatus, summary="Liveness")
     async def live() -> HealthStatus:
         return HealthStatus(live=True)
 
-    @app.get("/v2/health/ready", response_model=HealthStatus, summary="Readiness (warmed up)")
+    @app.get("/v2/health/ready", response_model=HealthStatus, summary="Readiness (every model warmed up)")
     async def ready() -> JSONResponse:
-        return service.readiness()
+        return service.readiness(repository.ready)
 
     @app.get("/v2/models/{model_name}", response_model=ModelMetadata, responses=NOT_FOUND, summary="Model metadata")
     async def metadata(model_name: str) -> ModelMetadata:
-        service.check_model(model_name)
-        return service.model_metadata()
+        return service.model_metadata(repository.get(model_name))
 
     @app.get("/v2/models/{model_name}/versions/{version}", response_model=ModelMetadata, responses=NOT_FOUND)
     async def metadata_version(model_name: str, version: str) -> ModelMetadata:
-        service.check_model(model_name, version)
-        return service.model_metadata()
+        return service.model_metadata(repository.get(model_name, version))
 
     @app.get("/v2/models/{model_name}/ready", response_model=HealthStatus, responses=NOT_FOUND)
     async def model_ready(model_name: str) -> JSONResponse:
-        service.check_model(model_name)
-        return service.readiness()
+        return service.readiness(repository.get(model_name).backend.ready)
 
     @app.get("/v2/models/{model_name}/versions/{version}/ready", response_model=HealthStatus, responses=NOT_FOUND)
     async def model_ready_version(model_name: str, version: str) -> JSONResponse:
-        service.check_model(model_name, version)
-        return service.readiness()
+        return service.readiness(repository.get(model_name, version).backend.ready)
 
     @app.post("/v2/models/{model_name}/infer", **_INFER_DOC)
     async def infer_latest(request: Request, model_name: str) -> Response:
@@ -559,9 +654,38 @@ def _add_v2_routes(app: FastAPI, service: _Service) -> None:
         return await service.infer(request, model_name, version)
 
 
+def _add_repository_routes(app: FastAPI, service: _Service) -> None:
+    """The v2 model repository extension under ``/v2/repository`` (Triton's): index, load, unload."""
+    repository = service.repository
+
+    @app.post("/v2/repository/index", summary="Models and their state (READY, LOADING, UNAVAILABLE)")
+    async def index() -> JSONResponse:
+        return JSONResponse(repository.index())
+
+    @app.post(
+        "/v2/repository/models/{model_name}/load",
+        responses={**ERRORS, 501: {"model": ErrorResponse}},
+        summary="Load (or reload) a model",
+        description='Body (optional): `{"parameters": {"path": FOLDER, "precision": ..., "backend": ..., '
+        '"compile": false}}`; without `path`, the folder the model was served from. Answers once it is warmed up.',
+    )
+    async def load(request: Request, model_name: str) -> JSONResponse:
+        return await service.load(request, model_name)
+
+    @app.post(
+        "/v2/repository/models/{model_name}/unload",
+        responses={**NOT_FOUND, 501: {"model": ErrorResponse}},
+        summary="Unload a model",
+        description="New requests for it get 404 at once; answers once the requests it admitted are answered.",
+    )
+    async def unload(model_name: str) -> JSONResponse:
+        await repository.unload(model_name)
+        return JSONResponse({"name": model_name, "state": "UNAVAILABLE"})
+
+
 def _add_metrics_and_page(app: FastAPI, service: _Service) -> None:
     """``GET /metrics`` (Prometheus) and the demo page at ``/``."""
-    metrics = service.backend.metrics
+    metrics = service.repository.metrics
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def prometheus() -> Response:
@@ -572,17 +696,14 @@ def _add_metrics_and_page(app: FastAPI, service: _Service) -> None:
     async def no_docs() -> Response:
         raise ServeError(404, "not_found", NO_DOCS)
 
-    settings = service.settings
-    page = render_page(
-        service.name,
-        service.classifier.num_labels,
-        settings.max_upload_mb,
-        bool(settings.api_keys or settings.admin_keys),
-    )
-
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    async def index() -> HTMLResponse:
-        return HTMLResponse(page)
+    async def index() -> HTMLResponse:  # the models served now (they may have been loaded or unloaded)
+        repository = service.repository
+        names = dict.fromkeys(model.name for model in repository.served())
+        models = [(name, repository.get(name).classifier.num_labels) for name in names]
+        settings = service.settings
+        asks_key = bool(settings.api_keys)
+        return HTMLResponse(render_page(models, repository.default, settings.max_upload_mb, asks_key))
 
 
 NO_DOCS = (

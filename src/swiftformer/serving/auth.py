@@ -115,7 +115,10 @@ class KeyCheck:
 
     def __init__(self, api_keys: Iterable[str], admin_keys: Iterable[str], protect_health: bool) -> None:
         self.admin_keys = [key.encode() for key in admin_keys]
-        self.api_keys = [key.encode() for key in api_keys] + self.admin_keys  # an admin key opens everything
+        # An admin key opens every route; the other routes need a key only on a server with API keys (admin keys
+        # alone guard the repository routes and leave inference open, as a server without keys is).
+        self.keys_required = bool(list(api_keys))
+        self.api_keys = [key.encode() for key in api_keys] + self.admin_keys
         self.protect_health = protect_health
 
     def problem(self, access: Access, authorization: str | None) -> tuple[int, str, str] | None:
@@ -125,9 +128,9 @@ class KeyCheck:
             return None
         if access is Access.ADMIN and not self.admin_keys:
             return 403, "forbidden", "repository routes are disabled: the server has no admin key"
-        keys = self.admin_keys if access is Access.ADMIN else self.api_keys
-        if not keys:
+        if access is not Access.ADMIN and not self.keys_required:
             return None
+        keys = self.admin_keys if access is Access.ADMIN else self.api_keys
         what = "an admin key" if access is Access.ADMIN else "an API key"
         presented = _bearer(authorization)
         if presented is None:
@@ -174,7 +177,7 @@ class AccessGuard:
             return await self.app(scope, receive, send)
         status, kind, message = problem
         if self.metrics is not None:
-            self.metrics.errors.labels(kind).inc()
+            self.metrics.count_error(kind)
         body = json.dumps({"error": message, "kind": kind}).encode()
         headers = [
             (b"content-type", b"application/json"),

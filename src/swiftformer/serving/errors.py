@@ -13,7 +13,8 @@ class ServeError(Exception):
 
     ``kind`` labels the ``swiftformer_errors_total`` metric: ``bad_image``, ``empty``, ``image_too_large``,
     ``too_large``, ``too_many_images``, ``bad_request``, ``not_found``, ``queue_full``, ``not_ready``,
-    ``shutting_down``, ``internal``, ``busy``, ``bad_host``, ``timeout``, ``non_finite``.
+    ``shutting_down``, ``internal``, ``busy``, ``bad_host``, ``timeout``, ``non_finite``, ``cancelled`` (499: the
+    client went away), ``bad_model`` (a model load that failed), ``not_implemented``.
 
     An object's repr in ``message`` (``<_io.BytesIO object at 0x...>``) is reduced to ``a BytesIO object``: a
     message never shows a memory address.

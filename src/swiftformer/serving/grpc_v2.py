@@ -7,12 +7,11 @@ of KServe's with the same package, service and message names, so a KServe or Tri
 generated code lives here. The methods beyond KServe's six answer UNIMPLEMENTED (the base class does).
 
 The server is a ``grpc.aio`` server on uvicorn's event loop, started and stopped by the app's lifespan. Its
-``ModelInfer`` runs the same coroutine as HTTP's infer (``served.run``): the same admission against
-``max_queue``, the same decode threads and the one model worker's queue, so HTTP and gRPC requests batch
-together and one limit bounds both. Nothing blocks the loop: the forward pass is on the model thread.
-
-Models are found through a *lookup* passed in, ``lookup(name, version) -> served model`` (ServeError 404 when
-there is none), so that a server with several models only changes the lookup.
+``ModelInfer`` runs the same coroutine as HTTP's infer (``service.run``): the same admission against the
+model's ``max_queue``, the same decode threads and the model's queue on the shared model workers, so HTTP and
+gRPC requests batch together and one limit bounds both. Nothing blocks the loop: forward passes run on the model
+workers. Models are found as HTTP finds them: ``service.repository.get(name, version)`` (ServeError 404 when
+there is none), so a model loaded or unloaded over HTTP is seen here at once.
 """
 
 from __future__ import annotations
@@ -30,6 +29,7 @@ from tritonclient.grpc import service_pb2_grpc as pb_grpc
 from .auth import Access, KeyCheck
 from .errors import ServeError
 from .protocol import InferRequest, ModelMetadata, RequestInput, RequestOutput
+from .repository import ModelRepository, ServedModel
 from .settings import ServeSettings
 from .v2 import ParsedInfer, check_infer_request, output_tensors
 
@@ -71,24 +71,16 @@ _CONTENTS = {
 }
 
 
-class ServedModel(Protocol):
-    """What the service needs of one model (``app._Service`` today)."""
+class InferenceService(Protocol):
+    """What the gRPC service needs of the server (``app._Service``): its settings, its models, and the v2 steps
+    HTTP runs too."""
 
-    name: str
     settings: ServeSettings
+    repository: ModelRepository
 
-    @property
-    def classifier(self) -> Any: ...  # num_channels, input_size, labels
+    def model_metadata(self, served: ServedModel) -> ModelMetadata: ...
 
-    @property
-    def ready(self) -> bool: ...
-
-    def model_metadata(self) -> ModelMetadata: ...
-
-    async def run(self, parsed: ParsedInfer) -> tuple[np.ndarray, np.ndarray]: ...
-
-
-ModelLookup = Callable[[str, str], ServedModel]
+    async def run(self, served: ServedModel, parsed: ParsedInfer) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 def method_access(method: str) -> Access:
@@ -100,11 +92,13 @@ def method_access(method: str) -> Access:
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
-    """The six methods of KServe's v2 service over ``lookup``; every refusal one ServeError message, with the
-    status code of :data:`STATUS_CODES`, counted in ``swiftformer_errors_total{kind}``."""
+    """The six methods of KServe's v2 service over ``service``; every refusal one ServeError message, with the
+    status code of :data:`STATUS_CODES`, counted in ``swiftformer_errors_total{kind, model}``."""
 
-    def __init__(self, lookup: ModelLookup, *, server_ready: Callable[[], bool], version: str, metrics: Any) -> None:
-        self.lookup, self.server_ready, self.version, self.metrics = lookup, server_ready, version, metrics
+    def __init__(self, service: InferenceService, *, version: str) -> None:
+        self.service, self.version = service, version
+        self.repository = service.repository
+        self.metrics = service.repository.metrics
 
     async def ServerLive(self, request: Any, context: Any) -> Any:
         async def live() -> Any:
@@ -114,7 +108,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     async def ServerReady(self, request: Any, context: Any) -> Any:
         async def ready() -> Any:
-            return pb.ServerReadyResponse(ready=self.server_ready())
+            return pb.ServerReadyResponse(ready=self.repository.ready)
 
         return await self._answer("ServerReady", context, ready)
 
@@ -127,13 +121,13 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     async def ModelReady(self, request: Any, context: Any) -> Any:
         async def ready() -> Any:
-            return pb.ModelReadyResponse(ready=self.lookup(request.name, request.version).ready)
+            return pb.ModelReadyResponse(ready=self.repository.get(request.name, request.version).backend.ready)
 
-        return await self._answer("ModelReady", context, ready)
+        return await self._answer("ModelReady", context, ready, request.name)
 
     async def ModelMetadata(self, request: Any, context: Any) -> Any:
         async def metadata() -> Any:
-            meta = self.lookup(request.name, request.version).model_metadata()
+            meta = self.service.model_metadata(self.repository.get(request.name, request.version))
             return pb.ModelMetadataResponse(
                 name=meta.name,
                 versions=meta.versions,
@@ -142,29 +136,34 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 outputs=[_tensor_metadata(t) for t in meta.outputs],
             )
 
-        return await self._answer("ModelMetadata", context, metadata)
+        return await self._answer("ModelMetadata", context, metadata, request.name)
 
     async def ModelInfer(self, request: Any, context: Any) -> Any:
         async def infer() -> Any:
-            served = self.lookup(request.model_name, request.model_version)
+            served = self.repository.get(request.model_name, request.model_version)
             classifier = served.classifier
             parsed = check_infer_request(
                 _infer_request(request),
                 _raw_inputs(request),
                 num_channels=classifier.num_channels,
                 input_size=classifier.input_size,
-                default_top_k=served.settings.default_top_k,
+                default_top_k=self.service.settings.default_top_k,
             )
-            logits, probabilities = await served.run(parsed)
-            response = pb.ModelInferResponse(model_name=served.name, model_version="1", id=request.id)
+            logits, probabilities = await self.service.run(served, parsed)
+            response = pb.ModelInferResponse(model_name=served.name, model_version=str(served.version), id=request.id)
             for tensor in output_tensors(parsed.outputs, logits, probabilities, classifier.labels):
                 response.outputs.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
                 response.raw_output_contents.append(tensor.raw())  # what tritonclient.grpc reads
             return response
 
-        return await self._answer("ModelInfer", context, infer)
+        return await self._answer("ModelInfer", context, infer, request.model_name)
 
-    async def _answer(self, method: str, context: Any, work: Callable[[], Awaitable[Any]]) -> Any:
+    async def _answer(
+        self, method: str, context: Any, work: Callable[[], Awaitable[Any]], model: str | None = None
+    ) -> Any:
+        """``work()``'s response, or its ServeError as a gRPC status; counted with the ``model`` label of the model
+        named (``""``: none, or not one this server knows)."""
+        label = "" if model is None else self.repository.label(model)
         try:
             response = await work()
         except ServeError as err:
@@ -173,10 +172,10 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             logger.error("gRPC %s failed", method, exc_info=err)
             error = ServeError(500, "internal", f"internal error: {type(err).__name__}: {err}")
         else:
-            self.metrics.requests.labels(f"grpc:{method}", "200").inc()
+            self.metrics.requests.labels(f"grpc:{method}", "200", label).inc()
             return response
-        self.metrics.requests.labels(f"grpc:{method}", str(error.status)).inc()
-        self.metrics.errors.labels(error.kind).inc()
+        self.metrics.requests.labels(f"grpc:{method}", str(error.status), label).inc()
+        self.metrics.count_error(error.kind, label)
         await context.abort(STATUS_CODES.get(error.status, grpc.StatusCode.UNKNOWN), error.message)
 
 
@@ -237,7 +236,7 @@ class KeyInterceptor(grpc.aio.ServerInterceptor):
         if problem is None or handler is None:
             return handler
         status, kind, message = problem
-        self.metrics.errors.labels(kind).inc()
+        self.metrics.count_error(kind)
 
         async def refuse(request: Any, context: Any) -> None:
             await context.abort(STATUS_CODES[status], message)
@@ -258,22 +257,18 @@ def tls_credentials(certfile: str, keyfile: str) -> Any:
     return grpc.ssl_server_credentials([(Path(keyfile).read_bytes(), Path(certfile).read_bytes())])
 
 
-async def start_grpc_server(
-    lookup: ModelLookup, settings: ServeSettings, *, server_ready: Callable[[], bool], version: str, metrics: Any
-) -> tuple[Any, int]:
+async def start_grpc_server(service: InferenceService, settings: ServeSettings, *, version: str) -> tuple[Any, int]:
     """Start the v2 gRPC service on ``settings.host``:``settings.grpc_port`` (0: a free port) on the running event
     loop, over TLS when the settings have a certificate; the server and its port. OSError when it cannot listen."""
     check = KeyCheck(settings.api_keys, settings.admin_keys, settings.protect_health)
     server = grpc.aio.server(
-        interceptors=[KeyInterceptor(check, metrics)],
+        interceptors=[KeyInterceptor(check, service.repository.metrics)],
         options=[
             ("grpc.max_receive_message_length", settings.max_upload_bytes),  # the HTTP body limit, for gRPC
             ("grpc.so_reuseport", 0),  # a port in use is an error, not shared with another server
         ],
     )
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(
-        InferenceServicer(lookup, server_ready=server_ready, version=version, metrics=metrics), server
-    )
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(service, version=version), server)
     host = f"[{settings.host}]" if ":" in settings.host and not settings.host.startswith("[") else settings.host
     address = f"{host}:{settings.grpc_port}"
     try:

@@ -187,9 +187,9 @@ def _close_if_headers_late(protocol: Any, header_timeout: float) -> None:
 
 
 def _count(protocol: Any, kind: str) -> None:
-    """Count a refusal made below the app in ``swiftformer_errors_total{kind}``."""
+    """Count a refusal made below the app in ``swiftformer_errors_total{kind}`` (of no model)."""
     if protocol._metrics is not None:
-        protocol._metrics.errors.labels(kind).inc()
+        protocol._metrics.count_error(kind)
 
 
 def _in_progress(protocol: Any) -> bool:

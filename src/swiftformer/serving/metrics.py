@@ -1,8 +1,14 @@
-"""Prometheus metrics of one server (its own registry, so several servers can share a process)."""
+"""Prometheus metrics of one server (its own registry, so several servers can share a process).
+
+Every metric has a ``model`` label: the model a request or a batch was for, or ``""`` for what belongs to no
+one model (health checks, ``/metrics``, the page, the decode pool, connection-level refusals, requests naming
+no known model). :meth:`ServeMetrics.for_model` gives one model's view, which the batcher and the model side use.
+"""
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 
@@ -14,20 +20,25 @@ class ServeMetrics:
 
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self, max_batch_size: int, model_name: str = "") -> None:
+    def __init__(self, max_batch_size: int, model_names: tuple[str, ...] = ()) -> None:
         self.registry = registry = CollectorRegistry()
-        # which process answered (Ray Serve: which replica), for scrapes that reach several
+        # which process answered (Ray Serve: which replica) and the models it started with
         Info("swiftformer_server", "The serving process", registry=registry).info(
-            {"pid": str(os.getpid()), "model": model_name}
+            {"pid": str(os.getpid()), "model": ",".join(model_names)}
         )
         self.requests = Counter(
-            "swiftformer_requests", "HTTP requests by endpoint and status", ["endpoint", "status"], registry=registry
+            "swiftformer_requests",
+            "HTTP requests by endpoint, status and model",
+            ["endpoint", "status", "model"],
+            registry=registry,
         )
-        self.errors = Counter("swiftformer_errors", "Refused or failed requests by kind", ["kind"], registry=registry)
+        self.errors = Counter(
+            "swiftformer_errors", "Refused or failed requests by kind and model", ["kind", "model"], registry=registry
+        )
         self.latency = Histogram(
             "swiftformer_request_latency_seconds",
-            "Time from request to response by endpoint",
-            ["endpoint"],
+            "Time from request to response by endpoint and model",
+            ["endpoint", "model"],
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
@@ -36,40 +47,90 @@ class ServeMetrics:
         if max_batch_size > 32:
             sizes = sorted({2**i for i in range(max_batch_size.bit_length())} | {max_batch_size})
         self.batch_size = Histogram(
-            "swiftformer_batch_size", "Images per forward pass (before padding)", buckets=sizes, registry=registry
+            "swiftformer_batch_size",
+            "Images per forward pass (before padding)",
+            ["model"],
+            buckets=sizes,
+            registry=registry,
         )
         self.inference = Histogram(
             "swiftformer_inference_seconds",
             "Time of one forward pass (a batch)",
+            ["model"],
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
-        self.images = Counter("swiftformer_images", "Images classified", registry=registry)
-        self.queue_depth = Gauge("swiftformer_queue_depth", "Images waiting for the model worker", registry=registry)
+        self.images = Counter("swiftformer_images", "Images classified", ["model"], registry=registry)
+        self.queue_depth = Gauge(
+            "swiftformer_queue_depth", "Images waiting for the model workers", ["model"], registry=registry
+        )
         self.in_flight = Gauge(
             "swiftformer_images_in_flight",
-            "Images admitted and not yet answered (limit: the server's max_queue)",
+            "Images admitted and not yet answered (limit: the server's max_queue, per model)",
+            ["model"],
             registry=registry,
         )
-        # The model thread's time: idle fraction over a window = 1 - rate(busy) (docs/serving.md, "Metrics")
+        # The model's time on the workers: idle fraction over a window = 1 - rate(busy) (docs/serving.md, "Metrics")
         self.model_busy = Counter(
             "swiftformer_model_busy_seconds",
-            "Seconds the model thread spent running batches (stacking, forward pass, handing out results)",
+            "Seconds the model workers spent running the model's batches (stacking, forward pass, handing out results)",
+            ["model"],
             registry=registry,
         )
         self.model_waiting_for_decode = Counter(
             "swiftformer_model_waiting_for_decode_seconds",
-            "Seconds the model thread waited for images while admitted ones were still being decoded",
+            "Seconds a model worker waited for the model's images while admitted ones were still being decoded",
+            ["model"],
+            registry=registry,
+        )
+        self.cancelled = Counter(
+            "swiftformer_cancelled",
+            "Images dropped from the queue before their batch was formed: their client disconnected",
+            ["model"],
             registry=registry,
         )
         self.decode_threads = Gauge(
-            "swiftformer_decode_threads", "Threads decoding and preprocessing uploads", registry=registry
+            "swiftformer_decode_threads",
+            "Threads decoding and preprocessing uploads (shared: model is empty)",
+            ["model"],
+            registry=registry,
         )
+
+    def for_model(self, name: str) -> ModelMetrics:
+        """The metrics of model ``name`` (the same attribute names, the label bound)."""
+        return ModelMetrics(self, name)
+
+    def count_error(self, kind: str, model: str = "") -> None:
+        self.errors.labels(kind=kind, model=model).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class ModelMetrics:
+    """One model's series of :class:`ServeMetrics` (what a batcher or a Ray replica records into)."""
+
+    def __init__(self, server: ServeMetrics, name: str) -> None:
+        self.server, self.name = server, name
+        labelled: dict[str, Any] = {
+            attribute: getattr(server, attribute).labels(model=name)
+            for attribute in (
+                "batch_size",
+                "inference",
+                "images",
+                "queue_depth",
+                "in_flight",
+                "model_busy",
+                "model_waiting_for_decode",
+                "cancelled",
+            )
+        }
+        self.batch_size, self.inference, self.images = labelled["batch_size"], labelled["inference"], labelled["images"]
+        self.queue_depth, self.in_flight = labelled["queue_depth"], labelled["in_flight"]
+        self.model_busy, self.model_waiting_for_decode = labelled["model_busy"], labelled["model_waiting_for_decode"]
+        self.cancelled = labelled["cancelled"]
 
     def observe_batch(self, size: int, seconds: float) -> None:
         self.batch_size.observe(size)
         self.inference.observe(seconds)
         self.images.inc(size)
-
-    def render(self) -> bytes:
-        return generate_latest(self.registry)

@@ -14,7 +14,7 @@ from .images import output_size
 
 if TYPE_CHECKING:
     from ..modeling import SwiftFormerForImageClassification
-    from .settings import ServeSettings
+    from .settings import ModelSettings
 
 logger = logging.getLogger("swiftformer.serving")
 
@@ -123,21 +123,25 @@ class Classifier:
         }
 
 
-def load_classifier(settings: ServeSettings) -> Classifier:
-    """The model of ``settings`` loaded and optimized, not yet warmed up (that is the model worker's).
+def load_classifier(
+    model: ModelSettings, path: str | None = None, *, hub: dict[str, Any] | None = None, max_batch_size: int = 8
+) -> Classifier:
+    """``model`` (or its version folder ``path``) loaded and optimized, not yet warmed up (that is the model
+    workers').
 
-    ``settings.model`` is a folder, a hub id, or a variant name (``"xs"``: random weights, ImageNet
-    preprocessing; for trying the server out)."""
-    model = load_model(settings.model, settings.hub)
-    processor, note = load_processor(settings.model, **settings.hub)
+    The path is a folder, a hub id, or a variant name (``"xs"``: random weights, ImageNet preprocessing; for
+    trying the server out)."""
+    path = path or model.path
+    loaded = load_model(path, hub or {})
+    processor, note = load_processor(path, **(hub or {}))
     if note:
         logger.warning("%s", note)
     return Classifier(
-        model,
+        loaded,
         processor,
-        name=settings.name,
-        precision=settings.precision,
-        backend=settings.backend,
-        compile=settings.compile,
-        max_batch_size=settings.max_batch_size,
+        name=model.display_name,
+        precision=model.precision,
+        backend=model.backend,
+        compile=model.compile,
+        max_batch_size=max_batch_size,
     )

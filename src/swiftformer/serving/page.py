@@ -1,6 +1,6 @@
-"""The demo page at ``GET /``: one self-contained HTML file (no CDN, no external requests) to pick or
-drop an image and see the top 5 as bars, the model's name and the time taken, and beside them the
-Grad-CAM overlay of ``POST /explain`` (where the model looks for its top class).
+"""The demo page at ``GET /``: one self-contained HTML file (no CDN, no external requests) to pick a model
+from those served, pick or drop an image and see the top 5 as bars, the model's name and the time taken,
+and beside them the Grad-CAM overlay of ``POST /explain`` (where the model looks for its top class).
 
 On a server with API keys the page shows a field for one: it is kept in the tab's ``sessionStorage`` (gone when
 the tab closes, never sent anywhere but this server's ``/predict`` and ``/explain``, as ``Authorization: Bearer``).
@@ -39,7 +39,7 @@ _PAGE = """<!doctype html>
 </head>
 <body>
 <h1>SwiftFormer image classification</h1>
-<p class="sub">model <b id="model">__NAME__</b> · __LABELS__ classes</p>
+<p class="sub"><label for="model">model</label> <select id="model">__OPTIONS__</select> · <span id="classes"></span> classes</p>
 <div id="drop" tabindex="0">
   <p><b>Drop an image here</b> or click to choose one (up to __MAX_MB__ MB)</p>
   <input id="file" type="file" accept="image/*" hidden>
@@ -57,7 +57,13 @@ _PAGE = """<!doctype html>
 </div>
 <script>
 "use strict";
-const MODEL = __MODEL_JSON__;
+const MODELS = __MODELS_JSON__;
+const picker = document.getElementById("model");
+const classes = document.getElementById("classes");
+function model() { return picker.value; }
+function showClasses() { classes.textContent = String(MODELS[model()]); }
+picker.addEventListener("change", showClasses);
+showClasses();
 const drop = document.getElementById("drop");
 const input = document.getElementById("file");
 const statusLine = document.getElementById("status");
@@ -108,7 +114,7 @@ async function explain(file) {
   form.append("file", file, file.name);
   heatNote.textContent = "computing where the model looks …";
   try {
-    const response = await fetch("explain", { method: "POST", body: form, headers: authorized() });
+    const response = await fetch("explain?model=" + encodeURIComponent(model()), { method: "POST", body: form, headers: authorized() });
     if (!response.ok) {
       const body = await response.json().catch(() => ({}));
       heatNote.textContent = "no heatmap: " + (body.error || "error " + response.status);
@@ -137,13 +143,13 @@ async function classify(file) {
   form.append("file", file, file.name);
   const start = performance.now();
   try {
-    const response = await fetch("predict?top_k=5", { method: "POST", body: form, headers: authorized() });
+    const response = await fetch("predict?top_k=5&model=" + encodeURIComponent(model()), { method: "POST", body: form, headers: authorized() });
     const total = performance.now() - start;
     const body = await response.json();
     if (!response.ok) { say("error " + response.status + ": " + (body.error || JSON.stringify(body)), true); return; }
     show(body[0].predictions);
     const server = response.headers.get("x-process-time-ms");
-    say(MODEL + ": " + total.toFixed(0) + " ms" + (server ? " (" + Number(server).toFixed(1) + " ms in the server)" : ""));
+    say(model() + ": " + total.toFixed(0) + " ms" + (server ? " (" + Number(server).toFixed(1) + " ms in the server)" : ""));
     explain(file);
   } catch (err) {
     say("request failed: " + err, true);
@@ -166,13 +172,18 @@ drop.addEventListener("drop", (e) => {
 """
 
 
-def render_page(model_name: str, num_labels: int, max_upload_mb: float, needs_key: bool = False) -> str:
-    """The page for one model (its name escaped for HTML and for the script); with a key field when ``needs_key``."""
+def render_page(models: list[tuple[str, int]], default: str, max_upload_mb: float, needs_key: bool = False) -> str:
+    """The page for ``models`` (name, number of labels), ``default`` selected (names escaped for HTML and for
+    the script); with a key field when ``needs_key``."""
+    options = "".join(
+        f'<option value="{html.escape(name)}"{" selected" if name == default else ""}>{html.escape(name)}</option>'
+        for name, _ in models
+    )
+    title = default if any(name == default for name, _ in models) else (models[0][0] if models else "no model")
     return (
         _PAGE.replace("__KEY_HIDDEN__", "" if needs_key else "hidden")
-        .replace("__TITLE__", html.escape(model_name))
-        .replace("__NAME__", html.escape(model_name))
-        .replace("__LABELS__", str(num_labels))
+        .replace("__TITLE__", html.escape(title))
+        .replace("__OPTIONS__", options)
         .replace("__MAX_MB__", f"{max_upload_mb:g}")
-        .replace("__MODEL_JSON__", json.dumps(model_name).replace("<", "\\u003c"))
+        .replace("__MODELS_JSON__", json.dumps(dict(models)).replace("<", "\\u003c"))
     )

@@ -7,7 +7,8 @@ concurrent requests a replica receives, up to ``max_batch_size`` or ``max_wait_m
 pass runs them on a worker thread. Ray's proxy refuses requests past ``max_queued_requests``
 (= ``max_queue``) with 503.
 
-Differences from the single-process server: ``/metrics`` is the answering replica's own (Ray Serve's
+Differences from the single-process server: one model (``settings.models[0]``; no versions, no
+load/unload: the repository routes answer 501); ``/metrics`` is the answering replica's own (Ray Serve's
 metrics cover the whole application); ``swiftformer_queue_depth`` stays 0 (Ray holds the queue).
 """
 
@@ -27,7 +28,7 @@ from typing import Any
 import torch
 
 from .errors import ServeError
-from .settings import ServeSettings
+from .settings import ModelSettings, ServeSettings
 
 with warnings.catch_warnings():  # Ray Serve's config models warn of pydantic 2 deprecations, a page of them
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -48,8 +49,9 @@ class SwiftFormerReplica:
 
         torch.set_num_threads(max(1, num_threads))
         self.settings = settings
-        self.metrics = ServeMetrics(settings.max_batch_size, settings.name)
-        self.classifier = load_classifier(settings)
+        model = settings.models[0]
+        self.metrics = ServeMetrics(settings.max_batch_size, (model.display_name,)).for_model(model.display_name)
+        self.classifier = load_classifier(model, hub=settings.hub, max_batch_size=settings.max_batch_size)
         self.classifier.warm_up()  # before Ray reports the replica healthy
         # The ignores: ray types @serve.batch's result as the plain method, without the setters it adds.
         self._classify_one.set_max_batch_size(settings.max_batch_size)  # type: ignore[attr-defined]
@@ -58,8 +60,12 @@ class SwiftFormerReplica:
 
     def __serve_build_asgi_app__(self) -> Any:
         from .app import create_app
+        from .repository import ModelRepository, ServedModel
 
-        return create_app(self, self.settings)
+        name = self.settings.models[0].display_name
+        repository = ModelRepository(self.metrics.server, default=name)  # no loader: a fixed model
+        repository.add([ServedModel(name, 1, self, self.settings.models[0])])
+        return create_app(repository, self.settings)
 
     def check_health(self) -> None:  # Ray Serve's health check
         if not self.ready:
@@ -132,8 +138,9 @@ def app_builder(args: dict[str, Any]) -> Any:
     ``RayService`` take (``import_path: swiftformer.serving.ray_serve:app_builder``; example in
     ``examples/serve_config.yaml``).
 
-    ``args``: the fields of :class:`ServeSettings` (``model`` required; host and port come from the file's
-    ``http_options``, not from here), plus ``replicas`` and ``num_cpus_per_replica``.
+    ``args``: the fields of :class:`ServeSettings` but ``models`` (host and port come from the file's
+    ``http_options``, not from here), the one model's ``model`` (required), ``model_name``, ``precision``,
+    ``backend`` and ``compile``, plus ``replicas`` and ``num_cpus_per_replica``.
 
     Raises:
         ValueError: an unknown key or a bad value, named.
@@ -144,13 +151,21 @@ def app_builder(args: dict[str, Any]) -> Any:
         raise ValueError(f"swiftformer serve config: replicas must be a positive integer, got {replicas!r}")
     if isinstance(cpus, bool) or not isinstance(cpus, (int, float)) or cpus <= 0:
         raise ValueError(f"swiftformer serve config: num_cpus_per_replica must be positive, got {cpus!r}")
-    fields = set(ServeSettings.__dataclass_fields__) - {"host", "port"}
+    model_keys = {
+        "model": "path",
+        "model_name": "name",
+        "precision": "precision",
+        "backend": "backend",
+        "compile": "compile",
+    }
+    fields = (set(ServeSettings.__dataclass_fields__) - {"host", "port", "models"}) | set(model_keys)
     unknown = sorted(set(args) - fields)
     if unknown:
         raise ValueError(f"swiftformer serve config: unknown keys {unknown}; known: {sorted(fields)}")
     if "model" not in args:
         raise ValueError("swiftformer serve config: 'model' (a folder or hub id) is required")
-    return application(ServeSettings(**args), replicas, float(cpus))
+    model = ModelSettings(**{model_keys[key]: args.pop(key) for key in list(args) if key in model_keys})
+    return application(ServeSettings(models=(model,), **args), replicas, float(cpus))
 
 
 def run_on_ray(
@@ -188,7 +203,7 @@ def serve_on_ray(
         run_on_ray(settings, replicas, num_cpus_per_replica)
         logger.info(
             "model %s on http://%s:%d with %d Ray Serve replica(s)",
-            settings.name,
+            settings.models[0].label,
             settings.host,
             settings.port,
             replicas,

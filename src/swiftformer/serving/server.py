@@ -11,9 +11,10 @@ import logging
 import signal
 import socket
 import ssl
+from functools import partial
 from typing import Any
 
-from .settings import ServeSettings
+from .settings import ModelSettings, ServeSettings
 
 logger = logging.getLogger("swiftformer.serving")
 
@@ -21,23 +22,64 @@ GRACEFUL_SHUTDOWN_SECONDS = 30
 
 
 def build_app(settings: ServeSettings) -> Any:
-    """The FastAPI app of ``settings``, its model loaded and optimized; it warms up when it starts."""
-    from .app import create_app
-    from .batching import BatchingBackend
-    from .metrics import ServeMetrics
-    from .model import load_classifier
+    """The FastAPI app of ``settings``, every model loaded and optimized; they warm up when it starts.
 
-    check_tls_files(settings)  # before the model loads: a wrong path or a busy port is one line at once
+    Raises:
+        ValueError: a model cannot be loaded, named (the command prints it as one line).
+    """
+    from .app import create_app
+    from .batching import ModelWorkers
+    from .metrics import ServeMetrics
+    from .repository import ModelRepository
+
+    check_tls_files(settings)  # before the models load: a wrong path or a busy port is one line at once
     check_grpc_port(settings)
-    classifier = load_classifier(settings)
-    backend = BatchingBackend(
-        classifier,
-        max_batch_size=settings.max_batch_size,
-        max_wait_ms=settings.max_wait_ms,
-        max_queue=settings.max_queue,
-        metrics=ServeMetrics(settings.max_batch_size, settings.name),
-    )
-    return create_app(backend, settings)
+    metrics = ServeMetrics(settings.max_batch_size, tuple(m.display_name for m in settings.models))
+    workers = ModelWorkers(settings.model_workers or default_model_workers())
+    loader = partial(load_versions, settings, metrics, workers)
+    repository = ModelRepository(metrics, default=settings.default_model, loader=loader, on_close=workers.shutdown)
+    by_name: dict[str, list[Any]] = {}  # NAME@1=... and NAME@2=... are versions of one model
+    for model in settings.models:
+        try:
+            by_name.setdefault(model.display_name, []).extend(loader(model))
+        except (OSError, ValueError) as err:
+            workers.shutdown()
+            raise ValueError(f"model {model.label} ({model.path}): {err}") from None
+    for loaded in by_name.values():
+        repository.add(loaded)
+    return create_app(repository, settings)
+
+
+def default_model_workers() -> int:
+    """The model workers' threads: as many forward passes at once as the cores hold, each using torch's
+    intra-op threads (usually every core, so 1)."""
+    import torch
+
+    from ..hardware import process_cores
+
+    return max(1, process_cores() // max(1, torch.get_num_threads()))
+
+
+def load_versions(settings: ServeSettings, metrics: Any, workers: Any, model: ModelSettings) -> list[Any]:
+    """Every version of ``model`` as a served model with a batcher of its own on the shared ``workers``
+    (built, not started: the repository starts them)."""
+    from .batching import BatchingBackend
+    from .model import load_classifier
+    from .repository import ServedModel, model_versions
+
+    served = []
+    for version, path in model_versions(model).items():
+        classifier = load_classifier(model, path, hub=settings.hub, max_batch_size=settings.max_batch_size)
+        backend = BatchingBackend(
+            classifier,
+            max_batch_size=settings.max_batch_size,
+            max_wait_ms=settings.max_wait_ms,
+            max_queue=settings.max_queue,
+            metrics=metrics.for_model(model.display_name),
+            workers=workers,
+        )
+        served.append(ServedModel(model.display_name, version, backend, model))
+    return served
 
 
 def check_tls_files(settings: ServeSettings) -> None:
@@ -81,9 +123,7 @@ def uvicorn_server(app: Any, settings: ServeSettings, log_level: str = "info") -
         def handle_exit(self, sig: int, frame: Any) -> None:
             # Requests in flight may wait for a batch to fill (max_wait_ms); uvicorn waits for them
             # before the app's shutdown, so the batcher must stop waiting now.
-            drain = getattr(getattr(app.state, "backend", None), "drain", None)
-            if drain is not None:
-                drain()
+            app.state.repository.drain()
             super().handle_exit(sig, frame)
 
     config = uvicorn.Config(
@@ -100,7 +140,7 @@ def uvicorn_server(app: Any, settings: ServeSettings, log_level: str = "info") -
             AutoHTTPProtocol,
             max_connections=settings.max_connections,
             header_timeout=settings.header_timeout,
-            metrics=getattr(getattr(app.state, "backend", None), "metrics", None),
+            metrics=app.state.repository.metrics,
         ),
     )
     return Server(config)
@@ -127,8 +167,9 @@ def serve(settings: ServeSettings, log_level: str = "info") -> int:
     app = build_app(settings)
     server = uvicorn_server(app, settings, log_level)
     logger.info(
-        "model %s on %s://%s:%d (ready after warm-up; %s; %s)",
-        settings.name,
+        "model%s %s on %s://%s:%d (ready after warm-up; %s; %s)",
+        "s" if len(settings.models) > 1 else "",
+        ", ".join(model.label for model in settings.models),
         "https" if settings.ssl_certfile else "http",
         settings.host,
         settings.port,

@@ -1,7 +1,8 @@
-"""What a server is started with: the model, where to listen, batching and input limits."""
+"""What a server is started with: its models, where to listen, batching and input limits."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
@@ -15,14 +16,75 @@ BACKENDS = ("auto", "inductor", "openvino", "onnxruntime")
 
 
 @dataclass(frozen=True)
+class ModelSettings:
+    """One model of a server (``--model [NAME[@VERSION]=]PATH[,precision=P][,backend=B][,compile]``).
+
+    Attributes:
+        path: A model folder, a folder of numbered version folders (``PATH/1/``, ``PATH/2/``: Triton's layout),
+            a hub id, or a variant name such as ``"xs"`` (random weights).
+        name: The name in ``/v2/models/{name}`` and ``/predict?model=``; default the last part of ``path``.
+        version: This folder's version number; None: the numbered subfolders' numbers, else 1.
+        precision, backend, compile: Passed to :func:`swiftformer.inference.optimize_for_inference`.
+    """
+
+    path: str
+    name: str | None = None
+    version: int | None = None
+    precision: str = "auto"
+    backend: str = "auto"
+    compile: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.path:
+            raise ValueError("a model needs a folder, hub id or variant name")
+        if not NAME_PATTERN.fullmatch(self.display_name):
+            raise ValueError(
+                f"model name {self.display_name!r}: use letters, digits, '.', '_' and '-' (at most 64 characters)"
+                + ("" if self.name else "; name it with NAME=PATH")
+            )
+        checks = [
+            (
+                self.precision in SERVE_PRECISIONS,
+                f"precision must be one of {', '.join(SERVE_PRECISIONS)}, got {self.precision!r}",
+            ),
+            (self.backend in BACKENDS, f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}"),
+            (
+                not (self.compile and self.backend in ("openvino", "onnxruntime")),
+                f"compile is for the inductor backend; {self.backend} compiles the model itself",
+            ),
+            (self.version is None or self.version >= 1, f"a model version is a number from 1, got {self.version}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"model {self.label}: {message}")
+
+    @property
+    def label(self) -> str:
+        """``name`` as the messages show it (``name@version`` when the version is given)."""
+        return self.display_name + (f"@{self.version}" if self.version is not None else "")
+
+    @property
+    def display_name(self) -> str:
+        """The model's name: ``name``, or the last part of ``path``."""
+        if self.name:
+            return self.name
+        return PurePosixPath(self.path.replace("\\", "/").rstrip("/")).name or "model"
+
+
+# What a model name may be: it goes into URL paths, metric labels and log lines.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+@dataclass(frozen=True)
 class ServeSettings:
     """The options of ``swiftformer serve`` (docs/cli.md, docs/serving.md).
 
     Attributes:
-        model: A model folder or hub id (or a variant name such as ``"xs"``: random weights).
-        model_name: The name in ``/v2/models/{name}``; default the last part of ``model``.
-        hub: ``from_pretrained`` hub options (revision, cache_dir, local_files_only).
-        precision, backend, compile: Passed to :func:`swiftformer.inference.optimize_for_inference`.
+        models: The models served (at least one; two of one name only with different versions). The first is
+            the default of ``/predict`` and ``/explain``.
+        hub: ``from_pretrained`` hub options (revision, cache_dir, local_files_only), for every model.
+        model_workers: Threads running every model's forward passes (one pool for all models). None: the cores
+            this process may run on divided by torch's threads per forward pass, at least 1.
         max_batch_size: The most images in one forward pass. With ``compile``, batches are padded to the
             next power of two (or to ``max_batch_size``); those sizes are warmed up before the server reports ready.
         max_wait_ms: How long the first image of a batch waits for more to arrive (only while more admitted
@@ -31,7 +93,7 @@ class ServeSettings:
         max_upload_mb: The largest request body (all files of a request together); past it 413.
         max_image_pixels: The largest width × height an image header may claim; past it 413, before
             decoding.
-        decode_threads: Threads that decode and preprocess uploads, beside the one model thread (and its
+        decode_threads: Threads that decode and preprocess uploads, beside the model workers (and their
             torch threads). Default: the cores this process may run on (its affinity mask: ``taskset``,
             cpusets), so that decoding keeps up with the model while images are queued (``--decode-threads``).
         default_top_k: Labels per image when the request does not say.
@@ -55,14 +117,11 @@ class ServeSettings:
         insecure: Listen on a non-loopback ``host`` without API keys (else refused before anything starts).
     """
 
-    model: str
-    model_name: str | None = None
+    models: tuple[ModelSettings, ...]
     hub: dict[str, Any] = field(default_factory=dict)
     host: str = "127.0.0.1"
     port: int = 8000
-    precision: str = "auto"
-    backend: str = "auto"
-    compile: bool = False
+    model_workers: int | None = None
     max_batch_size: int = 8
     max_wait_ms: float = 5.0
     max_queue: int = 64
@@ -91,15 +150,14 @@ class ServeSettings:
         object.__setattr__(self, "allowed_hosts", tuple(hosts))  # a Serve config file gives a list
         object.__setattr__(self, "api_keys", check_keys(self.api_keys, "api_keys"))
         object.__setattr__(self, "admin_keys", check_keys(self.admin_keys, "admin_keys"))
+        object.__setattr__(self, "models", tuple(self.models))
+        if not self.models:
+            raise ValueError("a server needs at least one model")
+        check_unique_names(self.models)
         checks = [
             (
-                self.precision in SERVE_PRECISIONS,
-                f"precision must be one of {', '.join(SERVE_PRECISIONS)}, got {self.precision!r}",
-            ),
-            (self.backend in BACKENDS, f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}"),
-            (
-                not (self.compile and self.backend in ("openvino", "onnxruntime")),
-                f"compile is for the inductor backend; {self.backend} compiles the model itself",
+                self.model_workers is None or self.model_workers >= 1,
+                f"model_workers must be at least 1, got {self.model_workers}",
             ),
             (self.max_batch_size >= 1, f"max_batch_size must be at least 1, got {self.max_batch_size}"),
             (self.max_wait_ms >= 0, f"max_wait_ms must be at least 0, got {self.max_wait_ms}"),
@@ -131,12 +189,23 @@ class ServeSettings:
                 raise ValueError(message)
 
     @property
-    def name(self) -> str:
-        """The model's name in the v2 protocol: ``model_name``, or the last part of ``model``."""
-        if self.model_name:
-            return self.model_name
-        return PurePosixPath(self.model.replace("\\", "/").rstrip("/")).name or "model"
+    def default_model(self) -> str:
+        """The model of ``/predict`` and ``/explain`` without ``?model=``: the first given."""
+        return self.models[0].display_name
 
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+
+def check_unique_names(models: tuple[ModelSettings, ...]) -> None:
+    """ValueError naming the first name given twice: a name is given once, or once per explicit version."""
+    seen: dict[str, list[ModelSettings]] = {}
+    for model in models:
+        for other in seen.setdefault(model.display_name, []):
+            if other.version is None or model.version is None or other.version == model.version:
+                raise ValueError(
+                    f"two models named {model.label!r} ({other.path} and {model.path}): give one another name "
+                    "(NAME=PATH) or each its own version (NAME@VERSION=PATH)"
+                )
+        seen[model.display_name].append(model)

@@ -287,6 +287,7 @@ def output_tensors(
 
 def encode_infer_response(
     model_name: str,
+    model_version: str,
     request_id: str | None,
     specs: list[OutputSpec],
     logits: np.ndarray,
@@ -304,7 +305,7 @@ def encode_infer_response(
         else:
             entry["data"] = tensor.data()
         outputs.append(entry)
-    response: dict[str, Any] = {"model_name": model_name, "model_version": "1", "outputs": outputs}
+    response: dict[str, Any] = {"model_name": model_name, "model_version": model_version, "outputs": outputs}
     if request_id:
         response["id"] = request_id
     header = json.dumps(response, separators=(",", ":"), allow_nan=False).encode()  # never a bare NaN
