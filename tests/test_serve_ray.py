@@ -186,3 +186,54 @@ def test_unknown_model(base_url, images):
     response = httpx.post(f"{base_url}/v2/models/other/infer", json=body, timeout=TIMEOUT)
     assert response.status_code == 404
     check_good_request(base_url, images[0])
+
+
+def test_autoscaling_adds_a_replica_under_load_and_removes_it_after(base_url, model_dir, images):
+    """``--autoscale 1,2`` as a second application on the module's Ray (2 CPUs; 0.5 a replica, so both
+    applications fit at their largest): one replica idle, two under concurrent requests, one again once they
+    stop. Short delays; the waits are on ``serve.status()``, each with a deadline."""
+    from ray import serve
+
+    from swiftformer.serving.ray_serve import application
+    from swiftformer.serving.settings import RayAutoscaling
+
+    settings = ServeSettings(
+        model=str(model_dir), model_name=NAME, precision="fp32", backend="inductor", max_batch_size=2, max_wait_ms=1
+    )
+    scaling = RayAutoscaling(1, 2, upscale_delay_s=1, downscale_delay_s=2, look_back_period_s=11)
+    app = application(settings, num_cpus_per_replica=0.5, autoscaling=scaling)
+    serve.run(app, name="autoscaled", route_prefix="/autoscaled")  # returns once its first replica is warm
+    url = f"{base_url}/autoscaled"
+
+    def running() -> int:
+        deployment = serve.status().applications["autoscaled"].deployments["SwiftFormer"]
+        return deployment.replica_states.get("RUNNING", 0)
+
+    try:
+        assert running() == 1
+        check_good_request(url, images[0])
+        # 12 clients in a closed loop: ~12 requests held against a target of 2 (max_batch_size) a replica
+        stop, statuses = threading.Event(), []
+        body = images[0].read_bytes()
+
+        def client() -> None:
+            with httpx.Client(timeout=TIMEOUT) as http:
+                for _ in range(2000):  # bounded, whatever the autoscaler does
+                    if stop.is_set():
+                        return
+                    statuses.append(http.post(f"{url}/predict", content=body).status_code)
+
+        clients = [threading.Thread(target=client) for _ in range(12)]
+        for t in clients:
+            t.start()
+        try:
+            wait_for(lambda: running() >= 2, "a second replica under load", timeout=2 * TIMEOUT, interval=0.5)
+        finally:
+            stop.set()
+            for t in clients:
+                t.join(TIMEOUT)
+        assert statuses and set(statuses) == {200}, sorted(set(statuses))
+        wait_for(lambda: running() == 1, "back to one replica once idle", timeout=2 * TIMEOUT, interval=0.5)
+        check_good_request(url, images[0])
+    finally:
+        serve.delete("autoscaled")
