@@ -1,5 +1,5 @@
-"""``swiftformer serve --ray``: the same endpoints on a local Ray instance with 2 replicas, and the
-command itself on a Ray instance of its own.
+"""``swiftformer serve --ray``: the same endpoints on a local Ray instance with 2 replicas, autoscaling
+from 1 replica to 2 under load and back, and the command itself on a Ray instance of its own.
 
 Opt-in (``SWIFTFORMER_RAY_TESTS=1``), since a local Ray instance's own services (GCS, raylet, agents)
 listen on all interfaces, whatever ``--host`` says. ``make test-ray`` (run by ``make test`` as root)
@@ -7,7 +7,7 @@ runs them where nothing else can reach: in a network namespace of their own that
 
     unshare --net sh -c 'ip link set lo up && SWIFTFORMER_RAY_TESTS=1 .venv/bin/python -m pytest -q tests/test_serve_ray.py'
 
-About a minute and a half on 2 cores. Once opted in, a missing ``ray[serve]`` fails the module.
+About two and a half minutes on 2 cores. Once opted in, a missing ``ray[serve]`` fails the module.
 """
 
 from __future__ import annotations
@@ -61,12 +61,13 @@ def images(tmp_path_factory) -> list[Path]:
 
 
 def test_serve_command_on_local_ray(model_dir, images, tmp_path):
-    """``python -m swiftformer serve --ray`` starts a Ray instance of its own (before the module's, below),
-    serves once its replica is warm, and on SIGTERM drains, shuts Ray down and exits 0."""
+    """``python -m swiftformer serve --ray --autoscale 1,2`` starts a Ray instance of its own (before the module's,
+    below), deploys with autoscaling, serves once its replica is warm, and on SIGTERM drains, shuts Ray down and
+    exits 0."""
     url = f"http://127.0.0.1:{_free_port()}"
     command = [sys.executable, "-m", "swiftformer", "serve", "--model", str(model_dir), "--model-name", NAME]
     command += ["--ray", "--port", url.rsplit(":", 1)[1], "--precision", "fp32", "--backend", "inductor"]
-    command += ["--max-wait-ms", "1"]
+    command += ["--max-wait-ms", "1", "--autoscale", "1,2"]
     log = tmp_path / "serve.log"
     with log.open("w") as stderr:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr)
@@ -83,6 +84,7 @@ def test_serve_command_on_local_ray(model_dir, images, tmp_path):
         check_good_request(url, images[0])
         process.send_signal(signal.SIGTERM)
         assert process.wait(TIMEOUT) == 0, log.read_text()[-3000:]
+        assert "with 1 to 2 Ray Serve replicas (autoscaling" in log.read_text()
     finally:
         if process.poll() is None:
             process.kill()
