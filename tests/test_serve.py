@@ -701,7 +701,11 @@ def test_ray_autoscaling_config_targets_a_batch_per_replica(model_dir):
         (["--ray", "--autoscale", "1-4"], "--autoscale takes MIN,MAX, two whole numbers such as 1,4; got '1-4'"),
         (["--ray", "--autoscale", "1,4.5"], "--autoscale takes MIN,MAX"),
         (["--ray", "--upscale-delay", "2"], "--upscale-delay: only with --autoscale"),
-        (["--ray", "--autoscale", "1,2", "--downscale-delay", "-1"], "--downscale-delay must be a number of seconds"),
+        (
+            ["--ray", "--autoscale", "1,2", "--downscale-delay", "-1"],
+            "--downscale-delay must be a finite number of seconds",
+        ),
+        (["--ray", "--autoscale", "1,2", "--upscale-delay", "nan"], "--upscale-delay must be a finite number"),
         (["--ray", "--autoscale", "1,2", "--look-back-period", "5"], "--look-back-period must be more than 10"),
     ],
 )

@@ -1,7 +1,8 @@
-"""What a server is started with: the model, where to listen, batching and input limits."""
+"""What a server is started with: the model, where to listen, batching and input limits; Ray Serve autoscaling."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
@@ -21,7 +22,8 @@ class RayAutoscaling:
 
     Ray keeps the requests each replica holds (running and queued, averaged over ``look_back_period_s``) near
     a target; the target is the replica's ``max_batch_size`` (:meth:`ray_config`), so a replica is kept about
-    one full batch busy: fewer and its batches run part-empty, more and requests wait behind a full batch.
+    one full batch busy: a smaller target would split batches over more replicas, a larger one would queue
+    requests behind a full batch before adding a replica.
 
     Attributes:
         min_replicas: Replicas kept while idle, at least 1 (also how many start). No scaling to zero: a
@@ -47,8 +49,8 @@ class RayAutoscaling:
                 raise ValueError(f"{name} must be an integer, got {value!r}")
         for name in ("upscale_delay_s", "downscale_delay_s", "look_back_period_s"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise ValueError(f"{name} must be a number of seconds, at least 0, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+                raise ValueError(f"{name} must be a finite number of seconds, at least 0, got {value!r}")
         if self.min_replicas < 1:
             raise ValueError(
                 f"min_replicas must be at least 1, got {self.min_replicas} (no scaling to zero: "
