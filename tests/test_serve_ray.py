@@ -7,7 +7,7 @@ runs them where nothing else can reach: in a network namespace of their own that
 
     unshare --net sh -c 'ip link set lo up && SWIFTFORMER_RAY_TESTS=1 .venv/bin/python -m pytest -q tests/test_serve_ray.py'
 
-About two and a half minutes on 2 cores. Once opted in, a missing ``ray[serve]`` fails the module.
+Two and a half to three and a half minutes on 2 cores. Once opted in, a missing ``ray[serve]`` fails the module.
 """
 
 from __future__ import annotations
