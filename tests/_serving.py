@@ -159,13 +159,14 @@ class RunningServer:
         assert not self.thread.is_alive(), "the server did not stop"
 
 
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
-    """Wait until ``condition()`` holds (it is state, not time, that is waited for), at most ``timeout``."""
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = TIMEOUT, interval: float = 0.01) -> None:
+    """Wait until ``condition()`` holds (it is state, not time, that is waited for), at most ``timeout``; it is
+    asked every ``interval`` seconds (longer for a costly question)."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.01)
+        time.sleep(interval)
 
 
 def start_server(

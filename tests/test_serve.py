@@ -657,6 +657,82 @@ def test_ray_serve_config_file_is_valid_and_builds_the_application(model_dir):
             builder(bad)
 
 
+def test_ray_autoscaling_config_targets_a_batch_per_replica(model_dir):
+    """``autoscale`` in the config file's args becomes Ray's own AutoscalingConfig (validated by Ray), with
+    the target of ongoing requests a replica's max_batch_size; bad autoscale args are named."""
+    pytest.importorskip("ray.serve")
+    from ray.serve.config import AutoscalingConfig
+
+    from swiftformer.serving.ray_serve import app_builder
+    from swiftformer.serving.settings import RayAutoscaling
+
+    scaling = RayAutoscaling(2, 5, upscale_delay_s=1, downscale_delay_s=3)
+    config = AutoscalingConfig(**scaling.ray_config(max_batch_size=16))
+    assert (config.min_replicas, config.initial_replicas, config.max_replicas) == (2, 2, 5)
+    assert config.target_ongoing_requests == 16
+    assert (config.upscale_delay_s, config.downscale_delay_s, config.look_back_period_s) == (1, 3, 15)
+
+    app = app_builder(
+        {"model": str(model_dir), "max_batch_size": 4, "autoscale": {"min_replicas": 1, "max_replicas": 3}}
+    )
+    deployed = app._bound_deployment._deployment_config.autoscaling_config  # Ray's record of what it will run
+    assert (deployed.min_replicas, deployed.max_replicas, deployed.target_ongoing_requests) == (1, 3, 4)
+    for autoscale, message in [
+        ({"min_replicas": 1, "max_replicas": 3, "replicas": 2}, r"unknown keys \['replicas'\]"),
+        ({"max_replicas": 3}, r"missing \['min_replicas'\]"),
+        ({"min_replicas": 0, "max_replicas": 3}, "min_replicas must be at least 1"),
+        ({"min_replicas": 3, "max_replicas": 2}, r"max_replicas \(2\) must be at least min_replicas \(3\)"),
+        ({"min_replicas": 1, "max_replicas": 2, "look_back_period_s": 5}, "look_back_period_s must be more than 10"),
+        ("1,4", "autoscale must be a mapping"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            app_builder({"model": str(model_dir), "autoscale": autoscale})
+    with pytest.raises(ValueError, match="either replicas or autoscale"):
+        app_builder({"model": str(model_dir), "replicas": 2, "autoscale": {"min_replicas": 1, "max_replicas": 2}})
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--autoscale", "1,4"], "--autoscale go with --ray"),
+        (["--ray", "--autoscale", "1,4", "--replicas", "2"], "--autoscale MIN,MAX and --replicas N exclude each other"),
+        (["--ray", "--autoscale", "3,2"], r"--autoscale MAX \(2\) must be at least --autoscale MIN \(3\)"),
+        (["--ray", "--autoscale=-1,4"], "--autoscale MIN must be at least 1, got -1"),
+        (["--ray", "--autoscale", "0,4"], "--autoscale MIN must be at least 1, got 0"),
+        (["--ray", "--autoscale", "1-4"], "--autoscale takes MIN,MAX, two whole numbers such as 1,4; got '1-4'"),
+        (["--ray", "--autoscale", "1,4.5"], "--autoscale takes MIN,MAX"),
+        (["--ray", "--upscale-delay", "2"], "--upscale-delay: only with --autoscale"),
+        (
+            ["--ray", "--autoscale", "1,2", "--downscale-delay", "-1"],
+            "--downscale-delay must be a finite number of seconds",
+        ),
+        (["--ray", "--autoscale", "1,2", "--upscale-delay", "nan"], "--upscale-delay must be a finite number"),
+        (["--ray", "--autoscale", "1,2", "--look-back-period", "5"], "--look-back-period must be more than 10"),
+    ],
+)
+def test_serve_autoscale_options_are_checked(capsys, argv, message):
+    assert main(["serve", "--model", "m", *argv]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and re.search(message, err), err
+
+
+def test_serve_autoscale_reaches_ray(monkeypatch):
+    """``--ray --autoscale 1,3`` with its delays reaches serve_on_ray as RayAutoscaling; without it, replicas."""
+    pytest.importorskip("ray.serve")
+    from swiftformer.serving.settings import RayAutoscaling
+
+    seen: list[tuple[int, RayAutoscaling | None]] = []
+
+    def fake(settings, *, address, replicas, num_cpus_per_replica, autoscaling) -> int:
+        seen.append((replicas, autoscaling))
+        return 0
+
+    monkeypatch.setattr("swiftformer.serving.ray_serve.serve_on_ray", fake)
+    assert main(["serve", "--model", "m", "--ray", "--autoscale", " 1, 3", "--upscale-delay", "0.5"]) == 0
+    assert main(["serve", "--model", "m", "--ray", "--replicas", "2"]) == 0
+    assert seen == [(1, RayAutoscaling(1, 3, upscale_delay_s=0.5)), (2, None)]
+
+
 # ------------------------------------------------------------------------------ the command
 def test_shutdown_finishes_the_request_in_the_forward_pass(model_dir, images):
     """uvicorn's SIGTERM handler (``shut_down``) while a request is inside the forward pass: that request is

@@ -1,5 +1,5 @@
-"""``swiftformer serve --ray``: the same endpoints on a local Ray instance with 2 replicas, and the
-command itself on a Ray instance of its own.
+"""``swiftformer serve --ray``: the same endpoints on a local Ray instance with 2 replicas, autoscaling
+from 1 replica to 2 under load and back, and the command itself on a Ray instance of its own.
 
 Opt-in (``SWIFTFORMER_RAY_TESTS=1``), since a local Ray instance's own services (GCS, raylet, agents)
 listen on all interfaces, whatever ``--host`` says. ``make test-ray`` (run by ``make test`` as root)
@@ -7,7 +7,7 @@ runs them where nothing else can reach: in a network namespace of their own that
 
     unshare --net sh -c 'ip link set lo up && SWIFTFORMER_RAY_TESTS=1 .venv/bin/python -m pytest -q tests/test_serve_ray.py'
 
-About a minute and a half on 2 cores. Once opted in, a missing ``ray[serve]`` fails the module.
+Two and a half to three and a half minutes on 2 cores. Once opted in, a missing ``ray[serve]`` fails the module.
 """
 
 from __future__ import annotations
@@ -62,12 +62,13 @@ def images(tmp_path_factory) -> list[Path]:
 
 
 def test_serve_command_on_local_ray(model_dir, images, tmp_path):
-    """``python -m swiftformer serve --ray`` starts a Ray instance of its own (before the module's, below),
-    serves once its replica is warm, and on SIGTERM drains, shuts Ray down and exits 0."""
+    """``python -m swiftformer serve --ray --autoscale 1,2`` starts a Ray instance of its own (before the module's,
+    below), deploys with autoscaling, serves once its replica is warm, and on SIGTERM drains, shuts Ray down and
+    exits 0."""
     url = f"http://127.0.0.1:{_free_port()}"
     command = [sys.executable, "-m", "swiftformer", "serve", "--model", f"{NAME}={model_dir}"]
     command += ["--ray", "--port", url.rsplit(":", 1)[1], "--precision", "fp32", "--backend", "inductor"]
-    command += ["--max-wait-ms", "1"]
+    command += ["--max-wait-ms", "1", "--autoscale", "1,2"]
     log = tmp_path / "serve.log"
     with log.open("w") as stderr:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr)
@@ -84,6 +85,7 @@ def test_serve_command_on_local_ray(model_dir, images, tmp_path):
         check_good_request(url, images[0])
         process.send_signal(signal.SIGTERM)
         assert process.wait(TIMEOUT) == 0, log.read_text()[-3000:]
+        assert "with 1 to 2 Ray Serve replicas (autoscaling" in log.read_text()
     finally:
         if process.poll() is None:
             process.kill()
@@ -184,3 +186,54 @@ def test_unknown_model(base_url, images):
     response = httpx.post(f"{base_url}/v2/models/other/infer", json=body, timeout=TIMEOUT)
     assert response.status_code == 404
     check_good_request(base_url, images[0])
+
+
+def test_autoscaling_adds_a_replica_under_load_and_removes_it_after(base_url, model_dir, images):
+    """``--autoscale 1,2`` as a second application on the module's Ray (2 CPUs; 0.5 a replica, so both
+    applications fit at their largest): one replica idle, two under concurrent requests, one again once they
+    stop. Short delays; the waits are on ``serve.status()``, each with a deadline."""
+    from ray import serve
+
+    from swiftformer.serving.ray_serve import application
+    from swiftformer.serving.settings import RayAutoscaling
+
+    settings = ServeSettings(
+        model=str(model_dir), model_name=NAME, precision="fp32", backend="inductor", max_batch_size=2, max_wait_ms=1
+    )
+    scaling = RayAutoscaling(1, 2, upscale_delay_s=1, downscale_delay_s=2, look_back_period_s=11)
+    app = application(settings, num_cpus_per_replica=0.5, autoscaling=scaling)
+    serve.run(app, name="autoscaled", route_prefix="/autoscaled")  # returns once its first replica is warm
+    url = f"{base_url}/autoscaled"
+
+    def running() -> int:
+        deployment = serve.status().applications["autoscaled"].deployments["SwiftFormer"]
+        return deployment.replica_states.get("RUNNING", 0)
+
+    try:
+        assert running() == 1
+        check_good_request(url, images[0])
+        # 12 clients in a closed loop: ~12 requests held against a target of 2 (max_batch_size) a replica
+        stop, statuses = threading.Event(), []
+        body = images[0].read_bytes()
+
+        def client() -> None:
+            with httpx.Client(timeout=TIMEOUT) as http:
+                for _ in range(2000):  # bounded, whatever the autoscaler does
+                    if stop.is_set():
+                        return
+                    statuses.append(http.post(f"{url}/predict", content=body).status_code)
+
+        clients = [threading.Thread(target=client) for _ in range(12)]
+        for t in clients:
+            t.start()
+        try:
+            wait_for(lambda: running() >= 2, "a second replica under load", timeout=2 * TIMEOUT, interval=0.5)
+        finally:
+            stop.set()
+            for t in clients:
+                t.join(TIMEOUT)
+        assert statuses and set(statuses) == {200}, sorted(set(statuses))
+        wait_for(lambda: running() == 1, "back to one replica once idle", timeout=2 * TIMEOUT, interval=0.5)
+        check_good_request(url, images[0])
+    finally:
+        serve.delete("autoscaled")

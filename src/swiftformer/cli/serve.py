@@ -7,7 +7,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from ..serving.auth import ADMIN_KEYS_ENV, API_KEYS_ENV
-from .common import add_decode_argument, add_hub_arguments, fail, hub_options
+from .common import add_decode_argument, add_hub_arguments, as_flags, fail, hub_options
 
 # The settings' parameters that the library's messages name, as this command's flags (cli.common.as_flags).
 FLAGS = {
@@ -19,7 +19,7 @@ FLAGS = {
     "ssl_keyfile": "--ssl-keyfile",
 }
 if TYPE_CHECKING:
-    from ..serving.settings import ModelSettings
+    from ..serving.settings import ModelSettings, RayAutoscaling
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -89,11 +89,40 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_decode_argument(p)
     p.add_argument("--ray", action="store_true", help="deploy on Ray Serve instead (pip install .[ray])")
     p.add_argument("--address", help="with --ray: the Ray cluster to join (default: start a local one)")
-    p.add_argument("--replicas", type=int, default=1, help="with --ray: model replicas (default 1)")
+    p.add_argument("--replicas", type=int, help="with --ray: model replicas (default 1; or --autoscale)")
     p.add_argument(
         "--num-cpus-per-replica", type=float, default=1.0, help="with --ray: CPUs reserved per replica (default 1)"
     )
+    add_autoscale_arguments(p)
     add_hub_arguments(p)
+
+
+def add_autoscale_arguments(p: argparse.ArgumentParser) -> None:
+    """Ray Serve autoscaling (docs/serving.md, "Autoscaling"); the defaults are ``RayAutoscaling``'s."""
+    p.add_argument(
+        "--autoscale",
+        metavar="MIN,MAX",
+        help="with --ray, instead of --replicas: between MIN (at least 1) and MAX replicas, keeping each about "
+        "--max-batch-size requests busy",
+    )
+    p.add_argument(
+        "--upscale-delay",
+        type=float,
+        metavar="S",
+        help="with --autoscale: seconds of overload before a replica is added (default 5)",
+    )
+    p.add_argument(
+        "--downscale-delay",
+        type=float,
+        metavar="S",
+        help="with --autoscale: seconds of underload before a replica is removed (default 60)",
+    )
+    p.add_argument(
+        "--look-back-period",
+        type=float,
+        metavar="S",
+        help="with --autoscale: seconds the load is averaged over, more than Ray's 10 s report interval (default 15)",
+    )
 
 
 def add_limit_arguments(p: argparse.ArgumentParser) -> None:
@@ -177,8 +206,9 @@ def check(args: argparse.Namespace) -> str | None:
         ("max_image_pixels", 1),
         ("max_connections", 1),
     ):
-        if getattr(args, option) < low:
-            return f"--{option.replace('_', '-')} must be at least {low}, got {getattr(args, option)}"
+        value = getattr(args, option)
+        if value is not None and value < low:
+            return f"--{option.replace('_', '-')} must be at least {low}, got {value}"
     for option in ("max_upload_mb", "num_cpus_per_replica", "header_timeout", "body_timeout"):
         if not getattr(args, option) > 0:
             return f"--{option.replace('_', '-')} must be positive, got {getattr(args, option)}"
@@ -195,13 +225,13 @@ def check(args: argparse.Namespace) -> str | None:
             "--grpc-port, --ssl-certfile and --ssl-keyfile are for the built-in server: under --ray, Ray Serve's "
             "proxy holds the connections"
         )
-    if not args.ray and (args.address or args.replicas != 1 or args.num_cpus_per_replica != 1.0):
-        return "--address, --replicas and --num-cpus-per-replica go with --ray"
+    if not args.ray and (args.address or args.replicas or args.num_cpus_per_replica != 1.0 or args.autoscale):
+        return "--address, --replicas, --num-cpus-per-replica and --autoscale go with --ray"
     if args.ray and len(args.model) > 1:
         return f"--ray serves one model; give one --model (got {len(args.model)})"
     if args.model_workers is not None and args.model_workers < 1:
         return f"--model-workers must be at least 1, got {args.model_workers}"
-    return None
+    return check_autoscale(args)
 
 
 # NAME or NAME@VERSION before '=': a path's own '=' (runs/lr=0.1) has a '/' before it, so it is not a name.
@@ -227,6 +257,51 @@ def parse_model(spec: str, args: argparse.Namespace) -> ModelSettings:
             )
         chosen[key] = value or True
     return ModelSettings(path=path, name=name, version=int(version) if version else None, **chosen)
+
+
+# RayAutoscaling's fields and the flags that set them (for its messages, through as_flags)
+_AUTOSCALE_TIMING = {
+    "upscale_delay_s": "--upscale-delay",
+    "downscale_delay_s": "--downscale-delay",
+    "look_back_period_s": "--look-back-period",
+}
+_AUTOSCALE_FLAGS = {"min_replicas": "--autoscale MIN", "max_replicas": "--autoscale MAX", **_AUTOSCALE_TIMING}
+
+
+def check_autoscale(args: argparse.Namespace) -> str | None:
+    """The message for bad or conflicting autoscaling options, or None."""
+    if args.autoscale is None:
+        given = [flag for flag in _AUTOSCALE_TIMING.values() if getattr(args, _dest(flag)) is not None]
+        return f"{', '.join(given)}: only with --autoscale" if given else None
+    if args.replicas is not None:
+        return "--autoscale MIN,MAX and --replicas N exclude each other: give one"
+    try:
+        autoscaling(args)
+    except ValueError as error:
+        return as_flags(str(error), _AUTOSCALE_FLAGS)
+    return None
+
+
+def autoscaling(args: argparse.Namespace) -> RayAutoscaling | None:
+    """``--autoscale MIN,MAX`` and its delays as :class:`RayAutoscaling` (None without ``--autoscale``).
+
+    Raises:
+        ValueError: not two whole numbers, or values RayAutoscaling refuses.
+    """
+    from ..serving.settings import RayAutoscaling
+
+    if args.autoscale is None:
+        return None
+    match = re.fullmatch(r"\s*(-?\d+)\s*,\s*(-?\d+)\s*", args.autoscale)
+    if match is None:
+        raise ValueError(f"--autoscale takes MIN,MAX, two whole numbers such as 1,4; got {args.autoscale!r}")
+    timing = {field: getattr(args, _dest(flag)) for field, flag in _AUTOSCALE_TIMING.items()}
+    given = {field: value for field, value in timing.items() if value is not None}  # else RayAutoscaling's defaults
+    return RayAutoscaling(int(match[1]), int(match[2]), **given)
+
+
+def _dest(flag: str) -> str:
+    return flag.removeprefix("--").replace("-", "_")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -266,7 +341,11 @@ def run(args: argparse.Namespace) -> int:
         from ..serving.ray_serve import serve_on_ray
 
         return serve_on_ray(
-            settings, address=args.address, replicas=args.replicas, num_cpus_per_replica=args.num_cpus_per_replica
+            settings,
+            address=args.address,
+            replicas=args.replicas or 1,
+            num_cpus_per_replica=args.num_cpus_per_replica,
+            autoscaling=autoscaling(args),
         )
     from ..serving import serve
 

@@ -7,6 +7,10 @@ concurrent requests a replica receives, up to ``max_batch_size`` or ``max_wait_m
 pass runs them on a worker thread. Ray's proxy refuses requests past ``max_queued_requests``
 (= ``max_queue``) with 503.
 
+Replicas are a fixed number, or with :class:`~swiftformer.serving.settings.RayAutoscaling` as many as the load
+needs between a minimum and a maximum: Ray's autoscaler aims at ``max_batch_size`` requests held per replica
+(running and queued), about one full batch each.
+
 Differences from the single-process server: one model (``settings.models[0]``; no versions, no
 load/unload: the repository routes answer 501); ``/metrics`` is the answering replica's own (Ray Serve's
 metrics cover the whole application); ``swiftformer_queue_depth`` stays 0 (Ray holds the queue).
@@ -28,7 +32,7 @@ from typing import Any
 import torch
 
 from .errors import ServeError
-from .settings import ModelSettings, ServeSettings
+from .settings import ModelSettings, RayAutoscaling, ServeSettings
 
 with warnings.catch_warnings():  # Ray Serve's config models warn of pydantic 2 deprecations, a page of them
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -118,13 +122,24 @@ class SwiftFormerReplica:
         return out  # type: ignore[return-value]
 
 
-def application(settings: ServeSettings, replicas: int = 1, num_cpus_per_replica: float = 1.0) -> Any:
-    """The Ray Serve application (``serve.run`` it)."""
+def application(
+    settings: ServeSettings,
+    replicas: int = 1,
+    num_cpus_per_replica: float = 1.0,
+    autoscaling: RayAutoscaling | None = None,
+) -> Any:
+    """The Ray Serve application (``serve.run`` it): ``replicas`` replicas, or with ``autoscaling`` between its
+    ``min_replicas`` and ``max_replicas`` (``replicas`` is then unused)."""
+    if autoscaling is None:
+        scaling: dict[str, Any] = {"num_replicas": replicas}
+    else:
+        scaling = {"autoscaling_config": autoscaling.ray_config(settings.max_batch_size)}
     deployment = serve.deployment(
         SwiftFormerReplica,
         name="SwiftFormer",
-        num_replicas=replicas,
+        **scaling,
         ray_actor_options={"num_cpus": num_cpus_per_replica},
+        # above the autoscaling target (max_batch_size), so that a replica's load can show past it
         max_ongoing_requests=max(settings.max_batch_size * 2, 8),
         max_queued_requests=settings.max_queue,
         health_check_period_s=5,
@@ -140,13 +155,18 @@ def app_builder(args: dict[str, Any]) -> Any:
 
     ``args``: the fields of :class:`ServeSettings` but ``models`` (host and port come from the file's
     ``http_options``, not from here), the one model's ``model`` (required), ``model_name``, ``precision``,
-    ``backend`` and ``compile``, plus ``replicas`` and ``num_cpus_per_replica``.
+    ``backend`` and ``compile``, plus ``num_cpus_per_replica`` and either ``replicas`` (a fixed number) or
+    ``autoscale`` (a mapping of the fields of :class:`RayAutoscaling`: ``min_replicas``, ``max_replicas``, and
+    optionally ``upscale_delay_s``, ``downscale_delay_s``, ``look_back_period_s``).
 
     Raises:
         ValueError: an unknown key or a bad value, named.
     """
     args = dict(args or {})
+    if "replicas" in args and "autoscale" in args:
+        raise ValueError("swiftformer serve config: give either replicas or autoscale, not both")
     replicas, cpus = args.pop("replicas", 1), args.pop("num_cpus_per_replica", 1.0)
+    autoscaling = _autoscaling_arg(args.pop("autoscale", None))
     if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
         raise ValueError(f"swiftformer serve config: replicas must be a positive integer, got {replicas!r}")
     if isinstance(cpus, bool) or not isinstance(cpus, (int, float)) or cpus <= 0:
@@ -165,22 +185,47 @@ def app_builder(args: dict[str, Any]) -> Any:
     if "model" not in args:
         raise ValueError("swiftformer serve config: 'model' (a folder or hub id) is required")
     model = ModelSettings(**{model_keys[key]: args.pop(key) for key in list(args) if key in model_keys})
-    return application(ServeSettings(models=(model,), **args), replicas, float(cpus))
+    return application(ServeSettings(models=(model,), **args), replicas, float(cpus), autoscaling)
+
+
+def _autoscaling_arg(value: Any) -> RayAutoscaling | None:
+    """The config file's ``autoscale`` mapping as :class:`RayAutoscaling` (None: absent)."""
+    if value is None:
+        return None
+    known = sorted(RayAutoscaling.__dataclass_fields__)
+    if not isinstance(value, dict):
+        raise ValueError(f"swiftformer serve config: autoscale must be a mapping of {known}, got {value!r}")
+    unknown, missing = sorted(set(value) - set(known)), sorted({"min_replicas", "max_replicas"} - set(value))
+    if unknown or missing:
+        problem = f"unknown keys {unknown}" if unknown else f"missing {missing}"
+        raise ValueError(f"swiftformer serve config: autoscale: {problem}; known: {known}")
+    try:
+        return RayAutoscaling(**value)
+    except ValueError as error:
+        raise ValueError(f"swiftformer serve config: autoscale: {error}") from None
 
 
 def run_on_ray(
-    settings: ServeSettings, replicas: int = 1, num_cpus_per_replica: float = 1.0, blocking: bool = False
+    settings: ServeSettings,
+    replicas: int = 1,
+    num_cpus_per_replica: float = 1.0,
+    blocking: bool = False,
+    autoscaling: RayAutoscaling | None = None,
 ) -> Any:
     """Start Serve's HTTP proxy on ``settings.host``/``port`` in the connected Ray cluster and deploy;
-    returns once every replica is warmed up (``ray.init`` first)."""
+    returns once every replica is warmed up (``ray.init`` first). With ``autoscaling``, ``replicas`` is unused."""
     serve.start(http_options={"host": settings.host, "port": settings.port})
-    return serve.run(
-        application(settings, replicas, num_cpus_per_replica), name=APP_NAME, route_prefix="/", blocking=blocking
-    )
+    app = application(settings, replicas, num_cpus_per_replica, autoscaling)
+    return serve.run(app, name=APP_NAME, route_prefix="/", blocking=blocking)
 
 
 def serve_on_ray(
-    settings: ServeSettings, *, address: str | None = None, replicas: int = 1, num_cpus_per_replica: float = 1.0
+    settings: ServeSettings,
+    *,
+    address: str | None = None,
+    replicas: int = 1,
+    num_cpus_per_replica: float = 1.0,
+    autoscaling: RayAutoscaling | None = None,
 ) -> int:
     """``swiftformer serve --ray``: connect to (or start) Ray, deploy, serve until SIGTERM / Ctrl-C."""
     import ray
@@ -200,14 +245,15 @@ def serve_on_ray(
         # after ray.init, which installs its own SIGTERM handler in the driver; a signal during the
         # deployment below stops the server once it is up
         previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
-        run_on_ray(settings, replicas, num_cpus_per_replica)
-        logger.info(
-            "model %s on http://%s:%d with %d Ray Serve replica(s)",
-            settings.models[0].label,
-            settings.host,
-            settings.port,
-            replicas,
-        )
+        run_on_ray(settings, replicas, num_cpus_per_replica, autoscaling=autoscaling)
+        if autoscaling is None:
+            scaling = f"{replicas} Ray Serve replica(s)"
+        else:
+            scaling = (
+                f"{autoscaling.min_replicas} to {autoscaling.max_replicas} Ray Serve replicas "
+                f"(autoscaling to {settings.max_batch_size} requests each)"
+            )
+        logger.info("model %s on http://%s:%d with %s", settings.models[0].label, settings.host, settings.port, scaling)
         while not stop.wait(1.0):  # a timeout, so that the signal handler runs promptly
             pass
         logger.info("shutting down: Ray Serve drains the requests in flight")

@@ -1,7 +1,8 @@
-"""What a server is started with: its models, where to listen, batching and input limits."""
+"""What a server is started with: its models, where to listen, batching and input limits; Ray Serve autoscaling."""
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -13,6 +14,69 @@ from .auth import check_keys, is_loopback
 # What `swiftformer predict` offers; optimize_for_inference checks the combination (e.g. no bf16 on onnxruntime).
 SERVE_PRECISIONS = ("auto", "fp32", "bf16")
 BACKENDS = ("auto", "inductor", "openvino", "onnxruntime")
+# How often Ray Serve's proxy and replicas report their load to its autoscaler (its default metrics_interval_s).
+RAY_METRICS_INTERVAL_S = 10.0
+
+
+@dataclass(frozen=True)
+class RayAutoscaling:
+    """Ray Serve autoscaling for ``swiftformer serve --ray --autoscale MIN,MAX`` (docs/serving.md, "Autoscaling").
+
+    Ray keeps the requests each replica holds (running and queued, averaged over ``look_back_period_s``) near
+    a target; the target is the replica's ``max_batch_size`` (:meth:`ray_config`), so a replica is kept about
+    one full batch busy: a smaller target would split batches over more replicas, a larger one would queue
+    requests behind a full batch before adding a replica.
+
+    Attributes:
+        min_replicas: Replicas kept while idle, at least 1 (also how many start). No scaling to zero: a
+            replica's start loads, optimizes and warms up the model, and the readiness probe
+            (``/v2/health/ready``) is answered by a replica.
+        max_replicas: The most replicas under load, at least ``min_replicas``.
+        upscale_delay_s: How long Ray must want more replicas before it starts them.
+        downscale_delay_s: How long Ray must want fewer replicas before it stops one.
+        look_back_period_s: The window the load is averaged over; more than the 10 s at which Ray's proxy
+            and replicas report it.
+    """
+
+    min_replicas: int
+    max_replicas: int
+    upscale_delay_s: float = 5.0
+    downscale_delay_s: float = 60.0
+    look_back_period_s: float = 15.0
+
+    def __post_init__(self) -> None:
+        for name in ("min_replicas", "max_replicas"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{name} must be an integer, got {value!r}")
+        for name in ("upscale_delay_s", "downscale_delay_s", "look_back_period_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+                raise ValueError(f"{name} must be a finite number of seconds, at least 0, got {value!r}")
+        if self.min_replicas < 1:
+            raise ValueError(
+                f"min_replicas must be at least 1, got {self.min_replicas} (no scaling to zero: "
+                "a replica's start loads and warms up the model, and a replica answers the readiness probe)"
+            )
+        if self.max_replicas < self.min_replicas:
+            raise ValueError(f"max_replicas ({self.max_replicas}) must be at least min_replicas ({self.min_replicas})")
+        if not self.look_back_period_s > RAY_METRICS_INTERVAL_S:
+            raise ValueError(
+                f"look_back_period_s must be more than {RAY_METRICS_INTERVAL_S:g} (how often Ray reports the load), "
+                f"got {self.look_back_period_s}"
+            )
+
+    def ray_config(self, max_batch_size: int) -> dict[str, Any]:
+        """Ray Serve's ``autoscaling_config`` for replicas that batch up to ``max_batch_size`` images."""
+        return {
+            "min_replicas": self.min_replicas,
+            "initial_replicas": self.min_replicas,
+            "max_replicas": self.max_replicas,
+            "target_ongoing_requests": max_batch_size,
+            "upscale_delay_s": self.upscale_delay_s,
+            "downscale_delay_s": self.downscale_delay_s,
+            "look_back_period_s": self.look_back_period_s,
+        }
 
 
 @dataclass(frozen=True)
