@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import runpy
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -124,3 +127,12 @@ def test_lazy_exports():
 
     assert swiftformer.EfficientAdditiveAttention is EfficientAdditiveAttention
     assert swiftformer.ConvEncoder is ConvEncoder
+
+
+def test_the_example_networks_run(capsys):
+    path = Path(__file__).parents[1] / "examples" / "layers_in_other_networks.py"
+    runpy.run_path(str(path), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "(2, 3, 36, 52) → (2, 2, 36, 52)" in out  # the UNet keeps odd-by-4 sizes
+    assert "[(2, 32, 40, 40), (2, 32, 20, 20), (2, 32, 10, 10)]" in out  # the neck: one map per level
+    assert "(4, 77, 24) → (4, 5)" in out  # the token classifier

@@ -266,7 +266,7 @@ ORIGINAL_MAIN_PY = {
     "model_ema": True,
     "ema_decay": 0.99996,
     "eval_crop_pct": 224 / 256,  # datasets.py: Resize(int(256 / 224 * 224)), CenterCrop(224)
-    "teacher": "regnety_160",  # --teacher-model, --distillation-type hard
+    "teacher": "regnety_160.deit_in1k",  # --teacher-model regnety_160, --teacher-path DeiT's regnety_160-a5fe301d.pth
     "distillation_alpha": 0.5,
 }
 ORIGINAL_DIST_TRAIN_SH = {
@@ -309,7 +309,7 @@ def test_teacher_without_weights_offline_is_one_line_naming_the_flags(
     flags = [f for f in map(str, FAST) if f != "--no-teacher"]
     code, _, err = run_cli(capsys, "train", "--data-dir", data_dir, "--output", tmp_path / "run", *flags, "--epochs", 1)
     assert code == 2
-    assert err.count("\n") == 1 and "teacher 'regnety_160'" in err, err
+    assert err.count("\n") == 1 and "teacher 'regnety_160.deit_in1k'" in err, err
     assert "--teacher-checkpoint PATH" in err and "--no-teacher" in err and "Second line" not in err, err
 
 

@@ -134,7 +134,9 @@ RECIPES: dict[str, dict[str, Any]] = {
         model_ema=True,
         ema_decay=0.99996,
         eval_crop_pct=0.875,
-        teacher="regnety_160",  # hard distillation (DeiT's RegNetY-16GF); --no-teacher trains without
+        # hard distillation from DeiT's RegNetY-16GF (the original's --teacher-path regnety_160-a5fe301d.pth, which
+        # timm names regnety_160.deit_in1k; its plain "regnety_160" is another, in12k-trained model); --no-teacher
+        teacher="regnety_160.deit_in1k",
         distillation_alpha=0.5,
     ),
     "finetune": dict(
@@ -272,12 +274,8 @@ def overwrite_staging_path(output: str | os.PathLike) -> Path:
 
 # Interpolation names timm's RandomResizedCropAndInterpolation accepts.
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "box", "hamming", "lanczos", "random")
-MAX_IMAGE_SIZE = 8192
-CLIP_MODES = (
-    "norm",
-    "value",
-    "agc",
-)  # timm.utils.dispatch_clip_grad's modes  # the limit of image sizes, as for preprocessor configs
+MAX_IMAGE_SIZE = 8192  # the limit of image sizes, as for preprocessor configs
+CLIP_MODES = ("norm", "value", "agc")  # timm.utils.dispatch_clip_grad's modes
 
 
 def _validate(config: TrainConfig) -> None:
