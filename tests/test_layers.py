@@ -136,3 +136,11 @@ def test_the_example_networks_run(capsys):
     assert "(2, 3, 36, 52) → (2, 2, 36, 52)" in out  # the UNet keeps odd-by-4 sizes
     assert "[(2, 32, 40, 40), (2, 32, 20, 20), (2, 32, 10, 10)]" in out  # the neck: one map per level
     assert "(4, 77, 24) → (4, 5)" in out  # the token classifier
+
+
+@pytest.mark.slow
+def test_torch_compile_with_dynamic_token_counts():
+    layer = _perturbed(EfficientAdditiveAttention(8, variant="l2"))
+    compiled = torch.compile(layer, dynamic=True)
+    for tokens in (torch.randn(2, 9, 8), torch.randn(3, 20, 8)):
+        torch.testing.assert_close(compiled(tokens), layer(tokens), rtol=1e-5, atol=1e-6)
