@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import math
 import os
 import socket
 import subprocess
@@ -249,6 +250,7 @@ ORIGINAL_MAIN_PY = {
     "min_lr": 1e-5,
     "warmup_lr": 1e-6,
     "warmup_epochs": 5,
+    "schedule_per_epoch": True,  # lr_scheduler.step(epoch) after each epoch, create_scheduler's t_in_epochs
     "weight_decay": 0.025,
     "opt_eps": 1e-8,
     "betas": (0.9, 0.999),  # --opt-betas None: AdamW's defaults
@@ -323,7 +325,7 @@ def test_agc_clipping_eps_and_layer_scale_decay_reach_the_optimizer(data_dir: Pa
         "dispatch_clip_grad",
         lambda params, value, mode: calls.append((value, mode)) or real(params, value, mode),
     )
-    config = resolve_config("paper", data_dir=str(data_dir), output=str(tmp_path / "run"), epochs=1, **FAST_SETTINGS)
+    config = resolve_config("paper", data_dir=str(data_dir), output=str(tmp_path / "run"), epochs=3, **FAST_SETTINGS)
     assert (config.clip_grad, config.clip_mode, config.layer_scale_decay) == (0.01, "agc", True)
     trainer = Trainer(config)
     decayed = {id(p) for group in trainer.optimizer.param_groups if group["weight_decay"] > 0 for p in group["params"]}
@@ -332,6 +334,11 @@ def test_agc_clipping_eps_and_layer_scale_decay_reach_the_optimizer(data_dir: Pa
     assert trainer.optimizer.defaults["eps"] == 1e-8
     trainer.fit()
     assert calls and set(calls) == {(0.01, "agc")}
+    # The rate per epoch as the original's per-epoch cosine (no warm-up here): each epoch trains at the rate of
+    # the previous epoch's index, over a cosine spanning all 3 epochs down to min_lr.
+    low, peak = config.min_lr, config.lr
+    expected = [peak, peak, low + 0.5 * (peak - low) * (1 + math.cos(math.pi / 3))]
+    assert [h["lr"] for h in trainer.history] == pytest.approx(expected)
     saved = json.loads((tmp_path / "run" / "train_config.json").read_text())
     assert (saved["no_teacher"], saved["teacher"], saved["clip_mode"]) == (True, None, "agc")
 

@@ -48,6 +48,7 @@ class TrainConfig:
     min_lr: float = 1e-5
     warmup_lr: float = 1e-6
     warmup_epochs: float = 5.0
+    schedule_per_epoch: bool = False  # the original's: the rate moves once per epoch (see Trainer._build_scheduler)
     weight_decay: float = 0.025
     layer_scale_decay: bool = False  # weight decay on the layer scales too (the original code: it only spares 1-D)
     betas: tuple[float, float] = (0.9, 0.999)
@@ -114,6 +115,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         min_lr=1e-5,
         warmup_lr=1e-6,
         warmup_epochs=5,
+        schedule_per_epoch=True,  # main.py: lr_scheduler.step(epoch) after each epoch
         weight_decay=0.025,
         layer_scale_decay=True,  # timm 0.5.4's create_optimizer spares only 1-D parameters and biases
         betas=(0.9, 0.999),

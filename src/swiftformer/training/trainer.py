@@ -438,6 +438,18 @@ class Trainer:
         warmup = min(c.warmup_epochs, c.epochs / 2)
         if warmup < c.warmup_epochs:
             self._log(f"note: warm-up shortened to {warmup:g} of {c.epochs} epochs")
+        if c.schedule_per_epoch:
+            # As the original code: timm's scheduler in epochs, the cosine spanning every epoch (warm-up
+            # included), stepped with each finished epoch's index, so epoch e + 1 trains at the rate of t = e.
+            return CosineLRScheduler(
+                self.optimizer,
+                t_initial=c.epochs,
+                lr_min=c.min_lr,
+                warmup_t=warmup,
+                warmup_lr_init=c.warmup_lr,
+                warmup_prefix=False,
+                t_in_epochs=True,
+            )
         return CosineLRScheduler(
             self.optimizer,
             t_initial=max(1, round((c.epochs - warmup) * steps)),
@@ -764,6 +776,7 @@ class Trainer:
                 **self.train_epoch(epoch),
                 "lr": self.optimizer.param_groups[0]["lr"],
             }
+            self.scheduler.step(epoch)  # a per-epoch schedule moves here; a per-step one (in train_epoch) ignores it
             if (epoch + 1) % c.eval_every == 0 or epoch + 1 == c.epochs:
                 metrics.update(self.evaluate(self.model))
                 candidates = [(metrics["val_top1"], self.model)]
