@@ -12,7 +12,8 @@ from safetensors import safe_open
 from _helpers import TINY, assert_close_rel, perturb_, perturb_state_dict
 from _helpers import tiny_classifier as tiny_model
 from swiftformer import VARIANTS, SwiftFormerConfig, SwiftFormerForImageClassification, SwiftFormerModel
-from swiftformer.modeling import SwiftFormerConvEncoder, SwiftFormerDropPath, SwiftFormerEfficientAdditiveAttention
+from swiftformer.layers import DropPath
+from swiftformer.modeling import SwiftFormerConvEncoder, SwiftFormerEfficientAdditiveAttention
 
 FIXTURES = sorted((Path(__file__).parent / "fixtures").glob("golden_*.safetensors"))
 
@@ -242,7 +243,7 @@ def test_logits_are_mean_of_heads():
 def test_drop_path_follows_linear_schedule_and_is_stochastic_in_training():
     model = tiny_model(drop_path_rate=0.3, drop_conv_encoder_rate=0.1)
     rates = [
-        m.drop_path.drop_prob if isinstance(m.drop_path, SwiftFormerDropPath) else 0.0
+        m.drop_path.drop_prob if isinstance(m.drop_path, DropPath) else 0.0
         for stage in model.swiftformer.encoder.network
         if hasattr(stage, "blocks")
         for m in stage.blocks
@@ -250,7 +251,7 @@ def test_drop_path_follows_linear_schedule_and_is_stochastic_in_training():
     total = sum(TINY["depths"])
     assert rates == pytest.approx([0.3 * i / (total - 1) for i in range(total)])
     conv_encoders = [m for m in model.modules() if isinstance(m, SwiftFormerConvEncoder) and m.layer_scale.shape[0] > 0]
-    assert any(isinstance(m.drop_path, SwiftFormerDropPath) for m in conv_encoders)
+    assert any(isinstance(m.drop_path, DropPath) for m in conv_encoders)
     x = torch.randn(4, 3, 32, 32)
     with torch.no_grad():
         eval_a, eval_b = model(x).logits, model(x).logits
@@ -262,7 +263,7 @@ def test_drop_path_follows_linear_schedule_and_is_stochastic_in_training():
 
 def test_drop_path_keeps_expectation():
     torch.manual_seed(0)
-    drop = SwiftFormerDropPath(0.25).train()
+    drop = DropPath(0.25).train()
     x = torch.ones(20000, 1, 1, 1)
     y = drop(x)
     assert y.unique().tolist() == pytest.approx([0.0, 4 / 3])

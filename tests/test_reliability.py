@@ -49,7 +49,7 @@ FAST = [
     "--variant", "xs", "--image-size", SIZE, "--batch-size", 4, "--workers", 0, "--precision", "fp32",
     "--no-channels-last", "--auto-augment", "none", "--color-jitter", "none", "--re-prob", 0, "--mixup", 0,
     "--cutmix", 0, "--repeated-aug", 1, "--no-model-ema", "--warmup-epochs", 0, "--lr", 1e-3, "--scale", 1, 1,
-    "--hflip", 0, "--seed", 0,
+    "--hflip", 0, "--seed", 0, "--no-teacher",
 ]  # fmt: skip
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import math
 import os
 import socket
 import subprocess
@@ -73,6 +74,7 @@ FAST = [
     0,
     "--seed",
     0,
+    "--no-teacher",
 ]
 FAST_SETTINGS = dict(
     variant="xs",
@@ -93,6 +95,7 @@ FAST_SETTINGS = dict(
     scale=(1.0, 1.0),
     hflip=0.0,
     seed=0,
+    no_teacher=True,
 )
 
 
@@ -233,6 +236,113 @@ def test_paper_recipe_turns_mixup_off_for_the_small_variants(tmp_path: Path):
     assert resolve_config("finetune", variant="l1").mixup == 0.0  # only the paper recipe's rule
 
 
+# The original training code, transcribed by hand: Amshaker/SwiftFormer at commit 4aa6cd6, main.py's argparse
+# defaults (one column for all variants) and dist_train.sh's per-variant flags (XS: --aa="" --mixup 0 --cutmix 0;
+# S: --mixup 0 --cutmix 0; L1, L3: none). Values in our units: main.py's --aa "" is auto_augment None, --lr 2e-3
+# with the linear-scaling line commented out is an unscaled base_lr, --reprob is re_prob, --model-ema-decay is
+# ema_decay, --teacher-model is teacher, the 224/256 evaluation resize is eval_crop_pct 0.875.
+ORIGINAL_MAIN_PY = {
+    "image_size": 224,  # --input-size
+    "epochs": 300,
+    "batch_size": 128,  # per GPU
+    "base_lr": 2e-3,  # --lr
+    "lr_linear_scaling": False,  # "# linear_scaled_lr = args.lr * args.batch_size * utils.get_world_size() / 512.0"
+    "min_lr": 1e-5,
+    "warmup_lr": 1e-6,
+    "warmup_epochs": 5,
+    "schedule_per_epoch": True,  # lr_scheduler.step(epoch) after each epoch, create_scheduler's t_in_epochs
+    "weight_decay": 0.025,
+    "opt_eps": 1e-8,
+    "betas": (0.9, 0.999),  # --opt-betas None: AdamW's defaults
+    "clip_grad": 0.01,
+    "clip_mode": "agc",
+    "drop_path_rate": 0.0,  # create_model(...) without drop_path_rate: the model's default 0.
+    "smoothing": 0.1,
+    "auto_augment": "rand-m9-mstd0.5-inc1",  # --aa
+    "color_jitter": 0.4,
+    "re_prob": 0.25,  # --reprob (--remode pixel, --recount 1: build_train_transform's defaults)
+    "interpolation": "bicubic",  # --train-interpolation
+    "mixup": 0.8,
+    "cutmix": 1.0,
+    "repeated_aug": 3,  # --repeated-aug on; RASampler repeats each index 3 times
+    "model_ema": True,
+    "ema_decay": 0.99996,
+    "eval_crop_pct": 224 / 256,  # datasets.py: Resize(int(256 / 224 * 224)), CenterCrop(224)
+    "teacher": "regnety_160.deit_in1k",  # --teacher-model regnety_160, --teacher-path DeiT's regnety_160-a5fe301d.pth
+    "distillation_alpha": 0.5,
+}
+ORIGINAL_DIST_TRAIN_SH = {
+    "xs": {"auto_augment": None, "mixup": 0.0, "cutmix": 0.0},
+    "s": {"mixup": 0.0, "cutmix": 0.0},
+    "l1": {},
+    "l3": {},
+}
+
+
+@pytest.mark.parametrize("variant", sorted(ORIGINAL_DIST_TRAIN_SH))
+def test_paper_recipe_is_the_original_code_per_variant(variant: str):
+    expected = {**ORIGINAL_MAIN_PY, **ORIGINAL_DIST_TRAIN_SH[variant]}
+    config = dataclasses.asdict(resolve_config("paper", variant=variant))
+    assert {k: config[k] for k in expected} == expected  # the same literals: exact
+    assert resolve_config("paper", variant=variant).resolved_lr(world_size=16) == 2e-3  # fixed, whatever the batch
+
+
+def test_no_teacher_clears_the_recipes_teacher_and_is_saved(tmp_path: Path):
+    config = resolve_config("paper", no_teacher=True)
+    assert (config.teacher, config.no_teacher) == (None, True)
+    (tmp_path / "c.yaml").write_text("no_teacher: true\n")
+    assert resolve_config("paper", tmp_path / "c.yaml").teacher is None
+    with pytest.raises(ValueError, match="no_teacher and teacher='resnet50' contradict each other"):
+        resolve_config("paper", no_teacher=True, teacher="resnet50")
+    with pytest.raises(ValueError, match="clip_mode='global' is invalid: expected one of norm, value, agc"):
+        resolve_config("paper", clip_mode="global")
+
+
+def test_teacher_without_weights_offline_is_one_line_naming_the_flags(
+    data_dir: Path, tmp_path: Path, capsys, monkeypatch
+):
+    import timm
+
+    def offline(*args, **kwargs):
+        assert kwargs.get("pretrained") is True  # no --teacher-checkpoint: timm's pretrained weights
+        raise FileNotFoundError("An error happened while trying to locate the file on the Hub.\nSecond line.")
+
+    monkeypatch.setattr(timm, "create_model", offline)
+    flags = [f for f in map(str, FAST) if f != "--no-teacher"]
+    code, _, err = run_cli(capsys, "train", "--data-dir", data_dir, "--output", tmp_path / "run", *flags, "--epochs", 1)
+    assert code == 2
+    assert err.count("\n") == 1 and "teacher 'regnety_160.deit_in1k'" in err, err
+    assert "--teacher-checkpoint PATH" in err and "--no-teacher" in err and "Second line" not in err, err
+
+
+def test_agc_clipping_eps_and_layer_scale_decay_reach_the_optimizer(data_dir: Path, tmp_path: Path, monkeypatch):
+    import timm.utils
+
+    calls = []
+    real = timm.utils.dispatch_clip_grad
+    monkeypatch.setattr(
+        timm.utils,
+        "dispatch_clip_grad",
+        lambda params, value, mode: calls.append((value, mode)) or real(params, value, mode),
+    )
+    config = resolve_config("paper", data_dir=str(data_dir), output=str(tmp_path / "run"), epochs=3, **FAST_SETTINGS)
+    assert (config.clip_grad, config.clip_mode, config.layer_scale_decay) == (0.01, "agc", True)
+    trainer = Trainer(config)
+    decayed = {id(p) for group in trainer.optimizer.param_groups if group["weight_decay"] > 0 for p in group["params"]}
+    scales = [p for name, p in trainer.model.named_parameters() if "layer_scale" in name]
+    assert scales and all(id(p) in decayed for p in scales)
+    assert trainer.optimizer.defaults["eps"] == 1e-8
+    trainer.fit()
+    assert calls and set(calls) == {(0.01, "agc")}
+    # The rate per epoch as the original's per-epoch cosine (no warm-up here): each epoch trains at the rate of
+    # the previous epoch's index, over a cosine spanning all 3 epochs down to min_lr.
+    low, peak = config.min_lr, config.lr
+    expected = [peak, peak, low + 0.5 * (peak - low) * (1 + math.cos(math.pi / 3))]
+    assert [h["lr"] for h in trainer.history] == pytest.approx(expected)
+    saved = json.loads((tmp_path / "run" / "train_config.json").read_text())
+    assert (saved["no_teacher"], saved["teacher"], saved["clip_mode"]) == (True, None, "agc")
+
+
 def test_resolve_config_rejects_unknown_keys_and_bad_values(tmp_path: Path):
     with pytest.raises(ValueError, match="unknown training settings: bogus, epoch"):
         resolve_config(epoch=3, bogus=1)
@@ -263,7 +373,8 @@ def test_resolve_config_rejects_unknown_keys_and_bad_values(tmp_path: Path):
 
 
 def test_linear_learning_rate_scaling():
-    config = resolve_config("paper", batch_size=128, grad_accum_steps=2)
+    assert resolve_config("paper", batch_size=128).resolved_lr(4) == 2e-3  # the original: not scaled
+    config = resolve_config("paper", batch_size=128, grad_accum_steps=2, lr_linear_scaling=True)
     assert config.global_batch(4) == 1024
     assert config.resolved_lr(4) == pytest.approx(2e-3 * 1024 / 2048)
     assert config.resolved_lr(8) == pytest.approx(2e-3)
@@ -513,7 +624,7 @@ def test_hard_distillation_loss_and_training(data_dir: Path, tmp_path: Path):
         teacher=str(teacher_dir),
         distillation_alpha=0.5,
         smoothing=0.1,
-        **{**FAST_SETTINGS, "lr": 1.5e-3},
+        **{**FAST_SETTINGS, "lr": 1.5e-3, "no_teacher": False},
     )
     trainer = Trainer(config)
     assert trainer.teacher is not None and not trainer.teacher.training

@@ -19,6 +19,8 @@ _EXPORTS = {
     "SwiftFormerForImageClassification": "modeling",
     "SwiftFormerPreTrainedModel": "modeling",
     "SwiftFormerBackbone": "modeling",
+    "EfficientAdditiveAttention": "layers",
+    "ConvEncoder": "layers",
     "BaseModelOutputWithNoAttention": "outputs",
     "ImageClassifierOutputWithNoAttention": "outputs",
     "BackboneOutput": "outputs",
@@ -57,6 +59,7 @@ if TYPE_CHECKING:
     from .image_processing import SwiftFormerImageProcessor
     from .inference import optimize_for_inference
     from .keras.models import TFSwiftFormerForImageClassification, TFSwiftFormerModel
+    from .layers import ConvEncoder, EfficientAdditiveAttention
     from .modeling import (
         SwiftFormerBackbone,
         SwiftFormerForImageClassification,

@@ -431,8 +431,7 @@ def _attention_weights(
     def weights_hook(name: str, attention: SwiftFormerEfficientAdditiveAttention) -> Any:
         def hook(_module: nn.Module, _inputs: Any, projected: torch.Tensor) -> None:
             query = F.normalize(projected, dim=-1)  # (B, N, C): as the block computes it from to_query's output
-            scores = (query @ attention.w_g) * attention.scale_factor  # (B, N, 1)
-            flat[name] = F.normalize(scores, dim=1)[..., 0].detach()  # α (B, N), L2-normalized over the tokens
+            flat[name] = attention.token_weights(query)[..., 0].detach()  # α (B, N), L2-normalized over the tokens
 
         return hook
 

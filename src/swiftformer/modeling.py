@@ -39,6 +39,7 @@ from torch import nn
 
 from .configuration import SwiftFormerConfig, variant_key
 from .io.checkpoints import BACKBONE_NORMS
+from .layers import ConvEncoder, DropPath, EfficientAdditiveAttention, layer_scale
 from .modeling_utils import SwiftFormerPreTrainedModel, checkpoint_block, require_floating_pixels, take_stage_indices
 from .outputs import BackboneOutput, BaseModelOutputWithNoAttention, ImageClassifierOutputWithNoAttention
 
@@ -55,7 +56,7 @@ logger = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------------------------------------
-# Layers
+# Layers (the reusable blocks, EfficientAdditiveAttention and ConvEncoder, are in swiftformer.layers)
 # ---------------------------------------------------------------------------------------------------
 
 
@@ -76,39 +77,6 @@ def build_activation(name: str) -> nn.Module:
     if name in ("silu", "swish"):
         return nn.SiLU()
     raise ValueError(f"Unsupported hidden_act {name!r}")
-
-
-def layer_scale(x: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
-    """Per-channel layer scale: ``scale * x`` for ``x`` (B, C, H, W) and ``scale`` (C, 1, 1), or ``x``
-    itself when the block has none (``scale`` is None: ``use_layer_scale=False``).
-
-    A function rather than a LayerScale module, so that the scales stay parameters of the block itself,
-    under the checkpoints' keys (``layer_scale``, ``layer_scale_1``, ``layer_scale_2``; a module would
-    add ``.weight``), and a block without layer scale has no such keys, as in transformers.
-    """
-    return x if scale is None else scale * x
-
-
-class SwiftFormerDropPath(nn.Module):
-    """Stochastic depth: in training, zero a residual branch for a random subset of samples.
-
-    Kept samples are scaled by ``1 / (1 - drop_prob)`` so the expectation is unchanged. Identity in eval.
-    """
-
-    def __init__(self, drop_prob: float = 0.0) -> None:
-        super().__init__()
-        self.drop_prob = drop_prob
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, ...) → (B, ...): each sample kept (and rescaled) or zeroed as a whole."""
-        if self.drop_prob == 0.0 or not self.training:
-            return x
-        keep_prob = 1.0 - self.drop_prob
-        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep_prob)  # (B, 1, ..., 1)
-        return x * mask / keep_prob
-
-    def extra_repr(self) -> str:
-        return f"drop_prob={self.drop_prob}"
 
 
 class SwiftFormerPatchEmbedding(nn.Module):
@@ -154,11 +122,11 @@ class SwiftFormerEmbeddings(nn.Module):
         return self.norm(x)
 
 
-class SwiftFormerConvEncoder(nn.Module):
-    """Inverted-residual conv block: 3×3 depth-wise conv, BN, 1×1 expand, GELU, 1×1 project, scaled residual.
+class SwiftFormerConvEncoder(ConvEncoder):
+    """:class:`~swiftformer.layers.ConvEncoder` built from a config: (B, C, H, W) → (B, C, H, W).
 
-    (B, C, H, W) → (B, C, H, W). Also serves as the encoder block's local representation
-    (``hidden_dim == dim``, no dropout), which has the same structure and state-dict keys.
+    Also serves as the encoder block's local representation (``hidden_dim == dim``, no dropout), which
+    has the same structure and state-dict keys.
 
     Training-time regularization follows the paper, not transformers' port: the residual branch gets
     **stochastic depth** at the block's rate of the linear schedule (``drop_path``), as the original
@@ -170,30 +138,7 @@ class SwiftFormerConvEncoder(nn.Module):
     def __init__(
         self, config: SwiftFormerConfig, dim: int, hidden_dim: int, drop_rate: float = 0.0, drop_path: float = 0.0
     ) -> None:
-        super().__init__()
-        self.depth_wise_conv = nn.Conv2d(dim, dim, kernel_size=3, padding=1, groups=dim)
-        self.norm = nn.BatchNorm2d(dim, eps=config.batch_norm_eps)
-        self.point_wise_conv1 = nn.Conv2d(dim, hidden_dim, kernel_size=1)
-        self.act = nn.GELU()  # always GELU here, as in the reference; hidden_act applies to the MLP only
-        self.point_wise_conv2 = nn.Conv2d(hidden_dim, dim, kernel_size=1)
-        self.dropout = nn.Dropout(drop_rate) if drop_rate > 0 else nn.Identity()
-        self.drop_path = SwiftFormerDropPath(drop_path) if drop_path > 0 else nn.Identity()
-        self.layer_scale = nn.Parameter(torch.ones(dim, 1, 1))
-
-    def reset_parameters(self) -> None:
-        """The layer scale back to ones (the block's own parameter; the convolutions and the BatchNorm are
-        initialized by ``init_weights``)."""
-        nn.init.ones_(self.layer_scale)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        branch = self.depth_wise_conv(x)  # (B, C, H, W)
-        branch = self.norm(branch)
-        branch = self.point_wise_conv1(branch)  # (B, hidden_dim, H, W)
-        branch = self.act(branch)
-        branch = self.point_wise_conv2(branch)  # (B, C, H, W)
-        branch = layer_scale(branch, self.layer_scale)
-        branch = self.dropout(branch)
-        return x + self.drop_path(branch)
+        super().__init__(dim, hidden_dim, drop_rate=drop_rate, drop_path=drop_path, eps=config.batch_norm_eps)
 
 
 class SwiftFormerMlp(nn.Module):
@@ -217,45 +162,17 @@ class SwiftFormerMlp(nn.Module):
         return self.drop(x)
 
 
-class SwiftFormerEfficientAdditiveAttention(nn.Module):
-    """Efficient additive attention on tokens: (B, N, C) → (B, N, C), linear in N.
+class SwiftFormerEfficientAdditiveAttention(EfficientAdditiveAttention):
+    """:class:`~swiftformer.layers.EfficientAdditiveAttention` built from a config, on tokens: (B, N, C) →
+    (B, N, C), linear in N.
 
-    q, k = normalize(W_q x), normalize(W_k x)           (unit length over channels)
-    α = token weights from q·w_g / √C                    (B, N, 1)
-    g = Σ_n α_n q_n                                      (B, C)   the global query
-    out = final(proj(g ⊙ k) + q)
-
-    ``attention_variant`` picks α: ``"softmax"`` applies a softmax over the size-1 last axis, as
-    transformers and the first original release do, so α ≡ 1 and ``w_g`` has no effect (the hub
-    checkpoints were trained so); ``"l2"`` L2-normalizes the weights over the token axis, as the
-    original repository has since July 2023 and timm.
+    ``config.attention_variant`` picks the token weights: ``"softmax"`` (transformers and the hub
+    checkpoints: every weight is 1, ``w_g`` has no effect) or ``"l2"`` (the original repository since
+    July 2023 and timm).
     """
 
     def __init__(self, config: SwiftFormerConfig, dim: int) -> None:
-        super().__init__()
-        self.variant = config.attention_variant
-        self.to_query = nn.Linear(dim, dim)
-        self.to_key = nn.Linear(dim, dim)
-        self.w_g = nn.Parameter(torch.randn(dim, 1))
-        self.scale_factor = dim**-0.5
-        self.proj = nn.Linear(dim, dim)
-        self.final = nn.Linear(dim, dim)
-
-    def reset_parameters(self) -> None:
-        """``w_g`` back to a standard normal draw (the linear layers are initialized by ``init_weights``)."""
-        nn.init.normal_(self.w_g)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        query = F.normalize(self.to_query(x), dim=-1)  # (B, N, C)
-        key = F.normalize(self.to_key(x), dim=-1)  # (B, N, C)
-        scores = (query @ self.w_g) * self.scale_factor  # (B, N, 1)
-        if self.variant == "softmax":
-            weights = scores.softmax(dim=-1)  # over a size-1 axis: all ones (NaN stays NaN, as in the reference)
-        else:
-            weights = F.normalize(scores, dim=1)  # over tokens
-        global_query = (weights * query).sum(dim=1, keepdim=True)  # (B, 1, C)
-        out = self.proj(global_query * key) + query  # (B, N, C)
-        return self.final(out)  # (B, N, C)
+        super().__init__(dim, variant=config.attention_variant, layout="BNC")
 
 
 class SwiftFormerEncoderBlock(nn.Module):
@@ -274,7 +191,7 @@ class SwiftFormerEncoderBlock(nn.Module):
         self.local_representation = SwiftFormerConvEncoder(config, dim, hidden_dim=dim)
         self.attn = SwiftFormerEfficientAdditiveAttention(config, dim)
         self.linear = SwiftFormerMlp(config, in_features=dim)
-        self.drop_path = SwiftFormerDropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.use_layer_scale = config.use_layer_scale
         self.layer_scale_init_value = float(config.layer_scale_init_value)
         for name in ("layer_scale_1", "layer_scale_2"):  # on the block itself: the checkpoints' keys

@@ -19,7 +19,7 @@ FLAGS = {
     name: "--" + name.replace("_", "-")
     for name in (
         *("resume", "overwrite", "allow_data_change", "output", "data_dir", "init", "batch_size"),
-        *("teacher", "teacher_checkpoint", "device"),
+        *("teacher", "teacher_checkpoint", "no_teacher", "device"),
     )
 }
 
@@ -28,7 +28,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags for every :class:`TrainConfig` field (``--batch-size``, ``--no-model-ema`` ...)."""
     parser.add_argument("--config", dest="config_file", help="YAML or JSON file of settings (flags override it)")
     parser.add_argument("--resume", metavar="OUTPUT", help="continue the run in OUTPUT from its last checkpoint")
-    parser.add_argument("--recipe", choices=sorted(RECIPES), help="paper (ImageNet, 300 epochs) or finetune")
+    parser.add_argument(
+        "--recipe",
+        choices=sorted(RECIPES),
+        help="paper (the original code's ImageNet settings per variant) or finetune",
+    )
     parser.add_argument(
         "--overwrite",
         action="store_true",
@@ -40,8 +44,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="with --resume: continue on another --data-dir or changed image counts (the classes must stay)",
     )
+    parser.add_argument(
+        "--no-teacher",
+        dest="no_teacher",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="train without distillation even where the recipe names a teacher (paper: regnety_160.deit_in1k)",
+    )
     for f in dataclasses.fields(TrainConfig):
-        if f.name in ("recipe", "config_file"):
+        if f.name in ("recipe", "config_file", "no_teacher"):
             continue
         flag = "--" + f.name.replace("_", "-")
         kind = str(f.type)

@@ -41,15 +41,20 @@ class TrainConfig:
     epochs: int = 300
     batch_size: int = 128  # per process and micro-step
     grad_accum_steps: int = 1
-    lr: float | None = None  # absolute learning rate; None: base_lr scaled by the global batch
+    lr: float | None = None  # absolute learning rate; None: base_lr (scaled by the global batch with lr_linear_scaling)
     base_lr: float = 2e-3
+    lr_linear_scaling: bool = True  # base_lr × global batch / lr_base_batch (the paper recipe: off, as the original)
     lr_base_batch: int = 2048
     min_lr: float = 1e-5
     warmup_lr: float = 1e-6
     warmup_epochs: float = 5.0
+    schedule_per_epoch: bool = False  # the original's: the rate moves once per epoch (see Trainer._build_scheduler)
     weight_decay: float = 0.025
+    layer_scale_decay: bool = False  # weight decay on the layer scales too (the original code: it only spares 1-D)
     betas: tuple[float, float] = (0.9, 0.999)
-    clip_grad: float | None = 5.0  # max global gradient norm; None: no clipping
+    opt_eps: float = 1e-8  # AdamW's epsilon
+    clip_grad: float | None = 5.0  # the clipping threshold (see clip_mode); None: no clipping
+    clip_mode: str = "norm"  # norm: global gradient norm | value: each element | agc: adaptive, per unit (timm)
     # regularization and augmentation
     drop_path_rate: float = 0.0
     smoothing: float = 0.1
@@ -68,6 +73,7 @@ class TrainConfig:
     # distillation (DeiT hard distillation through dist_head)
     teacher: str | None = None  # timm model name, a model folder, or None
     teacher_checkpoint: str | None = None  # weights for a timm teacher
+    no_teacher: bool = False  # train without distillation even where the recipe names a teacher
     distillation_alpha: float = 0.5
     # execution
     precision: str = "auto"  # auto | fp32 | bf16
@@ -87,34 +93,53 @@ class TrainConfig:
         return self.batch_size * self.grad_accum_steps * world_size
 
     def resolved_lr(self, world_size: int) -> float:
-        """``lr`` if set, else ``base_lr × global batch / lr_base_batch`` (linear scaling)."""
+        """``lr`` if set, else ``base_lr``, scaled to ``base_lr × global batch / lr_base_batch`` with
+        ``lr_linear_scaling``."""
         if self.lr is not None:
             return self.lr
+        if not self.lr_linear_scaling:
+            return self.base_lr
         return self.base_lr * self.global_batch(world_size) / self.lr_base_batch
 
 
-# The paper's ImageNet recipe (SwiftFormer builds on DeiT/EfficientFormer training), and fine-tuning.
+# The paper's ImageNet recipe, as the original code runs it (Amshaker/SwiftFormer at 4aa6cd6: main.py's
+# defaults and dist_train.sh's per-variant flags; docs/training.md compares every value with the paper's text).
 RECIPES: dict[str, dict[str, Any]] = {
     "paper": dict(
+        image_size=224,
         epochs=300,
+        batch_size=128,  # per GPU; the published models: 16 GPUs × 128 (the original README)
         base_lr=2e-3,
-        lr_base_batch=2048,
+        lr_linear_scaling=False,  # main.py: "better not to scale up lr for AdamW optimizer" (the line commented out)
+        lr_base_batch=2048,  # only with --lr-linear-scaling: 2e-3 at the original's global batch
         min_lr=1e-5,
         warmup_lr=1e-6,
         warmup_epochs=5,
+        schedule_per_epoch=True,  # main.py: lr_scheduler.step(epoch) after each epoch
         weight_decay=0.025,
-        clip_grad=5.0,
+        layer_scale_decay=True,  # timm 0.5.4's create_optimizer spares only 1-D parameters and biases
+        betas=(0.9, 0.999),
+        opt_eps=1e-8,
+        clip_grad=0.01,
+        clip_mode="agc",
+        drop_path_rate=0.0,
         smoothing=0.1,
         auto_augment="rand-m9-mstd0.5-inc1",
-        color_jitter=0.4,
+        color_jitter=0.4,  # timm applies it only where auto_augment is off (XS)
         re_prob=0.25,
         scale=(0.08, 1.0),
+        hflip=0.5,
+        interpolation="bicubic",
         mixup=0.8,
         cutmix=1.0,
         repeated_aug=3,
         model_ema=True,
         ema_decay=0.99996,
         eval_crop_pct=0.875,
+        # hard distillation from DeiT's RegNetY-16GF (the original's --teacher-path regnety_160-a5fe301d.pth, which
+        # timm names regnety_160.deit_in1k; its plain "regnety_160" is another, in12k-trained model); --no-teacher
+        teacher="regnety_160.deit_in1k",
+        distillation_alpha=0.5,
     ),
     "finetune": dict(
         epochs=20,
@@ -138,8 +163,12 @@ RECIPES: dict[str, dict[str, Any]] = {
         eval_crop_pct=0.875,
     ),
 }
-# The original code turns Mixup/CutMix off for the two smallest models.
-_NO_MIXUP_VARIANTS = {"xs", "s"}
+# dist_train.sh's per-variant flags on top of the paper recipe: XS `--aa="" --mixup 0 --cutmix 0`, S
+# `--mixup 0 --cutmix 0`, L1 and L3 none.
+PAPER_VARIANT_SETTINGS: dict[str, dict[str, Any]] = {
+    "xs": dict(auto_augment=None, mixup=0.0, cutmix=0.0),
+    "s": dict(mixup=0.0, cutmix=0.0),
+}
 
 
 def resolve_config(
@@ -159,13 +188,14 @@ def resolve_config(
             raise ValueError(f"unknown recipe {recipe!r}; expected one of {', '.join(RECIPES)}")
         values.update(RECIPES[recipe])
         variant = overrides.get("variant") or file_values.get("variant") or TrainConfig.variant
-        if recipe == "paper" and variant_key(str(variant)) in _NO_MIXUP_VARIANTS:
-            values.update(mixup=0.0, cutmix=0.0)
+        if recipe == "paper":
+            values.update(PAPER_VARIANT_SETTINGS.get(variant_key(str(variant)) or "", {}))
     values.update(file_values)
     # An override of None is an explicit "no value" (``--auto-augment none``), not "unset": the CLI passes
     # only the flags given. ``recipe`` alone is resolved above.
     values.update({k: v for k, v in overrides.items() if k != "recipe"})
     values["recipe"] = recipe
+    _drop_teacher(values, given={**file_values, **overrides})
     if config_file is not None:
         values["config_file"] = str(config_file)
     known = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -181,6 +211,16 @@ def resolve_config(
     config = TrainConfig(**values)
     _validate(config)
     return config
+
+
+def _drop_teacher(values: dict[str, Any], given: dict[str, Any]) -> None:
+    """``no_teacher`` clears the recipe's teacher (and its checkpoint); naming a teacher as well is an error."""
+    if not values.get("no_teacher"):
+        return
+    for name in ("teacher", "teacher_checkpoint"):
+        if given.get(name) is not None:
+            raise ValueError(f"training settings no_teacher and {name}={given[name]!r} contradict each other: drop one")
+        values[name] = None
 
 
 def _read_config_file(path: str | os.PathLike) -> dict[str, Any]:
@@ -237,6 +277,7 @@ def overwrite_staging_path(output: str | os.PathLike) -> Path:
 # Interpolation names timm's RandomResizedCropAndInterpolation accepts.
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "box", "hamming", "lanczos", "random")
 MAX_IMAGE_SIZE = 8192  # the limit of image sizes, as for preprocessor configs
+CLIP_MODES = ("norm", "value", "agc")  # timm.utils.dispatch_clip_grad's modes
 
 
 def _validate(config: TrainConfig) -> None:
@@ -295,7 +336,7 @@ def _check_ranges(config: TrainConfig) -> None:
         "expected a probability in [0, 1]",
     )
     _require(config, ("ema_decay",), lambda v: _number(v) and 0 <= v < 1, "expected a number in [0, 1)")
-    _require(config, ("base_lr",), lambda v: _number(v) and v > 0, "expected a positive number")
+    _require(config, ("base_lr", "opt_eps"), lambda v: _number(v) and v > 0, "expected a positive number")
     _require(
         config,
         ("min_lr", "warmup_lr", "warmup_epochs", "weight_decay", "mixup", "cutmix"),
@@ -340,6 +381,8 @@ def _check_choices(config: TrainConfig) -> None:
         _fail(config, "variant", f"expected one of {', '.join(VARIANTS)}")
     if config.attention_variant is not None and config.attention_variant not in ATTENTION_VARIANTS:
         _fail(config, "attention_variant", f"expected one of {', '.join(ATTENTION_VARIANTS)} or none")
+    if config.clip_mode not in CLIP_MODES:
+        _fail(config, "clip_mode", f"expected one of {', '.join(CLIP_MODES)}")
     if config.interpolation not in INTERPOLATIONS:
         _fail(config, "interpolation", f"expected one of {', '.join(INTERPOLATIONS)}")
     if config.sync_bn and not config.device.startswith("cuda"):

@@ -163,14 +163,16 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """No weight decay on biases, norms and layer scales (1-D or scale parameters), as timm does."""
+def param_groups(model: nn.Module, weight_decay: float, layer_scale_decay: bool = False) -> list[dict[str, Any]]:
+    """No weight decay on biases and norms (1-D parameters), as timm does, nor on the layer scales (C, 1, 1)
+    unless ``layer_scale_decay`` (the original code decays them: timm 0.5.4 spared only 1-D parameters)."""
     decay: list[nn.Parameter] = []
     no_decay: list[nn.Parameter] = []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        (no_decay if param.ndim <= 1 or "layer_scale" in name else decay).append(param)
+        spared = param.ndim <= 1 or ("layer_scale" in name and not layer_scale_decay)
+        (no_decay if spared else decay).append(param)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
@@ -193,12 +195,17 @@ def build_teacher(config: TrainConfig, num_classes: int) -> nn.Module | None:
             raise ValueError(f"cannot build teacher {config.teacher!r}: {err}") from None
         except OSError as err:
             raise OSError(
-                f"cannot load pretrained weights of teacher {config.teacher!r} ({err}); offline, pass "
-                "teacher_checkpoint=FILE, or teacher=FOLDER (a model folder)"
+                f"cannot load the pretrained weights of teacher {config.teacher!r} ({_first_line(err)}); "
+                "offline, pass teacher_checkpoint=PATH (its timm weights, .safetensors or .pth), teacher=FOLDER "
+                "(a model folder), or no_teacher=True to train without distillation"
             ) from None
     for p in teacher.parameters():
         p.requires_grad_(False)
     return teacher.eval()
+
+
+def _first_line(err: Exception) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
 def _logits(output: Any) -> torch.Tensor:
@@ -306,9 +313,10 @@ class Trainer:
 
             self.ema = ModelEmaV3(self.model, decay=config.ema_decay)
         self.optimizer = torch.optim.AdamW(
-            param_groups(self.model, config.weight_decay),
+            param_groups(self.model, config.weight_decay, config.layer_scale_decay),
             lr=config.resolved_lr(self.dist.world_size),
             betas=config.betas,
+            eps=config.opt_eps,
         )
         self.scheduler = self._build_scheduler()
         self.mixup = self._build_mixup()
@@ -430,6 +438,18 @@ class Trainer:
         warmup = min(c.warmup_epochs, c.epochs / 2)
         if warmup < c.warmup_epochs:
             self._log(f"note: warm-up shortened to {warmup:g} of {c.epochs} epochs")
+        if c.schedule_per_epoch:
+            # As the original code: timm's scheduler in epochs, the cosine spanning every epoch (warm-up
+            # included), stepped with each finished epoch's index, so epoch e + 1 trains at the rate of t = e.
+            return CosineLRScheduler(
+                self.optimizer,
+                t_initial=c.epochs,
+                lr_min=c.min_lr,
+                warmup_t=warmup,
+                warmup_lr_init=c.warmup_lr,
+                warmup_prefix=False,
+                t_in_epochs=True,
+            )
         return CosineLRScheduler(
             self.optimizer,
             t_initial=max(1, round((c.epochs - warmup) * steps)),
@@ -535,6 +555,8 @@ class Trainer:
         return distributed.all_reduce_sum(missing).item() == 0
 
     def _optimizer_step(self, images: torch.Tensor, labels: torch.Tensor) -> float:
+        from timm.utils import dispatch_clip_grad  # timm: the train extra
+
         c = self.config
         if c.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
@@ -560,8 +582,8 @@ class Trainer:
                     raise FloatingPointError(f"the loss is {loss.item()}; lower the learning rate or check the data")
                 (loss / len(chunks)).backward()
             total += loss.item() / len(chunks)
-        if c.clip_grad:
-            nn.utils.clip_grad_norm_(self.model.parameters(), c.clip_grad)
+        if c.clip_grad:  # timm's clipping, as the original: "agc" rescales each unit's gradient to its weights' norm
+            dispatch_clip_grad(self.model.parameters(), c.clip_grad, mode=c.clip_mode)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         if self.ema is not None:
@@ -743,7 +765,7 @@ class Trainer:
                 f"training {len(self.train_set)} images in {len(self.classes)} classes, validating on "
                 f"{len(self.val_set)}; {self.dist.world_size} process(es), global batch "
                 f"{c.global_batch(self.dist.world_size)}, lr {c.resolved_lr(self.dist.world_size):.3g}, "
-                f"precision {'bf16' if self.amp_dtype else 'fp32'}"
+                f"precision {'bf16' if self.amp_dtype else 'fp32'}, teacher {c.teacher or 'none'}"
             )
         writer = _tensorboard(self.output) if main else None
         last_top1 = None
@@ -754,6 +776,7 @@ class Trainer:
                 **self.train_epoch(epoch),
                 "lr": self.optimizer.param_groups[0]["lr"],
             }
+            self.scheduler.step(epoch)  # a per-epoch schedule moves here; a per-step one (in train_epoch) ignores it
             if (epoch + 1) % c.eval_every == 0 or epoch + 1 == c.epochs:
                 metrics.update(self.evaluate(self.model))
                 candidates = [(metrics["val_top1"], self.model)]
