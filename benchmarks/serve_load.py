@@ -29,6 +29,15 @@ to the batching, no-batching and exact-decode servers::
     .venv/bin/python benchmarks/serve_load.py --configs batching --protocols predict http-json http-binary grpc --clients 1 32
     .venv/bin/python benchmarks/serve_load.py --configs batching --protocols predict grpc --clients 1 32 --tls
 
+``two-models`` serves the model under two names (``--model M --model second=M``: two batchers on the shared model
+workers) and its clients alternate between them, request by request: what serving two models costs against one
+(``batching``). ``--abandoning-clients 64`` adds that many clients that send ``POST /predict`` and give up after
+``--abandon-after-ms`` (closing the connection), over and over while the measured clients run: the rows report how
+many requests were abandoned and how many images the server dropped unrun (``swiftformer_cancelled_total``)::
+
+    .venv/bin/python benchmarks/serve_load.py --configs batching two-models --clients 1 32
+    .venv/bin/python benchmarks/serve_load.py --configs batching --clients 32 --abandoning-clients 64
+
 The ``ray-1`` / ``ray-2`` configurations start a local Ray instance, whose services listen on every
 interface: run the benchmark in a loopback-only network namespace, as the Ray tests do (root)::
 
@@ -44,6 +53,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import itertools
 import json
 import os
 import re
@@ -59,7 +69,7 @@ from queue import Empty, Queue
 
 from fastapi import Request  # at module level: FastAPI resolves the endpoint's annotation here
 
-CONFIGS = ("batching", "no-batching", "exact-decode", "ray-1", "ray-2", "pipeline")
+CONFIGS = ("batching", "no-batching", "exact-decode", "two-models", "ray-1", "ray-2", "pipeline")
 PHOTOS = 8  # different photos sent with --photo
 UPLOAD_MB = 64  # the servers' --max-upload-mb: room for 12 MP photos
 NEEDS = {"ray-1": "ray", "ray-2": "ray", "pipeline": "transformers"}  # configurations that need a package
@@ -101,6 +111,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         action="store_true",
         help="serve HTTPS and gRPC over TLS (a throw-away CA from trustme; clients verify): the cost of TLS",
     )
+    p.add_argument(
+        "--abandoning-clients",
+        type=int,
+        default=0,
+        help="more clients that send a request and give up after --abandon-after-ms, over and over, meanwhile",
+    )
+    p.add_argument("--abandon-after-ms", type=float, default=50.0, help="when the abandoning clients give up")
     p.add_argument("--json", action="store_true", help="one JSON object per configuration")
     p.add_argument("--baseline-server", action="store_true", help=argparse.SUPPRESS)  # internal: run the baseline
     p.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
@@ -198,12 +215,29 @@ class Server:
 
 
 def load(
-    url: str, bodies: list[bytes], clients: int, total: int, warmup: int, client_for: Callable | None = None
+    url: str,
+    bodies: list[bytes],
+    clients: int,
+    total: int,
+    warmup: int,
+    client_for: Callable | None = None,
+    abandoning: int = 0,
+    abandon_after_s: float = 0.05,
 ) -> dict:
     """Closed-loop clients until ``total`` timed requests are answered, each client cycling through ``bodies``
     from its own starting point; latencies in ms. ``client_for()`` makes one client's ``(send, close)``, ``send``
-    returning an HTTP status (default: ``POST /predict`` with httpx, :func:`protocol_client`)."""
+    returning an HTTP status (default: ``POST /predict`` with httpx, :func:`protocol_client`). ``abandoning``
+    more clients meanwhile send ``POST /predict`` and give up after ``abandon_after_s`` (closing the connection),
+    again and again until the others are done; ``abandoned`` counts their requests."""
     client_for = client_for or (lambda: protocol_client("predict", url, None, None, None))
+    done = threading.Event()
+    abandoned = {"count": 0}
+    quitters = [
+        threading.Thread(target=_abandon, args=(url, bodies, i, abandon_after_s, done, abandoned), daemon=True)
+        for i in range(abandoning)
+    ]
+    for t in quitters:
+        t.start()
     lock = threading.Lock()
     counter = {"sent": 0}
     latencies: list[float] = []
@@ -247,6 +281,9 @@ def load(
     for t in threads:
         t.join()
     wall = time.perf_counter() - wall_start
+    done.set()
+    for t in quitters:
+        t.join()
     latencies.sort()
 
     def pct(q: float) -> float:
@@ -262,14 +299,30 @@ def load(
         "overloaded_503": overloaded["count"],
         "errors": len(errors),
         "wall_s": wall,
+        "abandoned": abandoned["count"],
     }
 
 
+def _abandon(url: str, bodies: list[bytes], index: int, after_s: float, done: threading.Event, counter: dict) -> None:
+    """A client that sends ``POST /predict`` and gives up after ``after_s`` (closing its connection), until ``done``."""
+    import httpx
+
+    while not done.is_set():
+        with httpx.Client(timeout=after_s) as session:
+            try:
+                session.post(f"{url}/predict", content=bodies[index % len(bodies)])
+            except httpx.TimeoutException:
+                counter["count"] += 1
+        index += 1
+
+
 def protocol_client(
-    protocol: str, url: str, grpc_url: str | None, model_name: str | None, ca: str | None
+    protocol: str, url: str, grpc_url: str | None, model_names: list[str] | None, ca: str | None
 ) -> tuple[Callable[[bytes], int | str], Callable[[], None]]:
-    """One client's ``(send(jpeg) -> HTTP status, close)`` for ``protocol`` (:data:`PROTOCOLS`); ``ca``: the CA
-    file a TLS server's certificate is verified against."""
+    """One client's ``(send(jpeg) -> HTTP status, close)`` for ``protocol`` (:data:`PROTOCOLS`), its requests
+    going to each of ``model_names`` in turn (None: ``/predict``'s default model); ``ca``: the CA file a TLS
+    server's certificate is verified against."""
+    names = itertools.cycle(model_names or [None])
     if protocol in ("predict", "http-json"):
         import base64
 
@@ -278,12 +331,15 @@ def protocol_client(
         session = httpx.Client(timeout=120, verify=ca or True)
 
         def send(body: bytes) -> int | str:
+            name = next(names)
             if protocol == "predict":
-                return session.post(f"{url}/predict", content=body).status_code
+                return session.post(
+                    f"{url}/predict", content=body, params={"model": name} if name else None
+                ).status_code
             image = {"name": "images", "datatype": "BYTES", "shape": [1], "data": [base64.b64encode(body).decode()]}
             labels = {"name": "labels", "parameters": {"classification": 5}}
             request = {"inputs": [image], "outputs": [labels]}
-            return session.post(f"{url}/v2/models/{model_name}/infer", json=request).status_code
+            return session.post(f"{url}/v2/models/{name}/infer", json=request).status_code
 
         return send, session.close
     import numpy as np
@@ -305,7 +361,7 @@ def protocol_client(
         inputs = [triton.InferInput("images", [1], "BYTES")]
         inputs[0].set_data_from_numpy(np.array([body], dtype=np.object_))
         try:
-            client.infer(model_name, inputs, outputs=outputs)
+            client.infer(next(names), inputs, outputs=outputs)
         except InferenceServerException as err:
             status = str(err.status())
             return 503 if "503" in status or "UNAVAILABLE" in status else status
@@ -431,7 +487,7 @@ def _available(name: str) -> bool:
 def run_configs(args: argparse.Namespace, bodies: list[bytes]) -> list[dict]:
     """Each configuration's server started in turn and driven by each protocol and client count; one row each."""
     rows = []
-    queue = 4 * max(args.clients) + 64
+    queue = 4 * max(args.clients) + 64 + args.abandoning_clients
     configs = [name for name in args.configs if _available(name)]
     for name in sorted(set(args.configs) - set(configs)):
         print(f"# {name}: left out, {NEEDS[name]} is not installed", file=sys.stderr)
@@ -452,6 +508,8 @@ def run_configs(args: argparse.Namespace, bodies: list[bytes]) -> list[dict]:
             "batching": [*serve, *own, *batching],
             "no-batching": [*serve, *own, "--max-batch-size", "1", "--max-wait-ms", "0"],
             "exact-decode": [*serve, *own, *batching, "--exact-decode"],
+            # the same weights under two names, each with its own batcher: the clients alternate between them
+            "two-models": [*serve, "--model", f"second={model}", *own, *batching],
             # one replica per core at most: 2 replicas on 2 cores get one thread each
             "ray-1": [*serve, *batching, "--ray", "--replicas", "1", "--num-cpus-per-replica", "2"],
             "ray-2": [*serve, *batching, "--ray", "--replicas", "2", "--num-cpus-per-replica", "1"],
@@ -473,7 +531,8 @@ def run_configs(args: argparse.Namespace, bodies: list[bytes]) -> list[dict]:
                 server.wait_ready(args.timeout)
                 for protocol in protocols:
                     for clients in args.clients:
-                        row = measure(server, name, protocol, clients, args, bodies, Path(model).name)
+                        names = [Path(model).name, "second"] if name == "two-models" else [Path(model).name]
+                        row = measure(server, name, protocol, clients, args, bodies, names)
                         rows.append(row)
                         if args.json:
                             print(json.dumps(row), flush=True)
@@ -483,16 +542,34 @@ def run_configs(args: argparse.Namespace, bodies: list[bytes]) -> list[dict]:
 
 
 def measure(
-    server: Server, name: str, protocol: str, clients: int, args: argparse.Namespace, bodies: list[bytes], model: str
+    server: Server,
+    name: str,
+    protocol: str,
+    clients: int,
+    args: argparse.Namespace,
+    bodies: list[bytes],
+    models: list[str],
 ) -> dict:
     """One row: ``clients`` closed-loop clients of ``protocol`` against ``server``, with its metrics and CPU time."""
     before, metrics_before = server_memory_mb(server), scrape(server.url, server.ca)
     cpu_before = server_cpu_seconds(server)
 
-    def client_for() -> tuple[Callable, Callable]:
-        return protocol_client(protocol, server.url, server.grpc_url, model, server.ca)
+    # /predict: the server's default model unless there are several to take turns; v2 routes name theirs
+    names = models if protocol != "predict" or len(models) > 1 else None
 
-    result = load(server.url, bodies, clients, args.requests, args.warmup, client_for)
+    def client_for() -> tuple[Callable, Callable]:
+        return protocol_client(protocol, server.url, server.grpc_url, names, server.ca)
+
+    result = load(
+        server.url,
+        bodies,
+        clients,
+        args.requests,
+        args.warmup,
+        client_for,
+        args.abandoning_clients,
+        args.abandon_after_ms / 1000,
+    )
     cpu_after = server_cpu_seconds(server)
     metrics_after = scrape(server.url, server.ca)
     ray = name.startswith("ray")  # the scrape reaches one replica, whose busy time is not the whole server's
@@ -512,7 +589,13 @@ def measure(
         "rss_after_mb": server_memory_mb(server),
         "model_idle_percent": None if ray else idle_percent(metrics_before, metrics_after, result["wall_s"]),
         "server_cpu_ms_per_request": cpu_ms,
+        "cancelled_images": _delta(metrics_before, metrics_after, "swiftformer_cancelled_total"),
     }
+
+
+def _delta(before: str, after: str, name: str) -> float | None:
+    totals = [_metric_total(before, name), _metric_total(after, name)]
+    return None if None in totals else totals[1] - totals[0]
 
 
 def throwaway_tls(folder: Path) -> tuple[str, list[str]]:
@@ -530,6 +613,13 @@ def throwaway_tls(folder: Path) -> tuple[str, list[str]]:
 
 
 def print_table(rows: list[dict]) -> None:
+    if any(r.get("abandoned") for r in rows):
+        print("abandoned: requests the abandoning clients gave up on; cancelled: images the server dropped unrun")
+        for r in rows:
+            print(
+                f"  {r['config']} {r['protocol']} {r['clients']} clients: {r['abandoned']} abandoned, "
+                f"{r.get('cancelled_images')} cancelled"
+            )
     print(
         f"{'config':<12} {'protocol':<17} {'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'batch':>6} "
         f"{'idle %':>6} {'CPU ms':>7} {'503s':>5} {'errors':>6} {'RSS MB before/after':>20}"
