@@ -197,9 +197,8 @@ def test_autoscaling_adds_a_replica_under_load_and_removes_it_after(base_url, mo
     from swiftformer.serving.ray_serve import application
     from swiftformer.serving.settings import RayAutoscaling
 
-    settings = ServeSettings(
-        model=str(model_dir), model_name=NAME, precision="fp32", backend="inductor", max_batch_size=2, max_wait_ms=1
-    )
+    model = ModelSettings(str(model_dir), name=NAME, precision="fp32", backend="inductor")
+    settings = ServeSettings(models=(model,), max_batch_size=2, max_wait_ms=1)
     scaling = RayAutoscaling(1, 2, upscale_delay_s=1, downscale_delay_s=2, look_back_period_s=11)
     app = application(settings, num_cpus_per_replica=0.5, autoscaling=scaling)
     serve.run(app, name="autoscaled", route_prefix="/autoscaled")  # returns once its first replica is warm
