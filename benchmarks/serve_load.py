@@ -32,8 +32,9 @@ to the batching, no-batching and exact-decode servers::
 ``two-models`` serves the model under two names (``--model M --model second=M``: two batchers on the shared model
 workers) and its clients alternate between them, request by request: what serving two models costs against one
 (``batching``). ``--abandoning-clients 64`` adds that many clients that send ``POST /predict`` and give up after
-``--abandon-after-ms`` (closing the connection), over and over while the measured clients run: the rows report how
-many requests were abandoned and how many images the server dropped unrun (``swiftformer_cancelled_total``)::
+``--abandon-after-ms`` (closing the connection), one every ``--abandon-every-ms`` each, while the measured clients
+run: the rows report how many requests were abandoned, how many images the server dropped unrun
+(``swiftformer_cancelled_total``) and how many the model ran::
 
     .venv/bin/python benchmarks/serve_load.py --configs batching two-models --clients 1 32
     .venv/bin/python benchmarks/serve_load.py --configs batching --clients 32 --abandoning-clients 64
@@ -55,6 +56,7 @@ import asyncio
 import io
 import itertools
 import json
+import multiprocessing
 import os
 import re
 import statistics
@@ -66,6 +68,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from queue import Empty, Queue
+from typing import Any
 
 from fastapi import Request  # at module level: FastAPI resolves the endpoint's annotation here
 
@@ -118,6 +121,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="more clients that send a request and give up after --abandon-after-ms, over and over, meanwhile",
     )
     p.add_argument("--abandon-after-ms", type=float, default=50.0, help="when the abandoning clients give up")
+    p.add_argument(
+        "--abandon-every-ms", type=float, default=1000.0, help="how often each abandoning client sends (default 1000)"
+    )
     p.add_argument("--json", action="store_true", help="one JSON object per configuration")
     p.add_argument("--baseline-server", action="store_true", help=argparse.SUPPRESS)  # internal: run the baseline
     p.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
@@ -223,21 +229,22 @@ def load(
     client_for: Callable | None = None,
     abandoning: int = 0,
     abandon_after_s: float = 0.05,
+    abandon_every_s: float = 1.0,
 ) -> dict:
     """Closed-loop clients until ``total`` timed requests are answered, each client cycling through ``bodies``
     from its own starting point; latencies in ms. ``client_for()`` makes one client's ``(send, close)``, ``send``
     returning an HTTP status (default: ``POST /predict`` with httpx, :func:`protocol_client`). ``abandoning``
-    more clients meanwhile send ``POST /predict`` and give up after ``abandon_after_s`` (closing the connection),
-    again and again until the others are done; ``abandoned`` counts their requests."""
+    more clients meanwhile send ``POST /predict`` every ``abandon_every_s`` and give up after ``abandon_after_s``
+    (closing the connection), until the others are done; ``abandoned`` counts their requests."""
     client_for = client_for or (lambda: protocol_client("predict", url, None, None, None))
-    done = threading.Event()
-    abandoned = {"count": 0}
-    quitters = [
-        threading.Thread(target=_abandon, args=(url, bodies, i, abandon_after_s, done, abandoned), daemon=True)
-        for i in range(abandoning)
-    ]
-    for t in quitters:
-        t.start()
+    # The abandoning clients run in a process of their own, so that they do not take the measured clients' GIL.
+    spawn = multiprocessing.get_context("spawn")
+    done, abandoned = spawn.Event(), spawn.Value("i", 0)
+    quitters = spawn.Process(
+        target=_abandoning, args=(url, bodies, abandoning, abandon_after_s, abandon_every_s, done, abandoned)
+    )
+    if abandoning:
+        quitters.start()
     lock = threading.Lock()
     counter = {"sent": 0}
     latencies: list[float] = []
@@ -282,8 +289,8 @@ def load(
         t.join()
     wall = time.perf_counter() - wall_start
     done.set()
-    for t in quitters:
-        t.join()
+    if abandoning:
+        quitters.join()
     latencies.sort()
 
     def pct(q: float) -> float:
@@ -299,21 +306,34 @@ def load(
         "overloaded_503": overloaded["count"],
         "errors": len(errors),
         "wall_s": wall,
-        "abandoned": abandoned["count"],
+        "abandoned": abandoned.value,
     }
 
 
-def _abandon(url: str, bodies: list[bytes], index: int, after_s: float, done: threading.Event, counter: dict) -> None:
-    """A client that sends ``POST /predict`` and gives up after ``after_s`` (closing its connection), until ``done``."""
+def _abandoning(
+    url: str, bodies: list[bytes], clients: int, after_s: float, every_s: float, done: Any, counter: Any
+) -> None:
+    """``clients`` threads (in a process of their own) that each send ``POST /predict`` every ``every_s`` and give
+    up after ``after_s`` (closing the connection), until ``done``; ``counter`` counts the requests given up."""
     import httpx
 
-    while not done.is_set():
-        with httpx.Client(timeout=after_s) as session:
-            try:
-                session.post(f"{url}/predict", content=bodies[index % len(bodies)])
-            except httpx.TimeoutException:
-                counter["count"] += 1
-        index += 1
+    def client(index: int) -> None:
+        with httpx.Client(timeout=after_s) as session:  # one client: its timed-out connection is closed, not kept
+            while not done.is_set():
+                sent = time.monotonic()
+                try:
+                    session.post(f"{url}/predict", content=bodies[index % len(bodies)])
+                except httpx.TimeoutException:
+                    with counter.get_lock():
+                        counter.value += 1
+                index += 1
+                done.wait(max(0.0, every_s - (time.monotonic() - sent)))  # a client retrying after a pause
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
 
 
 def protocol_client(
@@ -569,6 +589,7 @@ def measure(
         client_for,
         args.abandoning_clients,
         args.abandon_after_ms / 1000,
+        args.abandon_every_ms / 1000,
     )
     cpu_after = server_cpu_seconds(server)
     metrics_after = scrape(server.url, server.ca)
@@ -590,6 +611,7 @@ def measure(
         "model_idle_percent": None if ray else idle_percent(metrics_before, metrics_after, result["wall_s"]),
         "server_cpu_ms_per_request": cpu_ms,
         "cancelled_images": _delta(metrics_before, metrics_after, "swiftformer_cancelled_total"),
+        "images_run": _delta(metrics_before, metrics_after, "swiftformer_images_total"),
     }
 
 

@@ -366,6 +366,7 @@ class _Service:
         k = min(top_k or self.settings.default_top_k, classifier.num_labels)
         uploads = await _read_uploads(request, self.settings.max_queue)
         with served.backend.admission(len(uploads)):
+            await _still_connected(request, served, len(uploads))
             pixels = await self.decode(served, uploads)
             logits = _finite(await self.classify(served, request, pixels), [name for name, _ in uploads])
         probs = logits.softmax(dim=-1)
@@ -453,6 +454,7 @@ class _Service:
         queue; ServeError 500 ``non_finite`` rather than a NaN served. ``request``: the HTTP request whose client's
         disconnect drops its queued images (gRPC cancels the call's task instead, which does the same)."""
         with served.backend.admission(parsed.count):
+            await _still_connected(request, served, parsed.count)
             if parsed.images is not None:
                 pixels = await self.decode(served, [(f"{IMAGES}[{i}]", data) for i, data in enumerate(parsed.images)])
             else:
@@ -468,6 +470,14 @@ class _Service:
         model = self.repository.settings_for_load(model_name, parameters)
         loaded = await self.repository.load(model_name, model)
         return JSONResponse({"name": model_name, "versions": [str(served.version) for served in loaded]})
+
+
+async def _still_connected(request: Request | None, served: ServedModel, images: int) -> None:
+    """ServeError 499 ``cancelled`` when the client of ``request`` went away while its body was read or it waited
+    for admission: its images are neither decoded nor queued (counted in ``swiftformer_cancelled_total``)."""
+    if request is not None and await request.is_disconnected():
+        served.backend.metrics.cancelled.inc(images)
+        raise ServeError(499, "cancelled", "the client disconnected before its images were decoded")
 
 
 async def _disconnected(request: Request) -> None:
