@@ -222,6 +222,13 @@ def test_an_image_without_annotations_is_allowed_a_set_without_any_is_not(tmp_pa
         open_coco(root, "train")
 
 
+def test_a_split_with_other_categories_is_refused(tmp_path: Path):
+    root = write_coco(tmp_path, "val", 2, size=64)
+    edit_annotations(root, "val", lambda d: d["categories"].append({"id": 4, "name": "yellow"}))
+    with pytest.raises(ValueError, match=r"its categories \[1, 2, 3, 4\] differ from the ones expected .* \[1, 2, 3\]"):
+        open_coco(root, "val", category_ids=[1, 2, 3])
+
+
 def _drop_image_file(root: Path) -> None:
     (root / "train" / "0001.png").unlink()
 

@@ -69,7 +69,7 @@ class CocoDetection(torch.utils.data.Dataset):
 
     ``hflip``: the probability of flipping an item left-right (image, boxes and masks; training only).
     ``category_ids``: the categories (ids, in label order) the labels must mean, e.g. the training split's
-    for the validation split; a split whose categories differ is refused.
+    for the validation split, or a detector's; a split whose categories differ is refused.
     """
 
     def __init__(
@@ -93,7 +93,8 @@ class CocoDetection(torch.utils.data.Dataset):
         self.classes = [str(self.coco.cats[c]["name"]) for c in self.category_ids]
         if category_ids is not None and list(category_ids) != self.category_ids:
             raise ValueError(
-                f"{where}: its categories {self.category_ids[:8]} differ from the training split's {list(category_ids)[:8]}"
+                f"{where}: its categories {self.category_ids[:8]} differ from the ones expected (the training "
+                f"split's, or the detector's) {list(category_ids)[:8]}"
             )
         self.label_of = {cid: i + 1 for i, cid in enumerate(self.category_ids)}
         self.image_ids = sorted(self.coco.imgs)
