@@ -9,6 +9,7 @@ branch matter: random BatchNorm statistics, layer scales around 0.5, weights at 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -146,3 +147,10 @@ def run_process(args: list, env: dict[str, str] | None = None, timeout: float = 
         timeout=timeout,
         check=False,  # callers assert on the status and print the output
     )
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback interface now (for torchrun's rendezvous)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

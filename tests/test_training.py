@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ import torch.nn.functional as F
 from PIL import Image
 from safetensors.torch import load_file
 
-from _helpers import assert_close_rel, run_process, subprocess_env
+from _helpers import assert_close_rel, free_port, run_process, subprocess_env
 from swiftformer import SwiftFormerConfig, SwiftFormerForImageClassification
 from swiftformer.cli import main
 from swiftformer.training import distributed
@@ -155,12 +154,6 @@ def parameters(folder: Path) -> dict[str, torch.Tensor]:
     names = [n for n, _ in SwiftFormerForImageClassification.from_pretrained(folder).named_parameters()]
     weights = load_file(folder / "model.safetensors")
     return {n: weights[n] for n in names}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ------------------------------------------------------------------------------------------ 1. config
