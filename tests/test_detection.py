@@ -182,6 +182,26 @@ def test_backbone_starts_from_a_classification_folder_and_names_what_is_fresh(tm
     assert describe_missing(missing) == "the output norms of stage1, stage2, stage3, stage4 start fresh"
 
 
+def test_train_init_starts_the_backbone_from_a_classifier_and_says_what_is_fresh(
+    small_coco: Path, tmp_path: Path, capsys
+):
+    classifier = make_model_dir(tmp_path / "classifier", **SMALLEST)
+    out = tmp_path / "run"
+    code = main([str(a) for a in ["train", "--data-dir", small_coco, "--output", out, *FAST, "--init", classifier,
+                                  "--epochs", 1, "--lr", 1e-9]])  # fmt: skip
+    stdout, err = capsys.readouterr()
+    assert code == 0, err
+    assert (
+        f"note: backbone weights from {classifier}: the output norms of stage1, stage2, stage3, stage4 start fresh"
+        in stdout
+    )
+    trained = load_file(out / "last" / "model.safetensors")
+    source = load_file(classifier / "model.safetensors")
+    name = "swiftformer.patch_embed.patch_embedding.0.weight"  # the stem's first conv; lr 1e-9 barely moves it
+    key = next(k for k in trained if k.endswith(name))
+    assert torch.allclose(trained[key], source[name], atol=1e-6)
+
+
 # ------------------------------------------------------------------------------------------ data
 def test_coco_split_gives_torchvision_targets_with_contiguous_labels(tmp_path: Path):
     root = write_coco(tmp_path, "train", 4, size=64)
