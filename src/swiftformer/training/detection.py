@@ -12,6 +12,7 @@ Outputs: ``best/`` and ``last/`` are detector folders (``detector_config.json`` 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import torch
@@ -93,8 +94,8 @@ class DetectionTrainer(Trainer):
     def _build_mixup(self):
         return None  # refused by the config check for detection
 
-    def _collate(self, items: list[Any]) -> DetectionBatch:
-        return collate(items)
+    def _collate_fn(self) -> Callable[[list[Any]], DetectionBatch]:
+        return collate
 
     def _train_step(self, batch: DetectionBatch) -> tuple[float, int]:
         """One optimizer step: each micro-batch's Mask R-CNN losses (RPN, box, mask), summed."""

@@ -36,7 +36,7 @@ import re
 import shutil
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -236,7 +236,7 @@ class Trainer:
     """Owns the model, data, optimizer, schedule, EMA, checkpoints and logs of one run.
 
     This class trains classifiers; a task's trainer (:func:`trainer_class`) overrides the task's steps:
-    ``_open_data``, ``_build_model``, ``_build_scheduler``, ``_collate``, ``_train_step``, ``evaluate``,
+    ``_open_data``, ``_build_model``, ``_build_scheduler``, ``_collate_fn``, ``_train_step``, ``evaluate``,
     ``_save_model_folder``, ``_val_summary``, and the metric that picks the best model (``score_name``).
 
     ``overwrite``: a new run may replace a non-empty ``config.output`` (else refused); it is built in
@@ -492,11 +492,12 @@ class Trainer:
         alpha = c.distillation_alpha
         return (1 - alpha) * base_loss(cls_logits) + alpha * F.cross_entropy(dist_logits, teacher_labels)
 
-    def _collate(self, items: list[Any]) -> Any:
-        """A batch of dataset items (here :class:`~swiftformer.training.data.Batch`; it has ``unreadable``)."""
+    def _collate_fn(self) -> Callable[[list[Any]], Any]:
+        """The function that makes a batch of dataset items (here a :class:`~swiftformer.training.data.Batch`; a
+        batch has ``unreadable``). A module-level function, not a method: DataLoader workers get it, not the trainer."""
         from .data import collate
 
-        return collate(items)
+        return collate
 
     def _train_step(self, batch: Any) -> tuple[float, int]:
         """One optimizer step on ``batch``: (the summed loss of its images, their number)."""
@@ -514,7 +515,7 @@ class Trainer:
             self.train_set,
             batch_sampler=self.sampler,
             num_workers=c.workers,
-            collate_fn=self._collate,
+            collate_fn=self._collate_fn(),
             persistent_workers=False,
         )
         self.train_model.train()
