@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageDraw
+from pycocotools import mask as mask_utils  # the dense extra, which the test extra pulls
 from safetensors.torch import load_file
 
 from _helpers import SMALLEST, free_port, make_model_dir, run_process, subprocess_env
@@ -29,9 +30,6 @@ from swiftformer.detection.model import (
 )
 from swiftformer.training.coco import coco_metrics, open_coco, predict_coco
 from swiftformer.training.config import TASK_RECIPES, resolve_config
-
-pycocotools = pytest.importorskip("pycocotools")  # the dense extra (pip install .[dense])
-from pycocotools import mask as mask_utils  # noqa: E402
 
 COLOURS = {1: (220, 40, 40), 2: (40, 200, 60), 3: (50, 70, 230)}
 NAMES = {1: "red", 2: "green", 3: "blue"}
