@@ -340,6 +340,10 @@ def test_eval_predict_and_classification_only_commands_on_a_detector(small_coco:
         mask = mask_utils.decode({**first["segmentation"], "counts": first["segmentation"]["counts"].encode()})
     assert mask.shape == (64, 64)
 
+    code = main(["predict", str(images[0]), "--model", str(detector), "--precision", "bf16"])
+    assert code == 2 and one_line_error(capsys.readouterr().err).endswith(
+        "--precision bf16 is for classifiers; " + f"{detector} is a detection model (it writes COCO results)"
+    )
     for argv in (["explain", str(images[0]), "--output", str(tmp_path / "maps")], ["serve"], ["embed", str(images[0])]):
         code = main([*argv, "--model", str(detector)])
         assert code == 2

@@ -170,9 +170,10 @@ def run(args: argparse.Namespace) -> int:
 def run_detector(args: argparse.Namespace) -> int:
     """A detector folder: COCO-format results (bbox and RLE segmentation per detection) as one JSON list, to
     ``--output FILE.json`` (written atomically) or stdout."""
-    for flag in ("explain", "ray", "resume", "logits"):
-        if getattr(args, flag):
-            return fail(f"--{flag} is for classifiers; {args.model} is a detection model (it writes COCO results)")
+    given = [f"--{flag}" for flag in ("explain", "ray", "resume", "logits", "compile") if getattr(args, flag)]
+    given += [f"--{flag} {getattr(args, flag)}" for flag in ("precision", "backend") if getattr(args, flag) != "auto"]
+    if given:  # the detector runs eager, in fp32
+        return fail(f"{given[0]} is for classifiers; {args.model} is a detection model (it writes COCO results)")
     if args.output is not None and not args.output.endswith(".json"):
         return fail(f"--output {args.output}: a detector writes COCO results JSON, a .json file")
     from ..batch.inputs import check_inputs, expand_inputs
