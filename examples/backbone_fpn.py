@@ -4,46 +4,23 @@
     python examples/backbone_fpn.py --pretrained DIR_OR_HUB  # start from a classifier folder or hub id
     python examples/backbone_fpn.py --grad-checkpointing     # recompute backbone activations in backward
 
-Needs torchvision (``pip install .[train]``). ``SwiftFormerFPN`` is all the glue there is: the backbone's
-four stage maps (strides 4, 8, 16, 32) go into torchvision's ``FeaturePyramidNetwork``, which returns
-the dict of equal-width maps every torchvision detection model takes. Tested by
-``tests/test_backbone.py``, which trains it for a few steps.
+Needs torchvision (``pip install .[train]``). ``SwiftFormerFPN`` (``swiftformer.detection.model``) is all the
+glue there is: the backbone's four stage maps (strides 4, 8, 16, 32) go into torchvision's
+``FeaturePyramidNetwork``, which returns the dict of equal-width maps every torchvision detection model
+takes. Tested by ``tests/test_backbone.py``, which trains it for a few steps. The library's Mask R-CNN
+(``swiftformer train --task detection``, docs/dense.md) is the same on torchvision's ``MaskRCNN``.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
-from collections import OrderedDict
 
 import torch
-from torch import nn
 from torchvision.models.detection import FasterRCNN
-from torchvision.ops import FeaturePyramidNetwork
-from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from swiftformer import SwiftFormerBackbone, SwiftFormerConfig
-
-STAGES = ["stage1", "stage2", "stage3", "stage4"]
-
-
-class SwiftFormerFPN(nn.Module):
-    """SwiftFormerBackbone + FeaturePyramidNetwork, like torchvision's ``BackboneWithFPN``.
-
-    (B, 3, H, W) → OrderedDict ``"0"``..``"3"`` (strides 4, 8, 16, 32) and ``"pool"`` (stride 64), each
-    (B, out_channels, ⌈H/stride⌉, ⌈W/stride⌉): the names and levels torchvision's detection models
-    expect by default (five anchor sizes, RoI pooling on ``"0"``..``"3"``).
-    """
-
-    def __init__(self, backbone: SwiftFormerBackbone, out_channels: int = 256) -> None:
-        super().__init__()
-        self.body = backbone
-        self.fpn = FeaturePyramidNetwork(backbone.channels, out_channels, extra_blocks=LastLevelMaxPool())
-        self.out_channels = out_channels  # read by torchvision's detection models
-
-    def forward(self, images: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
-        feature_maps = self.body(images).feature_maps
-        return self.fpn(OrderedDict((str(i), fmap) for i, fmap in enumerate(feature_maps)))
+from swiftformer.detection.model import STAGES, SwiftFormerFPN
 
 
 def faster_rcnn(backbone: SwiftFormerBackbone, num_classes: int, out_channels: int = 256, **kwargs) -> FasterRCNN:

@@ -13,10 +13,6 @@ import dataclasses
 import itertools
 import json
 import math
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +22,7 @@ import torch.nn.functional as F
 from PIL import Image
 from safetensors.torch import load_file
 
-from _helpers import assert_close_rel
+from _helpers import assert_close_rel, free_port, run_process, subprocess_env
 from swiftformer import SwiftFormerConfig, SwiftFormerForImageClassification
 from swiftformer.cli import main
 from swiftformer.training import distributed
@@ -152,27 +148,6 @@ def run_cli(capsys, *argv) -> tuple[int, str, str]:
     return code, out, err
 
 
-def subprocess_env(**extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("SWIFTFORMER_KILL_AT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
-    }
-    env.update(OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1", **extra)
-    return env
-
-
-def run_process(args: list, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, *[str(a) for a in args]],
-        env=env or subprocess_env(),
-        text=True,
-        capture_output=True,
-        timeout=timeout,
-        check=False,  # callers assert on the status and print the output
-    )
-
-
 def read_metrics(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
@@ -182,12 +157,6 @@ def parameters(folder: Path) -> dict[str, torch.Tensor]:
     names = [n for n, _ in SwiftFormerForImageClassification.from_pretrained(folder).named_parameters()]
     weights = load_file(folder / "model.safetensors")
     return {n: weights[n] for n in names}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ------------------------------------------------------------------------------------------ 1. config

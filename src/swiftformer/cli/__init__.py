@@ -64,6 +64,11 @@ COMMANDS = (
 )
 
 
+# Commands whose --model must be a classifier: a detector folder is refused in one line (predict and eval take
+# either; docs/dense.md).
+CLASSIFICATION_ONLY = ("serve", "explain", "embed", "bench", "export")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="swiftformer", description="SwiftFormer image classification.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -80,6 +85,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         value = getattr(args, option, None)  # None: not given, the command's default
         if value is not None and value < 1:
             return fail(f"--{option.replace('_', '-')} must be at least 1, got {value}")
+    if args.command in CLASSIFICATION_ONLY and isinstance(getattr(args, "model", None), str):
+        from ..detection.config import is_detector
+
+        if is_detector(args.model):
+            return fail(f"{args.model} is a detection model: {args.command} is classification-only")
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
     logging.getLogger("swiftformer").addHandler(handler)  # our warnings only; other libraries log their own

@@ -1,4 +1,5 @@
-"""``swiftformer eval``: top-1/top-5, loss, per-class accuracy and a confusion matrix on an image folder."""
+"""``swiftformer eval``: top-1/top-5, loss, per-class accuracy and a confusion matrix on an image folder; with
+``--task detection``, COCO box and mask AP of a detector on a COCO-format split."""
 
 from __future__ import annotations
 
@@ -22,7 +23,21 @@ if TYPE_CHECKING:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``swiftformer eval``."""
-    parser.add_argument("--data-dir", required=True, help="image folder: DIR/CLASS/IMAGE")
+    parser.add_argument(
+        "--task",
+        choices=["classification", "detection"],
+        default="classification",
+        help="classification (default): an image folder; detection: a detector folder on COCO-format data, "
+        "box and mask AP through pycocotools (docs/dense.md)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        required=True,
+        help="image folder: DIR/CLASS/IMAGE; --task detection: DIR/annotations/instances_*.json",
+    )
+    parser.add_argument(
+        "--split", default="val", help="--task detection: the split, annotations/instances_SPLIT*.json (default val)"
+    )
     parser.add_argument("--model", required=True, help="model folder or hub id, e.g. MBZUAI/swiftformer-xs")
     parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
     parser.add_argument(
@@ -80,6 +95,11 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--batch-size must be at least 1 and --workers at least 0")
     if args.output:  # before any work: refuse to replace an earlier report
         check_target(args.output, "output folder", args.overwrite)
+    if args.task == "classification":
+        from ..detection.config import is_detector
+
+        if is_detector(args.model):
+            raise ValueError(f"{args.model} is a detection model: evaluate it with --task detection")
     tune_malloc()
     device_name = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     distributed.check_device(device_name)
@@ -88,6 +108,8 @@ def run(args: argparse.Namespace) -> int:
     started_group = started_group and torch.distributed.is_initialized()
     try:
         device = torch.device(f"cuda:{info.local_rank}" if device_name == "cuda" and info.enabled else device_name)
+        if args.task == "detection":
+            return _evaluate_detection(args, device, info.is_main)
         hub = hub_options(args)
         model = SwiftFormerForImageClassification.from_pretrained(args.model, **hub)
         processor, note = load_processor(args.model, **hub)
@@ -130,6 +152,57 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if started_group:
             distributed.shutdown()
+
+
+def _evaluate_detection(args: argparse.Namespace, device: torch.device, main: bool) -> int:
+    """``--task detection``: COCO box and mask AP (pycocotools' COCOeval) of a detector folder on one split."""
+    from ..detection.model import SwiftFormerForInstanceSegmentation
+    from ..io.files import atomic_write, display_path, staging
+    from ..training import distributed
+    from ..training.coco import coco_metrics, open_coco, predict_coco
+
+    model = SwiftFormerForInstanceSegmentation.from_pretrained(args.model).to(device)
+    dataset = open_coco(args.data_dir, args.split, category_ids=model.config.category_ids)
+    results = predict_coco(
+        model,
+        dataset,
+        device=device,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        autocast_dtype=_precision(args.precision, device),
+    )
+    metrics = coco_metrics(dataset, results)
+    if main:
+        report = {
+            "model": str(args.model),
+            "data_dir": str(args.data_dir),
+            "task": "detection",
+            "annotations": dataset.annotation_file.name,
+            "images": len(dataset),
+            "detections": len(results),
+            **metrics,
+        }
+        if args.output:  # the report and the detections (COCO results JSON), moved in whole
+            with staging(args.output) as out:
+                for name, data in (("eval.json", report), ("detections.json", results)):
+                    with atomic_write(out / name, "w") as handle:
+                        handle.write(json.dumps(data) + "\n")
+        if args.json:
+            print(json.dumps(report))
+        else:
+            print(f"{'model:':13s}{display_path(args.model)}")
+            print(
+                f"{'data:':13s}{display_path(args.data_dir)}  ({dataset.annotation_file.name}, {len(dataset)} images)"
+            )
+            for kind, name in (("bbox", "box"), ("segm", "mask")):
+                figures = "  ".join(
+                    f"{m} {metrics[f'{kind}_{m}']:.2f}" for m in ("AP", "AP50", "AP75", "APs", "APm", "APl")
+                )
+                print(f"{name + ':':13s}{figures}")
+            if args.output:
+                print(f"wrote {display_path(Path(args.output) / 'eval.json')}, detections.json")
+    distributed.barrier()
+    return 0
 
 
 def _report(result: EvalResult, args: argparse.Namespace, num_classes: int) -> None:

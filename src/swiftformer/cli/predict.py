@@ -144,6 +144,10 @@ def check_explain(args: argparse.Namespace) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..detection.config import is_detector
+
+    if is_detector(args.model):
+        return run_detector(args)
     problem = check(args)
     if problem:
         return fail(problem)
@@ -161,6 +165,35 @@ def run(args: argparse.Namespace) -> int:
         compile=args.compile,
     )
     return run_job(args, spec, print_row=None if args.output else _printer(args.json))
+
+
+def run_detector(args: argparse.Namespace) -> int:
+    """A detector folder: COCO-format results (bbox and RLE segmentation per detection) as one JSON list, to
+    ``--output FILE.json`` (written atomically) or stdout."""
+    given = [f"--{flag}" for flag in ("explain", "ray", "resume", "logits", "compile") if getattr(args, flag)]
+    given += [f"--{flag} {getattr(args, flag)}" for flag in ("precision", "backend") if getattr(args, flag) != "auto"]
+    if given:  # the detector runs eager, in fp32
+        return fail(f"{given[0]} is for classifiers; {args.model} is a detection model (it writes COCO results)")
+    if args.output is not None and not args.output.endswith(".json"):
+        return fail(f"--output {args.output}: a detector writes COCO results JSON, a .json file")
+    from ..batch.inputs import check_inputs, expand_inputs
+    from ..detection.model import SwiftFormerForInstanceSegmentation, predict_files
+    from ..io.files import atomic_write, check_target, display_path
+
+    if args.output is not None:
+        check_target(args.output, "output file", args.overwrite)
+    check_inputs(args.images)
+    paths = list(dict.fromkeys(expand_inputs(args.images)))
+    model = SwiftFormerForInstanceSegmentation.from_pretrained(args.model)
+    results = predict_files(model, paths, batch_size=args.batch_size)
+    text = json.dumps(results) + "\n"
+    if args.output is None:
+        sys.stdout.write(text)
+        return 0
+    with atomic_write(args.output, "w") as handle:
+        handle.write(text)
+    print(f"{len(results)} detections in {len(paths)} images → {display_path(args.output)}", file=sys.stderr)
+    return 0
 
 
 def _printer(as_json: bool):

@@ -8,7 +8,7 @@ import os
 import sys
 
 from ..io.files import display_path
-from ..training.config import RECIPES, TrainConfig, resolve_config
+from ..training.config import RECIPES, TASK_RECIPES, TASKS, TrainConfig, resolve_config
 from .common import as_flags, fail
 
 # Flags of this command that are not settings of the run (not saved in train_config.json).
@@ -31,7 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--recipe",
         choices=sorted(RECIPES),
-        help="paper (the original code's ImageNet settings per variant) or finetune",
+        help="paper (the original code's ImageNet settings per variant), finetune, or coco-maskrcnn-1x (detection's "
+        "1x schedule); default: " + ", ".join(f"{recipe} for --task {task}" for task, recipe in TASK_RECIPES.items()),
     )
     parser.add_argument(
         "--overwrite",
@@ -56,7 +57,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             continue
         flag = "--" + f.name.replace("_", "-")
         kind = str(f.type)
-        if kind == "bool":
+        if f.name == "task":
+            parser.add_argument(
+                flag, dest=f.name, choices=TASKS, default=argparse.SUPPRESS, help="default classification"
+            )
+        elif kind == "bool":
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS)
         elif "tuple" in kind:
             parser.add_argument(flag, dest=f.name, type=float, nargs=2, default=argparse.SUPPRESS)
@@ -94,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
                 raise ValueError("--allow-data-change applies to --resume only")
             if not given.get("output"):
                 raise ValueError("--output is required (the run's folder)")
-            config = resolve_config("paper", args.config_file, recipe=args.recipe, **given)
+            config = resolve_config(TASK_RECIPES, args.config_file, recipe=args.recipe, **given)
             result = train(config, **options)
     except TrainingInterrupted as stop:
         if int(os.environ.get("RANK", "0")) == 0:
@@ -106,5 +111,6 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as err:  # as cli.main shows them, and resume=True as `--resume OUTPUT`
         return fail(as_flags(str(err), {**FLAGS, "resume": f"--resume {run_folder}"}))
     if int(os.environ.get("RANK", "0")) == 0:  # train() has left the process group: ask torchrun's env
-        print(f"best top-1 {result.best_top1:.2f}%  →  {display_path(result.output / 'best')}", file=sys.stderr)
+        best = {"val_top1": "top-1", "val_bbox_AP": "box AP"}.get(result.metric, result.metric)
+        print(f"best {best} {result.best_top1:.2f}%  →  {display_path(result.output / 'best')}", file=sys.stderr)
     return 0

@@ -24,6 +24,9 @@ from ..io.files import hidden_path
 CHECKPOINT_NAME = "checkpoint.pt"
 TRAIN_CONFIG_NAME = "train_config.json"  # a run's settings (a model folder's is config.json)
 METRICS_NAME = "metrics.jsonl"
+# What a run trains (``task``), and the recipe a task starts from when none is named.
+TASKS = ("classification", "detection")
+TASK_RECIPES = {"classification": "paper", "detection": "coco-maskrcnn-1x"}
 
 
 @dataclass
@@ -31,6 +34,7 @@ class TrainConfig:
     """Every training setting. Defaults are neutral; recipes (:data:`RECIPES`) fill in the rest."""
 
     # data and model
+    task: str = "classification"  # classification (an image folder) | detection (COCO, Mask R-CNN: docs/dense.md)
     data_dir: str | None = None
     output: str | None = None
     variant: str = "xs"
@@ -68,6 +72,13 @@ class TrainConfig:
     cutmix: float = 1.0
     repeated_aug: int = 3  # repeats per image per epoch (DeiT's repeated augmentation); 1: off
     eval_crop_pct: float = 0.875  # resize to size / crop_pct, center-crop size; 1.0: plain resize
+    # detection (Mask R-CNN): image_size is the shorter side images are resized to, max_size the longer's limit
+    lr_steps: tuple[float, float] | None = None  # epochs after which the lr drops 10x (step schedule); None: cosine
+    max_size: int = 1333
+    fpn_channels: int = 256
+    rpn_proposals: int = 2000  # RPN proposals kept per training image (1000 at inference, torchvision's)
+    roi_batch_size: int = 512  # RoIs sampled per image for the box and mask losses
+    detections_per_image: int = 100
     model_ema: bool = True
     ema_decay: float = 0.99996
     # distillation (DeiT hard distillation through dist_head)
@@ -162,6 +173,34 @@ RECIPES: dict[str, dict[str, Any]] = {
         teacher=None,
         eval_crop_pct=0.875,
     ),
+    # Table 3's COCO Mask R-CNN 1x schedule, as the mmdetection configs the paper's detection code builds
+    # on (EfficientFormer's mask_rcnn_efficientformer_l1_fpn_1x_coco.py, schedule_1x.py, coco_instance.py):
+    # AdamW lr 2e-4, weight decay 1e-4, no gradient clipping, 12 epochs, lr ×0.1 after epochs 8 and 11, a
+    # linear warm-up (500 iterations there), images resized to 1333 × 800, flipped with p = 0.5.
+    # docs/dense.md says what was verified.
+    "coco-maskrcnn-1x": dict(
+        task="detection",
+        epochs=12,
+        lr_steps=(8, 11),
+        lr=2e-4,  # as given, whatever the batch: mmdetection does not scale it
+        weight_decay=1e-4,
+        warmup_lr=2e-10,
+        warmup_epochs=0.07,
+        clip_grad=None,
+        image_size=800,
+        max_size=1333,
+        hflip=0.5,
+        smoothing=0.0,
+        auto_augment=None,
+        color_jitter=None,
+        re_prob=0.0,
+        mixup=0.0,
+        cutmix=0.0,
+        repeated_aug=1,
+        model_ema=False,
+        teacher=None,
+        channels_last=False,
+    ),
 }
 # dist_train.sh's per-variant flags on top of the paper recipe: XS `--aa="" --mixup 0 --cutmix 0`, S
 # `--mixup 0 --cutmix 0`, L1 and L3 none.
@@ -172,16 +211,21 @@ PAPER_VARIANT_SETTINGS: dict[str, dict[str, Any]] = {
 
 
 def resolve_config(
-    default_recipe: str | None = None, config_file: str | os.PathLike | None = None, **overrides: Any
+    default_recipe: str | dict[str, str] | None = None,
+    config_file: str | os.PathLike | None = None,
+    **overrides: Any,
 ) -> TrainConfig:
     """Defaults < recipe < config file < ``overrides`` (e.g. parsed flags); unknown keys are errors.
 
-    The recipe is ``overrides["recipe"]``, else the config file's ``recipe``, else ``default_recipe``.
+    The recipe is ``overrides["recipe"]``, else the config file's ``recipe``, else ``default_recipe`` (a
+    name, or one per task as :data:`TASK_RECIPES`, picked by the ``task`` of the overrides or the file).
     """
     values: dict[str, Any] = {}
     file_values: dict[str, Any] = {}
     if config_file is not None:
         file_values = _read_config_file(config_file)
+    if isinstance(default_recipe, dict):
+        default_recipe = default_recipe.get(str(overrides.get("task") or file_values.get("task") or TrainConfig.task))
     recipe = overrides.get("recipe") or file_values.get("recipe") or default_recipe
     if recipe is not None:
         if not isinstance(recipe, str) or recipe not in RECIPES:
@@ -205,7 +249,7 @@ def resolve_config(
     for key, value in values.items():
         if isinstance(value, os.PathLike):  # Path objects for data_dir, output, init, ...
             values[key] = os.fspath(value)
-    for key in ("betas", "scale"):
+    for key in ("betas", "scale", "lr_steps"):
         if isinstance(values.get(key), list):
             values[key] = tuple(values[key])
     config = TrainConfig(**values)
@@ -317,7 +361,10 @@ def _check_ranges(config: TrainConfig) -> None:
     a setting's type is checked before its range (``image_size``'s limit, ``betas``, ``scale``)."""
     _require(
         config,
-        ("epochs", "batch_size", "grad_accum_steps", "image_size", "repeated_aug", "eval_every", "lr_base_batch"),
+        (
+            *("epochs", "batch_size", "grad_accum_steps", "image_size", "repeated_aug", "eval_every", "lr_base_batch"),
+            *("max_size", "fpn_channels", "rpn_proposals", "roi_batch_size", "detections_per_image"),
+        ),
         lambda v: _integer(v) and v >= 1,
         "expected a positive integer",
     )
@@ -360,6 +407,12 @@ def _check_ranges(config: TrainConfig) -> None:
         "expected 0 < MIN <= MAX <= 1 (fractions of the image area)",
     )
     _require(config, ("eval_crop_pct",), lambda v: _number(v) and 0 < v <= 1, "expected a number in (0, 1]")
+    _require(
+        config,
+        ("lr_steps",),
+        lambda v: v is None or (_two_numbers(v) and 0 < v[0] <= v[1]),
+        "expected two epochs FIRST SECOND (0 < FIRST <= SECOND) or none",
+    )
 
 
 def _check_types(config: TrainConfig) -> None:
@@ -385,5 +438,20 @@ def _check_choices(config: TrainConfig) -> None:
         _fail(config, "clip_mode", f"expected one of {', '.join(CLIP_MODES)}")
     if config.interpolation not in INTERPOLATIONS:
         _fail(config, "interpolation", f"expected one of {', '.join(INTERPOLATIONS)}")
+    if config.task not in TASKS:
+        _fail(config, "task", f"expected one of {', '.join(TASKS)}")
+    if config.task == "detection":
+        _check_detection(config)
     if config.sync_bn and not config.device.startswith("cuda"):
         _fail(config, "sync_bn", "SyncBatchNorm needs CUDA devices; on CPU each process keeps its own statistics")
+
+
+def _check_detection(config: TrainConfig) -> None:
+    """What a detection run cannot use: the classifier's image mixing and distillation."""
+    for name in ("mixup", "cutmix"):
+        if getattr(config, name):
+            _fail(config, name, "detection mixes no images: set it to 0 (the coco-maskrcnn-1x recipe does)")
+    if config.teacher:
+        _fail(config, "teacher", "distillation is for classification: none for detection")
+    if config.image_size > config.max_size:
+        _fail(config, "image_size", f"the shorter side of a detection image must not exceed max_size={config.max_size}")

@@ -36,7 +36,7 @@ import re
 import shutil
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -78,7 +78,7 @@ from .config import (  # noqa: F401 - the training API in one place
 
 UNREADABLE_NAME = "unreadable.txt"
 # Settings a resumed run may not change: they define the model the checkpoint holds.
-_MODEL_SETTINGS = ("variant", "init", "attention_variant")
+_MODEL_SETTINGS = ("task", "variant", "init", "attention_variant")
 # Settings that are not part of a run's recipe (where it is, where it came from).
 _PROVENANCE = ("output", "config_file", "recipe", "data_dir")
 
@@ -222,10 +222,11 @@ def _bare_model(model: nn.Module) -> SwiftFormerForImageClassification:
 @dataclass
 class TrainResult:
     output: Path
-    best_top1: float
+    best_top1: float  # the best (and last) value of ``metric``: top-1 for a classifier, box AP for a detector
     last_top1: float | None
     epochs_run: int
     history: list[dict[str, Any]] = field(default_factory=list)
+    metric: str = "val_top1"
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -241,11 +242,19 @@ class TrainingInterrupted(KeyboardInterrupt):
 class Trainer:
     """Owns the model, data, optimizer, schedule, EMA, checkpoints and logs of one run.
 
+    This class trains classifiers; a task's trainer (:func:`trainer_class`) overrides the task's steps:
+    ``_open_data``, ``_build_model``, ``_build_scheduler``, ``_collate_fn``, ``_train_step``, ``evaluate``,
+    ``_save_model_folder``, ``_val_summary``, and the metric that picks the best model (``score_name``).
+
     ``overwrite``: a new run may replace a non-empty ``config.output`` (else refused); it is built in
     :func:`~swiftformer.training.config.overwrite_staging_path` beside it and moved over it when it
     ends. With ``resume`` it continues such an interrupted replacement run. ``allow_data_change``: a
     resumed run may continue on other data (another ``data_dir`` or other image counts; never other classes).
     """
+
+    score_name = "val_top1"  # the validation metric that picks best/ (higher is better)
+    train_set: Any  # the task's datasets (an image folder or Hugging Face split here; see _open_data)
+    val_set: Any
 
     def __init__(
         self,
@@ -255,8 +264,6 @@ class Trainer:
         overwrite: bool = False,
         allow_data_change: bool = False,
     ) -> None:
-        from . import data
-
         self.config = config
         if not config.output:
             raise ValueError("output is required (the run's folder)")
@@ -276,16 +283,7 @@ class Trainer:
 
         # -- data
         self.processor = self._eval_processor()
-        self.train_set = data.open_dataset(config.data_dir, "train", self._train_transform())
-        self.classes = list(self.train_set.classes)
-        if len(self.classes) < 2:
-            raise ValueError(
-                f"the training data in {display_path(config.data_dir)} has {len(self.classes)} class "
-                f"{self.classes}: a classifier needs at least two (one folder per class)"
-            )
-        self.val_set = data.open_dataset(
-            config.data_dir, "val", data.build_eval_transform(self.processor), classes=self.classes
-        )
+        self._open_data()
         state = self._read_checkpoint(allow_data_change) if resume else None
         self.sampler = ShardedBatchSampler(
             len(self.train_set),
@@ -335,6 +333,23 @@ class Trainer:
             self.train_model = cast(nn.Module, torch.compile(self.train_model))  # a module in, a module out
 
     # ------------------------------------------------------------------ construction
+    def _open_data(self) -> None:
+        """``train_set``, ``classes`` and ``val_set`` of the run (a task's trainer opens its own kind of data)."""
+        from . import data
+
+        c = self.config
+        assert c.data_dir is not None  # checked in __init__
+        self.train_set = data.open_dataset(c.data_dir, "train", self._train_transform())
+        self.classes = list(self.train_set.classes)
+        if len(self.classes) < 2:
+            raise ValueError(
+                f"the training data in {display_path(c.data_dir)} has {len(self.classes)} class "
+                f"{self.classes}: a classifier needs at least two (one folder per class)"
+            )
+        self.val_set = data.open_dataset(
+            c.data_dir, "val", data.build_eval_transform(self.processor), classes=self.classes
+        )
+
     def _claim_output(self, resume: bool, overwrite: bool) -> Path:
         """The folder this run writes to. Rank 0 decides (the only writer), every rank gets its answer.
 
@@ -497,10 +512,21 @@ class Trainer:
         alpha = c.distillation_alpha
         return (1 - alpha) * base_loss(cls_logits) + alpha * F.cross_entropy(dist_logits, teacher_labels)
 
+    def _collate_fn(self) -> Callable[[list[Any]], Any]:
+        """The function that makes a batch of dataset items (here a :class:`~swiftformer.training.data.Batch`; a
+        batch has ``unreadable``). A module-level function, not a method: DataLoader workers get it, not the trainer."""
+        from .data import collate
+
+        return collate
+
+    def _train_step(self, batch: Any) -> tuple[float, int]:
+        """One optimizer step on ``batch``: (the summed loss of its images, their number)."""
+        if not self._all_ranks_have_images(batch.pixel_values is not None):
+            return 0.0, 0
+        return self._optimizer_step(batch.pixel_values, batch.labels) * len(batch.labels), len(batch.labels)
+
     def train_epoch(self, epoch: int) -> dict[str, Any]:
         from tqdm import tqdm
-
-        from .data import collate
 
         c = self.config
         seed_everything(c.seed + 1000 * epoch + self.dist.rank)
@@ -509,7 +535,7 @@ class Trainer:
             self.train_set,
             batch_sampler=self.sampler,
             num_workers=c.workers,
-            collate_fn=collate,
+            collate_fn=self._collate_fn(),
             persistent_workers=False,
         )
         self.train_model.train()
@@ -525,9 +551,8 @@ class Trainer:
         loss_sum, seen, unreadable, start = 0.0, 0, [], time.perf_counter()
         for step, batch in enumerate(bar):
             unreadable.extend(batch.unreadable)
-            if self._all_ranks_have_images(batch.pixel_values is not None):
-                loss_sum += self._optimizer_step(batch.pixel_values, batch.labels) * len(batch.labels)
-                seen += len(batch.labels)
+            step_loss, step_images = self._train_step(batch)
+            loss_sum, seen = loss_sum + step_loss, seen + step_images
             self.scheduler.step_update(epoch * steps + step + 1)
             crash_point(f"{epoch}:{step}")  # testing aid (io.files.crash_point)
             bar.set_postfix(
@@ -555,7 +580,6 @@ class Trainer:
         return distributed.all_reduce_sum(missing).item() == 0
 
     def _optimizer_step(self, images: torch.Tensor, labels: torch.Tensor) -> float:
-        from timm.utils import dispatch_clip_grad  # timm: the train extra
 
         c = self.config
         if c.channels_last:
@@ -568,20 +592,28 @@ class Trainer:
         chunks = list(zip(images.chunk(c.grad_accum_steps), labels.chunk(c.grad_accum_steps)))
         if c.batch_size > 1:  # a micro-batch left with one image by unreadable ones
             chunks = [_paired(x, y) if len(y) == 1 else (x, y) for x, y in chunks]
+        return self._accumulate_and_step([lambda x=x, y=y: self._loss(x, y) for x, y in chunks])
+
+    def _accumulate_and_step(self, losses: list[Any]) -> float:
+        """Backward each micro-batch's loss (``losses``: callables, one per micro-batch; DDP reduces the
+        gradients in the last one's backward), then one optimizer step; returns the mean loss."""
+        from timm.utils import dispatch_clip_grad  # timm: the train extra
+
+        c = self.config
         total = 0.0
-        for i, (x, y) in enumerate(chunks):
-            last = i == len(chunks) - 1
+        for i, compute_loss in enumerate(losses):
+            last = i == len(losses) - 1
             sync = (
                 contextlib.nullcontext()
                 if last or not self.dist.enabled
                 else cast(nn.parallel.DistributedDataParallel, uncompiled(self.train_model)).no_sync()
             )
             with sync:
-                loss = self._loss(x, y)
+                loss = compute_loss()
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"the loss is {loss.item()}; lower the learning rate or check the data")
-                (loss / len(chunks)).backward()
-            total += loss.item() / len(chunks)
+                (loss / len(losses)).backward()
+            total += loss.item() / len(losses)
         if c.clip_grad:  # timm's clipping, as the original: "agc" rescales each unit's gradient to its weights' norm
             dispatch_clip_grad(self.model.parameters(), c.clip_grad, mode=c.clip_mode)
         self.optimizer.step()
@@ -779,13 +811,13 @@ class Trainer:
             self.scheduler.step(epoch)  # a per-epoch schedule moves here; a per-step one (in train_epoch) ignores it
             if (epoch + 1) % c.eval_every == 0 or epoch + 1 == c.epochs:
                 metrics.update(self.evaluate(self.model))
-                candidates = [(metrics["val_top1"], self.model)]
+                candidates = [(metrics[self.score_name], self.model)]
                 if self.ema is not None:
                     ema_metrics = self.evaluate(self.ema.module)
                     metrics.update({f"ema_{k}": v for k, v in ema_metrics.items()})
-                    candidates.append((ema_metrics["val_top1"], self.ema.module))
+                    candidates.append((ema_metrics[self.score_name], self.ema.module))
                 top1, best_model = max(candidates, key=lambda pair: pair[0])
-                last_top1 = metrics["val_top1"]
+                last_top1 = metrics[self.score_name]
                 if top1 > self.best_top1:
                     self.best_top1 = top1
                     if main:
@@ -814,7 +846,9 @@ class Trainer:
                 replace_path(self.output, self.final_output)
         distributed.barrier()
         self.output = self.final_output
-        return TrainResult(self.output, self.best_top1, last_top1, c.epochs - self.start_epoch, self.history)
+        return TrainResult(
+            self.output, self.best_top1, last_top1, c.epochs - self.start_epoch, self.history, self.score_name
+        )
 
     def _write_unreadable(self, epoch: int, paths: list[str]) -> None:
         """Rewrite unreadable.txt (atomically) with this epoch's unreadable images, one ``epoch N: PATH``
@@ -840,14 +874,19 @@ class Trainer:
             for key, value in record.items():
                 if isinstance(value, (int, float)) and key != "epoch":
                     writer.add_scalar(key, value, record["epoch"])
-        val = f"  val top-1 {metrics['val_top1']:.2f}  top-5 {metrics['val_top5']:.2f}" if "val_top1" in metrics else ""
-        ema = f"  ema top-1 {metrics['ema_val_top1']:.2f}" if "ema_val_top1" in metrics else ""
+        val, ema = self._val_summary(metrics)
         bad = f"  {record['unreadable']} unreadable (see {UNREADABLE_NAME})" if record["unreadable"] else ""
         self._log(
             f"epoch {metrics['epoch']}/{self.config.epochs}  loss {metrics['train_loss']:.4f}{val}{ema}  "
             f"lr {metrics['lr']:.2e}  {metrics['train_images_per_second']:.0f} img/s  "
             f"{metrics['train_seconds']:.1f} s{bad}"
         )
+
+    def _val_summary(self, metrics: dict[str, Any]) -> tuple[str, str]:
+        """The validation figures of an epoch's log line: the model's, the EMA's (empty when not evaluated)."""
+        val = f"  val top-1 {metrics['val_top1']:.2f}  top-5 {metrics['val_top5']:.2f}" if "val_top1" in metrics else ""
+        ema = f"  ema top-1 {metrics['ema_val_top1']:.2f}" if "ema_val_top1" in metrics else ""
+        return val, ema
 
     def _log(self, message: str) -> None:
         if self.dist.is_main:
@@ -926,6 +965,15 @@ def resume_config(output: str | os.PathLike, *, overwrite: bool = False, **overr
     return config
 
 
+def trainer_class(task: str) -> type[Trainer]:
+    """The trainer of a task (:data:`~swiftformer.training.config.TASKS`)."""
+    if task == "detection":
+        from .detection import DetectionTrainer  # the detector and pycocotools: for that task only
+
+        return DetectionTrainer
+    return Trainer
+
+
 def train(
     config: TrainConfig, resume: bool = False, *, overwrite: bool = False, allow_data_change: bool = False
 ) -> TrainResult:
@@ -940,7 +988,9 @@ def train(
     tune_malloc()
     trainer = None
     try:
-        trainer = Trainer(config, resume=resume, overwrite=overwrite, allow_data_change=allow_data_change)
+        trainer = trainer_class(config.task)(
+            config, resume=resume, overwrite=overwrite, allow_data_change=allow_data_change
+        )
         return trainer.fit()
     except KeyboardInterrupt:
         raise _interruption(config, trainer) from None
