@@ -8,7 +8,7 @@ import os
 import sys
 
 from ..io.files import display_path
-from ..training.config import RECIPES, TrainConfig, resolve_config
+from ..training.config import RECIPES, TASKS, TrainConfig, resolve_config
 from .common import as_flags, fail
 
 # Flags of this command that are not settings of the run (not saved in train_config.json).
@@ -28,7 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags for every :class:`TrainConfig` field (``--batch-size``, ``--no-model-ema`` ...)."""
     parser.add_argument("--config", dest="config_file", help="YAML or JSON file of settings (flags override it)")
     parser.add_argument("--resume", metavar="OUTPUT", help="continue the run in OUTPUT from its last checkpoint")
-    parser.add_argument("--recipe", choices=sorted(RECIPES), help="paper (ImageNet, 300 epochs) or finetune")
+    parser.add_argument(
+        "--recipe",
+        choices=sorted(RECIPES),
+        help="paper (ImageNet, 300 epochs), finetune, or ade20k-fpn (--task segmentation's default: "
+        "the paper's ADE20K Semantic FPN)",
+    )
     parser.add_argument(
         "--overwrite",
         action="store_true",
@@ -54,6 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(
                 flag,
                 dest=f.name,
+                choices=TASKS if f.name == "task" else None,
                 type=_optional(base),
                 default=argparse.SUPPRESS,
                 help=None if "None" not in kind else "'none' for no value",
@@ -95,5 +101,5 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as err:  # as cli.main shows them, and resume=True as `--resume OUTPUT`
         return fail(as_flags(str(err), {**FLAGS, "resume": f"--resume {run_folder}"}))
     if int(os.environ.get("RANK", "0")) == 0:  # train() has left the process group: ask torchrun's env
-        print(f"best top-1 {result.best_top1:.2f}%  →  {display_path(result.output / 'best')}", file=sys.stderr)
+        print(f"best {result.metric} {result.best_top1:.2f}%  →  {display_path(result.output / 'best')}", file=sys.stderr)
     return 0

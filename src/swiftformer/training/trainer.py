@@ -30,6 +30,7 @@ import contextlib
 import dataclasses
 import io
 import json
+import math
 import os
 import random
 import re
@@ -219,6 +220,7 @@ class TrainResult:
     last_top1: float | None
     epochs_run: int
     history: list[dict[str, Any]] = field(default_factory=list)
+    metric: str = "top-1"  # what best_top1 and last_top1 measure (segmentation: "mIoU")
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -248,8 +250,6 @@ class Trainer:
         overwrite: bool = False,
         allow_data_change: bool = False,
     ) -> None:
-        from . import data
-
         self.config = config
         if not config.output:
             raise ValueError("output is required (the run's folder)")
@@ -269,16 +269,7 @@ class Trainer:
 
         # -- data
         self.processor = self._eval_processor()
-        self.train_set = data.open_dataset(config.data_dir, "train", self._train_transform())
-        self.classes = list(self.train_set.classes)
-        if len(self.classes) < 2:
-            raise ValueError(
-                f"the training data in {display_path(config.data_dir)} has {len(self.classes)} class "
-                f"{self.classes}: a classifier needs at least two (one folder per class)"
-            )
-        self.val_set = data.open_dataset(
-            config.data_dir, "val", data.build_eval_transform(self.processor), classes=self.classes
-        )
+        self.train_set, self.val_set, self.classes = self._open_data()
         state = self._read_checkpoint(allow_data_change) if resume else None
         self.sampler = ShardedBatchSampler(
             len(self.train_set),
@@ -289,6 +280,8 @@ class Trainer:
             repeats=config.repeated_aug,
             seed=config.seed,
         )
+        if config.iterations is not None:  # an iteration budget: as many epochs as it needs, the last one cut
+            self.config = config = dataclasses.replace(config, epochs=math.ceil(config.iterations / len(self.sampler)))
 
         # -- model
         seed_everything(config.seed)  # identical initial weights on every rank
@@ -376,6 +369,31 @@ class Trainer:
         assert path is not None  # no error: a path
         return Path(path)
 
+    # A subclass per task (TRAINERS) replaces these: the data, the model, the loss, the validation metrics.
+    primary_metric = "val_top1"  # what picks the best model (best/), in TrainResult.best_top1
+    metric_name = "top-1"
+
+    def _open_data(self) -> tuple[Any, Any, list[str]]:
+        """(training set, validation set, class names): image folders or Hugging Face datasets."""
+        from . import data
+
+        c = self.config
+        assert c.data_dir is not None  # required: checked in __init__
+        train_set = data.open_dataset(c.data_dir, "train", self._train_transform())
+        classes = list(train_set.classes)
+        if len(classes) < 2:
+            raise ValueError(
+                f"the training data in {display_path(c.data_dir)} has {len(classes)} class "
+                f"{classes}: a classifier needs at least two (one folder per class)"
+            )
+        val_set = data.open_dataset(c.data_dir, "val", data.build_eval_transform(self.processor), classes=classes)
+        return train_set, val_set, classes
+
+    def _collate(self, batch: list[tuple]) -> Any:
+        from .data import collate
+
+        return collate(batch)
+
     def _eval_processor(self) -> SwiftFormerImageProcessor:
         size, crop = self.config.image_size, self.config.eval_crop_pct
         if crop >= 1.0:
@@ -422,10 +440,23 @@ class Trainer:
         return SwiftFormerForImageClassification(SwiftFormerConfig.from_variant(c.variant, **overrides))
 
     def _build_scheduler(self):
-        from timm.scheduler import CosineLRScheduler
+        from timm.scheduler import CosineLRScheduler, PolyLRScheduler
 
         c = self.config
         steps = len(self.sampler)
+        if c.schedule == "poly":  # per optimizer step over the iteration budget (or every epoch's steps)
+            total = c.iterations if c.iterations is not None else c.epochs * steps
+            warmup_steps = min(round(c.warmup_epochs * steps), total // 2)
+            return PolyLRScheduler(
+                self.optimizer,
+                t_initial=max(1, total - warmup_steps),
+                power=c.poly_power,
+                lr_min=c.min_lr,
+                warmup_t=warmup_steps,
+                warmup_lr_init=c.warmup_lr,
+                warmup_prefix=True,
+                t_in_epochs=False,
+            )
         # Short runs (e.g. a paper-recipe smoke test of 3 epochs) keep at most half of them for warm-up.
         warmup = min(c.warmup_epochs, c.epochs / 2)
         if warmup < c.warmup_epochs:
@@ -480,8 +511,6 @@ class Trainer:
     def train_epoch(self, epoch: int) -> dict[str, Any]:
         from tqdm import tqdm
 
-        from .data import collate
-
         c = self.config
         seed_everything(c.seed + 1000 * epoch + self.dist.rank)
         self.sampler.set_epoch(epoch)
@@ -489,11 +518,13 @@ class Trainer:
             self.train_set,
             batch_sampler=self.sampler,
             num_workers=c.workers,
-            collate_fn=collate,
+            collate_fn=self._collate,
             persistent_workers=False,
         )
         self.train_model.train()
         steps = len(self.sampler)
+        if c.iterations is not None:  # the budget's last epoch stops part-way
+            steps = min(steps, c.iterations - epoch * len(self.sampler))
         bar = tqdm(
             loader,
             total=steps,
@@ -504,11 +535,13 @@ class Trainer:
         )  # logs get the epoch summary line
         loss_sum, seen, unreadable, start = 0.0, 0, [], time.perf_counter()
         for step, batch in enumerate(bar):
+            if step == steps:
+                break
             unreadable.extend(batch.unreadable)
             if self._all_ranks_have_images(batch.pixel_values is not None):
                 loss_sum += self._optimizer_step(batch.pixel_values, batch.labels) * len(batch.labels)
                 seen += len(batch.labels)
-            self.scheduler.step_update(epoch * steps + step + 1)
+            self.scheduler.step_update(epoch * len(self.sampler) + step + 1)
             crash_point(f"{epoch}:{step}")  # testing aid (io.files.crash_point)
             bar.set_postfix(
                 loss=f"{loss_sum / max(seen, 1):.4f}",
@@ -756,13 +789,13 @@ class Trainer:
             }
             if (epoch + 1) % c.eval_every == 0 or epoch + 1 == c.epochs:
                 metrics.update(self.evaluate(self.model))
-                candidates = [(metrics["val_top1"], self.model)]
+                candidates = [(metrics[self.primary_metric], self.model)]
                 if self.ema is not None:
                     ema_metrics = self.evaluate(self.ema.module)
                     metrics.update({f"ema_{k}": v for k, v in ema_metrics.items()})
-                    candidates.append((ema_metrics["val_top1"], self.ema.module))
+                    candidates.append((ema_metrics[self.primary_metric], self.ema.module))
                 top1, best_model = max(candidates, key=lambda pair: pair[0])
-                last_top1 = metrics["val_top1"]
+                last_top1 = metrics[self.primary_metric]
                 if top1 > self.best_top1:
                     self.best_top1 = top1
                     if main:
@@ -791,7 +824,9 @@ class Trainer:
                 replace_path(self.output, self.final_output)
         distributed.barrier()
         self.output = self.final_output
-        return TrainResult(self.output, self.best_top1, last_top1, c.epochs - self.start_epoch, self.history)
+        return TrainResult(
+            self.output, self.best_top1, last_top1, c.epochs - self.start_epoch, self.history, self.metric_name
+        )
 
     def _write_unreadable(self, epoch: int, paths: list[str]) -> None:
         """Rewrite unreadable.txt (atomically) with this epoch's unreadable images, one ``epoch N: PATH``
@@ -817,14 +852,19 @@ class Trainer:
             for key, value in record.items():
                 if isinstance(value, (int, float)) and key != "epoch":
                     writer.add_scalar(key, value, record["epoch"])
-        val = f"  val top-1 {metrics['val_top1']:.2f}  top-5 {metrics['val_top5']:.2f}" if "val_top1" in metrics else ""
-        ema = f"  ema top-1 {metrics['ema_val_top1']:.2f}" if "ema_val_top1" in metrics else ""
+        val, ema = self._val_summary(metrics)
         bad = f"  {record['unreadable']} unreadable (see {UNREADABLE_NAME})" if record["unreadable"] else ""
         self._log(
             f"epoch {metrics['epoch']}/{self.config.epochs}  loss {metrics['train_loss']:.4f}{val}{ema}  "
             f"lr {metrics['lr']:.2e}  {metrics['train_images_per_second']:.0f} img/s  "
             f"{metrics['train_seconds']:.1f} s{bad}"
         )
+
+    def _val_summary(self, metrics: dict[str, Any]) -> tuple[str, str]:
+        """The epoch line's validation part, and its EMA part (empty when not evaluated)."""
+        val = f"  val top-1 {metrics['val_top1']:.2f}  top-5 {metrics['val_top5']:.2f}" if "val_top1" in metrics else ""
+        ema = f"  ema top-1 {metrics['ema_val_top1']:.2f}" if "ema_val_top1" in metrics else ""
+        return val, ema
 
     def _log(self, message: str) -> None:
         if self.dist.is_main:
@@ -843,7 +883,7 @@ def _paired(images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, t
     """A lone image twice: BatchNorm in training mode needs more than one value per channel (at small
     sizes the last stage is 1x1). The mean loss, the gradients and the batch statistics are those of the
     image alone."""
-    return images.repeat(2, *([1] * (images.ndim - 1))), labels.repeat(2)
+    return images.repeat(2, *([1] * (images.ndim - 1))), labels.repeat(2, *([1] * (labels.ndim - 1)))
 
 
 def _plain(value: Any) -> Any:
@@ -903,6 +943,15 @@ def resume_config(output: str | os.PathLike, *, overwrite: bool = False, **overr
     return config
 
 
+def trainer_class(task: str) -> type[Trainer]:
+    """The :class:`Trainer` of a task (``TrainConfig.task``)."""
+    if task == "segmentation":
+        from .segmentation import SegmentationTrainer  # it builds on this module's Trainer: imported here
+
+        return SegmentationTrainer
+    return Trainer
+
+
 def train(
     config: TrainConfig, resume: bool = False, *, overwrite: bool = False, allow_data_change: bool = False
 ) -> TrainResult:
@@ -917,7 +966,9 @@ def train(
     tune_malloc()
     trainer = None
     try:
-        trainer = Trainer(config, resume=resume, overwrite=overwrite, allow_data_change=allow_data_change)
+        trainer = trainer_class(config.task)(
+            config, resume=resume, overwrite=overwrite, allow_data_change=allow_data_change
+        )
         return trainer.fit()
     except KeyboardInterrupt:
         raise _interruption(config, trainer) from None
