@@ -8,6 +8,9 @@ branch matter: random BatchNorm statistics, layer scales around 0.5, weights at 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -119,3 +122,27 @@ def processor_probabilities(model_dir: Path, images: np.ndarray) -> torch.Tensor
     processor, _ = load_processor(model_dir)
     with torch.no_grad():
         return model(processor(list(images), return_tensors="pt")["pixel_values"]).logits.softmax(-1)
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """The environment of a ``python -m swiftformer`` subprocess: one thread, offline, unbuffered, no crash point
+    or torchrun variables of this process; ``extra`` added (e.g. ``SWIFTFORMER_KILL_AT="1:2"``)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("SWIFTFORMER_KILL_AT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+    }
+    env.update(OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1", **extra)
+    return env
+
+
+def run_process(args: list, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``python ARGS`` (this interpreter) to completion, its output captured as text."""
+    return subprocess.run(
+        [sys.executable, *[str(a) for a in args]],
+        env=env or subprocess_env(),
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+        check=False,  # callers assert on the status and print the output
+    )

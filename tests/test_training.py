@@ -12,10 +12,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import os
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +22,7 @@ import torch.nn.functional as F
 from PIL import Image
 from safetensors.torch import load_file
 
-from _helpers import assert_close_rel
+from _helpers import assert_close_rel, run_process, subprocess_env
 from swiftformer import SwiftFormerConfig, SwiftFormerForImageClassification
 from swiftformer.cli import main
 from swiftformer.training import distributed
@@ -147,27 +144,6 @@ def run_cli(capsys, *argv) -> tuple[int, str, str]:
     code = main([str(a) for a in argv])
     out, err = capsys.readouterr()
     return code, out, err
-
-
-def subprocess_env(**extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("SWIFTFORMER_KILL_AT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
-    }
-    env.update(OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1", **extra)
-    return env
-
-
-def run_process(args: list, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, *[str(a) for a in args]],
-        env=env or subprocess_env(),
-        text=True,
-        capture_output=True,
-        timeout=timeout,
-        check=False,  # callers assert on the status and print the output
-    )
 
 
 def read_metrics(out: Path) -> list[dict]:

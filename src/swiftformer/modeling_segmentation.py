@@ -107,7 +107,8 @@ class SwiftFormerForSemanticSegmentation(SwiftFormerPreTrainedModel):
     (B, H, W) class indices also returns the cross-entropy ``loss`` over the labelled pixels.
     """
 
-    config_class = SwiftFormerSegmentationConfig
+    # mypy compares the two config classes' constructors (the head's fields are extra arguments): a subclass all the same.
+    config_class = SwiftFormerSegmentationConfig  # type: ignore[assignment]
     base_model_prefix = "backbone"
     config: SwiftFormerSegmentationConfig
 
@@ -144,7 +145,9 @@ class SwiftFormerForSemanticSegmentation(SwiftFormerPreTrainedModel):
         """Mean cross-entropy of ``logits`` (B, K, H, W) against ``labels`` (B, H, W) over the labelled pixels."""
         ignore = self.config.semantic_loss_ignore_index
         if not isinstance(labels, torch.Tensor) or labels.is_floating_point():
-            raise ValueError(f"labels must be an integer tensor of class indices, got {getattr(labels, 'dtype', labels)}")
+            raise ValueError(
+                f"labels must be an integer tensor of class indices, got {getattr(labels, 'dtype', labels)}"
+            )
         if labels.shape != (logits.shape[0], *logits.shape[2:]):
             raise ValueError(
                 f"labels {tuple(labels.shape)} must be (B, H, W) = {(logits.shape[0], *logits.shape[2:])}, the input's size"
@@ -175,9 +178,7 @@ class SwiftFormerForSemanticSegmentation(SwiftFormerPreTrainedModel):
         named in a logged warning and in ``info["missing_keys"]``.
         """
         if any(k.startswith(("backbone.", "decode_head.")) for k in state_dict):
-            super().load_checkpoint_state_dict(
-                state_dict, source, ignore_mismatched_sizes, strict=strict, info=info
-            )
+            super().load_checkpoint_state_dict(state_dict, source, ignore_mismatched_sizes, strict=strict, info=info)
             return
         backbone_info: dict[str, Any] = {}
         self.backbone.load_checkpoint_state_dict(

@@ -37,6 +37,18 @@ def one_line(message: str) -> str:
     return printable(_OBJECT_REPR.sub(lambda m: f"a {m[1].rsplit('.', 1)[-1]} object", message))
 
 
+def classification_only(model: str, command: str) -> None:
+    """Refuse, with a ``ValueError`` (one line from ``cli.main``), a segmentation model folder for a command
+    that only classifiers have."""
+    from ..modeling_segmentation import is_segmentation_folder
+
+    if is_segmentation_folder(model):
+        raise ValueError(
+            f"{command} is for classification models only; {model} is a semantic segmentation model "
+            "(swiftformer predict --masks DIR writes its masks)"
+        )
+
+
 def fail(message: str) -> int:
     """Print ``swiftformer: error: MESSAGE`` on stderr, as one line (:func:`one_line`); the exit status of a user
     error (2)."""

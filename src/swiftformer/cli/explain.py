@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import add_hub_arguments, as_flags, fail, hub_options
+from .common import add_hub_arguments, as_flags, classification_only, fail, hub_options
 from .predict import INPUTS_HELP
 
 # As swiftformer.explain.METHODS; repeated here so that `--help` answers without importing torch.
@@ -58,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from ..inference import load_model
     from ..io.files import display_path, printable
 
+    classification_only(args.model, "explain")
     hub = hub_options(args)
     model = load_model(args.model, hub)
     config = model.config

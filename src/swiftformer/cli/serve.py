@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_decode_argument, add_hub_arguments, fail, hub_options
+from .common import add_decode_argument, add_hub_arguments, classification_only, fail, hub_options
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -125,6 +125,7 @@ def check(args: argparse.Namespace) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    classification_only(args.model, "serve")
     problem = check(args)
     if problem:
         return fail(problem)

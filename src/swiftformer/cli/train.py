@@ -101,5 +101,7 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as err:  # as cli.main shows them, and resume=True as `--resume OUTPUT`
         return fail(as_flags(str(err), {**FLAGS, "resume": f"--resume {run_folder}"}))
     if int(os.environ.get("RANK", "0")) == 0:  # train() has left the process group: ask torchrun's env
-        print(f"best {result.metric} {result.best_top1:.2f}%  →  {display_path(result.output / 'best')}", file=sys.stderr)
+        print(
+            f"best {result.metric} {result.best_top1:.2f}%  →  {display_path(result.output / 'best')}", file=sys.stderr
+        )
     return 0

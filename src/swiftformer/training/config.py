@@ -362,7 +362,9 @@ def _check_ranges(config: TrainConfig) -> None:
         "expected 0 < MIN <= MAX <= 1 (fractions of the image area)",
     )
     _require(config, ("eval_crop_pct",), lambda v: _number(v) and 0 < v <= 1, "expected a number in (0, 1]")
-    _require(config, ("iterations",), lambda v: v is None or (_integer(v) and v >= 1), "expected a positive integer or none")
+    _require(
+        config, ("iterations",), lambda v: v is None or (_integer(v) and v >= 1), "expected a positive integer or none"
+    )
     _require(config, ("poly_power",), lambda v: _number(v) and v > 0, "expected a positive number")
     _require(config, ("cat_max_ratio",), lambda v: _number(v) and 0 < v <= 1, "expected a number in (0, 1]")
     _require(config, ("resize_ratio",), _two_numbers, "expected two numbers MIN MAX")

@@ -9,7 +9,7 @@ checkpoints, exact resume, ``torchrun`` and the logs, is the Trainer's.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -74,7 +74,8 @@ class SegmentationTrainer(Trainer):
     def _loss(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
             logits = self.train_model(images).logits  # (B, K, H, W)
-        return self.model.loss(logits, labels)  # float32 cross-entropy over the labelled pixels
+        model = cast(SwiftFormerForSemanticSegmentation, self.model)
+        return model.loss(logits, labels)  # float32 cross-entropy over the labelled pixels
 
     def evaluate(self, model: torch.nn.Module) -> dict[str, Any]:
         """Validation mIoU and pixel accuracy (percent) and the loss; one image per batch (sizes differ)."""

@@ -81,7 +81,9 @@ class ADE20KDataset(torch.utils.data.Dataset):
                     f"{path} not found: an ADE20K-layout folder has images/{folder}/*.jpg and annotations/{folder}/*.png"
                 )
         self.classes = read_class_names(self.root)
-        files = sorted(p for p in images.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
+        files = sorted(
+            p for p in images.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+        )
         if not files:
             raise ValueError(f"{images} holds no images")
         self.samples: list[tuple[str, str]] = []
@@ -91,7 +93,9 @@ class ADE20KDataset(torch.utils.data.Dataset):
                 raise ValueError(f"image {image} has no mask {mask}")
             with Image.open(image) as a, Image.open(mask) as b:
                 if a.size != b.size:
-                    raise ValueError(f"mask {mask} is {b.size[0]}×{b.size[1]}, its image {image.name} {a.size[0]}×{a.size[1]}")
+                    raise ValueError(
+                        f"mask {mask} is {b.size[0]}×{b.size[1]}, its image {image.name} {a.size[0]}×{a.size[1]}"
+                    )
             self.samples.append((str(image), str(mask)))
 
     def __len__(self) -> int:
@@ -156,7 +160,10 @@ class SegmentationTrainTransform:
         image, mask = self._resize(image, mask)
         image, mask = self._crop(image, mask)
         if random.random() < self.hflip:
-            image, mask = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT), mask.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+            image, mask = (
+                image.transpose(Image.Transpose.FLIP_LEFT_RIGHT),
+                mask.transpose(Image.Transpose.FLIP_LEFT_RIGHT),
+            )
         if self.photometric:
             image = photometric_distortion(image)
         pixels = _normalize(image, self.mean, self.std)  # (3, h, w)

@@ -64,7 +64,7 @@ from ..io.files import (
     write_json,
 )
 from ..modeling import SwiftFormerForImageClassification
-from ..modeling_utils import uncompiled
+from ..modeling_utils import SwiftFormerPreTrainedModel, uncompiled
 from ..perf import tune_malloc
 from . import distributed
 from .config import (  # noqa: F401 - the training API in one place
@@ -423,7 +423,7 @@ class Trainer:
                 "e.g. rand-m9-mstd0.5-inc1, augmix-m5-w4-d2, original, v0, 3a, or none"
             ) from None
 
-    def _build_model(self) -> SwiftFormerForImageClassification:
+    def _build_model(self) -> SwiftFormerPreTrainedModel:
         c = self.config
         id2label = dict(enumerate(self.classes))
         overrides: dict[str, Any] = {
