@@ -112,7 +112,7 @@ def test_logits_at_input_resolution_and_loss_over_labelled_pixels():
     expected = torch.nn.functional.cross_entropy(out.logits[:, :, 35:], labels[:, 35:])
     torch.testing.assert_close(model(pixels, labels=ignored).loss, expected, rtol=1e-5, atol=1e-6)
     loss, logits = model(pixels, labels=labels, return_dict=False)
-    torch.testing.assert_close(logits, out.logits)
+    torch.testing.assert_close((loss, logits), (out.loss, out.logits))
 
 
 def test_labels_outside_the_classes_are_one_clear_error():
@@ -155,9 +155,9 @@ def test_backbone_loads_from_a_classification_checkpoint_and_the_head_is_new(tmp
 
 
 def test_config_validates_the_head_fields():
-    with pytest.raises(ValueError, match="decoder_num_groups.*must divide decoder_channels=16"):
+    with pytest.raises(ValueError, match=r"decoder_num_groups.*must divide decoder_channels=16"):
         SwiftFormerSegmentationConfig(decoder_channels=16, decoder_num_groups=5)
-    with pytest.raises(ValueError, match="semantic_loss_ignore_index.*is a class index"):
+    with pytest.raises(ValueError, match=r"semantic_loss_ignore_index.*is a class index"):
         SwiftFormerSegmentationConfig(num_labels=4, semantic_loss_ignore_index=2)
     with pytest.raises(ValueError, match="not the stem"):
         SwiftFormerSegmentationConfig(out_features=["stem", "stage1"])
