@@ -52,7 +52,7 @@ def draw_sample(rng: np.random.Generator) -> tuple[Image.Image, Image.Image]:
     mask = Image.new("L", (w, h), 1)
     draw, mask_draw = ImageDraw.Draw(image), ImageDraw.Draw(mask)
     for _ in range(int(rng.integers(1, 4))):
-        index, side = int(rng.integers(2, 5)), int(rng.integers(14, 30))
+        index, side = int(rng.integers(2, 5)), int(rng.integers(22, 44))
         x, y = int(rng.integers(0, w - side)), int(rng.integers(0, h - side))
         colour = tuple(int(c) for c in np.array(SHAPE_COLOURS[index]) + rng.integers(-25, 25, 3))
         if index == 4:
@@ -232,9 +232,9 @@ def test_evaluate_segmentation_counts_iou_and_pixel_accuracy():
 # A random-init tiny segmenter (as a model folder, so that --init sets the head's widths too), 64² crops.
 TRAIN_ARGS = [
     "--task", "segmentation", "--image-size", 64, "--batch-size", 8, "--workers", 0, "--precision", "fp32",
-    "--no-channels-last", "--lr", 2e-3, "--seed", 0, "--drop-path-rate", 0,
+    "--no-channels-last", "--lr", 5e-3, "--seed", 0, "--drop-path-rate", 0, "--no-photometric",
 ]  # fmt: skip
-MIOU_BAR = 50.0  # chance: all "ground" scores 1/4 of its IoU ≈ 20; measured 0.0 on this machine (see docs/dense.md)
+MIOU_BAR = 50.0  # majority class ("ground" everywhere): ≈ 20; measured 75.9 (docs/dense.md)
 
 
 def random_init_folder(path: Path) -> Path:
@@ -243,7 +243,7 @@ def random_init_folder(path: Path) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(600)  # about 90 s alone on 2 cores; the shared CI machine can be several times slower
 def test_training_on_synthetic_shapes_reaches_miou_well_above_chance(ade_dir: Path, tmp_path: Path, capsys):
     init = random_init_folder(tmp_path / "init")
     code, out, err = run_cli(
@@ -279,7 +279,7 @@ def test_training_on_synthetic_shapes_reaches_miou_well_above_chance(ade_dir: Pa
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(600)
 def test_resume_after_sigkill_replays_exactly(tmp_path: Path):
     data = write_ade_folder(tmp_path / "ade", train=24, val=4)
     init = random_init_folder(tmp_path / "init")

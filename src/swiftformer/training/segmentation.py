@@ -9,6 +9,7 @@ checkpoints, exact resume, ``torchrun`` and the logs, is the Trainer's.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, cast
 
 import torch
@@ -47,8 +48,8 @@ class SegmentationTrainer(Trainer):
             raise ValueError(f"{display_path(c.data_dir)}: the training and validation classes differ")
         return train_set, val_set, list(train_set.classes)
 
-    def _collate(self, batch: list[tuple]) -> Any:
-        return data.collate_segmentation(batch)
+    def _collate_fn(self) -> Callable[[list[tuple]], Any]:
+        return data.collate_segmentation
 
     def _eval_processor(self) -> SwiftFormerImageProcessor:
         """Evaluation and ``predict``: the shortest edge to the crop size, the aspect ratio kept (mmseg's ADE20K
@@ -85,7 +86,7 @@ class SegmentationTrainer(Trainer):
             self.val_set, shard_indices(len(self.val_set), self.dist.rank, self.dist.world_size)
         )
         loader = torch.utils.data.DataLoader(
-            subset, batch_size=1, num_workers=self.config.workers, collate_fn=self._collate
+            subset, batch_size=1, num_workers=self.config.workers, collate_fn=data.collate_segmentation
         )
         result = evaluate_segmentation(
             model,

@@ -37,7 +37,7 @@ import re
 import shutil
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -369,7 +369,7 @@ class Trainer:
         assert path is not None  # no error: a path
         return Path(path)
 
-    # A subclass per task (TRAINERS) replaces these: the data, the model, the loss, the validation metrics.
+    # A subclass per task (trainer_class) replaces these: the data, the model, the loss, the validation metrics.
     primary_metric = "val_top1"  # what picks the best model (best/), in TrainResult.best_top1
     metric_name = "top-1"
 
@@ -389,10 +389,11 @@ class Trainer:
         val_set = data.open_dataset(c.data_dir, "val", data.build_eval_transform(self.processor), classes=classes)
         return train_set, val_set, classes
 
-    def _collate(self, batch: list[tuple]) -> Any:
+    def _collate_fn(self) -> Callable[[list[tuple]], Any]:
+        """What stacks a batch's items: a module-level function, which DataLoader workers can pickle."""
         from .data import collate
 
-        return collate(batch)
+        return collate
 
     def _eval_processor(self) -> SwiftFormerImageProcessor:
         size, crop = self.config.image_size, self.config.eval_crop_pct
@@ -518,7 +519,7 @@ class Trainer:
             self.train_set,
             batch_sampler=self.sampler,
             num_workers=c.workers,
-            collate_fn=self._collate,
+            collate_fn=self._collate_fn(),
             persistent_workers=False,
         )
         self.train_model.train()
