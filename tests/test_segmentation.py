@@ -268,12 +268,12 @@ def test_training_on_synthetic_shapes_reaches_miou_well_above_chance(ade_dir: Pa
     code, _, err = run_cli(capsys, "predict", images / "000.jpg", "--model", best, "--masks", tmp_path / "masks",
                            "--overlay")  # fmt: skip
     assert code == 0, err
-    mask = Image.open(tmp_path / "masks" / "000.png")
-    assert mask.mode == "P" and mask.size == Image.open(images / "000.jpg").size
-    assert set(np.unique(np.asarray(mask))) <= set(range(len(CLASSES)))
+    with Image.open(tmp_path / "masks" / "000.png") as mask, Image.open(images / "000.jpg") as image:
+        assert mask.mode == "P" and mask.size == image.size
+        assert set(np.unique(np.asarray(mask))) <= set(range(len(CLASSES)))
     assert (tmp_path / "masks" / "000.overlay.png").is_file()
 
-    for command in (["explain", images / "000.jpg"], ["serve"]):
+    for command in (["explain", images / "000.jpg", "--output", tmp_path / "cams"], ["serve"]):
         code, _, err = run_cli(capsys, *command, "--model", best)
         assert code == 2 and err.count("\n") == 1 and "is for classification models only" in err
 
@@ -292,7 +292,7 @@ def test_resume_after_sigkill_replays_exactly(tmp_path: Path):
 
     resumed = run_process(["-m", "swiftformer", "train", "--resume", killed])
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert "epoch 2/3" in resumed.stdout and "epoch 3/3" in resumed.stdout
+    assert "epoch 2/3" in resumed.stdout and "epoch 3/3" in resumed.stdout and "best mIoU" in resumed.stderr
     uninterrupted = run_process([*args, "--output", whole])
     assert uninterrupted.returncode == 0, uninterrupted.stdout + uninterrupted.stderr
 

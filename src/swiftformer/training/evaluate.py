@@ -385,7 +385,7 @@ def evaluate_segmentation(
     present = union > 0
     return SegmentationEvalResult(
         miou=float(100.0 * (tp[present] / union[present]).mean()) if present.any() else float("nan"),
-        pixel_accuracy=100.0 * tp.sum() / pixels if pixels else float("nan"),
+        pixel_accuracy=float(100.0 * tp.sum() / pixels) if pixels else float("nan"),
         loss=loss_sum / pixels if pixels else float("nan"),
         images=int(images),
         seconds=seconds,

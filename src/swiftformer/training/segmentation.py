@@ -96,7 +96,12 @@ class SegmentationTrainer(Trainer):
             device=self.device,
             autocast_dtype=self.amp_dtype,
         )
-        return {"val_miou": result.miou, "val_pixel_accuracy": result.pixel_accuracy, "val_loss": result.loss}
+        # Python floats: the history goes into checkpoint.pt, which loads with weights_only (no numpy scalars).
+        return {
+            "val_miou": float(result.miou),
+            "val_pixel_accuracy": float(result.pixel_accuracy),
+            "val_loss": float(result.loss),
+        }
 
     def _val_summary(self, metrics: dict[str, Any]) -> tuple[str, str]:
         val = (
