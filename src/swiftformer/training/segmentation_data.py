@@ -32,6 +32,20 @@ SPLITS = {"train": "training", "val": "validation"}
 CLASS_FILES = ("objectInfo150.txt", "objectInfo150.csv", "classes.txt")
 
 
+class SegmentationDataError(ValueError):
+    """A bad item of a segmentation dataset, in one line.
+
+    Raised in a DataLoader worker, it comes back to the main process as torch rebuilds it there:
+    ``SegmentationDataError("Caught ... in DataLoader worker process N.\\nOriginal Traceback ...")``; the message
+    is then the original one again (the traceback's last line), so that the command line still shows one line.
+    """
+
+    def __init__(self, message: str) -> None:
+        if "\nOriginal Traceback" in message:
+            message = message.rstrip().splitlines()[-1].split(": ", 1)[-1]
+        super().__init__(message)
+
+
 class SegmentationBatch(NamedTuple):
     pixel_values: torch.Tensor | None  # (B, 3, H, W) float32
     labels: torch.Tensor | None  # (B, H, W) int64, IGNORE_INDEX where unlabelled
@@ -90,10 +104,10 @@ class ADE20KDataset(torch.utils.data.Dataset):
         for image in files:
             mask = masks / (image.stem + ".png")
             if not mask.is_file():
-                raise ValueError(f"image {image} has no mask {mask}")
+                raise SegmentationDataError(f"image {image} has no mask {mask}")
             with Image.open(image) as a, Image.open(mask) as b:
                 if a.size != b.size:
-                    raise ValueError(
+                    raise SegmentationDataError(
                         f"mask {mask} is {b.size[0]}×{b.size[1]}, its image {image.name} {a.size[0]}×{a.size[1]}"
                     )
             self.samples.append((str(image), str(mask)))
@@ -105,12 +119,12 @@ class ADE20KDataset(torch.utils.data.Dataset):
         """The class indices (H, W) uint8 of an index PNG, 0..num_classes-1 or IGNORE_INDEX."""
         with Image.open(path) as image:
             if image.mode not in ("L", "P"):
-                raise ValueError(f"mask {path} is a {image.mode} image: expected an index PNG (mode L or P)")
+                raise SegmentationDataError(f"mask {path} is a {image.mode} image: expected an index PNG (mode L or P)")
             mask = np.asarray(image, dtype=np.uint8)
         top = int(mask.max()) if mask.size else 0
         limit = len(self.classes) + (1 if self.reduce_zero_label else 0)  # with the reduction, 0 is "other"
         if top >= limit and top != IGNORE_INDEX:
-            raise ValueError(f"mask {path} holds index {top}, above the {len(self.classes)} classes")
+            raise SegmentationDataError(f"mask {path} holds index {top}, above the {len(self.classes)} classes")
         if self.reduce_zero_label:
             mask = mask - np.uint8(1)  # uint8: 0 ("other") wraps to 255, ignored; 255 stays ignored below
             mask[mask == IGNORE_INDEX - 1] = IGNORE_INDEX
