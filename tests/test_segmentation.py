@@ -274,7 +274,7 @@ def test_training_on_synthetic_shapes_reaches_miou_well_above_chance(ade_dir: Pa
     final = metrics[-1]
     assert final["epoch"] == 12 and "val_miou" in final  # 120 iterations of 10 steps
     assert final["val_miou"] >= MIOU_BAR, final
-    assert "best mIoU" in err
+    assert "best mIoU" in err and (tmp_path / "run" / "accuracy.png").is_file()  # mIoU is plotted
 
     best = tmp_path / "run" / "best"
     code, out, _ = run_cli(capsys, "eval", "--task", "segmentation", "--data-dir", ade_dir, "--model", best,
