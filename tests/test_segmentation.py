@@ -34,6 +34,7 @@ from swiftformer.training.segmentation_data import (
     ADE20KDataset,
     SegmentationTrainTransform,
     collate_segmentation,
+    read_class_names,
 )
 
 CLASSES = ["ground", "disc", "box", "wedge"]
@@ -178,6 +179,15 @@ def test_ade_layout_items_reduce_zero_label_and_the_train_transform(ade_dir: Pat
     assert (crop[-1] == IGNORE_INDEX).all() and (pixels[:, -1] == 0).all()
     batch = collate_segmentation([(pixels, crop, "a"), (None, None, "b")])
     assert batch.pixel_values.shape == (1, 3, 96, 96) and batch.unreadable == ["b"]
+
+
+def test_class_names_from_ade20ks_object_table(tmp_path: Path):
+    table = "Idx\tRatio\tTrain\tVal\tName\n1\t0.1576\t11664\t1172\twall\n2\t0.1072\t6046\t612\tbuilding;edifice\n"
+    (tmp_path / "objectInfo150.txt").write_text(table)
+    assert read_class_names(tmp_path) == ["wall", "building"]
+    (tmp_path / "objectInfo150.txt").unlink()
+    with pytest.raises(FileNotFoundError, match=r"has no class list: expected one of objectInfo150\.txt"):
+        read_class_names(tmp_path)
 
 
 def small_ade(root: Path) -> Path:

@@ -15,6 +15,7 @@ scores the logits upsampled to the mask's full size.
 
 from __future__ import annotations
 
+import csv
 import os
 import random
 from collections.abc import Callable
@@ -60,9 +61,9 @@ def read_class_names(root: Path) -> list[str]:
         if not path.is_file():
             continue
         lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        if name != "classes.txt":
-            sep = "\t" if "\t" in lines[0] else ","
-            lines = [line.split(sep)[-1].split(";")[0].strip() for line in lines[1:]]  # skip the header
+        if name != "classes.txt":  # a header, then Idx, Ratio, Train, Val, Name (quoted in the CSV when it has commas)
+            rows = csv.reader(lines[1:], delimiter="\t" if "\t" in lines[0] else ",")
+            lines = [row[-1].split(";")[0].strip() for row in rows if row]
         if not lines:
             raise ValueError(f"{path} names no classes")
         return lines
