@@ -21,9 +21,12 @@ _EXPORTS = {
     "SwiftFormerBackbone": "modeling",
     "EfficientAdditiveAttention": "layers",
     "ConvEncoder": "layers",
+    "SwiftFormerSegmentationConfig": "configuration",
+    "SwiftFormerForSemanticSegmentation": "modeling_segmentation",
     "BaseModelOutputWithNoAttention": "outputs",
     "ImageClassifierOutputWithNoAttention": "outputs",
     "BackboneOutput": "outputs",
+    "SemanticSegmenterOutput": "outputs",
     "SwiftFormerImageProcessor": "image_processing",
     "CheckpointError": "errors",
     "CheckpointShapeError": "errors",
@@ -53,7 +56,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from .configuration import ATTENTION_VARIANTS, VARIANTS, SwiftFormerConfig
+    from .configuration import ATTENTION_VARIANTS, VARIANTS, SwiftFormerConfig, SwiftFormerSegmentationConfig
     from .convert import ConversionResult, convert_checkpoint
     from .errors import CheckpointError, CheckpointShapeError
     from .image_processing import SwiftFormerImageProcessor
@@ -66,4 +69,10 @@ if TYPE_CHECKING:
         SwiftFormerModel,
         SwiftFormerPreTrainedModel,
     )
-    from .outputs import BackboneOutput, BaseModelOutputWithNoAttention, ImageClassifierOutputWithNoAttention
+    from .modeling_segmentation import SwiftFormerForSemanticSegmentation
+    from .outputs import (
+        BackboneOutput,
+        BaseModelOutputWithNoAttention,
+        ImageClassifierOutputWithNoAttention,
+        SemanticSegmenterOutput,
+    )

@@ -804,3 +804,70 @@ class SwiftFormerConfig:
 
 # The config's fields (its constructor's named arguments), which extra keys are checked against for typos.
 _FIELD_NAMES = tuple(name for name in inspect.signature(SwiftFormerConfig).parameters if name != "extra")
+
+
+class SwiftFormerSegmentationConfig(SwiftFormerConfig):
+    """A :class:`SwiftFormerConfig` with the Semantic FPN head's settings (Kirillov et al. 2019), for
+    :class:`~swiftformer.modeling_segmentation.SwiftFormerForSemanticSegmentation`.
+
+    The same ``model_type`` ("swiftformer"): a classifier's ``config.json`` reads as one (the head's
+    fields take their defaults), and a segmentation folder's reads as a plain config (the head's fields
+    kept as extra keys). By default the backbone returns the four stages, each through its own
+    BatchNorm, as the paper's segmentation backbone does (``backbone_norm=True``).
+
+    Args:
+        fpn_channels: Width of the FPN's lateral and top-down maps (256 in the paper's head).
+        decoder_channels: Width of the per-level 3×3 conv-GN-ReLU stacks and of the classifier's
+            input (128 in Semantic FPN).
+        decoder_num_groups: GroupNorm groups of those stacks (32); must divide ``decoder_channels``.
+        classifier_dropout: Dropout before the 1×1 classifier (0.1, as mmseg's FPN head).
+        semantic_loss_ignore_index: Label ignored by the loss and the metrics (255, transformers' name);
+            ADE20K's "other" (0) becomes 255 with ``reduce_zero_label`` (docs/dense.md).
+        **kwargs: Every :class:`SwiftFormerConfig` field (``num_labels``, ``id2label``: the classes).
+    """
+
+    def __init__(
+        self,
+        fpn_channels: int = 256,
+        decoder_channels: int = 128,
+        decoder_num_groups: int = 32,
+        classifier_dropout: float = 0.1,
+        semantic_loss_ignore_index: int = 255,
+        **kwargs: Any,
+    ) -> None:
+        self.fpn_channels = fpn_channels
+        self.decoder_channels = decoder_channels
+        self.decoder_num_groups = decoder_num_groups
+        self.classifier_dropout = classifier_dropout
+        self.semantic_loss_ignore_index = semantic_loss_ignore_index
+        if kwargs.get("out_features") is None and kwargs.get("out_indices") is None:
+            stages = len(kwargs["depths"]) if isinstance(kwargs.get("depths"), (list, tuple)) else 4
+            kwargs["out_indices"] = list(range(1, stages + 1))  # every stage; the stem is stage 1's size
+        kwargs.setdefault("backbone_norm", True)
+        super().__init__(**kwargs)
+
+    def validate(self, *, architecture_only: bool = False) -> None:
+        """:meth:`SwiftFormerConfig.validate`, then the head's fields."""
+        super().validate(architecture_only=architecture_only)
+        for field in ("fpn_channels", "decoder_channels", "decoder_num_groups"):
+            self._check_ints(field, [getattr(self, field)], length=1, maximum=LIMITS["embed_dim"])
+        if self.decoder_channels % self.decoder_num_groups:
+            self._fail("decoder_num_groups", f"must divide decoder_channels={self.decoder_channels}")
+        if not _is_number(self.classifier_dropout) or not 0.0 <= self.classifier_dropout < 1.0:
+            self._fail("classifier_dropout", "expected a rate in [0, 1)")
+        if not _is_int(self.semantic_loss_ignore_index):
+            self._fail("semantic_loss_ignore_index", "expected an integer label")
+        if 0 <= self.semantic_loss_ignore_index < self.num_labels:
+            self._fail(
+                "semantic_loss_ignore_index", f"is a class index (num_labels={self.num_labels}); use 255 or -100"
+            )
+        if "stem" in self.out_features:
+            self._fail("out_features", "the FPN takes the stages (stage1..stageN), not the stem")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], **overrides: Any) -> SwiftFormerSegmentationConfig:
+        """As :meth:`SwiftFormerConfig.from_dict`; a config without the head's fields (a classifier's or a
+        backbone's) also drops its feature-map selection, so the head gets every stage, normalized."""
+        if "fpn_channels" not in data:
+            data = {k: v for k, v in data.items() if k not in ("out_features", "out_indices", "backbone_norm")}
+        return super().from_dict(data, **overrides)  # type: ignore[return-value]

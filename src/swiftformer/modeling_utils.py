@@ -34,7 +34,13 @@ from .io.checkpoints import (
     save_state_dict_file,
     write_model_folder,
 )
-from .outputs import BackboneOutput, BaseModelOutputWithNoAttention, ImageClassifierOutputWithNoAttention, ModelOutput
+from .outputs import (
+    BackboneOutput,
+    BaseModelOutputWithNoAttention,
+    ImageClassifierOutputWithNoAttention,
+    ModelOutput,
+    SemanticSegmenterOutput,
+)
 
 ModelT = TypeVar("ModelT", bound="SwiftFormerPreTrainedModel")
 
@@ -60,7 +66,8 @@ def _register_outputs_as_pytree_nodes() -> None:
         names = tuple(out.keys())
         return [(pytree.GetAttrKey(name), getattr(out, name)) for name in names], names
 
-    for cls in (BaseModelOutputWithNoAttention, ImageClassifierOutputWithNoAttention, BackboneOutput):
+    outputs = (BaseModelOutputWithNoAttention, ImageClassifierOutputWithNoAttention, BackboneOutput)
+    for cls in (*outputs, SemanticSegmenterOutput):
         if cls in pytree.SUPPORTED_NODES:
             continue
 

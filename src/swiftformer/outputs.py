@@ -135,3 +135,20 @@ class BackboneOutput(ModelOutput):
 
     feature_maps: tuple[Any, ...] | None = None
     hidden_states: tuple[Any, ...] | None = None
+
+
+@dataclass
+class SemanticSegmenterOutput(ModelOutput):
+    """Output of :class:`~swiftformer.SwiftFormerForSemanticSegmentation` (transformers' fields).
+
+    Attributes:
+        loss: Scalar cross-entropy over the labelled pixels when ``labels`` were given (pixels equal to
+            ``config.semantic_loss_ignore_index`` are left out).
+        logits: (B, num_labels, H, W), the class scores **at the input's resolution** (the head's 1/4-scale
+            scores bilinearly upsampled), unlike transformers' segmenters, which return them at 1/4 scale.
+        hidden_states: When requested, as in :class:`BaseModelOutputWithNoAttention`.
+    """
+
+    loss: Any = None
+    logits: Any = None
+    hidden_states: tuple[Any, ...] | None = None

@@ -86,10 +86,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if value is not None and value < 1:
             return fail(f"--{option.replace('_', '-')} must be at least 1, got {value}")
     if args.command in CLASSIFICATION_ONLY and isinstance(getattr(args, "model", None), str):
-        from ..detection.config import is_detector
+        from ..detection.config import dense_model_problem
 
-        if is_detector(args.model):
-            return fail(f"{args.model} is a detection model: {args.command} is classification-only")
+        problem = dense_model_problem(args.model, args.command)  # serve checks each of its --model when it loads
+        if problem:
+            return fail(problem)
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
     logging.getLogger("swiftformer").addHandler(handler)  # our warnings only; other libraries log their own

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..hardware import process_cores
+from ..training.config import TASKS
 from .common import add_decode_argument, add_hub_arguments, hub_options
 
 # How the library's messages name what these flags set (cli.main shows them as the flags).
@@ -25,18 +26,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``swiftformer eval``."""
     parser.add_argument(
         "--task",
-        choices=["classification", "detection"],
+        choices=TASKS,
         default="classification",
-        help="classification (default): an image folder; detection: a detector folder on COCO-format data, "
-        "box and mask AP through pycocotools (docs/dense.md)",
+        help="classification (top-1/top-5 on an image folder), detection (a detector folder on COCO-format data: box "
+        "and mask AP through pycocotools) or segmentation (mIoU, pixel accuracy, per-class IoU) (docs/dense.md)",
     )
     parser.add_argument(
         "--data-dir",
         required=True,
-        help="image folder: DIR/CLASS/IMAGE; --task detection: DIR/annotations/instances_*.json",
+        help="image folder DIR/CLASS/IMAGE; --task detection: DIR/annotations/instances_*.json; --task "
+        "segmentation: an ADE20K-layout folder (its validation split)",
     )
     parser.add_argument(
         "--split", default="val", help="--task detection: the split, annotations/instances_SPLIT*.json (default val)"
+    )
+    parser.add_argument(
+        "--reduce-zero-label",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="--task segmentation: mask index 0 is 'other' (ignored), 1..K are the classes (ADE20K; default on)",
     )
     parser.add_argument("--model", required=True, help="model folder or hub id, e.g. MBZUAI/swiftformer-xs")
     parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
@@ -111,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
         if args.task == "detection":
             return _evaluate_detection(args, device, info.is_main)
         hub = hub_options(args)
+        if args.task == "segmentation":
+            return _run_segmentation(args, device, hub, info.is_main)
         model = SwiftFormerForImageClassification.from_pretrained(args.model, **hub)
         processor, note = load_processor(args.model, **hub)
         if note:
@@ -203,6 +213,61 @@ def _evaluate_detection(args: argparse.Namespace, device: torch.device, main: bo
                 print(f"wrote {display_path(Path(args.output) / 'eval.json')}, detections.json")
     distributed.barrier()
     return 0
+
+
+def _run_segmentation(args: argparse.Namespace, device: torch.device, hub: dict, main: bool) -> int:
+    """``eval --task segmentation``: mIoU, pixel accuracy and per-class IoU on the folder's validation split."""
+    from torch.utils.data import DataLoader, Subset
+
+    from ..image_processing import load_processor
+    from ..modeling_segmentation import SwiftFormerForSemanticSegmentation
+    from ..training import distributed
+    from ..training.evaluate import evaluate_segmentation, shard_indices
+    from ..training.segmentation_data import ADE20KDataset, SegmentationEvalTransform, collate_segmentation
+
+    model = SwiftFormerForSemanticSegmentation.from_pretrained(args.model, **hub)
+    processor, note = load_processor(args.model, **hub)
+    if note and main:
+        print(f"note: {note}", file=sys.stderr)
+    dataset = ADE20KDataset(
+        args.data_dir, "val", SegmentationEvalTransform(processor), reduce_zero_label=args.reduce_zero_label
+    )
+    if len(dataset.classes) != model.num_labels:
+        raise ValueError(
+            f"{args.data_dir} has {len(dataset.classes)} classes, the model {model.num_labels}: "
+            "evaluate it on the data it was trained for"
+        )
+    info = distributed.current()
+    shard = Subset(dataset, shard_indices(len(dataset), info.rank, info.world_size)) if info.enabled else dataset
+    loader = DataLoader(shard, batch_size=1, num_workers=args.workers, collate_fn=collate_segmentation)
+    result = evaluate_segmentation(
+        model,
+        loader,
+        num_classes=model.num_labels,
+        class_names=[model.config.id2label[i] for i in range(model.num_labels)],
+        ignore_index=model.config.semantic_loss_ignore_index,
+        device=device,
+        autocast_dtype=_precision(args.precision, device),
+        progress=args.progress,
+    )
+    if main:
+        report = {"model": str(args.model), "data_dir": str(args.data_dir), "task": "segmentation", **result.to_dict()}
+        if args.output:
+            from ..io.files import atomic_write, staging
+
+            with staging(args.output) as out, atomic_write(out / "eval.json", "w") as handle:
+                handle.write(json.dumps(report) + "\n")
+        if args.json:
+            print(json.dumps(report))
+        else:
+            print(f"{'mIoU:':13s}{result.miou:.2f} %")
+            print(f"{'pixel acc:':13s}{result.pixel_accuracy:.2f} %")
+            print(f"{'loss:':13s}{result.loss:.4f}")
+            print(f"{'images:':13s}{result.images}  ({result.seconds:.1f} s)")
+            for name, iou in result.per_class_iou.items():
+                print(f"  {'-' if iou is None else f'{iou:6.2f}'}  {name}")
+    distributed.barrier()
+    return 1 if result.unreadable else 0
 
 
 def _report(result: EvalResult, args: argparse.Namespace, num_classes: int) -> None:

@@ -53,6 +53,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="also write into DIR an overlay PNG of where the model looked for each image's top class (Grad-CAM "
         "on the eager model at its default stage; pip install .[explain]; docs/explain.md)",
     )
+    p.add_argument(
+        "--masks",
+        metavar="DIR",
+        help="segmentation models: write each image's classes as an index PNG DIR/NAME.png (palette colours; "
+        "docs/dense.md)",
+    )
+    p.add_argument(
+        "--overlay", action="store_true", help="with --masks: also DIR/NAME.overlay.png, colours over the image"
+    )
     add_batch_arguments(p)
     add_hub_arguments(p)
 
@@ -151,6 +160,12 @@ def run(args: argparse.Namespace) -> int:
     problem = check(args)
     if problem:
         return fail(problem)
+    from ..modeling_segmentation import is_segmentation_folder
+
+    if is_segmentation_folder(args.model):
+        return run_masks(args)
+    if args.masks is not None or args.overlay:
+        return fail(f"--masks and --overlay are for segmentation models; {args.model} is a classifier")
     from ..batch import JobSpec
 
     spec = JobSpec(
@@ -194,6 +209,32 @@ def run_detector(args: argparse.Namespace) -> int:
         handle.write(text)
     print(f"{len(results)} detections in {len(paths)} images → {display_path(args.output)}", file=sys.stderr)
     return 0
+
+
+def run_masks(args: argparse.Namespace) -> int:
+    """``predict`` on a segmentation model: index PNGs (and overlays) into ``--masks``; 1 if an image failed."""
+    from ..batch.inputs import check_inputs
+    from ..batch.segmentation import predict_masks
+    from ..io.files import display_path, printable
+
+    if args.masks is None:
+        return fail(f"{args.model} is a semantic segmentation model: pass --masks DIR to write its masks")
+    if args.output is not None or args.explain is not None or args.ray:
+        return fail("a segmentation model writes --masks DIR; --output, --explain and --ray are for classifiers")
+    if os.path.exists(args.masks) and not os.path.isdir(args.masks):
+        return fail(f"--masks {display_path(args.masks)} is a file, not a folder")
+    check_inputs(args.images)
+    errors: list[str] = []
+
+    def report(path: str, message: str) -> None:
+        errors.append(path)
+        print(f"{display_path(path)}: error: {printable(message)}", file=sys.stderr)
+
+    written = predict_masks(
+        args.model, args.images, args.masks, overlays=args.overlay, hub=hub_options(args), on_error=report
+    )
+    print(f"swiftformer predict: {len(written)} masks -> {display_path(args.masks)}", file=sys.stderr)
+    return 1 if errors else 0
 
 
 def _printer(as_json: bool):

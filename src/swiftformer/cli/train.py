@@ -31,8 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--recipe",
         choices=sorted(RECIPES),
-        help="paper (the original code's ImageNet settings per variant), finetune, or coco-maskrcnn-1x (detection's "
-        "1x schedule); default: " + ", ".join(f"{recipe} for --task {task}" for task, recipe in TASK_RECIPES.items()),
+        help="paper (the original code's ImageNet settings per variant), finetune, coco-maskrcnn-1x (detection's "
+        "1x schedule) or ade20k-fpn (the paper's ADE20K Semantic FPN); default: "
+        + ", ".join(f"{recipe} for --task {task}" for task, recipe in TASK_RECIPES.items()),
     )
     parser.add_argument(
         "--overwrite",
@@ -70,6 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(
                 flag,
                 dest=f.name,
+                choices=TASKS if f.name == "task" else None,
                 type=_optional(base),
                 default=argparse.SUPPRESS,
                 help=None if "None" not in kind else "'none' for no value",
@@ -111,6 +113,6 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as err:  # as cli.main shows them, and resume=True as `--resume OUTPUT`
         return fail(as_flags(str(err), {**FLAGS, "resume": f"--resume {run_folder}"}))
     if int(os.environ.get("RANK", "0")) == 0:  # train() has left the process group: ask torchrun's env
-        best = {"val_top1": "top-1", "val_bbox_AP": "box AP"}.get(result.metric, result.metric)
+        best = {"val_top1": "top-1", "val_bbox_AP": "box AP", "val_miou": "mIoU"}.get(result.metric, result.metric)
         print(f"best {best} {result.best_top1:.2f}%  →  {display_path(result.output / 'best')}", file=sys.stderr)
     return 0

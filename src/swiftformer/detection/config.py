@@ -18,6 +18,21 @@ def is_detector(path: str | os.PathLike) -> bool:
     return (Path(path) / DETECTOR_CONFIG_NAME).is_file()
 
 
+def dense_model_problem(path: str | os.PathLike, command: str) -> str | None:
+    """The one line a classification-only ``command`` (serve, explain, embed, bench, export) answers for a
+    detector or a semantic segmentation model folder; None for anything else (a classifier, a hub id)."""
+    from ..modeling_segmentation import is_segmentation_folder
+
+    if is_detector(path):
+        return f"{path} is a detection model: {command} is classification-only"
+    if is_segmentation_folder(path):
+        return (
+            f"{command} is for classification models only; {path} is a semantic segmentation model "
+            "(swiftformer predict --masks DIR writes its masks)"
+        )
+    return None
+
+
 @dataclass
 class DetectorConfig:
     """What builds a detector: the backbone's config, the labels, and the Mask R-CNN sizes that differ from

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..detection.config import is_detector
+from ..detection.config import dense_model_problem
 from ..image_processing import SwiftFormerImageProcessor, load_processor
 from ..inference import load_model, optimize_for_inference
 from .images import output_size
@@ -133,8 +133,9 @@ def load_classifier(
     The path is a folder, a hub id, or a variant name (``"xs"``: random weights, ImageNet preprocessing; for
     trying the server out)."""
     path = path or model.path
-    if is_detector(path):
-        raise ValueError(f"{path} is a detection model: serve is classification-only")
+    problem = dense_model_problem(path, "serve")
+    if problem:
+        raise ValueError(problem)
     loaded = load_model(path, hub or {})
     processor, note = load_processor(path, **(hub or {}))
     if note:

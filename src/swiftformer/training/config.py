@@ -25,8 +25,8 @@ CHECKPOINT_NAME = "checkpoint.pt"
 TRAIN_CONFIG_NAME = "train_config.json"  # a run's settings (a model folder's is config.json)
 METRICS_NAME = "metrics.jsonl"
 # What a run trains (``task``), and the recipe a task starts from when none is named.
-TASKS = ("classification", "detection")
-TASK_RECIPES = {"classification": "paper", "detection": "coco-maskrcnn-1x"}
+TASKS = ("classification", "detection", "segmentation")
+TASK_RECIPES = {"classification": "paper", "detection": "coco-maskrcnn-1x", "segmentation": "ade20k-fpn"}
 
 
 @dataclass
@@ -34,7 +34,9 @@ class TrainConfig:
     """Every training setting. Defaults are neutral; recipes (:data:`RECIPES`) fill in the rest."""
 
     # data and model
-    task: str = "classification"  # classification (an image folder) | detection (COCO, Mask R-CNN: docs/dense.md)
+    # one of TASKS: classification (an image folder) | detection (COCO, Mask R-CNN) | segmentation (ADE20K
+    # layout, Semantic FPN): docs/dense.md
+    task: str = "classification"
     data_dir: str | None = None
     output: str | None = None
     variant: str = "xs"
@@ -43,6 +45,9 @@ class TrainConfig:
     image_size: int = 224
     # schedule and optimizer
     epochs: int = 300
+    iterations: int | None = None  # optimizer steps; when set, epochs = ceil(iterations / steps per epoch)
+    schedule: str = "cosine"  # cosine (with warm-up) | poly (lr × (1 - step / total) ** poly_power)
+    poly_power: float = 0.9
     batch_size: int = 128  # per process and micro-step
     grad_accum_steps: int = 1
     lr: float | None = None  # absolute learning rate; None: base_lr (scaled by the global batch with lr_linear_scaling)
@@ -79,6 +84,11 @@ class TrainConfig:
     rpn_proposals: int = 2000  # RPN proposals kept per training image (1000 at inference, torchvision's)
     roi_batch_size: int = 512  # RoIs sampled per image for the box and mask losses
     detections_per_image: int = 100
+    # segmentation data (task=segmentation): ADE20K's conventions, mmseg's augmentation
+    reduce_zero_label: bool = True  # mask index 0 is "other", ignored; 1..K become classes 0..K-1
+    resize_ratio: tuple[float, float] = (0.5, 2.0)  # random resize around (4 × image_size, image_size)
+    cat_max_ratio: float = 0.75  # a crop's largest class covers at most this share of its pixels (10 tries)
+    photometric: bool = True  # brightness, contrast, saturation, hue distortion
     model_ema: bool = True
     ema_decay: float = 0.99996
     # distillation (DeiT hard distillation through dist_head)
@@ -208,6 +218,36 @@ PAPER_VARIANT_SETTINGS: dict[str, dict[str, Any]] = {
     "xs": dict(auto_augment=None, mixup=0.0, cutmix=0.0),
     "s": dict(mixup=0.0, cutmix=0.0),
 }
+# Semantic FPN on ADE20K as the paper trains it (Table 3; mmseg's 40k-iteration schedule): 512² crops, a global
+# batch of 32 (8 processes × 4), AdamW 2e-4, weight decay 1e-4, poly decay (power 0.9) to 0, no warm-up.
+RECIPES["ade20k-fpn"] = dict(
+    task="segmentation",
+    iterations=40_000,
+    batch_size=4,
+    lr=2e-4,
+    min_lr=0.0,
+    warmup_epochs=0,
+    weight_decay=1e-4,
+    schedule="poly",
+    poly_power=0.9,
+    clip_grad=None,
+    image_size=512,
+    smoothing=0.0,
+    auto_augment=None,
+    color_jitter=None,
+    re_prob=0.0,
+    mixup=0.0,
+    cutmix=0.0,
+    repeated_aug=1,
+    model_ema=False,
+    hflip=0.5,
+    drop_path_rate=0.0,  # not stated by the paper; a choice of this recipe
+    reduce_zero_label=True,
+    resize_ratio=(0.5, 2.0),
+    cat_max_ratio=0.75,
+    photometric=True,
+)
+SCHEDULES = ("cosine", "poly")
 
 
 def resolve_config(
@@ -224,8 +264,11 @@ def resolve_config(
     file_values: dict[str, Any] = {}
     if config_file is not None:
         file_values = _read_config_file(config_file)
+    task = str(overrides.get("task") or file_values.get("task") or TrainConfig.task)
     if isinstance(default_recipe, dict):
-        default_recipe = default_recipe.get(str(overrides.get("task") or file_values.get("task") or TrainConfig.task))
+        default_recipe = default_recipe.get(task)
+    elif task != "classification":  # a classification recipe is not another task's default
+        default_recipe = TASK_RECIPES.get(task)
     recipe = overrides.get("recipe") or file_values.get("recipe") or default_recipe
     if recipe is not None:
         if not isinstance(recipe, str) or recipe not in RECIPES:
@@ -249,7 +292,7 @@ def resolve_config(
     for key, value in values.items():
         if isinstance(value, os.PathLike):  # Path objects for data_dir, output, init, ...
             values[key] = os.fspath(value)
-    for key in ("betas", "scale", "lr_steps"):
+    for key in ("betas", "scale", "lr_steps", "resize_ratio"):
         if isinstance(values.get(key), list):
             values[key] = tuple(values[key])
     config = TrainConfig(**values)
@@ -413,6 +456,13 @@ def _check_ranges(config: TrainConfig) -> None:
         lambda v: v is None or (_two_numbers(v) and 0 < v[0] <= v[1]),
         "expected two epochs FIRST SECOND (0 < FIRST <= SECOND) or none",
     )
+    _require(
+        config, ("iterations",), lambda v: v is None or (_integer(v) and v >= 1), "expected a positive integer or none"
+    )
+    _require(config, ("poly_power",), lambda v: _number(v) and v > 0, "expected a positive number")
+    _require(config, ("cat_max_ratio",), lambda v: _number(v) and 0 < v <= 1, "expected a number in (0, 1]")
+    _require(config, ("resize_ratio",), _two_numbers, "expected two numbers MIN MAX")
+    _require(config, ("resize_ratio",), lambda r: 0 < r[0] <= r[1], "expected 0 < MIN <= MAX")
 
 
 def _check_types(config: TrainConfig) -> None:
@@ -440,8 +490,14 @@ def _check_choices(config: TrainConfig) -> None:
         _fail(config, "interpolation", f"expected one of {', '.join(INTERPOLATIONS)}")
     if config.task not in TASKS:
         _fail(config, "task", f"expected one of {', '.join(TASKS)}")
+    if config.schedule not in SCHEDULES:
+        _fail(config, "schedule", f"expected one of {', '.join(SCHEDULES)}")
     if config.task == "detection":
         _check_detection(config)
+    elif config.task != "classification":
+        for name in ("teacher", "mixup", "cutmix", "smoothing"):
+            if getattr(config, name):
+                _fail(config, name, f"applies to classification only, not task={config.task}")
     if config.sync_bn and not config.device.startswith("cuda"):
         _fail(config, "sync_bn", "SyncBatchNorm needs CUDA devices; on CPU each process keeps its own statistics")
 

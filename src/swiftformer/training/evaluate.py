@@ -270,3 +270,126 @@ def map_labels(class_names: list[str], config, verbose: bool = True) -> list[int
         f"{', '.join(map(repr, unknown[:20]))}{' ...' if len(unknown) > 20 else ''} "
         f"(folder names must equal the model's id2label names, e.g. {known})"
     )
+
+
+# ----------------------------------------------------------------------------------- segmentation
+@dataclass
+class SegmentationEvalResult:
+    """Metrics of one segmentation evaluation, over the labelled pixels (the ignore index left out).
+
+    ``miou``: the mean over the classes present in the labels or predictions of IoU = TP / (TP + FP + FN),
+    in percent (mmseg's mIoU: classes with neither are NaN and left out); ``pixel_accuracy``: correct
+    labelled pixels in percent; ``confusion[i, j]``: pixels of class ``i`` predicted as ``j``.
+    """
+
+    miou: float
+    pixel_accuracy: float
+    loss: float
+    images: int
+    seconds: float
+    class_names: list[str]
+    confusion: np.ndarray
+    unreadable: list[str] = field(default_factory=list)
+
+    @property
+    def per_class_iou(self) -> dict[str, float | None]:
+        """IoU in percent per class name; None for a class neither labelled nor predicted."""
+        tp = np.diag(self.confusion).astype(np.float64)
+        union = self.confusion.sum(0) + self.confusion.sum(1) - tp
+        return {name: (100.0 * t / u if u else None) for name, t, u in zip(self.class_names, tp, union)}
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: the metrics (None for NaN), per-class IoU by name."""
+        return {
+            "miou": None if math.isnan(self.miou) else self.miou,
+            "pixel_accuracy": None if math.isnan(self.pixel_accuracy) else self.pixel_accuracy,
+            "loss": None if math.isnan(self.loss) else self.loss,
+            "images": self.images,
+            "seconds": self.seconds,
+            "unreadable": list(self.unreadable),
+            "class_names": list(self.class_names),
+            "per_class_iou": self.per_class_iou,
+        }
+
+
+def evaluate_segmentation(
+    model: torch.nn.Module,
+    loader,
+    *,
+    num_classes: int,
+    class_names: list[str] | None = None,
+    ignore_index: int = 255,
+    device: str | torch.device = "cpu",
+    autocast_dtype: torch.dtype | None = None,
+    progress: bool = False,
+) -> SegmentationEvalResult:
+    """Evaluate a segmenter on ``(pixel_values (B, 3, h, w), labels (B, H, W), ...)`` batches: its logits
+    (B, K, h, w) are bilinearly upsampled to the labels' size, then argmax'ed and counted.
+
+    Exact under ``torchrun`` as :func:`evaluate` (per-process shards, summed counts).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from . import distributed
+
+    device = torch.device(device)
+    info = distributed.current()
+    was_training = model.training
+    model.eval().to(device)
+    autocast = contextlib.nullcontext() if autocast_dtype is None else torch.autocast(device.type, dtype=autocast_dtype)
+    confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device)
+    counts = torch.zeros(3, dtype=torch.float64)  # loss sum, labelled pixels, images
+    unreadable: list[str] = []
+    bar = None
+    if progress and info.is_main:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(loader) if hasattr(loader, "__len__") else None, unit="batch", desc="eval")
+    start = time.perf_counter()
+    try:
+        with torch.inference_mode():
+            for batch in loader:
+                pixel_values, labels, bad = _unpack(batch)
+                unreadable += bad
+                if bar is not None:
+                    bar.update(1)
+                if pixel_values is None or labels is None:
+                    continue
+                labels = labels.to(device=device, dtype=torch.long)  # (B, H, W)
+                with autocast:
+                    logits = model(pixel_values.to(device)).logits  # (B, K, h, w)
+                logits = F.interpolate(logits.float(), size=labels.shape[-2:], mode="bilinear", align_corners=False)
+                valid = labels != ignore_index
+                loss = F.cross_entropy(logits, labels, ignore_index=ignore_index, reduction="sum")
+                predicted = logits.argmax(1)
+                cells = labels[valid] * num_classes + predicted[valid]
+                confusion += torch.bincount(cells, minlength=confusion.numel())
+                counts += torch.tensor([loss.item(), valid.sum().item(), len(labels)], dtype=torch.float64)
+    finally:
+        if bar is not None:
+            bar.close()
+        model.train(was_training)
+    seconds = time.perf_counter() - start
+    if info.enabled:
+        on = device if torch.distributed.get_backend() == "nccl" else torch.device("cpu")
+        counts = distributed.all_reduce_sum(counts.to(on)).cpu()
+        confusion = distributed.all_reduce_sum(confusion.to(on))
+        gathered = distributed.all_gather_objects((seconds, unreadable))
+        seconds = max(s for s, _ in gathered)
+        unreadable = [path for _, paths in gathered for path in paths]
+    matrix = confusion.cpu().view(num_classes, num_classes).numpy().astype(np.int64)
+    loss_sum, pixels, images = counts.tolist()
+    tp = np.diag(matrix).astype(np.float64)
+    union = matrix.sum(0) + matrix.sum(1) - tp
+    present = union > 0
+    return SegmentationEvalResult(
+        miou=float(100.0 * (tp[present] / union[present]).mean()) if present.any() else float("nan"),
+        pixel_accuracy=float(100.0 * tp.sum() / pixels) if pixels else float("nan"),
+        loss=loss_sum / pixels if pixels else float("nan"),
+        images=int(images),
+        seconds=seconds,
+        class_names=list(class_names or [str(i) for i in range(num_classes)]),
+        confusion=matrix,
+        unreadable=sorted(unreadable),
+    )

@@ -90,7 +90,8 @@ def plot_training_curves(metrics_jsonl: str | os.PathLike, out_dir: str | os.Pat
     """Draw ``loss.png``, ``accuracy.png`` and ``lr.png`` in ``out_dir`` from a trainer's ``metrics.jsonl``.
 
     Records hold ``epoch``, ``train_loss``, ``lr``, ``val_loss``, ``val_top1``, ``val_top5`` and
-    optionally ``ema_val_top1``/``ema_val_top5``; missing keys and None values are left out, and a
+    optionally ``ema_val_top1``/``ema_val_top5`` (segmentation: ``val_miou``, ``val_pixel_accuracy``,
+    ``ema_val_miou``); missing keys and None values are left out, and a
     plot with no values at all is not written. Returns the paths written.
     """
     records = read_metrics(metrics_jsonl)
@@ -103,6 +104,9 @@ def plot_training_curves(metrics_jsonl: str | os.PathLike, out_dir: str | os.Pat
                 ("val_top5", "top-5"),
                 ("ema_val_top1", "EMA top-1"),
                 ("ema_val_top5", "EMA top-5"),
+                ("val_miou", "mIoU"),  # segmentation
+                ("val_pixel_accuracy", "pixel accuracy"),
+                ("ema_val_miou", "EMA mIoU"),
             ],
             "validation accuracy (%)",
             "Validation accuracy",

@@ -30,6 +30,7 @@ import contextlib
 import dataclasses
 import io
 import json
+import math
 import os
 import random
 import re
@@ -63,7 +64,7 @@ from ..io.files import (
     write_json,
 )
 from ..modeling import SwiftFormerForImageClassification
-from ..modeling_utils import uncompiled
+from ..modeling_utils import SwiftFormerPreTrainedModel, uncompiled
 from ..perf import tune_malloc
 from . import distributed
 from .config import (  # noqa: F401 - the training API in one place
@@ -294,6 +295,8 @@ class Trainer:
             repeats=config.repeated_aug,
             seed=config.seed,
         )
+        if config.iterations is not None:  # an iteration budget: as many epochs as it needs, the last one cut
+            self.config = config = dataclasses.replace(config, epochs=math.ceil(config.iterations / len(self.sampler)))
 
         # -- model
         seed_everything(config.seed)  # identical initial weights on every rank
@@ -428,7 +431,7 @@ class Trainer:
                 "e.g. rand-m9-mstd0.5-inc1, augmix-m5-w4-d2, original, v0, 3a, or none"
             ) from None
 
-    def _build_model(self) -> SwiftFormerForImageClassification:
+    def _build_model(self) -> SwiftFormerPreTrainedModel:
         c = self.config
         id2label = dict(enumerate(self.classes))
         overrides: dict[str, Any] = {
@@ -445,10 +448,23 @@ class Trainer:
         return SwiftFormerForImageClassification(SwiftFormerConfig.from_variant(c.variant, **overrides))
 
     def _build_scheduler(self):
-        from timm.scheduler import CosineLRScheduler
+        from timm.scheduler import CosineLRScheduler, PolyLRScheduler
 
         c = self.config
         steps = len(self.sampler)
+        if c.schedule == "poly":  # per optimizer step over the iteration budget (or every epoch's steps)
+            total = c.iterations if c.iterations is not None else c.epochs * steps
+            warmup_steps = min(round(c.warmup_epochs * steps), total // 2)
+            return PolyLRScheduler(
+                self.optimizer,
+                t_initial=max(1, total - warmup_steps),
+                power=c.poly_power,
+                lr_min=c.min_lr,
+                warmup_t=warmup_steps,
+                warmup_lr_init=c.warmup_lr,
+                warmup_prefix=True,
+                t_in_epochs=False,
+            )
         # Short runs (e.g. a paper-recipe smoke test of 3 epochs) keep at most half of them for warm-up.
         warmup = min(c.warmup_epochs, c.epochs / 2)
         if warmup < c.warmup_epochs:
@@ -540,6 +556,8 @@ class Trainer:
         )
         self.train_model.train()
         steps = len(self.sampler)
+        if c.iterations is not None:  # the budget's last epoch stops part-way
+            steps = min(steps, c.iterations - epoch * len(self.sampler))
         bar = tqdm(
             loader,
             total=steps,
@@ -550,10 +568,12 @@ class Trainer:
         )  # logs get the epoch summary line
         loss_sum, seen, unreadable, start = 0.0, 0, [], time.perf_counter()
         for step, batch in enumerate(bar):
+            if step == steps:
+                break
             unreadable.extend(batch.unreadable)
             step_loss, step_images = self._train_step(batch)
             loss_sum, seen = loss_sum + step_loss, seen + step_images
-            self.scheduler.step_update(epoch * steps + step + 1)
+            self.scheduler.step_update(epoch * len(self.sampler) + step + 1)  # the global step, also in a cut epoch
             crash_point(f"{epoch}:{step}")  # testing aid (io.files.crash_point)
             bar.set_postfix(
                 loss=f"{loss_sum / max(seen, 1):.4f}",
@@ -905,7 +925,7 @@ def _paired(images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, t
     """A lone image twice: BatchNorm in training mode needs more than one value per channel (at small
     sizes the last stage is 1x1). The mean loss, the gradients and the batch statistics are those of the
     image alone."""
-    return images.repeat(2, *([1] * (images.ndim - 1))), labels.repeat(2)
+    return images.repeat(2, *([1] * (images.ndim - 1))), labels.repeat(2, *([1] * (labels.ndim - 1)))
 
 
 def _plain(value: Any) -> Any:
@@ -971,6 +991,10 @@ def trainer_class(task: str) -> type[Trainer]:
         from .detection import DetectionTrainer  # the detector and pycocotools: for that task only
 
         return DetectionTrainer
+    if task == "segmentation":
+        from .segmentation import SegmentationTrainer  # it builds on this module's Trainer: imported here
+
+        return SegmentationTrainer
     return Trainer
 
 
