@@ -123,6 +123,20 @@ class TrainConfig:
         return self.base_lr * self.global_batch(world_size) / self.lr_base_batch
 
 
+# What a dense task's recipe turns off: the classifier's label smoothing, image mixing, policy augmentation,
+# repeated augmentation and EMA (mmdetection's and mmseg's recipes have none of them).
+_NO_CLASSIFIER_AUGMENTATION: dict[str, Any] = dict(
+    smoothing=0.0,
+    auto_augment=None,
+    color_jitter=None,
+    re_prob=0.0,
+    mixup=0.0,
+    cutmix=0.0,
+    repeated_aug=1,
+    model_ema=False,
+)
+
+
 # The paper's ImageNet recipe, as the original code runs it (Amshaker/SwiftFormer at 4aa6cd6: main.py's
 # defaults and dist_train.sh's per-variant flags; docs/training.md compares every value with the paper's text).
 RECIPES: dict[str, dict[str, Any]] = {
@@ -200,14 +214,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         image_size=800,
         max_size=1333,
         hflip=0.5,
-        smoothing=0.0,
-        auto_augment=None,
-        color_jitter=None,
-        re_prob=0.0,
-        mixup=0.0,
-        cutmix=0.0,
-        repeated_aug=1,
-        model_ema=False,
+        **_NO_CLASSIFIER_AUGMENTATION,
         teacher=None,
         channels_last=False,
     ),
@@ -232,14 +239,7 @@ RECIPES["ade20k-fpn"] = dict(
     poly_power=0.9,
     clip_grad=None,
     image_size=512,
-    smoothing=0.0,
-    auto_augment=None,
-    color_jitter=None,
-    re_prob=0.0,
-    mixup=0.0,
-    cutmix=0.0,
-    repeated_aug=1,
-    model_ema=False,
+    **_NO_CLASSIFIER_AUGMENTATION,
     hflip=0.5,
     drop_path_rate=0.0,  # not stated by the paper; a choice of this recipe
     reduce_zero_label=True,

@@ -151,11 +151,7 @@ def evaluate(
     confusion = torch.zeros(num_classes, num_classes + 1, dtype=torch.int64, device=device)  # last column: other
     dataset_of: torch.Tensor | None = None  # model output -> dataset class (num_classes: none)
     unreadable: list[str] = []
-    bar = None
-    if progress and info.is_main:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(loader) if hasattr(loader, "__len__") else None, unit="batch", desc="eval")
+    bar = _progress_bar(loader) if progress and info.is_main else None
     start = time.perf_counter()
     try:
         with torch.inference_mode():
@@ -341,11 +337,7 @@ def evaluate_segmentation(
     confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device)
     counts = torch.zeros(3, dtype=torch.float64)  # loss sum, labelled pixels, images
     unreadable: list[str] = []
-    bar = None
-    if progress and info.is_main:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(loader) if hasattr(loader, "__len__") else None, unit="batch", desc="eval")
+    bar = _progress_bar(loader) if progress and info.is_main else None
     start = time.perf_counter()
     try:
         with torch.inference_mode():
@@ -393,3 +385,10 @@ def evaluate_segmentation(
         confusion=matrix,
         unreadable=sorted(unreadable),
     )
+
+
+def _progress_bar(loader: Any) -> Any:
+    """A tqdm bar over ``loader``'s batches (its length when it has one)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=len(loader) if hasattr(loader, "__len__") else None, unit="batch", desc="eval")
