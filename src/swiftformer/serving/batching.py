@@ -24,7 +24,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -203,25 +203,26 @@ class DynamicBatcher:
 
     def stop(self, timeout: float | None = 60.0) -> None:
         """Refuse new requests, run what is queued (at most ``timeout`` seconds), then take no more images."""
-        deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            self._draining = True
-            self._cond.notify_all()
-            while self._scheduled and (deadline is None or time.monotonic() < deadline):
-                self._cond.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            self._drain_while(lambda: self._scheduled, _deadline(timeout))
             self._running = False
         if self._own_workers:
             self.workers.shutdown()
 
     def retire(self, timeout: float | None = 60.0) -> None:
         """Unload: refuse new requests, let the admitted ones finish (at most ``timeout`` seconds), stop."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = _deadline(timeout)
         with self._cond:
-            self._draining = True
-            self._cond.notify_all()
-            while self._admitted and (deadline is None or time.monotonic() < deadline):
-                self._cond.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            self._drain_while(lambda: self._admitted > 0, deadline)
         self.stop(None if deadline is None else max(0.0, deadline - time.monotonic()))
+
+    def _drain_while(self, busy: Callable[[], bool], deadline: float | None) -> None:
+        """Refuse new requests and wait (the lock held) while ``busy()``, until the ``deadline`` (monotonic
+        seconds; None: no limit)."""
+        self._draining = True
+        self._cond.notify_all()
+        while busy() and (deadline is None or time.monotonic() < deadline):
+            self._cond.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
     @property
     def taking_requests(self) -> bool:
@@ -388,3 +389,8 @@ class BatchingBackend:
         except asyncio.CancelledError:
             self.batcher.cancel(futures)
             raise
+
+
+def _deadline(timeout: float | None) -> float | None:
+    """The monotonic time ``timeout`` seconds from now (None: no limit)."""
+    return None if timeout is None else time.monotonic() + timeout
