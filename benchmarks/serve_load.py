@@ -32,9 +32,11 @@ to the batching, no-batching and exact-decode servers::
 ``two-models`` serves the model under two names (``--model M --model second=M``: two batchers on the shared model
 workers) and its clients alternate between them, request by request: what serving two models costs against one
 (``batching``). ``--abandoning-clients 64`` adds that many clients that send ``POST /predict`` and give up after
-``--abandon-after-ms`` (closing the connection), one every ``--abandon-every-ms`` each, while the measured clients
-run: the rows report how many requests were abandoned, how many images the server dropped unrun
-(``swiftformer_cancelled_total``) and how many the model ran::
+``--abandon-after-ms`` (closing the connection), one every ``--abandon-every-ms`` each (their starts spread over
+that interval), while the measured clients run. They are plain sockets in a process of their own, started before
+the timed window, so that the load generator takes little of the cores it shares with the server: the rows report
+how many requests they sent and abandoned, how many images the server dropped unrun
+(``swiftformer_cancelled_total``), how many the model ran, and the CPU seconds the abandoning clients took::
 
     .venv/bin/python benchmarks/serve_load.py --configs batching two-models --clients 1 32
     .venv/bin/python benchmarks/serve_load.py --configs batching --clients 32 --abandoning-clients 64
@@ -127,7 +129,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--json", action="store_true", help="one JSON object per configuration")
     p.add_argument("--baseline-server", action="store_true", help=argparse.SUPPRESS)  # internal: run the baseline
     p.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.tls and args.abandoning_clients:
+        p.error("--abandoning-clients speak plain HTTP: measure them without --tls")
+    return args
 
 
 # ------------------------------------------------------------------------------ the baseline server
@@ -235,16 +240,19 @@ def load(
     from its own starting point; latencies in ms. ``client_for()`` makes one client's ``(send, close)``, ``send``
     returning an HTTP status (default: ``POST /predict`` with httpx, :func:`protocol_client`). ``abandoning``
     more clients meanwhile send ``POST /predict`` every ``abandon_every_s`` and give up after ``abandon_after_s``
-    (closing the connection), until the others are done; ``abandoned`` counts their requests."""
+    (closing the connection), until the others are done; ``abandoning_sent`` and ``abandoned`` count their requests."""
     client_for = client_for or (lambda: protocol_client("predict", url, None, None, None))
     # The abandoning clients run in a process of their own, so that they do not take the measured clients' GIL.
     spawn = multiprocessing.get_context("spawn")
-    done, abandoned = spawn.Event(), spawn.Value("i", 0)
+    ready, done, sent, abandoned = spawn.Event(), spawn.Event(), spawn.Value("i", 0), spawn.Value("i", 0)
     quitters = spawn.Process(
-        target=_abandoning, args=(url, bodies, abandoning, abandon_after_s, abandon_every_s, done, abandoned)
+        target=_abandoning,
+        args=(url, bodies, abandoning, abandon_after_s, abandon_every_s, ready, done, sent, abandoned),
     )
     if abandoning:
         quitters.start()
+        if not ready.wait(120):  # their process's start is not in the timed window
+            raise RuntimeError("the abandoning clients did not start within 120 s")
     lock = threading.Lock()
     counter = {"sent": 0}
     latencies: list[float] = []
@@ -288,6 +296,8 @@ def load(
     for t in threads:
         t.join()
     wall = time.perf_counter() - wall_start
+    # what the load generator of the abandoning clients took from the cores the server shares with it
+    quitters_cpu_s = _cpu_seconds(quitters.pid) if abandoning else None
     done.set()
     if abandoning:
         quitters.join()
@@ -306,34 +316,67 @@ def load(
         "overloaded_503": overloaded["count"],
         "errors": len(errors),
         "wall_s": wall,
+        "abandoning_sent": sent.value,
         "abandoned": abandoned.value,
+        "abandoning_client_cpu_s": quitters_cpu_s,
     }
 
 
 def _abandoning(
-    url: str, bodies: list[bytes], clients: int, after_s: float, every_s: float, done: Any, counter: Any
+    url: str,
+    bodies: list[bytes],
+    clients: int,
+    after_s: float,
+    every_s: float,
+    ready: Any,
+    done: Any,
+    sent: Any,
+    abandoned: Any,
 ) -> None:
-    """``clients`` threads (in a process of their own) that each send ``POST /predict`` every ``every_s`` and give
-    up after ``after_s`` (closing the connection), until ``done``; ``counter`` counts the requests given up."""
-    import httpx
+    """``clients`` clients (in a process of their own) that each send ``POST /predict`` every ``every_s`` on a new
+    connection and give up after ``after_s`` (closing it), until ``done``; their first requests are spread over
+    ``every_s`` (not all at once). ``ready`` is set when they start; ``sent`` counts their requests, ``abandoned``
+    those given up. Plain asyncio sockets on one thread, not an HTTP client each: a client that hangs up needs
+    no more, and the CPU it takes from the cores the server shares with it is a fraction of httpx's."""
+    import asyncio
+    from urllib.parse import urlsplit
 
-    def client(index: int) -> None:
-        with httpx.Client(timeout=after_s) as session:  # one client: its timed-out connection is closed, not kept
-            while not done.is_set():
-                sent = time.monotonic()
-                try:
-                    session.post(f"{url}/predict", content=bodies[index % len(bodies)])
-                except httpx.TimeoutException:
-                    with counter.get_lock():
-                        counter.value += 1
-                index += 1
-                done.wait(max(0.0, every_s - (time.monotonic() - sent)))  # a client retrying after a pause
+    address = urlsplit(url)
+    host, port = address.hostname, address.port
+    requests = [
+        (
+            f"POST /predict HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/octet-stream\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        + body
+        for body in bodies
+    ]
 
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    def count(value: Any) -> None:
+        with value.get_lock():
+            value.value += 1
+
+    async def client(index: int) -> None:
+        await asyncio.sleep(every_s * index / clients)
+        while not done.is_set():
+            start = time.monotonic()
+            count(sent)
+            reader, writer = await asyncio.open_connection(host, port)
+            try:
+                writer.write(requests[index % len(requests)])
+                await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), after_s - (time.monotonic() - start))
+            except asyncio.TimeoutError:
+                count(abandoned)
+            finally:
+                writer.close()  # answered or not, the client hangs up
+            index += 1
+            await asyncio.sleep(max(0.0, every_s - (time.monotonic() - start)))  # a client retrying after a pause
+
+    async def main() -> None:
+        ready.set()
+        await asyncio.gather(*(client(i) for i in range(clients)))
+
+    asyncio.run(main())
 
 
 def protocol_client(
@@ -486,12 +529,17 @@ def server_memory_mb(server: Server) -> float | None:
 def server_cpu_seconds(server: Server) -> float | None:
     """CPU seconds (user + system) used so far by the server process and its children: per request, a cost that
     does not depend on what else the machine runs (the clients included)."""
+    return _cpu_seconds(server.process.pid)
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """CPU seconds (user + system) used so far by process ``pid`` and its children (None without psutil)."""
     try:
         import psutil
     except ImportError:
         return None
     try:
-        root = psutil.Process(server.process.pid)
+        root = psutil.Process(pid)
         return sum(sum(p.cpu_times()[:2]) for p in [root, *root.children(recursive=True)])
     except psutil.Error:
         return None
@@ -635,12 +683,16 @@ def throwaway_tls(folder: Path) -> tuple[str, list[str]]:
 
 
 def print_table(rows: list[dict]) -> None:
-    if any(r.get("abandoned") for r in rows):
-        print("abandoned: requests the abandoning clients gave up on; cancelled: images the server dropped unrun")
+    if any(r.get("abandoning_sent") for r in rows):
+        print(
+            "sent / abandoned: requests the abandoning clients sent / gave up on; cancelled: images the server dropped "
+            "unrun (CPU s: what their load generator took from the cores it shares with the server)"
+        )
         for r in rows:
             print(
-                f"  {r['config']} {r['protocol']} {r['clients']} clients: {r['abandoned']} abandoned, "
-                f"{r.get('cancelled_images')} cancelled"
+                f"  {r['config']} {r['protocol']} {r['clients']} clients: {r['abandoning_sent']} sent, "
+                f"{r['abandoned']} abandoned, {r.get('cancelled_images')} cancelled; "
+                f"the abandoning clients took {r['abandoning_client_cpu_s']:.1f} CPU s"
             )
     print(
         f"{'config':<12} {'protocol':<17} {'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'batch':>6} "

@@ -150,7 +150,7 @@ def run_process(args: list, env: dict[str, str] | None = None, timeout: float = 
 
 
 def free_port() -> int:
-    """A TCP port free on the loopback interface now (for torchrun's rendezvous)."""
+    """A TCP port free on the loopback interface now (a rendezvous of torch.distributed, a server given a port)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

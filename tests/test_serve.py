@@ -88,36 +88,53 @@ def test_predict_raw_body_and_top_k(server, images):
     assert len(default[0]["predictions"]) == 4  # the default 5, capped at the 4 labels
 
 
-@pytest.fixture(scope="module")
-def batching_server(model_dir) -> Iterator[RunningServer]:
-    # A batch waits up to 30 s to fill, so requests released together always batch: deterministic.
-    running = start_server(settings_for(model_dir, max_batch_size=4, max_wait_ms=30_000, max_queue=16))
-    yield running
-    running.close()
+def test_concurrent_requests_batch_and_match_predict(model_dir, images, capsys):
+    """8 requests queued while the model is held in a forward pass come out as 2 full batches of 4 (the
+    batcher does not wait for images that are not on their way, so releasing the 8 together is not enough
+    on a loaded machine: the model is held until all 8 are queued), each answer the same as ``predict``'s."""
+    forward_gate, in_forward = threading.Event(), threading.Event()
 
+    def prepare(backend) -> None:
+        forward = backend.classifier.forward
 
-def test_concurrent_requests_batch_and_match_predict(batching_server, model_dir, images, capsys):
-    requests = [images[i % len(images)] for i in range(8)]  # 8 requests: exactly 2 full batches of 4
-    barrier = threading.Barrier(len(requests), timeout=TIMEOUT)
+        def gated_forward(pixels):
+            if backend.batcher.ready.is_set() and not in_forward.is_set():  # the first request, not the warm-up
+                in_forward.set()
+                assert forward_gate.wait(TIMEOUT)
+            return forward(pixels)
+
+        backend.classifier.forward = gated_forward
+
+    running = start_server(settings_for(model_dir, max_batch_size=4, max_queue=16), prepare)
+    url = f"{running.base_url}/predict"
+    requests = [images[i % len(images)] for i in range(8)]
     results: list[Any] = [None] * len(requests)
 
     def send(i: int, path: Path) -> None:
         with httpx.Client(timeout=TIMEOUT) as client:
-            barrier.wait()
             files = {"file": (path.name, path.read_bytes())}
-            results[i] = client.post(f"{batching_server.base_url}/predict", params={"top_k": 4}, files=files)
+            results[i] = client.post(url, params={"top_k": 4}, files=files)
 
+    holder = threading.Thread(target=lambda: httpx.post(url, content=images[0].read_bytes(), timeout=TIMEOUT))
     threads = [threading.Thread(target=send, args=(i, p)) for i, p in enumerate(requests)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(TIMEOUT)
+    try:
+        holder.start()
+        assert in_forward.wait(TIMEOUT)
+        for t in threads:
+            t.start()
+        wait_for(lambda: running.batcher.queued == len(requests), "the 8 images to be queued")
+    finally:
+        forward_gate.set()
+        for t in [holder, *threads]:
+            t.join(TIMEOUT)
+        text = running.metrics()
+        running.close()
     assert all(r is not None and r.status_code == 200 for r in results), results
 
-    text = batching_server.metrics()
-    assert metric(text, "swiftformer_batch_size_count") == 2
-    assert metric(text, "swiftformer_batch_size_bucket", le="3.0") == 0  # both batches held 4 images
-    assert metric(text, "swiftformer_images_total") == 8
+    assert metric(text, "swiftformer_batch_size_count") == 3  # the held image alone, then 4 and 4
+    assert metric(text, "swiftformer_batch_size_bucket", le="1.0") == 1
+    assert metric(text, "swiftformer_batch_size_bucket", le="3.0") == 1  # the other two batches held 4 images
+    assert metric(text, "swiftformer_images_total") == 9
     expected = predict_cli(capsys, model_dir, images)
     for path, response in zip(requests, results):
         (row,) = response.json()

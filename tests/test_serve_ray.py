@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -31,7 +30,7 @@ if os.environ.get("SWIFTFORMER_RAY_TESTS") != "1":
 import httpx
 import ray
 
-from _helpers import make_images
+from _helpers import free_port, make_images
 from _serving import (
     BAD_BODIES,
     NAME,
@@ -50,12 +49,6 @@ from swiftformer.serving.settings import ModelSettings
 REPLICAS = 2
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def images(tmp_path_factory) -> list[Path]:
     return make_images(tmp_path_factory.mktemp("images"), SERVING_IMAGES)
@@ -65,7 +58,7 @@ def test_serve_command_on_local_ray(model_dir, images, tmp_path):
     """``python -m swiftformer serve --ray --autoscale 1,2`` starts a Ray instance of its own (before the module's,
     below), deploys with autoscaling, serves once its replica is warm, and on SIGTERM drains, shuts Ray down and
     exits 0."""
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     command = [sys.executable, "-m", "swiftformer", "serve", "--model", f"{NAME}={model_dir}"]
     command += ["--ray", "--port", url.rsplit(":", 1)[1], "--precision", "fp32", "--backend", "inductor"]
     command += ["--max-wait-ms", "1", "--autoscale", "1,2"]
@@ -99,7 +92,7 @@ def base_url(model_dir) -> Iterator[str]:
     settings = ServeSettings(
         models=(ModelSettings(str(model_dir), name=NAME, precision="fp32", backend="inductor"),),
         host="127.0.0.1",
-        port=_free_port(),
+        port=free_port(),
         max_batch_size=4,
         max_wait_ms=3000,  # concurrent requests released together always batch
         max_queue=16,

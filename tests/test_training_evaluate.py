@@ -7,7 +7,6 @@ import argparse
 import csv
 import json
 import pickle
-import socket
 
 import numpy as np
 import pytest
@@ -15,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from _helpers import perturb_
+from _helpers import free_port, perturb_
 from swiftformer import SwiftFormerConfig, SwiftFormerForImageClassification, SwiftFormerImageProcessor
 from swiftformer.image_processing import load_image
 
@@ -207,12 +206,6 @@ def test_eval_auto_precision_follows_the_cpu_flags(monkeypatch):
 
 
 # ------------------------------------------------------------------------------------ distributed
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _distributed_worker(rank, world_size, port, root, model_dir, out_dir):
     import os
 
@@ -244,7 +237,7 @@ def test_distributed_evaluation_equals_single_process(image_root, processor, tmp
     model_dir = tmp_path / "model"
     _model().save_pretrained(model_dir)
     processor.save_pretrained(model_dir)
-    mp.spawn(_distributed_worker, args=(2, _free_port(), image_root, model_dir, tmp_path), nprocs=2, join=True)
+    mp.spawn(_distributed_worker, args=(2, free_port(), image_root, model_dir, tmp_path), nprocs=2, join=True)
 
     single = evaluate(
         SwiftFormerForImageClassification.from_pretrained(model_dir),
