@@ -4,6 +4,11 @@
     python benchmarks/decode_agreement.py --model runs/demo/run/best        # + the digits demo's trained model
     python benchmarks/decode_agreement.py --images 300 150 40 --margins 1 2 --timing-runs 5
 
+    # a model trained on photo-like images (4 classes: ellipses or polygons, sharp or blurred edges)
+    python benchmarks/decode_agreement.py --write-photo-dataset runs/photo/data
+    swiftformer train --config configs/photo-classes.yaml --data-dir runs/photo/data --output runs/photo/run
+    python benchmarks/decode_agreement.py --no-perturbed --photo-model runs/photo/run/best
+
 Photo-like JPEGs are generated (scikit-image's sample photographs are not required): smooth multi-scale
 noise with a 1/f spectrum, hard-edged shapes, a light gradient and sensor noise, at 640x480, 1920x1080 and
 4000x3000 and JPEG quality 75, 85, 95 (4:2:0, as cameras and Pillow write them). Each is preprocessed exactly
@@ -15,6 +20,8 @@ each ``--margins``: the decoded image is at least that many times the resize tar
 * XS (perturbed): max |Δlogit| / max |logit| and top-1 agreement of SwiftFormer-XS with perturbed weights
   (``tests/_helpers.perturb_``; random-like weights have close logits, so flips are more likely than for a
   trained model);
+* with ``--photo-model``: top-1 agreement of a model trained on the photo classes (:data:`PHOTO_CLASSES`), on
+  new photos of those classes drawn at each size;
 * with ``--model``: top-1 agreement of a trained model on its own validation images (an image folder:
   ``--data-dir``, default ``MODEL/../../data/val``, the layout ``scripts/demo_digits.py`` writes), each image
   enlarged to the photo sizes with the same sensor noise and saved as JPEG;
@@ -50,10 +57,14 @@ QUALITIES = (75, 85, 95)
 BATCH = 32
 
 
-def photo(width: int, height: int, seed: int) -> Image.Image:
+def photo(width: int, height: int, seed: int, shapes: str | None = None, blurred: bool | None = None) -> Image.Image:
     """A photo-like RGB image: 1/f-like multi-scale colour noise, hard-edged shapes (some blurred: depth of field),
     a light gradient, and per-pixel sensor noise. Natural images' statistics matter here: flat colours would
-    decode alike at any scale, and white noise would be unlike any camera's output."""
+    decode alike at any scale, and white noise would be unlike any camera's output.
+
+    ``shapes`` (``"ellipses"``, ``"polygons"``; None: each shape either) and ``blurred`` (True: every shape's
+    edges blurred by 1/150 of the image's size, visible at 224²; False: sharp; None: half the photos slightly
+    blurred) make the classes of :data:`PHOTO_CLASSES`."""
     rng = np.random.default_rng(seed)
     low_width = min(width, 1024)  # coarse octaves at up to 1024 px wide, enlarged once: 10x faster at 12 MP
     low_height = max(2, round(height * low_width / width))
@@ -67,23 +78,57 @@ def photo(width: int, height: int, seed: int) -> Image.Image:
         base += (60.0 / (width // 2) ** 0.5) * _noise_layer(rng, width // 2, (width, height))
     base += np.linspace(-30, 30, width, dtype=np.float32)[None, :, None] * rng.uniform(-1, 1, 3).astype(np.float32)
     image = Image.fromarray(np.clip(base + 128, 0, 255).astype(np.uint8))
-    shapes = Image.new("RGBA", (width, height))
-    draw = ImageDraw.Draw(shapes)
+    layer = Image.new("RGBA", (width, height))
+    draw = ImageDraw.Draw(layer)
     for _ in range(int(rng.integers(8, 20))):
         x0, y0 = rng.uniform(0, width), rng.uniform(0, height)
         w, h = rng.uniform(0.03, 0.3) * width, rng.uniform(0.03, 0.3) * height
         colour = (*(int(v) for v in rng.integers(0, 256, 3)), int(rng.integers(120, 256)))
         box = [x0, y0, x0 + w, y0 + h]
-        if rng.random() < 0.5:
+        ellipse = rng.random() < 0.5
+        if shapes is not None:
+            ellipse = shapes == "ellipses"
+        if ellipse:
             draw.ellipse(box, fill=colour)
         else:
             draw.polygon([tuple(p) for p in rng.uniform([0, 0], [width, height], (int(rng.integers(3, 7)), 2))], colour)
-    if rng.random() < 0.5:
-        shapes = shapes.filter(ImageFilter.GaussianBlur(max(width, height) / 800))
-    image.paste(shapes, (0, 0), shapes)
+    blur = max(width, height) / 800 if rng.random() < 0.5 else 0.0
+    if blurred is not None:
+        blur = max(width, height) / 150 if blurred else 0.0
+    if blur:
+        layer = layer.filter(ImageFilter.GaussianBlur(blur))
+    image.paste(layer, (0, 0), layer)
     texture = 0.5 * (base - base.mean())  # surfaces are textured, not flat: the texture shows through the shapes
     noisy = np.asarray(image, np.float32) + texture + rng.normal(0, 3.0, (height, width, 3)).astype(np.float32)
     return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
+
+
+# A classification task on photo-like images, for a model trained on them (--write-photo-dataset, --photo-model):
+# which shapes the photo holds and whether their edges are sharp or blurred (fine detail, what decoding at a
+# reduced scale could change).
+PHOTO_CLASSES = {
+    f"{shapes}-{'blurred' if blurred else 'sharp'}": (shapes, blurred)
+    for shapes in ("ellipses", "polygons")
+    for blurred in (False, True)
+}
+
+
+def photo_of_class(width: int, height: int, seed: int) -> tuple[str, Image.Image]:
+    """(class name, photo) of photo ``seed`` of the :data:`PHOTO_CLASSES` task: the classes taking turns."""
+    name = list(PHOTO_CLASSES)[seed % len(PHOTO_CLASSES)]
+    shapes, blurred = PHOTO_CLASSES[name]
+    return name, photo(width, height, seed, shapes, blurred)
+
+
+def write_photo_dataset(folder: Path, train: int, val: int, size: tuple[int, int] = (320, 240)) -> None:
+    """``folder/{train,val}/CLASS/*.jpg``: ``train`` and ``val`` photos of the :data:`PHOTO_CLASSES` task at
+    ``size``, JPEG quality 90 (seeds apart from the photos the agreement is measured on)."""
+    for split, count, first in (("train", train, 10_000_000), ("val", val, 20_000_000)):
+        for seed in range(first, first + count):
+            name, image = photo_of_class(*size, seed)
+            path = folder / split / name / f"{seed}.jpg"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            image.save(path, "JPEG", quality=90)
 
 
 def _noise_layer(rng: np.random.Generator, cells: int, size: tuple[int, int]) -> np.ndarray:
@@ -190,6 +235,12 @@ def photos(seed_base: int) -> Callable[[int, int, int], Iterator[Image.Image]]:
     return generate
 
 
+def class_photos(width: int, height: int, count: int) -> Iterator[Image.Image]:
+    """Photos of the :data:`PHOTO_CLASSES` task at ``width``×``height``, drawn at that size (seeds of their own)."""
+    for i in range(count):
+        yield photo_of_class(width, height, 30_000_000 + i)[1]
+
+
 def folder_images(data_dir: Path) -> Callable[[int, int, int], Iterator[Image.Image]]:
     """A labelled image folder's images, enlarged to the photo size (bicubic) with the photos' sensor noise."""
     paths = sorted(p for p in data_dir.rglob("*") if p.suffix.lower() in image_processing.IMAGE_EXTENSIONS)
@@ -212,8 +263,21 @@ def main() -> None:
     parser.add_argument("--model", help="a trained model folder (e.g. runs/demo/run/best)")
     parser.add_argument("--data-dir", help="its labelled images (default MODEL/../../data/val)")
     parser.add_argument("--no-perturbed", action="store_true", help="only the --model (skip the perturbed XS)")
+    parser.add_argument(
+        "--photo-model",
+        help="a model trained on --write-photo-dataset's photos: measured on new photos of those classes at each size",
+    )
+    parser.add_argument(
+        "--write-photo-dataset",
+        metavar="DIR",
+        help="write the photo classification task (DIR/train, DIR/val at 320x240) and exit",
+    )
+    parser.add_argument("--dataset-size", type=int, nargs=2, default=[1200, 240], help="train and val photos")
     parser.add_argument("--timing-runs", type=int, default=5, help="timed decodes per cell (0: no timing)")
     args = parser.parse_args()
+    if args.write_photo_dataset:
+        write_photo_dataset(Path(args.write_photo_dataset), *args.dataset_size)
+        return
     tuned = tune_malloc()
     torch.manual_seed(0)
     xs = perturb_(SwiftFormerForImageClassification(SwiftFormerConfig()).eval(), seed=0)
@@ -222,6 +286,10 @@ def main() -> None:
         trained = SwiftFormerForImageClassification.from_pretrained(args.model).eval()
         data_dir = Path(args.data_dir) if args.data_dir else Path(args.model).resolve().parents[1] / "data" / "val"
         models.append(Model(Path(args.model).name, trained, load_processor(args.model)[0], folder_images(data_dir), 0))
+    if args.photo_model:
+        trained = SwiftFormerForImageClassification.from_pretrained(args.photo_model).eval()
+        processor = load_processor(args.photo_model)[0]
+        models.append(Model(f"photo model {Path(args.photo_model).name}", trained, processor, class_photos, 0))
     print(f"# {hardware_line()}; malloc tuned: {tuned}; torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"# load average {os.getloadavg()[0]:.2f} (above ~0.5 the timings are contended, indicative only)")
     names = [m.name for m in models]
