@@ -356,19 +356,28 @@ def _abandoning(
         with value.get_lock():
             value.value += 1
 
+    async def exchange(request: bytes, deadline: float) -> None:
+        """One request on a new connection, hung up on once answered or at ``deadline`` (then counted)."""
+        try:
+            reader, writer = await asyncio.open_connection(host, port)
+        except OSError:  # refused (the server's connection limit): tried again after the pause
+            return
+        try:
+            writer.write(request)
+            await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), deadline - time.monotonic())
+        except asyncio.TimeoutError:
+            count(abandoned)
+        except (OSError, asyncio.IncompleteReadError):  # the server closed the connection first
+            pass
+        finally:
+            writer.close()
+
     async def client(index: int) -> None:
         await asyncio.sleep(every_s * index / clients)
         while not done.is_set():
             start = time.monotonic()
             count(sent)
-            reader, writer = await asyncio.open_connection(host, port)
-            try:
-                writer.write(requests[index % len(requests)])
-                await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), after_s - (time.monotonic() - start))
-            except asyncio.TimeoutError:
-                count(abandoned)
-            finally:
-                writer.close()  # answered or not, the client hangs up
+            await exchange(requests[index % len(requests)], start + after_s)
             index += 1
             await asyncio.sleep(max(0.0, every_s - (time.monotonic() - start)))  # a client retrying after a pause
 
