@@ -259,7 +259,7 @@ def folder_images(data_dir: Path) -> Callable[[int, int, int], Iterator[Image.Im
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, nargs=3, default=[200, 100, 30], help="photos per size (small to large)")
-    parser.add_argument("--margins", type=int, nargs="+", default=[1, 2], help="decode at least N x the target")
+    parser.add_argument("--margins", type=int, nargs="+", default=[2, 3], help="decode at least N x the target")
     parser.add_argument("--model", help="a trained model folder (e.g. runs/demo/run/best)")
     parser.add_argument("--data-dir", help="its labelled images (default MODEL/../../data/val)")
     parser.add_argument("--no-perturbed", action="store_true", help="only the --model (skip the perturbed XS)")

@@ -561,7 +561,7 @@ def photo_like(width: int, height: int, seed: int = 0) -> Image.Image:
 @pytest.fixture(scope="module")
 def photo_jpeg(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("photo") / "photo.jpg"
-    photo_like(2001, 1501).save(path, quality=90)  # odd sizes: the scaled decode rounds up
+    photo_like(2401, 1801).save(path, quality=90)  # odd sizes: the scaled decode rounds up
     return path
 
 
@@ -584,9 +584,9 @@ def test_fast_decode_agrees_with_exact(photo_jpeg, case):
 
     processor = SwiftFormerImageProcessor(**FAST_CASES[case])
     drafted = load_image(photo_jpeg, draft=processor)
-    target = processor.resize_target(2001, 1501)
-    assert drafted.size[0] < 2001 and drafted.size[0] >= target[0] and drafted.size[1] >= target[1]
-    assert drafted.info[DRAFT_INFO][:2] == (2001, 1501)
+    target = processor.resize_target(2401, 1801)
+    assert drafted.size[0] < 2401 and drafted.size[0] >= target[0] and drafted.size[1] >= target[1]
+    assert drafted.info[DRAFT_INFO][:2] == (2401, 1801)
     exact, fast = pixels(levels(processor), photo_jpeg), pixels(levels(processor), drafted)
     assert fast.shape == exact.shape  # the output size follows the full image, not the decoded one
     difference = np.abs(fast - exact)
@@ -614,20 +614,20 @@ def test_fast_decode_same_top1_as_exact(tmp_path):
 
 
 def test_fast_decode_swaps_the_target_of_an_exif_rotated_photo(tmp_path):
-    # Stored 4800x1600, shown 1600x4800 (orientation 6: 90°); the model warps to 300 wide, 100 high. Drafted for
-    # the unswapped target, the decode would be 1/8 scale, 200 wide once upright, then stretched to 300.
-    from swiftformer.image_processing import DRAFT_INFO
+    # Stored 4800x1600, shown 1600x4800 (orientation 6: 90°); the model warps to 150 wide, 50 high. Drafted for
+    # the unswapped target, the decode would be 1/8 scale, 200 wide once upright: less than DRAFT_MARGIN x 150.
+    from swiftformer.image_processing import DRAFT_INFO, DRAFT_MARGIN
 
     exif = Image.Exif()
     exif[0x0112] = 6
     path = tmp_path / "rotated.jpg"
     photo_like(4800, 1600).save(path, exif=exif, quality=90)
-    processor = SwiftFormerImageProcessor(size={"height": 100, "width": 300})
+    processor = SwiftFormerImageProcessor(size={"height": 50, "width": 150})
     drafted, exact_image = load_image(path, draft=processor), load_image(path)
     assert exact_image.size == (1600, 4800)
     width, height, scale = drafted.info[DRAFT_INFO]
     assert (width, height) == (1600, 4800) and scale > 1 and drafted.size == (1600 // scale, 4800 // scale)
-    assert drafted.size[0] >= 300 and drafted.size[1] >= 100
+    assert drafted.size[0] >= DRAFT_MARGIN * 150 and drafted.size[1] >= DRAFT_MARGIN * 50
     difference = np.abs(pixels(levels(processor), drafted) - pixels(levels(processor), exact_image))
     assert difference.mean() <= FAST_MEAN_BOUND and difference.max() <= FAST_MAX_BOUND
 
