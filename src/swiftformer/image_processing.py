@@ -88,9 +88,8 @@ CONVNEXT_WARP_FROM = 384
 # Fast decoding (``load_image(path, draft=processor)``): a JPEG is decoded with libjpeg's DCT scaling at the
 # smallest of 1/2, 1/4, 1/8 that leaves it at least DRAFT_MARGIN times the size the processor resizes to.
 # 3, by measurement (benchmarks/decode_agreement.py, docs/performance.md "End to end"): at 2, a model trained on
-# photo-like images changed 0.7 % of its answers on 1920×1080 photos (decoded at 1/2, resized by 2.1), below
-# the 99.9 % top-1 agreement fast decoding must keep to be the default; at 3 none changed. A 4000×3000 photo
-# for a 224² model is still decoded at 1/4.
+# photo-like images changed more of its answers on 1920×1080 photos (decoded at 1/2) than the 0.1 % fast decoding
+# may change to be the default; at 3 none changed. A 4000×3000 photo for a 224² model is still decoded at 1/4.
 DRAFT_MARGIN = 3
 # The key of ``Image.info`` under which a reduced-scale decode records (full width, full height, scale), both
 # sizes after the EXIF orientation, so that the processor resizes it to what the full image would give.
