@@ -262,7 +262,11 @@ def main() -> None:
     parser.add_argument("--margins", type=int, nargs="+", default=[2, 3], help="decode at least N x the target")
     parser.add_argument("--model", help="a trained model folder (e.g. runs/demo/run/best)")
     parser.add_argument("--data-dir", help="its labelled images (default MODEL/../../data/val)")
-    parser.add_argument("--no-perturbed", action="store_true", help="only the --model (skip the perturbed XS)")
+    parser.add_argument(
+        "--no-perturbed",
+        action="store_true",
+        help="only the trained models, --model and --photo-model (skip the perturbed XS)",
+    )
     parser.add_argument(
         "--photo-model",
         help="a model trained on --write-photo-dataset's photos: measured on new photos of those classes at each size",
