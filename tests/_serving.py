@@ -169,6 +169,29 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = TIMEOUT,
         time.sleep(interval)
 
 
+class ForwardGate:
+    """Holds a served model's forward passes (not its warm-up) until :attr:`release` is set: pass
+    :meth:`prepare` to :func:`start_server`. :attr:`entered` is set once a batch is held, :attr:`sizes` lists the
+    held batches' sizes; ``first_only``: hold the first batch only, the later ones run at once."""
+
+    def __init__(self, first_only: bool = False) -> None:
+        self.release, self.entered = threading.Event(), threading.Event()
+        self.sizes: list[int] = []
+        self.first_only = first_only
+
+    def prepare(self, backend: Any) -> None:
+        forward = backend.classifier.forward
+
+        def gated_forward(pixels):
+            if backend.batcher.ready.is_set() and not (self.first_only and self.entered.is_set()):
+                self.sizes.append(len(pixels))
+                self.entered.set()
+                assert self.release.wait(TIMEOUT)
+            return forward(pixels)
+
+        backend.classifier.forward = gated_forward
+
+
 def start_server(
     settings: ServeSettings, prepare: Callable[[Any], None] | None = None, wait_ready: bool = True
 ) -> RunningServer:

@@ -36,6 +36,7 @@ from _serving import (  # noqa: E402
     NAME,
     SERVING_IMAGES,
     TIMEOUT,
+    ForwardGate,
     RunningServer,
     assert_same_predictions,
     check_good_request,
@@ -92,20 +93,8 @@ def test_concurrent_requests_batch_and_match_predict(model_dir, images, capsys):
     """8 requests queued while the model is held in a forward pass come out as 2 full batches of 4 (the
     batcher does not wait for images that are not on their way, so releasing the 8 together is not enough
     on a loaded machine: the model is held until all 8 are queued), each answer the same as ``predict``'s."""
-    forward_gate, in_forward = threading.Event(), threading.Event()
-
-    def prepare(backend) -> None:
-        forward = backend.classifier.forward
-
-        def gated_forward(pixels):
-            if backend.batcher.ready.is_set() and not in_forward.is_set():  # the first request, not the warm-up
-                in_forward.set()
-                assert forward_gate.wait(TIMEOUT)
-            return forward(pixels)
-
-        backend.classifier.forward = gated_forward
-
-    running = start_server(settings_for(model_dir, max_batch_size=4, max_queue=16), prepare)
+    gate = ForwardGate(first_only=True)
+    running = start_server(settings_for(model_dir, max_batch_size=4, max_queue=16), gate.prepare)
     url = f"{running.base_url}/predict"
     requests = [images[i % len(images)] for i in range(8)]
     results: list[Any] = [None] * len(requests)
@@ -119,12 +108,12 @@ def test_concurrent_requests_batch_and_match_predict(model_dir, images, capsys):
     threads = [threading.Thread(target=send, args=(i, p)) for i, p in enumerate(requests)]
     try:
         holder.start()
-        assert in_forward.wait(TIMEOUT)
+        assert gate.entered.wait(TIMEOUT)
         for t in threads:
             t.start()
         wait_for(lambda: running.batcher.queued == len(requests), "the 8 images to be queued")
     finally:
-        forward_gate.set()
+        gate.release.set()
         for t in [holder, *threads]:
             t.join(TIMEOUT)
         text = running.metrics()
@@ -754,20 +743,8 @@ def test_serve_autoscale_reaches_ray(monkeypatch):
 def test_shutdown_finishes_the_request_in_the_forward_pass(model_dir, images):
     """uvicorn's SIGTERM handler (``shut_down``) while a request is inside the forward pass: that request is
     still answered, and the server thread then ends."""
-    forward_gate, in_forward = threading.Event(), threading.Event()
-
-    def prepare(backend) -> None:
-        forward = backend.classifier.forward
-
-        def gated_forward(pixels):
-            if backend.batcher.ready.is_set():  # requests, not the warm-up
-                in_forward.set()
-                assert forward_gate.wait(TIMEOUT)
-            return forward(pixels)
-
-        backend.classifier.forward = gated_forward
-
-    running = start_server(settings_for(model_dir, max_batch_size=4), prepare)
+    gate = ForwardGate()
+    running = start_server(settings_for(model_dir, max_batch_size=4), gate.prepare)
     answer: Queue = Queue()
     url = running.base_url
     sender = threading.Thread(
@@ -775,15 +752,15 @@ def test_shutdown_finishes_the_request_in_the_forward_pass(model_dir, images):
     )
     try:
         sender.start()
-        assert in_forward.wait(TIMEOUT)
+        assert gate.entered.wait(TIMEOUT)
         shut_down(running.server)  # as SIGTERM: stop accepting, finish what is in flight
-        forward_gate.set()
+        gate.release.set()
         response = answer.get(timeout=TIMEOUT)
         assert response.status_code == 200 and response.json()[0]["image"] == "body"
         running.thread.join(TIMEOUT)
         assert not running.thread.is_alive(), "the server did not stop"
     finally:
-        forward_gate.set()
+        gate.release.set()
         if running.thread.is_alive():
             running.close()
 

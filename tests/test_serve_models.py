@@ -21,6 +21,7 @@ from _helpers import LABELS, make_images, make_model_dir  # noqa: E402
 from _serving import (  # noqa: E402
     NAME,
     TIMEOUT,
+    ForwardGate,
     RunningServer,
     metric,
     model_for,
@@ -199,20 +200,8 @@ def test_repository_index_load_and_unload(server, folders, image):
 
 def test_unload_lets_the_requests_in_flight_finish(folders, image):
     """A request inside the forward pass when its model is unloaded is answered; one sent after gets 404."""
-    gate, in_forward = threading.Event(), threading.Event()
-
-    def prepare(backend) -> None:
-        forward = backend.classifier.forward
-
-        def gated_forward(pixels):
-            if backend.batcher.ready.is_set():  # requests, not the warm-up
-                in_forward.set()
-                assert gate.wait(TIMEOUT)
-            return forward(pixels)
-
-        backend.classifier.forward = gated_forward
-
-    running = start_server(settings_for(folders["animals"], admin_keys=(ADMIN_KEY,)), prepare)
+    gate = ForwardGate()
+    running = start_server(settings_for(folders["animals"], admin_keys=(ADMIN_KEY,)), gate.prepare)
     url, answers = running.base_url, Queue()
     sender = threading.Thread(target=lambda: answers.put(httpx.post(f"{url}/predict", content=image, timeout=TIMEOUT)))
     unloader = threading.Thread(
@@ -222,13 +211,13 @@ def test_unload_lets_the_requests_in_flight_finish(folders, image):
     )
     try:
         sender.start()
-        assert in_forward.wait(TIMEOUT)
+        assert gate.entered.wait(TIMEOUT)
         unloader.start()
         wait_for(lambda: not running.repository.served(), "the model to leave the lookup")
         late = httpx.post(f"{url}/predict", content=image, timeout=TIMEOUT)
         assert late.status_code == 404 and "is not loaded (unloaded)" in late.json()["error"]
         assert unloader.is_alive()  # waits for the request in flight
-        gate.set()
+        gate.release.set()
         # either answer may come first: the unload returns once the request has left the model, which may be
         # before that request's own response is written
         answered = [answers.get(timeout=TIMEOUT), answers.get(timeout=TIMEOUT)]
@@ -237,7 +226,7 @@ def test_unload_lets_the_requests_in_flight_finish(folders, image):
         assert predicted.status_code == 200 and predicted.json()[0]["image"] == "body"
         assert unloaded.status_code == 200 and unloaded.json()["state"] == "UNAVAILABLE"
     finally:
-        gate.set()
+        gate.release.set()
         running.close()
 
 
@@ -307,21 +296,8 @@ def test_model_specs_of_the_command_line(monkeypatch, capsys):
 def test_requests_whose_client_went_away_never_reach_the_model(folders, image):
     """The model is held busy on a first request; two clients send a request each and close their connection, a
     third stays. Released, the model runs the first and the third's images only; the two are counted cancelled."""
-    gate, in_forward, seen = threading.Event(), threading.Event(), []
-
-    def prepare(backend) -> None:
-        forward = backend.classifier.forward
-
-        def gated_forward(pixels):
-            if backend.batcher.ready.is_set():  # requests, not the warm-up
-                seen.append(len(pixels))
-                in_forward.set()
-                assert gate.wait(TIMEOUT)
-            return forward(pixels)
-
-        backend.classifier.forward = gated_forward
-
-    running = start_server(settings_for(folders["animals"], max_batch_size=4, max_wait_ms=0), prepare)
+    gate = ForwardGate()
+    running = start_server(settings_for(folders["animals"], max_batch_size=4, max_wait_ms=0), gate.prepare)
     url, answers = running.base_url, Queue()
 
     def send() -> None:
@@ -330,7 +306,7 @@ def test_requests_whose_client_went_away_never_reach_the_model(folders, image):
     first, live = threading.Thread(target=send), threading.Thread(target=send)
     try:
         first.start()
-        assert in_forward.wait(TIMEOUT)
+        assert gate.entered.wait(TIMEOUT)
         leaving = [raw_post(running.port, "/predict", image) for _ in range(2)]
         wait_for(lambda: running.batcher.queued == 2, "the two requests to be queued")
         for sock in leaving:
@@ -338,14 +314,14 @@ def test_requests_whose_client_went_away_never_reach_the_model(folders, image):
         wait_for(lambda: running.batcher.queued == 0, "the two requests to be dropped")
         live.start()
         wait_for(lambda: running.batcher.queued == 1, "the live request to be queued")
-        gate.set()
+        gate.release.set()
         assert [answers.get(timeout=TIMEOUT) for _ in range(2)] == [200, 200]
-        assert seen == [1, 1]  # the first request, then the live one: the two that left never ran
+        assert gate.sizes == [1, 1]  # the first request, then the live one: the two that left never ran
         text = running.metrics()
         assert metric(text, "swiftformer_cancelled_total", model=NAME) == 2
         assert metric(text, "swiftformer_requests_total", endpoint="/predict", status="499", model=NAME) == 2
     finally:
-        gate.set()
+        gate.release.set()
         running.close()
 
 
