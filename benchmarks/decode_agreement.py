@@ -47,6 +47,7 @@ import swiftformer.image_processing as image_processing
 from swiftformer import SwiftFormerConfig, SwiftFormerForImageClassification
 from swiftformer.hardware import hardware_line
 from swiftformer.image_processing import SwiftFormerImageProcessor, load_image_bytes, load_processor
+from swiftformer.io.files import atomic_write
 from swiftformer.perf import median_ms, tune_malloc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -122,13 +123,15 @@ def photo_of_class(width: int, height: int, seed: int) -> tuple[str, Image.Image
 
 def write_photo_dataset(folder: Path, train: int, val: int, size: tuple[int, int] = (320, 240)) -> None:
     """``folder/{train,val}/CLASS/*.jpg``: ``train`` and ``val`` photos of the :data:`PHOTO_CLASSES` task at
-    ``size``, JPEG quality 90 (seeds apart from the photos the agreement is measured on)."""
+    ``size``, JPEG quality 90 (seeds apart from the photos the agreement is measured on), each file written
+    atomically. A folder that exists and is not empty is refused (SystemExit naming it): nothing is replaced."""
+    if folder.exists() and any(folder.iterdir()):
+        raise SystemExit(f"decode_agreement.py: {folder} exists and is not empty; give a new folder")
     for split, count, first in (("train", train, 10_000_000), ("val", val, 20_000_000)):
         for seed in range(first, first + count):
             name, image = photo_of_class(*size, seed)
-            path = folder / split / name / f"{seed}.jpg"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            image.save(path, "JPEG", quality=90)
+            with atomic_write(folder / split / name / f"{seed}.jpg") as handle:
+                image.save(handle, "JPEG", quality=90)
 
 
 def _noise_layer(rng: np.random.Generator, cells: int, size: tuple[int, int]) -> np.ndarray:
