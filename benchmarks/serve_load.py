@@ -46,6 +46,13 @@ interface: run the benchmark in a loopback-only network namespace, as the Ray te
 
     unshare --net sh -c 'ip link set lo up && .venv/bin/python benchmarks/serve_load.py'
 
+``--source DIR`` runs swiftformer's servers from another source tree, such as a git worktree of an older
+commit, so that two versions are measured the same way (the clients, the photos and the model folder are this
+version's; an old server refuses the flags it did not have yet)::
+
+    git worktree add /tmp/before <commit>
+    .venv/bin/python benchmarks/serve_load.py --photo 1920x1080 --configs batching --clients 32 --source /tmp/before
+
 ``--model`` is a folder, a hub id or a variant name (random weights, written to a temporary folder so
 that the transformers baseline can load it too). Needs ``pip install .[serve]``, ``.[ray]`` for the Ray
 configurations and, for the baseline, transformers; a configuration whose package is missing is left out.
@@ -126,6 +133,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--abandon-every-ms", type=float, default=1000.0, help="how often each abandoning client sends (default 1000)"
     )
+    p.add_argument(
+        "--source",
+        metavar="DIR",
+        help="run swiftformer's servers from the source tree DIR (e.g. a git worktree of an older commit) "
+        "instead of the installed package: two versions measured the same way",
+    )
     p.add_argument("--json", action="store_true", help="one JSON object per configuration")
     p.add_argument("--baseline-server", action="store_true", help=argparse.SUPPRESS)  # internal: run the baseline
     p.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
@@ -170,15 +183,21 @@ def baseline_server(model: str, port: int) -> None:
 class Server:
     """A server subprocess on 127.0.0.1; its port read from its log."""
 
-    def __init__(self, command: list[str], timeout: float, ca: str | None = None) -> None:
-        self.process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        self.lines: Queue = Queue()
-        for stream in (self.process.stderr, self.process.stdout):
-            threading.Thread(target=lambda s=stream: [self.lines.put(line) for line in s], daemon=True).start()
+    def __init__(
+        self, command: list[str], timeout: float, ca: str | None = None, env: dict[str, str] | None = None
+    ) -> None:
+        self._start(command, env)
         self.grpc_url: str | None = None  # "127.0.0.1:PORT" when the server logs its gRPC service
         self.ca = ca  # the CA file its TLS certificate is verified against (None: plain HTTP)
         self.port = self._port(timeout)
         self.url = f"{'https' if ca else 'http'}://127.0.0.1:{self.port}"
+
+    def _start(self, command: list[str], env: dict[str, str] | None) -> None:
+        """Start ``command`` (with ``env``, None: this one's) and collect its output lines in ``self.lines``."""
+        self.process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+        self.lines: Queue = Queue()
+        for stream in (self.process.stderr, self.process.stdout):
+            threading.Thread(target=lambda s=stream: [self.lines.put(line) for line in s], daemon=True).start()
 
     def _port(self, timeout: float) -> int:
         deadline = time.monotonic() + timeout
@@ -566,6 +585,7 @@ def run_configs(args: argparse.Namespace, bodies: list[bytes]) -> list[dict]:
     rows = []
     queue = 4 * max(args.clients) + 64 + args.abandoning_clients
     configs = [name for name in args.configs if _available(name)]
+    source = source_env(args.source)
     for name in sorted(set(args.configs) - set(configs)):
         print(f"# {name}: left out, {NEEDS[name]} is not installed", file=sys.stderr)
     with tempfile.TemporaryDirectory() as scratch:
@@ -594,15 +614,16 @@ def run_configs(args: argparse.Namespace, bodies: list[bytes]) -> list[dict]:
         }
         for name in configs:
             command = commands[name]
+            env = None if name == "pipeline" else source  # the baseline is transformers, whatever the source
             if name == "pipeline" or name.startswith("ray"):
                 if args.tls:
                     print(f"# {name}: left out, --tls is for the batching, no-batching and exact-decode servers")
                     continue
                 port = _free_port()
-                server: Server = _PortServer([*command, "--port", str(port)], port, args.timeout)
+                server: Server = _PortServer([*command, "--port", str(port)], port, args.timeout, env)
                 protocols = ["predict"]
             else:
-                server = Server(command, args.timeout, ca)
+                server = Server(command, args.timeout, ca, env)
                 protocols = args.protocols
             try:
                 server.wait_ready(args.timeout)
@@ -731,6 +752,19 @@ def main(argv=None) -> int:
     return 0
 
 
+def source_env(source: str | None) -> dict[str, str] | None:
+    """The environment that makes ``python -m swiftformer`` import the package in ``source`` (its ``src`` folder
+    when it has one); None: this process's own."""
+    if source is None:
+        return None
+    tree = Path(source).resolve()
+    package_root = tree / "src" if (tree / "src" / "swiftformer").is_dir() else tree
+    if not (package_root / "swiftformer" / "__init__.py").is_file():
+        raise SystemExit(f"--source {source}: no swiftformer package there (looked for {package_root}/swiftformer)")
+    path = [str(package_root), *filter(None, [os.environ.get("PYTHONPATH")])]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
+
+
 def _free_port() -> int:
     import socket
 
@@ -743,11 +777,8 @@ class _PortServer(Server):
     """A server whose port is chosen here (the baseline prints no uvicorn line at warning level; Ray's
     proxy logs its own lines)."""
 
-    def __init__(self, command: list[str], port: int, timeout: float) -> None:
-        self.process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        self.lines = Queue()
-        for stream in (self.process.stderr, self.process.stdout):
-            threading.Thread(target=lambda s=stream: [self.lines.put(line) for line in s], daemon=True).start()
+    def __init__(self, command: list[str], port: int, timeout: float, env: dict[str, str] | None = None) -> None:
+        self._start(command, env)
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
 

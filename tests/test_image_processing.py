@@ -640,9 +640,46 @@ def test_fast_decode_leaves_other_formats_and_small_jpegs_exact(tmp_path):
     for name in ("photo.png", "photo.webp", "small.jpg"):
         (photo.resize((300, 225)) if name == "small.jpg" else photo).save(tmp_path / name)
         drafted, exact = load_image(tmp_path / name, draft=processor), load_image(tmp_path / name)
-        assert DRAFT_INFO not in drafted.info and drafted.size == exact.size
+        assert drafted.info[DRAFT_INFO] == (*exact.size, 1) and drafted.size == exact.size  # at full scale
         assert np.array_equal(pixels(processor, drafted), pixels(processor, tmp_path / name)), name
     # a drafted image cropped afterwards no longer stands for the full photo: resized as it is
     photo.save(tmp_path / "photo.jpg")
     cropped = load_image(tmp_path / "photo.jpg", draft=processor).crop((0, 0, 200, 100))
     assert np.array_equal(pixels(processor, cropped), pixels(processor, Image.fromarray(np.asarray(cropped))))
+
+
+@pytest.mark.parametrize("case", ["shortest_edge_crop", "convnext_crop", "deit_crop", "convnext_then_crop"])
+def test_fast_decode_resizes_only_what_the_crop_keeps(tmp_path, monkeypatch, case):
+    # A PNG (decoded fully either way) isolates the resize: only the kept window is resized, straight to its size
+    import swiftformer.image_processing as image_processing
+
+    processor = SwiftFormerImageProcessor(
+        **{
+            "shortest_edge_crop": {"size": {"shortest_edge": 256}, "do_center_crop": True, "crop_size": 224},
+            "convnext_crop": {"size": 224, "crop_pct": 0.875, "resample": 3},
+            "deit_crop": {"size": 256, "do_center_crop": True, "crop_size": 224, "resample": 3},
+            "convnext_then_crop": {"size": 224, "crop_pct": 0.875, "do_center_crop": True, "crop_size": 200},
+        }[case]
+    )
+    path = tmp_path / "photo.png"
+    photo_like(1919, 1077).save(path)
+    resized_to = []
+    resize = image_processing._pil_resize
+    monkeypatch.setattr(
+        image_processing, "_pil_resize", lambda image, h, w, *a: resized_to.append((h, w)) or resize(image, h, w, *a)
+    )
+    exact = pixels(levels(processor), path)
+    fast = pixels(levels(processor), load_image(path, draft=processor))
+    final = (processor.crop_size or {"height": 224})["height"]
+    assert resized_to[0] != (final, final) and resized_to[1] == (final, final)  # exact: whole; fast: the window
+    assert fast.shape == exact.shape
+    difference = np.abs(fast - exact)
+    # the filter positions from another origin: a level in a few pixels, never more
+    assert difference.max() <= 1 and (difference > 0).mean() < 0.01, (difference.max(), (difference > 0).mean())
+
+
+def test_fast_decode_of_an_uncropped_resize_is_exact_at_full_scale(tmp_path):
+    processor = SwiftFormerImageProcessor(size={"shortest_edge": 100}, resample=3)  # nothing cropped
+    path = tmp_path / "photo.png"
+    photo_like(640, 480).save(path)
+    assert np.array_equal(pixels(processor, load_image(path, draft=processor)), pixels(processor, path))

@@ -91,8 +91,9 @@ CONVNEXT_WARP_FROM = 384
 # photo-like images changed more of its answers on 1920×1080 photos (decoded at 1/2) than the 0.1 % fast decoding
 # may change to be the default; at 3 none changed. A 4000×3000 photo for a 224² model is still decoded at 1/4.
 DRAFT_MARGIN = 3
-# The key of ``Image.info`` under which a reduced-scale decode records (full width, full height, scale), both
-# sizes after the EXIF orientation, so that the processor resizes it to what the full image would give.
+# The key of ``Image.info`` under which a fast decode records (full width, full height, scale), both sizes after
+# the EXIF orientation (scale 1: decoded fully), so that the processor resizes it to what the full image would
+# give, and only the part of it that its crop keeps.
 DRAFT_INFO = "swiftformer_draft"
 # EXIF orientations that turn the image by 90° (transposed after decoding, so a target is swapped before).
 _SWAPPING_ORIENTATIONS = (5, 6, 7, 8)
@@ -248,16 +249,18 @@ def decode_pil(image: Image.Image, draft: Draft | None = None) -> Image.Image:
     JPEG is decoded by libjpeg at 1/2, 1/4 or 1/8 scale (DCT scaling, ``Image.draft``): the smallest scale
     still at least :data:`DRAFT_MARGIN` times the size the processor resizes this image to (computed from its
     full size, after the orientation). A 4000×3000 photo for a 224×224 model decodes at 1000×750, several times
-    faster; the result is recorded in ``image.info[DRAFT_INFO]`` so that the processor resizes the smaller
-    image exactly as it would the full one (same output size, same covered area). The pixels differ from an
-    exact decode by a fraction of a level on average (docs/preprocessing.md, "Fast decoding"). Other formats
-    have no exact cheaper path and are decoded fully, as without ``draft``.
+    faster. Other formats have no exact cheaper decode and are decoded fully, as without ``draft``.
+
+    Either way the image records its full size and decoded scale in ``image.info[DRAFT_INFO]``, so that the
+    processor resizes it as it would the full one (same output size, same covered area) and resizes only the
+    area its center crop keeps. The pixels differ from the exact path by a fraction of a level on average
+    (docs/preprocessing.md, "Fast decoding").
     """
     record = _draft_jpeg(image, draft) if draft is not None else None
     oriented = ImageOps.exif_transpose(image)
     oriented.load()
-    if record is not None:
-        oriented.info[DRAFT_INFO] = record
+    if draft is not None:
+        oriented.info[DRAFT_INFO] = record or (*oriented.size, 1)
     return oriented
 
 
@@ -291,8 +294,8 @@ def _draft_jpeg(image: Image.Image, draft: Draft) -> tuple[int, int, int] | None
 
 def _draft_geometry(image: Image.Image) -> tuple[tuple[int, int], tuple[float, float, float, float] | None]:
     """The (width, height) ``image`` stands for and the box of it to resize from: its own size and None,
-    or for a reduced-scale decode (:func:`decode_pil`) the full size and the area the decoded pixels cover.
-    A record that does not fit the image (cropped or resized since) is ignored."""
+    or for a fast decode (:func:`decode_pil`) the full size and the area the decoded pixels cover (all of
+    them, at full scale). A record that does not fit the image (cropped or resized since) is ignored."""
     record = image.info.get(DRAFT_INFO)
     if isinstance(record, tuple) and len(record) == 3 and all(isinstance(v, int) and v > 0 for v in record):
         width, height, scale = record
@@ -644,16 +647,49 @@ class SwiftFormerImageProcessor:
         return new_width, new_height
 
     def _resize(self, image: Image.Image) -> np.ndarray:
-        """Resize in the mode ``size``/``crop_pct`` select (module docstring); (H, W, 3) uint8. A fast-decoded
-        image (:func:`decode_pil`) is resized to what its full-size original would be."""
+        """Resize in the mode ``size``/``crop_pct`` select (module docstring); (H, W, 3) uint8.
+
+        A fast-decoded image (:func:`decode_pil`) is resized to what its full-size original would be, and only
+        the window the crops keep is computed: the resize of that window's box straight to its size, which
+        differs from resizing everything and cropping by at most one level in a few pixels (the filter
+        positions are computed from another origin, in floating point); a 1920×1080 photo cropped to the
+        center of a shortest-edge resize needs about half of the resize's work.
+        """
         full_size, box = _draft_geometry(image)
         target = self.resize_target(*full_size)
         assert target is not None  # only called with do_resize
+        window = self._kept_window(target) if box is not None else None
+        if window is not None:
+            assert box is not None
+            left, top, width, height = window
+            scale_x, scale_y = (box[2] - box[0]) / target[0], (box[3] - box[1]) / target[1]
+            x0, y0 = box[0] + left * scale_x, box[1] + top * scale_y
+            window_box = (x0, y0, x0 + width * scale_x, y0 + height * scale_y)
+            return _pil_resize(image, height, width, self.resample, window_box)  # what the crops would leave
         resized = _pil_resize(image, target[1], target[0], self.resample, box)
         edge = self.size.get("shortest_edge", 0)
         if self.crop_pct is not None and edge < CONVNEXT_WARP_FROM:
             return _center_crop(resized, edge, edge)
         return resized
+
+    def _kept_window(self, target: tuple[int, int]) -> tuple[int, int, int, int] | None:
+        """(left, top, width, height) of the resized ``target`` (width, height) that the crops keep (the
+        ConvNeXt square, then ``crop_size``), as :func:`_center_crop` cuts them; None when nothing is cropped
+        or a crop would pad (the image is then resized whole)."""
+        crops = []
+        edge = self.size.get("shortest_edge", 0)
+        if self.crop_pct is not None and edge < CONVNEXT_WARP_FROM:
+            crops.append((edge, edge))
+        if self.do_center_crop:
+            assert self.crop_size is not None  # __init__ requires one with do_center_crop
+            crops.append((self.crop_size["width"], self.crop_size["height"]))
+        left, top, (width, height) = 0, 0, target
+        for crop_width, crop_height in crops:
+            if crop_width > width or crop_height > height:
+                return None
+            left, top = left + (width - crop_width) // 2, top + (height - crop_height) // 2
+            width, height = crop_width, crop_height
+        return (left, top, width, height) if (width, height) != target else None
 
     @property
     def image_processor_type(self) -> str:
