@@ -122,6 +122,16 @@ def test_evaluate_matches_brute_force(image_root, processor, label_map):
     assert model.training is False
 
 
+def test_evaluate_restores_training_mode_after_a_bad_batch():
+    from swiftformer.training.evaluate import evaluate
+
+    model = _model().train()
+    batches = [(torch.zeros(2, 3, 32, 32), torch.tensor([0, 1])), (torch.zeros(1, 3, 32, 32), torch.tensor([7]))]
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 3\), got \[7\]"):
+        evaluate(model, batches, class_names=CLASSES)
+    assert model.training  # put back as it was, though the pass ended in an error
+
+
 def test_label_map_changes_results(image_root, processor):
     from swiftformer.training.evaluate import evaluate
 

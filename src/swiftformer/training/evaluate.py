@@ -16,6 +16,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -130,8 +131,6 @@ def evaluate(
     import torch
     import torch.nn.functional as F
 
-    from . import distributed
-
     num_classes = len(class_names)
     label_map = list(range(num_classes)) if label_map is None else [int(i) for i in label_map]
     if len(label_map) != num_classes or len(set(label_map)) != num_classes or min(label_map, default=0) < 0:
@@ -140,71 +139,44 @@ def evaluate(
         )
     device = torch.device(device)
     targets_of = torch.tensor(label_map, dtype=torch.long, device=device)
-    info = distributed.current()
-
-    was_training = model.training
-    model.eval().to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
     autocast = contextlib.nullcontext() if autocast_dtype is None else torch.autocast(device.type, dtype=autocast_dtype)
     counts = torch.zeros(4, dtype=torch.float64)  # correct1, correct5, loss sum, images
     confusion = torch.zeros(num_classes, num_classes + 1, dtype=torch.int64, device=device)  # last column: other
     dataset_of: torch.Tensor | None = None  # model output -> dataset class (num_classes: none)
-    unreadable: list[str] = []
-    bar = _progress_bar(loader) if progress and info.is_main else None
-    start = time.perf_counter()
-    try:
-        with torch.inference_mode():
-            for batch in loader:
-                pixel_values, labels, bad = _unpack(batch)
-                unreadable += bad
-                if bar is not None:
-                    bar.update(1)
-                if pixel_values is None or not len(pixel_values):
-                    continue
-                assert labels is not None  # collate gives both pixels and labels, or neither
-                pixel_values = pixel_values.to(device, non_blocking=True)
-                if channels_last:
-                    pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
-                labels = labels.to(device=device, dtype=torch.long)
-                if not 0 <= int(labels.min()) <= int(labels.max()) < num_classes:
-                    raise ValueError(f"labels must be in [0, {num_classes}), got {labels.unique().tolist()[:10]}")
-                with autocast:
-                    logits = model(pixel_values).logits.float()
-                if dataset_of is None:
-                    if max(label_map, default=-1) >= logits.shape[-1]:
-                        raise ValueError(
-                            f"the model has {logits.shape[-1]} outputs; label_map uses up to {max(label_map)}"
-                        )
-                    dataset_of = torch.full((logits.shape[-1],), num_classes, dtype=torch.long, device=device)
-                    dataset_of[targets_of] = torch.arange(num_classes, device=device)
-                targets = targets_of[labels]
-                topk = logits.topk(min(5, logits.shape[-1]), dim=-1).indices
-                hits = topk == targets[:, None]
-                cells = labels * (num_classes + 1) + dataset_of[topk[:, 0]]
-                confusion += torch.bincount(cells, minlength=confusion.numel()).view_as(confusion)
-                loss = F.cross_entropy(logits, targets, reduction="sum")
-                counts += torch.tensor(
-                    [hits[:, 0].sum().item(), hits.any(-1).sum().item(), loss.item(), len(labels)], dtype=torch.float64
-                )
-                if bar is not None:
-                    bar.set_postfix(top1=f"{100 * counts[0].item() / counts[3].item():.2f}")
-    finally:
-        if bar is not None:
-            bar.close()
-        model.train(was_training)
-    seconds = time.perf_counter() - start
+    with torch.inference_mode(), _EvalPass(model, loader, device, progress) as run:
+        for pixel_values, labels in run.batches():
+            pixel_values = pixel_values.to(device, non_blocking=True)
+            if channels_last:
+                pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
+            labels = labels.to(device=device, dtype=torch.long)
+            if not 0 <= int(labels.min()) <= int(labels.max()) < num_classes:
+                raise ValueError(f"labels must be in [0, {num_classes}), got {labels.unique().tolist()[:10]}")
+            with autocast:
+                logits = model(pixel_values).logits.float()
+            if dataset_of is None:
+                if max(label_map, default=-1) >= logits.shape[-1]:
+                    raise ValueError(f"the model has {logits.shape[-1]} outputs; label_map uses up to {max(label_map)}")
+                dataset_of = torch.full((logits.shape[-1],), num_classes, dtype=torch.long, device=device)
+                dataset_of[targets_of] = torch.arange(num_classes, device=device)
+            targets = targets_of[labels]
+            topk = logits.topk(min(5, logits.shape[-1]), dim=-1).indices
+            hits = topk == targets[:, None]
+            cells = labels * (num_classes + 1) + dataset_of[topk[:, 0]]
+            confusion += torch.bincount(cells, minlength=confusion.numel()).view_as(confusion)
+            loss = F.cross_entropy(logits, targets, reduction="sum")
+            counts += torch.tensor(
+                [hits[:, 0].sum().item(), hits.any(-1).sum().item(), loss.item(), len(labels)], dtype=torch.float64
+            )
+            if run.bar is not None:
+                run.bar.set_postfix(top1=f"{100 * counts[0].item() / counts[3].item():.2f}")
 
-    if info.enabled:  # NCCL reduces device tensors only, gloo takes either
-        on = device if torch.distributed.get_backend() == "nccl" else torch.device("cpu")
-        counts = distributed.all_reduce_sum(counts.to(on)).cpu()
-        confusion = distributed.all_reduce_sum(confusion.to(on))
-        gathered = distributed.all_gather_objects((seconds, unreadable))
-        seconds = max(s for s, _ in gathered)
-        unreadable = [path for _, paths in gathered for path in paths]
-    confusion = confusion.cpu()
+    counts, confusion = run.totals(counts, confusion)
+    counts, confusion = counts.cpu(), confusion.cpu()
     correct1, correct5, loss_sum, images = counts.tolist()
     images = int(images)
+    seconds, unreadable = run.seconds, run.unreadable
     return EvalResult(
         top1=100.0 * correct1 / images if images else float("nan"),
         top5=100.0 * correct5 / images if images else float("nan"),
@@ -327,51 +299,26 @@ def evaluate_segmentation(
     import torch
     import torch.nn.functional as F
 
-    from . import distributed
-
     device = torch.device(device)
-    info = distributed.current()
-    was_training = model.training
-    model.eval().to(device)
     autocast = contextlib.nullcontext() if autocast_dtype is None else torch.autocast(device.type, dtype=autocast_dtype)
     confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device)
     counts = torch.zeros(3, dtype=torch.float64)  # loss sum, labelled pixels, images
-    unreadable: list[str] = []
-    bar = _progress_bar(loader) if progress and info.is_main else None
-    start = time.perf_counter()
-    try:
-        with torch.inference_mode():
-            for batch in loader:
-                pixel_values, labels, bad = _unpack(batch)
-                unreadable += bad
-                if bar is not None:
-                    bar.update(1)
-                if pixel_values is None or labels is None:
-                    continue
-                labels = labels.to(device=device, dtype=torch.long)  # (B, H, W)
-                with autocast:
-                    logits = model(pixel_values.to(device)).logits  # (B, K, h, w)
-                logits = F.interpolate(logits.float(), size=labels.shape[-2:], mode="bilinear", align_corners=False)
-                valid = labels != ignore_index
-                loss = F.cross_entropy(logits, labels, ignore_index=ignore_index, reduction="sum")
-                predicted = logits.argmax(1)
-                cells = labels[valid] * num_classes + predicted[valid]
-                confusion += torch.bincount(cells, minlength=confusion.numel())
-                counts += torch.tensor([loss.item(), valid.sum().item(), len(labels)], dtype=torch.float64)
-    finally:
-        if bar is not None:
-            bar.close()
-        model.train(was_training)
-    seconds = time.perf_counter() - start
-    if info.enabled:
-        on = device if torch.distributed.get_backend() == "nccl" else torch.device("cpu")
-        counts = distributed.all_reduce_sum(counts.to(on)).cpu()
-        confusion = distributed.all_reduce_sum(confusion.to(on))
-        gathered = distributed.all_gather_objects((seconds, unreadable))
-        seconds = max(s for s, _ in gathered)
-        unreadable = [path for _, paths in gathered for path in paths]
+    with torch.inference_mode(), _EvalPass(model, loader, device, progress) as run:
+        for pixel_values, labels in run.batches():
+            labels = labels.to(device=device, dtype=torch.long)  # (B, H, W)
+            with autocast:
+                logits = model(pixel_values.to(device)).logits  # (B, K, h, w)
+            logits = F.interpolate(logits.float(), size=labels.shape[-2:], mode="bilinear", align_corners=False)
+            valid = labels != ignore_index
+            loss = F.cross_entropy(logits, labels, ignore_index=ignore_index, reduction="sum")
+            predicted = logits.argmax(1)
+            cells = labels[valid] * num_classes + predicted[valid]
+            confusion += torch.bincount(cells, minlength=confusion.numel())
+            counts += torch.tensor([loss.item(), valid.sum().item(), len(labels)], dtype=torch.float64)
+    counts, confusion = run.totals(counts, confusion)
+    seconds, unreadable = run.seconds, run.unreadable
     matrix = confusion.cpu().view(num_classes, num_classes).numpy().astype(np.int64)
-    loss_sum, pixels, images = counts.tolist()
+    loss_sum, pixels, images = counts.cpu().tolist()
     tp = np.diag(matrix).astype(np.float64)
     union = matrix.sum(0) + matrix.sum(1) - tp
     present = union > 0
@@ -387,8 +334,64 @@ def evaluate_segmentation(
     )
 
 
-def _progress_bar(loader: Any) -> Any:
-    """A tqdm bar over ``loader``'s batches (its length when it has one)."""
-    from tqdm.auto import tqdm
+class _EvalPass:
+    """One evaluation pass over ``loader``, shared by :func:`evaluate` and :func:`evaluate_segmentation`.
 
-    return tqdm(total=len(loader) if hasattr(loader, "__len__") else None, unit="batch", desc="eval")
+    Inside ``with``, the model is in eval mode and on ``device`` (its training mode restored on leaving, however
+    the pass ends), rank 0 shows a progress bar, and :meth:`batches` yields the ``(pixel_values, labels)`` of each
+    batch that has images while it collects the files no one could read. On leaving, ``seconds`` is the pass's
+    wall time. :meth:`totals` sums the counts over the processes of a torchrun job.
+    """
+
+    def __init__(self, model: torch.nn.Module, loader: Any, device: torch.device, progress: bool) -> None:
+        from . import distributed
+
+        self.model, self.loader, self.device = model, loader, device
+        self.info = distributed.current()
+        self.show_progress = progress and self.info.is_main
+        self.bar: Any = None  # the tqdm bar while the pass runs with one
+        self.unreadable: list[str] = []
+        self.seconds = 0.0
+
+    def __enter__(self) -> _EvalPass:
+        self.was_training = self.model.training
+        self.model.eval().to(self.device)
+        if self.show_progress:
+            from tqdm.auto import tqdm
+
+            total = len(self.loader) if hasattr(self.loader, "__len__") else None
+            self.bar = tqdm(total=total, unit="batch", desc="eval")
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.perf_counter() - self.start
+        if self.bar is not None:
+            self.bar.close()
+        self.model.train(self.was_training)
+
+    def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for batch in self.loader:
+            pixel_values, labels, bad = _unpack(batch)
+            self.unreadable += bad
+            if self.bar is not None:
+                self.bar.update(1)
+            if pixel_values is None or labels is None or not len(pixel_values):
+                continue  # every file of the batch unreadable
+            yield pixel_values, labels
+
+    def totals(self, *counts: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``counts`` summed over the processes of a torchrun job (as they are in one process); also makes
+        ``seconds`` the slowest process's and ``unreadable`` every process's."""
+        import torch
+
+        from . import distributed
+
+        if not self.info.enabled:
+            return counts
+        on = self.device if torch.distributed.get_backend() == "nccl" else torch.device("cpu")  # NCCL: device only
+        summed = tuple(distributed.all_reduce_sum(c.to(on)) for c in counts)
+        gathered = distributed.all_gather_objects((self.seconds, self.unreadable))
+        self.seconds = max(seconds for seconds, _ in gathered)
+        self.unreadable = [path for _, paths in gathered for path in paths]
+        return summed
