@@ -652,8 +652,8 @@ class SwiftFormerImageProcessor:
         A fast-decoded image (:func:`decode_pil`) is resized to what its full-size original would be, and only
         the window the crops keep is computed: the resize of that window's box straight to its size, which
         differs from resizing everything and cropping by at most one level in a few pixels (the filter
-        positions are computed from another origin, in floating point); a 1920×1080 photo cropped to the
-        center of a shortest-edge resize needs about half of the resize's work.
+        positions are computed from another origin, in floating point). A wide photo's center crop leaves out
+        much of it, and that part is then never resized.
         """
         full_size, box = _draft_geometry(image)
         target = self.resize_target(*full_size)
