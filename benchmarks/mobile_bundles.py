@@ -19,6 +19,7 @@ setting are printed with the table.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import tempfile
@@ -44,21 +45,8 @@ def bundles(formats: list[str]) -> list[tuple[str, str]]:
     return [(name, precision) for name in formats for precision in FORMATS[name].bundle]
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--variants", nargs="+", default=["xs", "l1"])
-    parser.add_argument("--formats", nargs="+", default=["tflite", "onnx", "executorch", "coreml"])
-    parser.add_argument("--threads", nargs="+", type=int, default=[1, 2, 4])
-    parser.add_argument("--runs", type=int, default=50)
-    parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--output-dir", type=Path, help="keep the bundles here (default: a temporary folder)")
-    parser.add_argument("--json", type=Path, help="also write the rows as JSON")
-    args = parser.parse_args()
-    unknown = [f for f in args.formats if f not in FORMATS or not FORMATS[f].bundle]
-    if unknown:
-        parser.error(f"not a bundle format: {', '.join(unknown)}")
-    tuned = tune_malloc()
-    root = args.output_dir or Path(tempfile.mkdtemp(prefix="mobile-bundles-"))
+def measure(args: argparse.Namespace, root: Path) -> list[dict]:
+    """Export every (variant, format, precision) bundle under ``root`` and time the runnable ones."""
     rows = []
     for variant in args.variants:
         model = perturb_(load_model(variant))
@@ -83,6 +71,26 @@ def main() -> int:
                 row[key] = {t.threads: round(t.latency_ms_median, 2) for t in timed.rows}
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variants", nargs="+", default=["xs", "l1"])
+    parser.add_argument("--formats", nargs="+", default=["tflite", "onnx", "executorch", "coreml"])
+    parser.add_argument("--threads", nargs="+", type=int, default=[1, 2, 4])
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--output-dir", type=Path, help="keep the bundles here (default: a temporary folder)")
+    parser.add_argument("--json", type=Path, help="also write the rows as JSON")
+    args = parser.parse_args()
+    unknown = [f for f in args.formats if f not in FORMATS or not FORMATS[f].bundle]
+    if unknown:
+        parser.error(f"not a bundle format: {', '.join(unknown)}")
+    tuned = tune_malloc()
+    with contextlib.ExitStack() as stack:
+        root = args.output_dir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mobile-bundles-")))
+        rows = measure(args, root)
     print(f"CPU: {hardware_line()}; malloc: {'tuned (swiftformer.perf.tune_malloc)' if tuned else 'glibc default'}")
     print(f"median batch-1 latency in ms over {args.runs} runs (uint8 image in, probabilities out)\n")
     threads = " | ".join(f"{t} thr" for t in args.threads)
