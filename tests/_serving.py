@@ -192,6 +192,39 @@ class ForwardGate:
         backend.classifier.forward = gated_forward
 
 
+class DecodeGate:
+    """Holds the server's first ``held`` decodes (``swiftformer.serving.app.prepare``) until :attr:`release` is set:
+    :meth:`install` it before :func:`start_server`. :attr:`decoded` lists the label of every upload whose decoding
+    began; :meth:`wait_held` returns once ``held`` decodes are held, :meth:`waiting` counts the uploads still waiting
+    for a decoding thread."""
+
+    def __init__(self, held: int) -> None:
+        self.held, self.release = held, threading.Event()
+        self.decoded: list[str] = []
+        self._all_held = threading.Barrier(held + 1, timeout=TIMEOUT)
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from swiftformer.serving import app as serving_app
+
+        prepare = serving_app.prepare
+
+        def held_prepare(data: bytes, *args: Any) -> Any:
+            self.decoded.append(args[2])  # prepare(data, processor, max_pixels, label, fast)
+            if len(self.decoded) <= self.held:
+                self._all_held.wait()
+                assert self.release.wait(TIMEOUT)
+            return prepare(data, *args)
+
+        monkeypatch.setattr(serving_app, "prepare", held_prepare)
+
+    def wait_held(self) -> None:
+        self._all_held.wait()
+
+    @staticmethod
+    def waiting(running: RunningServer) -> int:
+        return running.app.state.service.executor._work_queue.qsize()  # the jobs no decoding thread has taken
+
+
 def start_server(
     settings: ServeSettings, prepare: Callable[[Any], None] | None = None, wait_ready: bool = True
 ) -> RunningServer:

@@ -7,6 +7,7 @@ import math
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from queue import Queue
 
 import numpy as np
 import pytest
@@ -25,6 +26,7 @@ from _serving import (  # noqa: E402
     NAME,
     SERVING_IMAGES,
     TIMEOUT,
+    DecodeGate,
     RunningServer,
     metric,
     settings_for,
@@ -282,6 +284,40 @@ def test_http_and_grpc_images_batch_together(model_dir, images):
             assert answers["grpc"][0, index] == pytest.approx(score, abs=1e-6)
     finally:
         release.set()
+        client.close()
+        running.close()
+
+
+def test_a_call_cancelled_while_its_images_wait_for_decoding_is_not_decoded(model_dir, images, monkeypatch):
+    """Both decoding threads are held on two HTTP requests; a gRPC call's two images wait for a thread and the
+    client cancels the call. Released, its images are never decoded, and they are counted cancelled."""
+    gate = DecodeGate(held=2)
+    gate.install(monkeypatch)
+    running = start_server(settings_for(model_dir, grpc_port=0, decode_threads=2))
+    client = grpcclient.InferenceServerClient(running.grpc_url)
+    answers: Queue = Queue()
+
+    def over_http() -> None:
+        answers.put(httpx.post(f"{running.base_url}/predict", content=images[0].read_bytes(), timeout=TIMEOUT))
+
+    try:
+        for _ in range(2):
+            threading.Thread(target=over_http, daemon=True).start()
+        gate.wait_held()
+        inputs = [grpcclient.InferInput("images", [2], "BYTES")]
+        inputs[0].set_data_from_numpy(np.array([p.read_bytes() for p in images[:2]], dtype=np.object_))
+        call = client.async_infer(NAME, inputs, callback=lambda result, error: answers.put(error))
+        wait_for(lambda: gate.waiting(running) == 2, "the call's two images to wait for a decoding thread")
+        call.cancel()
+        wait_for(lambda: metric(running.metrics(), "swiftformer_cancelled_total", model=NAME) == 2, "the cancel")
+        gate.release.set()
+        got = [answers.get(timeout=TIMEOUT) for _ in range(3)]
+        assert sorted(getattr(a, "status_code", 0) for a in got) == [0, 200, 200]
+        (error,) = [a for a in got if not hasattr(a, "status_code")]
+        assert "cancel" in str(error).lower()
+        assert gate.decoded == ["body", "body"]  # the HTTP requests' only: the call's images never were
+    finally:
+        gate.release.set()
         client.close()
         running.close()
 

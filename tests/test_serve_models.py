@@ -21,6 +21,7 @@ from _helpers import LABELS, make_images, make_model_dir  # noqa: E402
 from _serving import (  # noqa: E402
     NAME,
     TIMEOUT,
+    DecodeGate,
     ForwardGate,
     RunningServer,
     metric,
@@ -319,6 +320,39 @@ def test_requests_whose_client_went_away_never_reach_the_model(folders, image):
         assert gate.sizes == [1, 1]  # the first request, then the live one: the two that left never ran
         text = running.metrics()
         assert metric(text, "swiftformer_cancelled_total", model=NAME) == 2
+        assert metric(text, "swiftformer_requests_total", endpoint="/predict", status="499", model=NAME) == 2
+    finally:
+        gate.release.set()
+        running.close()
+
+
+def test_requests_whose_client_went_away_are_not_decoded(folders, image, monkeypatch):
+    """Both decoding threads are held on two requests; two more clients send a request each and close their
+    connection while their image waits for a thread. Released, the two are never decoded, counted cancelled (499),
+    and a request sent afterwards is decoded and answered."""
+    gate = DecodeGate(held=2)
+    gate.install(monkeypatch)
+    running = start_server(settings_for(folders["animals"], decode_threads=2))
+    url, answers = running.base_url, Queue()
+
+    def send() -> None:
+        answers.put(httpx.post(f"{url}/predict", content=image, timeout=TIMEOUT).status_code)
+
+    try:
+        for _ in range(2):
+            threading.Thread(target=send, daemon=True).start()
+        gate.wait_held()
+        leaving = [raw_post(running.port, "/predict", image) for _ in range(2)]
+        wait_for(lambda: gate.waiting(running) == 2, "the two images to wait for a decoding thread")
+        for sock in leaving:
+            sock.close()
+        wait_for(lambda: metric(running.metrics(), "swiftformer_cancelled_total", model=NAME) == 2, "the cancels")
+        gate.release.set()
+        assert [answers.get(timeout=TIMEOUT) for _ in range(2)] == [200, 200]
+        send()
+        assert answers.get(timeout=TIMEOUT) == 200
+        assert len(gate.decoded) == 3  # the two held and the one sent afterwards: the two that left never were
+        text = running.metrics()
         assert metric(text, "swiftformer_requests_total", endpoint="/predict", status="499", model=NAME) == 2
     finally:
         gate.release.set()

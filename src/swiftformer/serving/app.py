@@ -22,11 +22,11 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
 import numpy as np
@@ -62,6 +62,7 @@ from .settings import ServeSettings
 from .v2 import HEADER_LENGTH, IMAGES, PIXELS, ParsedInfer, encode_infer_response, parse_infer_request
 
 logger = logging.getLogger("swiftformer.serving")
+T = TypeVar("T")
 
 ERRORS: dict[int | str, dict[str, Any]] = {status: {"model": ErrorResponse} for status in (400, 404, 413, 503)}
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse}}
@@ -321,8 +322,13 @@ class _Service:
         logger.info("v2 gRPC service on %s:%d (%s)", self.settings.host, port, scheme)
         return server
 
-    async def decode(self, served: ServedModel, uploads: list[tuple[str, bytes]]) -> list[torch.Tensor]:
-        """Decode and preprocess for ``served`` in the thread pool (in parallel with the forward passes)."""
+    async def decode(
+        self, served: ServedModel, uploads: list[tuple[str, bytes]], request: Request | None = None
+    ) -> list[torch.Tensor]:
+        """Decode and preprocess for ``served`` in the thread pool (in parallel with the forward passes). When the
+        client of ``request`` disconnects first, the uploads still waiting for a decoding thread are never decoded:
+        ServeError 499 ``cancelled``, its images counted in ``swiftformer_cancelled_total`` (without a request,
+        gRPC, the caller's task being cancelled does the same, the answer being the call's cancellation)."""
         loop = asyncio.get_running_loop()
         processor, max_pixels = served.classifier.processor, self.settings.max_image_pixels
         fast = self.settings.fast_decode
@@ -330,8 +336,10 @@ class _Service:
             loop.run_in_executor(self.executor, partial(prepare, data, processor, max_pixels, label, fast))
             for label, data in uploads
         ]
+        decoded = asyncio.gather(*jobs, return_exceptions=True)  # cancelled: the jobs not yet started never start
+        results = await _unless_disconnected(request, decoded, "decoded", served, len(uploads))
         pixels = []
-        for result in await asyncio.gather(*jobs, return_exceptions=True):
+        for result in results:
             if isinstance(result, BaseException):
                 raise result
             pixels.append(result)
@@ -341,21 +349,8 @@ class _Service:
         """Logits (n, num_labels) float32 of ``pixels``; when the client of ``request`` disconnects first, its images
         still queued are dropped (``swiftformer_cancelled_total``) and the answer is 499 ``cancelled``. Without a
         request (gRPC) the caller's task being cancelled does the same."""
-        if request is None:
-            return torch.stack(await served.backend.classify(pixels)).float()
-        work = asyncio.ensure_future(served.backend.classify(pixels))
-        gone = asyncio.ensure_future(_disconnected(request))
-        try:
-            await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            gone.cancel()
-            if not work.done():
-                work.cancel()
-                with suppress(asyncio.CancelledError):
-                    await work
-        if work.cancelled():
-            raise ServeError(499, "cancelled", "the client disconnected before its images were classified")
-        return torch.stack(work.result()).float()
+        logits = await _unless_disconnected(request, served.backend.classify(pixels), "classified")
+        return torch.stack(logits).float()
 
     async def predict(
         self, request: Request, top_k: int | None, model: str | None, version: str | None
@@ -367,7 +362,7 @@ class _Service:
         uploads = await _read_uploads(request, self.settings.max_queue)
         with served.backend.admission(len(uploads)):
             await _still_connected(request, served, len(uploads))
-            pixels = await self.decode(served, uploads)
+            pixels = await self.decode(served, uploads, request)
             logits = _finite(await self.classify(served, request, pixels), [name for name, _ in uploads])
         probs = logits.softmax(dim=-1)
         scores, indices = probs.topk(k, dim=-1)
@@ -396,7 +391,7 @@ class _Service:
         if len(uploads) != 1:
             raise ServeError(400, "bad_request", f"/explain takes one image per request, got {len(uploads)}")
         with served.backend.admission(1):
-            (pixels,) = await self.decode(served, uploads)
+            (pixels,) = await self.decode(served, uploads, request)
             loop = asyncio.get_running_loop()
             render = partial(served.explainer.render, pixels, *checked)
             png, headers = await loop.run_in_executor(self.explain_executor, render)
@@ -456,7 +451,8 @@ class _Service:
         with served.backend.admission(parsed.count):
             await _still_connected(request, served, parsed.count)
             if parsed.images is not None:
-                pixels = await self.decode(served, [(f"{IMAGES}[{i}]", data) for i, data in enumerate(parsed.images)])
+                uploads = [(f"{IMAGES}[{i}]", data) for i, data in enumerate(parsed.images)]
+                pixels = await self.decode(served, uploads, request)
             else:
                 pixels = list(torch.from_numpy(parsed.pixels))
             logits = await self.classify(served, request, pixels)
@@ -478,6 +474,37 @@ async def _still_connected(request: Request | None, served: ServedModel, images:
     if request is not None and await request.is_disconnected():
         served.backend.metrics.cancelled.inc(images)
         raise ServeError(499, "cancelled", "the client disconnected before its images were decoded")
+
+
+async def _unless_disconnected(
+    request: Request | None, work: Awaitable[T], what: str, served: ServedModel | None = None, images: int = 0
+) -> T:
+    """``work``'s result, unless the client of ``request`` disconnects first: then ``work`` is cancelled and the
+    answer is ServeError 499 ``cancelled`` (the client disconnected before its images were ``what``), ``images``
+    counted in ``served``'s ``swiftformer_cancelled_total``. Without a request (gRPC), the caller's task being
+    cancelled cancels ``work`` and counts the same."""
+    if request is None:
+        try:
+            return await work
+        except asyncio.CancelledError:
+            if served is not None:
+                served.backend.metrics.cancelled.inc(images)
+            raise
+    task, gone = asyncio.ensure_future(work), asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        abandoned = not task.done()  # not task.cancelled(): a cancelled gather ends with a CancelledError instead
+        if abandoned:
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
+    if abandoned:
+        if served is not None:
+            served.backend.metrics.cancelled.inc(images)
+        raise ServeError(499, "cancelled", f"the client disconnected before its images were {what}")
+    return task.result()
 
 
 async def _disconnected(request: Request) -> None:

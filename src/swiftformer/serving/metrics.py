@@ -85,7 +85,7 @@ class ServeMetrics:
         )
         self.cancelled = Counter(
             "swiftformer_cancelled",
-            "Images dropped from the queue before their batch was formed: their client disconnected",
+            "Images dropped before they reached the model (waiting to be decoded, or in the queue): their client disconnected",
             ["model"],
             registry=registry,
         )
