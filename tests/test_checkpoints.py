@@ -622,3 +622,57 @@ def test_save_pretrained_refuses_a_folder_holding_another_model(tmp_path):
     assert (tmp_path / "model.safetensors").read_bytes() == before  # untouched
     other.save_pretrained(tmp_path, overwrite=True)
     assert SwiftFormerForImageClassification.from_pretrained(tmp_path).config.num_labels == 7
+
+
+def test_save_pretrained_refuses_a_folder_holding_another_class(tmp_path):
+    """A base model saved over a classifier's folder would drop its trained heads: another model."""
+    tiny_classifier().save_pretrained(tmp_path)
+    before = (tmp_path / "model.safetensors").read_bytes()
+    base = SwiftFormerModel(SwiftFormerConfig(**TINY))
+    with pytest.raises(FileExistsError, match=r"another model \(architectures \['SwiftFormerForImageClassification'\]"):
+        base.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").read_bytes() == before
+
+
+def test_a_config_that_cannot_be_saved_leaves_the_folder_untouched(tmp_path):
+    model = tiny_classifier()
+    model.save_pretrained(tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    model.config.note = object()  # an extra key that JSON cannot hold
+    with pytest.raises(ValueError, match=r"cannot be saved as JSON .*nothing was written"):
+        model.save_pretrained(tmp_path, safe_serialization=False)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # no .bin, the .safetensors kept
+
+
+def test_saved_config_records_the_weights_dtype(tmp_path):
+    """As transformers: config.json's dtype is the saved weights' dtype, not a stale one loaded earlier."""
+    tiny_classifier().half().save_pretrained(tmp_path / "half")
+    assert json.loads((tmp_path / "half" / "config.json").read_text())["dtype"] == "float16"
+    model = SwiftFormerForImageClassification.from_pretrained(tmp_path / "half", dtype=torch.float32)
+    assert model.config.dtype == torch.float16  # loaded as recorded ...
+    model.save_pretrained(tmp_path / "float")
+    assert json.loads((tmp_path / "float" / "config.json").read_text())["dtype"] == "float32"  # ... saved as it is
+    assert SwiftFormerForImageClassification.from_pretrained(tmp_path / "float", dtype="auto").dtype == torch.float32
+
+
+@pytest.mark.parametrize("keyword", ["foo", "ignore_mismatch_sizes", "use_auth_token"])
+def test_unknown_from_pretrained_keywords_are_refused_not_saved(tmp_path, keyword):
+    """transformers' rule (its model constructor refuses them): a typo or a removed option is an error, never a key
+    saved into the next config.json (use_auth_token would be a token written to disk)."""
+    tiny_classifier().save_pretrained(tmp_path)
+    with pytest.raises(TypeError, match=rf"unexpected keyword argument\(s\) \['{keyword}'\]"):
+        SwiftFormerForImageClassification.from_pretrained(tmp_path, **{keyword: "hf_secret"})
+    loaded = SwiftFormerForImageClassification.from_pretrained(tmp_path, trust_remote_code=True, num_labels=3)
+    assert loaded.config.num_labels == 3  # loading options ignored, config fields applied
+
+
+def test_a_pickle_with_a_flipped_opcode_is_called_corrupt_not_refused(tmp_path):
+    path = tmp_path / "model.bin"
+    torch.save(tiny_classifier().state_dict(), path)
+    data = bytearray(path.read_bytes())
+    start = data.find(b"\x80\x02", data.find(b"data.pkl"))  # the pickle inside the zip: protocol 2
+    data[start + 2] ^= 0xFF  # its first opcode, now one no pickle has
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="corrupt or truncated") as info:
+        load_state_dict_file(path)
+    assert "Refused" not in str(info.value)

@@ -28,6 +28,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .configuration import SwiftFormerConfig
 from .io.checkpoints import (
+    config_fields_of,
     find_weights_file,
     load_state_dict_file,
     match_state_dict,
@@ -461,6 +462,7 @@ class SwiftFormerPreTrainedModel(nn.Module):
         if not is_main_process:
             return None
         state = self.state_dict() if state_dict is None else state_dict
+        self.config.dtype = _floating_dtype(state)  # the weights' dtype, recorded as transformers does
         return write_model_folder(
             save_directory,
             self.config,
@@ -557,11 +559,7 @@ class SwiftFormerPreTrainedModel(nn.Module):
         torch_dtype = config_overrides.pop("torch_dtype", None)
         dtype = dtype if dtype is not None else torch_dtype
         _check_attn_implementation(config_overrides.pop("attn_implementation", None))
-        for ignored in _IGNORED_LOADING_KWARGS:
-            config_overrides.pop(ignored, None)
-        refused = sorted(set(config_overrides) & _UNSUPPORTED_LOADING_KWARGS)
-        if refused:
-            raise TypeError(f"from_pretrained does not support {refused} (transformers loading options)")
+        config_overrides = config_fields_of(f"{cls.__name__}.from_pretrained", cls.config_class, config_overrides)
         if device_map is not None and (
             isinstance(device_map, dict) or device_map in ("auto", "balanced", "sequential")
         ):
@@ -639,42 +637,6 @@ class SwiftFormerPreTrainedModel(nn.Module):
             info=info,
         )
         self.load_state_dict(state_dict, strict=False)
-
-
-# transformers' from_pretrained options with nothing to do here (no remote code, always safe loading, ...).
-_IGNORED_LOADING_KWARGS = (
-    "trust_remote_code",
-    "use_safetensors",
-    "weights_only",
-    "low_cpu_mem_usage",
-    "force_download",
-    "resume_download",
-    "proxies",
-    "_fast_init",
-    "_from_auto",
-    "_from_pipeline",
-    "mirror",
-)
-# ... and those this library does not implement: refused rather than stored in the config.
-_UNSUPPORTED_LOADING_KWARGS = {
-    "max_memory",
-    "offload_folder",
-    "offload_state_dict",
-    "offload_buffers",
-    "quantization_config",
-    "load_in_8bit",
-    "load_in_4bit",
-    "tp_plan",
-    "tp_size",
-    "from_tf",
-    "from_flax",
-    "variant",
-    "key_mapping",
-    "adapter_name",
-    "adapter_kwargs",
-    "use_kernels",
-    "generation_config",
-}
 
 
 def _check_attn_implementation(value: str | None) -> None:

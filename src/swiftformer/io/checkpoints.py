@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeGuard
 
 from ..errors import CheckpointError, CheckpointShapeError
 from .architecture import infer_config
-from .files import atomic_write, read_json, write_json
+from .files import atomic_write, json_text, read_json
 from .hub import CONFIG_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_NAME, resolve_file
 
 if TYPE_CHECKING:
@@ -78,7 +78,9 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
         with allow_args:
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        if "weights only load failed" not in str(err).lower():  # not a refusal: just broken bytes
+        text = str(err).lower()
+        # Not a refusal, just broken bytes: no refusal at all, or an opcode no pickle protocol has
+        if "weights only load failed" not in text or "unsupported operand" in text:
             raise CheckpointError(f"Cannot read {path}: corrupt or truncated PyTorch checkpoint ({err}).") from None
         # torch's own text goes on to explain how to allowlist the global: keep only what was found
         reason = str(err).split("WeightsUnpickler error:")[-1].split(" was not an allowed")[0].strip().splitlines()
@@ -167,10 +169,19 @@ def save_state_dict_file(state_dict: dict[str, torch.Tensor], path: str | os.Pat
 
 
 # What makes two saved models different models (not two saves of one model, e.g. epochs of a run).
-_IDENTITY_FIELDS = ("model_type", "num_channels", "depths", "embed_dims", "mlp_ratio", "downsamples", "num_labels")
+_IDENTITY_FIELDS = (
+    "model_type",
+    "architectures",
+    "num_channels",
+    "depths",
+    "embed_dims",
+    "mlp_ratio",
+    "downsamples",
+    "num_labels",
+)
 
 
-def _different_model(directory: Path, config: Any) -> str | None:
+def _different_model(directory: Path, config: Any, architecture: str) -> str | None:
     """How the model already saved in ``directory`` differs from ``config``, or None (none there, or the same)."""
     path = directory / CONFIG_NAME
     if not path.is_file():
@@ -184,7 +195,7 @@ def _different_model(directory: Path, config: Any) -> str | None:
         labels = data.get("num_labels", len(data["id2label"]) if isinstance(data.get("id2label"), dict) else None)
         return {**{key: data.get(key) for key in _IDENTITY_FIELDS}, "num_labels": labels}
 
-    theirs, ours = identity(saved), identity(config.to_dict())
+    theirs, ours = identity(saved), identity({**config.to_dict(), "architectures": [architecture]})
     differ = [
         f"{key} {theirs[key]!r}" for key in _IDENTITY_FIELDS if theirs[key] is not None and theirs[key] != ours[key]
     ]
@@ -203,27 +214,95 @@ def write_model_folder(
 
     ``write_weights(path)`` writes ``model.safetensors`` (or ``pytorch_model.bin`` without
     ``safe_serialization``) atomically. A stale weights file of the other format is removed, so loaders
-    never pick an older one; ``config.json`` records ``architecture`` (the PyTorch class name).
+    never pick an older one; ``config.json`` records ``architecture`` (the PyTorch class name). The config is
+    serialized before anything is written, so a config that cannot be saved leaves the folder as it was.
 
     Saving the same model again (another epoch, the same architecture and labels) replaces it; a folder
-    holding a *different* model is refused unless ``overwrite`` (:class:`FileExistsError`), so a typo in
-    a path never replaces someone's model with another.
+    holding a *different* model (another class, architecture or labels) is refused unless ``overwrite``
+    (:class:`FileExistsError`), so a typo in a path never replaces someone's model with another.
     """
     directory = Path(save_directory)
     if directory.exists() and not directory.is_dir():
         raise NotADirectoryError(f"{directory} exists and is not a folder")
-    other = None if overwrite else _different_model(directory, config)
+    other = None if overwrite else _different_model(directory, config, architecture)
     if other is not None:
         raise FileExistsError(
             f"{directory} already holds {other}; pass overwrite=True to replace it, or save to another folder"
         )
+    try:
+        text = json_text({**config.to_dict(), "architectures": [architecture]})
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"the config cannot be saved as JSON ({err}); nothing was written to {directory}") from None
     directory.mkdir(parents=True, exist_ok=True)
     write_weights(directory / (SAFE_WEIGHTS_NAME if safe_serialization else WEIGHTS_NAME))
     stale = directory / (WEIGHTS_NAME if safe_serialization else SAFE_WEIGHTS_NAME)
     if stale.exists():
         stale.unlink()
-    write_json(directory / CONFIG_NAME, {**config.to_dict(), "architectures": [architecture]})
+    with atomic_write(directory / CONFIG_NAME, "w") as handle:
+        handle.write(text)
     return directory
+
+
+# transformers' from_pretrained options with nothing to do here (no remote code, always safe loading, ...).
+_IGNORED_LOADING_OPTIONS = frozenset(
+    {
+        "trust_remote_code",
+        "use_safetensors",
+        "weights_only",
+        "low_cpu_mem_usage",
+        "force_download",
+        "resume_download",
+        "proxies",
+        "_fast_init",
+        "_from_auto",
+        "_from_pipeline",
+        "mirror",
+    }
+)
+# ... and those this library does not implement.
+_UNSUPPORTED_LOADING_OPTIONS = frozenset(
+    {
+        "max_memory",
+        "offload_folder",
+        "offload_state_dict",
+        "offload_buffers",
+        "quantization_config",
+        "load_in_8bit",
+        "load_in_4bit",
+        "tp_plan",
+        "tp_size",
+        "from_tf",
+        "from_flax",
+        "variant",
+        "key_mapping",
+        "adapter_name",
+        "adapter_kwargs",
+        "use_kernels",
+        "generation_config",
+    }
+)
+
+
+def config_fields_of(
+    caller: str, config_class: type, options: dict[str, Any], ignored: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    """The config fields among ``options``, the extra keywords of a ``from_pretrained``: transformers' loading
+    options that do not apply here (and ``ignored``) are dropped; one this library does not implement, and any
+    keyword that is no field of ``config_class``, is a TypeError naming it (transformers' model constructors
+    refuse unknown keywords the same way), rather than a key saved into the next ``config.json``."""
+    fields = {k: v for k, v in options.items() if k not in _IGNORED_LOADING_OPTIONS | ignored}
+    refused = sorted(set(fields) & _UNSUPPORTED_LOADING_OPTIONS)
+    if refused:
+        raise TypeError(f"{caller} does not support {refused} (transformers loading options)")
+    default = config_class()
+    unknown = sorted(k for k in fields if not hasattr(default, k) or callable(getattr(default, k)))
+    if unknown:
+        hint = " (use token=)" if "use_auth_token" in unknown else ""
+        raise TypeError(
+            f"{caller} got unexpected keyword argument(s) {unknown}{hint}: neither a {config_class.__name__} "
+            "field nor a loading option"
+        )
+    return fields
 
 
 def find_weights_file(

@@ -102,10 +102,16 @@ def replace_path(staged: str | os.PathLike, target: str | os.PathLike) -> None:
         old.unlink(missing_ok=True)
 
 
+def json_text(data: dict[str, Any]) -> str:
+    """``data`` as the indented, key-sorted JSON text :func:`write_json` writes."""
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
 def write_json(path: str | os.PathLike, data: dict[str, Any]) -> None:
-    """Write ``data`` as indented, key-sorted JSON, atomically."""
+    """Write ``data`` as indented, key-sorted JSON, atomically (serialized first: no file when it cannot be)."""
+    text = json_text(data)
     with atomic_write(path, "w") as handle:
-        handle.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        handle.write(text)
 
 
 def read_json(path: str | os.PathLike) -> dict[str, Any]:

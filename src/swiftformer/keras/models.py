@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from ..configuration import SwiftFormerConfig
+from ..io.checkpoints import config_fields_of
 from ..outputs import BaseModelOutputWithNoAttention, ImageClassifierOutputWithNoAttention, ModelOutput
 from .layers import (
     TFSwiftFormerEmbeddings,
@@ -487,6 +488,9 @@ class TFSwiftFormerPreTrainedModel(keras.Model):
                 does not have or of the wrong shape (all listed in one message).
             OSError: the folder or hub repository cannot be found or reached.
         """
+        caller = f"{cls.__name__}.from_pretrained"
+        # from_pt: transformers' TF classes need it for PyTorch weights, which are read here anyway
+        config_overrides = config_fields_of(caller, SwiftFormerConfig, config_overrides, frozenset({"from_pt"}))
         name = pretrained_model_name_or_path
         hub: dict[str, Any] = dict(
             revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token

@@ -135,6 +135,7 @@ def save_model_folder(
 
             save_state_dict_file({k: torch.from_numpy(v) for k, v in state.items()}, target)
 
+    config.dtype = next((str(v.dtype) for v in state.values() if v.dtype.kind == "f"), "float32")  # as transformers
     return write_model_folder(save_directory, config, architecture, write_weights, safe_serialization, overwrite)
 
 
