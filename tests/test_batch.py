@@ -64,6 +64,13 @@ def test_expand_inputs_folders_globs_and_lists(tmp_path, monkeypatch):
     assert list(expand_inputs(["a/**/*.jp*g"])) == ["a/sub/deeper/d.jpeg", "a/z.jpg"]
     assert list(expand_inputs(["a/s*"])) == ["a/sub/c.webp", "a/sub/deeper/d.jpeg"]  # a matched folder
     assert list(expand_inputs(["nothing*.jpg"])) == ["nothing*.jpg"]  # reported as a missing file
+    # "**" matches folders and the files in them: each image once, however many matches lead to it
+    every = ["a/b.PNG", "a/z.jpg", "a/sub/c.webp", "a/sub/deeper/d.jpeg"]
+    for pattern in ("a/**", "a/**/*", "a/**/"):
+        assert sorted(expand_inputs([pattern])) == sorted(every), pattern
+    os.symlink("..", "a/sub/up")  # a link back up: a loop for "**", which follows links to folders
+    assert sorted(expand_inputs(["a/**/*.jpg"])) == ["a/z.jpg"]
+    os.unlink("a/sub/up")
     Path("list.txt").write_text("b.txt\n\na/sub\nx*.jpg\n")  # lines: files or folders, never patterns
     assert list(expand_inputs(["@list.txt", "a/z.jpg"])) == [
         "b.txt",
@@ -152,6 +159,24 @@ def test_existing_output_is_refused_before_any_work(capsys, model_dir, photos, t
     assert not list(tmp_path.glob(".preds*"))
 
 
+@pytest.mark.parametrize("flags", [[], ["--overwrite"], ["--resume"]])
+@pytest.mark.parametrize("extension", ["jsonl", "csv", "parquet"])
+def test_an_output_that_is_a_folder_is_refused_whatever_the_flags(
+    capsys, model_dir, photos, tmp_path, flags, extension
+):
+    """An output is one file: a folder named like one (a Parquet dataset folder) is never replaced, nor left to fail
+    after the whole run."""
+    folder = tmp_path / f"out.{extension}"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "sub" / "keep.txt").write_text("mine")
+    code, _, err = cli(capsys, "predict", photos / "d0", "--model", tmp_path / "no-model", "--output", folder, *flags)
+    assert code == 2 and "is a folder, not a" in err  # before the model is even looked for
+    (folder / "sub" / "keep.txt").unlink()
+    (folder / "sub").rmdir()  # empty now: refused all the same
+    code, _, err = cli(capsys, "predict", photos / "d0", "--model", model_dir, "--output", folder, *flags, *FAST)
+    assert code == 2 and "is a folder, not a" in err and folder.is_dir() and not list(tmp_path.glob(".out*"))
+
+
 @pytest.mark.parametrize(
     "flags, message",
     [
@@ -231,6 +256,22 @@ def test_parquet_killed_after_its_merge_counts_no_row_twice(capsys, model_dir, p
     code, _, err = cli(capsys, *common, "--resume")
     assert code == 0 and "0 images (0 errors, 14 already in the output)" in err
     assert len(by_image(read_output(output))) == 14 and not (tmp_path / ".preds.parquet.parts").exists()
+
+
+def test_an_overwrite_killed_after_its_merge_never_adopts_the_replaced_runs_parts(capsys, model_dir, photos, tmp_path):
+    """An interrupted run leaves parts; a run replacing it (--overwrite) is killed once its output is in place; the
+    resume must count what the new output holds, not the old run's parts."""
+    output = tmp_path / "preds.parquet"
+    first = ("predict", photos, "--model", model_dir, "--output", output, *FAST, "--chunk-rows", 4, "--batch-size", 4)
+    killed = swiftformer(*first, env={**ENV, "SWIFTFORMER_KILL_AT": "chunk:3"}, check=False)
+    assert killed.returncode == -signal.SIGKILL and (tmp_path / ".preds.parquet.parts").is_dir()
+    second = ("predict", photos / "d1", "--model", model_dir, "--output", output, *FAST, "--chunk-rows", 4)
+    killed = swiftformer(*second, "--overwrite", env={**ENV, "SWIFTFORMER_KILL_AT": "merged"}, check=False)
+    assert killed.returncode == -signal.SIGKILL and output.is_file()
+    code, _, err = cli(capsys, *second, "--resume")
+    assert code == 0 and "0 images (0 errors, 14 already in the output)" in err
+    rows = list(read_output(output))
+    assert len(rows) == 14 and all(Path(r["image"]).is_relative_to(photos / "d1") for r in rows)
 
 
 @pytest.mark.parametrize("extension", ["jsonl", "csv"])

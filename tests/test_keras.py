@@ -582,6 +582,75 @@ def test_bad_pixel_values(make_input, error, match):
         keras_model(make_input())
 
 
+def test_an_empty_batch_is_one_clear_error():
+    _, keras_model = pair(**TINY)
+    with pytest.raises(ValueError, match=r"pixel_values holds no images \(shape \(0, 3, 32, 32\)\)"):
+        keras_model(np.zeros((0, 3, 32, 32), np.float32))
+
+
+def test_unknown_input_names_are_one_clear_error():
+    _, keras_model = pair(**TINY)
+    for extra in (np.zeros(2), 1):  # an array, or a scalar Keras would refuse as a positional input
+        with pytest.raises(ValueError, match=r"unexpected inputs \['foo'\]; it takes pixel_values, labels"):
+            keras_model({"pixel_values": np.zeros((2, 3, 32, 32), np.float32), "foo": extra})
+
+
+def test_the_global_image_data_format_does_not_change_the_outputs():
+    """The model is NCHW outside and NHWC inside whatever keras.config.image_data_format() says."""
+    pt, keras_model = pair(**TINY)
+    x = torch.randn(2, 3, 32, 40, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref = pt(x).logits
+    keras.config.set_image_data_format("channels_first")
+    try:
+        assert_rel(keras_model(x.numpy()).logits, ref, what="inference")
+        assert_rel(TFSwiftFormerForImageClassification(pt.config)(x.numpy(), training=True).logits.shape, ref.shape)
+    finally:
+        keras.config.set_image_data_format("channels_last")
+
+
+def test_torch_tensors_processor_outputs_and_bfloat16_weights_are_accepted(tmp_path: Path):
+    """What a PyTorch user hands over: tensors that require grad or are bfloat16, a processor's BatchFeature with
+    list labels, and a bfloat16 checkpoint (numpy has no bfloat16: read as float32, exactly)."""
+    from swiftformer.image_processing import BatchFeature
+
+    pt, keras_model = pair(**TINY)
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref = pt(x, labels=torch.tensor([0, 2]))
+    assert_rel(keras_model(x.clone().requires_grad_()).logits, ref.logits, what="requires grad")
+    assert_rel(keras_model(x.bfloat16()).logits, pt(x.bfloat16().float()).logits.detach(), what="bfloat16 input")
+    out = keras_model(BatchFeature({"pixel_values": x.numpy(), "labels": [0, 2]}))
+    assert_rel(out.logits, ref.logits, what="BatchFeature") and assert_rel(out.loss[0], ref.loss, what="loss")
+    pt.to(torch.bfloat16).save_pretrained(tmp_path, safe_serialization=False)
+    loaded = TFSwiftFormerForImageClassification.from_pretrained(tmp_path)
+    expected = {k: v.float().numpy() for k, v in pt.state_dict().items()}
+    assert all(np.array_equal(loaded.state_dict()[k], v) for k, v in expected.items() if v.ndim)
+
+
+def test_loss_of_labels_traced_with_an_unknown_rank():
+    """Keras' evaluate retraces with relaxed shapes when the labels' rank changes: (B,) then (B, 1)."""
+    pt, keras_model = pair(**TINY)
+    x, labels = np.random.default_rng(0).normal(size=(4, 3, 32, 32)).astype("float32"), np.array([0, 2, 1, 1])
+    loss = tf.function(lambda y: keras_model.loss_for(keras_model(x).logits, y), reduce_retracing=True)
+    column = loss(labels[:, None])
+    assert float(loss(labels)) == pytest.approx(float(column), rel=1e-6)  # traced for any rank by now
+    with torch.no_grad():
+        assert float(column) == pytest.approx(
+            float(pt(torch.from_numpy(x), labels=torch.from_numpy(labels)).loss), 1e-5
+        )
+
+
+def test_from_pretrained_refuses_unknown_keywords_and_accepts_from_pt(tmp_path: Path):
+    pt, _ = pair(**TINY)
+    pt.save_pretrained(tmp_path)
+    with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\) \['foo'\]"):
+        TFSwiftFormerForImageClassification.from_pretrained(tmp_path, foo=1)
+    loaded = TFSwiftFormerForImageClassification.from_pretrained(tmp_path, from_pt=True)  # transformers' TF idiom
+    loaded.save_pretrained(tmp_path / "again")
+    assert "from_pt" not in json.loads((tmp_path / "again" / "config.json").read_text())
+
+
 def test_too_small_input_for_custom_downsampling():
     keras_model = TFSwiftFormerForImageClassification(
         SwiftFormerConfig(**{**TINY, "down_patch_size": 5, "down_pad": 0})

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import os
 import re
 import shutil
@@ -35,6 +36,7 @@ from swiftformer import SwiftFormerConfig, SwiftFormerForImageClassification
 from swiftformer.batch import check_output, read_output
 from swiftformer.cli import main
 from swiftformer.cli.common import as_flags
+from swiftformer.configuration import SwiftFormerSegmentationConfig
 from swiftformer.errors import CheckpointError
 from swiftformer.image_processing import SwiftFormerImageProcessor, load_image, load_image_bytes
 from swiftformer.io.files import OutputLock, check_target, decode_name, display_path, encode_name
@@ -347,6 +349,12 @@ API_CASES: list[tuple[str, Callable[[Path], object], type[BaseException], str]] 
     ("config-label2id-missing-name", lambda t: SwiftFormerConfig(id2label={0: "a", 1: "b"}, label2id={"a": 0}),
      ValueError, "lacks ['b']"),
     ("config-mlp-ratio-str", lambda t: SwiftFormerConfig(mlp_ratio="4"), ValueError, "mlp_ratio"),
+    ("config-layer-scale-over-float32", lambda t: SwiftFormerConfig(layer_scale_init_value=1e308), ValueError,
+     "layer_scale_init_value=1e+308 is invalid: expected a finite number within float32's range"),
+    ("config-json-eps-infinite", lambda t: SwiftFormerConfig.from_pretrained(_config_file(t, batch_norm_eps=math.inf)),
+     CheckpointError, "batch_norm_eps=inf"),
+    ("config-segmentation-head-huge", lambda t: SwiftFormerSegmentationConfig(fpn_channels=8192, decoder_channels=8192),
+     ValueError, "parameters (fpn_channels=8192, decoder_channels=8192"),
     ("config-json-image-size", lambda t: SwiftFormerConfig.from_pretrained(_config_file(t, image_size=10**9)),
      CheckpointError, "config.json"),
     ("config-json-depths-null", lambda t: SwiftFormerConfig.from_pretrained(_config_file(t, depths=None)),
@@ -797,6 +805,34 @@ def test_resume_knows_an_input_by_any_spelling(spelling, batch_world, tmp_path, 
     code = main(_batch(["predict", spelling.format(root=batch_world["root"]), *common, "--resume"]))
     assert code == 0 and "0 images (0 errors, 3 already in the output)" in without_notes(capsys.readouterr().err)
     assert output.read_bytes() == before
+
+
+def test_a_run_killed_with_sigkill_frees_its_output_at_once_though_its_workers_live(tmp_path):
+    """Forked children (the decoding workers) inherit the lock's descriptor; they must not keep the output locked
+    after their parent is killed, until they notice and exit."""
+    script = (
+        "import os, sys, time\n"
+        "from swiftformer.io.files import OutputLock\n"
+        "lock = OutputLock(sys.argv[1]).acquire()\n"
+        "child = os.fork()\n"
+        "if child == 0:  # off the pipes the test reads, which it would otherwise hold open\n"
+        "    os.dup2(os.open(os.devnull, os.O_RDWR), 1)\n"
+        "    os.dup2(1, 2)\n"
+        "    time.sleep(60)\n"
+        "    os._exit(0)\n"
+        "print(child, flush=True)\n"
+        "os.kill(os.getpid(), 9)\n"
+    )
+    target = tmp_path / "preds.jsonl"
+    command = [sys.executable, "-c", script, str(target)]
+    run = subprocess.run(command, check=False, capture_output=True, text=True, timeout=60)
+    assert run.returncode == -signal.SIGKILL, run.stderr
+    child = int(run.stdout)
+    try:
+        os.kill(child, 0)  # the worker still lives ...
+        OutputLock.check(target)  # ... and the output is free
+    finally:
+        os.kill(child, signal.SIGKILL)
 
 
 def test_a_second_run_on_an_output_in_use_is_refused_naming_the_first(batch_world, tmp_path, capsys):

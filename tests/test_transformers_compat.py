@@ -552,3 +552,7 @@ def test_keras_prepare_tf_dataset(tfk):
     assert [tuple(batch["pixel_values"].shape) for batch in unlabelled] == [(3, 3, 32, 32)]
     with pytest.raises(ValueError, match="'pixel_values' column"):
         model.prepare_tf_dataset(dataset.remove_columns("pixel_values"))
+    for name in ("label", "label_ids"):  # as transformers' collator, the datasets' usual names become labels
+        renamed = model.prepare_tf_dataset(dataset.rename_column("labels", name), batch_size=4, shuffle=False)
+        inputs, batch_labels = next(iter(renamed))
+        assert set(inputs) == {"pixel_values"} and batch_labels.numpy().tolist() == labels.tolist()

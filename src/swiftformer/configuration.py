@@ -80,6 +80,8 @@ LIMITS: dict[str, int] = {
     "parameters": 2_000_000_000,  # estimated from the fields above (8 GB of float32 weights)
 }
 
+FLOAT32_MAX = 3.4028234663852886e38  # the largest finite float32: the weights' dtype bounds the scalar fields
+
 # Keys that carry nothing of their own here: derived from other fields, or rewritten when saving. A config.json or
 # keyword argument holding them is accepted and they are dropped.
 _DERIVED_KEYS = {
@@ -617,7 +619,7 @@ class SwiftFormerConfig:
         self._check_ints("down_patch_size", self.down_patch_size, length=2, maximum=LIMITS["kernel"])
         self._check_ints("down_stride", self.down_stride, length=2, maximum=LIMITS["kernel"])
         self._check_ints("down_pad", self.down_pad, length=2, minimum=0, maximum=LIMITS["kernel"])
-        parameters = self.estimated_parameters()
+        parameters = SwiftFormerConfig.estimated_parameters(self)  # a subclass checks its head's share itself
         if parameters > LIMITS["parameters"]:
             raise ValueError(
                 f"SwiftFormerConfig describes a model of about {parameters:.2g} parameters (depths={self.depths}, "
@@ -633,10 +635,11 @@ class SwiftFormerConfig:
                 self._fail(field, "expected a rate in [0, 1)")
         if not isinstance(self.use_layer_scale, bool):
             self._fail("use_layer_scale", "expected a boolean")
-        if not _is_number(self.layer_scale_init_value) or not math.isfinite(self.layer_scale_init_value):
-            self._fail("layer_scale_init_value", "expected a finite number")
-        if not _is_number(self.batch_norm_eps) or not self.batch_norm_eps > 0:
-            self._fail("batch_norm_eps", "expected a positive number")
+        # float32 is what the weights hold: a value beyond its range overflows when the model is built
+        if not _is_number(self.layer_scale_init_value) or not abs(self.layer_scale_init_value) <= FLOAT32_MAX:
+            self._fail("layer_scale_init_value", "expected a finite number within float32's range")
+        if not _is_number(self.batch_norm_eps) or not 0 < self.batch_norm_eps <= FLOAT32_MAX:
+            self._fail("batch_norm_eps", "expected a positive number within float32's range")
         if not isinstance(self.attention_variant, str) or self.attention_variant not in ATTENTION_VARIANTS:
             self._fail("attention_variant", f"expected one of {', '.join(ATTENTION_VARIANTS)}")
 
@@ -863,6 +866,25 @@ class SwiftFormerSegmentationConfig(SwiftFormerConfig):
             )
         if "stem" in self.out_features:
             self._fail("out_features", "the FPN takes the stages (stage1..stageN), not the stem")
+        parameters = self.estimated_parameters()
+        if parameters > LIMITS["parameters"]:
+            raise ValueError(
+                f"SwiftFormerSegmentationConfig describes a model of about {parameters:.2g} parameters "
+                f"(fpn_channels={self.fpn_channels}, decoder_channels={self.decoder_channels}, embed_dims="
+                f"{self.embed_dims}), over the limit of {LIMITS['parameters']:.2g}"
+            )
+
+    def estimated_parameters(self) -> int:
+        """:meth:`SwiftFormerConfig.estimated_parameters` plus the FPN (a 1×1 lateral and a 3×3 conv per level) and
+        the decoder (level i: max(1, i) 3×3 convs), every stage counted as a level."""
+        total = super().estimated_parameters()
+        fpn, decoder = self.fpn_channels, self.decoder_channels
+        if not (_is_int(fpn) and _is_int(decoder)):  # not checked yet: validate() counts again once they are
+            return total
+        levels = len(self.embed_dims)
+        pyramid = sum(self.embed_dims) * fpn + levels * 9 * fpn * fpn
+        heads = sum(9 * fpn * decoder + (max(1, i) - 1) * 9 * decoder * decoder for i in range(levels))
+        return int(total + pyramid + heads + decoder * self.num_labels)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], **overrides: Any) -> SwiftFormerSegmentationConfig:

@@ -55,11 +55,23 @@ def _expand_one(spec: str, *, from_list: bool = False) -> Iterator[str]:
         matches = sorted(glob.iglob(spec, recursive=True))
         if not matches:
             yield spec  # reported as a missing file, as the shell would pass an unmatched pattern
-        for match in matches:
-            if os.path.isdir(match):
-                yield from walk_images(match)
-            elif is_image_name(match):
-                yield match
+        found = [
+            path
+            for match in matches
+            for path in (walk_images(match) if os.path.isdir(match) else [match] if is_image_name(match) else [])
+        ]
+        # "**" matches a folder and what is in it, and follows links to folders (a loop too): each file once, under
+        # its shortest name
+        shortest: dict[str, str] = {}
+        for path in found:
+            real = os.path.realpath(path)
+            if real not in shortest or (path.count(os.sep), path) < (shortest[real].count(os.sep), shortest[real]):
+                shortest[real] = path
+        chosen = set(shortest.values())
+        for path in found:
+            if path in chosen:
+                chosen.discard(path)
+                yield path
 
 
 def read_list(list_file: str) -> Iterator[str]:

@@ -206,16 +206,20 @@ class _LineWriter(OutputWriter):
         self._committed()
 
     def interrupt(self) -> None:
-        self.handle.close()
-        self.release()
+        try:
+            self.handle.close()  # raises what the disk refused (full): the lock goes all the same
+        finally:
+            self.release()
 
     def finish(self) -> None:
-        self.handle.flush()
-        os.fsync(self.handle.fileno())
-        self.handle.close()
-        if self.work != self.target:
-            replace_path(self.work, self.target)
-        self.release()
+        try:
+            self.handle.flush()
+            os.fsync(self.handle.fileno())
+            self.handle.close()
+            if self.work != self.target:
+                replace_path(self.work, self.target)
+        finally:
+            self.release()
 
     def _read_range(self) -> Iterator[bytes]:
         """The lines of the work file up to ``self.size`` (what it held when opened), with their ends."""
@@ -545,6 +549,10 @@ class ParquetWriter(OutputWriter):
         if self.base is not None and not self.part_files:
             shutil.rmtree(self.parts, ignore_errors=True)  # nothing new: the output is complete as it is
             return
+        if self.overwrite:
+            # The replaced output's unfinished parts go first: once the new output is in place, a resume after a
+            # kill would take their numbers, counted in another run's numbering, for parts not yet merged.
+            _drop_parts(hidden_path(self.target, "parts"))
         schema = self.schema.with_metadata({MERGED_PARTS_KEY: str(self.next_part - 1).encode()})
         with atomic_write(self.target) as handle, pq.ParquetWriter(handle, schema) as out:
             for path in ([self.base] if self.base is not None else []) + self.part_files:
@@ -553,8 +561,6 @@ class ParquetWriter(OutputWriter):
                     out.write_table(source.read_row_group(group).cast(self.schema))
         crash_point("merged")
         shutil.rmtree(self.parts, ignore_errors=True)
-        if self.overwrite:  # the replaced output's unfinished parts, if any, went with it
-            _drop_parts(hidden_path(self.target, "parts"))
 
 
 def _check_parts_folder(parts: Path) -> None:
@@ -608,14 +614,14 @@ def check_output(
 
     Without ``resume`` an existing output is refused (:func:`~swiftformer.io.files.check_target`), and so are
     the part files of an interrupted Parquet run, unless ``overwrite``. With ``resume`` the output may be
-    missing (the run starts), but not a folder. An output another run holds is refused. Given the run's
+    missing (the run starts). A folder is refused whatever the flags (an output is one file). An output another run holds is refused. Given the run's
     ``columns``, what the run would read is checked whole too (the output to resume, an interrupted
     replacement to start over: a file of another kind, damaged, or with other columns is refused).
 
     Raises:
         FileExistsError: an output, or an interrupted run's parts, without ``resume`` or ``overwrite``.
         BlockingIOError: another run is writing the output (its lock, :class:`~swiftformer.io.files.OutputLock`).
-        ValueError: an unknown extension; a folder to resume.
+        ValueError: an unknown extension; a folder.
     """
     OutputLock.check(path)
     kind = _check_existing(Path(path), resume=resume, overwrite=overwrite)
@@ -657,6 +663,8 @@ def _parquet_base(path: Path, columns: list[str]) -> tuple[int, int]:
 def _check_existing(target: Path, *, resume: bool, overwrite: bool) -> str:
     """:func:`check_output` but for the lock (held by the caller, :func:`open_output`)."""
     kind = output_format(target)
+    if target.is_dir():  # an output is one file: a folder is neither resumed nor replaced, empty or not
+        raise ValueError(f"output {display_path(target)} is a folder, not a {kind} file; name a file")
     if not resume:
         check_target(target, "output", overwrite, hint=RESUME_HINT)
         pending = _pending(target)
@@ -665,8 +673,6 @@ def _check_existing(target: Path, *, resume: bool, overwrite: bool) -> str:
                 f"output {display_path(target)} is unfinished: {pending}; continue it with resume=True, or start "
                 "over with overwrite=True"
             )
-    elif target.exists() and not target.is_file():
-        raise ValueError(f"output {display_path(target)} is a folder, not a {kind} file")
     return kind
 
 

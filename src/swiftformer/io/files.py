@@ -19,6 +19,7 @@ import secrets
 import shutil
 import signal
 import time
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -276,12 +277,14 @@ class OutputLock:
     """An exclusive lock on ``target`` for the duration of a run: ``fcntl.flock`` on the hidden file
     ``.NAME.lock`` beside it (:func:`hidden_path`), which records the holder's pid and start time for the
     refusal of a second run. The kernel releases it when the process ends, however it ends (a lock file left
-    by a killed run is free, and taken over). :meth:`release` (or the end of a ``with`` block) removes it."""
+    by a killed run is free, and taken over); a forked child (a decoding worker) does not hold it. :meth:`release`
+    (or the end of a ``with`` block) removes it."""
 
     def __init__(self, target: str | os.PathLike, what: str = "output") -> None:
         self.path = hidden_path(target, "lock")
         self.target, self.what = Path(target), what
         self.handle: IO[str] | None = None
+        _LOCKS.add(self)
 
     def acquire(self) -> OutputLock:
         """Take the lock, or raise :class:`BlockingIOError` (one line naming the holder) if another run has it."""
@@ -337,6 +340,23 @@ class OutputLock:
         if lock.path.exists():
             with lock:
                 pass
+
+
+_LOCKS: weakref.WeakSet[OutputLock] = weakref.WeakSet()
+
+
+def _drop_inherited_locks() -> None:
+    """In a forked child (a DataLoader's decoding worker): close the locks' inherited descriptors, which hold
+    the flock with the parent's, so a run killed with ``kill -9`` frees its output at once, not when its
+    workers notice and exit; the child never removes a lock file either."""
+    for lock in list(_LOCKS):
+        if lock.handle is not None:
+            with contextlib.suppress(OSError):
+                lock.handle.close()
+            lock.handle = None
+
+
+os.register_at_fork(after_in_child=_drop_inherited_locks)
 
 
 # ------------------------------------------------------------------------------------------ crash points

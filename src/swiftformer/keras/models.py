@@ -56,6 +56,7 @@ from .weights import (
     read_weights_file,
     save_model_folder,
     state_dict_from_items,
+    to_numpy,
 )
 
 if BACKEND == "tensorflow":
@@ -223,8 +224,8 @@ class TFSwiftFormerPreTrainedModel(keras.Model):
         seed: int | None = None,
     ) -> Any:
         """A batched ``tf.data.Dataset`` for ``fit`` / ``evaluate`` from a Hugging Face ``datasets.Dataset``
-        (transformers' TF helper): the columns :meth:`call` takes, as dicts, and with a ``labels`` column
-        ``(inputs, labels)`` pairs; other columns (file names, raw images) are dropped. The columns are
+        (transformers' TF helper): the columns :meth:`call` takes, as dicts, and with a ``labels`` column (or
+        ``label`` / ``label_ids``, as transformers' collator renames them) ``(inputs, labels)`` pairs; other columns (file names, raw images) are dropped. The columns are
         read whole into memory, so this suits datasets of preprocessed arrays that fit there."""
         import tensorflow as tf  # the tf extra: a tf.data pipeline on every backend
 
@@ -233,14 +234,18 @@ class TFSwiftFormerPreTrainedModel(keras.Model):
             "output_hidden_states",
             "return_dict",
         }
-        columns = [name for name in dataset.column_names if name in takes]
+        renamed = {}
+        if "labels" not in dataset.column_names:  # transformers' collator calls label / label_ids labels
+            found = [name for name in ("label", "label_ids") if name in dataset.column_names]
+            renamed = {found[0]: "labels"} if found else {}
+        columns = [name for name in dataset.column_names if name in takes or name in renamed]
         if "pixel_values" not in columns:
             raise ValueError(
                 f"prepare_tf_dataset needs a 'pixel_values' column; the dataset has {dataset.column_names}"
             )
         # Plain Python values (no datasets formatter, which may import optional frameworks), then arrays.
         rows = dataset.select_columns(columns).with_format(None)[:]  # {column: list of values}
-        data = {name: np.asarray(rows[name]) for name in columns}
+        data = {renamed.get(name, name): np.asarray(rows[name]) for name in columns}
         # Python floats come back as float64: float32, the model's dtype, at half the memory.
         data = {name: a.astype(np.float32) if a.dtype == np.float64 else a for name, a in data.items()}
         labels = data.pop("labels", None)
@@ -252,16 +257,28 @@ class TFSwiftFormerPreTrainedModel(keras.Model):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if args and _holds_tf_keras_symbols(args[0]):
             return _call_in_tf_keras_graph(self, args, kwargs)
-        # Keras takes only tensors positionally: flags in an inputs dict ({"pixel_values": x,
-        # "output_hidden_states": True}) become keyword arguments before Keras sees them.
+        # Keras takes only tensors positionally, and converts torch tensors itself with np.asarray (which fails on
+        # one that requires grad, or is bfloat16): torch tensors become arrays first; an inputs dict (or a
+        # processor's BatchFeature) becomes a plain dict of arrays, its flags ({"output_hidden_states": True})
+        # keyword arguments.
         if args and isinstance(args[0], Mapping):
-            flags = {k: v for k, v in args[0].items() if v is None or isinstance(v, (bool, int, float, str))}
+            self._check_input_names(args[0])
+            flag_names = set(inspect.signature(self.call).parameters) - {"pixel_values", "labels"}
+            inputs = {k: _as_input(v) for k, v in args[0].items()}
+            flags = {
+                k: v
+                for k, v in inputs.items()
+                if k in flag_names and (v is None or isinstance(v, (bool, int, float, str)))
+            }
             twice = sorted(set(flags) & set(kwargs))
             if twice:
                 raise ValueError(f"{twice} given both in the inputs dict and as arguments")
-            if flags:
-                args = ({k: v for k, v in args[0].items() if k not in flags}, *args[1:])
-                kwargs = {**kwargs, **flags}
+            args = ({k: v for k, v in inputs.items() if k not in flags}, *args[1:])
+            kwargs = {**kwargs, **flags}
+        elif args:
+            args = (_as_input(args[0]), *args[1:])
+        if "labels" in kwargs:
+            kwargs["labels"] = _as_input(kwargs["labels"])
         return super().__call__(*args, **kwargs)
 
     def _call_arguments(self, pixel_values: Any, given: dict[str, Any]) -> dict[str, Any]:
@@ -271,11 +288,7 @@ class TFSwiftFormerPreTrainedModel(keras.Model):
         names = [n for n in inspect.signature(self.call).parameters if n != "pixel_values"]
         if isinstance(pixel_values, Mapping):
             inputs = dict(pixel_values)
-            unknown = sorted(set(inputs) - {"pixel_values", *names})
-            if unknown:
-                raise ValueError(
-                    f"{type(self).__name__} got unexpected inputs {unknown}; it takes pixel_values, {', '.join(names)}"
-                )
+            self._check_input_names(inputs)
         elif isinstance(pixel_values, (list, tuple)) and pixel_values and hasattr(pixel_values[0], "shape"):
             if len(pixel_values) > 1 + len(names):
                 raise ValueError(
@@ -291,6 +304,15 @@ class TFSwiftFormerPreTrainedModel(keras.Model):
         if merged.get("pixel_values") is None:
             raise ValueError(f"{type(self).__name__} needs pixel_values")
         return merged
+
+    def _check_input_names(self, inputs: Mapping[str, Any]) -> None:
+        """ValueError naming the keys of an inputs dict that are none of :meth:`call`'s arguments."""
+        names = [n for n in inspect.signature(self.call).parameters if n != "pixel_values"]
+        unknown = sorted(set(inputs) - {"pixel_values", *names})
+        if unknown:
+            raise ValueError(
+                f"{type(self).__name__} got unexpected inputs {unknown}; it takes pixel_values, {', '.join(names)}"
+            )
 
     def build(self, input_shape: Any = None) -> None:  # every layer is built at construction
         self.built = True
@@ -326,7 +348,7 @@ class TFSwiftFormerPreTrainedModel(keras.Model):
         """Check NCHW ``pixel_values`` (any array type) before any computation; return them NHWC in the compute dtype."""
         channels = self.config.num_channels
         if hasattr(pixel_values, "detach") and hasattr(pixel_values, "numpy"):  # a torch tensor
-            pixel_values = pixel_values.detach().cpu().numpy()
+            pixel_values = to_numpy(pixel_values)
         if not (ops.is_tensor(pixel_values) or isinstance(pixel_values, np.ndarray) or hasattr(pixel_values, "shape")):
             raise TypeError(
                 f"pixel_values must be a tensor or array of shape (batch, {channels}, height, width), got "
@@ -335,6 +357,8 @@ class TFSwiftFormerPreTrainedModel(keras.Model):
         shape = tuple(pixel_values.shape)
         if len(shape) != 4 or (shape[1] is not None and shape[1] != channels):
             raise ValueError(f"pixel_values must have shape (batch, {channels}, height, width), got {shape}")
+        if shape[0] == 0:
+            raise ValueError(f"pixel_values holds no images (shape {shape}): call the model on a batch of at least one")
         dtype = keras.backend.standardize_dtype(pixel_values.dtype)
         if "float" not in dtype:
             raise ValueError(
@@ -698,8 +722,10 @@ class TFSwiftFormerForImageClassification(TFSwiftFormerPreTrainedModel):
         the per-sample losses, each times its ``sample_weight`` (B,) when given (Keras' convention)."""
         if not hasattr(labels, "shape") or not hasattr(labels, "dtype"):
             labels = np.asarray(labels)
-        batch = logits.shape[0]
-        if len(labels.shape) == 0 or (batch is not None and labels.shape[0] is not None and labels.shape[0] != batch):
+        batch, rank = logits.shape[0], _rank(labels)  # rank None: traced for labels of any shape, checked as run
+        if rank == 0 or (
+            rank is not None and batch is not None and labels.shape[0] is not None and labels.shape[0] != batch
+        ):
             raise ValueError(f"labels {tuple(labels.shape)} must have the batch size {batch} first")
         weight = None if sample_weight is None else ops.reshape(ops.cast(sample_weight, logits.dtype), (-1,))
         problem_type = self.problem_type_for(labels)
@@ -713,7 +739,7 @@ class TFSwiftFormerForImageClassification(TFSwiftFormerPreTrainedModel):
         if problem_type == "single_label_classification":
             if "int" not in keras.backend.standardize_dtype(labels.dtype):
                 raise ValueError(f"single-label classification needs integer class indices, got {labels.dtype} labels")
-            if len(labels.shape) > 1 and any(d is not None and d != 1 for d in labels.shape[1:]):
+            if rank is not None and rank > 1 and any(d is not None and d != 1 for d in labels.shape[1:]):
                 raise ValueError(
                     f"single-label classification needs labels of shape ({batch},), got {tuple(labels.shape)}"
                 )
@@ -729,7 +755,9 @@ class TFSwiftFormerForImageClassification(TFSwiftFormerPreTrainedModel):
             keep = ops.cast(keep, logits.dtype)
             weighted = per_sample * keep if weight is None else per_sample * keep * weight
             return ops.sum(weighted) / ops.sum(keep)  # the mean over non-ignored samples (NaN if none)
-        if tuple(labels.shape) != tuple(logits.shape) and None not in tuple(labels.shape) + tuple(logits.shape):
+        if rank is not None and (
+            tuple(labels.shape) != tuple(logits.shape) and None not in tuple(labels.shape) + tuple(logits.shape)
+        ):
             raise ValueError(
                 f"multi-label classification needs multi-hot labels of shape {tuple(logits.shape)}, got {tuple(labels.shape)}"
             )
@@ -810,6 +838,23 @@ def _labels_of(x: Any, y: Any) -> Any:
     if y is None and isinstance(x, Mapping):
         y = x.get("labels")
     return y
+
+
+def _as_input(value: Any) -> Any:
+    """A call's input as Keras takes it: a torch tensor or a list of numbers as a numpy array, others as given."""
+    if hasattr(value, "detach") and hasattr(value, "numpy"):
+        return to_numpy(value)
+    if isinstance(value, (list, tuple)) and value and isinstance(value[0], (int, float, bool, list)):
+        return np.asarray(value)
+    return value
+
+
+def _rank(value: Any) -> int | None:
+    """The number of dimensions of ``value``, or None when unknown (a graph traced with a relaxed shape)."""
+    try:
+        return len(value.shape)
+    except (TypeError, ValueError):
+        return None
 
 
 def _concrete(value: Any) -> np.ndarray | None:

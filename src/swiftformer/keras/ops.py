@@ -78,7 +78,7 @@ else:
     def _conv2d(x: Tensor, kernel: Tensor, stride: tuple[int, int], pad: tuple[int, int]) -> Tensor:
         if pad != (0, 0):
             x = ops.pad(x, ((0, 0), (pad[0], pad[0]), (pad[1], pad[1]), (0, 0)))
-        return ops.conv(x, kernel, strides=stride, padding="valid")
+        return ops.conv(x, kernel, strides=stride, padding="valid", data_format="channels_last")
 
 
 def _depthwise_conv3x3(x: Tensor, kernel: Tensor) -> Tensor:
@@ -88,7 +88,8 @@ def _depthwise_conv3x3(x: Tensor, kernel: Tensor) -> Tensor:
     into one loop: its own depth-wise convolution is ~25x slower on CPU. Elsewhere the native kernel.
     """
     if not _in_xla():
-        return ops.depthwise_conv(x, kernel, 1, "same")
+        # NHWC whatever keras.config.image_data_format() says: the model's tensors are channels-last inside
+        return ops.depthwise_conv(x, kernel, 1, "same", data_format="channels_last")
     shape = ops.shape(x)  # (B, H, W, C)
     padded = ops.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))  # (B, H+2, W+2, C)
     out = None

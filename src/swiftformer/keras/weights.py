@@ -43,9 +43,14 @@ def _pt_shape(kind: str, shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(_LAYOUTS[kind][0](np.empty(shape, dtype=np.uint8)).shape)
 
 
-def _to_numpy(value: Any) -> np.ndarray:
-    if hasattr(value, "detach"):  # a torch tensor
-        return value.detach().cpu().numpy()
+def to_numpy(value: Any) -> np.ndarray:
+    """``value`` as a numpy array; a torch tensor detached and on the CPU, and float32 when numpy has no such
+    dtype (bfloat16, float8: exactly representable in float32)."""
+    if hasattr(value, "detach") and hasattr(value, "numpy"):  # a torch tensor
+        value = value.detach().cpu()
+        if value.is_floating_point() and value.dtype.itemsize < 4 and str(value.dtype) != "torch.float16":
+            value = value.float()
+        return value.numpy()
     return np.asarray(value)
 
 
@@ -102,7 +107,7 @@ def load_state_dict_into(
     for name, value in state_dict.items():
         if name in own:
             variable, kind = own[name]
-            array = _to_numpy(value)
+            array = to_numpy(value)
             variable.assign(_LAYOUTS[kind][1](array).astype(keras.backend.standardize_dtype(variable.dtype)))
 
 
@@ -178,7 +183,7 @@ def read_weights_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
         return read_reference_h5(path)
     from ..io.checkpoints import load_state_dict_file  # a PyTorch pickle: needs torch (a core dependency)
 
-    return {k: v.detach().cpu().numpy() for k, v in load_state_dict_file(path).items()}
+    return {k: to_numpy(v) for k, v in load_state_dict_file(path).items()}
 
 
 def reference_name_to_pt(name: str, shape: tuple[int, ...]) -> tuple[str, Callable[[np.ndarray], np.ndarray]]:
