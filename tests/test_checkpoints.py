@@ -483,13 +483,15 @@ def test_loads_bin_only_hub_cache_offline(offline_hub: Path, tmp_path: Path):
     assert_state_dicts_equal(loaded.state_dict(), model.state_dict())
 
 
-def test_hub_cache_without_weights_is_file_not_found(offline_hub: Path, tmp_path: Path):
+def test_hub_cache_without_weights_offline_is_an_offline_miss(offline_hub: Path, tmp_path: Path):
+    """Only config.json cached: offline, nothing says the repository lacks its weights; they are not cached."""
     model = tiny_classifier()
     files = {"config.json": folder_files(model, tmp_path)["config.json"]}
     cache = tmp_path / "cache"
     make_hub_cache(cache, "owner/name", files)
-    with pytest.raises(FileNotFoundError, match=r"model\.safetensors.*pytorch_model\.bin"):
+    with pytest.raises(OSError, match=r"'model\.safetensors' of 'owner/name'.*not in the cache") as info:
         SwiftFormerForImageClassification.from_pretrained("owner/name", cache_dir=cache, local_files_only=True)
+    assert "has neither" not in str(info.value)
 
 
 @pytest.mark.parametrize("name", ["./nope", "nope/deeper/path", "/definitely/not/here"])
@@ -676,3 +678,33 @@ def test_a_pickle_with_a_flipped_opcode_is_called_corrupt_not_refused(tmp_path):
     with pytest.raises(CheckpointError, match="corrupt or truncated") as info:
         load_state_dict_file(path)
     assert "Refused" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "make, why",
+    [
+        (lambda v: v.to("meta"), "a meta tensor, with no data"),
+        (lambda v: v.to_sparse(), "layout torch.sparse_coo"),
+        (lambda v: v.to(torch.complex64), "complex"),
+    ],
+)
+def test_tensors_that_are_no_weights_are_one_checkpoint_error(tmp_path, make, why):
+    state = {k: make(v) if v.is_floating_point() else v for k, v in tiny_classifier().state_dict().items()}
+    torch.save(state, tmp_path / "odd.bin")
+    with pytest.raises(CheckpointError, match=rf"odd\.bin holds tensors that are no weights: \S+ \({why}\)"):
+        load_state_dict_file(tmp_path / "odd.bin")
+
+
+def test_num_labels_0_drops_the_heads_as_transformers_does(tmp_path, caplog):
+    tiny_classifier().save_pretrained(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="swiftformer"):
+        model, info = SwiftFormerForImageClassification.from_pretrained(
+            tmp_path, num_labels=0, output_loading_info=True
+        )
+    assert isinstance(model.head, torch.nn.Identity) and "classification heads are dropped" in caplog.text
+    assert info["unexpected_keys"] == {"head.weight", "head.bias", "dist_head.weight", "dist_head.bias"}
+    assert model(pixels()).logits.shape == (2, TINY["embed_dims"][-1])  # the pooled features
+    with pytest.raises(CheckpointError, match="totally_bogus"):  # anything else unexpected is still an error
+        state = {**tiny_classifier().state_dict(), "totally_bogus": torch.zeros(1)}
+        SwiftFormerForImageClassification.from_pretrained(None, config=SwiftFormerConfig(**{**TINY, "num_labels": 0}),
+                                                          state_dict=state)  # fmt: skip

@@ -499,3 +499,15 @@ def test_cli_convert_errors(tmp_path, capsys):
 def test_hub_id_source_offline(tmp_path, offline_hub):
     with pytest.raises(OSError, match="offline"):
         convert_checkpoint("timm/swiftformer_xs.dist_in1k", tmp_path / "out")
+
+
+def test_an_integer_checkpoint_is_one_checkpoint_error(tmp_path, capsys):
+    """A quantized (integer) file is refused naming its tensors, not loaded as whole numbers or as torch's error."""
+    config = SwiftFormerConfig(depths=[1, 1], embed_dims=[8, 16], downsamples=[True, True], num_labels=3)
+    model = SwiftFormerForImageClassification(config)
+    state = {k: v.round().to(torch.int8) if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    safetensors.torch.save_file(state, tmp_path / "int8.safetensors")
+    with pytest.raises(CheckpointError, match=r"int8\.safetensors holds integer tensors .*quantized"):
+        convert_checkpoint(tmp_path / "int8.safetensors", tmp_path / "out")
+    assert main(["convert", str(tmp_path / "int8.safetensors"), "--to", str(tmp_path / "out")]) == 2
+    assert "holds integer tensors" in capsys.readouterr().err and not (tmp_path / "out").exists()

@@ -619,12 +619,16 @@ class SwiftFormerConfig:
         self._check_ints("down_patch_size", self.down_patch_size, length=2, maximum=LIMITS["kernel"])
         self._check_ints("down_stride", self.down_stride, length=2, maximum=LIMITS["kernel"])
         self._check_ints("down_pad", self.down_pad, length=2, minimum=0, maximum=LIMITS["kernel"])
-        parameters = SwiftFormerConfig.estimated_parameters(self)  # a subclass checks its head's share itself
+        fields = ("depths", "embed_dims", "mlp_ratio", "num_labels")
+        self._check_size(SwiftFormerConfig.estimated_parameters(self), fields)  # a subclass checks its head's share
+
+    def _check_size(self, parameters: int, fields: tuple[str, ...]) -> None:
+        """ValueError when ``parameters`` (estimated from ``fields``, named in the message) is over the limit."""
         if parameters > LIMITS["parameters"]:
+            described = ", ".join(f"{field}={getattr(self, field)}" for field in fields)
             raise ValueError(
-                f"SwiftFormerConfig describes a model of about {parameters:.2g} parameters (depths={self.depths}, "
-                f"embed_dims={self.embed_dims}, mlp_ratio={self.mlp_ratio}, num_labels={self.num_labels}), over the "
-                f"limit of {LIMITS['parameters']:.2g}"
+                f"{type(self).__name__} describes a model of about {parameters:.2g} parameters ({described}), over "
+                f"the limit of {LIMITS['parameters']:.2g}"
             )
 
     def _check_block_settings(self) -> None:
@@ -866,13 +870,7 @@ class SwiftFormerSegmentationConfig(SwiftFormerConfig):
             )
         if "stem" in self.out_features:
             self._fail("out_features", "the FPN takes the stages (stage1..stageN), not the stem")
-        parameters = self.estimated_parameters()
-        if parameters > LIMITS["parameters"]:
-            raise ValueError(
-                f"SwiftFormerSegmentationConfig describes a model of about {parameters:.2g} parameters "
-                f"(fpn_channels={self.fpn_channels}, decoder_channels={self.decoder_channels}, embed_dims="
-                f"{self.embed_dims}), over the limit of {LIMITS['parameters']:.2g}"
-            )
+        self._check_size(self.estimated_parameters(), ("fpn_channels", "decoder_channels", "embed_dims"))
 
     def estimated_parameters(self) -> int:
         """:meth:`SwiftFormerConfig.estimated_parameters` plus the FPN (a 1×1 lateral and a 3×3 conv per level) and

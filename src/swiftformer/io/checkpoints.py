@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeGuard
 from ..errors import CheckpointError, CheckpointShapeError
 from .architecture import infer_config
 from .files import atomic_write, json_text, read_json
-from .hub import CONFIG_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_NAME, resolve_file
+from .hub import CONFIG_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_NAME, hub_offline, resolve_file
 
 if TYPE_CHECKING:
     import torch
@@ -133,9 +133,27 @@ def unwrap_checkpoint(data: object, ema: bool = False, source: str = "checkpoint
         raise CheckpointError(
             f"{source} does not hold a state dict (a mapping of names to tensors; found a {type(data).__name__})."
         )
+    odd = [f"{k} ({why})" for k, v in state_dict.items() if (why := _not_weights(v)) is not None]
+    if odd:
+        raise CheckpointError(
+            f"{source} holds tensors that are no weights: {', '.join(odd[:10])}{' ...' if len(odd) > 10 else ''}."
+        )
     if all(k.startswith("module.") for k in state_dict):
         state_dict = {k.removeprefix("module."): v for k, v in state_dict.items()}
     return state_dict
+
+
+def _not_weights(tensor: torch.Tensor) -> str | None:
+    """Why ``tensor`` cannot be a model's weight (no data, another layout, complex numbers), or None."""
+    if tensor.is_nested:
+        return "a nested tensor"
+    if tensor.device.type == "meta":
+        return "a meta tensor, with no data"
+    if str(tensor.layout) != "torch.strided":  # dense; sparse tensors are not
+        return f"layout {tensor.layout}"
+    if tensor.is_complex():
+        return "complex"
+    return None
 
 
 def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -324,6 +342,10 @@ def find_weights_file(
         found = resolve_file(name_or_path, prefix + filename, missing_ok=True, **kwargs)
         if found is not None:
             return found
+    if not Path(os.path.expanduser(os.fspath(name_or_path))).is_dir() and hub_offline(local_files_only):
+        # Offline, a file missing from the cache of a repository cached in part looks like one the repository
+        # lacks: asked again for without missing_ok, it is reported as an offline miss, with what to do.
+        resolve_file(name_or_path, prefix + SAFE_WEIGHTS_NAME, **kwargs)
     where = f"{os.fspath(name_or_path)!r}" + (f" (subfolder {subfolder!r})" if subfolder else "")
     raise FileNotFoundError(f"{where} has neither {SAFE_WEIGHTS_NAME} nor {WEIGHTS_NAME}.")
 
@@ -393,11 +415,16 @@ def _refuse_foreign(
             f"{source} holds none of the weights of {owner}{_architecture_of(original, prefix)}: its "
             f"{len(original)} keys start {', '.join(sorted(map(str, original))[:5])}; is it the right file?"
         )
-    integer = [k for k, v in state_dict.items() if not optional(k) and _is_integer(v)]
-    if integer:  # copied into float parameters they would load silently as whole numbers
+    refuse_integer_weights([k for k, v in state_dict.items() if not optional(k) and _is_integer(v)], owner, source)
+
+
+def refuse_integer_weights(keys: list[str], owner: str, source: str) -> None:
+    """CheckpointError naming ``keys``, the integer tensors of ``source`` where ``owner`` has floating-point weights
+    (copied into float parameters they would load silently as whole numbers); nothing when there are none."""
+    if keys:
         raise CheckpointError(
             f"{source} holds integer tensors where {owner} has floating-point weights: "
-            f"{', '.join(integer[:10])}{' ...' if len(integer) > 10 else ''} (a quantized or corrupt checkpoint?)"
+            f"{', '.join(keys[:10])}{' ...' if len(keys) > 10 else ''} (a quantized or corrupt checkpoint?)"
         )
 
 
@@ -492,6 +519,16 @@ def match_state_dict(
         # A headless classifier (num_labels=0) → new classes: the heads start fresh, as mis-shaped ones would.
         logger.warning("Newly initialized weights absent from %s:\n  %s", source, "\n  ".join(missing))
         missing = []
+    heads, dropped = ("head.", "dist_head."), set()
+    if (
+        unexpected
+        and all(k.startswith(heads) for k in unexpected)
+        and not any(k.startswith(heads) for k in expected_shapes)
+    ):
+        # A classifier loaded with num_labels=0 (transformers' headless classifier): its heads are dropped.
+        logger.warning("%s's classification heads are dropped: %s has none (num_labels=0)", source, owner)
+        state_dict = {k: v for k, v in state_dict.items() if k not in unexpected}
+        dropped, unexpected = set(unexpected), []
     if mismatched and ignore_mismatched_sizes:
         logger.warning("Re-initialized weights whose shapes differ from %s:\n  %s", source, "\n  ".join(mismatched))
         skipped = {k for k, _, _ in shapes}
@@ -512,6 +549,9 @@ def match_state_dict(
         logger.warning("%s holds no classification heads; %s are newly initialized.", source, sorted(head_keys))
     if info is not None:
         info.update(
-            missing_keys=initialized, unexpected_keys=set(unexpected), mismatched_keys=set(shapes), error_msgs=[]
+            missing_keys=initialized,
+            unexpected_keys=set(unexpected) | dropped,  # as transformers lists a headless classifier's dropped heads
+            mismatched_keys=set(shapes),
+            error_msgs=[],
         )
     return {k: v for k, v in state_dict.items() if k in expected_shapes}

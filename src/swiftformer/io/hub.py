@@ -127,6 +127,15 @@ def resolve_file(
         ) from None
 
 
+def hub_offline(local_files_only: bool = False) -> bool:
+    """Whether hub lookups may only read the cache: ``local_files_only``, or ``HF_HUB_OFFLINE`` set."""
+    if local_files_only:
+        return True
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
 def _typo_hint(path: Path) -> str:
     """For a hub lookup that failed: "runs/best" mistyped as "runs/bset" looks like a hub id."""
     if not path.parent.is_dir():
