@@ -340,6 +340,15 @@ def test_eval_predict_and_classification_only_commands_on_a_detector(small_coco:
         mask = mask_utils.decode({**first["segmentation"], "counts": first["segmentation"]["counts"].encode()})
     assert mask.shape == (64, 64)
 
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")  # skipped and reported; the others' results stand, status 1
+    code = main(["predict", str(images[0]), str(broken), str(images[1]), "--model", str(detector)])
+    out, err = capsys.readouterr()
+    assert code == 1 and f"{broken}: error: cannot read image" in err
+    again = json.loads(out)  # the same detections, the image ids their positions among the three inputs
+    assert {r["file_name"] for r in again} == {r["file_name"] for r in results}
+    assert all(r["image_id"] == (0 if r["file_name"] == str(images[0]) else 2) for r in again)
+
     code = main(["predict", str(images[0]), "--model", str(detector), "--precision", "bf16"])
     assert code == 2 and one_line_error(capsys.readouterr().err).endswith(
         "--precision bf16 is for classifiers; " + f"{detector} is a detection model (it writes COCO results)"

@@ -193,22 +193,28 @@ def run_detector(args: argparse.Namespace) -> int:
         return fail(f"--output {args.output}: a detector writes COCO results JSON, a .json file")
     from ..batch.inputs import check_inputs, expand_inputs
     from ..detection.model import SwiftFormerForInstanceSegmentation, predict_files
-    from ..io.files import atomic_write, check_target, display_path
+    from ..io.files import atomic_write, check_target, display_path, printable
 
     if args.output is not None:
         check_target(args.output, "output file", args.overwrite)
     check_inputs(args.images)
     paths = list(dict.fromkeys(expand_inputs(args.images)))
     model = SwiftFormerForInstanceSegmentation.from_pretrained(args.model)
-    results = predict_files(model, paths, batch_size=args.batch_size)
+    errors: list[str] = []
+
+    def report(path: str, message: str) -> None:  # the image is skipped, the others used: status 1
+        errors.append(path)
+        print(f"{display_path(path)}: error: {printable(message)}", file=sys.stderr)
+
+    results = predict_files(model, paths, batch_size=args.batch_size, on_error=report)
     text = json.dumps(results) + "\n"
     if args.output is None:
         sys.stdout.write(text)
-        return 0
+        return 1 if errors else 0
     with atomic_write(args.output, "w") as handle:
         handle.write(text)
     print(f"{len(results)} detections in {len(paths)} images → {display_path(args.output)}", file=sys.stderr)
-    return 0
+    return 1 if errors else 0
 
 
 def run_masks(args: argparse.Namespace) -> int:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -223,23 +224,37 @@ def coco_results(
 
 @torch.no_grad()
 def predict_files(
-    model: SwiftFormerForInstanceSegmentation, paths: list[str], *, batch_size: int = 4, score_threshold: float = 0.05
+    model: SwiftFormerForInstanceSegmentation,
+    paths: list[str],
+    *,
+    batch_size: int = 4,
+    score_threshold: float = 0.05,
+    on_error: Callable[[str, str], None] | None = None,
 ) -> list[dict[str, Any]]:
     """COCO results of ``model`` on image files: per detection ``image_id`` (the file's position in ``paths``),
     ``file_name``, ``category_id``, ``bbox`` [x, y, w, h], ``score`` and ``segmentation`` (RLE). Detections scoring
-    under ``score_threshold`` are left out (COCO's evaluation keeps 100 per image: 0.05 is torchvision's)."""
+    under ``score_threshold`` are left out (COCO's evaluation keeps 100 per image: 0.05 is torchvision's). An image
+    that cannot be read is reported through ``on_error(path, message)`` and skipped (without ``on_error``, its
+    OSError is raised)."""
     from ..image_processing import load_image
 
     model.eval()
     device = next(model.parameters()).device
     results: list[dict[str, Any]] = []
     for start in range(0, len(paths), batch_size):
-        names = paths[start : start + batch_size]
-        images = [_to_tensor(load_image(name)).to(device) for name in names]
-        for offset, (name, output) in enumerate(zip(names, model(images))):
+        batch: list[tuple[int, str, torch.Tensor]] = []
+        for index, name in enumerate(paths[start : start + batch_size], start):
+            try:
+                batch.append((index, name, _to_tensor(load_image(name)).to(device)))
+            except OSError as err:
+                if on_error is None:
+                    raise
+                on_error(name, str(err))
+        outputs = model([image for _, _, image in batch]) if batch else []
+        for (index, name, _), output in zip(batch, outputs):
             keep = output["scores"] >= score_threshold
             kept = {k: v[keep] for k, v in output.items()}
-            for result in coco_results(kept, start + offset, model.config.category_ids):
+            for result in coco_results(kept, index, model.config.category_ids):
                 results.append({**result, "file_name": name})
     return results
 
