@@ -359,6 +359,8 @@ API_CASES: list[tuple[str, Callable[[Path], object], type[BaseException], str]] 
      CheckpointError, "config.json"),
     ("config-json-depths-null", lambda t: SwiftFormerConfig.from_pretrained(_config_file(t, depths=None)),
      CheckpointError, "depths=None"),
+    ("config-json-nested-deeply", lambda t: SwiftFormerConfig.from_pretrained(
+        (t / "config.json").write_text("[" * 100_000 + "]" * 100_000) and t), CheckpointError, "nested too deeply"),
     ("processor-size-huge", lambda t: SwiftFormerImageProcessor(size=60000), ValueError, "limit of 8192"),
     ("processor-crop-size-huge", lambda t: SwiftFormerImageProcessor(do_center_crop=True, crop_size=10**6),
      ValueError, "crop_size"),

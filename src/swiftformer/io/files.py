@@ -122,6 +122,8 @@ def read_json(path: str | os.PathLike) -> dict[str, Any]:
             data = json.load(handle)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{path} is not valid JSON ({err}); the file is corrupt or truncated.") from None
+    except RecursionError:  # thousands of nested brackets: no config, a hostile file
+        raise CheckpointError(f"{path} is nested too deeply to be a config; the file is corrupt.") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{path} must hold a JSON object, found {type(data).__name__}.")
     return data
