@@ -27,7 +27,7 @@ from swiftformer import SwiftFormerConfig, SwiftFormerForImageClassification
 from swiftformer.cli import main
 from swiftformer.training import distributed
 from swiftformer.training.config import RECIPES, TrainConfig, resolve_config
-from swiftformer.training.trainer import ShardedBatchSampler, Trainer
+from swiftformer.training.trainer import ShardedBatchSampler, Trainer, resume_config
 
 SIZE = 32
 CLASSES = ["blue", "green", "red", "yellow"]  # sorted, as the folder dataset lists them
@@ -516,6 +516,48 @@ def test_resume_after_sigkill_mid_epoch_replays_exactly(data_dir: Path, tmp_path
     assert [m["ema_val_top1"] for m in metrics_a] == [m["ema_val_top1"] for m in metrics_b]
     saved = json.loads((killed / "train_config.json").read_text())
     assert saved["epochs"] == 3 and saved["model_ema"] is True and saved["scale"] == [0.5, 1.0]
+
+
+def test_a_resume_with_a_new_schedule_trains_on_the_new_schedule(data_dir: Path, tmp_path: Path, capsys):
+    """--epochs/--lr/--min-lr given with --resume: the schedule is the one they build, from where the run stopped
+    (the old scheduler's state carried its length and peak, so the extra epochs trained at the old minimum)."""
+    out = tmp_path / "run"
+    first = ["train", "--data-dir", data_dir, "--output", out, *FAST, "--epochs", 2, "--min-lr", 1e-6]
+    assert run_cli(capsys, *first, "--no-schedule-per-epoch")[0] == 0
+    code, _, err = run_cli(capsys, "train", "--resume", out, "--epochs", 4, "--lr", 5e-3)
+    assert code == 0, err
+    lrs = [m["lr"] for m in read_metrics(out)]  # each epoch's rate after its last step
+    expected = 1e-6 + 0.5 * (5e-3 - 1e-6) * (1 + math.cos(math.pi * 3 / 4))  # the new cosine, 3 of 4 epochs in
+    assert len(lrs) == 4 and lrs[2] == pytest.approx(expected, rel=1e-6) and lrs[3] == pytest.approx(1e-6)
+
+
+def test_an_iteration_budget_spans_the_cosine_over_its_steps(data_dir: Path, tmp_path: Path, capsys):
+    out = tmp_path / "run"  # 8 steps an epoch: 6 iterations cut the only epoch; the cosine ends with them
+    argv = ["train", "--data-dir", data_dir, "--output", out, *FAST, "--iterations", 6, "--min-lr", 1e-6]
+    assert run_cli(capsys, *argv, "--no-schedule-per-epoch")[0] == 0
+    assert [m["lr"] for m in read_metrics(out)] == [pytest.approx(1e-6)]
+
+
+def test_ema_turned_on_at_a_resume_starts_from_the_trained_weights(data_dir: Path, tmp_path: Path, capsys):
+    out = tmp_path / "run"
+    assert run_cli(capsys, "train", "--data-dir", data_dir, "--output", out, *FAST, "--epochs", 1)[0] == 0
+    trainer = Trainer(resume_config(out, model_ema=True, epochs=2), resume=True)
+    model, ema = trainer.model.state_dict(), trainer.ema.module.state_dict()
+    assert all(torch.equal(model[k], ema[k]) for k in model)
+
+
+def test_the_paper_recipe_with_init_follows_the_init_models_variant(tmp_path: Path):
+    """--variant is ignored with --init: the per-variant settings are the init model's (XS: no Mixup, no
+    RandAugment), and a custom model gets none of them."""
+    SwiftFormerForImageClassification(SwiftFormerConfig.from_variant("l1", num_labels=2)).save_pretrained(
+        tmp_path / "l1"
+    )
+    l1 = resolve_config("paper", None, init=str(tmp_path / "l1"), data_dir="d", output="o")
+    assert l1.mixup == 0.8 and l1.auto_augment == "rand-m9-mstd0.5-inc1"
+    xs_folder = tmp_path / "xs"
+    SwiftFormerForImageClassification(SwiftFormerConfig.from_variant("xs", num_labels=2)).save_pretrained(xs_folder)
+    xs = resolve_config("paper", None, init=str(xs_folder), variant="l3", data_dir="d", output="o")
+    assert xs.mixup == 0.0 and xs.auto_augment is None
 
 
 # ------------------------------------------------------------------------------------------ 5. outputs

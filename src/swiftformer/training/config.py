@@ -274,7 +274,11 @@ def resolve_config(
         if not isinstance(recipe, str) or recipe not in RECIPES:
             raise ValueError(f"unknown recipe {recipe!r}; expected one of {', '.join(RECIPES)}")
         values.update(RECIPES[recipe])
-        variant = overrides.get("variant") or file_values.get("variant") or TrainConfig.variant
+        init = overrides.get("init") or file_values.get("init")
+        if init is not None:  # --variant is ignored with --init: the model fine-tuned is what it is
+            variant = _variant_of_model(init)
+        else:
+            variant = overrides.get("variant") or file_values.get("variant") or TrainConfig.variant
         if recipe == "paper":
             values.update(PAPER_VARIANT_SETTINGS.get(variant_key(str(variant)) or "", {}))
     values.update(file_values)
@@ -308,6 +312,19 @@ def _drop_teacher(values: dict[str, Any], given: dict[str, Any]) -> None:
         if given.get(name) is not None:
             raise ValueError(f"training settings no_teacher and {name}={given[name]!r} contradict each other: drop one")
         values[name] = None
+
+
+def _variant_of_model(model: str | os.PathLike) -> str | None:
+    """The published variant (``"xs"`` ...) of a model folder or cached hub id, None when custom or not readable
+    here (its per-variant recipe settings are then left out)."""
+    from ..configuration import SwiftFormerConfig
+    from ..errors import CheckpointError
+    from ..io.architecture import variant_of
+
+    try:
+        return variant_of(SwiftFormerConfig.from_pretrained(model, local_files_only=True))
+    except (OSError, CheckpointError, ValueError):
+        return None
 
 
 def _read_config_file(path: str | os.PathLike) -> dict[str, Any]:

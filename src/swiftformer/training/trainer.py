@@ -481,9 +481,10 @@ class Trainer:
                 warmup_prefix=False,
                 t_in_epochs=True,
             )
+        total = c.iterations if c.iterations is not None else c.epochs * steps  # an iteration budget: its steps
         return CosineLRScheduler(
             self.optimizer,
-            t_initial=max(1, round((c.epochs - warmup) * steps)),
+            t_initial=max(1, total - round(warmup * steps)),
             lr_min=c.min_lr,
             warmup_t=round(warmup * steps),
             warmup_lr_init=c.warmup_lr,
@@ -682,7 +683,6 @@ class Trainer:
             "model": self.model.state_dict(),
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
             "best_top1": self.best_top1,
             "history": self.history,
             "rng": _rng_state(),
@@ -786,8 +786,9 @@ class Trainer:
             self.model.load_state_dict(state["model"])
             if self.ema is not None and state.get("ema") is not None:
                 self.ema.load_state_dict(state["ema"])
+            elif self.ema is not None:  # EMA turned on at this resume: it starts from the weights trained so far
+                self.ema.set(self.model)
             self.optimizer.load_state_dict(state["optimizer"])
-            self.scheduler.load_state_dict(state["scheduler"])
         except (RuntimeError, ValueError, KeyError) as err:
             lines = [line.strip() for line in str(err).splitlines() if line.strip()]
             detail = lines[1] if len(lines) > 1 else (lines[0] if lines else type(err).__name__)
@@ -797,6 +798,13 @@ class Trainer:
             ) from None
         self.start_epoch, self.best_top1, self.history = state["epoch"], state["best_top1"], list(state["history"])
         _set_rng_state(state["rng"])
+        # The schedule is the one these settings build (a resume may change --epochs, --lr, --min-lr, the warm-up),
+        # set to where the run stopped: timm's schedules are functions of the epoch or step, nothing else carries.
+        if self.start_epoch > 0:
+            if self.scheduler.t_in_epochs:
+                self.scheduler.step(self.start_epoch - 1)  # epoch e + 1 trains at the rate of t = e (fit)
+            else:
+                self.scheduler.step_update(self.start_epoch * len(self.sampler))
 
     def _save_model_folder(self, model: nn.Module, name: str) -> None:
         folder = self.output / name
