@@ -35,10 +35,13 @@ FIELDS = {
 }
 
 
+TINY_BENCH = dict(depths=[1, 1, 1, 1], embed_dims=[8, 8, 16, 16], num_labels=7, image_size=64)
+
+
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
     torch.manual_seed(0)
-    config = SwiftFormerConfig(depths=[1, 1, 1, 1], embed_dims=[8, 8, 16, 16], num_labels=7, image_size=64)
+    config = SwiftFormerConfig(**TINY_BENCH)
     folder = tmp_path_factory.mktemp("bench") / "tiny"
     perturb_(SwiftFormerForImageClassification(config)).save_pretrained(folder)
     return folder
@@ -102,6 +105,14 @@ def test_reference_adds_ratios(model_dir, capsys):
     rows = {r["mode"]: r for r in report["rows"]}
     assert set(rows) == {"reference", "fused"} and rows["reference"]["latency_speedup"] == pytest.approx(1.0)
     assert rows["fused"]["latency_speedup"] > 0 and rows["fused"]["max_rel_diff"] <= 1e-5
+
+
+def test_models_of_one_channel_and_non_square_size_are_fed_their_own_inputs(tmp_path, capsys):
+    torch.manual_seed(0)
+    config = SwiftFormerConfig(**{**TINY_BENCH, "num_channels": 1, "image_size": [40, 48]})
+    perturb_(SwiftFormerForImageClassification(config)).save_pretrained(tmp_path / "gray")
+    report = bench(capsys, "--model", str(tmp_path / "gray"), "--modes", "eager")
+    assert "error" not in report["rows"][0], report["rows"][0]
 
 
 def test_a_failing_mode_is_reported_not_raised(tmp_path, capsys):

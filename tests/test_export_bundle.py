@@ -227,6 +227,20 @@ def test_sidecars_that_are_not_an_earlier_bundle_are_refused(model_dir, tmp_path
     assert (app / "a.required_operators.config").read_text() == "mine"
 
 
+def test_a_plain_export_over_a_bundles_artifact_is_refused(model_dir, tmp_path):
+    """Its manifest, labels and .ort would stay beside it, describing the bundle's uint8 model."""
+    model = load_model(str(model_dir))
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "manifest.json").write_text(json.dumps({"kind": "swiftformer-bundle", "artifact": "a.onnx"}))
+    with pytest.raises(ValueError, match=r"a\.onnx is the artifact of the bundle .*manifest\.json describes"):
+        export(model, app / "a.onnx", "onnx")
+    assert sorted(p.name for p in app.iterdir()) == ["manifest.json"]
+    (app / "manifest.json").write_text(json.dumps({"kind": "swiftformer-bundle", "artifact": "other.onnx"}))
+    need_onnx()
+    export(model, app / "a.onnx", "onnx", latency_runs=0)  # another artifact's bundle: a.onnx is free
+
+
 def test_labels_that_cannot_be_one_line_are_refused(model_dir):
     model = load_model(str(model_dir))
     model.config.id2label = {**LABELS10, 3: "two\nlines"}

@@ -176,6 +176,17 @@ def test_coreml(model, inputs, tmp_path):
 
 
 @pytest.mark.slow
+def test_aoti_of_a_one_channel_model(tmp_path):
+    """Frozen from the channels-last fused model, a 1-channel model's package computed wrong results."""
+    torch.manual_seed(0)
+    config = SwiftFormerConfig(depths=[1, 1, 1, 1], embed_dims=[8, 8, 16, 16], num_labels=4, num_channels=1)
+    model = perturb_(SwiftFormerForImageClassification(config)).eval()
+    gray = torch.randn(3, 1, 40, 40, generator=torch.Generator().manual_seed(7))
+    report = export(model, tmp_path / "gray.pt2", "aoti", image_size=40, verify_inputs=gray, latency_runs=1)
+    assert report.max_rel_diff <= 1e-5 and report.top1_agreement == 1.0
+
+
+@pytest.mark.slow
 def test_aoti(model, inputs, tmp_path):
     path = tmp_path / "tiny.pt2"
     report = export(model, path, "aoti", verify_inputs=inputs, latency_runs=2)
@@ -447,13 +458,16 @@ def test_calibration_uses_the_models_mean_and_std(model, tmp_path):
     save_images(tmp_path / "data" / "cat", 2)
     folder = tmp_path / "model"
     model.save_pretrained(folder)
-    own = SwiftFormerImageProcessor(image_mean=[0.5, 0.5, 0.5], image_std=[0.25, 0.25, 0.25])
-    own.save_pretrained(folder)
-    pixels = load_calibration_images(tmp_path / "data", (16, 16), 4, str(folder))
-    expected = SwiftFormerImageProcessor(size={"height": 16, "width": 16}, image_mean=[0.5] * 3, image_std=[0.25] * 3)
-    assert torch.equal(
-        pixels, expected(sorted((tmp_path / "data").rglob("*.png")), return_tensors="pt")["pixel_values"]
-    )
+    images = sorted((tmp_path / "data").rglob("*.png"))
+    for values in (  # the model's whole value mapping: mean and std, and whether and how it rescales
+        dict(image_mean=[0.5, 0.5, 0.5], image_std=[0.25, 0.25, 0.25]),
+        dict(do_rescale=False, image_mean=[120.0] * 3, image_std=[60.0] * 3, resample="bilinear"),
+        dict(do_normalize=False, rescale_factor=1 / 127.5),
+    ):
+        SwiftFormerImageProcessor(**values).save_pretrained(folder)
+        pixels = load_calibration_images(tmp_path / "data", (16, 16), 4, str(folder))
+        expected = SwiftFormerImageProcessor(size={"height": 16, "width": 16}, **values)
+        assert torch.equal(pixels, expected(images, return_tensors="pt")["pixel_values"]), values
     imagenet = load_calibration_images(tmp_path / "data", (16, 16), 4, "xs")  # a variant: no folder, ImageNet's
     assert not torch.equal(imagenet, pixels)
 

@@ -111,3 +111,13 @@ def test_onnxruntime_backend_matches_eager():
     for precision in ("bf16", "int8"):
         with pytest.raises(ValueError, match=f"{precision} is not offered with backend='onnxruntime'"):
             optimize_for_inference(model, precision, backend="onnxruntime")
+
+
+def test_a_runtime_backend_converts_at_a_non_square_config_size():
+    """Small sizes are exported static: the example must be the config's height × width, not its height twice."""
+    pytest.importorskip("onnxruntime")
+    model = tiny_classifier(image_size=[24, 64])
+    fast = optimize_for_inference(model, "fp32", backend="onnxruntime")
+    x = torch.randn(2, 3, 24, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert_close_rel(fast(x), model(x).logits, rel=1e-5, what="24x64")

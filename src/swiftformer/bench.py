@@ -100,15 +100,15 @@ def measure_mode(args: argparse.Namespace) -> dict[str, Any]:
 
     tuned = tune_malloc() if not args.no_tune_malloc else False
     model = load_model(args.model)  # a folder / hub id, or a variant name with random weights (seed 0)
-    size = args.image_size or (
-        model.config.image_size if isinstance(model.config.image_size, int) else model.config.image_size[0]
-    )
+    config = model.config
+    square = (config.image_size,) * 2 if isinstance(config.image_size, int) else tuple(config.image_size)
+    shape = (config.num_channels, *((args.image_size,) * 2 if args.image_size else square))  # (C, H, W)
     gen = torch.Generator().manual_seed(1)
-    x1 = torch.randn(1, 3, size, size, generator=gen)
-    xn = torch.randn(args.batch_size, 3, size, size, generator=gen)
+    x1 = torch.randn(1, *shape, generator=gen)
+    xn = torch.randn(args.batch_size, *shape, generator=gen)
     with torch.inference_mode():
         expected = model(xn).logits
-        calibration = torch.randn(32, 3, size, size, generator=gen)
+        calibration = torch.randn(32, *shape, generator=gen)
     run = _build(args.worker, model, calibration)
     return _measure(args, run, x1, xn, expected, tuned)
 

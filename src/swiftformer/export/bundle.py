@@ -489,6 +489,24 @@ def check_sidecars(target: Path) -> None:
                 )
 
 
+def check_not_bundled(target: Path) -> None:
+    """Refuse a plain (tensor) export onto the artifact of a bundle: its ``manifest.json``, ``labels.txt`` and
+    ``.ort`` would stay beside it, describing the bundle's uint8 model, not the new one."""
+    from ..io.files import display_path
+
+    manifest_path = target.parent / MANIFEST_FILE
+    try:
+        earlier = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.is_file() else None
+    except (OSError, ValueError):
+        return
+    if isinstance(earlier, dict) and earlier.get("kind") == MANIFEST_KIND and earlier.get("artifact") == target.name:
+        raise ValueError(
+            f"{display_path(target)} is the artifact of the bundle {display_path(manifest_path)} describes; a plain "
+            "export over it would leave the bundle's files describing another model: export the bundle again "
+            "(bundle=True), or export into another folder"
+        )
+
+
 def _entry_file(entry: dict[str, Any], key: str) -> Any:
     """The file name a manifest entry's ``key`` holds: a name, or a record with a ``file``."""
     value = entry.get(key)
@@ -519,6 +537,7 @@ __all__ = [
     "OrtRunner",
     "bundle_spec",
     "bundled_module",
+    "check_not_bundled",
     "check_sidecars",
     "convert_to_ort",
     "manifest",

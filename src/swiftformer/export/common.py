@@ -248,16 +248,14 @@ def size_mb(path: Path) -> float:
 def calibration_processor(
     size: tuple[int, int], image_processor: SwiftFormerImageProcessor | None = None
 ) -> SwiftFormerImageProcessor:
-    """The preprocessing of calibration images: warp to ``size`` (the export's), normalize with
-    ``image_processor``'s mean/std (the model's own), else ImageNet's."""
+    """The preprocessing of calibration images: warp to ``size`` (the export's), then the value mapping of
+    ``image_processor`` (the model's own: its resampling filter, rescaling and normalization, as given), else
+    ImageNet's."""
     from ..image_processing import SwiftFormerImageProcessor
 
-    mean_std: dict[str, Any] = (
-        {}
-        if image_processor is None
-        else {"image_mean": image_processor.image_mean, "image_std": image_processor.image_std}
-    )
-    return SwiftFormerImageProcessor(size={"height": size[0], "width": size[1]}, **mean_std)
+    values = ("resample", "do_rescale", "rescale_factor", "do_normalize", "image_mean", "image_std")
+    own: dict[str, Any] = {} if image_processor is None else {k: getattr(image_processor, k) for k in values}
+    return SwiftFormerImageProcessor(size={"height": size[0], "width": size[1]}, **own)
 
 
 def _spread(items: list[Any], count: int) -> list[Any]:

@@ -138,10 +138,12 @@ def export(
         fmt.check_bundle(precision)
     fmt.require(bundle)
     target = target_path(output, fmt)
-    if bundle:
-        from .bundle import check_sidecars
+    from .bundle import check_not_bundled, check_sidecars
 
+    if bundle:
         check_sidecars(target)
+    else:
+        check_not_bundled(target)
 
     # A float32 CPU copy in eval mode (the caller's model keeps its mode, dtype and device).
     if any(p.dtype != torch.float32 or p.device.type != "cpu" for p in model.parameters()) or model.training:

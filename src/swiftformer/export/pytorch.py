@@ -807,7 +807,9 @@ def export_aoti(ctx: ExportContext) -> Exported:
     import torch
     import torch._inductor
 
-    module = _with_precision(ctx.fused, ctx.precision)
+    # From a contiguous copy: frozen from the channels-last fused model, a 1-channel model computed wrong results
+    contiguous = copy.deepcopy(ctx.fused).to(memory_format=torch.contiguous_format)
+    module = _with_precision(contiguous, ctx.precision)
     with _quiet():
         exported = torch.export.export(module, (ctx.example(2),), dynamic_shapes=(ctx.dims(spatial=False),))
         # freezing constant-folds the weights into prepacked oneDNN layouts, as optimize_for_inference does:

@@ -30,12 +30,12 @@ class PrecisionNotHonouredWarning(RuntimeWarning):
 
 
 def runtime_example(config: SwiftFormerConfig) -> tuple[torch.Tensor, dict[int, Any]]:
-    """(example ``pixel_values`` (2, C, S, S), dynamic dims) with which the fused model is converted for a
-    runtime backend: batch 2 at the config's image size S (a batch of 1 would be exported as a constant), and
-    dynamic batch, height and width (:func:`~.fuse.export_dims`)."""
-    size = config.image_size if isinstance(config.image_size, int) else config.image_size[0]
-    example = torch.randn(2, config.num_channels, size, size, generator=torch.Generator().manual_seed(0))
-    return example, export_dims(config, (size, size), spatial=True)
+    """(example ``pixel_values`` (2, C, H, W), dynamic dims) with which the fused model is converted for a
+    runtime backend: batch 2 at the config's image size H × W (a batch of 1 would be exported as a constant),
+    and dynamic batch, height and width (:func:`~.fuse.export_dims`)."""
+    height, width = (config.image_size,) * 2 if isinstance(config.image_size, int) else config.image_size
+    example = torch.randn(2, config.num_channels, height, width, generator=torch.Generator().manual_seed(0))
+    return example, export_dims(config, (height, width), spatial=True)
 
 
 # ------------------------------------------------------------------------------ ONNX
