@@ -538,6 +538,36 @@ def test_an_iteration_budget_spans_the_cosine_over_its_steps(data_dir: Path, tmp
     assert [m["lr"] for m in read_metrics(out)] == [pytest.approx(1e-6)]
 
 
+def test_mixup_with_gradient_accumulation_keeps_every_micro_batch_even(data_dir: Path, tmp_path: Path, capsys):
+    """timm's Mixup pairs images: micro-batches of 3 (odd), 2 a step, must still train."""
+    argv = ["train", "--data-dir", data_dir, "--output", tmp_path / "run", *FAST, "--epochs", 1, "--mixup", 0.8]
+    code, _, err = run_cli(capsys, *argv, "--batch-size", 3, "--grad-accum-steps", 2)
+    assert code == 0, err
+    assert math.isfinite(read_metrics(tmp_path / "run")[0]["train_loss"])
+
+
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_data_that_cannot_be_read_at_all_is_one_line_not_a_success(tmp_path: Path, capsys, split):
+    data = write_folder(tmp_path / "data", train_per_class=2, val_per_class=1)
+    for image in (data / split).rglob("*.png"):
+        image.write_bytes(b"not an image")
+    argv = ["train", "--data-dir", data, "--output", tmp_path / "run", *FAST, "--epochs", 1]
+    code, _, err = run_cli(capsys, *argv)
+    what = "epoch 1" if split == "train" else "validation"
+    assert code == 2 and f"{what} read none of its images" in err and "check the data" in err, err
+    assert not (tmp_path / "run" / "best").exists()
+
+
+def test_a_resume_restores_metrics_lines_lost_after_the_checkpoint(data_dir: Path, tmp_path: Path, capsys):
+    """Killed between its checkpoint and its metrics.jsonl: the resume writes the line from the checkpoint."""
+    out = tmp_path / "run"
+    assert run_cli(capsys, "train", "--data-dir", data_dir, "--output", out, *FAST, "--epochs", 2)[0] == 0
+    whole = (out / "metrics.jsonl").read_text()
+    (out / "metrics.jsonl").write_text(whole.splitlines(keepends=True)[0])
+    assert run_cli(capsys, "train", "--resume", out)[0] == 0  # nothing left to train
+    assert (out / "metrics.jsonl").read_text() == whole
+
+
 def test_ema_turned_on_at_a_resume_starts_from_the_trained_weights(data_dir: Path, tmp_path: Path, capsys):
     out = tmp_path / "run"
     assert run_cli(capsys, "train", "--data-dir", data_dir, "--output", out, *FAST, "--epochs", 1)[0] == 0
@@ -671,6 +701,18 @@ def test_hard_distillation_loss_and_training(data_dir: Path, tmp_path: Path):
     assert (out.cls_logits.argmax(-1) == targets).float().mean() >= 0.75
 
 
+@pytest.mark.parametrize(
+    "labels", [[*CLASSES, "purple"], ["red", "blue", "green", "yellow"]], ids=["another number", "another order"]
+)
+def test_a_teacher_of_other_classes_is_one_line_before_training(data_dir: Path, tmp_path: Path, capsys, labels):
+    teacher = save_tiny_model(tmp_path / "teacher", labels)
+    fast = [a for a in FAST if a != "--no-teacher"]
+    argv = ["train", "--data-dir", data_dir, "--output", tmp_path / "run", *fast, "--epochs", 1, "--teacher", teacher]
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 2 and f"predicts {len(labels)} classes" in err and "in their order" in err, err
+    assert not (tmp_path / "run").exists()  # refused before anything is written
+
+
 def test_gradient_checkpointing_trains_to_the_same_weights(data_dir: Path, tmp_path: Path):
     weights = {}
     for checkpointing in (False, True):
@@ -692,6 +734,25 @@ def test_gradient_checkpointing_trains_to_the_same_weights(data_dir: Path, tmp_p
 
 
 # ------------------------------------------------------------------------------------------ 7. fine-tuning
+def test_finetune_from_a_model_of_the_same_classes_in_another_order_keeps_each_class_its_head(
+    data_dir: Path, tmp_path: Path, capsys
+):
+    order = ["red", "blue", "green", "yellow"]  # the data's are sorted: blue, green, red, yellow
+    init = save_tiny_model(tmp_path / "init", order, seed=3)
+    before = load_file(init / "model.safetensors")
+    trainer = Trainer(resolve_config("paper", data_dir=str(data_dir), output=str(tmp_path / "run"), init=str(init),
+                                     **{k: v for k, v in FAST_SETTINGS.items() if k != "variant"}))  # fmt: skip
+    assert "in another order; reordered" in capsys.readouterr().out
+    for name in ("head", "dist_head"):
+        for i, label in enumerate(CLASSES):  # the row trained for a class is that class's row now
+            assert torch.equal(
+                trainer.model.state_dict()[f"{name}.weight"][i], before[f"{name}.weight"][order.index(label)]
+            )
+            assert torch.equal(
+                trainer.model.state_dict()[f"{name}.bias"][i], before[f"{name}.bias"][order.index(label)]
+            )
+
+
 def test_finetune_from_init_folder_with_other_classes(data_dir: Path, tmp_path: Path, capsys):
     init = save_tiny_model(tmp_path / "init", ["cat", "dog"], seed=3)
     init_weights = load_file(init / "model.safetensors")

@@ -177,13 +177,20 @@ def param_groups(model: nn.Module, weight_decay: float, layer_scale_decay: bool 
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def build_teacher(config: TrainConfig, num_classes: int) -> nn.Module | None:
-    """The distillation teacher: a model folder / hub id of this library, or a timm model name."""
+def build_teacher(config: TrainConfig, classes: list[str]) -> nn.Module | None:
+    """The distillation teacher: a model folder / hub id of this library, or a timm model name.
+
+    Raises:
+        ValueError: a teacher folder whose classes are not the data's ``classes`` (another number, or named
+            and in another order): its predictions would be targets of other classes.
+    """
     if not config.teacher:
         return None
+    num_classes = len(classes)
     teacher: nn.Module
     if Path(config.teacher).is_dir():
         teacher = SwiftFormerForImageClassification.from_pretrained(config.teacher)
+        _check_teacher_classes(teacher.config, classes, config.teacher)
     else:
         import timm
 
@@ -203,6 +210,18 @@ def build_teacher(config: TrainConfig, num_classes: int) -> nn.Module | None:
     for p in teacher.parameters():
         p.requires_grad_(False)
     return teacher.eval()
+
+
+def _check_teacher_classes(config: SwiftFormerConfig, classes: list[str], where: str) -> None:
+    names = [config.id2label[i] for i in range(config.num_labels)]
+    generic = names == [f"LABEL_{i}" for i in range(len(names))]  # unnamed: only the number can be checked
+    if len(names) != len(classes) or (not generic and names != classes):
+        shown = names if len(names) <= 10 else [*names[:10], "..."]
+        raise ValueError(
+            f"teacher {display_path(where)} predicts {len(names)} classes {shown}, not the data's {len(classes)} "
+            f"{classes if len(classes) <= 10 else [*classes[:10], '...']} in their order: distill from a teacher "
+            "trained on these classes"
+        )
 
 
 def _first_line(err: Exception) -> str:
@@ -305,7 +324,7 @@ class Trainer:
             self.model = self.model.to(memory_format=torch.channels_last)
         if config.gradient_checkpointing:
             self.model.gradient_checkpointing_enable()
-        self.teacher = build_teacher(config, len(self.classes))
+        self.teacher = build_teacher(config, self.classes)
         if self.teacher is not None:
             self.teacher = self.teacher.to(self.device)
         self.ema = None
@@ -442,9 +461,18 @@ class Trainer:
         if c.attention_variant is not None:
             overrides["attention_variant"] = c.attention_variant
         if c.init:
-            return SwiftFormerForImageClassification.from_pretrained(
-                c.init, ignore_mismatched_sizes=True, **overrides
-            ).train()
+            init = SwiftFormerConfig.from_pretrained(c.init)
+            model = SwiftFormerForImageClassification.from_pretrained(c.init, ignore_mismatched_sizes=True, **overrides)
+            names = [init.id2label[i] for i in range(init.num_labels)]
+            if names != self.classes and sorted(names) == sorted(self.classes):
+                # The data's classes in another order: each head row goes to its class's new index
+                order = torch.tensor([names.index(name) for name in self.classes])
+                with torch.no_grad():
+                    for head in (model.head, model.dist_head):
+                        head.weight.copy_(head.weight[order])
+                        head.bias.copy_(head.bias[order])
+                self._log(f"note: the classes of {display_path(c.init)} are the data's in another order; reordered")
+            return model.train()
         return SwiftFormerForImageClassification(SwiftFormerConfig.from_variant(c.variant, **overrides))
 
     def _build_scheduler(self):
@@ -608,11 +636,11 @@ class Trainer:
         images, labels = images.to(self.device), labels.to(self.device)
         if len(labels) == 1 and c.batch_size > 1:
             images, labels = _paired(images, labels)  # the rest of its batch was unreadable
-        if self.mixup is not None and len(labels) % 2:  # timm's Mixup pairs images: needs an even batch
-            images, labels = images[:-1], labels[:-1]
         chunks = list(zip(images.chunk(c.grad_accum_steps), labels.chunk(c.grad_accum_steps)))
         if c.batch_size > 1:  # a micro-batch left with one image by unreadable ones
             chunks = [_paired(x, y) if len(y) == 1 else (x, y) for x, y in chunks]
+        if self.mixup is not None:  # timm's Mixup pairs images: every micro-batch must be even
+            chunks = [(x[:-1], y[:-1]) if len(y) % 2 and len(y) > 1 else (x, y) for x, y in chunks]
         return self._accumulate_and_step([lambda x=x, y=y: self._loss(x, y) for x, y in chunks])
 
     def _accumulate_and_step(self, losses: list[Any]) -> float:
@@ -662,6 +690,8 @@ class Trainer:
             channels_last=self.config.channels_last,
             class_names=self.classes,
         )
+        if result.images == 0:  # a NaN top-1 would pick no best/ and end "successfully"
+            raise ValueError(_none_readable("validation", len(self.val_set), result.unreadable))
         return {"val_top1": result.top1, "val_top5": result.top5, "val_loss": result.loss}
 
     # ------------------------------------------------------------------ checkpoints
@@ -812,21 +842,29 @@ class Trainer:
         self.processor.save_pretrained(folder)
 
     # ------------------------------------------------------------------ the run
+    def _begin(self) -> None:
+        """The main process's start: the output folder (cleared of a killed run's half-done writes), the settings,
+        a resumed run's metrics, the first log line."""
+        c = self.config
+        self.started = True
+        self.output.mkdir(parents=True, exist_ok=True)
+        for folder in (self.output, self.output / "last", self.output / "best"):
+            remove_temporaries(folder)  # of writes a killed run left half-done (its checkpoint, metrics ...)
+        write_json(self.output / TRAIN_CONFIG_NAME, dataclasses.asdict(self.config))
+        if self.history:  # resumed: a run killed between its checkpoint and its metrics lacks the last line
+            self._rewrite_metrics()
+        self._log(
+            f"training {len(self.train_set)} images in {len(self.classes)} classes, validating on "
+            f"{len(self.val_set)}; {self.dist.world_size} process(es), global batch "
+            f"{c.global_batch(self.dist.world_size)}, lr {c.resolved_lr(self.dist.world_size):.3g}, "
+            f"precision {'bf16' if self.amp_dtype else 'fp32'}, teacher {c.teacher or 'none'}"
+        )
+
     def fit(self) -> TrainResult:
         c = self.config
         main = self.dist.is_main
         if main:
-            self.started = True
-            self.output.mkdir(parents=True, exist_ok=True)
-            for folder in (self.output, self.output / "last", self.output / "best"):
-                remove_temporaries(folder)  # of writes a killed run left half-done (its checkpoint, metrics ...)
-            write_json(self.output / TRAIN_CONFIG_NAME, dataclasses.asdict(self.config))
-            self._log(
-                f"training {len(self.train_set)} images in {len(self.classes)} classes, validating on "
-                f"{len(self.val_set)}; {self.dist.world_size} process(es), global batch "
-                f"{c.global_batch(self.dist.world_size)}, lr {c.resolved_lr(self.dist.world_size):.3g}, "
-                f"precision {'bf16' if self.amp_dtype else 'fp32'}, teacher {c.teacher or 'none'}"
-            )
+            self._begin()
         writer = _tensorboard(self.output) if main else None
         last_top1 = None
         for epoch in range(self.start_epoch, c.epochs):
@@ -836,6 +874,8 @@ class Trainer:
                 **self.train_epoch(epoch),
                 "lr": self.optimizer.param_groups[0]["lr"],
             }
+            if metrics["train_images"] == 0:
+                raise ValueError(_none_readable(f"epoch {epoch + 1}", len(self.train_set), metrics["unreadable"]))
             self.scheduler.step(epoch)  # a per-epoch schedule moves here; a per-step one (in train_epoch) ignores it
             if (epoch + 1) % c.eval_every == 0 or epoch + 1 == c.epochs:
                 metrics.update(self.evaluate(self.model))
@@ -896,8 +936,7 @@ class Trainer:
         """Log one epoch. metrics.jsonl is rewritten from the checkpointed history, so a resumed run
         never holds a duplicate or missing line."""
         record = self.history[-1]
-        with atomic_write(self.output / METRICS_NAME, "w") as handle:
-            handle.writelines(json.dumps(r) + "\n" for r in self.history)
+        self._rewrite_metrics()
         if writer is not None:
             for key, value in record.items():
                 if isinstance(value, (int, float)) and key != "epoch":
@@ -909,6 +948,11 @@ class Trainer:
             f"lr {metrics['lr']:.2e}  {metrics['train_images_per_second']:.0f} img/s  "
             f"{metrics['train_seconds']:.1f} s{bad}"
         )
+
+    def _rewrite_metrics(self) -> None:
+        """metrics.jsonl as the checkpointed history holds it."""
+        with atomic_write(self.output / METRICS_NAME, "w") as handle:
+            handle.writelines(json.dumps(r) + "\n" for r in self.history)
 
     def _val_summary(self, metrics: dict[str, Any]) -> tuple[str, str]:
         """The validation figures of an epoch's log line: the model's, the EMA's (empty when not evaluated)."""
@@ -969,6 +1013,12 @@ def _no_replacement_run(output: str | os.PathLike) -> FileNotFoundError:
         f"cannot resume: there is no interrupted overwrite=True run of {display_path(output)} (no "
         f"{display_path(staged)}); drop overwrite=True to resume the run itself"
     )
+
+
+def _none_readable(what: str, images: int, unreadable: list[str]) -> str:
+    """The message of a pass that could read none of its images."""
+    first = f", e.g. {display_path(unreadable[0])}" if unreadable else ""
+    return f"{what} read none of its images ({images} listed, {len(unreadable)} unreadable{first}): check the data"
 
 
 def resume_config(output: str | os.PathLike, *, overwrite: bool = False, **overrides: Any) -> TrainConfig:
