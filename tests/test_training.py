@@ -568,6 +568,22 @@ def test_a_resume_restores_metrics_lines_lost_after_the_checkpoint(data_dir: Pat
     assert (out / "metrics.jsonl").read_text() == whole
 
 
+@pytest.mark.parametrize("size", [256, 384])
+def test_eval_crop_pct_crops_at_every_size(size: int):
+    """From 384 ConvNeXt's processor warps and ignores crop_pct: the validation crop must still be a crop."""
+    from types import SimpleNamespace
+
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (400, 600, 3), dtype=np.uint8))
+
+    def pixels(crop: float) -> torch.Tensor:
+        config = SimpleNamespace(image_size=size, eval_crop_pct=crop)
+        processor = Trainer._eval_processor(SimpleNamespace(config=config))
+        return processor(image, return_tensors="pt")["pixel_values"]
+
+    cropped, whole = pixels(0.875), pixels(1.0)
+    assert cropped.shape == whole.shape == (1, 3, size, size) and not torch.equal(cropped, whole)
+
+
 def test_ema_turned_on_at_a_resume_starts_from_the_trained_weights(data_dir: Path, tmp_path: Path, capsys):
     out = tmp_path / "run"
     assert run_cli(capsys, "train", "--data-dir", data_dir, "--output", out, *FAST, "--epochs", 1)[0] == 0

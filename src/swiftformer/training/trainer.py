@@ -49,7 +49,7 @@ from torch import nn
 
 from ..configuration import SwiftFormerConfig, variant_key
 from ..hardware import cpu_info
-from ..image_processing import SwiftFormerImageProcessor
+from ..image_processing import CONVNEXT_WARP_FROM, SwiftFormerImageProcessor
 from ..io.checkpoints import read_checkpoint
 from ..io.files import (
     atomic_write,
@@ -425,6 +425,10 @@ class Trainer:
         size, crop = self.config.image_size, self.config.eval_crop_pct
         if crop >= 1.0:
             return SwiftFormerImageProcessor(size={"height": size, "width": size}, resample=3)
+        if size >= CONVNEXT_WARP_FROM:  # ConvNeXt's processor warps from there, ignoring crop_pct: crop explicitly
+            return SwiftFormerImageProcessor(
+                size={"shortest_edge": int(size / crop)}, do_center_crop=True, crop_size=size, resample=3
+            )
         return SwiftFormerImageProcessor(size={"shortest_edge": size}, crop_pct=crop, resample=3)
 
     def _train_transform(self):
