@@ -177,6 +177,14 @@ def test_an_output_that_is_a_folder_is_refused_whatever_the_flags(
     assert code == 2 and "is a folder, not a" in err and folder.is_dir() and not list(tmp_path.glob(".out*"))
 
 
+def test_an_output_under_a_file_is_refused_before_the_model_loads(capsys, photos, tmp_path):
+    (tmp_path / "notes").write_text("mine")
+    for output in (tmp_path / "notes" / "preds.jsonl", tmp_path / "notes" / "deeper" / "preds.csv"):
+        code, _, err = cli(capsys, "predict", photos / "d0", "--model", tmp_path / "no-model", "--output", output)
+        assert code == 2 and "notes is a file, not a folder" in err, err
+    assert (tmp_path / "notes").read_text() == "mine"
+
+
 @pytest.mark.parametrize(
     "flags, message",
     [

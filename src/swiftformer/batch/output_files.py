@@ -665,6 +665,7 @@ def _check_existing(target: Path, *, resume: bool, overwrite: bool) -> str:
     kind = output_format(target)
     if target.is_dir():  # an output is one file: a folder is neither resumed nor replaced, empty or not
         raise ValueError(f"output {display_path(target)} is a folder, not a {kind} file; name a file")
+    _check_writable_folder(target)
     if not resume:
         check_target(target, "output", overwrite, hint=RESUME_HINT)
         pending = _pending(target)
@@ -674,6 +675,18 @@ def _check_existing(target: Path, *, resume: bool, overwrite: bool) -> str:
                 "over with overwrite=True"
             )
     return kind
+
+
+def _check_writable_folder(target: Path) -> None:
+    """Refuse, before any work, an output whose folder cannot be made or written in: the nearest existing
+    ancestor of ``target`` must be a folder this process may write in (the lock and the output go there)."""
+    folder = target.absolute().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ValueError(f"output {display_path(target)}: {display_path(folder)} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(f"output {display_path(target)}: cannot write in the folder {display_path(folder)}")
 
 
 def open_output(
