@@ -398,6 +398,14 @@ def test_suffixless_output_gets_the_extension_unless_it_exists(model, inputs, tm
     assert only_entries(tmp_path) == ["digits", "new"]
 
 
+def test_an_output_with_another_formats_extension_is_refused(model, inputs, tmp_path):
+    with pytest.raises(ValueError, match=r"x\.tflite has the extension of tflite exports; a onnx export is a \.onnx"):
+        export(model, tmp_path / "x.tflite", "onnx", verify_inputs=inputs, latency_runs=0)
+    with pytest.raises(ValueError, match=r"x\.onnx has the extension of onnx exports; a openvino export is a dir"):
+        export(model, tmp_path / "x.onnx", "openvino", verify_inputs=inputs, latency_runs=0)
+    assert only_entries(tmp_path) == []
+
+
 # ------------------------------------------------------------------------------------------- report
 def test_report_fields_and_json():
     from swiftformer.export import ExportReport

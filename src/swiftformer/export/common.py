@@ -190,6 +190,14 @@ def target_path(output: str | os.PathLike, fmt: ExportFormat) -> Path:
             target = given.with_name(given.name + fmt.extension)
     if fmt.marker is not None and not fmt.extension and target.suffix == Path(fmt.marker).suffix:  # e.g. xs.xml
         raise ValueError(f"the {fmt.name} export is a directory (holding {fmt.marker}), got {target}")
+    from .formats import FORMATS  # the registry builds on this module
+
+    other = next((f.name for f in FORMATS.values() if f.extension and f.extension == target.suffix.lower()), None)
+    if other is not None and other != fmt.name:  # x.tflite holding ONNX would be read as TFLite, and fail
+        raise ValueError(
+            f"{target} has the extension of {other} exports; a {fmt.name} export is "
+            f"{'a directory' if fmt.is_directory else f'a {fmt.extension} file'}: choose another output"
+        )
     kind = "directory" if fmt.is_directory else "file"
     if target.exists() and target.is_dir() != fmt.is_directory:
         raise ValueError(
