@@ -492,6 +492,8 @@ def test_bad_format_and_precision(model, tmp_path):
         export(model, tmp_path / "m.onnx", "onnx", opset=13)
     with pytest.raises(ValueError, match="fixed input size"):
         export(model, tmp_path / "m.pt2", "aoti", image_size=64, verify_inputs=torch.randn(1, 3, 96, 96))
+    with pytest.raises(ValueError, match=r"fixed input size 32x32 \(below \d+ pixels an export's size is static\)"):
+        export(model, tmp_path / "m.onnx", "onnx", image_size=32, verify_inputs=torch.randn(1, 3, 64, 64))
     assert only_entries(tmp_path) == []
 
 

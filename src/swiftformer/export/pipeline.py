@@ -242,9 +242,13 @@ def _tensor_job(
     if min(model.stage_shapes(*size)[-1]) < 1:
         raise ValueError(f"an input of {size[0]}x{size[1]} is too small for this model's downsampling")
     inputs = _verify_inputs(verify_inputs, channels, size)
-    if fmt.static_size and tuple(inputs.shape[2:]) != size:
+    from ..inference.fuse import min_spatial_size
+
+    small = min(size) < min_spatial_size(model.config)  # exported with a static height and width (export_dims)
+    if (fmt.static_size or small) and tuple(inputs.shape[2:]) != size:
+        why = f" (below {min_spatial_size(model.config)} pixels an export's size is static)" if small else ""
         raise ValueError(
-            f"{fmt.name} has a fixed input size {size[0]}x{size[1]}; verify_inputs are "
+            f"{fmt.name} has a fixed input size {size[0]}x{size[1]}{why}; verify_inputs are "
             f"{inputs.shape[2]}x{inputs.shape[3]}"
         )
     job = _Job(size, inputs, torch.empty(0), REFERENCE)
