@@ -6,6 +6,8 @@ runs ``python -m swiftformer serve`` as a user does. Every wait is bounded.
 
 from __future__ import annotations
 
+import base64
+import gzip
 import io
 import json
 import os
@@ -175,6 +177,7 @@ def test_upload_limit_without_content_length(server, images):
         "error": "the request body is over the server's max_upload_mb (1 MB)",
         "kind": "too_large",
     }
+    assert response.headers["connection"] == "close"  # the rest of the body is never read as a next request
     check_good_request(server.base_url, images[0])
 
 
@@ -256,6 +259,34 @@ def test_tritonclient_encoded_images(server, images):
             assert row[p["index"]] == pytest.approx(p["score"], abs=1e-6)
 
 
+@pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
+def test_tritonclient_compressed_requests(server, images, algorithm):
+    http = pytest.importorskip("tritonclient.http")
+    client = http.InferenceServerClient(url=f"127.0.0.1:{server.port}", network_timeout=TIMEOUT)
+    try:
+        inputs = [http.InferInput("images", [2], "BYTES")]
+        inputs[0].set_data_from_numpy(np.array([p.read_bytes() for p in images[:2]], dtype=np.object_))
+        plain = client.infer(NAME, inputs).as_numpy("probabilities")
+        packed = client.infer(NAME, inputs, request_compression_algorithm=algorithm).as_numpy("probabilities")
+    finally:
+        client.close()
+    np.testing.assert_array_equal(packed, plain)
+
+
+def test_v2_empty_outputs_means_every_output_and_media_types_ignore_case(server, images):
+    image = base64.b64encode(images[0].read_bytes()).decode()
+    request = {"inputs": [{"name": "images", "datatype": "BYTES", "shape": [1], "data": [image]}], "outputs": []}
+    response = httpx.post(f"{server.base_url}/v2/models/{NAME}/infer", json=request, timeout=TIMEOUT)
+    assert [o["name"] for o in response.json()["outputs"]] == ["logits", "probabilities", "labels"]  # KServe's rule
+    form = httpx.Request("POST", "http://x", files=[("file", (images[0].name, images[0].read_bytes()))])
+    body, kind = form.read(), form.headers["content-type"]
+    for content_type in (kind, kind.replace("multipart/form-data", "Multipart/Form-Data")):
+        response = httpx.post(
+            f"{server.base_url}/predict", content=body, headers={"Content-Type": content_type}, timeout=TIMEOUT
+        )
+        assert response.status_code == 200 and response.json()[0]["image"] == images[0].name, response.text
+
+
 def test_tritonclient_errors(server, model_dir, images):
     http = pytest.importorskip("tritonclient.http")
     from tritonclient.utils import InferenceServerException
@@ -330,6 +361,14 @@ V2_BAD = {
         {},
         400,
     ),
+    "an integer float32 cannot hold": (
+        b'{"inputs": [{"name": "pixel_values", "datatype": "FP32", "shape": [1], "data": [1' + b"0" * 400 + b"]}]}",
+        {},
+        400,
+    ),
+    "corrupt gzip": (b"\x1f\x8b not gzip", {"Content-Encoding": "gzip"}, 400),
+    "gzip inflating past the upload limit": (gzip.compress(b" " * (2 << 20)), {"Content-Encoding": "gzip"}, 413),
+    "unknown content encoding": (b"{}", {"Content-Encoding": "br"}, 415),
 }
 
 
@@ -345,6 +384,9 @@ def test_v2_bad_requests(server, images, case):
 def test_v2_versions(server):
     assert httpx.get(f"{server.base_url}/v2/models/{NAME}/versions/1", timeout=TIMEOUT).status_code == 200
     assert httpx.get(f"{server.base_url}/v2/models/{NAME}/versions/2", timeout=TIMEOUT).status_code == 404
+    for odd in ("%C2%B2", "%EF%BC%91"):  # "²" and a full-width "1": digits to str.isdigit, no version numbers
+        response = httpx.get(f"{server.base_url}/v2/models/{NAME}/versions/{odd}", timeout=TIMEOUT)
+        assert response.status_code == 404 and response.json()["kind"] == "not_found", response.text
     assert httpx.get(f"{server.base_url}/v2/models/other/ready", timeout=TIMEOUT).status_code == 404
 
 

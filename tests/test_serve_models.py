@@ -87,6 +87,10 @@ def test_two_models_side_by_side_answer_with_their_own_labels(server, image):
     assert _labels(url, image, "?model=animals") == set(LABELS.values())
     assert _labels(url, image, "?model=colours") == set(COLOURS.values())
     assert _labels(url, image) == set(LABELS.values())  # no ?model=: the first given
+    before = metric(server.metrics(), "swiftformer_requests_total", endpoint="/predict", status="200", model="colours")
+    assert _labels(url, image, "?model=nope&model=colours") == set(COLOURS.values())  # given twice: the last
+    after = metric(server.metrics(), "swiftformer_requests_total", endpoint="/predict", status="200", model="colours")
+    assert after == before + 1  # counted for the model that answered
     body = {"inputs": [{"name": "images", "datatype": "BYTES", "shape": [1], "data": [_b64(image)]}]}
     answer = httpx.post(f"{url}/v2/models/colours/infer", json=body, timeout=TIMEOUT).json()
     assert answer["model_name"] == "colours" and answer["outputs"][0]["shape"] == [1, 3]

@@ -22,6 +22,7 @@ import json
 import logging
 import re
 import time
+import zlib
 from collections.abc import AsyncIterator, Awaitable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
@@ -151,7 +152,7 @@ class _Guard:
             if scope["method"] == "POST" and served is not None:  # images: refused at once when none would be admitted
                 with served.backend.admission(1):
                     pass
-        except ServeError:
+        except BaseException:  # whatever ends the request here, the bytes it reserved go back
             self.budget.give_back(declared or 0)
             raise
         return declared or 0
@@ -167,7 +168,7 @@ def _target(scope: Scope) -> tuple[str | None, str | None] | None:
     path = scope.get("path", "")
     if path in ("/predict", "/explain"):
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-        return query.get("model", [None])[0], query.get("version", [None])[0]
+        return query.get("model", [None])[-1], query.get("version", [None])[-1]  # the last, as FastAPI's Query
     match = _MODEL_PATH.match(path)
     return (match[1], match[2]) if match else None
 
@@ -237,9 +238,34 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
+def _decompressed(body: bytes, encoding: str, settings: ServeSettings) -> bytes:
+    """A v2 request body as sent with ``Content-Encoding`` gzip or deflate (tritonclient's
+    ``request_compression_algorithm``; Triton accepts both), decompressed to at most ``max_upload_mb``."""
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding not in ("gzip", "deflate"):
+        raise ServeError(415, "unsupported_encoding", f"Content-Encoding {encoding!r}: expected gzip, deflate or none")
+    limit = settings.max_upload_bytes
+    inflater = zlib.decompressobj(31 if encoding == "gzip" else 15)  # 31: the gzip wrapper; 15: HTTP's zlib deflate
+    try:
+        plain = inflater.decompress(body, limit + 1)
+    except zlib.error as err:
+        raise ServeError(400, "bad_request", f"the {encoding} request body is corrupt ({err})") from None
+    if len(plain) > limit:  # a small upload that inflates past the limit: the same 413 as a large one
+        raise _too_large(limit)
+    if not inflater.eof:
+        raise ServeError(400, "bad_request", f"the {encoding} request body is truncated")
+    return plain
+
+
 def _too_large(limit: int) -> ServeError:
+    """413, and the connection closed: the rest of a body still arriving must not be read as the next request."""
     return ServeError(
-        413, "too_large", f"the request body is over the server's max_upload_mb ({limit / 1024 / 1024:g} MB)"
+        413,
+        "too_large",
+        f"the request body is over the server's max_upload_mb ({limit / 1024 / 1024:g} MB)",
+        dict(CLOSE),
     )
 
 
@@ -429,8 +455,9 @@ class _Service:
         """A v2 inference request, in JSON or the binary tensor data extension, answered in the same."""
         served = self.repository.get(model_name, version)
         classifier = served.classifier
+        body = _decompressed(await request.body(), request.headers.get("content-encoding", ""), self.settings)
         parsed = parse_infer_request(
-            await request.body(),
+            body,
             request.headers.get(HEADER_LENGTH),
             num_channels=classifier.num_channels,
             input_size=classifier.input_size,
@@ -763,7 +790,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 
 async def _read_uploads(request: Request, max_files: int) -> list[tuple[str, bytes]]:
     """(name, bytes) of each ``file`` field of a multipart form, or of the raw body ('body')."""
-    content_type = request.headers.get("content-type", "")
+    content_type = request.headers.get("content-type", "").lower()  # media types are case-insensitive
     if content_type.startswith("multipart/form-data"):
         try:
             form = await request.form(max_files=max_files + 1, max_fields=max_files + 16)

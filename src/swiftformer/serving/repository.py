@@ -121,7 +121,7 @@ class ModelRepository:
             raise ServeError(404, "not_found", f"unknown model '{shown}'; this server serves {served}")
         if version in (None, ""):
             return versions[max(versions)]
-        if not version.isdigit() or int(version) not in versions:
+        if not (version.isascii() and version.isdigit()) or int(version) not in versions:  # "²" is a digit to str
             listed = ", ".join(map(str, sorted(versions)))
             raise ServeError(
                 404, "not_found", f"model '{name}' has no version '{printable(version)[:20]}' (versions: {listed})"

@@ -147,7 +147,7 @@ def _pixels(item: RequestInput, raw: bytes | None, channels: int, size: tuple[in
             raise _bad(f"input '{PIXELS}' has neither data nor binary_data_size")
         try:
             array = np.asarray(item.data, dtype=np.float32).reshape(-1)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, OverflowError):  # OverflowError: an integer float32 cannot hold
             raise _bad(f"input '{PIXELS}': data must be numbers (flat or nested lists)") from None
         if array.size != count:
             raise _bad(f"input '{PIXELS}': shape {shape} needs {count} values, got {array.size}")
@@ -192,7 +192,7 @@ def _flatten(data: list[Any]) -> list[Any]:
 
 def _outputs(request: InferRequest, default_top_k: int) -> list[OutputSpec]:
     binary_default = _flag(request.parameters, "binary_data_output", False, "the request")
-    if request.outputs is None:
+    if not request.outputs:  # none asked for (absent or empty): every output, as KServe and Triton answer
         return [OutputSpec(name, binary_default, default_top_k if name == "labels" else None) for name in OUTPUTS]
     specs, seen = [], set()
     for output in request.outputs:
