@@ -20,7 +20,7 @@ import tritonclient.http as httpclient  # noqa: E402
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
 from _helpers import make_images  # noqa: E402
-from _serving import NAME, TIMEOUT, RunningServer, settings_for, start_server  # noqa: E402
+from _serving import NAME, TIMEOUT, RunningServer, metric, settings_for, start_server  # noqa: E402
 from swiftformer.cli import main  # noqa: E402
 from swiftformer.serving import ModelSettings, ServeSettings  # noqa: E402
 from swiftformer.serving.auth import Access, KeyCheck, gather_keys, is_loopback, route_access  # noqa: E402
@@ -158,8 +158,12 @@ def test_http_routes_need_the_key(keyed, image, caplog):
             )
             assert answer.status_code == 401, (route, answer.text)
             assert answer.headers["www-authenticate"] == 'Bearer realm="swiftformer"'
+            assert float(answer.headers["x-process-time-ms"]) >= 0  # timed as every response
             assert answer.json()["kind"] == "unauthorized" and "\n" not in answer.json()["error"]
             assert KEY[:-1] not in answer.text
+    text = httpx.get(f"{url}/metrics", timeout=TIMEOUT).text  # counted too, under the route they were for
+    assert metric(text, "swiftformer_requests_total", endpoint="/predict", status="401") == 3
+    assert metric(text, "swiftformer_requests_total", endpoint="/v2/models/{model_name}/infer", status="401") == 3
     answer = httpx.post(f"{url}/predict", content=image, headers=BEARER, timeout=TIMEOUT)
     assert answer.status_code == 200, answer.text
     other = httpx.get(f"{url}/v2/models/{NAME}", headers={"Authorization": f"Bearer {OTHER_KEY}"}, timeout=TIMEOUT)

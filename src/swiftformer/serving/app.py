@@ -46,6 +46,7 @@ from .errors import ServeError
 from .explain import SERVED_METHODS
 from .images import FORMATS, prepare
 from .limits import CLOSE, ByteBudget, allowed_hosts, check_host
+from .metrics import endpoint_label
 from .page import render_page
 from .protocol import (
     ErrorResponse,
@@ -85,8 +86,10 @@ class _Guard:
     ``body_timeout`` (408). A client that disconnects is one log line. Every request is timed and counted by
     route and status (499: the client went away)."""
 
-    def __init__(self, app: ASGIApp, *, settings: ServeSettings, repository: ModelRepository) -> None:
-        self.app, self.limit, self.repository = app, settings.max_upload_bytes, repository
+    def __init__(
+        self, app: ASGIApp, *, settings: ServeSettings, repository: ModelRepository, routes: list[Any]
+    ) -> None:
+        self.app, self.limit, self.repository, self.routes = app, settings.max_upload_bytes, repository, routes
         self.metrics = repository.metrics
         self.hosts = allowed_hosts(settings.host, settings.allowed_hosts)
         self.budget = ByteBudget(int(settings.max_inflight_mb * 1024 * 1024))
@@ -129,9 +132,7 @@ class _Guard:
             )
         finally:
             self.budget.give_back(body.reserved)
-            route = scope.get("route")
-            endpoint = getattr(route, "path", None) or "unmatched"
-            model = _model_label(scope, self.repository)
+            endpoint, model = endpoint_label(scope, self.routes), _model_label(scope, self.repository)
             self.metrics.requests.labels(endpoint, str(status or 500), model).inc()
             self.metrics.latency.labels(endpoint, model).observe(time.perf_counter() - start)
 
@@ -582,10 +583,11 @@ def create_app(repository: ModelRepository, settings: ServeSettings) -> FastAPI:
         docs_url=None,  # Swagger UI and ReDoc load their scripts from a CDN: blank offline (NO_DOCS)
         redoc_url=None,
     )
-    app.add_middleware(_Guard, settings=settings, repository=repository)
+    routes = app.router.routes  # filled below: the middlewares label what they refuse by the route it was for
+    app.add_middleware(_Guard, settings=settings, repository=repository, routes=routes)
     # Added last, so outermost: a request without its key is refused before its Host, size or body are looked at.
     check = KeyCheck(settings.api_keys, settings.admin_keys, settings.protect_health)
-    app.add_middleware(AccessGuard, check=check, metrics=repository.metrics)
+    app.add_middleware(AccessGuard, check=check, metrics=repository.metrics, routes=routes)
     app.state.repository, app.state.service = repository, service
     _add_error_handlers(app, repository)
     _add_image_routes(app, service)

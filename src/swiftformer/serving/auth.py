@@ -27,10 +27,13 @@ import json
 import logging
 import os
 import re
+import time
 from collections.abc import Iterable
 from enum import Enum
 from pathlib import Path
 from typing import Any
+
+from .metrics import endpoint_label
 
 logger = logging.getLogger("swiftformer.serving")
 
@@ -163,12 +166,13 @@ class AccessGuard:
     ``{"error", "kind"}``, and the connection is closed (its body unread). Counted in
     ``swiftformer_errors_total{kind}``."""
 
-    def __init__(self, app: Any, *, check: KeyCheck, metrics: Any = None) -> None:
-        self.app, self.check, self.metrics = app, check, metrics
+    def __init__(self, app: Any, *, check: KeyCheck, metrics: Any = None, routes: list[Any] | None = None) -> None:
+        self.app, self.check, self.metrics, self.routes = app, check, metrics, routes or []
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        start = time.perf_counter()
         authorization = next(
             (value.decode("latin-1") for name, value in scope.get("headers", []) if name == b"authorization"), None
         )
@@ -176,13 +180,15 @@ class AccessGuard:
         if problem is None:
             return await self.app(scope, receive, send)
         status, kind, message = problem
-        if self.metrics is not None:
+        if self.metrics is not None:  # counted and timed as every other response
             self.metrics.count_error(kind)
+            self.metrics.requests.labels(endpoint_label(scope, self.routes), str(status), "").inc()
         body = json.dumps({"error": message, "kind": kind}).encode()
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
             (b"connection", b"close"),
+            (b"x-process-time-ms", f"{(time.perf_counter() - start) * 1000:.2f}".encode()),
         ]
         if status == 401:
             headers.append((b"www-authenticate", REALM.encode()))

@@ -8,6 +8,7 @@ no known model). :meth:`ServeMetrics.for_model` gives one model's view, which th
 from __future__ import annotations
 
 import os
+from collections.abc import MutableMapping
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
@@ -134,3 +135,15 @@ class ModelMetrics:
         self.batch_size.observe(size)
         self.inference.observe(seconds)
         self.images.inc(size)
+
+
+def endpoint_label(scope: MutableMapping[str, Any], routes: list[Any]) -> str:
+    """The route a request is counted under: its path template (``/v2/models/{model_name}/infer``), also for a
+    request refused before routing (a missing key, a size or queue limit), matched against ``routes`` here;
+    ``unmatched`` when no route takes it (a label per raw path would let clients grow the metrics)."""
+    route = scope.get("route")
+    if route is None:
+        from starlette.routing import Match
+
+        route = next((r for r in routes if r.matches(scope)[0] == Match.FULL), None)
+    return getattr(route, "path", None) or "unmatched"
