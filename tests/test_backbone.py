@@ -204,6 +204,23 @@ def test_out_features_and_indices_align_both_ways():
         config.out_features = ["stage9"]
 
 
+def test_the_default_selection_follows_stages_edited_later(tmp_path: Path):
+    """transformers builds a model after config.depths & co. change; the default (last stage) follows them, also
+    for a config read back from a folder, where it is spelled out; a chosen selection stays checked."""
+    config = SwiftFormerConfig()
+    config.depths, config.embed_dims, config.downsamples = [2, 2], [8, 16], [True, True]
+    model = SwiftFormerBackbone(config)
+    assert config.out_features == ["stage2"] and len(model(torch.randn(1, 3, 64, 64)).feature_maps) == 1
+    SwiftFormerConfig(depths=[1, 1], embed_dims=[8, 16], downsamples=[True, True]).save_pretrained(tmp_path)
+    loaded = SwiftFormerConfig.from_pretrained(tmp_path)
+    loaded.update({"depths": [1, 1, 1], "embed_dims": [8, 16, 24], "downsamples": [True, True, True]})
+    assert loaded.out_features == ["stage3"] and loaded.out_indices == [3]
+    chosen = SwiftFormerConfig(out_features=["stage2"])
+    chosen.depths, chosen.embed_dims, chosen.downsamples = [1], [8], [True]
+    with pytest.raises(ValueError, match="stage2"):
+        chosen.validate()
+
+
 def test_backbone_fields_round_trip_and_override(tmp_path: Path):
     config = SwiftFormerConfig(**TINY, out_features=["stem", "stage2"], backbone_norm=True)
     config.save_pretrained(tmp_path)

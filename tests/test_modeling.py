@@ -445,6 +445,26 @@ def test_bad_labels(labels, match):
         model(torch.randn(2, 3, 32, 32), labels=labels)
 
 
+def test_single_label_loss_over_one_class_is_refused():
+    """Cross-entropy over one class is 0 whatever the weights: an edited config must not train on it silently."""
+    model = tiny_model(num_labels=2, problem_type="single_label_classification")
+    model.config.num_labels = 1
+    model = SwiftFormerForImageClassification(model.config)
+    with pytest.raises(ValueError, match=r"needs num_labels > 1 .* got num_labels=1"):
+        model(torch.randn(2, 3, 32, 32), labels=torch.tensor([0, 0]))
+
+
+def test_transformers_generic_forward_keywords_are_ignored_typos_are_not():
+    model = tiny_model().eval()
+    x = torch.randn(2, 3, 32, 32)
+    expected = model(x).logits
+    ignored = dict(output_attentions=False, head_mask=None, interpolate_pos_encoding=False)
+    assert torch.equal(model(x, **ignored).logits, expected)
+    assert torch.equal(model.swiftformer(x, **ignored).last_hidden_state, model.swiftformer(x).last_hidden_state)
+    with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\) \['output_hidden_state'\]"):
+        model(x, output_hidden_state=True)
+
+
 def test_ignore_index_labels_allowed():
     model = tiny_model()
     out = model(torch.randn(2, 3, 32, 32), labels=torch.tensor([-100, 2]))

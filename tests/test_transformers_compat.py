@@ -415,6 +415,8 @@ def test_trainer_fine_tunes_saves_and_resumes(tmp_path: Path, transformers):
         torch.testing.assert_close(reloaded.state_dict()[key], value.cpu())
     resumed = trainer(4).train(resume_from_checkpoint=str(checkpoint))
     assert resumed.global_step == 4
+    predicted = first.predict(Images())  # predictions are the logits alone, as compute_metrics recipes expect
+    assert isinstance(predicted.predictions, np.ndarray) and predicted.predictions.shape == (8, TINY["num_labels"])
 
 
 # ------------------------------------------------------------------------------------------------

@@ -327,6 +327,13 @@ class SwiftFormerConfig:
         # As given until validate() checks them and stores both as lists (anything else, for it to name).
         self._out_features: Any = list(out_features) if isinstance(out_features, (list, tuple)) else out_features
         self._out_indices: Any = list(out_indices) if isinstance(out_indices, (list, tuple)) else out_indices
+        # The default selection (the last stage, also as a saved config.json spells it) follows the number of
+        # stages when depths change later (config.depths = [...]; update()); a chosen one is checked against them.
+        last = len(self.depths) if isinstance(self.depths, list) else None
+        self._last_stage_selected = self._out_features in (None, [f"stage{last}"]) and self._out_indices in (
+            None,
+            [last],
+        )
         self.output_attentions = output_attentions
         self._set_labels(num_labels, id2label, label2id)
         self._keep_extra(extra)
@@ -422,6 +429,8 @@ class SwiftFormerConfig:
     is_encoder_decoder = False  # transformers' common attributes, for its tools that read them
     base_model_tp_plan = None  # no tensor-parallel plan
     has_no_defaults_at_init = False  # SwiftFormerConfig() is a valid config (transformers 4.x attribute)
+    # Outputs transformers' Trainer leaves out of predictions: the two heads' own logits (`logits` is their mean)
+    keys_to_ignore_at_inference: ClassVar[list[str]] = ["cls_logits", "distillation_logits"]
 
     @property
     def dtype(self) -> Any:
@@ -493,6 +502,7 @@ class SwiftFormerConfig:
     @out_features.setter
     def out_features(self, value: Sequence[str] | None) -> None:
         self._set_out_features(value, None)
+        self._last_stage_selected = value is None
 
     @property
     def out_indices(self) -> list[int]:
@@ -502,6 +512,7 @@ class SwiftFormerConfig:
     @out_indices.setter
     def out_indices(self, value: Sequence[int] | None) -> None:
         self._set_out_features(None, value)
+        self._last_stage_selected = value is None
 
     def _set_out_features(self, out_features: Any, out_indices: Any) -> None:
         """Check ``out_features``/``out_indices`` against :attr:`stage_names` and store both, aligned."""
@@ -553,7 +564,10 @@ class SwiftFormerConfig:
         self._check_layers()
         self._check_block_settings()
         self._check_outputs(architecture_only)
-        self._set_out_features(self._out_features, self._out_indices)  # checks, and derives the missing one
+        if self._last_stage_selected:  # the last stage, however many stages there are now
+            self._set_out_features(None, None)
+        else:
+            self._set_out_features(self._out_features, self._out_indices)  # checks, and derives the missing one
 
     def _fail(self, field: str, why: str) -> NoReturn:
         _invalid(field, getattr(self, field), why)

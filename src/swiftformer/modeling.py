@@ -40,7 +40,13 @@ from torch import nn
 from .configuration import SwiftFormerConfig, variant_key
 from .io.checkpoints import BACKBONE_NORMS
 from .layers import ConvEncoder, DropPath, EfficientAdditiveAttention, layer_scale
-from .modeling_utils import SwiftFormerPreTrainedModel, checkpoint_block, require_floating_pixels, take_stage_indices
+from .modeling_utils import (
+    SwiftFormerPreTrainedModel,
+    check_forward_kwargs,
+    checkpoint_block,
+    require_floating_pixels,
+    take_stage_indices,
+)
 from .outputs import BackboneOutput, BaseModelOutputWithNoAttention, ImageClassifierOutputWithNoAttention
 
 __all__ = [
@@ -333,9 +339,13 @@ class SwiftFormerModel(SwiftFormerPreTrainedModel):
         pixel_values: torch.Tensor,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        **kwargs: Any,
     ) -> BaseModelOutputWithNoAttention | tuple[torch.Tensor, ...]:
         """(B, C, H, W) → ``last_hidden_state`` (B, C4, H/32, W/32), plus ``hidden_states`` (the stem's output,
-        then every entry of ``encoder.network``'s) with ``output_hidden_states``; a tuple with ``return_dict=False``."""
+        then every entry of ``encoder.network``'s) with ``output_hidden_states``; a tuple with ``return_dict=False``.
+        transformers' generic keywords with nothing to do here (``output_attentions``, ``head_mask``,
+        ``interpolate_pos_encoding``) are accepted and ignored, as transformers' SwiftFormer does."""
+        check_forward_kwargs(kwargs)
         output_hidden_states = (
             self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
         )
@@ -476,9 +486,12 @@ class SwiftFormerForImageClassification(SwiftFormerPreTrainedModel):
         labels: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        **kwargs: Any,
     ) -> ImageClassifierOutputWithNoAttention | tuple[torch.Tensor, ...]:
         """(B, C, H, W) → ``logits`` (B, num_labels) and both heads' logits; with ``labels`` ((B,) class
-        indices, (B, num_labels) multi-hot or regression targets), also ``loss`` (see :meth:`loss`)."""
+        indices, (B, num_labels) multi-hot or regression targets), also ``loss`` (see :meth:`loss`). Keywords as
+        :meth:`SwiftFormerModel.forward`."""
+        check_forward_kwargs(kwargs)
         return_dict = self.config.return_dict if return_dict is None else return_dict
         outputs = self.swiftformer(pixel_values, output_hidden_states=output_hidden_states, return_dict=True)
         cls_logits, distillation_logits = self.forward_head(outputs.last_hidden_state)
@@ -519,6 +532,11 @@ class SwiftFormerForImageClassification(SwiftFormerPreTrainedModel):
                 return F.mse_loss(logits.squeeze(), labels.squeeze().to(logits.dtype))
             return F.mse_loss(logits, labels.to(logits.dtype))
         if problem_type == "single_label_classification":
+            if self.num_labels < 2:  # cross-entropy over one class is 0 whatever the weights: nothing would train
+                raise ValueError(
+                    "single-label classification needs num_labels > 1 (use 'regression' for one output), got "
+                    f"num_labels={self.num_labels}"
+                )
             if labels.is_floating_point():
                 raise ValueError(f"single-label classification needs integer class indices, got {labels.dtype} labels")
             flat = labels.reshape(-1)

@@ -94,6 +94,19 @@ _register_outputs_as_pytree_nodes()
 # ---------------------------------------------------------------------------------------------------
 
 
+# transformers' generic forward keywords that mean nothing for SwiftFormer (no attention maps, no heads to mask, no
+# position embeddings): accepted and ignored, as transformers' SwiftFormer takes **kwargs.
+IGNORED_FORWARD_KWARGS = frozenset({"output_attentions", "head_mask", "interpolate_pos_encoding"})
+
+
+def check_forward_kwargs(kwargs: dict[str, Any]) -> None:
+    """TypeError naming the keywords of a ``forward`` call that are neither its own nor :data:`IGNORED_FORWARD_KWARGS`
+    (a typo such as ``output_hidden_state`` must not be ignored)."""
+    unknown = sorted(set(kwargs) - IGNORED_FORWARD_KWARGS)
+    if unknown:
+        raise TypeError(f"forward() got unexpected keyword argument(s) {unknown}")
+
+
 def require_floating_pixels(pixel_values: torch.Tensor) -> None:
     """Raw 0-255 integer pixels would give silent garbage: one clear error instead."""
     if not pixel_values.is_floating_point():
@@ -223,6 +236,9 @@ class SwiftFormerPreTrainedModel(nn.Module):
     config_class = SwiftFormerConfig
     base_model_prefix = "swiftformer"
     main_input_name = "pixel_values"
+    # forward takes **kwargs (transformers' generic keywords, ignored), but its loss is a batch mean: transformers'
+    # Trainer must not pass num_items_in_batch and must scale the loss for gradient accumulation itself.
+    accepts_loss_kwargs = False
     supports_gradient_checkpointing = True
     # transformers' declarative class attributes, read by its Trainer, pipelines and loaders: nothing to declare.
     _no_split_modules: ClassVar[list[str]] = []
