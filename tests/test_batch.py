@@ -177,6 +177,14 @@ def test_an_output_that_is_a_folder_is_refused_whatever_the_flags(
     assert code == 2 and "is a folder, not a" in err and folder.is_dir() and not list(tmp_path.glob(".out*"))
 
 
+def test_inputs_without_an_image_file_say_so(capsys, model_dir, tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "notes.txt").write_text("no image")
+    for inputs in ([tmp_path / "empty"], [tmp_path / "*.txt"]):
+        code, _, err = cli(capsys, "predict", *inputs, "--model", model_dir, *FAST)
+        assert code == 1 and "no image files in the inputs" in err, err
+
+
 def test_an_output_under_a_file_is_refused_before_the_model_loads(capsys, photos, tmp_path):
     (tmp_path / "notes").write_text("mine")
     for output in (tmp_path / "notes" / "preds.jsonl", tmp_path / "notes" / "deeper" / "preds.csv"):

@@ -334,6 +334,9 @@ def run_job(args: argparse.Namespace, spec: Any, print_row: Any) -> int:
         return 130
     if args.output:
         print(f"swiftformer {spec.kind}: {summary.line()}", file=sys.stderr)
+    if summary.images == 0 and summary.skipped == 0:  # an empty folder, a pattern matching no image file
+        print(f"swiftformer {spec.kind}: no image files in the inputs ({' '.join(args.images)})", file=sys.stderr)
+        return 1
     return 1 if summary.errors or (overlays is not None and overlays.problems) else 0
 
 
