@@ -195,6 +195,27 @@ def test_model_is_left_as_it_was():
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
+def test_an_ablation_cut_short_leaves_the_model_whole(monkeypatch):
+    """grad-cam swaps a layer for its ablation layer and swaps it back only when the pass ends: an interrupt (or
+    any error) in between must not leave the ablation inside the model."""
+    from pytorch_grad_cam import AblationCAM
+
+    model = tiny_model("l2")
+    before = dict(model.named_modules())
+    x = torch.randn(1, 3, 64, 64)
+    expected = model(x).logits
+
+    def interrupted(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(AblationCAM, "assemble_ablation_scores", interrupted)  # called after the swap
+    with pytest.raises(KeyboardInterrupt):
+        explain_with_scores(model, x, method="ablationcam", layer=["stage2", "stage3"])
+    assert dict(model.named_modules()).keys() == before.keys()
+    assert all(module is before[name] for name, module in model.named_modules())
+    torch.testing.assert_close(model(x).logits, expected)
+
+
 def test_module_is_callable_and_compiled_wrappers_unwrap():
     from swiftformer import explain
 

@@ -382,7 +382,8 @@ def _cam(
         cam = gc.ScoreCAM(wrapper, modules)
         cam.batch_size = GRADIENT_FREE_BATCH
     else:
-        cam = gc.AblationCAM(wrapper, modules, ablation_layer=ZeroAblation(), batch_size=GRADIENT_FREE_BATCH)
+        ablation = ZeroAblation()
+        cam = gc.AblationCAM(wrapper, modules, ablation_layer=ablation, batch_size=GRADIENT_FREE_BATCH)
     try:
         if method not in PER_CHANNEL_METHODS:  # one pass (forward, + backward for gradients) for the batch
             if method in GRADIENT_METHODS:
@@ -399,6 +400,13 @@ def _cam(
             maps, logits = np.concatenate(maps_list), torch.cat(logits_list)
     finally:
         cam.activations_and_grads.release()
+        if method == "ablationcam":  # the package swaps the layer back only when a pass ends (not on Ctrl-C)
+            from pytorch_grad_cam.utils.find_layers import replace_layer_recursive
+
+            present = {id(m) for m in wrapper.modules()}
+            for module in modules:  # the one swapped out, if a pass was cut short, goes back where the ablation is
+                if id(module) not in present:
+                    replace_layer_recursive(wrapper, ablation, module)
     return maps, logits
 
 
