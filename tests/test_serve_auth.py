@@ -211,6 +211,9 @@ def test_grpc_needs_the_key(keyed, image):
         assert caught.value.status() == "StatusCode.UNAUTHENTICATED"
         result = client.infer(NAME, inputs, headers={"authorization": f"Bearer {KEY}"})
         assert result.as_numpy("probabilities").shape == (1, 4)
+        text = httpx.get(f"{keyed.base_url}/metrics", timeout=TIMEOUT).text  # refused calls are counted too
+        assert metric(text, "swiftformer_requests_total", endpoint="grpc:ModelInfer", status="401") == 2
+        assert metric(text, "swiftformer_requests_total", endpoint="grpc:ModelMetadata", status="401") == 1
     finally:
         client.close()
 

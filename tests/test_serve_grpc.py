@@ -316,6 +316,8 @@ def test_a_call_cancelled_while_its_images_wait_for_decoding_is_not_decoded(mode
         (error,) = [a for a in got if not hasattr(a, "status_code")]
         assert "cancel" in str(error).lower()
         assert gate.decoded == ["body", "body"]  # the HTTP requests' only: the call's images never were
+        text = running.metrics()  # the call counted as a client gone, as HTTP counts one
+        assert metric(text, "swiftformer_requests_total", endpoint="grpc:ModelInfer", status="499", model=NAME) == 1
     finally:
         gate.release.set()
         client.close()

@@ -16,6 +16,7 @@ there is none), so a model loaded or unloaded over HTTP is seen here at once.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -166,6 +167,10 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         label = "" if model is None else self.repository.label(model)
         try:
             response = await work()
+        except asyncio.CancelledError:  # the client cancelled the call: counted as HTTP counts a client gone (499)
+            self.metrics.requests.labels(f"grpc:{method}", "499", label).inc()
+            self.metrics.count_error("cancelled", label)
+            raise
         except ServeError as err:
             error = err
         except Exception as err:  # a bug: logged with its traceback, answered INTERNAL in one line
@@ -237,6 +242,8 @@ class KeyInterceptor(grpc.aio.ServerInterceptor):
             return handler
         status, kind, message = problem
         self.metrics.count_error(kind)
+        method = details.method.rsplit("/", 1)[-1]
+        self.metrics.requests.labels(f"grpc:{method}", str(status), "").inc()  # every call is counted
 
         async def refuse(request: Any, context: Any) -> None:
             await context.abort(STATUS_CODES[status], message)
