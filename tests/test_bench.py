@@ -249,6 +249,7 @@ def test_artifact_tflite(tiny_model, tmp_path, capsys):
         (["--artifact", "{tmp}/x.onnx", "--model", "xs"], "--artifact times the file alone: --model cannot be"),
         (["--artifact", "{tmp}/x.onnx", "--modes", "fused", "--batch-size", "2"], "--modes, --batch-size cannot"),
         (["--threads", "2"], "--threads applies to --artifact only"),
+        (["--model", "xs", "--iterations", "0"], "--iterations must be at least 1"),  # the model modes too
         (["--artifact", "{tmp}/x.onnx"], "ONNX Runtime cannot load {tmp}/x.onnx: "),  # not an ONNX file
     ],
 )

@@ -128,6 +128,19 @@ def test_info_folder_text(capsys, model_dir):
     assert "16 x 2 x 3" in out  # last stage at stride 32
 
 
+def test_info_refuses_segmentation_and_detection_folders_in_one_line(capsys, tmp_path):
+    from swiftformer.configuration import SwiftFormerSegmentationConfig
+    from swiftformer.modeling_segmentation import SwiftFormerForSemanticSegmentation
+
+    config = SwiftFormerSegmentationConfig(depths=[1, 1], embed_dims=[8, 16], downsamples=[True, True], num_labels=3)
+    SwiftFormerForSemanticSegmentation(config).save_pretrained(tmp_path / "seg")
+    (tmp_path / "det").mkdir()
+    (tmp_path / "det" / "detector_config.json").write_text("{}")
+    for folder, kind in (("seg", "semantic segmentation"), ("det", "detection")):
+        code, _, err = run(capsys, "info", "--model", tmp_path / folder)
+        assert code == 2 and f"is a {kind} model; info describes image classifiers" in err, err
+
+
 def test_info_stride_is_the_networks_not_a_rounded_ratio(capsys):
     code, out, _ = run(capsys, "info", "--model", "xs", "--image-size", 97, 131, "--json")
     assert code == 0

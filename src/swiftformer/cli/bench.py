@@ -60,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
         return _run_artifact(args)
     if args.threads is not None:
         return fail("--threads applies to --artifact only (the model modes run with torch's thread count)")
+    if args.iterations < 1 or args.warmup < 0:
+        return fail(f"--iterations must be at least 1 and --warmup at least 0, got {args.iterations}, {args.warmup}")
     args.model = args.model or "xs"
     args.batch_size = args.batch_size or 32
     if args.worker:  # inside the subprocess of one mode

@@ -102,6 +102,12 @@ def run(args: argparse.Namespace) -> int:
     problem = check_image_size(args.image_size)
     if problem:
         return fail(problem)
+    from ..detection.config import is_detector
+    from ..modeling_segmentation import is_segmentation_folder
+
+    for kind, found in (("detection", is_detector), ("semantic segmentation", is_segmentation_folder)):
+        if found(args.model):  # read as a classifier, its head would be left out of every figure
+            return fail(f"{args.model} is a {kind} model; info describes image classifiers (variants, model folders)")
     report = describe(args.model, hub_options(args), args.image_size)
     if hardware is not None:
         report["hardware"] = hardware

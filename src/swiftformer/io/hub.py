@@ -75,10 +75,10 @@ def resolve_file(
         raise FileNotFoundError(f"{path} is a file; expected a model folder (with {filename}) or a hub id.")
 
     name = os.fspath(name_or_path)
-    if name.startswith((".", "/", "~")) or name.count("/") != 1 or (os.sep != "/" and os.sep in name):
-        raise FileNotFoundError(f"No such folder: {name!r} (and it is not a hub id of the form 'owner/name').")
     if name.lower().endswith((".pth", ".pt", ".bin", ".safetensors", ".ckpt")):  # a weights file, not a repo
         raise FileNotFoundError(f"No such file: {name!r}.")
+    if name.startswith((".", "/", "~")) or name.count("/") != 1 or (os.sep != "/" and os.sep in name):
+        raise FileNotFoundError(f"No such folder: {name!r} (and it is not a hub id of the form 'owner/name').")
 
     # Imported here: huggingface_hub is only needed for hub ids.
     from huggingface_hub import hf_hub_download

@@ -384,6 +384,9 @@ MAX_IMAGE_SIZE = 8192  # the limit of image sizes, as for preprocessor configs
 CLIP_MODES = ("norm", "value", "agc")  # timm.utils.dispatch_clip_grad's modes
 
 
+MAX_LR = 1000.0  # the largest learning rate (and base, minimum and warm-up rate) a config may ask for
+
+
 def _validate(config: TrainConfig) -> None:
     """Check every setting's type and range; one ``ValueError`` naming the first bad one."""
     _check_ranges(config)
@@ -443,14 +446,27 @@ def _check_ranges(config: TrainConfig) -> None:
         "expected a probability in [0, 1]",
     )
     _require(config, ("ema_decay",), lambda v: _number(v) and 0 <= v < 1, "expected a number in [0, 1)")
-    _require(config, ("base_lr", "opt_eps"), lambda v: _number(v) and v > 0, "expected a positive number")
+    _require(config, ("opt_eps",), lambda v: _number(v) and v > 0, "expected a positive number")
+    # A learning rate over MAX_LR is a typo, and past float32's range it overflows in the optimizer (a traceback)
+    _require(config, ("base_lr",), lambda v: _number(v) and 0 < v <= MAX_LR, f"expected a number in (0, {MAX_LR:g}]")
     _require(
         config,
-        ("min_lr", "warmup_lr", "warmup_epochs", "weight_decay", "mixup", "cutmix"),
+        ("min_lr", "warmup_lr"),
+        lambda v: _number(v) and 0 <= v <= MAX_LR,
+        f"expected a number in [0, {MAX_LR:g}]",
+    )
+    _require(
+        config,
+        ("warmup_epochs", "weight_decay", "mixup", "cutmix"),
         lambda v: _number(v) and v >= 0,
         "expected a non-negative number",
     )
-    _require(config, ("lr",), lambda v: v is None or (_number(v) and v > 0), "expected a positive number or none")
+    _require(
+        config,
+        ("lr",),
+        lambda v: v is None or (_number(v) and 0 < v <= MAX_LR),
+        f"expected a number in (0, {MAX_LR:g}] or none",
+    )
     _require(
         config,
         ("clip_grad", "color_jitter"),
