@@ -383,7 +383,8 @@ API_CASES: list[tuple[str, Callable[[Path], object], type[BaseException], str]] 
     ("train-api-unsafe-yaml", lambda t: resolve_config(
         None, (t / "x.yaml").write_text("lr: !!python/name:os.system\n") and t / "x.yaml"), ValueError,
      "unsupported tag"),
-    ("train-api-lr-list", lambda t: resolve_config(None, lr=[1, 2]), ValueError, "lr=[1, 2] is invalid: expected a number"),
+    ("train-api-lr-list", lambda t: resolve_config(None, lr=[1, 2]), ValueError,
+     "lr=[1, 2] is invalid: expected a number"),
     ("train-api-lr-huge", lambda t: resolve_config(None, lr=1e38), ValueError, "expected a number in (0, 1000]"),
     ("target-nonempty", lambda t: check_target((t / "x").mkdir() or (t / "x" / "f").touch() or t / "x", "folder"),
      FileExistsError, "already exists and holds f"),

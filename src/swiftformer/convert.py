@@ -229,11 +229,9 @@ def convert_checkpoint(
     model_class = SwiftFormerModel if backbone_only else SwiftFormerForImageClassification
     with torch.device("meta"):  # no weight init: every tensor comes from the checkpoint
         model = model_class(config)
-    expected = model.state_dict()
-    integer = [k for k, v in our_state_dict.items() if k in expected and expected[k].is_floating_point()]
-    refuse_integer_weights(
-        [k for k in integer if not our_state_dict[k].is_floating_point()], model_class.__name__, os.fspath(src)
-    )
+    floating = {k for k, v in model.state_dict().items() if v.is_floating_point()}
+    integer = [k for k, v in our_state_dict.items() if k in floating and not v.is_floating_point()]
+    refuse_integer_weights(integer, model_class.__name__, os.fspath(src))
     our_state_dict = {k: v.float() if v.is_floating_point() else v for k, v in our_state_dict.items()}
     model.load_state_dict(our_state_dict, strict=True, assign=True)
     with staging(output_dir) as staged:  # complete before it replaces anything

@@ -614,8 +614,8 @@ def check_output(
 
     Without ``resume`` an existing output is refused (:func:`~swiftformer.io.files.check_target`), and so are
     the part files of an interrupted Parquet run, unless ``overwrite``. With ``resume`` the output may be
-    missing (the run starts). A folder is refused whatever the flags (an output is one file). An output another run holds is refused. Given the run's
-    ``columns``, what the run would read is checked whole too (the output to resume, an interrupted
+    missing (the run starts). A folder is refused whatever the flags (an output is one file). An output another
+    run holds is refused. Given the run's ``columns``, what the run would read is checked whole too (the output to resume, an interrupted
     replacement to start over: a file of another kind, damaged, or with other columns is refused).
 
     Raises:

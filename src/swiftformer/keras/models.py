@@ -225,8 +225,8 @@ class TFSwiftFormerPreTrainedModel(keras.Model):
     ) -> Any:
         """A batched ``tf.data.Dataset`` for ``fit`` / ``evaluate`` from a Hugging Face ``datasets.Dataset``
         (transformers' TF helper): the columns :meth:`call` takes, as dicts, and with a ``labels`` column (or
-        ``label`` / ``label_ids``, as transformers' collator renames them) ``(inputs, labels)`` pairs; other columns (file names, raw images) are dropped. The columns are
-        read whole into memory, so this suits datasets of preprocessed arrays that fit there."""
+        ``label`` / ``label_ids``, as transformers' collator renames them) ``(inputs, labels)`` pairs; other
+        columns (file names, raw images) are dropped. The columns are read whole into memory, so this suits datasets of preprocessed arrays that fit there."""
         import tensorflow as tf  # the tf extra: a tf.data pipeline on every backend
 
         takes = {"pixel_values", *inspect.signature(self.call).parameters} - {

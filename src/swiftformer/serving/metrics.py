@@ -86,7 +86,8 @@ class ServeMetrics:
         )
         self.cancelled = Counter(
             "swiftformer_cancelled",
-            "Images dropped before they reached the model (waiting to be decoded, or in the queue): their client disconnected",
+            "Images dropped before they reached the model (waiting to be decoded, or in the queue): their client "
+            "disconnected",
             ["model"],
             registry=registry,
         )

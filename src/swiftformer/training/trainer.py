@@ -465,8 +465,10 @@ class Trainer:
         if c.attention_variant is not None:
             overrides["attention_variant"] = c.attention_variant
         if c.init:
-            init = SwiftFormerConfig.from_pretrained(c.init)
-            model = SwiftFormerForImageClassification.from_pretrained(c.init, ignore_mismatched_sizes=True, **overrides)
+            init = SwiftFormerConfig.from_pretrained(c.init)  # read once: its labels are compared below
+            model = SwiftFormerForImageClassification.from_pretrained(
+                c.init, config=init, ignore_mismatched_sizes=True, **overrides
+            )
             names = [init.id2label[i] for i in range(init.num_labels)]
             if names != self.classes and sorted(names) == sorted(self.classes):
                 # The data's classes in another order: each head row goes to its class's new index
